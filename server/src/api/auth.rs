@@ -1,0 +1,313 @@
+//! Registration, login and logout.
+
+use axum::extract::{Query, State};
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+use crate::config::Registration;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{hash_token, Auth, Body};
+use crate::ids;
+use crate::service::{devices, uia};
+use crate::state::AppState;
+use crate::store::users;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/_matrix/client/v3/register", post(register))
+        .route("/_matrix/client/v3/register/available", get(available))
+        .route(
+            "/_matrix/client/v1/register/m.login.registration_token/validity",
+            get(token_validity),
+        )
+        .route("/_matrix/client/v3/login", get(login_flows).post(login))
+        .route("/_matrix/client/v3/logout", post(logout))
+        .route("/_matrix/client/v3/logout/all", post(logout_all))
+}
+
+/// The `ClientIp` of a request, for per-address login limits.
+pub struct ClientIp(pub String);
+
+impl axum::extract::FromRequestParts<AppState> for ClientIp {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        Ok(ClientIp(super::client_ip(&parts.extensions)))
+    }
+}
+
+fn check_login_rate(state: &AppState, key: &str) -> ApiResult<()> {
+    if state.config.rate_limit.enabled {
+        state
+            .login_limiter
+            .check(key)
+            .map_err(ApiError::limit_exceeded)?;
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct RegisterQuery {
+    kind: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RegisterBody {
+    auth: Option<Value>,
+    username: Option<String>,
+    password: Option<String>,
+    device_id: Option<String>,
+    initial_device_display_name: Option<String>,
+    #[serde(default)]
+    inhibit_login: bool,
+}
+
+/// `POST /_matrix/client/v3/register`
+async fn register(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Query(query): Query<RegisterQuery>,
+    Body(body): Body<RegisterBody>,
+) -> ApiResult<Json<Value>> {
+    if query.kind.as_deref().is_some_and(|k| k != "user") {
+        return Err(ApiError::forbidden("Guest access is not enabled")
+            .with_code("M_GUEST_ACCESS_FORBIDDEN"));
+    }
+    let flows: &[&[&str]] = match state.config.registration {
+        Registration::Closed => {
+            return Err(ApiError::forbidden(
+                "Registration is disabled on this server",
+            ))
+        }
+        Registration::Open => &[&[uia::DUMMY]],
+        Registration::Token => &[&[uia::REGISTRATION_TOKEN]],
+    };
+    let localpart = match &body.username {
+        Some(name) => name.to_lowercase(),
+        None => ids::random_string(12).to_lowercase(),
+    };
+    let user_id = validate_new_user_id(&state, &localpart)?;
+    if users::get(&mut *state.store.read().await?, &user_id)
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "M_USER_IN_USE",
+            "That user id is taken",
+        ));
+    }
+    let password = body
+        .password
+        .map(Zeroizing::new)
+        .ok_or_else(|| ApiError::missing_param("password is required"))?;
+    validate_password(&password)?;
+    if body.auth.is_some() {
+        check_login_rate(&state, &format!("register:{ip}"))?;
+    }
+    uia::check(&state, flows, body.auth.as_ref(), None).await?;
+
+    let hash = crate::password::hash(password)
+        .await
+        .map_err(|_| ApiError::internal())?;
+    let created = users::create(
+        &mut *state.store.read().await?,
+        &user_id,
+        Some(&hash),
+        false,
+        &localpart,
+        state.now_ms(),
+    )
+    .await?;
+    if !created {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "M_USER_IN_USE",
+            "That user id is taken",
+        ));
+    }
+    tracing::info!("registered a new user");
+    if body.inhibit_login {
+        return Ok(Json(
+            json!({ "user_id": user_id, "home_server": state.server_name() }),
+        ));
+    }
+    let session = devices::open_session(
+        &state,
+        &user_id,
+        body.device_id.as_deref(),
+        body.initial_device_display_name.as_deref(),
+    )
+    .await?;
+    Ok(Json(session.to_json(&state)))
+}
+
+pub fn validate_new_user_id(state: &AppState, localpart: &str) -> ApiResult<String> {
+    if !ids::is_valid_localpart(localpart) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "M_INVALID_USERNAME",
+            "User names may contain only a-z, 0-9 and . _ = - / +",
+        ));
+    }
+    let user_id = state.user_id(localpart);
+    if user_id.len() > 255 {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "M_INVALID_USERNAME",
+            "User id is too long",
+        ));
+    }
+    Ok(user_id)
+}
+
+pub fn validate_password(password: &str) -> ApiResult<()> {
+    if password.is_empty() || password.len() > 1024 {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "M_WEAK_PASSWORD",
+            "Password must be 1 to 1024 bytes",
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct AvailableQuery {
+    username: String,
+}
+
+/// `GET /_matrix/client/v3/register/available`
+async fn available(
+    State(state): State<AppState>,
+    Query(q): Query<AvailableQuery>,
+) -> ApiResult<Json<Value>> {
+    let user_id = validate_new_user_id(&state, &q.username.to_lowercase())?;
+    if users::get(&mut *state.store.read().await?, &user_id)
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "M_USER_IN_USE",
+            "That user id is taken",
+        ));
+    }
+    Ok(Json(json!({ "available": true })))
+}
+
+#[derive(Deserialize)]
+struct ValidityQuery {
+    token: String,
+}
+
+/// `GET /_matrix/client/v1/register/m.login.registration_token/validity`
+async fn token_validity(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Query(q): Query<ValidityQuery>,
+) -> ApiResult<Json<Value>> {
+    check_login_rate(&state, &format!("token:{ip}"))?;
+    let valid = users::registration_token_valid(
+        &mut *state.store.read().await?,
+        &hash_token(&q.token),
+        state.now_ms(),
+    )
+    .await?;
+    Ok(Json(json!({ "valid": valid })))
+}
+
+/// `GET /_matrix/client/v3/login`
+async fn login_flows() -> Json<Value> {
+    Json(json!({ "flows": [{ "type": "m.login.password" }] }))
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    #[serde(rename = "type")]
+    kind: String,
+    identifier: Option<Value>,
+    user: Option<String>,
+    password: Option<String>,
+    device_id: Option<String>,
+    initial_device_display_name: Option<String>,
+}
+
+/// `POST /_matrix/client/v3/login`
+async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Body(body): Body<LoginBody>,
+) -> ApiResult<Json<Value>> {
+    if body.kind != "m.login.password" {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "M_UNKNOWN",
+            "Unsupported login type",
+        ));
+    }
+    let name = match &body.identifier {
+        Some(identifier) => {
+            if identifier.get("type").and_then(Value::as_str) != Some("m.id.user") {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "M_UNKNOWN",
+                    "Only m.id.user identifiers are supported",
+                ));
+            }
+            identifier
+                .get("user")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        }
+        None => body.user.clone(),
+    }
+    .ok_or_else(|| ApiError::missing_param("identifier.user is required"))?;
+    let user_id = if name.starts_with('@') {
+        name.to_lowercase()
+    } else {
+        state.user_id(&name.to_lowercase())
+    };
+    check_login_rate(&state, &format!("login:{ip}"))?;
+    check_login_rate(&state, &format!("login:{user_id}"))?;
+    let password = Zeroizing::new(body.password.unwrap_or_default());
+    let user = users::get(&mut *state.store.read().await?, &user_id).await?;
+    let stored = user
+        .as_ref()
+        .filter(|u| !u.deactivated)
+        .and_then(|u| u.password_hash.clone());
+    if !crate::password::verify(password, stored).await {
+        tracing::info!("failed login attempt");
+        return Err(ApiError::forbidden("Invalid username or password"));
+    }
+    let session = devices::open_session(
+        &state,
+        &user_id,
+        body.device_id.as_deref(),
+        body.initial_device_display_name.as_deref(),
+    )
+    .await?;
+    tracing::info!("user logged in");
+    Ok(Json(session.to_json(&state)))
+}
+
+/// `POST /_matrix/client/v3/logout`
+async fn logout(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+    devices::delete_devices(&state, &auth.user_id, std::slice::from_ref(&auth.device_id)).await?;
+    Ok(Json(json!({})))
+}
+
+/// `POST /_matrix/client/v3/logout/all`
+async fn logout_all(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+    let all: Vec<String> =
+        crate::store::devices::list(&mut *state.store.read().await?, &auth.user_id)
+            .await?
+            .into_iter()
+            .map(|d| d.device_id)
+            .collect();
+    devices::delete_devices(&state, &auth.user_id, &all).await?;
+    Ok(Json(json!({})))
+}

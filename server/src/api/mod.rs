@@ -1,0 +1,183 @@
+//! HTTP handlers, one module per area of the Client-Server API. Each module
+//! exposes `routes()`; this module joins them and adds the cross-cutting
+//! layers: rate limits, the Matrix error shape for every failure, CORS,
+//! request logging without secrets, and panic containment.
+
+pub mod account;
+pub mod account_data;
+pub mod auth;
+pub mod backup;
+pub mod devices;
+pub mod discovery;
+pub mod ephemeral;
+pub mod events;
+pub mod filters;
+pub mod keys;
+pub mod media;
+pub mod membership;
+pub mod profile;
+pub mod pushrules;
+pub mod rooms;
+pub mod sync;
+pub mod to_device;
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tower_http::cors::{Any, CorsLayer};
+
+use crate::error::ApiError;
+use crate::extract::{access_token, hash_token};
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(discovery::routes())
+        .merge(auth::routes())
+        .merge(account::routes())
+        .merge(devices::routes())
+        .merge(rooms::routes())
+        .merge(membership::routes())
+        .merge(events::routes())
+        .merge(sync::routes())
+        .merge(keys::routes())
+        .merge(to_device::routes())
+        .merge(backup::routes())
+        .merge(media::routes())
+        .merge(profile::routes())
+        .merge(account_data::routes())
+        .merge(pushrules::routes())
+        .merge(filters::routes())
+        .merge(ephemeral::routes())
+        .fallback(unrecognized)
+        .method_not_allowed_fallback(method_not_allowed);
+
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("x-requested-with"),
+        ]);
+
+    api.layer(middleware::from_fn_with_state(state.clone(), rate_limit))
+        .layer(middleware::from_fn(matrix_error_shape))
+        .layer(middleware::from_fn(log_request))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            ApiError::internal().into_response()
+        }))
+        .layer(cors)
+        .with_state(state)
+}
+
+async fn unrecognized() -> ApiError {
+    ApiError::unrecognized("Unrecognized request")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "M_UNRECOGNIZED",
+        "Method not allowed on this endpoint",
+    )
+}
+
+/// Per-user (or per-address, before login) token buckets.
+async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if !state.config.rate_limit.enabled || req.uri().path() == "/health" {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let key = match access_token(&parts) {
+        Some(token) => {
+            let digest = hash_token(&token);
+            format!(
+                "t:{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+                digest[0],
+                digest[1],
+                digest[2],
+                digest[3],
+                digest[4],
+                digest[5],
+                digest[6],
+                digest[7]
+            )
+        }
+        None => format!("ip:{}", client_ip(&parts.extensions)),
+    };
+    if let Err(wait) = state.limiter.check(&key) {
+        return ApiError::limit_exceeded(wait).into_response();
+    }
+    next.run(Request::from_parts(parts, body)).await
+}
+
+pub fn client_ip(extensions: &axum::http::Extensions) -> String {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ci| ci.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Axum's own rejections (bad path or query parameters, wrong method) answer
+/// in plain text; clients expect `{"errcode", "error"}` from every failure.
+async fn matrix_error_shape(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return response;
+    }
+    let errcode = match status {
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => "M_UNRECOGNIZED",
+        StatusCode::PAYLOAD_TOO_LARGE => "M_TOO_LARGE",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "M_NOT_JSON",
+        StatusCode::UNPROCESSABLE_ENTITY => "M_BAD_JSON",
+        StatusCode::BAD_REQUEST => "M_INVALID_PARAM",
+        _ => "M_UNKNOWN",
+    };
+    let body = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    let message = String::from_utf8_lossy(&body).trim().to_owned();
+    let message = if message.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        message
+    };
+    ApiError::new(status, errcode, message).into_response()
+}
+
+/// Logs the route template, never the raw URI: paths carry room and user
+/// ids, and the query string may carry an access token.
+async fn log_request(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "<unmatched>".into());
+    let started = std::time::Instant::now();
+    let mut response = next.run(req).await;
+    tracing::info!(%method, route, status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

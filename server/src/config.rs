@@ -1,0 +1,292 @@
+//! Server configuration: a TOML file overlaid with `CLOISTER_*` environment
+//! variables. Every key has a working default, so `cloister serve` runs with
+//! no file at all.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The `server_name` part of every user id and room alias.
+    pub server_name: String,
+    pub listen: SocketAddr,
+    /// The URL clients reach us on; derived from `listen` when empty.
+    pub public_baseurl: String,
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; empty means SQLite in `data_dir`.
+    pub database_url: String,
+    pub registration: Registration,
+    /// `human` or `json`.
+    pub log_format: LogFormat,
+    pub limits: Limits,
+    pub rate_limit: RateLimit,
+    pub encryption: Encryption,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    Closed,
+    Open,
+    Token,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest JSON request body, in bytes.
+    pub max_request_body: usize,
+    /// Largest event (its serialized content), in bytes; the Matrix limit is 65536.
+    pub max_event_size: usize,
+    /// Largest media upload, in bytes.
+    pub max_upload_size: usize,
+    /// Longest long-poll `/sync` timeout honoured, in milliseconds.
+    pub max_sync_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimit {
+    pub enabled: bool,
+    /// Sustained requests per second per user (or per IP when unauthenticated).
+    pub per_second: f64,
+    pub burst: f64,
+    /// Login and registration attempts per second per IP.
+    pub login_per_second: f64,
+    pub login_burst: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Encryption {
+    /// Room ids exempt from the encryption-only rule. Empty by default.
+    pub plaintext_rooms: BTreeSet<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server_name: "localhost".into(),
+            listen: "127.0.0.1:8008".parse().expect("valid default address"),
+            public_baseurl: String::new(),
+            data_dir: PathBuf::from("./cloister-data"),
+            database_url: String::new(),
+            registration: Registration::Closed,
+            log_format: LogFormat::Human,
+            limits: Limits::default(),
+            rate_limit: RateLimit::default(),
+            encryption: Encryption::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_body: 1024 * 1024,
+            max_event_size: 65_536,
+            max_upload_size: 50 * 1024 * 1024,
+            max_sync_timeout_ms: 60_000,
+        }
+    }
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            enabled: true,
+            per_second: 20.0,
+            burst: 200.0,
+            login_per_second: 0.5,
+            login_burst: 10.0,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads `path` (if given), then applies `CLOISTER_*` overrides from `env`.
+    ///
+    /// Nested keys use a double underscore: `CLOISTER_LIMITS__MAX_UPLOAD_SIZE`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        let known = toml::Table::try_from(Config::default())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix("CLOISTER_") else {
+                continue;
+            };
+            let path: Vec<String> = key.to_lowercase().split("__").map(str::to_owned).collect();
+            if !is_known_key(&known, &path) {
+                continue;
+            }
+            set_path(&mut table, &path, parse_env_value(&value));
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !crate::ids::is_valid_server_name(&self.server_name) {
+            return Err(ConfigError::Invalid(format!(
+                "server_name {:?} is not a valid Matrix server name",
+                self.server_name
+            )));
+        }
+        if self.limits.max_event_size > 65_536 {
+            return Err(ConfigError::Invalid(
+                "limits.max_event_size may not exceed the Matrix limit of 65536".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("cloister.db").display()
+            )
+        } else {
+            self.database_url.clone()
+        }
+    }
+
+    pub fn media_dir(&self) -> PathBuf {
+        self.data_dir.join("media")
+    }
+
+    pub fn public_baseurl(&self) -> String {
+        let url = if self.public_baseurl.is_empty() {
+            format!("http://{}/", self.listen)
+        } else {
+            self.public_baseurl.clone()
+        };
+        if url.ends_with('/') {
+            url
+        } else {
+            url + "/"
+        }
+    }
+}
+
+fn is_known_key(known: &toml::Table, path: &[String]) -> bool {
+    match path {
+        [] => false,
+        [last] => known.contains_key(last),
+        [first, rest @ ..] => {
+            matches!(known.get(first), Some(toml::Value::Table(t)) if is_known_key(t, rest))
+        }
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    match path {
+        [] => {}
+        [last] => {
+            table.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(inner) = entry {
+                set_path(inner, rest, value);
+            }
+        }
+    }
+}
+
+/// Environment values are TOML scalars or arrays when they parse as such
+/// (`8008`, `true`, `["!a:b"]`), and plain strings otherwise.
+fn parse_env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_work_without_a_file() {
+        let config = Config::load(None, Vec::new()).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8008");
+        assert_eq!(config.registration, Registration::Closed);
+        assert!(config.database_url().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn environment_overrides_file_and_nested_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "server_name = \"file.example\"\n[limits]\nmax_upload_size = 5\n",
+        )
+        .unwrap();
+        let env = vec![
+            (
+                "CLOISTER_SERVER_NAME".to_string(),
+                "env.example".to_string(),
+            ),
+            ("CLOISTER_REGISTRATION".into(), "token".into()),
+            ("CLOISTER_LIMITS__MAX_EVENT_SIZE".into(), "1000".into()),
+            ("CLOISTER_TEST_SOMETHING_ELSE".into(), "ignored".into()),
+            ("PATH".into(), "/bin".into()),
+        ];
+        let config = Config::load(Some(&path), env).unwrap();
+        assert_eq!(config.server_name, "env.example");
+        assert_eq!(config.registration, Registration::Token);
+        assert_eq!(config.limits.max_upload_size, 5);
+        assert_eq!(config.limits.max_event_size, 1000);
+    }
+
+    #[test]
+    fn invalid_values_are_reported() {
+        let env = vec![("CLOISTER_REGISTRATION".to_string(), "sometimes".to_string())];
+        assert!(Config::load(None, env).is_err());
+        let env = vec![("CLOISTER_SERVER_NAME".to_string(), "bad name!".to_string())];
+        assert!(Config::load(None, env).is_err());
+    }
+}

@@ -1,0 +1,160 @@
+//! Request extractors that answer in the Matrix error shape: the access-token
+//! check ([`Auth`]) and JSON bodies ([`Body`]).
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::canonical::check_numbers;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub user_id: String,
+    pub device_id: String,
+    pub is_admin: bool,
+}
+
+/// Tokens are stored as SHA-256 digests: a database leak yields no usable
+/// token, and looking up by digest leaks nothing through timing.
+pub fn hash_token(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// The access token from `Authorization: Bearer` or the deprecated
+/// `access_token` query parameter.
+pub fn access_token(parts: &Parts) -> Option<String> {
+    if let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+        return header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(|t| t.trim().to_owned());
+    }
+    let query = parts.uri.query()?;
+    url_query_value(query, "access_token")
+}
+
+fn url_query_value(query: &str, key: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == key).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                ) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = access_token(parts).ok_or_else(ApiError::missing_token)?;
+        let found = crate::store::users::user_for_token(
+            &mut *state.store.read().await?,
+            &hash_token(&token),
+        )
+        .await?;
+        match found {
+            Some(found) if !found.deactivated => Ok(Auth {
+                user_id: found.user_id,
+                device_id: found.device_id,
+                is_admin: found.is_admin,
+            }),
+            _ => Err(ApiError::unknown_token()),
+        }
+    }
+}
+
+/// A JSON request body, size-limited by `limits.max_request_body`. An empty
+/// body reads as `{}`, since clients send none for bodiless POSTs.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state.config.limits.max_request_body;
+        let bytes = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| ApiError::too_large(format!("request body exceeds {limit} bytes")))?;
+        parse_json(&bytes).map(Body)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Default::default())
+    } else {
+        serde_json::from_slice(bytes)
+            .map_err(|e| ApiError::not_json(format!("request body is not valid JSON: {e}")))?
+    };
+    check_numbers(&value).map_err(ApiError::bad_json)?;
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::bad_json(format!("invalid request body: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_errors_are_distinguished() {
+        assert_eq!(parse_json::<Value>(b"{").unwrap_err().errcode, "M_NOT_JSON");
+        assert_eq!(
+            parse_json::<Value>(b"\xff\xfe").unwrap_err().errcode,
+            "M_NOT_JSON"
+        );
+        assert_eq!(
+            parse_json::<Value>(b"{\"a\": 1.5}").unwrap_err().errcode,
+            "M_BAD_JSON"
+        );
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Needs {
+            n: u32,
+        }
+        assert_eq!(
+            parse_json::<Needs>(b"{\"n\": \"x\"}").unwrap_err().errcode,
+            "M_BAD_JSON"
+        );
+        assert!(parse_json::<Value>(b"  ").unwrap().is_object());
+    }
+
+    #[test]
+    fn query_token_is_decoded() {
+        assert_eq!(
+            url_query_value("a=1&access_token=ab%2Bc", "access_token").as_deref(),
+            Some("ab+c")
+        );
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+}

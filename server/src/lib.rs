@@ -1,0 +1,22 @@
+//! Cloister homeserver: a Matrix Client-Server API (v3, no federation) that
+//! stores only ciphertext and key bundles and refuses plaintext in encrypted
+//! rooms. Layers: `api` (HTTP handlers, one module per area of the spec) →
+//! `service` (the rules) → `store` (SQL over SQLite or PostgreSQL).
+
+pub mod api;
+pub mod canonical;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod ids;
+pub mod notify;
+pub mod password;
+pub mod ratelimit;
+pub mod server;
+pub mod service;
+pub mod state;
+pub mod store;
+
+pub use config::Config;
+pub use server::{RunningServer, Server};

@@ -1,0 +1,99 @@
+//! Starting and stopping the HTTP server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::state::AppState;
+use crate::store::Store;
+
+pub struct Server {
+    state: AppState,
+    listener: TcpListener,
+}
+
+/// A server running in the background of this process (tests, embedding).
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Opens the store, applies migrations and binds the listener.
+    pub async fn bind(config: Config) -> anyhow::Result<Server> {
+        Self::bind_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn bind_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        std::fs::create_dir_all(config.media_dir())?;
+        let store = Store::connect(&config.database_url()).await?;
+        store.migrate().await?;
+        let listener = TcpListener::bind(config.listen).await?;
+        let state = AppState::new(config, store, clock);
+        Ok(Server { state, listener })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let notifier = self.state.notifier.clone();
+        let store = self.state.store.clone();
+        let app = crate::api::router(self.state);
+        let result = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            notifier.shutdown();
+        })
+        .await;
+        store.close().await;
+        result
+    }
+
+    pub fn spawn(self) -> std::io::Result<RunningServer> {
+        let addr = self.local_addr()?;
+        let state = self.state.clone();
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(self.run(async move {
+            let _ = stopped.await;
+        }));
+        Ok(RunningServer {
+            addr,
+            state,
+            stop: Some(stop),
+            task,
+        })
+    }
+}
+
+impl RunningServer {
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Graceful stop: waits for in-flight requests and closes the database.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await??;
+        Ok(())
+    }
+}

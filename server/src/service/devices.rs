@@ -1,0 +1,103 @@
+//! Login sessions and device lifecycle. Deleting a device removes its
+//! tokens, keys and queued to-device messages, and tells everyone who shares
+//! a room with its owner that the device list changed.
+
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::hash_token;
+use crate::state::AppState;
+use crate::store::{devices, keys, rooms, users};
+
+pub struct Session {
+    pub user_id: String,
+    pub device_id: String,
+    pub access_token: String,
+}
+
+impl Session {
+    pub fn to_json(&self, state: &AppState) -> Value {
+        json!({
+            "user_id": self.user_id,
+            "device_id": self.device_id,
+            "access_token": self.access_token,
+            "home_server": state.server_name(),
+            "well_known": { "m.homeserver": { "base_url": state.config.public_baseurl() } },
+        })
+    }
+}
+
+fn validate_device_id(device_id: &str) -> ApiResult<()> {
+    if device_id.is_empty()
+        || device_id.len() > 255
+        || !device_id.bytes().all(|b| (0x21..=0x7e).contains(&b))
+    {
+        return Err(ApiError::invalid_param(
+            "device_id must be 1-255 printable ASCII characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Issues a new access token for `device_id` (created when new). Logging in
+/// again on an existing device revokes that device's older tokens.
+pub async fn open_session(
+    state: &AppState,
+    user_id: &str,
+    device_id: Option<&str>,
+    display_name: Option<&str>,
+) -> ApiResult<Session> {
+    let device_id = match device_id {
+        Some(id) => {
+            validate_device_id(id)?;
+            id.to_owned()
+        }
+        None => crate::ids::new_device_id(),
+    };
+    if display_name.is_some_and(|n| n.len() > 1024) {
+        return Err(ApiError::invalid_param("device display name is too long"));
+    }
+    let access_token = format!("clt_{}", crate::ids::random_string(40));
+    let now = state.now_ms();
+    let mut tx = state.store.write().await?;
+    devices::ensure(tx.conn(), user_id, &device_id, display_name, now).await?;
+    users::delete_tokens_for_device(tx.conn(), user_id, &device_id).await?;
+    users::insert_token(
+        tx.conn(),
+        &hash_token(&access_token),
+        user_id,
+        &device_id,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Session {
+        user_id: user_id.to_owned(),
+        device_id,
+        access_token,
+    })
+}
+
+pub async fn delete_devices(
+    state: &AppState,
+    user_id: &str,
+    device_ids: &[String],
+) -> ApiResult<()> {
+    if device_ids.is_empty() {
+        return Ok(());
+    }
+    let mut tx = state.store.write().await?;
+    let mut any = false;
+    for device_id in device_ids {
+        any |= devices::delete(tx.conn(), user_id, device_id).await?;
+    }
+    if any {
+        keys::record_device_list_change(&mut tx, user_id).await?;
+    }
+    let interested = rooms::users_sharing_rooms(tx.conn(), user_id).await?;
+    tx.commit().await?;
+    if any {
+        state.notifier.notify(interested.iter().map(String::as_str));
+    }
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! User-interactive authentication (spec §"User-Interactive Authentication
+//! API"): the 401 dance with `flows`, `session` and `completed`.
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::hash_token;
+use crate::state::AppState;
+use crate::store::users::{self, UiaSession};
+
+pub const PASSWORD: &str = "m.login.password";
+pub const DUMMY: &str = "m.login.dummy";
+pub const REGISTRATION_TOKEN: &str = "m.login.registration_token";
+
+/// Sessions older than this must start over.
+const SESSION_LIFETIME_MS: i64 = 15 * 60 * 1000;
+
+/// Runs one step of user-interactive auth. Returns `Ok(())` once the stages
+/// of one of `flows` are all complete; otherwise the 401 body to send back.
+/// `user_id` is the account being acted on (None while registering).
+pub async fn check(
+    state: &AppState,
+    flows: &[&[&str]],
+    auth: Option<&Value>,
+    user_id: Option<&str>,
+) -> ApiResult<()> {
+    let now = state.now_ms();
+    let Some(auth) = auth.filter(|a| a.is_object()) else {
+        let session_id = crate::ids::random_string(24);
+        let session = UiaSession {
+            user_id: user_id.map(str::to_owned),
+            request_hash: String::new(),
+            completed: vec![],
+            created_ts: now,
+        };
+        users::put_uia_session(&mut *state.store.read().await?, &session_id, &session).await?;
+        return Err(challenge(flows, &session_id, &[], None));
+    };
+    let session_id = auth
+        .get("session")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let mut conn = state.store.read().await?;
+    let (session_id, mut session) = match session_id {
+        Some(id) => match users::get_uia_session(&mut conn, &id).await? {
+            Some(s)
+                if s.user_id.as_deref() == user_id && now - s.created_ts < SESSION_LIFETIME_MS =>
+            {
+                (id, s)
+            }
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "M_UNKNOWN",
+                    "Unknown or expired auth session",
+                ))
+            }
+        },
+        // A client may answer the first challenge without a session (some
+        // send the password straight away); start one for it.
+        None => (
+            crate::ids::random_string(24),
+            UiaSession {
+                user_id: user_id.map(str::to_owned),
+                request_hash: String::new(),
+                completed: vec![],
+                created_ts: now,
+            },
+        ),
+    };
+    drop(conn);
+    let stage = auth.get("type").and_then(Value::as_str).unwrap_or_default();
+    if !flows.iter().any(|f| f.contains(&stage)) {
+        return Err(ApiError::bad_json(format!(
+            "auth type {stage:?} is not offered here"
+        )));
+    }
+    let outcome = complete_stage(state, stage, auth, user_id).await?;
+    let mut conn = state.store.read().await?;
+    if let Err(message) = outcome {
+        users::put_uia_session(&mut conn, &session_id, &session).await?;
+        return Err(challenge(
+            flows,
+            &session_id,
+            &session.completed,
+            Some(message),
+        ));
+    }
+    if !session.completed.iter().any(|s| s == stage) {
+        session.completed.push(stage.to_owned());
+    }
+    let done = flows.iter().any(|flow| {
+        flow.iter()
+            .all(|s| session.completed.iter().any(|c| c == s))
+    });
+    if done {
+        users::delete_uia_session(&mut conn, &session_id).await?;
+        Ok(())
+    } else {
+        users::put_uia_session(&mut conn, &session_id, &session).await?;
+        Err(challenge(flows, &session_id, &session.completed, None))
+    }
+}
+
+/// Ok(Err(message)) is a failed attempt the client may retry.
+async fn complete_stage(
+    state: &AppState,
+    stage: &str,
+    auth: &Value,
+    user_id: Option<&str>,
+) -> ApiResult<Result<(), &'static str>> {
+    match stage {
+        DUMMY => Ok(Ok(())),
+        PASSWORD => {
+            let Some(user_id) = user_id else {
+                return Ok(Err("password auth needs an existing account"));
+            };
+            let claimed = auth
+                .get("identifier")
+                .and_then(|i| i.get("user"))
+                .or_else(|| auth.get("user"))
+                .and_then(Value::as_str);
+            if let Some(claimed) = claimed {
+                if claimed != user_id && state.user_id(claimed) != user_id {
+                    return Err(ApiError::forbidden("auth is for a different user"));
+                }
+            }
+            let password = Zeroizing::new(
+                auth.get("password")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+            let stored = users::get(&mut *state.store.read().await?, user_id)
+                .await?
+                .and_then(|u| u.password_hash);
+            if crate::password::verify(password, stored).await {
+                Ok(Ok(()))
+            } else {
+                Ok(Err("Invalid password"))
+            }
+        }
+        REGISTRATION_TOKEN => {
+            let token = auth
+                .get("token")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let used = users::use_registration_token(
+                &mut *state.store.read().await?,
+                &hash_token(token),
+                state.now_ms(),
+            )
+            .await?;
+            Ok(if used {
+                Ok(())
+            } else {
+                Err("Invalid registration token")
+            })
+        }
+        _ => Ok(Err("Unsupported auth stage")),
+    }
+}
+
+fn challenge(
+    flows: &[&[&str]],
+    session: &str,
+    completed: &[String],
+    error: Option<&'static str>,
+) -> ApiError {
+    let flows: Vec<Value> = flows.iter().map(|f| json!({ "stages": f })).collect();
+    let mut err = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "M_FORBIDDEN",
+        error.unwrap_or("Additional authentication required"),
+    )
+    .with("flows", Value::Array(flows))
+    .with("params", json!({}))
+    .with("session", json!(session));
+    if !completed.is_empty() {
+        err = err.with("completed", json!(completed));
+    }
+    if error.is_none() {
+        // A first challenge is not a failure: no errcode, as in the spec.
+        err.errcode = "";
+    }
+    err
+}

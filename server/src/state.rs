@@ -1,0 +1,52 @@
+//! What every handler is handed: configuration, store, clock, notifier and
+//! rate limiters. Passed explicitly as axum state; there are no globals.
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::notify::Notifier;
+use crate::ratelimit::RateLimiter;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub notifier: Notifier,
+    pub limiter: RateLimiter,
+    pub login_limiter: RateLimiter,
+}
+
+impl AppState {
+    pub fn new(config: Config, store: Store, clock: Arc<dyn Clock>) -> Self {
+        let rl = &config.rate_limit;
+        AppState {
+            limiter: RateLimiter::new(rl.per_second, rl.burst),
+            login_limiter: RateLimiter::new(rl.login_per_second, rl.login_burst),
+            config: Arc::new(config),
+            store,
+            clock,
+            notifier: Notifier::default(),
+        }
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub fn server_name(&self) -> &str {
+        &self.config.server_name
+    }
+
+    /// `@localpart:server_name`
+    pub fn user_id(&self, localpart: &str) -> String {
+        format!("@{localpart}:{}", self.config.server_name)
+    }
+
+    pub fn is_local_user(&self, user_id: &str) -> bool {
+        crate::ids::parse_user_id(user_id)
+            .is_some_and(|(_, server)| server == self.config.server_name)
+    }
+}

@@ -1,0 +1,245 @@
+//! Rooms, their current state, memberships and aliases.
+
+use sqlx::{AnyConnection, Row};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub membership: String,
+    /// Stream position of the membership event.
+    pub pos: i64,
+    /// Where the current span of this membership began (for history visibility).
+    pub span_start_pos: i64,
+    pub forgotten: bool,
+}
+
+pub async fn create(
+    c: &mut AnyConnection,
+    room_id: &str,
+    creator: &str,
+    version: &str,
+    is_public: bool,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO rooms (room_id, creator, room_version, is_public, created_ts) VALUES ($1, $2, $3, $4, $5)")
+        .bind(room_id)
+        .bind(creator)
+        .bind(version)
+        .bind(is_public as i64)
+        .bind(now)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+pub async fn exists(c: &mut AnyConnection, room_id: &str) -> Result<bool, sqlx::Error> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rooms WHERE room_id = $1")
+        .bind(room_id)
+        .fetch_one(c)
+        .await?;
+    Ok(n > 0)
+}
+
+pub async fn membership(
+    c: &mut AnyConnection,
+    room_id: &str,
+    user_id: &str,
+) -> Result<Option<Membership>, sqlx::Error> {
+    sqlx::query("SELECT membership, stream_pos, span_start_pos, forgotten FROM memberships WHERE room_id = $1 AND user_id = $2")
+        .bind(room_id)
+        .bind(user_id)
+        .fetch_optional(c)
+        .await?
+        .map(|r| {
+            Ok(Membership {
+                membership: r.try_get(0)?,
+                pos: r.try_get(1)?,
+                span_start_pos: r.try_get(2)?,
+                forgotten: r.try_get::<i64, _>(3)? != 0,
+            })
+        })
+        .transpose()
+}
+
+/// Called whenever an `m.room.member` state event is stored.
+pub async fn set_membership(
+    c: &mut AnyConnection,
+    room_id: &str,
+    user_id: &str,
+    membership: &str,
+    pos: i64,
+) -> Result<(), sqlx::Error> {
+    let previous = self::membership(&mut *c, room_id, user_id).await?;
+    // A join after a join (a profile change) continues the same span.
+    let span_start = match previous {
+        Some(p) if p.membership == membership => p.span_start_pos,
+        _ => pos,
+    };
+    sqlx::query(
+        "INSERT INTO memberships (room_id, user_id, membership, stream_pos, span_start_pos, forgotten) VALUES ($1, $2, $3, $4, $5, 0) \
+         ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, stream_pos = excluded.stream_pos, \
+         span_start_pos = excluded.span_start_pos, forgotten = 0",
+    )
+    .bind(room_id)
+    .bind(user_id)
+    .bind(membership)
+    .bind(pos)
+    .bind(span_start)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+pub async fn forget(
+    c: &mut AnyConnection,
+    room_id: &str,
+    user_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE memberships SET forgotten = 1 WHERE room_id = $1 AND user_id = $2")
+        .bind(room_id)
+        .bind(user_id)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// Members of `room_id` whose membership is one of `memberships`.
+pub async fn members(
+    c: &mut AnyConnection,
+    room_id: &str,
+    memberships: &[&str],
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT user_id, membership FROM memberships WHERE room_id = $1 ORDER BY user_id",
+    )
+    .bind(room_id)
+    .fetch_all(c)
+    .await?;
+    rows.into_iter()
+        .filter_map(|r| {
+            let m: String = r.try_get(1).ok()?;
+            memberships.contains(&m.as_str()).then(|| r.try_get(0))
+        })
+        .collect()
+}
+
+pub async fn joined_members(
+    c: &mut AnyConnection,
+    room_id: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    members(c, room_id, &["join"]).await
+}
+
+/// Every room the user has a membership row in: (room_id, membership).
+pub async fn rooms_for_user(
+    c: &mut AnyConnection,
+    user_id: &str,
+) -> Result<Vec<(String, Membership)>, sqlx::Error> {
+    sqlx::query("SELECT room_id, membership, stream_pos, span_start_pos, forgotten FROM memberships WHERE user_id = $1 ORDER BY room_id")
+        .bind(user_id)
+        .fetch_all(c)
+        .await?
+        .into_iter()
+        .map(|r| {
+            Ok((
+                r.try_get(0)?,
+                Membership {
+                    membership: r.try_get(1)?,
+                    pos: r.try_get(2)?,
+                    span_start_pos: r.try_get(3)?,
+                    forgotten: r.try_get::<i64, _>(4)? != 0,
+                },
+            ))
+        })
+        .collect()
+}
+
+pub async fn joined_rooms(
+    c: &mut AnyConnection,
+    user_id: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT room_id FROM memberships WHERE user_id = $1 AND membership = 'join' ORDER BY room_id")
+        .bind(user_id)
+        .fetch_all(c)
+        .await
+}
+
+/// Everyone who shares a joined room with `user_id`, `user_id` included:
+/// the users who must hear about changes to its devices.
+pub async fn users_sharing_rooms(
+    c: &mut AnyConnection,
+    user_id: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut users: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT other.user_id FROM memberships mine JOIN memberships other ON other.room_id = mine.room_id \
+         WHERE mine.user_id = $1 AND mine.membership = 'join' AND other.membership = 'join'",
+    )
+    .bind(user_id)
+    .fetch_all(c)
+    .await?;
+    if !users.iter().any(|u| u == user_id) {
+        users.push(user_id.to_owned());
+    }
+    Ok(users)
+}
+
+/// True when the two users share at least one joined room.
+pub async fn share_a_room(c: &mut AnyConnection, a: &str, b: &str) -> Result<bool, sqlx::Error> {
+    if a == b {
+        return Ok(true);
+    }
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM memberships x JOIN memberships y ON y.room_id = x.room_id \
+         WHERE x.user_id = $1 AND y.user_id = $2 AND x.membership = 'join' AND y.membership = 'join'",
+    )
+    .bind(a)
+    .bind(b)
+    .fetch_one(c)
+    .await?;
+    Ok(n > 0)
+}
+
+pub async fn put_alias(
+    c: &mut AnyConnection,
+    alias: &str,
+    room_id: &str,
+    creator: &str,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3) ON CONFLICT (alias) DO NOTHING")
+        .bind(alias)
+        .bind(room_id)
+        .bind(creator)
+        .execute(c)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// (room_id, creator)
+pub async fn get_alias(
+    c: &mut AnyConnection,
+    alias: &str,
+) -> Result<Option<(String, String)>, sqlx::Error> {
+    sqlx::query("SELECT room_id, creator FROM room_aliases WHERE alias = $1")
+        .bind(alias)
+        .fetch_optional(c)
+        .await?
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .transpose()
+}
+
+pub async fn delete_alias(c: &mut AnyConnection, alias: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM room_aliases WHERE alias = $1")
+        .bind(alias)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+pub async fn aliases_for_room(
+    c: &mut AnyConnection,
+    room_id: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT alias FROM room_aliases WHERE room_id = $1 ORDER BY alias")
+        .bind(room_id)
+        .fetch_all(c)
+        .await
+}
