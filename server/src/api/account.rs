@@ -1,9 +1,91 @@
-//! (being written)
+//! Account management: whoami, password change, deactivation.
 
-use axum::Router;
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
 
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Auth, Body};
+use crate::service::{devices, uia};
 use crate::state::AppState;
+use crate::store::{self, users};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/_matrix/client/v3/account/whoami", get(whoami))
+        .route("/_matrix/client/v3/account/password", post(change_password))
+        .route("/_matrix/client/v3/account/deactivate", post(deactivate))
+}
+
+/// `GET /_matrix/client/v3/account/whoami`
+async fn whoami(auth: Auth) -> Json<Value> {
+    Json(json!({ "user_id": auth.user_id, "device_id": auth.device_id, "is_guest": false }))
+}
+
+#[derive(Deserialize)]
+struct PasswordBody {
+    auth: Option<Value>,
+    new_password: String,
+    logout_devices: Option<bool>,
+}
+
+/// `POST /_matrix/client/v3/account/password`
+async fn change_password(
+    State(state): State<AppState>,
+    auth: Auth,
+    Body(body): Body<PasswordBody>,
+) -> ApiResult<Json<Value>> {
+    uia::check(
+        &state,
+        &[&[uia::PASSWORD]],
+        body.auth.as_ref(),
+        Some(&auth.user_id),
+    )
+    .await?;
+    let password = Zeroizing::new(body.new_password);
+    super::auth::validate_password(&password)?;
+    let hash = crate::password::hash(password)
+        .await
+        .map_err(|_| ApiError::internal())?;
+    users::set_password_hash(&mut *state.store.read().await?, &auth.user_id, &hash).await?;
+    if body.logout_devices.unwrap_or(true) {
+        let others: Vec<String> =
+            store::devices::list(&mut *state.store.read().await?, &auth.user_id)
+                .await?
+                .into_iter()
+                .map(|d| d.device_id)
+                .filter(|d| *d != auth.device_id)
+                .collect();
+        devices::delete_devices(&state, &auth.user_id, &others).await?;
+    }
+    tracing::info!("password changed");
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct DeactivateBody {
+    auth: Option<Value>,
+}
+
+/// `POST /_matrix/client/v3/account/deactivate`
+///
+/// Leaves every room, deletes every device with its keys, and locks the
+/// account. Erasing what the user sent is the compliance layer's job.
+async fn deactivate(
+    State(state): State<AppState>,
+    auth: Auth,
+    Body(body): Body<DeactivateBody>,
+) -> ApiResult<Json<Value>> {
+    uia::check(
+        &state,
+        &[&[uia::PASSWORD]],
+        body.auth.as_ref(),
+        Some(&auth.user_id),
+    )
+    .await?;
+    crate::service::devices::deactivate_user(&state, &auth.user_id).await?;
+    Ok(Json(json!({ "id_server_unbind_result": "no-support" })))
 }

@@ -1,9 +1,287 @@
-//! (being written)
+//! Sending, redacting and reading room events.
 
-use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
 
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Auth, Body};
+use crate::service::events as event_service;
+use crate::service::rooms as room_service;
+use crate::service::sync::tokens;
 use crate::state::AppState;
+use crate::store::events::{self, NewEvent, StoredEvent, Viewer};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route(
+            "/_matrix/client/v3/rooms/{room_id}/send/{event_type}/{txn_id}",
+            put(send),
+        )
+        .route(
+            "/_matrix/client/v3/rooms/{room_id}/redact/{event_id}/{txn_id}",
+            put(redact),
+        )
+        .route("/_matrix/client/v3/rooms/{room_id}/messages", get(messages))
+        .route(
+            "/_matrix/client/v3/rooms/{room_id}/event/{event_id}",
+            get(event),
+        )
+        .route(
+            "/_matrix/client/v3/rooms/{room_id}/context/{event_id}",
+            get(context),
+        )
+}
+
+/// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`
+async fn send(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((room_id, event_type, txn_id)): Path<(String, String, String)>,
+    Body(content): Body<Value>,
+) -> ApiResult<Json<Value>> {
+    if !content.is_object() {
+        return Err(ApiError::bad_json("event content must be a JSON object"));
+    }
+    super::rooms::check_type_and_key(&event_type, "")?;
+    if event_type == "m.room.redaction" {
+        return Err(ApiError::invalid_param(
+            "use the /redact endpoint to redact events",
+        ));
+    }
+    let event = NewEvent {
+        room_id: &room_id,
+        sender: &auth.user_id,
+        sender_device: Some(&auth.device_id),
+        txn_id: Some(&txn_id),
+        event_type: &event_type,
+        state_key: None,
+        content: &content,
+        redacts: None,
+    };
+    let event_id = event_service::send_idempotent(&state, event, &auth.device_id, &txn_id).await?;
+    Ok(Json(json!({ "event_id": event_id })))
+}
+
+#[derive(Deserialize)]
+struct RedactBody {
+    reason: Option<String>,
+}
+
+/// `PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}`
+async fn redact(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((room_id, event_id, txn_id)): Path<(String, String, String)>,
+    Body(body): Body<RedactBody>,
+) -> ApiResult<Json<Value>> {
+    let mut content = json!({ "redacts": event_id });
+    if let Some(reason) = body.reason {
+        content["reason"] = json!(reason);
+    }
+    let event = NewEvent {
+        room_id: &room_id,
+        sender: &auth.user_id,
+        sender_device: Some(&auth.device_id),
+        txn_id: Some(&txn_id),
+        event_type: "m.room.redaction",
+        state_key: None,
+        content: &content,
+        redacts: Some(&event_id),
+    };
+    let event_id = event_service::send_idempotent(&state, event, &auth.device_id, &txn_id).await?;
+    Ok(Json(json!({ "event_id": event_id })))
+}
+
+#[derive(Deserialize)]
+struct MessagesQuery {
+    from: Option<String>,
+    to: Option<String>,
+    dir: Option<String>,
+    limit: Option<i64>,
+    filter: Option<String>,
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/messages`
+async fn messages(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(room_id): Path<String>,
+    Query(q): Query<MessagesQuery>,
+) -> ApiResult<Json<Value>> {
+    let backwards = match q.dir.as_deref() {
+        Some("b") => true,
+        Some("f") => false,
+        _ => return Err(ApiError::invalid_param("dir must be b or f")),
+    };
+    let limit = q.limit.unwrap_or(10).clamp(1, 1000);
+    let lazy_members = match &q.filter {
+        Some(f) => {
+            let filter: Value =
+                serde_json::from_str(f).map_err(|_| ApiError::not_json("filter is not JSON"))?;
+            filter
+                .get("lazy_load_members")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        }
+        None => false,
+    };
+    let mut conn = state.store.read().await?;
+    let (vis_from, vis_to) =
+        room_service::require_visible(&mut conn, &room_id, &auth.user_id).await?;
+    let parse = |t: &str| {
+        tokens::parse_gap(t).ok_or_else(|| ApiError::invalid_param("invalid pagination token"))
+    };
+    // A token names the gap before stream position `gap`.
+    let from_gap = match &q.from {
+        Some(t) => parse(t)?,
+        None if backwards => crate::store::current_pos(&mut conn).await? + 1,
+        None => 0,
+    };
+    let to_gap = q.to.as_deref().map(parse).transpose()?;
+    let chunk = if backwards {
+        let low = vis_from.max(to_gap.unwrap_or(0));
+        events::range(
+            &mut conn,
+            &room_id,
+            low,
+            (from_gap - 1).min(vis_to),
+            limit,
+            true,
+        )
+        .await?
+    } else {
+        let high = vis_to.min(to_gap.map_or(i64::MAX, |g| g - 1));
+        events::range(
+            &mut conn,
+            &room_id,
+            from_gap.max(vis_from),
+            high,
+            limit,
+            false,
+        )
+        .await?
+    };
+    let end = match chunk.last() {
+        Some(last) if chunk.len() as i64 == limit => {
+            Some(tokens::gap(if backwards { last.pos } else { last.pos + 1 }))
+        }
+        _ => None,
+    };
+    let now = state.now_ms();
+    let viewer = Viewer {
+        user_id: &auth.user_id,
+        device_id: &auth.device_id,
+    };
+    let mut body = json!({
+        "start": q.from.unwrap_or_else(|| tokens::gap(from_gap)),
+        "chunk": chunk.iter().map(|e| e.to_client(Some(viewer), now)).collect::<Vec<_>>(),
+    });
+    if let Some(end) = end {
+        body["end"] = json!(end);
+    }
+    if lazy_members {
+        body["state"] = Value::Array(member_events_for(&mut conn, &room_id, &chunk, now).await?);
+    }
+    Ok(Json(body))
+}
+
+/// The current membership events of the senders in `chunk`, for lazy loading.
+pub async fn member_events_for(
+    c: &mut sqlx::AnyConnection,
+    room_id: &str,
+    chunk: &[StoredEvent],
+    now: i64,
+) -> ApiResult<Vec<Value>> {
+    let mut senders: Vec<&str> = chunk.iter().map(|e| e.sender.as_str()).collect();
+    senders.sort_unstable();
+    senders.dedup();
+    let mut out = Vec::new();
+    for sender in senders {
+        if let Some(e) = events::state_event(&mut *c, room_id, "m.room.member", sender).await? {
+            out.push(e.to_client(None, now));
+        }
+    }
+    Ok(out)
+}
+
+async fn visible_event(
+    state: &AppState,
+    auth: &Auth,
+    room_id: &str,
+    event_id: &str,
+) -> ApiResult<StoredEvent> {
+    let mut conn = state.store.read().await?;
+    let (from, to) = room_service::require_visible(&mut conn, room_id, &auth.user_id).await?;
+    events::get(&mut conn, event_id)
+        .await?
+        .filter(|e| e.room_id == room_id && e.pos >= from && e.pos <= to)
+        .ok_or_else(|| ApiError::not_found("Event not found"))
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}`
+async fn event(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((room_id, event_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let event = visible_event(&state, &auth, &room_id, &event_id).await?;
+    let viewer = Viewer {
+        user_id: &auth.user_id,
+        device_id: &auth.device_id,
+    };
+    Ok(Json(event.to_client(Some(viewer), state.now_ms())))
+}
+
+#[derive(Deserialize)]
+struct ContextQuery {
+    limit: Option<i64>,
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}`
+async fn context(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((room_id, event_id)): Path<(String, String)>,
+    Query(q): Query<ContextQuery>,
+) -> ApiResult<Json<Value>> {
+    let event = visible_event(&state, &auth, &room_id, &event_id).await?;
+    let limit = q.limit.unwrap_or(10).clamp(0, 100);
+    let mut conn = state.store.read().await?;
+    let (from, to) = room_service::require_visible(&mut conn, &room_id, &auth.user_id).await?;
+    let before = events::range(&mut conn, &room_id, from, event.pos - 1, limit / 2, true).await?;
+    let after = events::range(
+        &mut conn,
+        &room_id,
+        event.pos + 1,
+        to,
+        limit - limit / 2,
+        false,
+    )
+    .await?;
+    let now = state.now_ms();
+    let viewer = Viewer {
+        user_id: &auth.user_id,
+        device_id: &auth.device_id,
+    };
+    let state_events = if to == i64::MAX {
+        events::current_state(&mut conn, &room_id).await?
+    } else {
+        events::state_at(&mut conn, &room_id, to).await?
+    };
+    let render = |list: &[StoredEvent]| {
+        list.iter()
+            .map(|e| e.to_client(Some(viewer), now))
+            .collect::<Vec<_>>()
+    };
+    Ok(Json(json!({
+        "event": event.to_client(Some(viewer), now),
+        "events_before": render(&before),
+        "events_after": render(&after),
+        "start": tokens::gap(before.last().map_or(event.pos, |e| e.pos)),
+        "end": tokens::gap(after.last().map_or(event.pos + 1, |e| e.pos + 1)),
+        "state": render(&state_events),
+    })))
 }

@@ -1,9 +1,71 @@
-//! (being written)
+//! `/sync`.
 
-use axum::Router;
+use std::time::Duration;
 
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Auth;
+use crate::service::sync::{self, filter::SyncFilter, tokens::SyncToken, SyncRequest};
 use crate::state::AppState;
+use crate::store::account_data;
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
+    Router::new().route("/_matrix/client/v3/sync", get(sync_handler))
+}
+
+#[derive(Deserialize)]
+struct SyncQuery {
+    since: Option<String>,
+    timeout: Option<u64>,
+    #[serde(default)]
+    full_state: bool,
+    filter: Option<String>,
+}
+
+/// `GET /_matrix/client/v3/sync`
+async fn sync_handler(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(q): Query<SyncQuery>,
+) -> ApiResult<Json<Value>> {
+    let since = match q.since.as_deref() {
+        Some(token) => Some(
+            SyncToken::parse(token)
+                .ok_or_else(|| ApiError::invalid_param("invalid since token"))?,
+        ),
+        None => None,
+    };
+    let filter = match q.filter.as_deref() {
+        // Clients send the first filter inline and later ones by id.
+        Some(inline) if inline.trim_start().starts_with('{') => {
+            let value: Value = serde_json::from_str(inline)
+                .map_err(|_| ApiError::not_json("filter is not valid JSON"))?;
+            SyncFilter::from_json(&value)
+        }
+        Some(id) => {
+            let stored =
+                account_data::get_filter(&mut *state.store.read().await?, &auth.user_id, id)
+                    .await?
+                    .ok_or_else(|| ApiError::invalid_param("unknown filter id"))?;
+            SyncFilter::from_json(&stored)
+        }
+        None => SyncFilter::default(),
+    };
+    let timeout = Duration::from_millis(
+        q.timeout
+            .unwrap_or(0)
+            .min(state.config.limits.max_sync_timeout_ms),
+    );
+    let request = SyncRequest {
+        since,
+        timeout,
+        full_state: q.full_state,
+        filter,
+    };
+    Ok(Json(sync::sync(&state, &auth, &request).await?))
 }

@@ -101,3 +101,25 @@ pub async fn delete_devices(
     }
     Ok(())
 }
+
+/// Leaves every room, deletes every device and locks the account.
+pub async fn deactivate_user(state: &AppState, user_id: &str) -> ApiResult<()> {
+    let memberships = rooms::rooms_for_user(&mut *state.store.read().await?, user_id).await?;
+    for (room_id, m) in memberships {
+        if m.membership == "join" || m.membership == "invite" {
+            crate::service::rooms::change_membership(
+                state, &room_id, user_id, user_id, "leave", None, None,
+            )
+            .await?;
+        }
+    }
+    let all: Vec<String> = devices::list(&mut *state.store.read().await?, user_id)
+        .await?
+        .into_iter()
+        .map(|d| d.device_id)
+        .collect();
+    delete_devices(state, user_id, &all).await?;
+    users::set_deactivated(&mut *state.store.read().await?, user_id).await?;
+    tracing::info!("account deactivated");
+    Ok(())
+}

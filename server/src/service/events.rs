@@ -1,1 +1,496 @@
-//! (being written)
+//! Appending events to rooms: authorization (membership, power levels) and
+//! the encryption-only rule, then storage and wake-ups in one transaction.
+
+use serde_json::Value;
+use sqlx::AnyConnection;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::events::{self, NewEvent, StoredEvent};
+use crate::store::{rooms, WriteTx};
+
+pub const MEGOLM: &str = "m.megolm.v1.aes-sha2";
+
+/// The parts of a room's current state that authorization reads.
+pub struct AuthState {
+    pub power_levels: Value,
+    pub join_rule: String,
+}
+
+pub async fn auth_state(c: &mut AnyConnection, room_id: &str) -> Result<AuthState, sqlx::Error> {
+    let content = |e: Option<StoredEvent>| e.map(|e| e.content);
+    let power_levels =
+        content(events::state_event(&mut *c, room_id, "m.room.power_levels", "").await?)
+            .unwrap_or(Value::Null);
+    let join_rule = content(events::state_event(&mut *c, room_id, "m.room.join_rules", "").await?)
+        .and_then(|c| {
+            c.get("join_rule")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "invite".into());
+    Ok(AuthState {
+        power_levels,
+        join_rule,
+    })
+}
+
+fn int(v: Option<&Value>) -> Option<i64> {
+    v.and_then(Value::as_i64)
+}
+
+pub fn user_level(pl: &Value, user_id: &str) -> i64 {
+    int(pl.get("users").and_then(|u| u.get(user_id)))
+        .or_else(|| int(pl.get("users_default")))
+        .unwrap_or(0)
+}
+
+/// Level needed to send `event_type` (state or not).
+pub fn event_level(pl: &Value, event_type: &str, is_state: bool) -> i64 {
+    int(pl.get("events").and_then(|e| e.get(event_type))).unwrap_or_else(|| {
+        if is_state {
+            int(pl.get("state_default")).unwrap_or(50)
+        } else {
+            int(pl.get("events_default")).unwrap_or(0)
+        }
+    })
+}
+
+/// Level for `invite`, `kick`, `ban` or `redact`.
+pub fn action_level(pl: &Value, action: &str) -> i64 {
+    int(pl.get(action)).unwrap_or(if action == "invite" { 0 } else { 50 })
+}
+
+/// Authorizes, stores and announces one event. Redactions also strip their
+/// target's content.
+pub async fn send(state: &AppState, event: NewEvent<'_>) -> ApiResult<StoredEvent> {
+    let size = event.content.to_string().len();
+    if size > state.config.limits.max_event_size {
+        return Err(ApiError::too_large(format!(
+            "event content is {size} bytes; the limit is {}",
+            state.config.limits.max_event_size
+        )));
+    }
+    let mut tx = state.store.write().await?;
+    let stored = send_in(state, &mut tx, &event).await?;
+    let audience = audience(tx.conn(), &stored).await?;
+    tx.commit().await?;
+    state.notifier.notify(audience.iter().map(String::as_str));
+    Ok(stored)
+}
+
+/// Like [`send`], but idempotent per (sender, device, `txn_id`): a retried
+/// request returns the event id of the first instead of sending twice.
+pub async fn send_idempotent(
+    state: &AppState,
+    event: NewEvent<'_>,
+    device_id: &str,
+    txn_id: &str,
+) -> ApiResult<String> {
+    if txn_id.is_empty() || txn_id.len() > 255 {
+        return Err(ApiError::invalid_param(
+            "transaction id must be 1-255 bytes",
+        ));
+    }
+    let size = event.content.to_string().len();
+    if size > state.config.limits.max_event_size {
+        return Err(ApiError::too_large(format!(
+            "event content is {size} bytes; the limit is {}",
+            state.config.limits.max_event_size
+        )));
+    }
+    let mut tx = state.store.write().await?;
+    if let Some(existing) =
+        events::txn_result(tx.conn(), event.sender, device_id, "event", txn_id).await?
+    {
+        return Ok(existing);
+    }
+    let stored = send_in(state, &mut tx, &event).await?;
+    let recorded = events::put_txn_result(
+        tx.conn(),
+        event.sender,
+        device_id,
+        "event",
+        txn_id,
+        &stored.event_id,
+        state.now_ms(),
+    )
+    .await;
+    if let Err(err) = recorded {
+        // A concurrent retry on PostgreSQL won the race: answer with its event.
+        if crate::store::is_unique_violation(&err) {
+            drop(tx);
+            let mut conn = state.store.read().await?;
+            if let Some(existing) =
+                events::txn_result(&mut conn, event.sender, device_id, "event", txn_id).await?
+            {
+                return Ok(existing);
+            }
+        }
+        return Err(err.into());
+    }
+    let audience = audience(tx.conn(), &stored).await?;
+    tx.commit().await?;
+    state.notifier.notify(audience.iter().map(String::as_str));
+    Ok(stored.event_id)
+}
+
+/// The body of [`send`], for callers composing several events in one
+/// transaction (room creation).
+pub async fn send_in(
+    state: &AppState,
+    tx: &mut WriteTx,
+    event: &NewEvent<'_>,
+) -> ApiResult<StoredEvent> {
+    if !rooms::exists(tx.conn(), event.room_id).await? {
+        return Err(ApiError::not_found("Unknown room"));
+    }
+    authorize(state, tx.conn(), event).await?;
+    let redaction_target = match (event.event_type, event.redacts) {
+        ("m.room.redaction", Some(target)) => {
+            Some(check_redaction(tx.conn(), event, target).await?)
+        }
+        ("m.room.redaction", None) => {
+            return Err(ApiError::bad_json("a redaction needs `redacts`"))
+        }
+        _ => None,
+    };
+    let stored = events::append(tx, event, state.now_ms()).await?;
+    if let Some(target) = redaction_target {
+        events::apply_redaction(tx.conn(), &target, &stored.event_id).await?;
+    }
+    Ok(stored)
+}
+
+/// Everyone whose /sync an event changes: joined and invited members, plus
+/// the target of a membership change (an invitee, a kicked user).
+pub async fn audience(
+    c: &mut AnyConnection,
+    event: &StoredEvent,
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut users = rooms::members(c, &event.room_id, &["join", "invite"]).await?;
+    if event.event_type == "m.room.member" {
+        if let Some(target) = &event.state_key {
+            if !users.contains(target) {
+                users.push(target.clone());
+            }
+        }
+    }
+    Ok(users)
+}
+
+async fn check_redaction(
+    c: &mut AnyConnection,
+    event: &NewEvent<'_>,
+    target_id: &str,
+) -> ApiResult<StoredEvent> {
+    let target = events::get(&mut *c, target_id)
+        .await?
+        .filter(|t| t.room_id == event.room_id)
+        .ok_or_else(|| ApiError::not_found("Unknown event in this room"))?;
+    if target.sender != event.sender {
+        let pl = auth_state(c, event.room_id).await?.power_levels;
+        if user_level(&pl, event.sender) < action_level(&pl, "redact") {
+            return Err(ApiError::forbidden(
+                "You may redact only your own events in this room",
+            ));
+        }
+    }
+    Ok(target)
+}
+
+async fn authorize(state: &AppState, c: &mut AnyConnection, event: &NewEvent<'_>) -> ApiResult<()> {
+    let auth = auth_state(&mut *c, event.room_id).await?;
+    let pl = &auth.power_levels;
+    let sender_membership = rooms::membership(&mut *c, event.room_id, event.sender)
+        .await?
+        .map(|m| m.membership);
+    if event.event_type == "m.room.member" {
+        return authorize_membership(c, event, &auth, sender_membership.as_deref()).await;
+    }
+    if sender_membership.as_deref() != Some("join") {
+        return Err(ApiError::forbidden("You are not joined to this room"));
+    }
+    check_encryption_rule(state, event)?;
+    let is_state = event.state_key.is_some();
+    if event.event_type == "m.room.create" {
+        return Err(ApiError::forbidden(
+            "m.room.create cannot be sent after room creation",
+        ));
+    }
+    let needed = event_level(pl, event.event_type, is_state);
+    let have = user_level(pl, event.sender);
+    if have < needed {
+        return Err(ApiError::forbidden(format!(
+            "Sending {} needs power level {needed}; you have {have}",
+            event.event_type
+        )));
+    }
+    if let Some(key) = event.state_key {
+        if key.starts_with('@') && key != event.sender {
+            return Err(ApiError::forbidden(
+                "State keys naming another user are reserved for that user",
+            ));
+        }
+    }
+    if event.event_type == "m.room.power_levels" {
+        check_power_levels_change(pl, event.content, event.sender)?;
+    }
+    Ok(())
+}
+
+/// Encryption-only: message events must be Megolm ciphertext, and
+/// `m.room.encryption` may never be removed or switched to another algorithm.
+fn check_encryption_rule(state: &AppState, event: &NewEvent<'_>) -> ApiResult<()> {
+    if state
+        .config
+        .encryption
+        .plaintext_rooms
+        .contains(event.room_id)
+    {
+        return Ok(());
+    }
+    if event.event_type == "m.room.encryption" {
+        if event.content.get("algorithm").and_then(Value::as_str) != Some(MEGOLM) {
+            return Err(ApiError::forbidden(format!(
+                "This server keeps rooms end-to-end encrypted: m.room.encryption must keep algorithm {MEGOLM}"
+            )));
+        }
+        return Ok(());
+    }
+    if event.state_key.is_some() || event.event_type == "m.room.redaction" {
+        return Ok(());
+    }
+    if event.event_type != "m.room.encrypted" {
+        return Err(ApiError::forbidden(format!(
+            "This room is end-to-end encrypted: the server accepts only m.room.encrypted message events, not {}",
+            event.event_type
+        )));
+    }
+    check_ciphertext_shape(event.content)
+}
+
+/// An `m.room.encrypted` event must look like Megolm output and carry no
+/// plaintext fields beside it.
+fn check_ciphertext_shape(content: &Value) -> ApiResult<()> {
+    let algorithm = content.get("algorithm").and_then(Value::as_str);
+    if algorithm != Some(MEGOLM) {
+        return Err(ApiError::forbidden(format!(
+            "Room messages must be encrypted with {MEGOLM}"
+        )));
+    }
+    if !content.get("ciphertext").is_some_and(Value::is_string)
+        || !content.get("session_id").is_some_and(Value::is_string)
+    {
+        return Err(ApiError::bad_json(
+            "m.room.encrypted needs string `ciphertext` and `session_id`",
+        ));
+    }
+    for plaintext_key in ["body", "formatted_body", "url", "file", "msgtype"] {
+        if content.get(plaintext_key).is_some() {
+            return Err(ApiError::forbidden(format!(
+                "Encrypted events may not carry a plaintext `{plaintext_key}`"
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn authorize_membership(
+    c: &mut AnyConnection,
+    event: &NewEvent<'_>,
+    auth: &AuthState,
+    sender_membership: Option<&str>,
+) -> ApiResult<()> {
+    let target = event
+        .state_key
+        .ok_or_else(|| ApiError::bad_json("membership events need a state_key"))?;
+    if crate::ids::parse_user_id(target).is_none() {
+        return Err(ApiError::invalid_param(
+            "The state_key of a membership event must be a user id",
+        ));
+    }
+    let membership = event
+        .content
+        .get("membership")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let target_membership = rooms::membership(c, event.room_id, target)
+        .await?
+        .map(|m| m.membership);
+    let target_membership = target_membership.as_deref();
+    let pl = &auth.power_levels;
+    let sender_level = user_level(pl, event.sender);
+    let target_level = user_level(pl, target);
+    let joined = sender_membership == Some("join");
+    match membership {
+        "join" => {
+            if target != event.sender {
+                return Err(ApiError::forbidden("You can only join as yourself"));
+            }
+            match target_membership {
+                Some("ban") => Err(ApiError::forbidden("You are banned from this room")),
+                Some("join") | Some("invite") => Ok(()),
+                _ if auth.join_rule == "public" => Ok(()),
+                _ => Err(ApiError::forbidden("You are not invited to this room")),
+            }
+        }
+        "invite" => {
+            if !joined {
+                return Err(ApiError::forbidden("You are not joined to this room"));
+            }
+            match target_membership {
+                Some("join") => Err(ApiError::forbidden("That user is already in the room")),
+                Some("ban") => Err(ApiError::forbidden("That user is banned from this room")),
+                _ if sender_level < action_level(pl, "invite") => {
+                    Err(ApiError::forbidden("Your power level is too low to invite"))
+                }
+                _ => Ok(()),
+            }
+        }
+        "leave" if target == event.sender => match target_membership {
+            Some("join") | Some("invite") => Ok(()),
+            _ => Err(ApiError::forbidden("You are not in this room")),
+        },
+        "leave" => {
+            if !joined {
+                return Err(ApiError::forbidden("You are not joined to this room"));
+            }
+            match target_membership {
+                Some("ban") if sender_level >= action_level(pl, "ban") => Ok(()),
+                Some("ban") => Err(ApiError::forbidden("Your power level is too low to unban")),
+                Some("join") | Some("invite")
+                    if sender_level >= action_level(pl, "kick") && sender_level > target_level =>
+                {
+                    Ok(())
+                }
+                Some("join") | Some("invite") => Err(ApiError::forbidden(
+                    "Your power level is too low to kick that user",
+                )),
+                _ => Err(ApiError::forbidden("That user is not in this room")),
+            }
+        }
+        "ban" => {
+            if !joined {
+                return Err(ApiError::forbidden("You are not joined to this room"));
+            }
+            if sender_level >= action_level(pl, "ban") && sender_level > target_level {
+                Ok(())
+            } else {
+                Err(ApiError::forbidden(
+                    "Your power level is too low to ban that user",
+                ))
+            }
+        }
+        "knock" => Err(ApiError::forbidden(
+            "Knocking is not supported on this server",
+        )),
+        _ => Err(ApiError::bad_json(
+            "membership must be join, invite, leave or ban",
+        )),
+    }
+}
+
+/// Nobody may grant or take away more power than they have (room v10 rules).
+pub fn check_power_levels_change(old: &Value, new: &Value, sender: &str) -> ApiResult<()> {
+    let limit = user_level(old, sender);
+    let bad = |what: &str| {
+        Err(ApiError::forbidden(format!(
+            "You cannot change {what} beyond your own power level ({limit})"
+        )))
+    };
+    for key in [
+        "users_default",
+        "events_default",
+        "state_default",
+        "ban",
+        "redact",
+        "kick",
+        "invite",
+    ] {
+        let (o, n) = (int(old.get(key)), int(new.get(key)));
+        if new.get(key).is_some_and(|v| !v.is_i64()) {
+            return Err(ApiError::bad_json(format!(
+                "power level `{key}` must be an integer"
+            )));
+        }
+        if o != n && (o.is_some_and(|o| o > limit) || n.is_some_and(|n| n > limit)) {
+            return bad(key);
+        }
+    }
+    for (map, is_users) in [("events", false), ("users", true)] {
+        let empty = serde_json::Map::new();
+        let o = old.get(map).and_then(Value::as_object).unwrap_or(&empty);
+        let n = new.get(map).and_then(Value::as_object).unwrap_or(&empty);
+        for key in o.keys().chain(n.keys()) {
+            let (ov, nv) = (int(o.get(key)), int(n.get(key)));
+            if n.get(key).is_some_and(|v| !v.is_i64()) {
+                return Err(ApiError::bad_json(format!(
+                    "power level for {key} must be an integer"
+                )));
+            }
+            if ov == nv {
+                continue;
+            }
+            if nv.is_some_and(|v| v > limit) {
+                return bad(key);
+            }
+            let others_at_or_above = is_users && key != sender && ov.is_some_and(|v| v >= limit);
+            if others_at_or_above || (!is_users && ov.is_some_and(|v| v > limit)) {
+                return bad(key);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn levels_default_per_spec() {
+        let pl = json!({"users": {"@a:x": 100}, "events": {"m.room.name": 50}});
+        assert_eq!(user_level(&pl, "@a:x"), 100);
+        assert_eq!(user_level(&pl, "@b:x"), 0);
+        assert_eq!(event_level(&pl, "m.room.name", true), 50);
+        assert_eq!(event_level(&pl, "m.room.topic", true), 50);
+        assert_eq!(event_level(&pl, "m.room.encrypted", false), 0);
+        assert_eq!(action_level(&pl, "invite"), 0);
+        assert_eq!(action_level(&pl, "kick"), 50);
+    }
+
+    #[test]
+    fn power_cannot_exceed_own() {
+        let old = json!({"users": {"@mod:x": 50, "@admin:x": 100, "@u:x": 0}, "kick": 50});
+        // A moderator may raise a user up to their own level, not past it.
+        let ok = json!({"users": {"@mod:x": 50, "@admin:x": 100, "@u:x": 50}, "kick": 50});
+        assert!(check_power_levels_change(&old, &ok, "@mod:x").is_ok());
+        let too_high = json!({"users": {"@mod:x": 50, "@admin:x": 100, "@u:x": 60}, "kick": 50});
+        assert!(check_power_levels_change(&old, &too_high, "@mod:x").is_err());
+        // ...nor demote someone at their level or above.
+        let demote_admin = json!({"users": {"@mod:x": 50, "@admin:x": 0}, "kick": 50});
+        assert!(check_power_levels_change(&old, &demote_admin, "@mod:x").is_err());
+        // Demoting oneself is fine.
+        let self_demote = json!({"users": {"@mod:x": 0, "@admin:x": 100, "@u:x": 0}, "kick": 50});
+        assert!(check_power_levels_change(&old, &self_demote, "@mod:x").is_ok());
+        let kick_up = json!({"users": {"@mod:x": 50, "@admin:x": 100, "@u:x": 0}, "kick": 75});
+        assert!(check_power_levels_change(&old, &kick_up, "@mod:x").is_err());
+    }
+
+    #[test]
+    fn ciphertext_shape() {
+        let good =
+            json!({"algorithm": MEGOLM, "ciphertext": "AwgA", "session_id": "s", "device_id": "D"});
+        assert!(check_ciphertext_shape(&good).is_ok());
+        let mut smuggled = good.clone();
+        smuggled["body"] = json!("hello");
+        assert_eq!(
+            check_ciphertext_shape(&smuggled).unwrap_err().errcode,
+            "M_FORBIDDEN"
+        );
+        let olm = json!({"algorithm": "m.olm.v1.curve25519-aes-sha2", "ciphertext": {}, "session_id": "s"});
+        assert!(check_ciphertext_shape(&olm).is_err());
+    }
+}

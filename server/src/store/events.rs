@@ -1,1 +1,427 @@
-//! (being written)
+//! Room events: appending (with current-state and membership upkeep),
+//! reading, and rendering in the client format.
+
+use serde_json::{json, Map, Value};
+use sqlx::{AnyConnection, Row};
+
+use super::{rooms, WriteTx};
+
+/// An event about to be appended.
+pub struct NewEvent<'a> {
+    pub room_id: &'a str,
+    pub sender: &'a str,
+    /// The sending device and its transaction id, echoed back to that device
+    /// as `unsigned.transaction_id` so it can match its local echo.
+    pub sender_device: Option<&'a str>,
+    pub txn_id: Option<&'a str>,
+    pub event_type: &'a str,
+    pub state_key: Option<&'a str>,
+    pub content: &'a Value,
+    pub redacts: Option<&'a str>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub pos: i64,
+    pub event_id: String,
+    pub room_id: String,
+    pub sender: String,
+    pub sender_device: Option<String>,
+    pub txn_id: Option<String>,
+    pub event_type: String,
+    pub state_key: Option<String>,
+    pub content: Value,
+    pub prev_content: Option<Value>,
+    pub redacts: Option<String>,
+    pub redacted_by: Option<String>,
+    pub origin_server_ts: i64,
+}
+
+const COLUMNS: &str = "stream_pos, event_id, room_id, sender, sender_device, txn_id, event_type, state_key, content, \
+                       prev_content, redacts, redacted_by, origin_server_ts";
+
+fn from_row(r: sqlx::any::AnyRow) -> Result<StoredEvent, sqlx::Error> {
+    let json = |s: String| serde_json::from_str(&s).unwrap_or(Value::Object(Map::new()));
+    Ok(StoredEvent {
+        pos: r.try_get(0)?,
+        event_id: r.try_get(1)?,
+        room_id: r.try_get(2)?,
+        sender: r.try_get(3)?,
+        sender_device: r.try_get(4)?,
+        txn_id: r.try_get(5)?,
+        event_type: r.try_get(6)?,
+        state_key: r.try_get(7)?,
+        content: json(r.try_get(8)?),
+        prev_content: r.try_get::<Option<String>, _>(9)?.map(json),
+        redacts: r.try_get(10)?,
+        redacted_by: r.try_get(11)?,
+        origin_server_ts: r.try_get(12)?,
+    })
+}
+
+/// Appends an event at a new stream position, updating current state and
+/// memberships for state events. Authorization is the caller's job.
+pub async fn append(
+    tx: &mut WriteTx,
+    event: &NewEvent<'_>,
+    now: i64,
+) -> Result<StoredEvent, sqlx::Error> {
+    let pos = tx.next_pos().await?;
+    let event_id = crate::ids::new_event_id();
+    let mut prev_content = None;
+    if let Some(state_key) = event.state_key {
+        if let Some(prev) =
+            state_event(tx.conn(), event.room_id, event.event_type, state_key).await?
+        {
+            prev_content = Some(prev.content);
+        }
+        sqlx::query(
+            "INSERT INTO current_state (room_id, event_type, state_key, event_id, stream_pos) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET event_id = excluded.event_id, stream_pos = excluded.stream_pos",
+        )
+        .bind(event.room_id)
+        .bind(event.event_type)
+        .bind(state_key)
+        .bind(&event_id)
+        .bind(pos)
+        .execute(tx.conn())
+        .await?;
+        if event.event_type == "m.room.member" {
+            let membership = event
+                .content
+                .get("membership")
+                .and_then(Value::as_str)
+                .unwrap_or("leave");
+            rooms::set_membership(tx.conn(), event.room_id, state_key, membership, pos).await?;
+        }
+    }
+    let content = serde_json::to_string(event.content).unwrap_or_else(|_| "{}".into());
+    let prev = prev_content.as_ref().map(|p| p.to_string());
+    sqlx::query(&format!("INSERT INTO events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, $12)"))
+        .bind(pos)
+        .bind(&event_id)
+        .bind(event.room_id)
+        .bind(event.sender)
+        .bind(event.sender_device)
+        .bind(event.txn_id)
+        .bind(event.event_type)
+        .bind(event.state_key)
+        .bind(&content)
+        .bind(prev)
+        .bind(event.redacts)
+        .bind(now)
+        .execute(tx.conn())
+        .await?;
+    Ok(StoredEvent {
+        pos,
+        event_id,
+        room_id: event.room_id.to_owned(),
+        sender: event.sender.to_owned(),
+        sender_device: event.sender_device.map(str::to_owned),
+        txn_id: event.txn_id.map(str::to_owned),
+        event_type: event.event_type.to_owned(),
+        state_key: event.state_key.map(str::to_owned),
+        content: event.content.clone(),
+        prev_content,
+        redacts: event.redacts.map(str::to_owned),
+        redacted_by: None,
+        origin_server_ts: now,
+    })
+}
+
+/// Replaces an event's content with its redacted form and records who
+/// redacted it. The original content is gone from the database, not hidden.
+pub async fn apply_redaction(
+    c: &mut AnyConnection,
+    target: &StoredEvent,
+    redaction_id: &str,
+) -> Result<(), sqlx::Error> {
+    let redacted = redacted_content(&target.event_type, &target.content);
+    sqlx::query("UPDATE events SET content = $1, redacted_by = $2 WHERE event_id = $3")
+        .bind(redacted.to_string())
+        .bind(redaction_id)
+        .bind(&target.event_id)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// The content keys that survive redaction (room version 10 rules).
+pub fn redacted_content(event_type: &str, content: &Value) -> Value {
+    let keep: &[&str] = match event_type {
+        "m.room.member" => &["membership", "join_authorised_via_users_server"],
+        "m.room.create" => &["creator"],
+        "m.room.join_rules" => &["join_rule", "allow"],
+        "m.room.power_levels" => &[
+            "ban",
+            "events",
+            "events_default",
+            "kick",
+            "redact",
+            "state_default",
+            "users",
+            "users_default",
+        ],
+        "m.room.history_visibility" => &["history_visibility"],
+        _ => &[],
+    };
+    let mut out = Map::new();
+    if let Value::Object(map) = content {
+        for key in keep {
+            if let Some(v) = map.get(*key) {
+                out.insert((*key).to_owned(), v.clone());
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+pub async fn get(
+    c: &mut AnyConnection,
+    event_id: &str,
+) -> Result<Option<StoredEvent>, sqlx::Error> {
+    sqlx::query(&format!("SELECT {COLUMNS} FROM events WHERE event_id = $1"))
+        .bind(event_id)
+        .fetch_optional(c)
+        .await?
+        .map(from_row)
+        .transpose()
+}
+
+pub async fn state_event(
+    c: &mut AnyConnection,
+    room_id: &str,
+    event_type: &str,
+    state_key: &str,
+) -> Result<Option<StoredEvent>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {} FROM current_state s JOIN events e ON e.event_id = s.event_id \
+         WHERE s.room_id = $1 AND s.event_type = $2 AND s.state_key = $3",
+        prefixed("e")
+    ))
+    .bind(room_id)
+    .bind(event_type)
+    .bind(state_key)
+    .fetch_optional(c)
+    .await?
+    .map(from_row)
+    .transpose()
+}
+
+/// The full current state of a room.
+pub async fn current_state(
+    c: &mut AnyConnection,
+    room_id: &str,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {} FROM current_state s JOIN events e ON e.event_id = s.event_id WHERE s.room_id = $1 ORDER BY e.stream_pos",
+        prefixed("e")
+    ))
+    .bind(room_id)
+    .fetch_all(c)
+    .await?
+    .into_iter()
+    .map(from_row)
+    .collect()
+}
+
+/// The room's state as it stood at stream position `at` (inclusive): the
+/// latest state event per (type, key) at or before `at`. Used for rooms the
+/// viewer has left, whose later state they may not see.
+pub async fn state_at(
+    c: &mut AnyConnection,
+    room_id: &str,
+    at: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {cols} FROM events e WHERE e.room_id = $1 AND e.state_key IS NOT NULL AND e.stream_pos <= $2 \
+         AND e.stream_pos = (SELECT MAX(x.stream_pos) FROM events x WHERE x.room_id = e.room_id \
+         AND x.event_type = e.event_type AND x.state_key = e.state_key AND x.stream_pos <= $2) ORDER BY e.stream_pos",
+        cols = prefixed("e")
+    ))
+    .bind(room_id)
+    .bind(at)
+    .fetch_all(c)
+    .await?
+    .into_iter()
+    .map(from_row)
+    .collect()
+}
+
+/// Up to `limit` events of a room with positions in `[from, to]`, newest
+/// first when `backwards`, oldest first otherwise.
+pub async fn range(
+    c: &mut AnyConnection,
+    room_id: &str,
+    from: i64,
+    to: i64,
+    limit: i64,
+    backwards: bool,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let order = if backwards { "DESC" } else { "ASC" };
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM events WHERE room_id = $1 AND stream_pos >= $2 AND stream_pos <= $3 ORDER BY stream_pos {order} LIMIT $4"
+    ))
+    .bind(room_id)
+    .bind(from)
+    .bind(to)
+    .bind(limit)
+    .fetch_all(c)
+    .await?
+    .into_iter()
+    .map(from_row)
+    .collect()
+}
+
+/// Rooms with events in `(from, to]`.
+pub async fn rooms_with_events_between(
+    c: &mut AnyConnection,
+    from: i64,
+    to: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT room_id FROM events WHERE stream_pos > $1 AND stream_pos <= $2",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(c)
+    .await
+}
+
+/// Membership events in `(from, to]` of the given rooms' (for device-list tracking).
+pub async fn member_events_between(
+    c: &mut AnyConnection,
+    room_id: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM events WHERE room_id = $1 AND event_type = 'm.room.member' AND stream_pos > $2 AND stream_pos <= $3 ORDER BY stream_pos"
+    ))
+    .bind(room_id)
+    .bind(from)
+    .bind(to)
+    .fetch_all(c)
+    .await?
+    .into_iter()
+    .map(from_row)
+    .collect()
+}
+
+fn prefixed(alias: &str) -> String {
+    COLUMNS
+        .split(", ")
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Who is looking at an event, for `unsigned.transaction_id`.
+#[derive(Clone, Copy)]
+pub struct Viewer<'a> {
+    pub user_id: &'a str,
+    pub device_id: &'a str,
+}
+
+impl StoredEvent {
+    /// The client-server API's event format.
+    pub fn to_client(&self, viewer: Option<Viewer<'_>>, now: i64) -> Value {
+        let mut unsigned = Map::new();
+        unsigned.insert("age".into(), json!((now - self.origin_server_ts).max(0)));
+        if let (Some(v), Some(device), Some(txn)) = (viewer, &self.sender_device, &self.txn_id) {
+            if v.user_id == self.sender && v.device_id == device {
+                unsigned.insert("transaction_id".into(), json!(txn));
+            }
+        }
+        if let Some(prev) = &self.prev_content {
+            unsigned.insert("prev_content".into(), prev.clone());
+        }
+        if let Some(by) = &self.redacted_by {
+            unsigned.insert(
+                "redacted_because".into(),
+                json!({ "event_id": by, "type": "m.room.redaction", "content": {} }),
+            );
+        }
+        let mut event = json!({
+            "event_id": self.event_id,
+            "room_id": self.room_id,
+            "sender": self.sender,
+            "type": self.event_type,
+            "content": self.content,
+            "origin_server_ts": self.origin_server_ts,
+            "unsigned": unsigned,
+        });
+        if let Some(key) = &self.state_key {
+            event["state_key"] = json!(key);
+        }
+        if let Some(redacts) = &self.redacts {
+            event["redacts"] = json!(redacts);
+        }
+        event
+    }
+
+    /// The stripped form shown to invitees before they join.
+    pub fn to_stripped(&self) -> Value {
+        json!({
+            "type": self.event_type,
+            "state_key": self.state_key.clone().unwrap_or_default(),
+            "sender": self.sender,
+            "content": self.content,
+        })
+    }
+}
+
+/// The result recorded for `(user, device, kind, txn_id)`, if any.
+pub async fn txn_result(
+    c: &mut AnyConnection,
+    user_id: &str,
+    device_id: &str,
+    kind: &str,
+    txn_id: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT result FROM txn_ids WHERE user_id = $1 AND device_id = $2 AND kind = $3 AND txn_id = $4")
+        .bind(user_id)
+        .bind(device_id)
+        .bind(kind)
+        .bind(txn_id)
+        .fetch_optional(c)
+        .await
+}
+
+pub async fn put_txn_result(
+    c: &mut AnyConnection,
+    user_id: &str,
+    device_id: &str,
+    kind: &str,
+    txn_id: &str,
+    result: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO txn_ids (user_id, device_id, kind, txn_id, result, created_ts) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(user_id)
+        .bind(device_id)
+        .bind(kind)
+        .bind(txn_id)
+        .bind(result)
+        .bind(now)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_keeps_only_protocol_keys() {
+        let c = json!({"membership": "join", "displayname": "Alice", "avatar_url": "mxc://x/y"});
+        assert_eq!(
+            redacted_content("m.room.member", &c),
+            json!({"membership": "join"})
+        );
+        let c =
+            json!({"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "AAAA", "session_id": "s"});
+        assert_eq!(redacted_content("m.room.encrypted", &c), json!({}));
+    }
+}

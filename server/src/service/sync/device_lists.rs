@@ -1,0 +1,79 @@
+//! `device_lists.changed` and `device_lists.left`: whose device keys a client
+//! must (re)fetch, and whom it no longer needs to track.
+
+use std::collections::BTreeSet;
+
+use sqlx::AnyConnection;
+
+use crate::error::ApiResult;
+use crate::store::{events, keys, rooms};
+
+/// `my_rooms` is every room the user is or was in: (room_id, membership, position).
+pub async fn changes(
+    c: &mut AnyConnection,
+    user_id: &str,
+    my_rooms: &[(String, rooms::Membership)],
+    from: i64,
+    to: i64,
+) -> ApiResult<(Vec<String>, Vec<String>)> {
+    let sharing: BTreeSet<String> = rooms::users_sharing_rooms(&mut *c, user_id)
+        .await?
+        .into_iter()
+        .collect();
+    let mut changed: BTreeSet<String> = keys::device_list_changes_between(&mut *c, from, to)
+        .await?
+        .into_iter()
+        .filter(|u| sharing.contains(u))
+        .collect();
+    let mut maybe_left = BTreeSet::new();
+    for (room_id, membership) in my_rooms {
+        let is_joined = membership.membership == "join";
+        let changed_recently = membership.pos > from;
+        if !is_joined && !changed_recently {
+            continue;
+        }
+        if is_joined && membership.span_start_pos > from {
+            // We joined since `from`: everyone here may be new to us.
+            changed.extend(rooms::joined_members(&mut *c, room_id).await?);
+            continue;
+        }
+        if !is_joined {
+            // We left since `from`: everyone here may have left our view.
+            maybe_left.extend(
+                rooms::members(&mut *c, room_id, &["join", "leave", "ban", "invite"]).await?,
+            );
+            continue;
+        }
+        for event in events::member_events_between(&mut *c, room_id, from, to).await? {
+            let Some(target) = event.state_key else {
+                continue;
+            };
+            match event
+                .content
+                .get("membership")
+                .and_then(serde_json::Value::as_str)
+            {
+                Some("join")
+                    if event
+                        .prev_content
+                        .as_ref()
+                        .and_then(|p| p.get("membership"))
+                        .and_then(|m| m.as_str())
+                        != Some("join") =>
+                {
+                    changed.insert(target);
+                }
+                Some("leave") | Some("ban") => {
+                    maybe_left.insert(target);
+                }
+                _ => {}
+            }
+        }
+    }
+    let left: Vec<String> = maybe_left
+        .into_iter()
+        .filter(|u| u != user_id && !sharing.contains(u))
+        .collect();
+    changed.retain(|u| !left.contains(u));
+    Ok((changed.into_iter().collect(), left))
+}
