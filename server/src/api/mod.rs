@@ -18,7 +18,7 @@ pub mod membership;
 pub mod profile;
 pub mod pushrules;
 pub mod rooms;
-// PENDING pub mod sync;
+pub mod sync;
 pub mod to_device;
 
 use std::net::SocketAddr;
@@ -43,7 +43,7 @@ pub fn router(state: AppState) -> Router {
         .merge(rooms::routes())
         .merge(membership::routes())
         .merge(events::routes())
-        // PENDING .merge(sync::routes())
+        .merge(sync::routes())
         .merge(keys::routes())
         .merge(to_device::routes())
         .merge(backup::routes())

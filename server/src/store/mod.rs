@@ -15,6 +15,7 @@
 //! mutex serializes writers, which also avoids `SQLITE_BUSY` on upgrades.
 
 pub mod account_data;
+pub mod backup;
 pub mod devices;
 pub mod ephemeral;
 pub mod events;

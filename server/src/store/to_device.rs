@@ -1,1 +1,111 @@
-//! (being written)
+//! Send-to-device messages, queued per target device until its `/sync`
+//! acknowledges them, and the transaction ids that make sending idempotent.
+
+use serde_json::{json, Value};
+use sqlx::{AnyConnection, Row};
+
+/// Remembers `txn_id` for the sending device; false when it was already
+/// used, in which case the request must not be carried out again.
+pub async fn claim_txn_id(
+    c: &mut AnyConnection,
+    user_id: &str,
+    device_id: &str,
+    kind: &str,
+    txn_id: &str,
+    result: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "INSERT INTO txn_ids (user_id, device_id, kind, txn_id, result, created_ts) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (user_id, device_id, kind, txn_id) DO NOTHING",
+    )
+    .bind(user_id)
+    .bind(device_id)
+    .bind(kind)
+    .bind(txn_id)
+    .bind(result)
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn insert(
+    c: &mut AnyConnection,
+    pos: i64,
+    user_id: &str,
+    device_id: &str,
+    sender: &str,
+    event_type: &str,
+    content: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO to_device (stream_pos, user_id, device_id, sender, event_type, content) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(pos)
+    .bind(user_id)
+    .bind(device_id)
+    .bind(sender)
+    .bind(event_type)
+    .bind(content)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// Messages for the device in `(after_pos, up_to_pos]`, oldest first, as
+/// `(position, {"sender", "type", "content"})`.
+pub async fn pending(
+    c: &mut AnyConnection,
+    user_id: &str,
+    device_id: &str,
+    after_pos: i64,
+    up_to_pos: i64,
+    limit: i64,
+) -> Result<Vec<(i64, Value)>, sqlx::Error> {
+    sqlx::query(
+        "SELECT stream_pos, sender, event_type, content FROM to_device \
+         WHERE user_id = $1 AND device_id = $2 AND stream_pos > $3 AND stream_pos <= $4 \
+         ORDER BY stream_pos LIMIT $5",
+    )
+    .bind(user_id)
+    .bind(device_id)
+    .bind(after_pos)
+    .bind(up_to_pos)
+    .bind(limit)
+    .fetch_all(c)
+    .await?
+    .into_iter()
+    .map(|r| {
+        let content: String = r.try_get(3)?;
+        let content: Value =
+            serde_json::from_str(&content).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        Ok((
+            r.try_get(0)?,
+            json!({
+                "sender": r.try_get::<String, _>(1)?,
+                "type": r.try_get::<String, _>(2)?,
+                "content": content,
+            }),
+        ))
+    })
+    .collect()
+}
+
+/// Drops the messages the device has seen: everything up to `up_to_pos`.
+pub async fn delete_acknowledged(
+    c: &mut AnyConnection,
+    user_id: &str,
+    device_id: &str,
+    up_to_pos: i64,
+) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query(
+        "DELETE FROM to_device WHERE user_id = $1 AND device_id = $2 AND stream_pos <= $3",
+    )
+    .bind(user_id)
+    .bind(device_id)
+    .bind(up_to_pos)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected())
+}

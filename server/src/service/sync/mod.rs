@@ -1,6 +1,207 @@
-//! `/sync` (assembly pending the key and account-data stores).
+//! `/sync`: everything that changed for one device since its last token,
+//! waiting (long-poll) until something does or the timeout passes.
+//!
+//! Every section is read up to one stream position, taken first, so a
+//! response is a consistent cut: nothing at or below it is skipped by the
+//! next sync, and nothing above it is sent twice in a timeline.
 
 pub mod device_lists;
 pub mod filter;
 pub mod rooms;
 pub mod tokens;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+
+use crate::error::ApiResult;
+use crate::extract::Auth;
+use crate::state::AppState;
+use crate::store::events::Viewer;
+use crate::store::{self, account_data, keys, to_device};
+use filter::SyncFilter;
+use tokens::SyncToken;
+
+/// How many to-device messages one response carries at most.
+const TO_DEVICE_BATCH: i64 = 100;
+
+pub struct SyncRequest {
+    pub since: Option<SyncToken>,
+    pub timeout: Duration,
+    pub full_state: bool,
+    pub filter: SyncFilter,
+}
+
+pub async fn sync(state: &AppState, auth: &Auth, req: &SyncRequest) -> ApiResult<Value> {
+    // Subscribe before the first read so a change landing in between still wakes us.
+    let mut subscription = state.notifier.subscribe(&auth.user_id);
+    let deadline = Instant::now() + req.timeout;
+    loop {
+        let (response, has_news) = build(state, auth, req).await?;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if has_news
+            || req.since.is_none()
+            || req.full_state
+            || remaining.is_zero()
+            || state.notifier.is_shutting_down()
+        {
+            return Ok(response);
+        }
+        if !subscription.wait(remaining).await {
+            return Ok(build(state, auth, req).await?.0);
+        }
+    }
+}
+
+async fn build(state: &AppState, auth: &Auth, req: &SyncRequest) -> ApiResult<(Value, bool)> {
+    let now = state.now_ms();
+    let mut c = state.store.read().await?;
+    let to = store::current_pos(&mut c).await?;
+    let from = if req.full_state {
+        None
+    } else {
+        req.since.map(|s| s.pos)
+    };
+    let viewer = Viewer {
+        user_id: &auth.user_id,
+        device_id: &auth.device_id,
+    };
+
+    // To-device: what the client's token acknowledges is delivered, and only then deleted.
+    let acked = req.since.map_or(0, |s| s.to_device);
+    if acked > 0 {
+        to_device::delete_acknowledged(&mut c, &auth.user_id, &auth.device_id, acked).await?;
+    }
+    let to_device = to_device::pending(
+        &mut c,
+        &auth.user_id,
+        &auth.device_id,
+        acked,
+        to,
+        TO_DEVICE_BATCH,
+    )
+    .await?;
+    let to_device_pos = match to_device.last() {
+        Some((pos, _)) if to_device.len() as i64 == TO_DEVICE_BATCH => *pos,
+        _ => to,
+    };
+
+    let data_changes =
+        account_data::changed_since(&mut c, &auth.user_id, from.unwrap_or(-1), to).await?;
+    let mut global_data: Vec<Value> = data_changes
+        .iter()
+        .filter(|(room, _, _)| room.is_empty())
+        .map(|(_, t, content)| json!({ "type": t, "content": content }))
+        .collect();
+    if from.is_none()
+        && !data_changes
+            .iter()
+            .any(|(r, t, _)| r.is_empty() && t == "m.push_rules")
+    {
+        global_data.push(json!({ "type": "m.push_rules", "content": crate::api::pushrules::default_ruleset(&auth.user_id) }));
+    }
+    let mut room_data = rooms::room_account_data(&data_changes);
+
+    let my_rooms = store::rooms::rooms_for_user(&mut c, &auth.user_id).await?;
+    let rooms_with_news: BTreeSet<String> = match from {
+        Some(f) => store::events::rooms_with_events_between(&mut c, f, to)
+            .await?
+            .into_iter()
+            .collect(),
+        None => BTreeSet::new(),
+    };
+    let (mut join, mut invite, mut leave) = (Map::new(), Map::new(), Map::new());
+    for (room_id, membership) in &my_rooms {
+        let changed_since = from.is_none_or(|f| membership.pos > f);
+        let data = match room_data.remove(room_id) {
+            Some(Value::Array(list)) => list,
+            _ => vec![],
+        };
+        match membership.membership.as_str() {
+            "join" => {
+                let Some((visible_from, _)) =
+                    crate::service::rooms::visible_range(&mut c, room_id, &auth.user_id).await?
+                else {
+                    continue;
+                };
+                // A room joined since the token is new to the client: send it whole.
+                let joined_since = from.is_some_and(|f| membership.span_start_pos > f);
+                let window = rooms::RoomWindow {
+                    room_id,
+                    viewer,
+                    from: if joined_since { None } else { from },
+                    to,
+                    visible_from,
+                    filter: &req.filter,
+                    now,
+                };
+                if let Some(section) = rooms::joined(
+                    &mut c,
+                    &window,
+                    data,
+                    joined_since || rooms_with_news.contains(room_id),
+                )
+                .await?
+                {
+                    join.insert(room_id.clone(), section);
+                }
+            }
+            "invite" if changed_since => {
+                invite.insert(
+                    room_id.clone(),
+                    rooms::invited(&mut c, room_id, &auth.user_id).await?,
+                );
+            }
+            "leave" | "ban"
+                if !membership.forgotten
+                    && (from.is_some() && changed_since
+                        || from.is_none() && req.filter.include_leave) =>
+            {
+                let Some((visible_from, _)) =
+                    crate::service::rooms::visible_range(&mut c, room_id, &auth.user_id).await?
+                else {
+                    continue;
+                };
+                let window = rooms::RoomWindow {
+                    room_id,
+                    viewer,
+                    from,
+                    to,
+                    visible_from,
+                    filter: &req.filter,
+                    now,
+                };
+                leave.insert(
+                    room_id.clone(),
+                    rooms::left(&mut c, &window, membership.pos).await?,
+                );
+            }
+            _ => {}
+        }
+    }
+
+    let (changed, left) = match from {
+        Some(f) => device_lists::changes(&mut c, &auth.user_id, &my_rooms, f, to).await?,
+        None => (vec![], vec![]),
+    };
+    let has_news = !join.is_empty()
+        || !invite.is_empty()
+        || !leave.is_empty()
+        || !to_device.is_empty()
+        || !global_data.is_empty()
+        || !changed.is_empty()
+        || !left.is_empty();
+    let response = json!({
+        "next_batch": SyncToken { pos: to, to_device: to_device_pos }.to_string(),
+        "rooms": { "join": join, "invite": invite, "leave": leave },
+        "account_data": { "events": global_data },
+        "presence": { "events": [] },
+        "to_device": { "events": to_device.into_iter().map(|(_, e)| e).collect::<Vec<_>>() },
+        "device_lists": { "changed": changed, "left": left },
+        // Always present, zero counts included: clients replenish keys from these.
+        "device_one_time_keys_count": keys::one_time_key_counts(&mut c, &auth.user_id, &auth.device_id).await?,
+        "device_unused_fallback_key_types": keys::unused_fallback_key_types(&mut c, &auth.user_id, &auth.device_id).await?,
+    });
+    Ok((response, has_news))
+}

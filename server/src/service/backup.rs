@@ -1,0 +1,302 @@
+//! Server-side key backup (spec §"Server-side key backups"). Backups are
+//! ciphertext the server never reads; it only enforces which version takes
+//! uploads and which copy of a session key to keep.
+
+use axum::http::StatusCode;
+use serde_json::{json, Map, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::backup::{self, BackupVersion, KeyBackupData, Scope};
+use crate::store::is_unique_violation;
+
+const MAX_ID_LEN: usize = 255;
+const MAX_AUTH_DATA_SIZE: usize = 64 * 1024;
+
+/// Version strings are decimal numbers; anything else names no backup.
+pub fn parse_version(version: &str) -> Option<i64> {
+    if version.is_empty() || version.len() > 18 || !version.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    version.parse().ok()
+}
+
+fn no_backup(version: &str) -> ApiError {
+    ApiError::not_found(format!("Unknown backup version {version:?}"))
+}
+
+fn wrong_version(current: i64) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "M_WRONG_ROOM_KEYS_VERSION",
+        "Wrong backup version",
+    )
+    .with("current_version", json!(current.to_string()))
+}
+
+fn validate_version_body(algorithm: &str, auth_data: &Value) -> ApiResult<()> {
+    if algorithm.is_empty() || algorithm.len() > MAX_ID_LEN {
+        return Err(ApiError::invalid_param("algorithm must be 1 to 255 bytes"));
+    }
+    if !auth_data.is_object() {
+        return Err(ApiError::bad_json("auth_data must be an object"));
+    }
+    if serde_json::to_string(auth_data).map_or(0, |s| s.len()) > MAX_AUTH_DATA_SIZE {
+        return Err(ApiError::too_large("auth_data is too large"));
+    }
+    Ok(())
+}
+
+/// Checks one uploaded session key.
+pub fn validate_key(room_id: &str, session_id: &str, key: &KeyBackupData) -> ApiResult<()> {
+    for (what, id) in [("room id", room_id), ("session id", session_id)] {
+        if id.is_empty() || id.len() > MAX_ID_LEN {
+            return Err(ApiError::invalid_param(format!(
+                "{what} must be 1 to 255 bytes"
+            )));
+        }
+    }
+    if key.first_message_index < 0 || key.forwarded_count < 0 {
+        return Err(ApiError::invalid_param(
+            "first_message_index and forwarded_count must not be negative",
+        ));
+    }
+    if !key.session_data.is_object() {
+        return Err(ApiError::bad_json("session_data must be an object"));
+    }
+    Ok(())
+}
+
+/// `POST /room_keys/version`: returns the new version.
+pub async fn create_version(
+    state: &AppState,
+    user_id: &str,
+    algorithm: &str,
+    auth_data: &Value,
+) -> ApiResult<String> {
+    validate_version_body(algorithm, auth_data)?;
+    // Two concurrent creations on PostgreSQL may pick the same number; the
+    // loser's transaction is aborted, so it starts over.
+    for _ in 0..3 {
+        let mut tx = state.store.write().await?;
+        match backup::create_version(tx.conn(), user_id, algorithm, auth_data).await {
+            Ok(version) => {
+                tx.commit().await?;
+                return Ok(version.to_string());
+            }
+            Err(e) if is_unique_violation(&e) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "M_UNKNOWN",
+        "backup versions were created concurrently; retry",
+    ))
+}
+
+fn version_json(v: &BackupVersion, count: i64) -> Value {
+    json!({
+        "algorithm": v.algorithm,
+        "auth_data": v.auth_data,
+        "version": v.version.to_string(),
+        "count": count,
+        "etag": v.etag.to_string(),
+    })
+}
+
+/// `GET /room_keys/version[/{version}]`: the named or else the current
+/// version. No backup is 404 `M_NOT_FOUND`, which clients rely on.
+pub async fn get_version(
+    state: &AppState,
+    user_id: &str,
+    version: Option<&str>,
+) -> ApiResult<Value> {
+    let mut conn = state.store.read().await?;
+    let found = match version {
+        None => backup::current_version(&mut conn, user_id).await?,
+        Some(v) => match parse_version(v) {
+            Some(n) => backup::get_version(&mut conn, user_id, n).await?,
+            None => None,
+        },
+    };
+    let found = found.ok_or_else(|| match version {
+        Some(v) => no_backup(v),
+        None => ApiError::not_found("No current backup version"),
+    })?;
+    let count = backup::count_keys(&mut conn, user_id, found.version).await?;
+    Ok(version_json(&found, count))
+}
+
+/// `PUT /room_keys/version/{version}`: replaces the auth data; the
+/// algorithm cannot change.
+pub async fn update_version(
+    state: &AppState,
+    user_id: &str,
+    version: &str,
+    algorithm: &str,
+    auth_data: &Value,
+    body_version: Option<&str>,
+) -> ApiResult<()> {
+    validate_version_body(algorithm, auth_data)?;
+    if body_version.is_some_and(|v| v != version) {
+        return Err(ApiError::invalid_param(
+            "version in the body does not match the path",
+        ));
+    }
+    let n = parse_version(version).ok_or_else(|| no_backup(version))?;
+    let mut tx = state.store.write().await?;
+    let existing = backup::lock_version(&mut tx, user_id, n)
+        .await?
+        .ok_or_else(|| no_backup(version))?;
+    if existing.algorithm != algorithm {
+        return Err(ApiError::invalid_param(
+            "the algorithm of a backup version cannot change",
+        ));
+    }
+    backup::set_auth_data(tx.conn(), user_id, n, auth_data).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `DELETE /room_keys/version/{version}`.
+pub async fn delete_version(state: &AppState, user_id: &str, version: &str) -> ApiResult<()> {
+    let n = parse_version(version).ok_or_else(|| no_backup(version))?;
+    let mut tx = state.store.write().await?;
+    if !backup::delete_version(tx.conn(), user_id, n).await? {
+        return Err(no_backup(version));
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `PUT /room_keys/keys…`: stores each key unless the one already stored is
+/// better. Only the current version takes uploads. Returns `{count, etag}`.
+pub async fn upload_keys(
+    state: &AppState,
+    user_id: &str,
+    version: &str,
+    uploads: Vec<(String, String, KeyBackupData)>,
+) -> ApiResult<Value> {
+    for (room_id, session_id, key) in &uploads {
+        validate_key(room_id, session_id, key)?;
+    }
+    let mut tx = state.store.write().await?;
+    let current = backup::current_version(tx.conn(), user_id)
+        .await?
+        .ok_or_else(|| no_backup(version))?;
+    if parse_version(version) != Some(current.version) {
+        return Err(wrong_version(current.version));
+    }
+    let current = backup::lock_version(&mut tx, user_id, current.version)
+        .await?
+        .ok_or_else(|| no_backup(version))?;
+    let mut etag = current.etag;
+    let mut changed = false;
+    for (room_id, session_id, key) in &uploads {
+        let stored =
+            backup::get_key(tx.conn(), user_id, current.version, room_id, session_id).await?;
+        if stored.is_none_or(|old| backup::should_replace(&old, key)) {
+            backup::put_key(
+                tx.conn(),
+                user_id,
+                current.version,
+                room_id,
+                session_id,
+                key,
+            )
+            .await?;
+            changed = true;
+        }
+    }
+    if changed {
+        etag = backup::bump_etag(tx.conn(), user_id, current.version).await?;
+    }
+    let count = backup::count_keys(tx.conn(), user_id, current.version).await?;
+    tx.commit().await?;
+    Ok(json!({ "count": count, "etag": etag.to_string() }))
+}
+
+async fn existing_version(
+    conn: &mut sqlx::AnyConnection,
+    user_id: &str,
+    version: &str,
+) -> ApiResult<i64> {
+    let n = parse_version(version).ok_or_else(|| no_backup(version))?;
+    backup::get_version(conn, user_id, n)
+        .await?
+        .map(|v| v.version)
+        .ok_or_else(|| no_backup(version))
+}
+
+/// `GET /room_keys/keys…`: the keys in `scope`, shaped as the spec's
+/// `{rooms: {room: {sessions: {session: key}}}}`.
+pub async fn get_keys(
+    state: &AppState,
+    user_id: &str,
+    version: &str,
+    scope: Scope<'_>,
+) -> ApiResult<Map<String, Value>> {
+    let mut conn = state.store.read().await?;
+    let n = existing_version(&mut conn, user_id, version).await?;
+    let mut rooms = Map::new();
+    for (room_id, session_id, key) in backup::keys(&mut conn, user_id, n, scope).await? {
+        let room = rooms
+            .entry(room_id)
+            .or_insert_with(|| json!({ "sessions": {} }));
+        room["sessions"][session_id] =
+            serde_json::to_value(key).map_err(|_| ApiError::internal())?;
+    }
+    Ok(rooms)
+}
+
+/// `DELETE /room_keys/keys…`. Returns `{count, etag}`.
+pub async fn delete_keys(
+    state: &AppState,
+    user_id: &str,
+    version: &str,
+    scope: Scope<'_>,
+) -> ApiResult<Value> {
+    let mut tx = state.store.write().await?;
+    let n = parse_version(version).ok_or_else(|| no_backup(version))?;
+    let found = backup::lock_version(&mut tx, user_id, n)
+        .await?
+        .ok_or_else(|| no_backup(version))?;
+    let mut etag = found.etag;
+    if backup::delete_keys(tx.conn(), user_id, n, scope).await? > 0 {
+        etag = backup::bump_etag(tx.conn(), user_id, n).await?;
+    }
+    let count = backup::count_keys(tx.conn(), user_id, n).await?;
+    tx.commit().await?;
+    Ok(json!({ "count": count, "etag": etag.to_string() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_decimal() {
+        assert_eq!(parse_version("1"), Some(1));
+        assert_eq!(parse_version("0042"), Some(42));
+        assert_eq!(parse_version(""), None);
+        assert_eq!(parse_version("-1"), None);
+        assert_eq!(parse_version("1a"), None);
+        assert_eq!(parse_version("99999999999999999999"), None);
+    }
+
+    #[test]
+    fn uploaded_keys_are_checked() {
+        let key = |fmi: i64, data: Value| KeyBackupData {
+            first_message_index: fmi,
+            forwarded_count: 0,
+            is_verified: false,
+            session_data: data,
+        };
+        assert!(validate_key("!r:x", "s", &key(0, json!({}))).is_ok());
+        assert!(validate_key("", "s", &key(0, json!({}))).is_err());
+        assert!(validate_key("!r:x", &"s".repeat(256), &key(0, json!({}))).is_err());
+        assert!(validate_key("!r:x", "s", &key(-1, json!({}))).is_err());
+        assert!(validate_key("!r:x", "s", &key(0, json!("x"))).is_err());
+    }
+}

@@ -1,0 +1,618 @@
+//! Device keys, one-time keys and fallback keys: validated upload, query,
+//! claim and the change feed. Cross-signing is in `service::cross_signing`.
+//!
+//! The server cannot check that a one-time key is a real Curve25519 key, but
+//! it does check every signature it can: a device's keys must be signed by
+//! the device itself, and signed one-time keys by that same device key, so a
+//! leaked access token alone cannot swap in keys another device would trust.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ed25519_dalek::VerifyingKey;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::canonical::{decode_b64, decode_ed25519_key, verify_signature};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Auth;
+use crate::state::AppState;
+use crate::store::keys::{self, KeySignature};
+use crate::store::rooms;
+
+pub const MAX_ONE_TIME_KEYS_PER_UPLOAD: usize = 100;
+const MAX_FALLBACK_KEYS_PER_UPLOAD: usize = 8;
+const MAX_KEY_ID_LEN: usize = 255;
+/// Serialized size caps; real keys are a few hundred bytes.
+const MAX_DEVICE_KEYS_SIZE: usize = 16 * 1024;
+const MAX_ONE_TIME_KEY_SIZE: usize = 4 * 1024;
+const MAX_ALGORITHMS: usize = 16;
+const MAX_CLAIMS_PER_REQUEST: usize = 10_000;
+
+/// The stream position in a sync token `s<pos>_<…>` (the part after `_`, if
+/// any, belongs to `/sync`). None when the token is not one of ours.
+pub fn parse_since_pos(token: &str) -> Option<i64> {
+    let digits = token.strip_prefix('s')?.split('_').next()?;
+    if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UploadRequest {
+    #[serde(default)]
+    pub device_keys: Option<Value>,
+    #[serde(default)]
+    pub one_time_keys: Option<Map<String, Value>>,
+    #[serde(default, alias = "org.matrix.msc2732.fallback_keys")]
+    pub fallback_keys: Option<Map<String, Value>>,
+}
+
+/// The device's own Ed25519 key from its stored or uploaded device keys.
+pub fn device_ed25519(device_keys: &Value, device_id: &str) -> Option<VerifyingKey> {
+    device_keys
+        .get("keys")?
+        .get(format!("ed25519:{device_id}"))?
+        .as_str()
+        .and_then(decode_ed25519_key)
+}
+
+/// Checks uploaded device keys; returns them as stored (without `unsigned`)
+/// with the device's Ed25519 key.
+pub fn validate_device_keys(
+    value: &Value,
+    user_id: &str,
+    device_id: &str,
+) -> ApiResult<(Value, VerifyingKey)> {
+    let Value::Object(map) = value else {
+        return Err(ApiError::bad_json("device_keys must be an object"));
+    };
+    if map.get("user_id").and_then(Value::as_str) != Some(user_id) {
+        return Err(ApiError::invalid_param(
+            "device_keys.user_id must be your user id",
+        ));
+    }
+    if map.get("device_id").and_then(Value::as_str) != Some(device_id) {
+        return Err(ApiError::invalid_param(
+            "device_keys.device_id must be the device of this access token",
+        ));
+    }
+    let algorithms = map
+        .get("algorithms")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::bad_json("device_keys.algorithms must be a list"))?;
+    if algorithms.is_empty()
+        || algorithms.len() > MAX_ALGORITHMS
+        || !algorithms
+            .iter()
+            .all(|a| a.as_str().is_some_and(|s| !s.is_empty() && s.len() <= 255))
+    {
+        return Err(ApiError::bad_json(
+            "device_keys.algorithms must be a list of 1 to 16 algorithm names",
+        ));
+    }
+    let key_map = map
+        .get("keys")
+        .and_then(Value::as_object)
+        .ok_or_else(|| ApiError::bad_json("device_keys.keys must be an object"))?;
+    if key_map.len() > MAX_ALGORITHMS || key_map.values().any(|k| !k.is_string()) {
+        return Err(ApiError::bad_json(
+            "device_keys.keys must map at most 16 key ids to strings",
+        ));
+    }
+    let ed_id = format!("ed25519:{device_id}");
+    let ed25519 = device_ed25519(value, device_id).ok_or_else(|| {
+        ApiError::invalid_param("device_keys.keys needs a valid ed25519:<device_id> key")
+    })?;
+    let curve_ok = key_map
+        .get(&format!("curve25519:{device_id}"))
+        .and_then(Value::as_str)
+        .and_then(decode_b64)
+        .is_some_and(|bytes| bytes.len() == 32);
+    if !curve_ok {
+        return Err(ApiError::invalid_param(
+            "device_keys.keys needs a valid curve25519:<device_id> key",
+        ));
+    }
+    if !map.get("signatures").is_some_and(Value::is_object) {
+        return Err(ApiError::bad_json(
+            "device_keys.signatures must be an object",
+        ));
+    }
+    verify_signature(value, user_id, &ed_id, &ed25519).map_err(|e| {
+        ApiError::invalid_param(format!("device_keys are not self-signed correctly: {e}"))
+    })?;
+    let mut cleaned = map.clone();
+    cleaned.remove("unsigned");
+    let cleaned = Value::Object(cleaned);
+    if serde_json::to_string(&cleaned).map_or(0, |s| s.len()) > MAX_DEVICE_KEYS_SIZE {
+        return Err(ApiError::invalid_param("device_keys are too large"));
+    }
+    Ok((cleaned, ed25519))
+}
+
+/// Whether a re-upload keeps the identity keys; anything else needs a new
+/// device, or other devices' Olm sessions would silently go to new keys.
+fn same_key_material(old: &Value, new: &Value) -> bool {
+    let algorithms = |v: &Value| -> BTreeSet<String> {
+        v.get("algorithms")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    old.get("keys") == new.get("keys") && algorithms(old) == algorithms(new)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyEntry {
+    pub algorithm: String,
+    pub key_id: String,
+    pub value: Value,
+}
+
+/// Parses `{"<algorithm>:<key id>": key}` as one-time or fallback keys. A
+/// `signed_*` key must be an object signed by the device when `signing` (the
+/// device's Ed25519 key) is known.
+pub fn parse_key_entries(
+    map: &Map<String, Value>,
+    max: usize,
+    what: &str,
+    user_id: &str,
+    device_id: &str,
+    signing: Option<&VerifyingKey>,
+) -> ApiResult<Vec<KeyEntry>> {
+    if map.len() > max {
+        return Err(ApiError::invalid_param(format!(
+            "at most {max} {what} per request"
+        )));
+    }
+    let signer_key_id = format!("ed25519:{device_id}");
+    let mut entries = Vec::with_capacity(map.len());
+    for (full_id, value) in map {
+        let parsed = full_id
+            .split_once(':')
+            .filter(|(alg, id)| !alg.is_empty() && !id.is_empty());
+        let Some((algorithm, key_id)) = parsed.filter(|_| {
+            full_id.len() <= MAX_KEY_ID_LEN && full_id.bytes().all(|b| (0x21..=0x7e).contains(&b))
+        }) else {
+            return Err(ApiError::invalid_param(format!(
+                "{what}: key ids must look like <algorithm>:<id>, printable ASCII up to {MAX_KEY_ID_LEN} bytes"
+            )));
+        };
+        let signed = algorithm.starts_with("signed_");
+        let size = serde_json::to_string(value).map_or(usize::MAX, |s| s.len());
+        match value {
+            Value::String(s) if !signed && !s.is_empty() => {}
+            Value::Object(o) if o.get("key").and_then(Value::as_str).is_some_and(|k| !k.is_empty()) => {
+                if let (true, Some(signing)) = (signed, signing) {
+                    verify_signature(value, user_id, &signer_key_id, signing).map_err(|e| {
+                        ApiError::invalid_param(format!(
+                            "{what}: {full_id} is not signed by the device: {e}"
+                        ))
+                    })?;
+                }
+            }
+            _ => {
+                return Err(ApiError::bad_json(format!(
+                    "{what}: {full_id} must be a key string, or an object with a \"key\" (and signatures for signed_ algorithms)"
+                )))
+            }
+        }
+        if size > MAX_ONE_TIME_KEY_SIZE {
+            return Err(ApiError::invalid_param(format!(
+                "{what}: {full_id} is too large"
+            )));
+        }
+        entries.push(KeyEntry {
+            algorithm: algorithm.to_owned(),
+            key_id: key_id.to_owned(),
+            value: value.clone(),
+        });
+    }
+    Ok(entries)
+}
+
+/// `POST /keys/upload`: stores the keys and returns the device's one-time
+/// key counts.
+pub async fn upload(
+    state: &AppState,
+    auth: &Auth,
+    request: UploadRequest,
+) -> ApiResult<BTreeMap<String, i64>> {
+    let (user_id, device_id) = (auth.user_id.as_str(), auth.device_id.as_str());
+    let new_keys = request
+        .device_keys
+        .as_ref()
+        .map(|v| validate_device_keys(v, user_id, device_id))
+        .transpose()?;
+    let stored = keys::get_device_keys(&mut *state.store.read().await?, user_id, device_id).await?;
+    let signing = match (&new_keys, &stored) {
+        (Some((_, key)), _) => Some(*key),
+        (None, Some(stored)) => device_ed25519(stored, device_id),
+        (None, None) => None,
+    };
+    let empty = Map::new();
+    let one_time = parse_key_entries(
+        request.one_time_keys.as_ref().unwrap_or(&empty),
+        MAX_ONE_TIME_KEYS_PER_UPLOAD,
+        "one_time_keys",
+        user_id,
+        device_id,
+        signing.as_ref(),
+    )?;
+    let fallback = parse_key_entries(
+        request.fallback_keys.as_ref().unwrap_or(&empty),
+        MAX_FALLBACK_KEYS_PER_UPLOAD,
+        "fallback_keys",
+        user_id,
+        device_id,
+        signing.as_ref(),
+    )?;
+    let algorithms: BTreeSet<&str> = fallback.iter().map(|e| e.algorithm.as_str()).collect();
+    if algorithms.len() != fallback.len() {
+        return Err(ApiError::invalid_param(
+            "fallback_keys: at most one key per algorithm",
+        ));
+    }
+
+    let mut tx = state.store.write().await?;
+    let mut changed = false;
+    if let Some((new, _)) = &new_keys {
+        let old = match keys::get_device_keys(tx.conn(), user_id, device_id).await? {
+            Some(old) => Some(old),
+            None if keys::insert_device_keys(tx.conn(), user_id, device_id, new).await? => {
+                // A device id reused after deletion starts without signatures.
+                keys::delete_signatures_on(tx.conn(), user_id, device_id).await?;
+                changed = true;
+                None
+            }
+            // A concurrent upload stored keys first.
+            None => keys::get_device_keys(tx.conn(), user_id, device_id).await?,
+        };
+        match old {
+            Some(old) if old == *new => {}
+            Some(old) if !same_key_material(&old, new) => return Err(ApiError::invalid_param(
+                "this device already has different keys; log in as a new device to use new keys",
+            )),
+            Some(_) => {
+                keys::put_device_keys(tx.conn(), user_id, device_id, new).await?;
+                changed = true;
+            }
+            None => {}
+        }
+    }
+    for e in &one_time {
+        let (alg, id) = (&e.algorithm, &e.key_id);
+        if keys::insert_one_time_key(tx.conn(), user_id, device_id, alg, id, &e.value).await? {
+            continue;
+        }
+        // Gone again means a concurrent claim took it: fine, not re-added.
+        let existing = keys::get_one_time_key(tx.conn(), user_id, device_id, alg, id).await?;
+        if existing.is_some_and(|old| old != e.value) {
+            return Err(ApiError::invalid_param(format!(
+                "one-time key {alg}:{id} already exists with different content"
+            )));
+        }
+    }
+    for e in &fallback {
+        // Re-uploading the current fallback key must not mark it unused
+        // again: it may already have been handed out.
+        match keys::get_fallback_key(tx.conn(), user_id, device_id, &e.algorithm).await? {
+            Some((id, old)) if id == e.key_id && old == e.value => {}
+            _ => {
+                keys::put_fallback_key(
+                    tx.conn(),
+                    user_id,
+                    device_id,
+                    &e.algorithm,
+                    &e.key_id,
+                    &e.value,
+                )
+                .await?
+            }
+        }
+    }
+    let counts = keys::one_time_key_counts(tx.conn(), user_id, device_id).await?;
+    let interested = if changed {
+        keys::record_device_list_change(&mut tx, user_id).await?;
+        rooms::users_sharing_rooms(tx.conn(), user_id).await?
+    } else {
+        Vec::new()
+    };
+    tx.commit().await?;
+    state.notifier.notify(interested.iter().map(String::as_str));
+    Ok(counts)
+}
+
+/// The single public key of a cross-signing key object.
+pub fn cross_signing_public_key(key: &Value) -> Option<&str> {
+    let keys = key.get("keys")?.as_object()?;
+    if keys.len() != 1 {
+        return None;
+    }
+    keys.values().next()?.as_str()
+}
+
+/// Adds the stored signatures on `target_key` to `value.signatures`.
+fn merge_signatures(value: &mut Value, signatures: &[KeySignature], target_key: &str) {
+    let Value::Object(map) = value else { return };
+    for sig in signatures.iter().filter(|s| s.target_key == target_key) {
+        let all = map
+            .entry("signatures")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !all.is_object() {
+            *all = Value::Object(Map::new());
+        }
+        let by_user = all
+            .as_object_mut()
+            .expect("just made an object")
+            .entry(sig.signer_user.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(by_user) = by_user {
+            by_user.insert(sig.signer_key.clone(), Value::String(sig.signature.clone()));
+        }
+    }
+}
+
+/// `POST /keys/query`. `request` maps user ids to device ids (empty: all).
+pub async fn query(
+    state: &AppState,
+    auth: &Auth,
+    request: &BTreeMap<String, Vec<String>>,
+) -> ApiResult<Value> {
+    let mut conn = state.store.read().await?;
+    let mut device_keys = Map::new();
+    let mut master_keys = Map::new();
+    let mut self_signing_keys = Map::new();
+    let mut user_signing_keys = Map::new();
+    for (user_id, wanted) in request {
+        // Without federation there is nobody to ask about remote users.
+        if !state.is_local_user(user_id) {
+            continue;
+        }
+        // Signatures made with a user-signing key are only for its owner.
+        let signatures: Vec<KeySignature> = keys::signatures_on(&mut conn, user_id)
+            .await?
+            .into_iter()
+            .filter(|s| s.signer_user == *user_id || s.signer_user == auth.user_id)
+            .collect();
+        let mut devices = Map::new();
+        for device in keys::device_keys_for_user(&mut conn, user_id).await? {
+            if !wanted.is_empty() && !wanted.contains(&device.device_id) {
+                continue;
+            }
+            let mut value = device.keys;
+            merge_signatures(&mut value, &signatures, &device.device_id);
+            if let (Some(name), Value::Object(map)) = (device.display_name, &mut value) {
+                map.insert("unsigned".into(), json!({ "device_display_name": name }));
+            }
+            devices.insert(device.device_id, value);
+        }
+        device_keys.insert(user_id.clone(), Value::Object(devices));
+        let mut key_types = vec![
+            ("master", &mut master_keys),
+            ("self_signing", &mut self_signing_keys),
+        ];
+        if *user_id == auth.user_id {
+            key_types.push(("user_signing", &mut user_signing_keys));
+        }
+        for (key_type, out) in key_types {
+            if let Some(mut key) = keys::get_cross_signing_key(&mut conn, user_id, key_type).await?
+            {
+                if let Some(public) = cross_signing_public_key(&key).map(str::to_owned) {
+                    merge_signatures(&mut key, &signatures, &public);
+                }
+                out.insert(user_id.clone(), key);
+            }
+        }
+    }
+    Ok(json!({
+        "device_keys": device_keys,
+        "master_keys": master_keys,
+        "self_signing_keys": self_signing_keys,
+        "user_signing_keys": user_signing_keys,
+        "failures": {},
+    }))
+}
+
+/// `POST /keys/claim`. `request` maps user → device → algorithm.
+pub async fn claim(
+    state: &AppState,
+    request: &BTreeMap<String, BTreeMap<String, String>>,
+) -> ApiResult<Value> {
+    let total: usize = request.values().map(BTreeMap::len).sum();
+    if total > MAX_CLAIMS_PER_REQUEST {
+        return Err(ApiError::invalid_param(format!(
+            "at most {MAX_CLAIMS_PER_REQUEST} keys can be claimed per request"
+        )));
+    }
+    let mut tx = state.store.write().await?;
+    let mut claimed = Map::new();
+    for (user_id, devices) in request {
+        if !state.is_local_user(user_id) {
+            continue;
+        }
+        let mut per_device = Map::new();
+        for (device_id, algorithm) in devices {
+            if algorithm.is_empty() || algorithm.len() > MAX_KEY_ID_LEN {
+                return Err(ApiError::invalid_param("invalid key algorithm"));
+            }
+            if let Some((key_id, key)) =
+                keys::claim_key(&mut tx, user_id, device_id, algorithm).await?
+            {
+                per_device.insert(
+                    device_id.clone(),
+                    json!({ format!("{algorithm}:{key_id}"): key }),
+                );
+            }
+        }
+        if !per_device.is_empty() {
+            claimed.insert(user_id.clone(), Value::Object(per_device));
+        }
+    }
+    tx.commit().await?;
+    // Their syncs report the lower count, so their devices top keys up soon.
+    state.notifier.notify(claimed.keys().map(String::as_str));
+    Ok(json!({ "one_time_keys": claimed, "failures": {} }))
+}
+
+/// `GET /keys/changes`: users whose keys changed between two sync tokens,
+/// among those the caller shares a room with, and those it stopped sharing
+/// every room with.
+pub async fn changes(state: &AppState, user_id: &str, from: &str, to: &str) -> ApiResult<Value> {
+    let from = parse_since_pos(from)
+        .ok_or_else(|| ApiError::invalid_param("from is not a valid sync token"))?;
+    let to = parse_since_pos(to)
+        .ok_or_else(|| ApiError::invalid_param("to is not a valid sync token"))?;
+    let mut conn = state.store.read().await?;
+    let mut changed = keys::changed_users_sharing_rooms(&mut conn, user_id, from, to).await?;
+    changed.sort();
+    changed.dedup();
+    let mut left = Vec::new();
+    for other in keys::users_who_left_shared_rooms(&mut conn, user_id, from, to).await? {
+        if changed.binary_search(&other).is_err()
+            && !rooms::share_a_room(&mut conn, user_id, &other).await?
+        {
+            left.push(other);
+        }
+    }
+    Ok(json!({ "changed": changed, "left": left }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::cross_signing::tests::{b64, sign, signing_key};
+    use ed25519_dalek::SigningKey;
+
+    fn device_keys(user: &str, device: &str, key: &SigningKey) -> Value {
+        let mut v = json!({
+            "user_id": user,
+            "device_id": device,
+            "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+            "keys": {
+                format!("curve25519:{device}"): b64(&[7u8; 32]),
+                format!("ed25519:{device}"): b64(key.verifying_key().as_bytes()),
+            },
+        });
+        sign(&mut v, user, &format!("ed25519:{device}"), key);
+        v
+    }
+
+    #[test]
+    fn sync_tokens_parse() {
+        assert_eq!(parse_since_pos("s42_7"), Some(42));
+        assert_eq!(parse_since_pos("s0_0_1"), Some(0));
+        assert_eq!(parse_since_pos("s13"), Some(13));
+        assert_eq!(parse_since_pos("42_7"), None);
+        assert_eq!(parse_since_pos("s_7"), None);
+        assert_eq!(parse_since_pos("s-1_0"), None);
+        assert_eq!(parse_since_pos("s+1_0"), None);
+        assert_eq!(parse_since_pos("s99999999999999999999_0"), None);
+    }
+
+    #[test]
+    fn device_keys_need_a_valid_self_signature() {
+        let key = signing_key(1);
+        let v = device_keys("@a:x", "DEV", &key);
+        let (stored, ed) = validate_device_keys(&v, "@a:x", "DEV").unwrap();
+        assert_eq!(ed, key.verifying_key());
+        assert!(stored.get("unsigned").is_none());
+
+        assert!(validate_device_keys(&v, "@b:x", "DEV").is_err());
+        assert!(validate_device_keys(&v, "@a:x", "OTHER").is_err());
+        let mut tampered = v.clone();
+        tampered["algorithms"] = json!(["m.megolm.v1.aes-sha2"]);
+        let err = validate_device_keys(&tampered, "@a:x", "DEV").unwrap_err();
+        assert_eq!(err.errcode, "M_INVALID_PARAM");
+        let mut wrong_signer = v.clone();
+        wrong_signer["signatures"] = json!({});
+        sign(&mut wrong_signer, "@a:x", "ed25519:DEV", &signing_key(2));
+        assert!(validate_device_keys(&wrong_signer, "@a:x", "DEV").is_err());
+        let mut no_curve = v.clone();
+        no_curve["keys"]
+            .as_object_mut()
+            .unwrap()
+            .remove("curve25519:DEV");
+        sign(&mut no_curve, "@a:x", "ed25519:DEV", &key);
+        assert!(validate_device_keys(&no_curve, "@a:x", "DEV").is_err());
+    }
+
+    #[test]
+    fn key_material_comparison_ignores_signatures_and_order() {
+        let key = signing_key(1);
+        let a = device_keys("@a:x", "DEV", &key);
+        let mut b = a.clone();
+        b["algorithms"] = json!(["m.megolm.v1.aes-sha2", "m.olm.v1.curve25519-aes-sha2"]);
+        b["signatures"]["@a:x"]["ed25519:SSK"] = json!("x");
+        assert!(same_key_material(&a, &b));
+        let c = device_keys("@a:x", "DEV", &signing_key(3));
+        assert!(!same_key_material(&a, &c));
+    }
+
+    #[test]
+    fn one_time_keys_are_checked() {
+        let key = signing_key(1);
+        let vk = key.verifying_key();
+        let mut signed = json!({ "key": b64(&[9u8; 32]) });
+        sign(&mut signed, "@a:x", "ed25519:DEV", &key);
+        let mut map = Map::new();
+        map.insert("signed_curve25519:AAAAAQ".into(), signed.clone());
+        map.insert("curve25519:AAAAAg".into(), json!(b64(&[8u8; 32])));
+        let entries =
+            parse_key_entries(&map, 100, "one_time_keys", "@a:x", "DEV", Some(&vk)).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert!(entries
+            .iter()
+            .any(|e| e.algorithm == "signed_curve25519" && e.key_id == "AAAAAQ"));
+
+        let other = signing_key(2).verifying_key();
+        assert!(parse_key_entries(&map, 100, "k", "@a:x", "DEV", Some(&other)).is_err());
+        // Unknown device key: cannot check, so accepted.
+        assert!(parse_key_entries(&map, 100, "k", "@a:x", "DEV", None).is_ok());
+        assert!(parse_key_entries(&map, 1, "k", "@a:x", "DEV", Some(&vk)).is_err());
+
+        for (id, value) in [
+            ("nocolon", json!("abc")),
+            (":AAAA", json!("abc")),
+            ("signed_curve25519:", json!("abc")),
+            ("signed_curve25519:B", json!("abc")),
+            ("curve25519:C", json!(5)),
+            ("curve25519:D", json!({"nokey": 1})),
+        ] {
+            let mut bad = Map::new();
+            bad.insert(id.into(), value);
+            assert!(
+                parse_key_entries(&bad, 100, "k", "@a:x", "DEV", None).is_err(),
+                "{id}"
+            );
+        }
+        let mut long = Map::new();
+        long.insert(format!("curve25519:{}", "A".repeat(250)), json!("abc"));
+        assert!(parse_key_entries(&long, 100, "k", "@a:x", "DEV", None).is_err());
+    }
+
+    #[test]
+    fn signatures_merge_into_key_objects() {
+        let mut v = json!({ "keys": {}, "signatures": { "@a:x": { "ed25519:DEV": "self" } } });
+        let sig = |target: &str, signature: &str| KeySignature {
+            target_key: target.into(),
+            signer_user: "@a:x".into(),
+            signer_key: "ed25519:SSK".into(),
+            signature: signature.into(),
+        };
+        let sigs = [sig("DEV", "s1"), sig("OTHER", "s2")];
+        merge_signatures(&mut v, &sigs, "DEV");
+        assert_eq!(
+            v["signatures"],
+            json!({ "@a:x": { "ed25519:DEV": "self", "ed25519:SSK": "s1" } })
+        );
+        let mut bare = json!({ "keys": {} });
+        merge_signatures(&mut bare, &sigs, "OTHER");
+        assert_eq!(bare["signatures"]["@a:x"]["ed25519:SSK"], "s2");
+    }
+}
