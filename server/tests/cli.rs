@@ -1,0 +1,292 @@
+//! The `cloister` binary as an operator runs it: user administration,
+//! registration tokens, serving with JSON logs that carry no secrets, and a
+//! graceful stop on SIGTERM while a long-poll is waiting.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cloister");
+
+fn cloister(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("CLOISTER_DATA_DIR", data)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run cloister")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Serving {
+    child: Child,
+    base: String,
+}
+
+fn serve(data: &Path, registration: &str) -> Serving {
+    let port = free_port();
+    let child = Command::new(BIN)
+        .arg("serve")
+        .env("CLOISTER_DATA_DIR", data)
+        .env("CLOISTER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CLOISTER_REGISTRATION", registration)
+        .env("CLOISTER_LOG_FORMAT", "json")
+        .env("CLOISTER_RATE_LIMIT__ENABLED", "false")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start cloister serve");
+    Serving {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+async fn wait_healthy(http: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(r) = http.get(format!("{base}/health")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("cloister serve did not become healthy");
+}
+
+async fn post(
+    http: &reqwest::Client,
+    url: String,
+    token: Option<&str>,
+    body: Value,
+) -> (u16, Value) {
+    let mut req = http.post(url).json(&body);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn login(http: &reqwest::Client, base: &str, user: &str, password: &str) -> (u16, Value) {
+    let body = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": user }, "password": password });
+    post(http, format!("{base}/_matrix/client/v3/login"), None, body).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_workflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+
+    let created = cloister(
+        data,
+        &[
+            "user",
+            "create",
+            "alice",
+            "--password",
+            "first-secret",
+            "--admin",
+        ],
+        &[],
+    );
+    assert!(created.status.success(), "{created:?}");
+    assert_eq!(stdout(&created), "created @alice:localhost (admin)");
+    let again = cloister(data, &["user", "create", "alice", "--password", "x"], &[]);
+    assert!(!again.status.success(), "a duplicate user is refused");
+    let bad = cloister(
+        data,
+        &["user", "create", "Not Valid", "--password", "x"],
+        &[],
+    );
+    assert!(!bad.status.success());
+    let bad_config = cloister(
+        data,
+        &["migrate"],
+        &[("CLOISTER_REGISTRATION", "sometimes")],
+    );
+    assert_eq!(
+        bad_config.status.code(),
+        Some(2),
+        "invalid configuration exits with 2"
+    );
+    let token = cloister(data, &["registration-token", "create", "--uses", "1"], &[]);
+    assert!(token.status.success(), "{token:?}");
+    let token = stdout(&token);
+    assert_eq!(token.len(), 32);
+
+    let mut server = serve(data, "token");
+    let http = reqwest::Client::new();
+    wait_healthy(&http, &server.base).await;
+    let base = server.base.clone();
+
+    // The CLI-created admin logs in.
+    let (status, session) = login(&http, &base, "alice", "first-secret").await;
+    assert_eq!(status, 200, "{session}");
+    let alice_token = session["access_token"].as_str().unwrap().to_owned();
+
+    // Registration with the one-use token works once.
+    let register = |name: &str| json!({ "username": name, "password": "bob-secret" });
+    let (status, challenge) = post(
+        &http,
+        format!("{base}/_matrix/client/v3/register"),
+        None,
+        register("bob"),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        challenge["flows"][0]["stages"][0],
+        "m.login.registration_token"
+    );
+    let mut with_token = register("bob");
+    with_token["auth"] = json!({ "type": "m.login.registration_token", "token": token, "session": challenge["session"] });
+    let (status, bob) = post(
+        &http,
+        format!("{base}/_matrix/client/v3/register"),
+        None,
+        with_token,
+    )
+    .await;
+    assert_eq!(status, 200, "{bob}");
+    let (_, challenge) = post(
+        &http,
+        format!("{base}/_matrix/client/v3/register"),
+        None,
+        register("carol"),
+    )
+    .await;
+    let mut reused = register("carol");
+    reused["auth"] = json!({ "type": "m.login.registration_token", "token": token, "session": challenge["session"] });
+    let (status, _) = post(
+        &http,
+        format!("{base}/_matrix/client/v3/register"),
+        None,
+        reused,
+    )
+    .await;
+    assert_eq!(status, 401, "a used-up token is refused");
+
+    // A room id that must not appear in the logs.
+    let (_, room) = post(
+        &http,
+        format!("{base}/_matrix/client/v3/createRoom"),
+        Some(&alice_token),
+        json!({ "name": "secret plans" }),
+    )
+    .await;
+    let room_id = room["room_id"].as_str().unwrap().to_owned();
+
+    // Resetting the password from the CLI logs out every session.
+    let reset = cloister(
+        data,
+        &[
+            "user",
+            "reset-password",
+            "alice",
+            "--password",
+            "second-secret",
+        ],
+        &[],
+    );
+    assert!(reset.status.success(), "{reset:?}");
+    let whoami = http
+        .get(format!("{base}/_matrix/client/v3/account/whoami"))
+        .bearer_auth(&alice_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(whoami.status().as_u16(), 401);
+    assert_eq!(login(&http, &base, "alice", "first-secret").await.0, 403);
+    let (status, session) = login(&http, &base, "alice", "second-secret").await;
+    assert_eq!(status, 200);
+    let alice_token = session["access_token"].as_str().unwrap().to_owned();
+
+    // Deactivation from the CLI locks Bob out.
+    let gone = cloister(data, &["user", "deactivate", "bob"], &[]);
+    assert!(gone.status.success(), "{gone:?}");
+    assert_eq!(login(&http, &base, "bob", "bob-secret").await.0, 403);
+
+    // SIGTERM while a long-poll waits: the poll is answered and the process exits 0.
+    let (_, first) = {
+        let r = http
+            .get(format!("{base}/_matrix/client/v3/sync"))
+            .bearer_auth(&alice_token)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json::<Value>().await.unwrap())
+    };
+    let since = first["next_batch"].as_str().unwrap().to_owned();
+    let poll = {
+        let http = http.clone();
+        let url = format!("{base}/_matrix/client/v3/sync?timeout=30000&since={since}");
+        let token = alice_token.clone();
+        tokio::spawn(async move {
+            http.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopped_at = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "graceful exit: {status:?}");
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(10),
+        "stop took {:?}",
+        stopped_at.elapsed()
+    );
+    assert_eq!(
+        poll.await.unwrap().expect("the pending sync was answered"),
+        200
+    );
+
+    // Logs: JSON lines, and never a secret, a token or an identifier from a path.
+    let lines: Vec<String> = BufReader::new(server.child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .collect();
+    assert!(lines.len() > 5, "{lines:?}");
+    for line in &lines {
+        serde_json::from_str::<Value>(line)
+            .unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+        for secret in [
+            alice_token.as_str(),
+            "first-secret",
+            "second-secret",
+            "bob-secret",
+            token.as_str(),
+            room_id.as_str(),
+            "secret plans",
+        ] {
+            assert!(!line.contains(secret), "log line leaks {secret:?}: {line}");
+        }
+    }
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("/_matrix/client/v3/rooms/{room_id}")
+            || l.contains("/_matrix/client/v3/createRoom")));
+}
