@@ -1,0 +1,449 @@
+//! Megolm: room message encryption. vodozemac provides the ratchet; when to
+//! rotate, whom a key went to, which keys to trust and replay detection are
+//! this module's job.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde_json::{json, Value};
+use vodozemac::megolm::{
+    ExportedSessionKey, GroupSession, InboundGroupSession as VodozemacInbound, MegolmMessage,
+    SessionConfig, SessionKey, SessionOrdering,
+};
+use vodozemac::{Curve25519PublicKey, Ed25519PublicKey};
+use zeroize::Zeroizing;
+
+use super::error::CryptoError;
+use super::requests::DeviceRef;
+use super::{describe_json_error, MEGOLM_V1};
+
+const ONE_HOUR_MS: u64 = 60 * 60 * 1000;
+const ONE_WEEK_MS: u64 = 7 * 24 * ONE_HOUR_MS;
+
+/// A room's key rotation policy, from its `m.room.encryption` state event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncryptionSettings {
+    /// Rotate after this many messages (clamped to 1–10,000).
+    pub rotation_period_msgs: u64,
+    /// Rotate after this long (clamped to one hour – one week).
+    pub rotation_period_ms: u64,
+}
+
+impl Default for EncryptionSettings {
+    fn default() -> Self {
+        Self {
+            rotation_period_msgs: 100,
+            rotation_period_ms: ONE_WEEK_MS,
+        }
+    }
+}
+
+impl EncryptionSettings {
+    /// Read `rotation_period_msgs` / `rotation_period_ms` from the content of
+    /// an `m.room.encryption` event; missing or invalid values take the
+    /// defaults.
+    pub fn from_room_encryption_content(content: &Value) -> Self {
+        let defaults = Self::default();
+        Self {
+            rotation_period_msgs: content
+                .get("rotation_period_msgs")
+                .and_then(Value::as_u64)
+                .unwrap_or(defaults.rotation_period_msgs),
+            rotation_period_ms: content
+                .get("rotation_period_ms")
+                .and_then(Value::as_u64)
+                .unwrap_or(defaults.rotation_period_ms),
+        }
+        .clamped()
+    }
+
+    /// The bounds matrix-sdk-crypto applies: a room cannot ask for a key per
+    /// message flood of sessions, nor keep one key for longer than a week.
+    pub fn clamped(self) -> Self {
+        Self {
+            rotation_period_msgs: self.rotation_period_msgs.clamp(1, 10_000),
+            rotation_period_ms: self.rotation_period_ms.clamp(ONE_HOUR_MS, ONE_WEEK_MS),
+        }
+    }
+}
+
+pub(crate) struct OutboundGroupSession {
+    pub room_id: String,
+    session: GroupSession,
+    created_at_ms: u64,
+    pub settings: EncryptionSettings,
+    /// The devices the key went to (each from the index it was at then).
+    pub shared_with: BTreeSet<DeviceRef>,
+    /// Devices that could not be given the key (no Olm session).
+    pub withheld: BTreeSet<DeviceRef>,
+    /// Set when a recipient left or a device vanished: never encrypt again.
+    pub invalidated: bool,
+}
+
+impl OutboundGroupSession {
+    pub fn new(room_id: &str, settings: EncryptionSettings, now_ms: u64) -> Self {
+        Self {
+            room_id: room_id.to_owned(),
+            session: GroupSession::new(SessionConfig::version_1()),
+            created_at_ms: now_ms,
+            settings: settings.clamped(),
+            shared_with: BTreeSet::new(),
+            withheld: BTreeSet::new(),
+            invalidated: false,
+        }
+    }
+
+    pub fn session_id(&self) -> String {
+        self.session.session_id()
+    }
+
+    pub fn message_index(&self) -> u32 {
+        self.session.message_index()
+    }
+
+    pub fn session_key(&self) -> SessionKey {
+        self.session.session_key()
+    }
+
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.invalidated
+            || u64::from(self.message_index()) >= self.settings.rotation_period_msgs
+            || now_ms.saturating_sub(self.created_at_ms) >= self.settings.rotation_period_ms
+    }
+
+    /// The `m.room_key` content for this session at its current index, so
+    /// that a device added now cannot read what was sent before. It holds
+    /// the key: hand it to `olm::encrypt_for_device`, which wipes it.
+    pub fn room_key_content(&self) -> Value {
+        let session_key = Zeroizing::new(self.session_key().to_base64());
+        json!({
+            "algorithm": MEGOLM_V1,
+            "room_id": self.room_id,
+            "session_id": self.session_id(),
+            "session_key": session_key.as_str(),
+        })
+    }
+
+    pub fn encrypt(&mut self, plaintext: &str) -> MegolmMessage {
+        self.session.encrypt(plaintext)
+    }
+}
+
+/// Who a stored room key came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum KeyOrigin {
+    /// Through an Olm `m.room_key` from this user.
+    Direct { sender: String },
+    /// Through `m.forwarded_room_key`; the chain lists the Curve25519 keys
+    /// of every forwarder.
+    Forwarded { forwarding_chain: Vec<String> },
+}
+
+pub(crate) struct InboundGroupSession {
+    pub room_id: String,
+    pub session_id: String,
+    /// Curve25519 key of the device that created the session.
+    pub sender_key: Curve25519PublicKey,
+    /// Its Ed25519 key as claimed alongside the room key.
+    pub signing_key: Ed25519PublicKey,
+    pub origin: KeyOrigin,
+    session: VodozemacInbound,
+}
+
+impl InboundGroupSession {
+    pub fn from_room_key(
+        room_id: &str,
+        session_id: &str,
+        session_key: &str,
+        sender_key: Curve25519PublicKey,
+        signing_key: Ed25519PublicKey,
+        origin: KeyOrigin,
+    ) -> Result<Self, CryptoError> {
+        let session = match origin {
+            KeyOrigin::Direct { .. } => {
+                // Decoding errors can quote bytes of the key: not repeated.
+                let key =
+                    SessionKey::from_base64(session_key).map_err(|_| CryptoError::Malformed {
+                        what: "room key",
+                        reason: "the session key does not decode".to_owned(),
+                    })?;
+                VodozemacInbound::new(&key, SessionConfig::version_1())
+            }
+            KeyOrigin::Forwarded { .. } => {
+                let key = ExportedSessionKey::from_base64(session_key).map_err(|_| {
+                    CryptoError::Malformed {
+                        what: "forwarded room key",
+                        reason: "the session key does not decode".to_owned(),
+                    }
+                })?;
+                VodozemacInbound::import(&key, SessionConfig::version_1())
+            }
+        };
+        // The session id is the session's signing key; a key whose id does
+        // not match was mislabelled or forged.
+        if session.session_id() != session_id {
+            return Err(CryptoError::Malformed {
+                what: "room key",
+                reason: "session_id does not match the session key".to_owned(),
+            });
+        }
+        Ok(Self {
+            room_id: room_id.to_owned(),
+            session_id: session_id.to_owned(),
+            sender_key,
+            signing_key,
+            origin,
+            session,
+        })
+    }
+
+    #[cfg(test)]
+    pub fn first_known_index(&self) -> u32 {
+        self.session.first_known_index()
+    }
+
+    pub fn export(&self) -> Zeroizing<String> {
+        Zeroizing::new(self.session.export_at_first_known_index().to_base64())
+    }
+
+    fn is_forwarded(&self) -> bool {
+        matches!(self.origin, KeyOrigin::Forwarded { .. })
+    }
+}
+
+/// What became of a room key offered to the store.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum AddOutcome {
+    Added,
+    /// An equal or better copy was already held.
+    Kept,
+    Rejected(&'static str),
+}
+
+/// Result of a Megolm decryption, before sender checks.
+pub(crate) struct MegolmPlaintext {
+    pub payload: Value,
+    pub message_index: u32,
+}
+
+#[derive(Default)]
+pub(crate) struct InboundGroupSessions {
+    sessions: HashMap<(String, String), InboundGroupSession>,
+    /// (room, session, index) → the event that used it, for replay detection.
+    seen: HashMap<(String, String, u32), String>,
+}
+
+impl InboundGroupSessions {
+    pub fn get(&self, room_id: &str, session_id: &str) -> Option<&InboundGroupSession> {
+        self.sessions
+            .get(&(room_id.to_owned(), session_id.to_owned()))
+    }
+
+    pub fn add(&mut self, mut new: InboundGroupSession) -> AddOutcome {
+        let id = (new.room_id.clone(), new.session_id.clone());
+        let Some(existing) = self.sessions.get_mut(&id) else {
+            self.sessions.insert(id, new);
+            return AddOutcome::Added;
+        };
+        // Whoever created the session first owns it: a second sender offering
+        // the same id is not trusted to replace it.
+        if existing.sender_key != new.sender_key || existing.signing_key != new.signing_key {
+            return AddOutcome::Rejected("a session with this id from another device is held");
+        }
+        match existing.session.compare(&mut new.session) {
+            SessionOrdering::Unconnected => {
+                AddOutcome::Rejected("the key does not belong to the held session")
+            }
+            SessionOrdering::Worse => {
+                *existing = new;
+                AddOutcome::Added
+            }
+            // A direct key at the same index is more trustworthy than a
+            // forwarded one: replace the forwarded copy.
+            SessionOrdering::Equal if existing.is_forwarded() && !new.is_forwarded() => {
+                *existing = new;
+                AddOutcome::Added
+            }
+            _ => AddOutcome::Kept,
+        }
+    }
+
+    /// Decrypt the `m.room.encrypted` content of event `event_id` in
+    /// `room_id`, refusing a (session, index) already used by another event.
+    pub fn decrypt(
+        &mut self,
+        room_id: &str,
+        event_id: &str,
+        content: &Value,
+    ) -> Result<(MegolmPlaintext, &InboundGroupSession), CryptoError> {
+        let malformed = |reason: &str| CryptoError::Malformed {
+            what: "encrypted room event",
+            reason: reason.to_owned(),
+        };
+        let algorithm = content
+            .get("algorithm")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if algorithm != MEGOLM_V1 {
+            return Err(CryptoError::UnsupportedAlgorithm(algorithm.to_owned()));
+        }
+        let session_id = content
+            .get("session_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| malformed("no session_id"))?;
+        let ciphertext = content
+            .get("ciphertext")
+            .and_then(Value::as_str)
+            .ok_or_else(|| malformed("no ciphertext"))?;
+        let message = MegolmMessage::from_base64(ciphertext)
+            .map_err(|e| CryptoError::MegolmDecryption(e.to_string()))?;
+        let key = (room_id.to_owned(), session_id.to_owned());
+        let stored = self
+            .sessions
+            .get_mut(&key)
+            .ok_or_else(|| CryptoError::MissingRoomKey {
+                room_id: room_id.to_owned(),
+                session_id: session_id.to_owned(),
+            })?;
+        let decrypted = stored
+            .session
+            .decrypt(&message)
+            .map_err(|e| CryptoError::MegolmDecryption(e.to_string()))?;
+        let plaintext = Zeroizing::new(decrypted.plaintext);
+        let index = decrypted.message_index;
+
+        let seen_key = (key.0, key.1, index);
+        match self.seen.get(&seen_key) {
+            Some(first) if first != event_id => {
+                return Err(CryptoError::Replay {
+                    session_id: session_id.to_owned(),
+                    index,
+                    first_event_id: first.clone(),
+                })
+            }
+            Some(_) => {}
+            None => {
+                self.seen.insert(seen_key, event_id.to_owned());
+            }
+        }
+        let payload: Value =
+            serde_json::from_slice(&plaintext).map_err(|e| CryptoError::Malformed {
+                what: "Megolm payload",
+                reason: describe_json_error(&e),
+            })?;
+        let session = self
+            .get(room_id, session_id)
+            .ok_or_else(|| CryptoError::MissingRoomKey {
+                room_id: room_id.to_owned(),
+                session_id: session_id.to_owned(),
+            })?;
+        Ok((
+            MegolmPlaintext {
+                payload,
+                message_index: index,
+            },
+            session,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_read_and_clamped() {
+        let s = EncryptionSettings::from_room_encryption_content(&json!({
+            "algorithm": MEGOLM_V1, "rotation_period_msgs": 0, "rotation_period_ms": 5
+        }));
+        assert_eq!(s.rotation_period_msgs, 1);
+        assert_eq!(s.rotation_period_ms, ONE_HOUR_MS);
+        let s = EncryptionSettings::from_room_encryption_content(&json!({
+            "rotation_period_msgs": 1_000_000, "rotation_period_ms": u64::MAX
+        }));
+        assert_eq!(s.rotation_period_msgs, 10_000);
+        assert_eq!(s.rotation_period_ms, ONE_WEEK_MS);
+        let s = EncryptionSettings::from_room_encryption_content(&json!({}));
+        assert_eq!(s, EncryptionSettings::default());
+        assert_eq!(s.rotation_period_msgs, 100);
+    }
+
+    #[test]
+    fn outbound_expires_by_count_and_age() {
+        let settings = EncryptionSettings {
+            rotation_period_msgs: 2,
+            rotation_period_ms: ONE_HOUR_MS,
+        };
+        let mut session = OutboundGroupSession::new("!r", settings, 1_000);
+        assert!(!session.is_expired(1_000));
+        session.encrypt("a");
+        assert!(!session.is_expired(1_000));
+        session.encrypt("b");
+        assert!(session.is_expired(1_000));
+
+        let session = OutboundGroupSession::new("!r", settings, 1_000);
+        assert!(!session.is_expired(1_000 + ONE_HOUR_MS - 1));
+        assert!(session.is_expired(1_000 + ONE_HOUR_MS));
+    }
+
+    #[test]
+    fn a_later_key_does_not_replace_an_earlier_one_and_a_foreign_one_is_refused() {
+        let mut outbound = GroupSession::new(SessionConfig::version_1());
+        let early = outbound.session_key().to_base64();
+        outbound.encrypt("x");
+        let late = outbound.session_key().to_base64();
+        let id = outbound.session_id();
+        let owner = vodozemac::olm::Account::new();
+        let make = |key: &str, curve: Curve25519PublicKey| {
+            InboundGroupSession::from_room_key(
+                "!r",
+                &id,
+                key,
+                curve,
+                owner.ed25519_key(),
+                KeyOrigin::Direct {
+                    sender: "@a:x".into(),
+                },
+            )
+            .unwrap()
+        };
+        let mut store = InboundGroupSessions::default();
+        assert_eq!(
+            store.add(make(&late, owner.curve25519_key())),
+            AddOutcome::Added
+        );
+        assert_eq!(
+            store.add(make(&late, owner.curve25519_key())),
+            AddOutcome::Kept
+        );
+        assert_eq!(
+            store.add(make(&early, owner.curve25519_key())),
+            AddOutcome::Added
+        );
+        assert_eq!(store.get("!r", &id).unwrap().first_known_index(), 0);
+        assert_eq!(
+            store.add(make(&late, owner.curve25519_key())),
+            AddOutcome::Kept
+        );
+        let other = vodozemac::olm::Account::new().curve25519_key();
+        assert!(matches!(
+            store.add(make(&early, other)),
+            AddOutcome::Rejected(_)
+        ));
+
+        // A key labelled with another session's id is refused outright.
+        let wrong = GroupSession::new(SessionConfig::version_1())
+            .session_key()
+            .to_base64();
+        assert!(InboundGroupSession::from_room_key(
+            "!r",
+            &id,
+            &wrong,
+            owner.curve25519_key(),
+            owner.ed25519_key(),
+            KeyOrigin::Direct {
+                sender: "@a:x".into()
+            },
+        )
+        .is_err());
+    }
+}

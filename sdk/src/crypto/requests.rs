@@ -1,0 +1,331 @@
+//! Requests the core asks the application to send, and the bookkeeping that
+//! ties each response back to the state it changes.
+//!
+//! Requests stay queued until [`OlmMachine::mark_request_as_sent`] is called
+//! for them, so an application whose HTTP call failed simply sends the same
+//! request again: to-device messages keep their transaction id (the server
+//! deduplicates them) and a `/keys/claim` is never issued twice for the same
+//! device, which would burn one-time keys.
+//!
+//! [`OlmMachine::mark_request_as_sent`]: super::OlmMachine::mark_request_as_sent
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use base64::Engine as _;
+use rand::RngCore as _;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// How long the server may wait for remote servers on `/keys/query` and
+/// `/keys/claim`, in milliseconds.
+pub const KEYS_TIMEOUT_MS: u64 = 10_000;
+
+/// A request for the application to send to the homeserver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutgoingRequest {
+    /// Pass this back to `mark_request_as_sent` with the response body.
+    pub request_id: String,
+    pub body: RequestBody,
+}
+
+/// The typed body of an [`OutgoingRequest`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum RequestBody {
+    KeysUpload(KeysUploadRequest),
+    KeysQuery(KeysQueryRequest),
+    KeysClaim(KeysClaimRequest),
+    ToDevice(ToDeviceRequest),
+}
+
+/// `POST /_matrix/client/v3/keys/upload`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeysUploadRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_keys: Option<Value>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub one_time_keys: BTreeMap<String, Value>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub fallback_keys: BTreeMap<String, Value>,
+}
+
+/// `POST /_matrix/client/v3/keys/query`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeysQueryRequest {
+    /// User id → device ids; an empty list asks for every device.
+    pub device_keys: BTreeMap<String, Vec<String>>,
+    pub timeout: u64,
+}
+
+/// `POST /_matrix/client/v3/keys/claim`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeysClaimRequest {
+    /// User id → device id → key algorithm (`signed_curve25519`).
+    pub one_time_keys: BTreeMap<String, BTreeMap<String, String>>,
+    pub timeout: u64,
+}
+
+/// `PUT /_matrix/client/v3/sendToDevice/{event_type}/{txn_id}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToDeviceRequest {
+    #[serde(skip)]
+    pub event_type: String,
+    #[serde(skip)]
+    pub txn_id: String,
+    /// User id → device id (or `*`) → event content.
+    pub messages: BTreeMap<String, BTreeMap<String, Value>>,
+}
+
+impl ToDeviceRequest {
+    /// Number of device messages in this request.
+    pub fn message_count(&self) -> usize {
+        self.messages.values().map(BTreeMap::len).sum()
+    }
+}
+
+impl OutgoingRequest {
+    /// The HTTP method.
+    pub fn method(&self) -> &'static str {
+        match self.body {
+            RequestBody::ToDevice(_) => "PUT",
+            _ => "POST",
+        }
+    }
+
+    /// The path below the homeserver's base URL, segments percent-encoded.
+    pub fn path(&self) -> String {
+        match &self.body {
+            RequestBody::KeysUpload(_) => "/_matrix/client/v3/keys/upload".to_owned(),
+            RequestBody::KeysQuery(_) => "/_matrix/client/v3/keys/query".to_owned(),
+            RequestBody::KeysClaim(_) => "/_matrix/client/v3/keys/claim".to_owned(),
+            RequestBody::ToDevice(r) => format!(
+                "/_matrix/client/v3/sendToDevice/{}/{}",
+                percent_encode(&r.event_type),
+                percent_encode(&r.txn_id)
+            ),
+        }
+    }
+
+    /// The JSON request body.
+    pub fn json_body(&self) -> Value {
+        let result = match &self.body {
+            RequestBody::KeysUpload(r) => serde_json::to_value(r),
+            RequestBody::KeysQuery(r) => serde_json::to_value(r),
+            RequestBody::KeysClaim(r) => serde_json::to_value(r),
+            RequestBody::ToDevice(r) => serde_json::to_value(r),
+        };
+        // These types hold only strings, integers and JSON values, whose
+        // serialization cannot fail.
+        result.unwrap_or(Value::Null)
+    }
+}
+
+fn percent_encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct KeysUploadResponse {
+    #[serde(default)]
+    pub one_time_key_counts: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct KeysQueryResponse {
+    #[serde(default)]
+    pub device_keys: BTreeMap<String, BTreeMap<String, Value>>,
+    #[serde(default)]
+    pub failures: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct KeysClaimResponse {
+    #[serde(default)]
+    pub one_time_keys: BTreeMap<String, BTreeMap<String, BTreeMap<String, Value>>>,
+}
+
+/// A (user id, device id) pair.
+pub(crate) type DeviceRef = (String, String);
+
+/// What a queued request will change once its response arrives.
+#[derive(Debug, Clone)]
+pub(crate) enum PendingKind {
+    Upload,
+    /// The invalidation counter of each queried user when the query was
+    /// made: a user invalidated again meanwhile stays marked for re-query.
+    Query {
+        generations: HashMap<String, u64>,
+    },
+    Claim {
+        devices: BTreeSet<DeviceRef>,
+    },
+    /// `room_key` names the outbound session whose key this request carries.
+    ToDevice {
+        room_key: Option<(String, String)>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Pending {
+    pub request: OutgoingRequest,
+    pub kind: PendingKind,
+}
+
+/// The requests handed out and not yet acknowledged.
+pub(crate) struct RequestQueue {
+    id_prefix: String,
+    counter: u64,
+    pending: BTreeMap<String, Pending>,
+}
+
+impl RequestQueue {
+    pub fn new() -> Self {
+        // A random prefix keeps transaction ids unique across restarts of
+        // the same device; a reused txn id would make the server drop the
+        // new to-device message as a duplicate.
+        let mut bytes = [0u8; 9];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        let id_prefix = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        Self {
+            id_prefix,
+            counter: 0,
+            pending: BTreeMap::new(),
+        }
+    }
+
+    /// A fresh unique id; ids sort in creation order.
+    pub fn next_id(&mut self) -> String {
+        self.counter += 1;
+        format!("{}{:012}", self.id_prefix, self.counter)
+    }
+
+    pub fn push(&mut self, body: RequestBody, kind: PendingKind) -> OutgoingRequest {
+        let request = OutgoingRequest {
+            request_id: self.next_id(),
+            body,
+        };
+        self.pending.insert(
+            request.request_id.clone(),
+            Pending {
+                request: request.clone(),
+                kind,
+            },
+        );
+        request
+    }
+
+    pub fn get(&self, request_id: &str) -> Option<&Pending> {
+        self.pending.get(request_id)
+    }
+
+    pub fn take(&mut self, request_id: &str) -> Option<Pending> {
+        self.pending.remove(request_id)
+    }
+
+    pub fn all(&self) -> Vec<OutgoingRequest> {
+        self.pending.values().map(|p| p.request.clone()).collect()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Pending> {
+        self.pending.values()
+    }
+
+    pub fn has_upload(&self) -> bool {
+        self.iter().any(|p| matches!(p.kind, PendingKind::Upload))
+    }
+
+    pub fn users_being_queried(&self) -> BTreeSet<String> {
+        self.iter()
+            .filter_map(|p| match &p.kind {
+                PendingKind::Query { generations } => Some(generations.keys().cloned()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    pub fn devices_being_claimed(&self) -> BTreeSet<DeviceRef> {
+        self.iter()
+            .filter_map(|p| match &p.kind {
+                PendingKind::Claim { devices } => Some(devices.iter().cloned()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// Queued requests of the given kind that touch any of `users` /
+    /// `devices`, so a caller can be handed those instead of duplicates.
+    pub fn queries_covering(&self, users: &BTreeSet<String>) -> Vec<OutgoingRequest> {
+        self.iter()
+            .filter(|p| match &p.kind {
+                PendingKind::Query { generations } => generations.keys().any(|u| users.contains(u)),
+                _ => false,
+            })
+            .map(|p| p.request.clone())
+            .collect()
+    }
+
+    pub fn claims_covering(&self, devices: &BTreeSet<DeviceRef>) -> Vec<OutgoingRequest> {
+        self.iter()
+            .filter(|p| match &p.kind {
+                PendingKind::Claim { devices: claimed } => {
+                    claimed.iter().any(|d| devices.contains(d))
+                }
+                _ => false,
+            })
+            .map(|p| p.request.clone())
+            .collect()
+    }
+
+    /// Queued to-device requests carrying the key of an outbound session.
+    pub fn room_key_requests(&self, room_id: &str, session_id: &str) -> Vec<OutgoingRequest> {
+        self.iter()
+            .filter(|p| match &p.kind {
+                PendingKind::ToDevice {
+                    room_key: Some((room, session)),
+                } => room == room_id && session == session_id,
+                _ => false,
+            })
+            .map(|p| p.request.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn to_device_path_is_percent_encoded() {
+        let request = OutgoingRequest {
+            request_id: "r".into(),
+            body: RequestBody::ToDevice(ToDeviceRequest {
+                event_type: "m.room.encrypted".into(),
+                txn_id: "a/b c".into(),
+                messages: BTreeMap::new(),
+            }),
+        };
+        assert_eq!(request.method(), "PUT");
+        assert_eq!(
+            request.path(),
+            "/_matrix/client/v3/sendToDevice/m.room.encrypted/a%2Fb%20c"
+        );
+    }
+
+    #[test]
+    fn ids_are_unique_and_ordered() {
+        let mut queue = RequestQueue::new();
+        let a = queue.next_id();
+        let b = queue.next_id();
+        assert!(a < b);
+        assert_ne!(RequestQueue::new().next_id(), RequestQueue::new().next_id());
+    }
+}
