@@ -1,1 +1,78 @@
+//! End-to-end test harness for Cloister: the real server over HTTP, on SQLite
+//! and on PostgreSQL.
+//!
+//! ```ignore
+//! use cloister_tests::{both_backends, Backend, Client, TestServer};
+//!
+//! async fn register_works(backend: Backend) {
+//!     let server = TestServer::start(backend).await;
+//!     let alice = Client::register(&server.url(), "alice", "secret").await;
+//!     assert_eq!(alice.user_id, "@alice:localhost");
+//!     server.stop().await;
+//! }
+//! both_backends!(register, register_works);
+//! // → tests `register::sqlite` and `register::postgres`
+//! ```
+//!
+//! PostgreSQL tests need a server at `CLOISTER_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); they fail, never skip,
+//! when it is missing.
 
+pub mod client;
+pub mod keys;
+pub mod postgres;
+pub mod server;
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use client::{encode, errcode, megolm_content, Client};
+pub use cloister_server::clock::ManualClock;
+pub use cloister_server::config::Config;
+pub use keys::DeviceKeys;
+pub use server::{Backend, TestServer};
+
+/// How long one behaviour test may run before it fails as hung.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Runs `test(backend)` with [`TEST_TIMEOUT`]; used by [`both_backends!`].
+pub async fn run_test<F, Fut>(backend: Backend, test: F)
+where
+    F: FnOnce(Backend) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    if tokio::time::timeout(TEST_TIMEOUT, test(backend))
+        .await
+        .is_err()
+    {
+        panic!("test timed out after {TEST_TIMEOUT:?} on {backend}");
+    }
+}
+
+/// A unique-enough suffix for user names and transaction ids.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{:08x}", rand::random::<u32>())
+}
+
+/// `both_backends!(name, async_fn)` generates the module `name` with the
+/// tests `name::sqlite` and `name::postgres`, each calling
+/// `async_fn(Backend::…)` on a two-worker multi-threaded runtime with a
+/// timeout. Several at once: `both_backends!(a, fa; b, fb);`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident, $test:ident);+ $(;)?) => {
+        $(
+            mod $name {
+                #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    $crate::run_test($crate::Backend::Sqlite, super::$test).await;
+                }
+
+                #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    $crate::run_test($crate::Backend::Postgres, super::$test).await;
+                }
+            }
+        )+
+    };
+}

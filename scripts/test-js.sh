@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Interop test with a real client: builds Cloister, starts it on a free port
+# with a throwaway data directory (SQLite), and runs the matrix-js-sdk tests
+# in tests/js/ against it. Exits with the test runner's status.
+#
+#   scripts/test-js.sh                       # build, start, test, stop
+#   scripts/test-js.sh --test-name-pattern=attachment   # extra args go to `node --test`
+#   CLOISTER_URL=http://127.0.0.1:8008 scripts/test-js.sh   # test an already running server
+#   CLOISTER_JS_VERBOSE=1 scripts/test-js.sh  # keep the SDK's debug logging
+#
+# Needs cargo, Node >= 20 and npm. The server's log is printed when a test fails.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+JS_DIR="$ROOT/tests/js"
+cd "$ROOT"
+
+SERVER_PID=""
+DATA_DIR=""
+SERVER_LOG=""
+
+cleanup() {
+    local status=$?
+    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    if [[ $status -ne 0 && -n "$SERVER_LOG" && -s "$SERVER_LOG" ]]; then
+        echo "---- cloister server log (last 80 lines) ----" >&2
+        tail -n 80 "$SERVER_LOG" >&2
+        echo "---- end of server log ----" >&2
+    fi
+    [[ -n "$DATA_DIR" ]] && rm -rf "$DATA_DIR"
+    exit $status
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if ! command -v node >/dev/null; then
+    echo "test-js: node is not installed (Node >= 20 is needed)" >&2
+    exit 1
+fi
+
+if [[ -z "${CLOISTER_URL:-}" ]]; then
+    echo "test-js: building the server" >&2
+    cargo build -p cloister-server --bin cloister
+    BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/cloister"
+
+    PORT="$(node -e 'const s = require("net").createServer(); s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });')"
+    DATA_DIR="$(mktemp -d -t cloister-js-XXXXXX)"
+    SERVER_LOG="$DATA_DIR/server.log"
+    export CLOISTER_URL="http://127.0.0.1:$PORT"
+
+    echo "test-js: starting $BIN serve on $CLOISTER_URL (data in $DATA_DIR)" >&2
+    CLOISTER_LISTEN="127.0.0.1:$PORT" \
+    CLOISTER_DATA_DIR="$DATA_DIR/data" \
+    CLOISTER_REGISTRATION=open \
+    CLOISTER_RATE_LIMIT__ENABLED=false \
+    NO_COLOR=1 \
+        "$BIN" serve >"$SERVER_LOG" 2>&1 &
+    SERVER_PID=$!
+
+    for attempt in $(seq 1 150); do
+        if curl -fsS -o /dev/null "$CLOISTER_URL/health" 2>/dev/null; then
+            break
+        fi
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            echo "test-js: the server exited before it became healthy" >&2
+            exit 1
+        fi
+        if [[ $attempt -eq 150 ]]; then
+            echo "test-js: the server did not answer GET /health within 30 s" >&2
+            exit 1
+        fi
+        sleep 0.2
+    done
+    echo "test-js: server is up" >&2
+else
+    echo "test-js: testing the server at $CLOISTER_URL" >&2
+fi
+
+if [[ ! -d "$JS_DIR/node_modules" ]]; then
+    echo "test-js: installing matrix-js-sdk (npm ci)" >&2
+    (cd "$JS_DIR" && npm ci --no-audit --no-fund)
+fi
+
+set +e
+node --test "$@" "$JS_DIR"/*.test.mjs
+STATUS=$?
+set -e
+exit $STATUS

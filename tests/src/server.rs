@@ -1,0 +1,258 @@
+//! The real Cloister server, in-process, on a temporary data directory and
+//! either SQLite or a throwaway PostgreSQL database.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
+use std::sync::Arc;
+
+use cloister_server::clock::{Clock, ManualClock, SystemClock};
+use cloister_server::config::{Config, Registration};
+use cloister_server::state::AppState;
+use cloister_server::{RunningServer, Server};
+use tempfile::TempDir;
+
+use crate::postgres::TestDatabase;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A running Cloister server for one test.
+///
+/// `stop` it at the end of the test: that stops the server gracefully and
+/// drops its PostgreSQL database. (If the test panics first, dropping the
+/// `TestServer` still removes the database and the data directory.)
+pub struct TestServer {
+    backend: Backend,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    manual_clock: Option<ManualClock>,
+    running: Option<RunningServer>,
+    url: String,
+    // Dropped after `running` (field order): the server closes its database
+    // before the database and the directory go away.
+    database: Option<TestDatabase>,
+    data_dir: TempDir,
+}
+
+/// The default test configuration: registration open, rate limiting off,
+/// `server_name` "localhost", listening on a free port of 127.0.0.1.
+pub fn test_config(data_dir: &std::path::Path) -> Config {
+    let mut config = Config {
+        server_name: "localhost".into(),
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        data_dir: data_dir.to_path_buf(),
+        registration: Registration::Open,
+        ..Config::default()
+    };
+    config.rate_limit.enabled = false;
+    config
+}
+
+impl TestServer {
+    /// Starts a server with the default test configuration; returns once it
+    /// is listening.
+    pub async fn start(backend: Backend) -> TestServer {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Like [`TestServer::start`], after `tweak` has adjusted the config
+    /// (rate limits, plaintext rooms, limits…). `data_dir` and, on
+    /// PostgreSQL, `database_url` are set by the harness before `tweak` runs.
+    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        Self::launch(backend, None, tweak).await
+    }
+
+    /// Starts a server whose "now" is `clock`: move time with
+    /// `clock.advance_ms(…)` (retention, expiry) without sleeping.
+    pub async fn start_with_clock(
+        backend: Backend,
+        clock: ManualClock,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestServer {
+        Self::launch(backend, Some(clock), tweak).await
+    }
+
+    async fn launch(
+        backend: Backend,
+        manual_clock: Option<ManualClock>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestServer {
+        let data_dir = tempfile::Builder::new()
+            .prefix("cloister-test-")
+            .tempdir()
+            .expect("create a temporary data directory");
+        let mut config = test_config(data_dir.path());
+        let database = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let db = TestDatabase::create().await;
+                config.database_url = db.url().to_owned();
+                Some(db)
+            }
+        };
+        tweak(&mut config);
+        let clock: Arc<dyn Clock> = match &manual_clock {
+            Some(clock) => Arc::new(clock.clone()),
+            None => Arc::new(SystemClock),
+        };
+        let mut server = TestServer {
+            backend,
+            config,
+            clock,
+            manual_clock,
+            running: None,
+            url: String::new(),
+            database,
+            data_dir,
+        };
+        server.boot(false).await;
+        server
+    }
+
+    /// Binds and spawns the server. When the configured port is 0, picks a
+    /// concrete free port first so that `config.listen` (and with it
+    /// `public_baseurl` and `.well-known`) names the real address. On a
+    /// restart (`reuse_port`) the previous port is tried first.
+    async fn boot(&mut self, reuse_port: bool) {
+        // A port the test asked for explicitly is used as is, or fails.
+        let fixed_port = self.config.listen.port() != 0 && !reuse_port;
+        let mut last_error = None;
+        for attempt in 0..10 {
+            let mut config = self.config.clone();
+            if config.listen.port() == 0 || (reuse_port && attempt > 0) {
+                config.listen.set_port(free_port(config.listen));
+            }
+            match Server::bind_with_clock(config.clone(), self.clock.clone()).await {
+                Ok(server) => {
+                    let running = server.spawn().expect("spawn the server");
+                    self.url = running.base_url();
+                    config.listen = running.addr;
+                    self.config = config;
+                    self.running = Some(running);
+                    return;
+                }
+                Err(e) if !fixed_port && is_addr_in_use(&e) => last_error = Some(e),
+                Err(e) => panic!(
+                    "the {} test server failed to start: {e:#}\n(data dir {}, database {})",
+                    self.backend,
+                    self.data_dir.path().display(),
+                    self.config.database_url()
+                ),
+            }
+        }
+        panic!(
+            "the {} test server found no free port: {:#}",
+            self.backend,
+            last_error.expect("at least one attempt")
+        );
+    }
+
+    /// `http://127.0.0.1:<port>` (no trailing slash).
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.running.as_ref().expect("server is running").addr
+    }
+
+    /// The configuration the server is running with (the real listen address).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn server_name(&self) -> &str {
+        &self.config.server_name
+    }
+
+    /// `@localpart:server_name`
+    pub fn user_id(&self, localpart: &str) -> String {
+        format!("@{localpart}:{}", self.config.server_name)
+    }
+
+    /// The database the server uses (`sqlite://…` or `postgres://…`).
+    pub fn database_url(&self) -> String {
+        self.config.database_url()
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.path()
+    }
+
+    /// The clock passed to `start_with_clock`, if any.
+    pub fn clock(&self) -> Option<&ManualClock> {
+        self.manual_clock.as_ref()
+    }
+
+    /// The running server's state (store, config, notifier): for tests that
+    /// must look behind the HTTP API, e.g. at what was stored.
+    pub fn state(&self) -> &AppState {
+        &self.running.as_ref().expect("server is running").state
+    }
+
+    /// Graceful stop, then start again on the same data directory and
+    /// database (and the same clock). Usually the port stays the same; if it
+    /// was taken meanwhile it changes, and `url()` reflects it — rebase
+    /// clients with `client.with_base(&server.url())`.
+    pub async fn restart(&mut self) {
+        self.shutdown().await;
+        self.boot(true).await;
+    }
+
+    /// Graceful stop; drops the PostgreSQL database and the data directory.
+    pub async fn stop(mut self) {
+        self.shutdown().await;
+        if let Some(db) = self.database.take() {
+            db.drop_database().await;
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(running) = self.running.take() {
+            if let Err(e) = running.stop().await {
+                panic!(
+                    "the {} test server did not stop cleanly: {e:#}",
+                    self.backend
+                );
+            }
+        }
+    }
+}
+
+fn free_port(listen: SocketAddr) -> u16 {
+    StdListener::bind(SocketAddr::new(listen.ip(), 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("find a free port")
+}
+
+fn is_addr_in_use(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::AddrInUse)
+    })
+}
