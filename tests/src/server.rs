@@ -222,6 +222,14 @@ impl TestServer {
         self.boot(true).await;
     }
 
+    /// Like [`restart`](Self::restart), with the configuration changed in
+    /// between (as an operator editing the config file would).
+    pub async fn restart_with(&mut self, tweak: impl FnOnce(&mut Config)) {
+        self.shutdown().await;
+        tweak(&mut self.config);
+        self.boot(true).await;
+    }
+
     /// Graceful stop; drops the PostgreSQL database and the data directory.
     pub async fn stop(mut self) {
         self.shutdown().await;

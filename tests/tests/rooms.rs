@@ -366,4 +366,43 @@ async fn aliases_history_and_redaction(backend: Backend) {
     server.stop().await;
 }
 
-both_backends!(membership_and_power, membership_and_power; aliases_history_and_redaction, aliases_history_and_redaction);
+/// An operator can exempt a listed room from the encryption-only rule; other
+/// rooms stay encrypted-only.
+async fn plaintext_room_exemption(backend: Backend) {
+    let mut server = TestServer::start(backend).await;
+    let alice = Client::register(&server.url(), "alice", "pw").await;
+    let announcements = alice.create_room(json!({ "name": "announcements" })).await;
+    let other = alice.create_room(json!({ "name": "other" })).await;
+    let text = json!({ "msgtype": "m.text", "body": "the canteen is closed" });
+    assert_eq!(
+        alice
+            .send_event(&announcements, "m.room.message", "t1", text.clone())
+            .await
+            .0,
+        403
+    );
+    let exempt = announcements.clone();
+    server
+        .restart_with(|c| {
+            c.encryption.plaintext_rooms.insert(exempt);
+        })
+        .await;
+    let alice = alice.with_base(&server.url());
+    let (status, body) = alice
+        .send_event(&announcements, "m.room.message", "t2", text.clone())
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = alice.send_event(&other, "m.room.message", "t3", text).await;
+    assert_eq!(
+        (status, errcode(&body)),
+        (403, Some("M_FORBIDDEN")),
+        "only the listed room is exempt"
+    );
+    server.stop().await;
+}
+
+both_backends!(
+    membership_and_power, membership_and_power;
+    aliases_history_and_redaction, aliases_history_and_redaction;
+    plaintext_room_exemption, plaintext_room_exemption
+);
