@@ -93,12 +93,26 @@ pub async fn pending(
 }
 
 /// Drops the messages the device has seen: everything up to `up_to_pos`.
+///
+/// Looks before it deletes: every sync calls this, and on SQLite even a
+/// DELETE that matches nothing takes the database's write lock.
 pub async fn delete_acknowledged(
     c: &mut AnyConnection,
     user_id: &str,
     device_id: &str,
     up_to_pos: i64,
 ) -> Result<u64, sqlx::Error> {
+    let any: Option<i64> = sqlx::query_scalar(
+        "SELECT stream_pos FROM to_device WHERE user_id = $1 AND device_id = $2 AND stream_pos <= $3 LIMIT 1",
+    )
+    .bind(user_id)
+    .bind(device_id)
+    .bind(up_to_pos)
+    .fetch_optional(&mut *c)
+    .await?;
+    if any.is_none() {
+        return Ok(0);
+    }
     let r = sqlx::query(
         "DELETE FROM to_device WHERE user_id = $1 AND device_id = $2 AND stream_pos <= $3",
     )
