@@ -52,6 +52,7 @@ impl Server {
     ) -> std::io::Result<()> {
         let notifier = self.state.notifier.clone();
         let store = self.state.store.clone();
+        let housekeeping = tokio::spawn(crate::service::housekeeping::run(self.state.clone()));
         let app = crate::api::router(self.state);
         let result = axum::serve(
             self.listener,
@@ -63,6 +64,7 @@ impl Server {
             notifier.shutdown();
         })
         .await;
+        housekeeping.abort();
         store.close().await;
         result
     }

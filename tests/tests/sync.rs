@@ -299,6 +299,48 @@ async fn sections_and_lazy_members(backend: Backend) {
     server.stop().await;
 }
 
+/// A typing notice that simply times out is announced, so clients stop
+/// showing "typing…" without waiting for other activity in the room.
+async fn typing_expires_by_itself(backend: Backend) {
+    let clock = cloister_tests::ManualClock::new(1_800_000_000_000);
+    let server = TestServer::start_with_clock(backend, clock.clone(), |_| {}).await;
+    let url = server.url();
+    let alice = Client::register(&url, "alice", "pw").await;
+    let bob = Client::register(&url, "bob", "pw").await;
+    let room = alice.create_room(json!({ "invite": [bob.user_id] })).await;
+    bob.join(&room).await;
+    let typing_users = |s: &Value| {
+        s["rooms"]["join"][&room]["ephemeral"]["events"]
+            .as_array()
+            .and_then(|events| events.iter().find(|e| e["type"] == "m.typing"))
+            .map(|e| e["content"]["user_ids"].clone())
+    };
+    let since = token(&bob.sync(None, 0).await);
+    let typing = format!(
+        "/_matrix/client/v3/rooms/{}/typing/{}",
+        encode(&room),
+        encode(&alice.user_id)
+    );
+    assert_eq!(
+        alice
+            .put(&typing, json!({ "typing": true, "timeout": 30000 }))
+            .await
+            .0,
+        200
+    );
+    let started = bob
+        .sync_until(Some(&since), WAIT, |s| {
+            typing_users(s) == Some(json!([alice.user_id]))
+        })
+        .await;
+    clock.advance_ms(31_000);
+    let stopped = bob
+        .sync_until(Some(&token(&started)), WAIT, |s| typing_users(s).is_some())
+        .await;
+    assert_eq!(typing_users(&stopped), Some(json!([])), "{stopped}");
+    server.stop().await;
+}
+
 async fn shutdown_ends_long_polls(backend: Backend) {
     let server = TestServer::start(backend).await;
     let alice = Client::register(&server.url(), "alice", "pw").await;
@@ -321,5 +363,6 @@ async fn shutdown_ends_long_polls(backend: Backend) {
 both_backends!(
     long_poll_and_timelines, long_poll_and_timelines;
     sections_and_lazy_members, sections_and_lazy_members;
-    shutdown_ends_long_polls, shutdown_ends_long_polls
+    shutdown_ends_long_polls, shutdown_ends_long_polls;
+    typing_expires_by_itself, typing_expires_by_itself
 );

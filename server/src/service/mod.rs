@@ -4,6 +4,7 @@ pub mod backup;
 pub mod cross_signing;
 pub mod devices;
 pub mod events;
+pub mod housekeeping;
 pub mod keys;
 pub mod rooms;
 pub mod sync;

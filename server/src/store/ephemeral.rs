@@ -9,24 +9,66 @@ use sqlx::{AnyConnection, Row};
 
 pub const PRIVATE_READ: &str = "m.read.private";
 
+/// A notice that has already expired (a stop) is announced by this very write.
 pub async fn set_typing(
     c: &mut AnyConnection,
     room_id: &str,
     user_id: &str,
     expires_ts: i64,
     pos: i64,
+    now_ms: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO typing (room_id, user_id, expires_ts, stream_pos) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (room_id, user_id) DO UPDATE SET expires_ts = excluded.expires_ts, stream_pos = excluded.stream_pos",
+        "INSERT INTO typing (room_id, user_id, expires_ts, stream_pos, expiry_announced) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (room_id, user_id) DO UPDATE SET expires_ts = excluded.expires_ts, stream_pos = excluded.stream_pos, \
+         expiry_announced = excluded.expiry_announced",
     )
     .bind(room_id)
     .bind(user_id)
     .bind(expires_ts)
     .bind(pos)
+    .bind((expires_ts <= now_ms) as i64)
     .execute(c)
     .await?;
     Ok(())
+}
+
+/// Typing notices that timed out without anyone saying so yet: (room, user).
+pub async fn unannounced_expiries(
+    c: &mut AnyConnection,
+    now_ms: i64,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query(
+        "SELECT room_id, user_id FROM typing WHERE expiry_announced = 0 AND expires_ts <= $1",
+    )
+    .bind(now_ms)
+    .fetch_all(c)
+    .await?
+    .into_iter()
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    .collect()
+}
+
+/// Gives a timed-out notice a new stream position; false if another node
+/// (or a fresh notice) got there first.
+pub async fn announce_expiry(
+    c: &mut AnyConnection,
+    room_id: &str,
+    user_id: &str,
+    pos: i64,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE typing SET stream_pos = $1, expiry_announced = 1 \
+         WHERE room_id = $2 AND user_id = $3 AND expiry_announced = 0 AND expires_ts <= $4",
+    )
+    .bind(pos)
+    .bind(room_id)
+    .bind(user_id)
+    .bind(now_ms)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 /// The users typing in `room_id` at `now_ms`, if the room's typing set
@@ -54,20 +96,6 @@ pub async fn typing(
         }
     }
     Ok(changed.then_some(users))
-}
-
-/// The earliest expiry after `now_ms` among the rooms' typing rows, so a
-/// long-poll can wake when a typing notice times out.
-pub async fn next_typing_expiry(
-    c: &mut AnyConnection,
-    room_id: &str,
-    now_ms: i64,
-) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar("SELECT MIN(expires_ts) FROM typing WHERE room_id = $1 AND expires_ts > $2")
-        .bind(room_id)
-        .bind(now_ms)
-        .fetch_one(c)
-        .await
 }
 
 /// (room_id, stream_pos) of an event, for receipt validation and ordering.

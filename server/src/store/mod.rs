@@ -56,7 +56,10 @@ pub struct WriteTx {
     _guard: Option<OwnedMutexGuard<()>>,
 }
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "core", include_str!("migrations/0001_core.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "core", include_str!("migrations/0001_core.sql")),
+    (2, "typing_expiry", include_str!("migrations/0002_typing_expiry.sql")),
+];
 
 impl Store {
     /// Connects to `url` (`sqlite://…` or `postgres://…`).

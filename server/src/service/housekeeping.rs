@@ -1,0 +1,42 @@
+//! Periodic work the server does on its own, off the request path. Today:
+//! announcing typing notices that timed out. Each task is idempotent, so
+//! several nodes may run it against one PostgreSQL.
+
+use std::time::Duration;
+
+use crate::state::AppState;
+use crate::store::{ephemeral, rooms};
+
+const TICK: Duration = Duration::from_secs(1);
+
+/// Runs until the notifier shuts down.
+pub async fn run(state: AppState) {
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !state.notifier.is_shutting_down() {
+        ticker.tick().await;
+        if let Err(err) = announce_typing_expiries(&state).await {
+            tracing::warn!(error = %err, "announcing typing expiries failed; retrying next tick");
+        }
+    }
+}
+
+/// Gives each timed-out typing notice a stream position and wakes the room,
+/// so clients stop showing "typing…" without waiting for other activity.
+pub async fn announce_typing_expiries(state: &AppState) -> Result<usize, sqlx::Error> {
+    let now = state.now_ms();
+    let expired = ephemeral::unannounced_expiries(&mut *state.store.read().await?, now).await?;
+    let mut announced = 0;
+    for (room_id, user_id) in expired {
+        let mut tx = state.store.write().await?;
+        let pos = tx.next_pos().await?;
+        if !ephemeral::announce_expiry(tx.conn(), &room_id, &user_id, pos, now).await? {
+            continue; // dropping the transaction gives the position back unused
+        }
+        let members = rooms::joined_members(tx.conn(), &room_id).await?;
+        tx.commit().await?;
+        state.notifier.notify(members.iter().map(String::as_str));
+        announced += 1;
+    }
+    Ok(announced)
+}
