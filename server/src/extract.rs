@@ -19,6 +19,8 @@ pub struct Auth {
     pub is_admin: bool,
 }
 
+const LAST_SEEN_GRANULARITY_MS: i64 = 5 * 60 * 1000;
+
 /// Tokens are stored as SHA-256 digests: a database leak yields no usable
 /// token, and looking up by digest leaks nothing through timing.
 pub fn hash_token(token: &str) -> Vec<u8> {
@@ -78,11 +80,20 @@ impl FromRequestParts<AppState> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = access_token(parts).ok_or_else(ApiError::missing_token)?;
-        let found = crate::store::users::user_for_token(
-            &mut *state.store.read().await?,
-            &hash_token(&token),
-        )
-        .await?;
+        let mut conn = state.store.read().await?;
+        let found = crate::store::users::user_for_token(&mut conn, &hash_token(&token)).await?;
+        if let Some(found) = found.as_ref().filter(|f| !f.deactivated) {
+            // "Last seen" for the device list, coarse on purpose: at most one
+            // write per device every few minutes, and no IP address kept.
+            let now = state.now_ms();
+            if found
+                .last_seen_ts
+                .is_none_or(|seen| now - seen > LAST_SEEN_GRANULARITY_MS)
+            {
+                crate::store::devices::touch(&mut conn, &found.user_id, &found.device_id, now)
+                    .await?;
+            }
+        }
         match found {
             Some(found) if !found.deactivated => Ok(Auth {
                 user_id: found.user_id,

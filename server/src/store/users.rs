@@ -7,6 +7,7 @@ pub struct TokenOwner {
     pub device_id: String,
     pub is_admin: bool,
     pub deactivated: bool,
+    pub last_seen_ts: Option<i64>,
 }
 
 pub struct User {
@@ -23,8 +24,9 @@ pub async fn user_for_token(
     token_hash: &[u8],
 ) -> Result<Option<TokenOwner>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT t.user_id, t.device_id, u.is_admin, u.deactivated FROM access_tokens t \
-         JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = $1",
+        "SELECT t.user_id, t.device_id, u.is_admin, u.deactivated, d.last_seen_ts FROM access_tokens t \
+         JOIN users u ON u.user_id = t.user_id \
+         LEFT JOIN devices d ON d.user_id = t.user_id AND d.device_id = t.device_id WHERE t.token_hash = $1",
     )
     .bind(token_hash.to_vec())
     .fetch_optional(c)
@@ -35,6 +37,7 @@ pub async fn user_for_token(
             device_id: r.try_get(1)?,
             is_admin: r.try_get::<i64, _>(2)? != 0,
             deactivated: r.try_get::<i64, _>(3)? != 0,
+            last_seen_ts: r.try_get(4)?,
         })
     })
     .transpose()
