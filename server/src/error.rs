@@ -111,6 +111,15 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
+        // Backstop for input PostgreSQL cannot store (22021: a NUL byte in
+        // text); the request edges refuse it first.
+        if let sqlx::Error::Database(db) = &err {
+            if db.code().as_deref() == Some("22021") {
+                return ApiError::invalid_param(
+                    "request contains characters that cannot be stored",
+                );
+            }
+        }
         // Database errors never carry request secrets, but may name rows; the
         // client gets a generic answer and the log gets the detail.
         tracing::error!(error = %err, "database error");

@@ -129,13 +129,44 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             .map_err(|e| ApiError::not_json(format!("request body is not valid JSON: {e}")))?
     };
     check_numbers(&value).map_err(ApiError::bad_json)?;
+    if contains_nul(&value) {
+        return Err(ApiError::invalid_param("strings may not contain U+0000"));
+    }
     serde_json::from_value(value)
         .map_err(|e| ApiError::bad_json(format!("invalid request body: {e}")))
+}
+
+/// PostgreSQL text cannot hold U+0000 and Matrix identifiers may not contain
+/// it, so it is refused at the edge rather than deep in a query.
+fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nul_is_refused_anywhere_in_json() {
+        assert_eq!(
+            parse_json::<Value>(br#"{"a": ["x\u0000"]}"#)
+                .unwrap_err()
+                .errcode,
+            "M_INVALID_PARAM"
+        );
+        assert_eq!(
+            parse_json::<Value>(br#"{"k\u0000": 1}"#)
+                .unwrap_err()
+                .errcode,
+            "M_INVALID_PARAM"
+        );
+        assert!(parse_json::<Value>(br#"{"a": "x\u0001"}"#).is_ok());
+    }
 
     #[test]
     fn json_errors_are_distinguished() {

@@ -65,7 +65,7 @@ pub fn is_valid_localpart(localpart: &str) -> bool {
 /// have no server part, so `require_server` is false for them.
 fn split_id(id: &str, sigil: char, require_server: bool) -> Option<(&str, Option<&str>)> {
     let rest = id.strip_prefix(sigil)?;
-    if id.len() > 255 {
+    if id.len() > 255 || id.contains('\0') {
         return None;
     }
     match rest.split_once(':') {
@@ -97,7 +97,7 @@ pub fn parse_room_alias(alias: &str) -> Option<(&str, &str)> {
 }
 
 pub fn is_valid_event_id(id: &str) -> bool {
-    id.starts_with('$') && id.len() > 1 && id.len() <= 255
+    id.starts_with('$') && id.len() > 1 && id.len() <= 255 && !id.contains('\0')
 }
 
 #[cfg(test)]

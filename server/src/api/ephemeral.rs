@@ -75,7 +75,15 @@ async fn typing(
     let mut tx = state.store.write().await?;
     require_joined(tx.conn(), &room_id, &auth.user_id).await?;
     let pos = tx.next_pos().await?;
-    ephemeral::set_typing(tx.conn(), &room_id, &auth.user_id, expires_ts, pos, state.now_ms()).await?;
+    ephemeral::set_typing(
+        tx.conn(),
+        &room_id,
+        &auth.user_id,
+        expires_ts,
+        pos,
+        state.now_ms(),
+    )
+    .await?;
     let members = rooms::joined_members(tx.conn(), &room_id).await?;
     tx.commit().await?;
     state.notifier.notify(members.iter().map(String::as_str));

@@ -72,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         ]);
 
     api.layer(middleware::from_fn_with_state(state.clone(), rate_limit))
+        .layer(middleware::from_fn(refuse_nul_in_uri))
         .layer(middleware::from_fn(matrix_error_shape))
         .layer(middleware::from_fn(log_request))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
@@ -91,6 +92,21 @@ async fn method_not_allowed() -> ApiError {
         "M_UNRECOGNIZED",
         "Method not allowed on this endpoint",
     )
+}
+
+/// `%00` anywhere in the path or query would reach the database as U+0000,
+/// which PostgreSQL text refuses; no Matrix identifier may contain it.
+async fn refuse_nul_in_uri(req: Request, next: Next) -> Response {
+    let uri = req.uri();
+    let encoded = uri
+        .path()
+        .as_bytes()
+        .windows(3)
+        .chain(uri.query().unwrap_or("").as_bytes().windows(3));
+    if encoded.into_iter().any(|w| w == b"%00") {
+        return ApiError::invalid_param("identifiers may not contain U+0000").into_response();
+    }
+    next.run(req).await
 }
 
 /// Per-user (or per-address, before login) token buckets.

@@ -111,6 +111,15 @@ async fn build(state: &AppState, auth: &Auth, req: &SyncRequest) -> ApiResult<(V
             .collect(),
         None => BTreeSet::new(),
     };
+    // An incremental sync reads only rooms where something happened, so a
+    // long-poll costs a few queries, not several per joined room.
+    let rooms_with_ephemeral: BTreeSet<String> = match from {
+        Some(f) => store::ephemeral::rooms_changed_between(&mut c, f, to)
+            .await?
+            .into_iter()
+            .collect(),
+        None => BTreeSet::new(),
+    };
     let (mut join, mut invite, mut leave) = (Map::new(), Map::new(), Map::new());
     for (room_id, membership) in &my_rooms {
         let changed_since = from.is_none_or(|f| membership.pos > f);
@@ -120,6 +129,13 @@ async fn build(state: &AppState, auth: &Auth, req: &SyncRequest) -> ApiResult<(V
         };
         match membership.membership.as_str() {
             "join" => {
+                let quiet = from.is_some_and(|f| membership.span_start_pos <= f)
+                    && !rooms_with_news.contains(room_id)
+                    && !rooms_with_ephemeral.contains(room_id)
+                    && data.is_empty();
+                if quiet {
+                    continue;
+                }
                 let Some((visible_from, _)) =
                     crate::service::rooms::visible_range(&mut c, room_id, &auth.user_id).await?
                 else {
