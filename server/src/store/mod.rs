@@ -58,7 +58,11 @@ pub struct WriteTx {
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "core", include_str!("migrations/0001_core.sql")),
-    (2, "typing_expiry", include_str!("migrations/0002_typing_expiry.sql")),
+    (
+        2,
+        "typing_expiry",
+        include_str!("migrations/0002_typing_expiry.sql"),
+    ),
 ];
 
 impl Store {
