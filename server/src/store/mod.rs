@@ -15,6 +15,7 @@
 //! mutex serializes writers, which also avoids `SQLITE_BUSY` on upgrades.
 
 pub mod account_data;
+pub mod audit;
 pub mod backup;
 pub mod devices;
 pub mod ephemeral;
@@ -62,6 +63,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "typing_expiry",
         include_str!("migrations/0002_typing_expiry.sql"),
+    ),
+    (
+        3,
+        "audit_log",
+        include_str!("migrations/0003_audit_log.sql"),
     ),
 ];
 
@@ -123,7 +129,15 @@ impl Store {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         };
-        let tx = self.pool.begin().await?;
+        // IMMEDIATE takes SQLite's write lock up front. A deferred
+        // transaction that reads first cannot later upgrade if any other
+        // connection wrote meanwhile (SQLITE_BUSY_SNAPSHOT, which no busy
+        // timeout cures); small writes outside `write()` — last-seen times,
+        // to-device acknowledgements — make that a real case.
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
         Ok(WriteTx {
             tx,
             backend: self.backend,
