@@ -60,6 +60,9 @@ pub enum EntryError {
 pub enum Action {
     Login,
     LoginFailed,
+    AccountCreated,
+    PasswordChanged,
+    AccountDeactivated,
     DeviceAdded,
     DeviceDeleted,
     PolicyChanged,

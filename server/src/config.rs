@@ -25,6 +25,22 @@ pub struct Config {
     pub limits: Limits,
     pub rate_limit: RateLimit,
     pub encryption: Encryption,
+    pub audit: Audit,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Audit {
+    /// How often new audit entries get a signed checkpoint, in seconds.
+    pub checkpoint_interval_secs: u64,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Audit {
+            checkpoint_interval_secs: 3600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +103,7 @@ impl Default for Config {
             limits: Limits::default(),
             rate_limit: RateLimit::default(),
             encryption: Encryption::default(),
+            audit: Audit::default(),
         }
     }
 }

@@ -1,12 +1,17 @@
 //! `cloister`: run the homeserver and administer it from the command line.
 
 use std::io::BufRead;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use cloister_audit::{Action, AuditExport, Target};
+use cloister_server::clock::SystemClock;
 use cloister_server::config::{Config, LogFormat};
 use cloister_server::extract::hash_token;
+use cloister_server::service::audit;
+use cloister_server::state::AppState;
 use cloister_server::store::{users, Store};
 use cloister_server::{ids, Server};
 use zeroize::Zeroizing;
@@ -37,6 +42,29 @@ enum Command {
     /// Manage registration tokens (for `registration = "token"`).
     #[command(subcommand, name = "registration-token")]
     RegistrationToken(TokenCommand),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Print the public key that verifies this server's audit checkpoints.
+    Key,
+    /// Sign a checkpoint of the log now.
+    Checkpoint,
+    /// Write the whole log with its checkpoints as JSON (to stdout or --out).
+    Export {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Verify an exported log offline. Needs no server, database or config.
+    Verify {
+        export: PathBuf,
+        /// The verifier key printed by `cloister audit key`.
+        #[arg(long)]
+        key: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -74,6 +102,9 @@ enum TokenCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Audit(AuditCommand::Verify { export, key }) = &cli.command {
+        return verify_export(export, key);
+    }
     let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
         Ok(config) => config,
         Err(err) => {
@@ -114,21 +145,88 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::User(cmd) => user_command(cmd, config).await,
         Command::RegistrationToken(TokenCommand::Create { uses, hours }) => {
-            let store = open_store(&config).await?;
+            let state = open_state(config).await?;
             let token = ids::random_string(32);
             let now = now_ms();
             let expiry = hours.map(|h| now + h * 3_600_000);
-            users::create_registration_token(
-                &mut *store.read().await?,
-                &hash_token(&token),
-                uses,
-                expiry,
-                now,
-            )
-            .await?;
+            let mut tx = state.store.write().await?;
+            users::create_registration_token(tx.conn(), &hash_token(&token), uses, expiry, now)
+                .await?;
+            let entry = audit::by_system(&state, Action::AdminCall)
+                .target(Target::new("registration_token.create")?);
+            audit::record(&mut tx, entry).await?;
+            tx.commit().await?;
             println!("{token}");
             Ok(())
         }
+        Command::Audit(cmd) => audit_command(cmd, config).await,
+    }
+}
+
+async fn audit_command(cmd: AuditCommand, config: Config) -> anyhow::Result<()> {
+    let state = open_state(config).await?;
+    match cmd {
+        AuditCommand::Key => println!("{}", state.audit.verifier_key()),
+        AuditCommand::Checkpoint => print!("{}", audit::checkpoint(&state).await?),
+        AuditCommand::Export { out } => {
+            // The export itself is audited, and the checkpoint signed after it
+            // covers every entry the file contains.
+            let entry = audit::by_system(&state, Action::Export).target(Target::new("audit_log")?);
+            audit::record_alone(&state, entry).await?;
+            audit::checkpoint(&state).await?;
+            let json = audit::export(&state).await?.to_json();
+            match out {
+                Some(path) => std::fs::write(path, json)?,
+                None => std::io::Write::write_all(&mut std::io::stdout(), &json)?,
+            }
+        }
+        AuditCommand::Verify { .. } => unreachable!("handled before the configuration is loaded"),
+    }
+    state.store.close().await;
+    Ok(())
+}
+
+/// Exit 0 when the export verifies, 1 when any check fails, 2 on bad input.
+fn verify_export(path: &Path, key: &str) -> ExitCode {
+    let key = match cloister_audit::NoteVerifier::parse(key.trim()) {
+        Ok(key) => key,
+        Err(e) => {
+            eprintln!("cloister: invalid verifier key: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let export = std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| AuditExport::from_json(&bytes).map_err(|e| e.to_string()));
+    let export = match export {
+        Ok(export) => export,
+        Err(e) => {
+            eprintln!("cloister: cannot read {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let report = cloister_audit::verify_export(&export, &key);
+    println!("origin:      {}", report.origin);
+    println!("entries:     {}", report.entries);
+    println!(
+        "checkpoints: {} ({} signed by this key and matching)",
+        report.checkpoints, report.checkpoints_matching
+    );
+    if let Some(latest) = &report.latest {
+        println!("latest:      {} entries", latest.size);
+    }
+    println!(
+        "unsigned:    {} entries after the latest checkpoint",
+        report.unsigned_entries
+    );
+    if report.failures.is_empty() {
+        println!("OK: the log is complete and unaltered up to the latest checkpoint");
+        ExitCode::SUCCESS
+    } else {
+        for failure in &report.failures {
+            println!("FAILED: {failure}");
+        }
+        ExitCode::FAILURE
     }
 }
 
@@ -166,6 +264,14 @@ async fn shutdown_signal() {
     }
 }
 
+/// The store and audit keys, for commands that change accounts: their
+/// changes are audited like the API's.
+async fn open_state(config: Config) -> anyhow::Result<AppState> {
+    let store = open_store(&config).await?;
+    let auditor = audit::Auditor::load_or_create(&config.data_dir, &config.server_name)?;
+    Ok(AppState::new(config, store, Arc::new(SystemClock), auditor))
+}
+
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&config.data_dir)?;
     let store = Store::connect(&config.database_url()).await?;
@@ -186,7 +292,7 @@ fn read_password(given: Option<String>) -> anyhow::Result<Zeroizing<String>> {
 }
 
 fn now_ms() -> i64 {
-    use cloister_server::clock::{Clock, SystemClock};
+    use cloister_server::clock::Clock;
     SystemClock.now_ms()
 }
 
@@ -199,7 +305,8 @@ fn user_id(config: &Config, name: &str) -> String {
 }
 
 async fn user_command(cmd: UserCommand, config: Config) -> anyhow::Result<()> {
-    let store = open_store(&config).await?;
+    let state = open_state(config).await?;
+    let config = state.config.clone();
     match cmd {
         UserCommand::Create {
             name,
@@ -214,23 +321,23 @@ async fn user_command(cmd: UserCommand, config: Config) -> anyhow::Result<()> {
             let password = read_password(password)?;
             let hash = cloister_server::password::hash(password).await?;
             let id = user_id(&config, &localpart);
-            let created = users::create(
-                &mut *store.read().await?,
-                &id,
-                Some(&hash),
-                admin,
-                &localpart,
-                now_ms(),
+            let mut tx = state.store.write().await?;
+            let created =
+                users::create(tx.conn(), &id, Some(&hash), admin, &localpart, now_ms()).await?;
+            anyhow::ensure!(created, "user {id} already exists");
+            audit::record(
+                &mut tx,
+                audit::by_system(&state, Action::AccountCreated).target(state.audit.target(&id)),
             )
             .await?;
-            anyhow::ensure!(created, "user {id} already exists");
+            tx.commit().await?;
             println!("created {id}{}", if admin { " (admin)" } else { "" });
         }
         UserCommand::ResetPassword { name, password } => {
             let id = user_id(&config, &name);
             let password = read_password(password)?;
             let hash = cloister_server::password::hash(password).await?;
-            let mut tx = store.write().await?;
+            let mut tx = state.store.write().await?;
             anyhow::ensure!(
                 users::set_password_hash(tx.conn(), &id, &hash).await?,
                 "no such user {id}"
@@ -239,26 +346,30 @@ async fn user_command(cmd: UserCommand, config: Config) -> anyhow::Result<()> {
             for device in devices {
                 users::delete_tokens_for_device(tx.conn(), &id, &device.device_id).await?;
             }
+            audit::record(
+                &mut tx,
+                audit::by_system(&state, Action::PasswordChanged).target(state.audit.target(&id)),
+            )
+            .await?;
             tx.commit().await?;
             println!("password reset for {id}; all sessions logged out");
         }
         UserCommand::Deactivate { name } => {
             let id = user_id(&config, &name);
             anyhow::ensure!(
-                users::get(&mut *store.read().await?, &id).await?.is_some(),
+                users::get(&mut *state.store.read().await?, &id)
+                    .await?
+                    .is_some(),
                 "no such user {id}"
             );
-            let state = cloister_server::state::AppState::new(
-                config,
-                store.clone(),
-                std::sync::Arc::new(cloister_server::clock::SystemClock),
-            );
-            cloister_server::service::devices::deactivate_user(&state, &id)
+            let entry = audit::by_system(&state, Action::AccountDeactivated)
+                .target(state.audit.target(&id));
+            cloister_server::service::devices::deactivate_user(&state, &id, entry)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
             println!("deactivated {id}");
         }
     }
-    store.close().await;
+    state.store.close().await;
     Ok(())
 }

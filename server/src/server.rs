@@ -36,8 +36,10 @@ impl Server {
         std::fs::create_dir_all(config.media_dir())?;
         let store = Store::connect(&config.database_url()).await?;
         store.migrate().await?;
+        let auditor =
+            crate::service::audit::Auditor::load_or_create(&config.data_dir, &config.server_name)?;
         let listener = TcpListener::bind(config.listen).await?;
-        let state = AppState::new(config, store, clock);
+        let state = AppState::new(config, store, clock, auditor);
         Ok(Server { state, listener })
     }
 

@@ -7,6 +7,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::notify::Notifier;
 use crate::ratelimit::RateLimiter;
+use crate::service::audit::Auditor;
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -17,10 +18,11 @@ pub struct AppState {
     pub notifier: Notifier,
     pub limiter: RateLimiter,
     pub login_limiter: RateLimiter,
+    pub audit: Arc<Auditor>,
 }
 
 impl AppState {
-    pub fn new(config: Config, store: Store, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(config: Config, store: Store, clock: Arc<dyn Clock>, audit: Auditor) -> Self {
         let rl = &config.rate_limit;
         AppState {
             limiter: RateLimiter::new(rl.per_second, rl.burst),
@@ -29,6 +31,7 @@ impl AppState {
             store,
             clock,
             notifier: Notifier::default(),
+            audit: Arc::new(audit),
         }
     }
 

@@ -289,4 +289,80 @@ async fn operator_workflow() {
         .iter()
         .any(|l| l.contains("/_matrix/client/v3/rooms/{room_id}")
             || l.contains("/_matrix/client/v3/createRoom")));
+
+    // The audit log recorded all of it, pseudonymously, and verifies offline.
+    let key = cloister(data, &["audit", "key"], &[]);
+    assert!(key.status.success(), "{key:?}");
+    let key = stdout(&key);
+    assert!(key.starts_with("localhost/audit+"), "{key}");
+    let export_path = data.join("audit-export.json");
+    let exported = cloister(
+        data,
+        &["audit", "export", "--out", export_path.to_str().unwrap()],
+        &[],
+    );
+    assert!(exported.status.success(), "{exported:?}");
+    let text = std::fs::read_to_string(&export_path).unwrap();
+    let export: Value = serde_json::from_str(&text).unwrap();
+    let actions: Vec<&str> = export["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "account_created",
+        "login",
+        "login_failed",
+        "device_added",
+        "password_changed",
+        "account_deactivated",
+        "admin_call",
+        "export",
+    ] {
+        assert!(
+            actions.contains(&expected),
+            "no {expected} entry in {actions:?}"
+        );
+    }
+    for personal in [
+        "@alice",
+        "@bob",
+        "alice:localhost",
+        "first-secret",
+        room_id.as_str(),
+    ] {
+        assert!(!text.contains(personal), "the audit log names {personal:?}");
+    }
+    let verify = |path: &Path, key: &str| {
+        Command::new(BIN)
+            .args(["audit", "verify", path.to_str().unwrap(), "--key", key])
+            .output()
+            .unwrap()
+    };
+    let ok = verify(&export_path, &key);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    assert!(stdout(&ok).contains("OK:"), "{}", stdout(&ok));
+
+    // A changed entry, or the right log under another key, fails verification.
+    let tampered_path = data.join("tampered.json");
+    assert!(text.contains("\"login_failed\""));
+    std::fs::write(
+        &tampered_path,
+        text.replacen("\"login_failed\"", "\"login\"", 1),
+    )
+    .unwrap();
+    let bad = verify(&tampered_path, &key);
+    assert_eq!(bad.status.code(), Some(1), "{}", stdout(&bad));
+    assert!(stdout(&bad).contains("FAILED"), "{}", stdout(&bad));
+    let other = cloister_audit::CheckpointSigner::generate("localhost/audit")
+        .unwrap()
+        .verifier()
+        .to_string();
+    let wrong_key = verify(&export_path, &other);
+    assert_eq!(wrong_key.status.code(), Some(1), "{}", stdout(&wrong_key));
 }

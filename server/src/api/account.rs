@@ -9,7 +9,9 @@ use zeroize::Zeroizing;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, Body};
-use crate::service::{devices, uia};
+use cloister_audit::Action;
+
+use crate::service::{audit, devices, uia};
 use crate::state::AppState;
 use crate::store::{self, users};
 
@@ -50,7 +52,11 @@ async fn change_password(
     let hash = crate::password::hash(password)
         .await
         .map_err(|_| ApiError::internal())?;
-    users::set_password_hash(&mut *state.store.read().await?, &auth.user_id, &hash).await?;
+    let mut tx = state.store.write().await?;
+    users::set_password_hash(tx.conn(), &auth.user_id, &hash).await?;
+    let entry = audit::by_user(&state, &auth.user_id, Action::PasswordChanged);
+    audit::record(&mut tx, entry).await?;
+    tx.commit().await?;
     if body.logout_devices.unwrap_or(true) {
         let others: Vec<String> =
             store::devices::list(&mut *state.store.read().await?, &auth.user_id)
@@ -86,6 +92,7 @@ async fn deactivate(
         Some(&auth.user_id),
     )
     .await?;
-    crate::service::devices::deactivate_user(&state, &auth.user_id).await?;
+    let entry = audit::by_user(&state, &auth.user_id, Action::AccountDeactivated);
+    crate::service::devices::deactivate_user(&state, &auth.user_id, entry).await?;
     Ok(Json(json!({ "id_server_unbind_result": "no-support" })))
 }

@@ -12,7 +12,9 @@ use crate::config::Registration;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{hash_token, Auth, Body};
 use crate::ids;
-use crate::service::{devices, uia};
+use cloister_audit::Action;
+
+use crate::service::{audit, devices, uia};
 use crate::state::AppState;
 use crate::store::users;
 
@@ -113,8 +115,9 @@ async fn register(
     let hash = crate::password::hash(password)
         .await
         .map_err(|_| ApiError::internal())?;
+    let mut tx = state.store.write().await?;
     let created = users::create(
-        &mut *state.store.read().await?,
+        tx.conn(),
         &user_id,
         Some(&hash),
         false,
@@ -122,7 +125,14 @@ async fn register(
         state.now_ms(),
     )
     .await?;
-    if !created {
+    if created {
+        audit::record(
+            &mut tx,
+            audit::by_user(&state, &user_id, Action::AccountCreated),
+        )
+        .await?;
+        tx.commit().await?;
+    } else {
         return Err(ApiError::new(
             axum::http::StatusCode::BAD_REQUEST,
             "M_USER_IN_USE",
@@ -281,6 +291,11 @@ async fn login(
         .and_then(|u| u.password_hash.clone());
     if !crate::password::verify(password, stored).await {
         tracing::info!("failed login attempt");
+        audit::record_alone(
+            &state,
+            audit::by_user(&state, &user_id, Action::LoginFailed),
+        )
+        .await?;
         return Err(ApiError::forbidden("Invalid username or password"));
     }
     let session = devices::open_session(

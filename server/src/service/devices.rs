@@ -4,8 +4,11 @@
 
 use serde_json::{json, Value};
 
+use cloister_audit::{Action, NewEntry};
+
 use crate::error::{ApiError, ApiResult};
 use crate::extract::hash_token;
+use crate::service::audit;
 use crate::state::AppState;
 use crate::store::{devices, keys, rooms, users};
 
@@ -60,7 +63,7 @@ pub async fn open_session(
     let access_token = format!("clt_{}", crate::ids::random_string(40));
     let now = state.now_ms();
     let mut tx = state.store.write().await?;
-    devices::ensure(tx.conn(), user_id, &device_id, display_name, now).await?;
+    let created = devices::ensure(tx.conn(), user_id, &device_id, display_name, now).await?;
     users::delete_tokens_for_device(tx.conn(), user_id, &device_id).await?;
     users::insert_token(
         tx.conn(),
@@ -70,6 +73,10 @@ pub async fn open_session(
         now,
     )
     .await?;
+    if created {
+        audit::record(&mut tx, audit::by_user(state, user_id, Action::DeviceAdded)).await?;
+    }
+    audit::record(&mut tx, audit::by_user(state, user_id, Action::Login)).await?;
     tx.commit().await?;
     Ok(Session {
         user_id: user_id.to_owned(),
@@ -87,12 +94,16 @@ pub async fn delete_devices(
         return Ok(());
     }
     let mut tx = state.store.write().await?;
-    let mut any = false;
+    let mut deleted = 0;
     for device_id in device_ids {
-        any |= devices::delete(tx.conn(), user_id, device_id).await?;
+        deleted += devices::delete(tx.conn(), user_id, device_id).await? as u64;
     }
+    let any = deleted > 0;
     if any {
         keys::record_device_list_change(&mut tx, user_id).await?;
+        let entry =
+            audit::by_user(state, user_id, Action::DeviceDeleted).details(audit::count(deleted));
+        audit::record(&mut tx, entry).await?;
     }
     let interested = rooms::users_sharing_rooms(tx.conn(), user_id).await?;
     tx.commit().await?;
@@ -102,8 +113,9 @@ pub async fn delete_devices(
     Ok(())
 }
 
-/// Leaves every room, deletes every device and locks the account.
-pub async fn deactivate_user(state: &AppState, user_id: &str) -> ApiResult<()> {
+/// Leaves every room, deletes every device and locks the account; `entry`
+/// (by the user, or by the operator) is recorded with the lock.
+pub async fn deactivate_user(state: &AppState, user_id: &str, entry: NewEntry) -> ApiResult<()> {
     let memberships = rooms::rooms_for_user(&mut *state.store.read().await?, user_id).await?;
     for (room_id, m) in memberships {
         if m.membership == "join" || m.membership == "invite" {
@@ -119,7 +131,10 @@ pub async fn deactivate_user(state: &AppState, user_id: &str) -> ApiResult<()> {
         .map(|d| d.device_id)
         .collect();
     delete_devices(state, user_id, &all).await?;
-    users::set_deactivated(&mut *state.store.read().await?, user_id).await?;
+    let mut tx = state.store.write().await?;
+    users::set_deactivated(tx.conn(), user_id).await?;
+    audit::record(&mut tx, entry).await?;
+    tx.commit().await?;
     tracing::info!("account deactivated");
     Ok(())
 }

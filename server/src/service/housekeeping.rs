@@ -1,5 +1,5 @@
-//! Periodic work the server does on its own, off the request path. Today:
-//! announcing typing notices that timed out. Each task is idempotent, so
+//! Periodic work the server does on its own, off the request path: announcing
+//! typing notices that timed out, and signing audit checkpoints. Each task is idempotent, so
 //! several nodes may run it against one PostgreSQL.
 
 use std::time::Duration;
@@ -17,6 +17,10 @@ pub async fn run(state: AppState) {
         ticker.tick().await;
         if let Err(err) = announce_typing_expiries(&state).await {
             tracing::warn!(error = %err, "announcing typing expiries failed; retrying next tick");
+        }
+        if let Err(err) = crate::service::audit::checkpoint_if_due(&state).await {
+            // Loud on purpose: unsigned entries are not yet tamper-evident.
+            tracing::error!(error = %err, "signing an audit checkpoint failed; retrying next tick");
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The rules of the homeserver, between the HTTP handlers and the store.
 
+pub mod audit;
 pub mod backup;
 pub mod cross_signing;
 pub mod devices;

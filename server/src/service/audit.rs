@@ -1,0 +1,202 @@
+//! Writing the tamper-evident audit log: what the server records, under
+//! which pseudonyms, and its signed checkpoints.
+//!
+//! Entries name users only by pseudonym (an HMAC of the user id under a key
+//! kept in the data directory), carry counts and never content, and are
+//! appended in the same transaction as the action they record, so an action
+//! cannot happen without its entry. Checkpoints sign the Merkle root at a
+//! set interval and on demand (`cloister audit checkpoint`).
+
+use std::path::Path;
+
+use cloister_audit::{
+    Action, Actor, AuditExport, AuditLog, AuditStore, CheckpointSigner, Details, MemoryStore,
+    NewEntry, Pseudonymizer, Target,
+};
+use zeroize::Zeroizing;
+
+use crate::state::AppState;
+use crate::store::{audit, WriteTx};
+
+const SIGNER_FILE: &str = "audit-checkpoint.key";
+const PSEUDONYM_FILE: &str = "audit-pseudonym.key";
+
+/// The audit log's keys: the checkpoint signing key and the pseudonym key.
+pub struct Auditor {
+    signer: CheckpointSigner,
+    pseudonyms: Pseudonymizer,
+}
+
+impl std::fmt::Debug for Auditor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auditor")
+            .field("origin", &self.signer.origin())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Auditor {
+    /// Loads the keys from `dir`, creating them (mode 0600) on first start.
+    pub fn load_or_create(dir: &Path, server_name: &str) -> anyhow::Result<Auditor> {
+        let origin = format!("{server_name}/audit");
+        let signer_path = dir.join(SIGNER_FILE);
+        let signer = match std::fs::read_to_string(&signer_path) {
+            Ok(text) => CheckpointSigner::from_signer_key(text.trim())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", signer_path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let signer = CheckpointSigner::generate(&origin)?;
+                write_secret(&signer_path, signer.to_signer_key().as_bytes())?;
+                signer
+            }
+            Err(e) => return Err(e.into()),
+        };
+        anyhow::ensure!(
+            signer.origin() == origin,
+            "{} signs for {:?}, but this server's audit origin is {origin:?} (was server_name changed?)",
+            signer_path.display(),
+            signer.origin()
+        );
+        let pseudonym_path = dir.join(PSEUDONYM_FILE);
+        let key = match std::fs::read_to_string(&pseudonym_path) {
+            Ok(text) => Zeroizing::new(text.trim().to_owned()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut key = Zeroizing::new([0u8; 32]);
+                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, key.as_mut());
+                let hex =
+                    Zeroizing::new(key.iter().map(|b| format!("{b:02x}")).collect::<String>());
+                write_secret(&pseudonym_path, hex.as_bytes())?;
+                hex
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        anyhow::ensure!(
+            key.len() == 64,
+            "{} must hold 64 hex digits",
+            pseudonym_path.display()
+        );
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&key[2 * i..2 * i + 2], 16).map_err(|_| {
+                anyhow::anyhow!("{} must hold 64 hex digits", pseudonym_path.display())
+            })?;
+        }
+        Ok(Auditor {
+            signer,
+            pseudonyms: Pseudonymizer::new(*bytes),
+        })
+    }
+
+    pub fn origin(&self) -> &str {
+        self.signer.origin()
+    }
+
+    /// The public key a DPO verifies exports with (`<name>+<id>+<key>`).
+    pub fn verifier_key(&self) -> String {
+        self.signer.verifier().to_string()
+    }
+
+    pub fn actor(&self, user_id: &str) -> Actor {
+        self.pseudonyms.actor(user_id)
+    }
+
+    pub fn target(&self, user_id: &str) -> Target {
+        self.pseudonyms.target(user_id)
+    }
+}
+
+fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// An entry by `user_id` (pseudonymised) at the current time.
+pub fn by_user(state: &AppState, user_id: &str, action: Action) -> NewEntry {
+    NewEntry::new(
+        state.now_ms().max(0) as u64,
+        state.audit.actor(user_id),
+        action,
+    )
+}
+
+/// An entry by the server itself or its operator (the CLI).
+pub fn by_system(state: &AppState, action: Action) -> NewEntry {
+    NewEntry::new(state.now_ms().max(0) as u64, Actor::system(), action)
+}
+
+pub fn count(n: u64) -> Details {
+    Details::new()
+        .with("count", n)
+        .expect("a valid detail name")
+}
+
+/// Appends inside the caller's transaction: the entry commits with the action.
+pub async fn record(tx: &mut WriteTx, entry: NewEntry) -> Result<(), sqlx::Error> {
+    audit::append(tx, entry).await.map(|_| ())
+}
+
+/// Appends in a transaction of its own, for events with no other write
+/// (a failed login).
+pub async fn record_alone(state: &AppState, entry: NewEntry) -> Result<(), sqlx::Error> {
+    let mut tx = state.store.write().await?;
+    record(&mut tx, entry).await?;
+    tx.commit().await
+}
+
+async fn load(state: &AppState) -> anyhow::Result<AuditLog<MemoryStore>> {
+    let mut conn = state.store.read().await?;
+    let mut store = MemoryStore::new();
+    for entry in audit::entries(&mut conn).await? {
+        store.append(&entry)?;
+    }
+    for note in audit::checkpoints(&mut conn).await? {
+        store.append_checkpoint(&note)?;
+    }
+    Ok(AuditLog::open(state.audit.origin(), store)?)
+}
+
+/// Signs a checkpoint of the whole log now and stores it; returns the note.
+pub async fn checkpoint(state: &AppState) -> anyhow::Result<String> {
+    let mut log = load(state).await?;
+    let signed = log.checkpoint(&state.audit.signer)?;
+    audit::put_checkpoint(
+        &mut *state.store.read().await?,
+        log.size() as i64,
+        &signed.note,
+        state.now_ms(),
+    )
+    .await?;
+    Ok(signed.note)
+}
+
+/// Signs a checkpoint when entries arrived since the last one and the
+/// interval has passed. Returns whether one was made.
+pub async fn checkpoint_if_due(state: &AppState) -> anyhow::Result<bool> {
+    let interval_ms = state
+        .config
+        .audit
+        .checkpoint_interval_secs
+        .saturating_mul(1000) as i64;
+    let mut conn = state.store.read().await?;
+    let size = audit::size(&mut conn).await?;
+    let latest = audit::latest_checkpoint(&mut conn).await?;
+    drop(conn);
+    let due = match latest {
+        None => size > 0,
+        Some((signed_size, at)) => size > signed_size && state.now_ms() - at >= interval_ms,
+    };
+    if due {
+        checkpoint(state).await?;
+    }
+    Ok(due)
+}
+
+/// The whole log with its checkpoints, for offline verification.
+pub async fn export(state: &AppState) -> anyhow::Result<AuditExport> {
+    Ok(load(state).await?.export()?)
+}
