@@ -7,7 +7,9 @@
 //! the application to send, and takes responses and sync data back. It does
 //! no networking and reads no clock; callers pass the time in.
 
+pub mod client;
 pub mod crypto;
+pub mod store;
 
 /// The vodozemac version this crate is built on, for matching key types.
 pub use vodozemac;

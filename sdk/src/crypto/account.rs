@@ -21,13 +21,13 @@ use super::{MEGOLM_V1, OLM_V1, SIGNED_CURVE25519};
 pub const TARGET_ONE_TIME_KEYS: u64 = 50;
 
 pub(crate) struct Account {
-    user_id: String,
-    device_id: String,
-    inner: VodozemacAccount,
+    pub(crate) user_id: String,
+    pub(crate) device_id: String,
+    pub(crate) inner: VodozemacAccount,
     /// Whether the server has our device keys.
-    device_keys_uploaded: bool,
+    pub(crate) device_keys_uploaded: bool,
     /// The server's last reported count of our `signed_curve25519` keys.
-    server_one_time_key_count: u64,
+    pub(crate) server_one_time_key_count: u64,
 }
 
 impl Account {

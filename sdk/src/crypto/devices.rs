@@ -19,7 +19,7 @@ use super::events::{CryptoEvent, KeyChangeWarning};
 use super::requests::{DeviceRef, KeysQueryResponse};
 
 /// What the local user decided about a device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum LocalTrust {
     #[default]
     Unset,
@@ -123,13 +123,13 @@ impl Device {
 }
 
 #[derive(Default)]
-struct UserDevices {
-    devices: BTreeMap<String, Device>,
-    tracked: bool,
-    outdated: bool,
+pub(crate) struct UserDevices {
+    pub(crate) devices: BTreeMap<String, Device>,
+    pub(crate) tracked: bool,
+    pub(crate) outdated: bool,
     /// Bumped on every invalidation, so a query answered after a newer
     /// invalidation does not clear `outdated`.
-    generation: u64,
+    pub(crate) generation: u64,
 }
 
 /// What a `/keys/query` response changed.
@@ -143,7 +143,7 @@ pub(crate) struct DeviceStore {
     own_user: String,
     own_device: String,
     own_keys: IdentityKeys,
-    users: HashMap<String, UserDevices>,
+    pub(crate) users: HashMap<String, UserDevices>,
 }
 
 impl DeviceStore {

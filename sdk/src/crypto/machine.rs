@@ -14,6 +14,7 @@ use super::error::CryptoError;
 use super::events::CryptoEvent;
 use super::megolm::{InboundGroupSessions, OutboundGroupSession};
 use super::olm::OlmSessions;
+use super::persist::PersistState;
 use super::requests::{
     DeviceRef, KeysClaimResponse, KeysQueryRequest, KeysQueryResponse, KeysUploadResponse,
     OutgoingRequest, PendingKind, RequestBody, RequestQueue, KEYS_TIMEOUT_MS,
@@ -118,6 +119,8 @@ pub struct OlmMachine {
     /// The latest time a caller told us; used where a response arrives
     /// without one.
     pub(crate) last_now_ms: u64,
+    /// What the store last saved.
+    pub(crate) persist: PersistState,
 }
 
 impl std::fmt::Debug for OlmMachine {
@@ -181,6 +184,7 @@ impl OlmMachine {
             key_requests: HashMap::new(),
             events: Vec::new(),
             last_now_ms: 0,
+            persist: PersistState::default(),
         })
     }
 
@@ -210,6 +214,19 @@ impl OlmMachine {
         }
         self.devices.track_users(users.iter().map(AsRef::as_ref));
         Ok(())
+    }
+
+    /// The users whose devices are tracked (ourselves included).
+    pub fn tracked_users(&self) -> Vec<String> {
+        let mut users: Vec<String> = self
+            .devices
+            .users
+            .iter()
+            .filter(|(_, u)| u.tracked)
+            .map(|(id, _)| id.clone())
+            .collect();
+        users.sort();
+        users
     }
 
     pub fn get_device(&self, user_id: &str, device_id: &str) -> Option<Device> {

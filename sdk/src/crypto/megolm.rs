@@ -2,7 +2,7 @@
 //! rotate, whom a key went to, which keys to trust and replay detection are
 //! this module's job.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{json, Value};
 use vodozemac::megolm::{
@@ -13,6 +13,7 @@ use vodozemac::{Curve25519PublicKey, Ed25519PublicKey};
 use zeroize::Zeroizing;
 
 use super::error::CryptoError;
+use super::persist::DirtySet;
 use super::requests::DeviceRef;
 use super::{describe_json_error, MEGOLM_V1};
 
@@ -68,8 +69,8 @@ impl EncryptionSettings {
 
 pub(crate) struct OutboundGroupSession {
     pub room_id: String,
-    session: GroupSession,
-    created_at_ms: u64,
+    pub(crate) session: GroupSession,
+    pub(crate) created_at_ms: u64,
     pub settings: EncryptionSettings,
     /// The devices the key went to (each from the index it was at then).
     pub shared_with: BTreeSet<DeviceRef>,
@@ -129,7 +130,7 @@ impl OutboundGroupSession {
 }
 
 /// Who a stored room key came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum KeyOrigin {
     /// Through an Olm `m.room_key` from this user.
     Direct { sender: String },
@@ -146,7 +147,7 @@ pub(crate) struct InboundGroupSession {
     /// Its Ed25519 key as claimed alongside the room key.
     pub signing_key: Ed25519PublicKey,
     pub origin: KeyOrigin,
-    session: VodozemacInbound,
+    pub(crate) session: VodozemacInbound,
 }
 
 impl InboundGroupSession {
@@ -225,11 +226,22 @@ pub(crate) struct MegolmPlaintext {
     pub message_index: u32,
 }
 
+/// A (room id, session id) pair.
+pub(crate) type SessionRef = (String, String);
+
 #[derive(Default)]
 pub(crate) struct InboundGroupSessions {
-    sessions: HashMap<(String, String), InboundGroupSession>,
-    /// (room, session, index) → the event that used it, for replay detection.
-    seen: HashMap<(String, String, u32), String>,
+    pub(crate) sessions: HashMap<SessionRef, InboundGroupSession>,
+    /// (room, session) → index → the event that used it, for replay
+    /// detection.
+    pub(crate) seen: HashMap<SessionRef, BTreeMap<u32, String>>,
+    /// Sessions (by [`session_record_id`]) changed since last persisted.
+    pub(crate) dirty: DirtySet,
+}
+
+/// The id under which an inbound session is persisted.
+pub(crate) fn session_record_id(room_id: &str, session_id: &str) -> String {
+    format!("{room_id}\n{session_id}")
 }
 
 impl InboundGroupSessions {
@@ -240,8 +252,10 @@ impl InboundGroupSessions {
 
     pub fn add(&mut self, mut new: InboundGroupSession) -> AddOutcome {
         let id = (new.room_id.clone(), new.session_id.clone());
+        let record_id = session_record_id(&id.0, &id.1);
         let Some(existing) = self.sessions.get_mut(&id) else {
             self.sessions.insert(id, new);
+            self.dirty.mark(&record_id);
             return AddOutcome::Added;
         };
         // Whoever created the session first owns it: a second sender offering
@@ -255,12 +269,14 @@ impl InboundGroupSessions {
             }
             SessionOrdering::Worse => {
                 *existing = new;
+                self.dirty.mark(&record_id);
                 AddOutcome::Added
             }
             // A direct key at the same index is more trustworthy than a
             // forwarded one: replace the forwarded copy.
             SessionOrdering::Equal if existing.is_forwarded() && !new.is_forwarded() => {
                 *existing = new;
+                self.dirty.mark(&record_id);
                 AddOutcome::Added
             }
             _ => AddOutcome::Kept,
@@ -311,8 +327,8 @@ impl InboundGroupSessions {
         let plaintext = Zeroizing::new(decrypted.plaintext);
         let index = decrypted.message_index;
 
-        let seen_key = (key.0, key.1, index);
-        match self.seen.get(&seen_key) {
+        let seen = self.seen.entry(key).or_default();
+        match seen.get(&index) {
             Some(first) if first != event_id => {
                 return Err(CryptoError::Replay {
                     session_id: session_id.to_owned(),
@@ -322,7 +338,8 @@ impl InboundGroupSessions {
             }
             Some(_) => {}
             None => {
-                self.seen.insert(seen_key, event_id.to_owned());
+                seen.insert(index, event_id.to_owned());
+                self.dirty.mark(&session_record_id(room_id, session_id));
             }
         }
         let payload: Value =

@@ -15,6 +15,8 @@ mod events;
 mod machine;
 mod megolm;
 mod olm;
+mod persist;
+mod persist_state;
 mod requests;
 mod room_events;
 mod sharing;
@@ -30,6 +32,11 @@ pub use error::{AttachmentError, CryptoError};
 pub use events::{CryptoEvent, KeyChangeWarning};
 pub use machine::{OlmMachine, SyncChanges};
 pub use megolm::EncryptionSettings;
+pub use persist::{
+    CryptoChanges, CryptoRecord, RECORD_ACCOUNT, RECORD_INBOUND, RECORD_KINDS, RECORD_OLM,
+    RECORD_OUTBOUND, RECORD_STATE,
+};
+pub(crate) use requests::percent_encode;
 pub use requests::{
     KeysClaimRequest, KeysQueryRequest, KeysUploadRequest, OutgoingRequest, RequestBody,
     ToDeviceRequest,

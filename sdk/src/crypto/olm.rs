@@ -16,19 +16,22 @@ use zeroize::Zeroizing;
 use super::account::Account;
 use super::devices::{Device, DeviceStore};
 use super::error::CryptoError;
+use super::persist::DirtySet;
 use super::{describe_json_error, zeroize_json, OLM_V1};
 
-struct StoredSession {
-    session: Session,
-    last_used: u64,
+pub(crate) struct StoredSession {
+    pub session: Session,
+    pub last_used: u64,
 }
 
 /// Olm sessions by the other device's Curve25519 key.
 #[derive(Default)]
 pub(crate) struct OlmSessions {
-    by_key: HashMap<String, Vec<StoredSession>>,
+    pub by_key: HashMap<String, Vec<StoredSession>>,
     /// A logical clock ordering session use; no wall clock is needed.
-    tick: u64,
+    pub tick: u64,
+    /// Keys whose sessions changed since they were last persisted.
+    pub dirty: DirtySet,
 }
 
 impl OlmSessions {
@@ -39,6 +42,7 @@ impl OlmSessions {
 
     pub fn add(&mut self, their_key: &Curve25519PublicKey, session: Session) {
         let last_used = self.next_tick();
+        self.dirty.mark(&their_key.to_base64());
         self.by_key
             .entry(their_key.to_base64())
             .or_default()
@@ -63,6 +67,7 @@ impl OlmSessions {
             .and_then(|sessions| sessions.iter_mut().max_by_key(|s| s.last_used))
             .ok_or_else(|| CryptoError::NoOlmSession(their_key.to_base64()))?;
         stored.last_used = tick;
+        self.dirty.mark(&their_key.to_base64());
         stored
             .session
             .encrypt(plaintext)
@@ -84,6 +89,7 @@ impl OlmSessions {
         for stored in sessions.iter_mut() {
             if let Ok(plaintext) = stored.session.decrypt(message) {
                 stored.last_used = tick;
+                self.dirty.mark(&their_key.to_base64());
                 return Some(Zeroizing::new(plaintext));
             }
         }

@@ -38,18 +38,18 @@ pub enum RequestBody {
 }
 
 /// `POST /_matrix/client/v3/keys/upload`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeysUploadRequest {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_keys: Option<Value>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub one_time_keys: BTreeMap<String, Value>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub fallback_keys: BTreeMap<String, Value>,
 }
 
 /// `POST /_matrix/client/v3/keys/query`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeysQueryRequest {
     /// User id → device ids; an empty list asks for every device.
     pub device_keys: BTreeMap<String, Vec<String>>,
@@ -57,7 +57,7 @@ pub struct KeysQueryRequest {
 }
 
 /// `POST /_matrix/client/v3/keys/claim`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeysClaimRequest {
     /// User id → device id → key algorithm (`signed_curve25519`).
     pub one_time_keys: BTreeMap<String, BTreeMap<String, String>>,
@@ -119,7 +119,7 @@ impl OutgoingRequest {
     }
 }
 
-fn percent_encode(segment: &str) -> String {
+pub(crate) fn percent_encode(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for byte in segment.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
@@ -155,7 +155,7 @@ pub(crate) struct KeysClaimResponse {
 pub(crate) type DeviceRef = (String, String);
 
 /// What a queued request will change once its response arrives.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum PendingKind {
     Upload,
     /// The invalidation counter of each queried user when the query was
@@ -180,9 +180,9 @@ pub(crate) struct Pending {
 
 /// The requests handed out and not yet acknowledged.
 pub(crate) struct RequestQueue {
-    id_prefix: String,
-    counter: u64,
-    pending: BTreeMap<String, Pending>,
+    pub(crate) id_prefix: String,
+    pub(crate) counter: u64,
+    pub(crate) pending: BTreeMap<String, Pending>,
 }
 
 impl RequestQueue {

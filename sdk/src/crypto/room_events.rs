@@ -149,10 +149,22 @@ impl OlmMachine {
 
         let own_keys = self.account.identity_keys();
         let is_own_device = sender == self.user_id && session.sender_key == own_keys.curve25519;
-        let sender_device = self
-            .devices
-            .find_by_curve25519(sender, &session.sender_key)
-            .cloned();
+        let sender_device = if is_own_device {
+            // This very device is not in its own device list.
+            Some(Device {
+                user_id: self.user_id.clone(),
+                device_id: self.device_id.clone(),
+                ed25519: own_keys.ed25519,
+                curve25519: own_keys.curve25519,
+                algorithms: vec![super::OLM_V1.to_owned(), MEGOLM_V1.to_owned()],
+                display_name: None,
+                local_trust: super::LocalTrust::Verified,
+            })
+        } else {
+            self.devices
+                .find_by_curve25519(sender, &session.sender_key)
+                .cloned()
+        };
         if let Some(device) = &sender_device {
             if device.ed25519 != session.signing_key {
                 return Err(CryptoError::SenderKeyMismatch {
