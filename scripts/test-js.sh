@@ -6,6 +6,7 @@
 #   scripts/test-js.sh                       # build, start, test, stop
 #   scripts/test-js.sh --test-name-pattern=attachment   # extra args go to `node --test`
 #   CLOISTER_URL=http://127.0.0.1:8008 scripts/test-js.sh   # test an already running server
+#   CLOISTER_BIN=target/debug/cloister scripts/test-js.sh      # use an already built server binary
 #   CLOISTER_JS_VERBOSE=1 scripts/test-js.sh  # keep the SDK's debug logging
 #
 # Needs cargo, Node >= 20 and npm. The server's log is printed when a test fails.
@@ -48,9 +49,16 @@ if ! command -v node >/dev/null; then
 fi
 
 if [[ -z "${CLOISTER_URL:-}" ]]; then
-    echo "test-js: building the server" >&2
-    cargo build -p cloister-server --bin cloister
-    BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/cloister"
+    if [[ -n "${CLOISTER_BIN:-}" ]]; then
+        # scripts/test passes the binary `cargo test --workspace` just built;
+        # a `cargo build -p` here would resolve features differently and
+        # rebuild much of the tree.
+        BIN="$CLOISTER_BIN"
+    else
+        echo "test-js: building the server" >&2
+        cargo build -p cloister-server --bin cloister
+        BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/cloister"
+    fi
 
     PORT="$(node -e 'const s = require("net").createServer(); s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });')"
     DATA_DIR="$(mktemp -d -t cloister-js-XXXXXX)"
