@@ -266,11 +266,7 @@ async fn context(
         user_id: &auth.user_id,
         device_id: &auth.device_id,
     };
-    let state_events = if to == i64::MAX {
-        events::current_state(&mut conn, &room_id).await?
-    } else {
-        events::state_at(&mut conn, &room_id, to).await?
-    };
+    let state_events = events::state_until(&mut conn, &room_id, to).await?;
     let render = |list: &[StoredEvent]| {
         list.iter()
             .map(|e| e.to_client(Some(viewer), now))

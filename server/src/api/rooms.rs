@@ -64,11 +64,7 @@ async fn all_state(
 ) -> ApiResult<Json<Value>> {
     let mut conn = state.store.read().await?;
     let (_, to) = room_service::require_visible(&mut conn, &room_id, &auth.user_id).await?;
-    let current = if to == i64::MAX {
-        events::current_state(&mut conn, &room_id).await?
-    } else {
-        events::state_at(&mut conn, &room_id, to).await?
-    };
+    let current = events::state_until(&mut conn, &room_id, to).await?;
     let now = state.now_ms();
     Ok(Json(Value::Array(
         current.iter().map(|e| e.to_client(None, now)).collect(),
@@ -91,10 +87,12 @@ async fn get_state(
 ) -> ApiResult<Json<Value>> {
     let mut conn = state.store.read().await?;
     let (_, to) = room_service::require_visible(&mut conn, &room_id, &auth.user_id).await?;
+    // Members read the indexed current state; former members, the state at
+    // their departure.
     let event = if to == i64::MAX {
         events::state_event(&mut conn, &room_id, &event_type, &state_key).await?
     } else {
-        events::state_at(&mut conn, &room_id, to)
+        events::state_until(&mut conn, &room_id, to)
             .await?
             .into_iter()
             .find(|e| {
@@ -163,11 +161,7 @@ async fn members(
 ) -> ApiResult<Json<Value>> {
     let mut conn = state.store.read().await?;
     let (_, to) = room_service::require_visible(&mut conn, &room_id, &auth.user_id).await?;
-    let current = if to == i64::MAX {
-        events::current_state(&mut conn, &room_id).await?
-    } else {
-        events::state_at(&mut conn, &room_id, to).await?
-    };
+    let current = events::state_until(&mut conn, &room_id, to).await?;
     let now = state.now_ms();
     let chunk: Vec<Value> = current
         .iter()

@@ -248,6 +248,21 @@ pub async fn state_at(
     .collect()
 }
 
+/// The room's state as a reader whose visible history ends at `to` sees it:
+/// the current state for members (`to == i64::MAX`), the state at their
+/// departure for those who left.
+pub async fn state_until(
+    c: &mut AnyConnection,
+    room_id: &str,
+    to: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    if to == i64::MAX {
+        current_state(c, room_id).await
+    } else {
+        state_at(c, room_id, to).await
+    }
+}
+
 /// Up to `limit` events of a room with positions in `[from, to]`, newest
 /// first when `backwards`, oldest first otherwise.
 pub async fn range(
