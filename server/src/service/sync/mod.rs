@@ -58,11 +58,9 @@ async fn build(state: &AppState, auth: &Auth, req: &SyncRequest) -> ApiResult<(V
     let now = state.now_ms();
     let mut c = state.store.read().await?;
     let to = store::current_pos(&mut c).await?;
-    let from = if req.full_state {
-        None
-    } else {
-        req.since.map(|s| s.pos)
-    };
+    // `full_state` resends every room's state, but timelines still start
+    // at `since`: a client never sees an event twice in its timeline.
+    let from = req.since.map(|s| s.pos);
     let viewer = Viewer {
         user_id: &auth.user_id,
         device_id: &auth.device_id,
@@ -129,7 +127,8 @@ async fn build(state: &AppState, auth: &Auth, req: &SyncRequest) -> ApiResult<(V
         };
         match membership.membership.as_str() {
             "join" => {
-                let quiet = from.is_some_and(|f| membership.span_start_pos <= f)
+                let quiet = !req.full_state
+                    && from.is_some_and(|f| membership.span_start_pos <= f)
                     && !rooms_with_news.contains(room_id)
                     && !rooms_with_ephemeral.contains(room_id)
                     && data.is_empty();
@@ -150,6 +149,7 @@ async fn build(state: &AppState, auth: &Auth, req: &SyncRequest) -> ApiResult<(V
                     to,
                     visible_from,
                     filter: &req.filter,
+                    full_state: req.full_state,
                     now,
                 };
                 if let Some(section) = rooms::joined(
@@ -186,6 +186,7 @@ async fn build(state: &AppState, auth: &Auth, req: &SyncRequest) -> ApiResult<(V
                     to,
                     visible_from,
                     filter: &req.filter,
+                    full_state: req.full_state,
                     now,
                 };
                 leave.insert(

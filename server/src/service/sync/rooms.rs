@@ -19,6 +19,8 @@ pub struct RoomWindow<'a> {
     /// The earliest position this user may see (history visibility).
     pub visible_from: i64,
     pub filter: &'a SyncFilter,
+    /// Send the room's whole state, whatever `from` says.
+    pub full_state: bool,
     pub now: i64,
 }
 
@@ -54,7 +56,7 @@ async fn state_before(
     timeline: &Timeline,
     at: Option<i64>,
 ) -> ApiResult<Vec<Value>> {
-    let full = w.from.is_none();
+    let full = w.from.is_none() || w.full_state;
     if !full && !timeline.limited && !w.filter.lazy_load_members {
         return Ok(vec![]);
     }
@@ -104,6 +106,7 @@ pub async fn joined(
     let receipts = ephemeral::receipts(&mut *c, w.room_id, w.viewer.user_id, from, w.to).await?;
     let typing = ephemeral::typing(&mut *c, w.room_id, from, w.to, w.now).await?;
     if w.from.is_some()
+        && !w.full_state
         && !has_new_events
         && receipts.is_none()
         && typing.is_none()
