@@ -22,6 +22,9 @@ pub struct Config {
     pub registration: Registration,
     /// `human` or `json`.
     pub log_format: LogFormat,
+    /// Reverse proxies whose `X-Forwarded-For` names the real client (for
+    /// per-address rate limits). Loopback by default.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     pub limits: Limits,
     pub rate_limit: RateLimit,
     pub encryption: Encryption,
@@ -100,6 +103,10 @@ impl Default for Config {
             database_url: String::new(),
             registration: Registration::Closed,
             log_format: LogFormat::Human,
+            trusted_proxies: vec![
+                std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::Ipv6Addr::LOCALHOST.into(),
+            ],
             limits: Limits::default(),
             rate_limit: RateLimit::default(),
             encryption: Encryption::default(),

@@ -36,8 +36,11 @@ pub struct ClientIp(pub String);
 
 impl axum::extract::FromRequestParts<AppState> for ClientIp {
     type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
-        Ok(ClientIp(super::client_ip(&parts.extensions)))
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Ok(ClientIp(super::client_ip(
+            parts,
+            &state.config.trusted_proxies,
+        )))
     }
 }
 

@@ -130,7 +130,7 @@ async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> 
                 digest[7]
             )
         }
-        None => format!("ip:{}", client_ip(&parts.extensions)),
+        None => format!("ip:{}", client_ip(&parts, &state.config.trusted_proxies)),
     };
     if let Err(wait) = state.limiter.check(&key) {
         return ApiError::limit_exceeded(wait).into_response();
@@ -138,11 +138,44 @@ async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> 
     next.run(Request::from_parts(parts, body)).await
 }
 
-pub fn client_ip(extensions: &axum::http::Extensions) -> String {
-    extensions
+/// The client's address for per-address limits. Behind a reverse proxy
+/// every connection comes from the proxy, so when the peer is one of
+/// `trusted_proxies` the address is taken from `X-Forwarded-For`: the
+/// rightmost entry that is not itself a trusted proxy (entries further left
+/// are whatever the client chose to send).
+pub fn client_ip(parts: &axum::http::request::Parts, trusted: &[std::net::IpAddr]) -> String {
+    let Some(peer) = parts
+        .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ci| ci.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
+        .map(|ci| ci.0.ip())
+    else {
+        return "unknown".into();
+    };
+    if !trusted.contains(&peer) {
+        return peer.to_string();
+    }
+    let forwarded = parts
+        .headers
+        .get_all(header::HeaderName::from_static("x-forwarded-for"))
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    forwarded_client(&forwarded, trusted)
+        .unwrap_or(peer)
+        .to_string()
+}
+
+fn forwarded_client(header: &str, trusted: &[std::net::IpAddr]) -> Option<std::net::IpAddr> {
+    let hops: Vec<std::net::IpAddr> = header
+        .split(',')
+        .filter_map(|h| h.trim().parse().ok())
+        .collect();
+    hops.iter()
+        .rev()
+        .find(|ip| !trusted.contains(ip))
+        .or(hops.first())
+        .copied()
 }
 
 /// Axum's own rejections (bad path or query parameters, wrong method) answer
@@ -196,4 +229,28 @@ async fn log_request(req: Request, next: Next) -> Response {
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forwarded_client;
+
+    #[test]
+    fn forwarded_for_is_read_from_the_right() {
+        let trusted = ["127.0.0.1".parse().unwrap(), "10.0.0.5".parse().unwrap()];
+        let ip = |s: &str| Some(s.parse().unwrap());
+        assert_eq!(forwarded_client("203.0.113.7", &trusted), ip("203.0.113.7"));
+        // A client cannot choose its address by prepending one.
+        assert_eq!(
+            forwarded_client("6.6.6.6, 203.0.113.7", &trusted),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            forwarded_client("203.0.113.7, 10.0.0.5", &trusted),
+            ip("203.0.113.7")
+        );
+        assert_eq!(forwarded_client("10.0.0.5", &trusted), ip("10.0.0.5"));
+        assert_eq!(forwarded_client("garbage", &trusted), None);
+        assert_eq!(forwarded_client("", &trusted), None);
+    }
 }
