@@ -189,9 +189,27 @@ async fn scenario() {
     let got = receive(&bob, &["alice two here"]).await;
     assert_decrypted_from(find(&got, "alice two here"), &alice_id, alice2.device_id());
 
-    // Bob goes away; his client is rebuilt from the store on disk.
+    // Bob goes away; his client is rebuilt from the store on disk, which
+    // holds neither the messages, nor his token, nor who he talks to.
+    let token = bob.session().access_token.clone();
     drop(bob);
     tokio::time::sleep(Duration::from_millis(200)).await;
+    let on_disk = std::fs::read(&store_path).unwrap();
+    for needle in [
+        token.as_str(),
+        "hello from alice one",
+        "report.bin",
+        &bob_id,
+        &alice_id,
+        &room,
+    ] {
+        assert!(
+            !on_disk
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes()),
+            "the store file contains {needle:?}"
+        );
+    }
     let store = SqliteStore::open(&store_path, STORE_PASSPHRASE)
         .await
         .unwrap();

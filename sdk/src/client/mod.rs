@@ -33,7 +33,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, Mutex, MutexGuard};
 
-use crate::crypto::{Device, OlmMachine, OutgoingRequest, RECORD_KINDS};
+use crate::crypto::{Device, LocalTrust, OlmMachine, OutgoingRequest, RECORD_KINDS};
 use crate::store::{StateStore, StoreChanges};
 
 pub use events::{Encryption, TimelineEvent};
@@ -281,6 +281,22 @@ impl Client {
         self.inner.machine.lock().await.user_devices(user_id)
     }
 
+    /// Record the user's decision about a device (after comparing its
+    /// fingerprint out of band, say). Blocking a device stops room keys
+    /// going to it and rotates the keys it held. Returns whether the device
+    /// is known.
+    pub async fn set_device_trust(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        trust: LocalTrust,
+    ) -> Result<bool> {
+        let mut machine = self.inner.machine.lock().await;
+        let known = machine.set_local_trust(user_id, device_id, trust);
+        self.save(None, &mut machine, None).await?;
+        Ok(known)
+    }
+
     /// Application data kept (sealed, in the SQLite store) with the rest of
     /// the client's state.
     pub async fn app_data(&self, key: &str) -> Option<Vec<u8>> {
@@ -375,4 +391,19 @@ impl Client {
 /// `/_matrix/client/v3/rooms/{room_id}/…`
 pub(crate) fn room_path(room_id: &str, rest: &str) -> String {
     format!("/_matrix/client/v3/rooms/{}/{rest}", encode(room_id))
+}
+
+/// The client's processing of one `/sync` response without HTTP or store:
+/// apply it (to-device, device lists, rooms), decrypt its timelines, and
+/// serialize the resulting state changes. For benchmarks; returns the
+/// number of decrypted events.
+#[doc(hidden)]
+pub fn process_sync_without_io(machine: &mut OlmMachine, own_user: &str, sync: &Value) -> usize {
+    let mut state = ClientState::default();
+    let applied = sync::apply_sync_response(&mut state, machine, own_user, sync, false, now_ms());
+    let events = sync::decrypt_timeline(machine, &applied.timeline);
+    let _ = machine.pending_changes();
+    let _ = state.changed_records();
+    machine.mark_changes_saved();
+    events.iter().filter(|e| e.is_decrypted()).count()
 }

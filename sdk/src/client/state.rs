@@ -139,7 +139,7 @@ pub(crate) struct ClientState {
 }
 
 fn json_bytes<T: Serialize>(value: &T) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    Ok(Zeroizing::new(serde_json::to_vec(value)?))
+    crate::crypto::to_vec_secret(value)
 }
 
 impl ClientState {

@@ -32,10 +32,13 @@ pub use error::{AttachmentError, CryptoError};
 pub use events::{CryptoEvent, KeyChangeWarning};
 pub use machine::{OlmMachine, SyncChanges};
 pub use megolm::EncryptionSettings;
+#[cfg(feature = "client")]
+pub(crate) use persist::to_vec_secret;
 pub use persist::{
     CryptoChanges, CryptoRecord, RECORD_ACCOUNT, RECORD_INBOUND, RECORD_KINDS, RECORD_OLM,
     RECORD_OUTBOUND, RECORD_STATE,
 };
+#[cfg(feature = "client")]
 pub(crate) use requests::percent_encode;
 pub use requests::{
     KeysClaimRequest, KeysQueryRequest, KeysUploadRequest, OutgoingRequest, RequestBody,

@@ -127,7 +127,7 @@ struct PendingSave {
 
 /// Serialize into a buffer allocated once at the final size, so that no
 /// reallocation leaves copies of the secrets behind in freed memory.
-pub(super) fn to_vec_secret<T: Serialize>(value: &T) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+pub(crate) fn to_vec_secret<T: Serialize>(value: &T) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     struct Counter(usize);
     impl std::io::Write for Counter {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
