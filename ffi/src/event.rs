@@ -1,0 +1,324 @@
+//! Events handed to C: room events (decrypted), invites, sync errors and
+//! key-change warnings, with accessor functions; and lists of them
+//! (history pages).
+
+use std::ffi::{c_char, CString};
+
+use cloister_sdk::client::{Encryption, TimelineEvent};
+use serde_json::Value;
+
+use crate::result::guard_value;
+use crate::types::c_string;
+
+/// What an event is about. Stable values.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum cloister_event_kind {
+    /// An `m.room.message` (text, file, image…); see `cloister_event_body`,
+    /// `cloister_event_msgtype`, `cloister_event_has_file`.
+    CLOISTER_EVENT_MESSAGE = 1,
+    /// An `m.room.member` change; see `cloister_event_membership` and
+    /// `cloister_event_state_key` (whose membership changed).
+    CLOISTER_EVENT_MEMBERSHIP = 2,
+    /// Any other room event (room creation, name, undecryptable…).
+    CLOISTER_EVENT_ROOM = 3,
+    /// This user was invited to `cloister_event_room_id` by
+    /// `cloister_event_sender` (may be NULL).
+    CLOISTER_EVENT_INVITE = 4,
+    /// A sync failed; `cloister_event_body` says why. Sync goes on with a
+    /// growing pause.
+    CLOISTER_EVENT_SYNC_ERROR = 5,
+    /// The device keys of `cloister_event_sender` (a user sharing an
+    /// encrypted room with us) changed: a device was added, removed or
+    /// re-keyed. `cloister_event_body` lists the change.
+    CLOISTER_EVENT_KEY_CHANGE = 6,
+}
+
+pub use cloister_event_kind::*;
+
+/// How a room event travelled. Stable values.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum cloister_encryption {
+    /// Not a room event, or sent in the clear (state events).
+    CLOISTER_ENCRYPTION_NONE = 0,
+    /// Decrypted with Megolm.
+    CLOISTER_ENCRYPTION_DECRYPTED = 1,
+    /// Could not be decrypted; `cloister_event_body` holds the reason.
+    CLOISTER_ENCRYPTION_UNDECRYPTABLE = 2,
+}
+
+pub use cloister_encryption::*;
+
+/// One event, owned by the caller when returned by
+/// `cloister_client_next_event` (free it with `cloister_event_free`), or
+/// borrowed when passed to a callback or read from a `cloister_event_list`.
+/// Every `const char *` accessor returns a string borrowed from the event
+/// (valid until it is freed), or NULL when the event has no such field.
+pub struct cloister_event {
+    kind: cloister_event_kind,
+    room_id: Option<CString>,
+    event_id: Option<CString>,
+    sender: Option<CString>,
+    event_type: Option<CString>,
+    body: Option<CString>,
+    msgtype: Option<CString>,
+    membership: Option<CString>,
+    state_key: Option<CString>,
+    content_json: Option<CString>,
+    timestamp: u64,
+    encryption: cloister_encryption,
+    verified: bool,
+    /// The room event, for downloading its attachment.
+    pub(crate) timeline: Option<TimelineEvent>,
+}
+
+impl cloister_event {
+    fn bare(kind: cloister_event_kind) -> Self {
+        Self {
+            kind,
+            room_id: None,
+            event_id: None,
+            sender: None,
+            event_type: None,
+            body: None,
+            msgtype: None,
+            membership: None,
+            state_key: None,
+            content_json: None,
+            timestamp: 0,
+            encryption: CLOISTER_ENCRYPTION_NONE,
+            verified: false,
+            timeline: None,
+        }
+    }
+
+    pub(crate) fn from_timeline(event: TimelineEvent) -> Self {
+        let kind = match event.event_type.as_str() {
+            "m.room.message" => CLOISTER_EVENT_MESSAGE,
+            "m.room.member" => CLOISTER_EVENT_MEMBERSHIP,
+            _ => CLOISTER_EVENT_ROOM,
+        };
+        let text = |s: Option<&str>| s.map(c_string);
+        let mut out = Self::bare(kind);
+        out.room_id = Some(c_string(&event.room_id));
+        out.event_id = Some(c_string(&event.event_id));
+        out.sender = Some(c_string(&event.sender));
+        out.event_type = Some(c_string(&event.event_type));
+        out.body = text(event.body());
+        out.msgtype = text(event.msgtype());
+        out.membership = text(event.content.get("membership").and_then(Value::as_str));
+        out.state_key = text(event.state_key.as_deref());
+        out.content_json = Some(c_string(&event.content.to_string()));
+        out.timestamp = event.origin_server_ts;
+        match &event.encryption {
+            Encryption::Plaintext => {}
+            Encryption::Decrypted { verified, .. } => {
+                out.encryption = CLOISTER_ENCRYPTION_DECRYPTED;
+                out.verified = *verified;
+            }
+            Encryption::Undecryptable { reason, .. } => {
+                out.encryption = CLOISTER_ENCRYPTION_UNDECRYPTABLE;
+                out.body = Some(c_string(reason));
+            }
+        }
+        out.timeline = Some(event);
+        out
+    }
+
+    pub(crate) fn invite(room_id: &str, inviter: Option<&str>) -> Self {
+        let mut out = Self::bare(CLOISTER_EVENT_INVITE);
+        out.room_id = Some(c_string(room_id));
+        out.sender = inviter.map(c_string);
+        out
+    }
+
+    pub(crate) fn sync_error(message: &str) -> Self {
+        let mut out = Self::bare(CLOISTER_EVENT_SYNC_ERROR);
+        out.body = Some(c_string(message));
+        out
+    }
+
+    pub(crate) fn key_change(user_id: &str, description: &str) -> Self {
+        let mut out = Self::bare(CLOISTER_EVENT_KEY_CHANGE);
+        out.sender = Some(c_string(user_id));
+        out.body = Some(c_string(description));
+        out
+    }
+}
+
+fn field(
+    event: *const cloister_event,
+    get: impl FnOnce(&cloister_event) -> &Option<CString>,
+) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        unsafe { event.as_ref() }
+            .and_then(|e| get(e).as_ref())
+            .map_or(std::ptr::null(), |s| s.as_ptr())
+    })
+}
+
+/// The event's kind; 0 for a NULL event.
+#[no_mangle]
+pub unsafe extern "C" fn cloister_event_get_kind(event: *const cloister_event) -> u32 {
+    guard_value(0, || event.as_ref().map_or(0, |e| e.kind as u32))
+}
+
+/// The room the event belongs to (NULL for sync errors and key changes).
+#[no_mangle]
+pub unsafe extern "C" fn cloister_event_room_id(event: *const cloister_event) -> *const c_char {
+    field(event, |e| &e.room_id)
+}
+
+/// The room event's id (NULL for invites, sync errors, key changes).
+#[no_mangle]
+pub unsafe extern "C" fn cloister_event_event_id(event: *const cloister_event) -> *const c_char {
+    field(event, |e| &e.event_id)
+}
+
+/// The sender (room events), inviter (invites) or user whose keys changed.
+#[no_mangle]
+pub unsafe extern "C" fn cloister_event_sender(event: *const cloister_event) -> *const c_char {
+    field(event, |e| &e.sender)
+}
+
+/// The (decrypted) Matrix event type, e.g. "m.room.message".
+#[no_mangle]
+pub unsafe extern "C" fn cloister_event_type(event: *const cloister_event) -> *const c_char {
+    field(event, |e| &e.event_type)
+}
+
+/// A message's body (the file name for files); the reason for sync errors
+/// and undecryptable events; the change for key-change warnings.
+#[no_mangle]
+pub unsafe extern "C" fn cloister_event_body(event: *const cloister_event) -> *const c_char {
+    field(event, |e| &e.body)
+}
+
+/// A message's msgtype ("m.text", "m.file", "m.image"…).
+#[no_mangle]
+pub unsafe extern "C" fn cloister_event_msgtype(event: *const cloister_event) -> *const c_char {
+    field(event, |e| &e.msgtype)
+}
+
+/// A membership event's new membership ("join", "invite", "leave"…).
+#[no_mangle]
+pub unsafe extern "C" fn cloister_event_membership(event: *const cloister_event) -> *const c_char {
+    field(event, |e| &e.membership)
+}
+
+/// A state event's state key (for membership: the user concerned).
+#[no_mangle]
+pub unsafe extern "C" fn cloister_event_state_key(event: *const cloister_event) -> *const c_char {
+    field(event, |e| &e.state_key)
+}
+
+/// The room event's (decrypted) content as JSON text.
+#[no_mangle]
+pub unsafe extern "C" fn cloister_event_content_json(
+    event: *const cloister_event,
+) -> *const c_char {
+    field(event, |e| &e.content_json)
+}
+
+/// The server timestamp in milliseconds since the epoch (0 if none).
+#[no_mangle]
+pub unsafe extern "C" fn cloister_event_timestamp(event: *const cloister_event) -> u64 {
+    guard_value(0, || event.as_ref().map_or(0, |e| e.timestamp))
+}
+
+/// How the event travelled (a `cloister_encryption` value).
+#[no_mangle]
+pub unsafe extern "C" fn cloister_event_encryption(event: *const cloister_event) -> u32 {
+    guard_value(0, || event.as_ref().map_or(0, |e| e.encryption as u32))
+}
+
+/// Whether a decrypted event's sending device is verified by this user.
+#[no_mangle]
+pub unsafe extern "C" fn cloister_event_is_verified(event: *const cloister_event) -> bool {
+    guard_value(false, || event.as_ref().is_some_and(|e| e.verified))
+}
+
+/// Whether the event carries an encrypted attachment to download with
+/// `cloister_client_download_file`.
+#[no_mangle]
+pub unsafe extern "C" fn cloister_event_has_file(event: *const cloister_event) -> bool {
+    guard_value(false, || {
+        event
+            .as_ref()
+            .and_then(|e| e.timeline.as_ref())
+            .is_some_and(|t| t.encrypted_file().is_some())
+    })
+}
+
+/// Free an event returned by `cloister_client_next_event`. NULL is a
+/// no-op. Never free events passed to a callback or read from a list.
+#[no_mangle]
+pub unsafe extern "C" fn cloister_event_free(event: *mut cloister_event) {
+    guard_value((), || {
+        if !event.is_null() {
+            drop(Box::from_raw(event));
+        }
+    })
+}
+
+/// A page of room history, in the order paged (newest first).
+pub struct cloister_event_list {
+    events: Vec<cloister_event>,
+    end: Option<CString>,
+}
+
+impl cloister_event_list {
+    pub(crate) fn new(events: Vec<TimelineEvent>, end: Option<String>) -> *mut Self {
+        Box::into_raw(Box::new(cloister_event_list {
+            events: events
+                .into_iter()
+                .map(cloister_event::from_timeline)
+                .collect(),
+            end: end.as_deref().map(c_string),
+        }))
+    }
+}
+
+/// How many events the list holds; 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn cloister_event_list_len(list: *const cloister_event_list) -> usize {
+    guard_value(0, || list.as_ref().map_or(0, |l| l.events.len()))
+}
+
+/// The event at `index`, borrowed from the list (do not free it); NULL
+/// when out of range.
+#[no_mangle]
+pub unsafe extern "C" fn cloister_event_list_get(
+    list: *const cloister_event_list,
+    index: usize,
+) -> *const cloister_event {
+    guard_value(std::ptr::null(), || {
+        list.as_ref()
+            .and_then(|l| l.events.get(index))
+            .map_or(std::ptr::null(), |e| e as *const cloister_event)
+    })
+}
+
+/// The token for the next (older) page, borrowed; NULL at the start of the
+/// room.
+#[no_mangle]
+pub unsafe extern "C" fn cloister_event_list_end_token(
+    list: *const cloister_event_list,
+) -> *const c_char {
+    guard_value(std::ptr::null(), || {
+        list.as_ref()
+            .and_then(|l| l.end.as_ref())
+            .map_or(std::ptr::null(), |s| s.as_ptr())
+    })
+}
+
+/// Free an event list. NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn cloister_event_list_free(list: *mut cloister_event_list) {
+    guard_value((), || {
+        if !list.is_null() {
+            drop(Box::from_raw(list));
+        }
+    })
+}
