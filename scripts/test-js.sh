@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Interop test with a real client: builds Cloister, starts it on a free port
-# with a throwaway data directory (SQLite), and runs the matrix-js-sdk tests
-# in tests/js/ against it. Exits with the test runner's status.
+# Interop test with a real client: builds Cloister (and cloister-cli), starts
+# it on a free port with a throwaway data directory (SQLite), and runs the
+# matrix-js-sdk tests in tests/js/ against it (sdk-interop.test.mjs pairs
+# matrix-js-sdk with our SDK via cloister-cli). Exits with the test runner's
+# status.
 #
 #   scripts/test-js.sh                       # build, start, test, stop
 #   scripts/test-js.sh --test-name-pattern=attachment   # extra args go to `node --test`
 #   CLOISTER_URL=http://127.0.0.1:8008 scripts/test-js.sh   # test an already running server
 #   CLOISTER_BIN=target/debug/cloister scripts/test-js.sh      # use an already built server binary
 #   CLOISTER_JS_VERBOSE=1 scripts/test-js.sh  # keep the SDK's debug logging
+#   CLOISTER_CLI=/path/to/cloister-cli scripts/test-js.sh  # use a prebuilt CLI
 #
 # Needs cargo, Node >= 20 and npm. The server's log is printed when a test fails.
 set -euo pipefail
@@ -91,6 +94,13 @@ if [[ -z "${CLOISTER_URL:-}" ]]; then
     echo "test-js: server is up" >&2
 else
     echo "test-js: testing the server at $CLOISTER_URL" >&2
+fi
+
+# sdk-interop.test.mjs drives our SDK through cloister-cli.
+if [[ -z "${CLOISTER_CLI:-}" ]]; then
+    echo "test-js: building cloister-cli" >&2
+    cargo build -p cloister-cli --bin cloister-cli
+    export CLOISTER_CLI="${CARGO_TARGET_DIR:-$ROOT/target}/debug/cloister-cli"
 fi
 
 if [[ ! -d "$JS_DIR/node_modules" ]]; then

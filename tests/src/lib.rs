@@ -1,7 +1,7 @@
 //! End-to-end test harness for Cloister: the real server over HTTP, on SQLite
 //! and on PostgreSQL.
 //!
-//! ```ignore
+//! ```no_run
 //! use cloister_tests::{both_backends, Backend, Client, TestServer};
 //!
 //! async fn register_works(backend: Backend) {
