@@ -5,6 +5,7 @@
 
 pub mod account;
 pub mod account_data;
+pub mod admin;
 pub mod auth;
 pub mod backup;
 pub mod devices;
@@ -37,6 +38,7 @@ use crate::state::AppState;
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(discovery::routes())
+        .merge(admin::routes())
         .merge(auth::routes())
         .merge(account::routes())
         .merge(devices::routes())

@@ -1,0 +1,115 @@
+//! The server-admin HTTP API, `/_cloister/admin/v1/…`: the audit log and
+//! account administration. Only server admins may call it, and every call —
+//! refused ones included — is written to the audit log.
+
+use axum::extract::{MatchedPath, Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cloister_audit::{Action, Details, Target};
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Auth;
+use crate::service::audit;
+use crate::state::AppState;
+use crate::store::users;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/_cloister/admin/v1/audit/key", get(audit_key))
+        .route(
+            "/_cloister/admin/v1/audit/checkpoint",
+            post(audit_checkpoint),
+        )
+        .route("/_cloister/admin/v1/audit/export", get(audit_export))
+        .route(
+            "/_cloister/admin/v1/users/{user_id}/deactivate",
+            post(deactivate_user),
+        )
+}
+
+/// Records the call (its route, never its parameters) and refuses
+/// non-admins. Runs before the call does anything.
+async fn admit(state: &AppState, auth: &Auth, route: &MatchedPath) -> ApiResult<()> {
+    let target = Target::new(route.as_str()).map_err(|_| ApiError::internal())?;
+    let denied = Details::new()
+        .with("denied", u64::from(!auth.is_admin))
+        .map_err(|_| ApiError::internal())?;
+    let entry = audit::by_user(state, &auth.user_id, Action::AdminCall)
+        .target(target)
+        .details(denied);
+    audit::record_alone(state, entry).await?;
+    if auth.is_admin {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "This endpoint is for server administrators",
+        ))
+    }
+}
+
+fn internal(err: anyhow::Error) -> ApiError {
+    tracing::error!(error = %err, "admin API call failed");
+    ApiError::internal()
+}
+
+/// `GET /_cloister/admin/v1/audit/key`: the key a DPO verifies exports with.
+async fn audit_key(
+    State(state): State<AppState>,
+    auth: Auth,
+    route: MatchedPath,
+) -> ApiResult<Json<Value>> {
+    admit(&state, &auth, &route).await?;
+    Ok(Json(
+        json!({ "origin": state.audit.origin(), "verifier_key": state.audit.verifier_key() }),
+    ))
+}
+
+/// `POST /_cloister/admin/v1/audit/checkpoint`: signs a checkpoint now.
+async fn audit_checkpoint(
+    State(state): State<AppState>,
+    auth: Auth,
+    route: MatchedPath,
+) -> ApiResult<Json<Value>> {
+    admit(&state, &auth, &route).await?;
+    let note = audit::checkpoint(&state).await.map_err(internal)?;
+    Ok(Json(json!({ "checkpoint": note })))
+}
+
+/// `GET /_cloister/admin/v1/audit/export`: the whole log and its checkpoints,
+/// signed up to and including the record of this export.
+async fn audit_export(
+    State(state): State<AppState>,
+    auth: Auth,
+    route: MatchedPath,
+) -> ApiResult<Json<Value>> {
+    admit(&state, &auth, &route).await?;
+    audit::checkpoint(&state).await.map_err(internal)?;
+    let export = audit::export(&state).await.map_err(internal)?;
+    Ok(Json(
+        serde_json::to_value(export).map_err(|e| internal(e.into()))?,
+    ))
+}
+
+/// `POST /_cloister/admin/v1/users/{userId}/deactivate`
+async fn deactivate_user(
+    State(state): State<AppState>,
+    auth: Auth,
+    route: MatchedPath,
+    Path(user_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    admit(&state, &auth, &route).await?;
+    match users::get(&mut *state.store.read().await?, &user_id).await? {
+        Some(user) if !user.deactivated => {}
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "That account is already deactivated",
+            ))
+        }
+        None => return Err(ApiError::not_found("Unknown user")),
+    }
+    let entry = audit::by_user(&state, &auth.user_id, Action::AccountDeactivated)
+        .target(state.audit.target(&user_id));
+    crate::service::devices::deactivate_user(&state, &user_id, entry).await?;
+    Ok(Json(json!({})))
+}
