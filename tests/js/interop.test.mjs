@@ -10,6 +10,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { webcrypto as crypto } from "node:crypto";
+import { api, decryptAttachment, encryptAttachment, randomSuffix, register } from "./support.mjs";
 
 // The wasm crypto and the SDK log heavily; silence that before the SDK is
 // loaded (it looks console methods up at call time). The SDK's warnings and
@@ -87,18 +88,8 @@ async function step(what, fn) {
   }
 }
 
-function randomSuffix() {
-  return Buffer.from(crypto.getRandomValues(new Uint8Array(6))).toString("hex");
-}
 
-/** Matrix "unpadded base64" (standard alphabet). */
-function b64(bytes) {
-  return Buffer.from(bytes).toString("base64").replace(/=+$/, "");
-}
 
-function fromB64(text) {
-  return new Uint8Array(Buffer.from(text, "base64"));
-}
 
 // ---------------------------------------------------------------------------
 // Raw HTTP, for registration and for looking at what the server stores
@@ -142,43 +133,7 @@ function recordingFetch(label) {
   };
 }
 
-async function api(method, path, { token, body } = {}) {
-  const headers = {};
-  if (token) headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  let response;
-  try {
-    response = await fetch(`${BASE}${path}`, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch (e) {
-    throw new Error(`${method} ${path}: cannot reach ${BASE}: ${e.cause ?? e}`);
-  }
-  const text = await response.text();
-  let json;
-  try {
-    json = text ? JSON.parse(text) : {};
-  } catch {
-    json = { non_json_body: text.slice(0, 300) };
-  }
-  return { status: response.status, json };
-}
 
-/** Registers through user-interactive auth with m.login.dummy. */
-async function register(localpart, password) {
-  const request = { username: localpart, password, initial_device_display_name: `interop ${localpart}` };
-  let { status, json } = await api("POST", "/_matrix/client/v3/register", { body: request });
-  if (status === 401 && json.session) {
-    ({ status, json } = await api("POST", "/_matrix/client/v3/register", {
-      body: { ...request, auth: { type: "m.login.dummy", session: json.session } },
-    }));
-  }
-  assert.equal(status, 200, `registering ${localpart} failed: HTTP ${status} ${JSON.stringify(json)}`);
-  assert.ok(json.access_token && json.device_id, `register answer lacks a token or device: ${JSON.stringify(json)}`);
-  return json;
-}
 
 // ---------------------------------------------------------------------------
 // matrix-js-sdk clients
@@ -242,35 +197,7 @@ async function waitForDecrypted(client, label, roomId, eventId) {
 // ---------------------------------------------------------------------------
 // Matrix attachment encryption (AES-CTR-256 + SHA-256, "v2")
 
-async function encryptAttachment(plaintext) {
-  const key = await crypto.subtle.generateKey({ name: "AES-CTR", length: 256 }, true, ["encrypt", "decrypt"]);
-  const jwk = await crypto.subtle.exportKey("jwk", key);
-  const iv = new Uint8Array(16);
-  crypto.getRandomValues(iv.subarray(0, 8)); // low 8 bytes (the counter) stay zero
-  const ciphertext = new Uint8Array(
-    await crypto.subtle.encrypt({ name: "AES-CTR", counter: iv, length: 64 }, key, plaintext),
-  );
-  const sha256 = new Uint8Array(await crypto.subtle.digest("SHA-256", ciphertext));
-  return {
-    ciphertext,
-    file: {
-      v: "v2",
-      key: { kty: "oct", key_ops: ["encrypt", "decrypt"], alg: "A256CTR", k: jwk.k, ext: true },
-      iv: b64(iv),
-      hashes: { sha256: b64(sha256) },
-    },
-  };
-}
 
-async function decryptAttachment(ciphertext, file) {
-  assert.equal(file.v, "v2", "attachment format version");
-  const digest = b64(new Uint8Array(await crypto.subtle.digest("SHA-256", ciphertext)));
-  assert.equal(digest, file.hashes.sha256, "sha256 of the downloaded ciphertext differs from the event's");
-  const key = await crypto.subtle.importKey("jwk", file.key, { name: "AES-CTR" }, false, ["decrypt"]);
-  return new Uint8Array(
-    await crypto.subtle.decrypt({ name: "AES-CTR", counter: fromB64(file.iv), length: 64 }, key, ciphertext),
-  );
-}
 
 // ---------------------------------------------------------------------------
 // Shared setup: Alice and Bob in an encrypted room

@@ -15,6 +15,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { webcrypto as crypto } from "node:crypto";
+import { decryptAttachment, encryptAttachment, randomSuffix, register } from "./support.mjs";
 
 const warnings = [];
 if (!process.env.CLOISTER_JS_VERBOSE) {
@@ -71,42 +72,10 @@ async function waitFor(check, describe, timeoutMs = STEP_TIMEOUT_MS) {
   }
 }
 
-function randomSuffix() {
-  return Buffer.from(crypto.getRandomValues(new Uint8Array(6))).toString("hex");
-}
 
-function b64(bytes) {
-  return Buffer.from(bytes).toString("base64").replace(/=+$/, "");
-}
 
-function fromB64(text) {
-  return new Uint8Array(Buffer.from(text, "base64"));
-}
 
-async function api(method, path, { token, body } = {}) {
-  const headers = {};
-  if (token) headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(`${BASE}${path}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  return { status: response.status, json: text ? JSON.parse(text) : {} };
-}
 
-async function register(localpart, password) {
-  const request = { username: localpart, password, initial_device_display_name: `sdk-interop ${localpart}` };
-  let { status, json } = await api("POST", "/_matrix/client/v3/register", { body: request });
-  if (status === 401 && json.session) {
-    ({ status, json } = await api("POST", "/_matrix/client/v3/register", {
-      body: { ...request, auth: { type: "m.login.dummy", session: json.session } },
-    }));
-  }
-  assert.equal(status, 200, `registering ${localpart} failed: HTTP ${status} ${JSON.stringify(json)}`);
-  return json;
-}
 
 // ---------------------------------------------------------------------------
 // cloister-cli
@@ -184,31 +153,7 @@ async function waitForDecrypted(client, roomId, eventId) {
 }
 
 // Matrix v2 attachments with WebCrypto, as a web client does it.
-async function encryptAttachment(plaintext) {
-  const key = await crypto.subtle.generateKey({ name: "AES-CTR", length: 256 }, true, ["encrypt", "decrypt"]);
-  const jwk = await crypto.subtle.exportKey("jwk", key);
-  const iv = new Uint8Array(16);
-  crypto.getRandomValues(iv.subarray(0, 8));
-  const ciphertext = new Uint8Array(await crypto.subtle.encrypt({ name: "AES-CTR", counter: iv, length: 64 }, key, plaintext));
-  const sha256 = new Uint8Array(await crypto.subtle.digest("SHA-256", ciphertext));
-  return {
-    ciphertext,
-    file: {
-      v: "v2",
-      key: { kty: "oct", key_ops: ["encrypt", "decrypt"], alg: "A256CTR", k: jwk.k, ext: true },
-      iv: b64(iv),
-      hashes: { sha256: b64(sha256) },
-    },
-  };
-}
 
-async function decryptAttachment(ciphertext, file) {
-  assert.equal(file.v, "v2");
-  const digest = b64(new Uint8Array(await crypto.subtle.digest("SHA-256", ciphertext)));
-  assert.equal(digest, file.hashes.sha256, "sha256 of the downloaded ciphertext differs from the event's");
-  const key = await crypto.subtle.importKey("jwk", file.key, { name: "AES-CTR" }, false, ["decrypt"]);
-  return new Uint8Array(await crypto.subtle.decrypt({ name: "AES-CTR", counter: fromB64(file.iv), length: 64 }, key, ciphertext));
-}
 
 // ---------------------------------------------------------------------------
 
@@ -221,8 +166,8 @@ before(
     ctx.storePassphrase = `store-${suffix}`;
     const aliceName = `alice-cli-${suffix}`;
     const alicePassword = `alice-password-${suffix}`;
-    ctx.alice = await register(aliceName, alicePassword);
-    ctx.bobSession = await register(`bob-js-${suffix}`, `bob-password-${suffix}`);
+    ctx.alice = await register(aliceName, alicePassword, "sdk-interop");
+    ctx.bobSession = await register(`bob-js-${suffix}`, `bob-password-${suffix}`, "sdk-interop");
 
     const login = await cli(["login", aliceName, "--password", alicePassword, "--device-name", "cloister-cli interop"]);
     assert.match(login, /logged in as @alice-cli-/);
