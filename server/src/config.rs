@@ -8,6 +8,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod processing;
+mod retention;
+pub use processing::Processing;
+pub use retention::{Lifetime, Retention};
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -29,6 +34,8 @@ pub struct Config {
     pub rate_limit: RateLimit,
     pub encryption: Encryption,
     pub audit: Audit,
+    pub retention: Retention,
+    pub processing: Processing,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,6 +118,8 @@ impl Default for Config {
             rate_limit: RateLimit::default(),
             encryption: Encryption::default(),
             audit: Audit::default(),
+            retention: Retention::default(),
+            processing: Processing::default(),
         }
     }
 }
@@ -199,6 +208,7 @@ impl Config {
                 "limits.max_event_size may not exceed the Matrix limit of 65536".into(),
             ));
         }
+        self.retention.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 

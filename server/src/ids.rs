@@ -53,6 +53,15 @@ pub fn is_valid_server_name(name: &str) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
+/// The localpart of the server's own system user (see `AppState::system_user_id`).
+pub const SYSTEM_LOCALPART: &str = "cloister-system";
+
+/// Localparts nobody may register: the system user, and the `erased-…`
+/// pseudonyms that replace erased users in room state.
+pub fn is_reserved_localpart(localpart: &str) -> bool {
+    localpart == SYSTEM_LOCALPART || localpart.starts_with("erased-")
+}
+
 /// Localparts of users we create: the spec's historical-safe set.
 pub fn is_valid_localpart(localpart: &str) -> bool {
     !localpart.is_empty()

@@ -3,17 +3,17 @@
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use cloister_audit::{Action, AuditExport, Target};
-use cloister_server::clock::SystemClock;
 use cloister_server::config::{Config, LogFormat};
 use cloister_server::extract::hash_token;
 use cloister_server::service::audit;
-use cloister_server::state::AppState;
-use cloister_server::store::{users, Store};
+use cloister_server::store::users;
 use cloister_server::{ids, Server};
+
+mod cli;
+use cli::{now_ms, open_state, open_store, user_id};
 use zeroize::Zeroizing;
 
 #[derive(Parser)]
@@ -45,6 +45,10 @@ enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Compliance: retention, purges, legal holds, erasure, subject-access
+    /// exports and the record of processing.
+    #[command(subcommand)]
+    Admin(cli::admin::AdminCommand),
 }
 
 #[derive(Subcommand)]
@@ -160,6 +164,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit(cmd) => audit_command(cmd, config).await,
+        Command::Admin(cmd) => cli::admin::run(cmd, config).await,
     }
 }
 
@@ -264,21 +269,6 @@ async fn shutdown_signal() {
     }
 }
 
-/// The store and audit keys, for commands that change accounts: their
-/// changes are audited like the API's.
-async fn open_state(config: Config) -> anyhow::Result<AppState> {
-    let store = open_store(&config).await?;
-    let auditor = audit::Auditor::load_or_create(&config.data_dir, &config.server_name)?;
-    Ok(AppState::new(config, store, Arc::new(SystemClock), auditor))
-}
-
-async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    std::fs::create_dir_all(&config.data_dir)?;
-    let store = Store::connect(&config.database_url()).await?;
-    store.migrate().await?;
-    Ok(store)
-}
-
 fn read_password(given: Option<String>) -> anyhow::Result<Zeroizing<String>> {
     if let Some(p) = given {
         return Ok(Zeroizing::new(p));
@@ -289,19 +279,6 @@ fn read_password(given: Option<String>) -> anyhow::Result<Zeroizing<String>> {
     let password = Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned());
     anyhow::ensure!(!password.is_empty(), "empty password");
     Ok(password)
-}
-
-fn now_ms() -> i64 {
-    use cloister_server::clock::Clock;
-    SystemClock.now_ms()
-}
-
-fn user_id(config: &Config, name: &str) -> String {
-    if name.starts_with('@') {
-        name.to_owned()
-    } else {
-        format!("@{}:{}", name.to_lowercase(), config.server_name)
-    }
 }
 
 async fn user_command(cmd: UserCommand, config: Config) -> anyhow::Result<()> {
@@ -321,6 +298,10 @@ async fn user_command(cmd: UserCommand, config: Config) -> anyhow::Result<()> {
             let password = read_password(password)?;
             let hash = cloister_server::password::hash(password).await?;
             let id = user_id(&config, &localpart);
+            anyhow::ensure!(
+                !cloister_server::service::erasure::is_erased(&state, &id).await?,
+                "user {id} was erased; its id cannot be used again"
+            );
             let mut tx = state.store.write().await?;
             let created =
                 users::create(tx.conn(), &id, Some(&hash), admin, &localpart, now_ms()).await?;

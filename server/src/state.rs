@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::ratelimit::RateLimiter;
 use crate::service::audit::Auditor;
@@ -19,6 +20,7 @@ pub struct AppState {
     pub limiter: RateLimiter,
     pub login_limiter: RateLimiter,
     pub audit: Arc<Auditor>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -32,6 +34,7 @@ impl AppState {
             clock,
             notifier: Notifier::default(),
             audit: Arc::new(audit),
+            metrics: Arc::default(),
         }
     }
 
@@ -46,6 +49,13 @@ impl AppState {
     /// `@localpart:server_name`
     pub fn user_id(&self, localpart: &str) -> String {
         format!("@{localpart}:{}", self.config.server_name)
+    }
+
+    /// The sender of the events the server writes on its own authority
+    /// (retention policies set by a DPO, legal-hold notices). Its localpart
+    /// cannot be registered.
+    pub fn system_user_id(&self) -> String {
+        self.user_id(crate::ids::SYSTEM_LOCALPART)
     }
 
     pub fn is_local_user(&self, user_id: &str) -> bool {

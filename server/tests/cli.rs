@@ -290,6 +290,54 @@ async fn operator_workflow() {
         .any(|l| l.contains("/_matrix/client/v3/rooms/{room_id}")
             || l.contains("/_matrix/client/v3/createRoom")));
 
+    // Compliance commands: a room policy, a hold placed and released, a purge.
+    let run = |args: &[&str]| {
+        let out = cloister(data, args, &[]);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        stdout(&out)
+    };
+    let set = run(&[
+        "admin",
+        "retention",
+        "set",
+        &room_id,
+        "--max-lifetime",
+        "2h",
+    ]);
+    assert!(set.contains("expire after 2h"), "{set}");
+    let shown: Value =
+        serde_json::from_str(&run(&["admin", "retention", "show", &room_id])).unwrap();
+    assert_eq!(shown["max_lifetime"], 7_200_000, "{shown}");
+    let bad = cloister(
+        data,
+        &[
+            "admin",
+            "retention",
+            "set",
+            &room_id,
+            "--max-lifetime",
+            "soon",
+        ],
+        &[],
+    );
+    assert!(!bad.status.success(), "an unparsable duration is refused");
+    let hold_id = run(&[
+        "admin", "hold", "set", "--room", &room_id, "--case", "C-1", "--reason", "claim",
+    ]);
+    assert!(hold_id.starts_with("hold_"), "{hold_id}");
+    let listed: Value = serde_json::from_str(&run(&["admin", "hold", "list"])).unwrap();
+    assert_eq!(listed["holds"][0]["case_id"], "C-1", "{listed}");
+    assert_eq!(listed["holds"][0]["set_by"], "operator");
+    run(&["admin", "hold", "release", &hold_id]);
+    let again = cloister(data, &["admin", "hold", "release", &hold_id], &[]);
+    assert!(
+        !again.status.success(),
+        "a released hold cannot be released again"
+    );
+    let summary: Value = serde_json::from_str(&run(&["admin", "purge"])).unwrap();
+    assert_eq!(summary["errors"], json!([]), "{summary}");
+    run(&["admin", "retention", "clear", &room_id]);
+
     // The audit log recorded all of it, pseudonymously, and verifies offline.
     let key = cloister(data, &["audit", "key"], &[]);
     assert!(key.status.success(), "{key:?}");
@@ -319,6 +367,10 @@ async fn operator_workflow() {
         "account_deactivated",
         "admin_call",
         "export",
+        "policy_changed",
+        "hold_set",
+        "hold_released",
+        "purge_run",
     ] {
         assert!(
             actions.contains(&expected),

@@ -213,6 +213,18 @@ impl TestServer {
         &self.running.as_ref().expect("server is running").state
     }
 
+    /// Registers `localpart` and makes it a server admin (as
+    /// `cloister user create --admin` would), for the admin API.
+    pub async fn register_admin(&self, localpart: &str) -> crate::Client {
+        let admin = crate::Client::register(&self.url(), localpart, "admin-pw").await;
+        sqlx::query("UPDATE users SET is_admin = 1 WHERE user_id = $1")
+            .bind(&admin.user_id)
+            .execute(self.state().store.pool())
+            .await
+            .expect("make the user an admin");
+        admin
+    }
+
     /// Graceful stop, then start again on the same data directory and
     /// database (and the same clock). Usually the port stays the same; if it
     /// was taken meanwhile it changes, and `url()` reflects it — rebase

@@ -8,13 +8,8 @@ use serde_json::{json, Value};
 async fn admin_api(backend: Backend) {
     let server = TestServer::start(backend).await;
     let url = server.url();
-    let admin = Client::register(&url, "admin", "pw").await;
+    let admin = server.register_admin("admin").await;
     let bob = Client::register(&url, "bob", "bob-pw").await;
-    sqlx::query("UPDATE users SET is_admin = 1 WHERE user_id = $1")
-        .bind(&admin.user_id)
-        .execute(server.state().store.pool())
-        .await
-        .unwrap();
 
     // Non-admins are refused, and the attempt is recorded.
     let (status, body) = bob.get("/_cloister/admin/v1/audit/key").await;

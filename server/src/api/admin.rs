@@ -30,7 +30,7 @@ pub fn routes() -> Router<AppState> {
 
 /// Records the call (its route, never its parameters) and refuses
 /// non-admins. Runs before the call does anything.
-async fn admit(state: &AppState, auth: &Auth, route: &MatchedPath) -> ApiResult<()> {
+pub(crate) async fn admit(state: &AppState, auth: &Auth, route: &MatchedPath) -> ApiResult<()> {
     let target = Target::new(route.as_str()).map_err(|_| ApiError::internal())?;
     let denied = Details::new()
         .with("denied", u64::from(!auth.is_admin))
@@ -48,7 +48,7 @@ async fn admit(state: &AppState, auth: &Auth, route: &MatchedPath) -> ApiResult<
     }
 }
 
-fn internal(err: anyhow::Error) -> ApiError {
+pub(crate) fn internal(err: anyhow::Error) -> ApiError {
     tracing::error!(error = %err, "admin API call failed");
     ApiError::internal()
 }
@@ -82,13 +82,11 @@ async fn audit_export(
     State(state): State<AppState>,
     auth: Auth,
     route: MatchedPath,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<cloister_audit::AuditExport>> {
     admit(&state, &auth, &route).await?;
     audit::checkpoint(&state).await.map_err(internal)?;
     let export = audit::export(&state).await.map_err(internal)?;
-    Ok(Json(
-        serde_json::to_value(export).map_err(|e| internal(e.into()))?,
-    ))
+    Ok(Json(export))
 }
 
 /// `POST /_cloister/admin/v1/users/{userId}/deactivate`

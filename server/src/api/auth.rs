@@ -14,7 +14,7 @@ use crate::extract::{hash_token, Auth, Body};
 use crate::ids;
 use cloister_audit::Action;
 
-use crate::service::{audit, devices, uia};
+use crate::service::{audit, devices, erasure, uia};
 use crate::state::AppState;
 use crate::store::users;
 
@@ -98,6 +98,7 @@ async fn register(
     if users::get(&mut *state.store.read().await?, &user_id)
         .await?
         .is_some()
+        || erasure::is_erased(&state, &user_id).await?
     {
         return Err(ApiError::new(
             axum::http::StatusCode::BAD_REQUEST,
@@ -166,6 +167,13 @@ pub fn validate_new_user_id(state: &AppState, localpart: &str) -> ApiResult<Stri
             "User names may contain only a-z, 0-9 and . _ = - / +",
         ));
     }
+    if ids::is_reserved_localpart(localpart) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "M_EXCLUSIVE",
+            "That user name is reserved by the server",
+        ));
+    }
     let user_id = state.user_id(localpart);
     if user_id.len() > 255 {
         return Err(ApiError::new(
@@ -202,6 +210,7 @@ async fn available(
     if users::get(&mut *state.store.read().await?, &user_id)
         .await?
         .is_some()
+        || erasure::is_erased(&state, &user_id).await?
     {
         return Err(ApiError::new(
             axum::http::StatusCode::BAD_REQUEST,

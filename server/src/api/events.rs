@@ -1,6 +1,6 @@
 //! Sending, redacting and reading room events.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, Body};
 use crate::service::events as event_service;
+use crate::service::retention;
 use crate::service::rooms as room_service;
 use crate::service::sync::tokens;
 use crate::state::AppState;
@@ -35,13 +36,22 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
+/// Most uploads one event may declare it carries.
+const MAX_ATTACHMENTS: usize = 32;
+
 /// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`
+///
+/// `?attach_media=mxc://…` (repeatable, as in MSC3911) declares the uploads
+/// the event carries: the server cannot read encrypted events, and needs the
+/// link to delete the files with the event when retention expires it.
 async fn send(
     State(state): State<AppState>,
     auth: Auth,
     Path((room_id, event_type, txn_id)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
     Body(content): Body<Value>,
 ) -> ApiResult<Json<Value>> {
+    let attachments = attachments(&state, query.as_deref())?;
     if !content.is_object() {
         return Err(ApiError::bad_json("event content must be a JSON object"));
     }
@@ -61,8 +71,36 @@ async fn send(
         content: &content,
         redacts: None,
     };
-    let event_id = event_service::send_idempotent(&state, event, &auth.device_id, &txn_id).await?;
+    let event_id =
+        event_service::send_idempotent(&state, event, &auth.device_id, &txn_id, &attachments)
+            .await?;
     Ok(Json(json!({ "event_id": event_id })))
+}
+
+/// The media ids named by `attach_media` parameters; each must be an
+/// `mxc://` URI of this server.
+fn attachments(state: &AppState, query: Option<&str>) -> ApiResult<Vec<String>> {
+    let mut out = Vec::new();
+    for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if name != "attach_media" {
+            continue;
+        }
+        let media_id = value
+            .strip_prefix("mxc://")
+            .and_then(|rest| rest.split_once('/'))
+            .filter(|(server, _)| *server == state.server_name())
+            .map(|(_, id)| id.to_owned())
+            .ok_or_else(|| {
+                ApiError::invalid_param("attach_media must be an mxc:// URI of this server")
+            })?;
+        out.push(media_id);
+    }
+    if out.len() > MAX_ATTACHMENTS {
+        return Err(ApiError::invalid_param(format!(
+            "at most {MAX_ATTACHMENTS} attach_media per event"
+        )));
+    }
+    Ok(out)
 }
 
 #[derive(Deserialize)]
@@ -91,7 +129,8 @@ async fn redact(
         content: &content,
         redacts: Some(&event_id),
     };
-    let event_id = event_service::send_idempotent(&state, event, &auth.device_id, &txn_id).await?;
+    let event_id =
+        event_service::send_idempotent(&state, event, &auth.device_id, &txn_id, &[]).await?;
     Ok(Json(json!({ "event_id": event_id })))
 }
 
@@ -141,6 +180,7 @@ async fn messages(
         None => 0,
     };
     let to_gap = q.to.as_deref().map(parse).transpose()?;
+    let cutoff = retention::cutoff(&state, &mut conn, &room_id, state.now_ms()).await?;
     let chunk = if backwards {
         let low = vis_from.max(to_gap.unwrap_or(0));
         events::range(
@@ -150,6 +190,7 @@ async fn messages(
             (from_gap - 1).min(vis_to),
             limit,
             true,
+            cutoff,
         )
         .await?
     } else {
@@ -161,6 +202,7 @@ async fn messages(
             high,
             limit,
             false,
+            cutoff,
         )
         .await?
     };
@@ -215,10 +257,12 @@ async fn visible_event(
 ) -> ApiResult<StoredEvent> {
     let mut conn = state.store.read().await?;
     let (from, to) = room_service::require_visible(&mut conn, room_id, &auth.user_id).await?;
-    events::get(&mut conn, event_id)
+    let event = events::get(&mut conn, event_id)
         .await?
         .filter(|e| e.room_id == room_id && e.pos >= from && e.pos <= to)
-        .ok_or_else(|| ApiError::not_found("Event not found"))
+        .ok_or_else(|| ApiError::not_found("Event not found"))?;
+    retention::require_unexpired(state, &mut conn, &event).await?;
+    Ok(event)
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}`
@@ -251,7 +295,17 @@ async fn context(
     let limit = q.limit.unwrap_or(10).clamp(0, 100);
     let mut conn = state.store.read().await?;
     let (from, to) = room_service::require_visible(&mut conn, &room_id, &auth.user_id).await?;
-    let before = events::range(&mut conn, &room_id, from, event.pos - 1, limit / 2, true).await?;
+    let cutoff = retention::cutoff(&state, &mut conn, &room_id, state.now_ms()).await?;
+    let before = events::range(
+        &mut conn,
+        &room_id,
+        from,
+        event.pos - 1,
+        limit / 2,
+        true,
+        cutoff,
+    )
+    .await?;
     let after = events::range(
         &mut conn,
         &room_id,
@@ -259,6 +313,7 @@ async fn context(
         to,
         limit - limit / 2,
         false,
+        cutoff,
     )
     .await?;
     let now = state.now_ms();

@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Auth;
 use crate::state::AppState;
-use crate::store::media::{self, Media};
+use crate::store::media::{self, path as media_path, Media};
 
 const MAX_FILENAME_LEN: usize = 255;
 const MAX_CONTENT_TYPE_LEN: usize = 255;
@@ -120,14 +120,6 @@ fn too_large(limit: u64) -> ApiError {
     ApiError::too_large(format!("uploads are limited to {limit} bytes"))
 }
 
-/// `<media_dir>/<first two chars>/<media_id>`: spreads files over
-/// subdirectories so no single directory grows huge.
-fn media_path(media_dir: &Path, media_id: &str) -> PathBuf {
-    media_dir
-        .join(&media_id[..2.min(media_id.len())])
-        .join(media_id)
-}
-
 /// Media ids name files, so only a path-safe alphabet is accepted.
 fn is_valid_media_id(id: &str) -> bool {
     (2..=255).contains(&id.len())
@@ -226,9 +218,16 @@ async fn serve(
     if server_name != state.server_name() || !is_valid_media_id(media_id) {
         return Err(not_found());
     }
-    let row = media::get(&mut *state.store.read().await?, media_id)
-        .await?
-        .ok_or_else(not_found)?;
+    let row = {
+        let mut conn = state.store.read().await?;
+        let row = media::get(&mut conn, media_id)
+            .await?
+            .ok_or_else(not_found)?;
+        if crate::service::retention::media_expired(state, &mut conn, &row, state.now_ms()).await? {
+            return Err(not_found());
+        }
+        row
+    };
     let file = match tokio::fs::File::open(media_path(&state.config.media_dir(), media_id)).await {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

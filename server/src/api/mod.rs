@@ -6,6 +6,8 @@
 pub mod account;
 pub mod account_data;
 pub mod admin;
+pub mod admin_compliance;
+pub mod admin_subjects;
 pub mod auth;
 pub mod backup;
 pub mod devices;
@@ -16,6 +18,7 @@ pub mod filters;
 pub mod keys;
 pub mod media;
 pub mod membership;
+pub mod metrics;
 pub mod profile;
 pub mod pushrules;
 pub mod rooms;
@@ -39,6 +42,9 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(discovery::routes())
         .merge(admin::routes())
+        .merge(admin_subjects::routes())
+        .merge(admin_compliance::routes())
+        .merge(metrics::routes())
         .merge(auth::routes())
         .merge(account::routes())
         .merge(devices::routes())

@@ -124,6 +124,11 @@ pub fn by_user(state: &AppState, user_id: &str, action: Action) -> NewEntry {
     )
 }
 
+/// An entry by `actor` (a pseudonymised admin, or the system).
+pub fn by_actor(state: &AppState, actor: Actor, action: Action) -> NewEntry {
+    NewEntry::new(state.now_ms().max(0) as u64, actor, action)
+}
+
 /// An entry by the server itself or its operator (the CLI).
 pub fn by_system(state: &AppState, action: Action) -> NewEntry {
     NewEntry::new(state.now_ms().max(0) as u64, Actor::system(), action)

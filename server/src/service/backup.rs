@@ -204,6 +204,7 @@ pub async fn upload_keys(
                 room_id,
                 session_id,
                 key,
+                state.now_ms(),
             )
             .await?;
             changed = true;

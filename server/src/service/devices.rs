@@ -85,10 +85,22 @@ pub async fn open_session(
     })
 }
 
+/// Deletes devices at their owner's request.
 pub async fn delete_devices(
     state: &AppState,
     user_id: &str,
     device_ids: &[String],
+) -> ApiResult<()> {
+    delete_devices_by(state, user_id, device_ids, state.audit.actor(user_id)).await
+}
+
+/// Deletes devices, recording `actor` (the owner, or the system for the
+/// inactive-device purge) as who did it.
+pub async fn delete_devices_by(
+    state: &AppState,
+    user_id: &str,
+    device_ids: &[String],
+    actor: cloister_audit::Actor,
 ) -> ApiResult<()> {
     if device_ids.is_empty() {
         return Ok(());
@@ -101,8 +113,9 @@ pub async fn delete_devices(
     let any = deleted > 0;
     if any {
         keys::record_device_list_change(&mut tx, user_id).await?;
-        let entry =
-            audit::by_user(state, user_id, Action::DeviceDeleted).details(audit::count(deleted));
+        let entry = audit::by_actor(state, actor, Action::DeviceDeleted)
+            .target(state.audit.target(user_id))
+            .details(audit::count(deleted));
         audit::record(&mut tx, entry).await?;
     }
     let interested = rooms::users_sharing_rooms(tx.conn(), user_id).await?;

@@ -5,9 +5,10 @@ use serde_json::Value;
 use sqlx::AnyConnection;
 
 use crate::error::{ApiError, ApiResult};
+use crate::service::retention;
 use crate::state::AppState;
 use crate::store::events::{self, NewEvent, StoredEvent};
-use crate::store::{rooms, WriteTx};
+use crate::store::{media, rooms, WriteTx};
 
 pub const MEGOLM: &str = "m.megolm.v1.aes-sha2";
 
@@ -81,11 +82,13 @@ pub async fn send(state: &AppState, event: NewEvent<'_>) -> ApiResult<StoredEven
 
 /// Like [`send`], but idempotent per (sender, device, `txn_id`): a retried
 /// request returns the event id of the first instead of sending twice.
+/// `attach_media` are uploads of the sender's that the event carries.
 pub async fn send_idempotent(
     state: &AppState,
     event: NewEvent<'_>,
     device_id: &str,
     txn_id: &str,
+    attach_media: &[String],
 ) -> ApiResult<String> {
     if txn_id.is_empty() || txn_id.len() > 255 {
         return Err(ApiError::invalid_param(
@@ -106,6 +109,20 @@ pub async fn send_idempotent(
         return Ok(existing);
     }
     let stored = send_in(state, &mut tx, &event).await?;
+    for media_id in attach_media {
+        // Only the uploader may link a file: a link lets the file expire
+        // with the event, which nobody else should decide.
+        match media::get(tx.conn(), media_id).await? {
+            Some(m) if m.uploader == event.sender => {
+                media::attach(tx.conn(), &stored.event_id, media_id).await?
+            }
+            _ => {
+                return Err(ApiError::invalid_param(
+                    "attach_media names an upload that is not yours",
+                ))
+            }
+        }
+    }
     let recorded = events::put_txn_result(
         tx.conn(),
         event.sender,
@@ -160,6 +177,39 @@ pub async fn send_in(
         events::apply_redaction(tx.conn(), &target, &stored.event_id).await?;
     }
     Ok(stored)
+}
+
+/// Appends a state event on the server's own authority — a DPO's retention
+/// policy, a legal-hold notice — inside the caller's transaction. Its sender
+/// is the server's system user, which belongs to no room, so membership and
+/// power levels do not apply; the caller has already checked that an
+/// administrator asked for it. Returns the event and whom to wake after
+/// commit.
+pub async fn send_as_server_in(
+    state: &AppState,
+    tx: &mut WriteTx,
+    room_id: &str,
+    event_type: &str,
+    state_key: &str,
+    content: &Value,
+) -> ApiResult<(StoredEvent, Vec<String>)> {
+    if !rooms::exists(tx.conn(), room_id).await? {
+        return Err(ApiError::not_found("Unknown room"));
+    }
+    let sender = state.system_user_id();
+    let event = NewEvent {
+        room_id,
+        sender: &sender,
+        sender_device: None,
+        txn_id: None,
+        event_type,
+        state_key: Some(state_key),
+        content,
+        redacts: None,
+    };
+    let stored = events::append(tx, &event, state.now_ms()).await?;
+    let audience = audience(tx.conn(), &stored).await?;
+    Ok((stored, audience))
 }
 
 /// Everyone whose /sync an event changes: joined and invited members, plus
@@ -235,6 +285,9 @@ async fn authorize(state: &AppState, c: &mut AnyConnection, event: &NewEvent<'_>
     }
     if event.event_type == "m.room.power_levels" {
         check_power_levels_change(pl, event.content, event.sender)?;
+    }
+    if event.event_type == retention::RETENTION_EVENT && is_state {
+        retention::validate_content(event.content)?;
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Periodic work the server does on its own, off the request path: announcing
-//! typing notices that timed out, and signing audit checkpoints. Each task is idempotent, so
-//! several nodes may run it against one PostgreSQL.
+//! typing notices that timed out, signing audit checkpoints, and the
+//! retention purge. Each task is idempotent, so several nodes may run it
+//! against one PostgreSQL.
 
 use std::time::Duration;
 
@@ -13,8 +14,22 @@ const TICK: Duration = Duration::from_secs(1);
 pub async fn run(state: AppState) {
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let purge_every = state
+        .config
+        .retention
+        .purge_interval
+        .as_millis()
+        .unwrap_or(i64::MAX);
+    // Measured on the server's clock, so a test's manual clock drives it.
+    let mut next_purge = state.now_ms().saturating_add(purge_every);
     while !state.notifier.is_shutting_down() {
         ticker.tick().await;
+        if state.now_ms() >= next_purge {
+            next_purge = state.now_ms().saturating_add(purge_every);
+            if let Err(err) = crate::service::purge::run(&state).await {
+                tracing::error!(error = %err, "PURGE FAILED: could not record the purge run; retrying at the next interval");
+            }
+        }
         if let Err(err) = announce_typing_expiries(&state).await {
             tracing::warn!(error = %err, "announcing typing expiries failed; retrying next tick");
         }

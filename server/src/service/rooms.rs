@@ -259,6 +259,9 @@ pub async fn create_room(state: &AppState, creator: &str, req: CreateRoom) -> Ap
     let mut audience = req.invite.clone();
     audience.push(creator.to_owned());
     state.notifier.notify(audience.iter().map(String::as_str));
+    for member in &audience {
+        crate::service::holds::announce_custodian(state, &room_id, member).await?;
+    }
     tracing::info!("room created");
     Ok(room_id)
 }
@@ -347,7 +350,11 @@ pub async fn change_membership(
         content: &content,
         redacts: None,
     };
-    Ok(event_service::send(state, event).await?.event_id)
+    let event_id = event_service::send(state, event).await?.event_id;
+    if matches!(membership, "join" | "invite") {
+        crate::service::holds::announce_custodian(state, room_id, target).await?;
+    }
+    Ok(event_id)
 }
 
 /// Re-sends the user's membership in every joined room with their new

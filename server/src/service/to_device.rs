@@ -77,6 +77,7 @@ pub async fn send(
     }
     let outgoing = prepare(messages, state.config.limits.max_event_size)?;
 
+    let now = state.now_ms();
     let mut tx = state.store.write().await?;
     let first_time = to_device::claim_txn_id(
         tx.conn(),
@@ -85,7 +86,7 @@ pub async fn send(
         TXN_KIND,
         txn_id,
         "{}",
-        state.now_ms(),
+        now,
     )
     .await?;
     if !first_time {
@@ -118,16 +119,14 @@ pub async fn send(
                 )));
             }
             let pos = tx.next_pos().await?;
-            to_device::insert(
-                tx.conn(),
-                pos,
-                msg.user_id,
+            let queued = to_device::Queued {
+                user_id: msg.user_id,
                 device_id,
-                &auth.user_id,
+                sender: &auth.user_id,
                 event_type,
-                &msg.content,
-            )
-            .await?;
+                content: &msg.content,
+            };
+            to_device::insert(tx.conn(), pos, &queued, now).await?;
             targets.insert(msg.user_id);
         }
     }

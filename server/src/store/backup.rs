@@ -226,13 +226,14 @@ pub async fn put_key(
     room_id: &str,
     session_id: &str,
     key: &KeyBackupData,
+    now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO backup_keys (user_id, version, room_id, session_id, first_message_index, forwarded_count, \
-         is_verified, session_data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         is_verified, session_data, updated_ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
          ON CONFLICT (user_id, version, room_id, session_id) DO UPDATE SET \
          first_message_index = excluded.first_message_index, forwarded_count = excluded.forwarded_count, \
-         is_verified = excluded.is_verified, session_data = excluded.session_data",
+         is_verified = excluded.is_verified, session_data = excluded.session_data, updated_ts = excluded.updated_ts",
     )
     .bind(user_id)
     .bind(version)
@@ -242,6 +243,7 @@ pub async fn put_key(
     .bind(key.forwarded_count)
     .bind(key.is_verified as i64)
     .bind(serde_json::to_string(&key.session_data).unwrap_or_default())
+    .bind(now)
     .execute(c)
     .await?;
     Ok(())

@@ -264,7 +264,9 @@ pub async fn state_until(
 }
 
 /// Up to `limit` events of a room with positions in `[from, to]`, newest
-/// first when `backwards`, oldest first otherwise.
+/// first when `backwards`, oldest first otherwise. Message events sent
+/// before `cutoff` have expired under the room's retention policy and are
+/// left out (state events never expire).
 pub async fn range(
     c: &mut AnyConnection,
     room_id: &str,
@@ -272,15 +274,18 @@ pub async fn range(
     to: i64,
     limit: i64,
     backwards: bool,
+    cutoff: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let order = if backwards { "DESC" } else { "ASC" };
     sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM events WHERE room_id = $1 AND stream_pos >= $2 AND stream_pos <= $3 ORDER BY stream_pos {order} LIMIT $4"
+        "SELECT {COLUMNS} FROM events WHERE room_id = $1 AND stream_pos >= $2 AND stream_pos <= $3 \
+         AND (state_key IS NOT NULL OR origin_server_ts >= $5) ORDER BY stream_pos {order} LIMIT $4"
     ))
     .bind(room_id)
     .bind(from)
     .bind(to)
     .bind(limit)
+    .bind(cutoff)
     .fetch_all(c)
     .await?
     .into_iter()

@@ -1,7 +1,17 @@
 //! Metadata of uploaded media. The bytes live on disk under the media
 //! directory (see `api::media`); a row exists only once its file is in place.
 
+use std::path::{Path, PathBuf};
+
 use sqlx::{AnyConnection, Row};
+
+/// `<media_dir>/<first two chars>/<media_id>`: spreads files over
+/// subdirectories so no single directory grows huge.
+pub fn path(media_dir: &Path, media_id: &str) -> PathBuf {
+    media_dir
+        .join(&media_id[..2.min(media_id.len())])
+        .join(media_id)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Media {
@@ -46,4 +56,55 @@ pub async fn get(c: &mut AnyConnection, media_id: &str) -> Result<Option<Media>,
         })
     })
     .transpose()
+}
+
+/// Records that `event_id` carries `media_id`, so the file goes when the
+/// last event carrying it is purged.
+pub async fn attach(
+    c: &mut AnyConnection,
+    event_id: &str,
+    media_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO event_media (event_id, media_id) VALUES ($1, $2) ON CONFLICT (event_id, media_id) DO NOTHING",
+    )
+    .bind(event_id)
+    .bind(media_id)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// The events `media_id` is attached to, as `(room_id, sent_ts)`; `None`
+/// for a link whose event is already gone.
+pub async fn attached_to(
+    c: &mut AnyConnection,
+    media_id: &str,
+) -> Result<Vec<Option<(String, i64)>>, sqlx::Error> {
+    sqlx::query(
+        "SELECT e.room_id, e.origin_server_ts FROM event_media m LEFT JOIN events e ON e.event_id = m.event_id \
+         WHERE m.media_id = $1",
+    )
+    .bind(media_id)
+    .fetch_all(c)
+    .await?
+    .into_iter()
+    .map(|r| {
+        let room: Option<String> = r.try_get(0)?;
+        let ts: Option<i64> = r.try_get(1)?;
+        Ok(room.zip(ts))
+    })
+    .collect()
+}
+
+pub async fn delete(c: &mut AnyConnection, media_id: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query("DELETE FROM event_media WHERE media_id = $1")
+        .bind(media_id)
+        .execute(&mut *c)
+        .await?;
+    let r = sqlx::query("DELETE FROM media WHERE media_id = $1")
+        .bind(media_id)
+        .execute(c)
+        .await?;
+    Ok(r.rows_affected() == 1)
 }

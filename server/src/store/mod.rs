@@ -19,10 +19,16 @@ pub mod audit;
 pub mod backup;
 pub mod devices;
 pub mod ephemeral;
+pub mod erased;
+pub mod erasure;
 pub mod events;
+pub mod holds;
 pub mod keys;
 pub mod media;
+pub mod personal_data;
+pub mod purge;
 pub mod rooms;
+pub mod subject;
 pub mod to_device;
 pub mod users;
 
@@ -68,6 +74,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "audit_log",
         include_str!("migrations/0003_audit_log.sql"),
+    ),
+    (
+        4,
+        "compliance",
+        include_str!("migrations/0004_compliance.sql"),
     ),
 ];
 

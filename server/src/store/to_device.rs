@@ -30,49 +30,61 @@ pub async fn claim_txn_id(
     Ok(r.rows_affected() == 1)
 }
 
+/// One message for one device, as queued by `/sendToDevice`.
+pub struct Queued<'a> {
+    pub user_id: &'a str,
+    pub device_id: &'a str,
+    pub sender: &'a str,
+    pub event_type: &'a str,
+    pub content: &'a str,
+}
+
+/// Queues `msg` at stream position `pos`; `now` dates it for retention.
 pub async fn insert(
     c: &mut AnyConnection,
     pos: i64,
-    user_id: &str,
-    device_id: &str,
-    sender: &str,
-    event_type: &str,
-    content: &str,
+    msg: &Queued<'_>,
+    now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO to_device (stream_pos, user_id, device_id, sender, event_type, content) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO to_device (stream_pos, user_id, device_id, sender, event_type, content, created_ts) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(pos)
-    .bind(user_id)
-    .bind(device_id)
-    .bind(sender)
-    .bind(event_type)
-    .bind(content)
+    .bind(msg.user_id)
+    .bind(msg.device_id)
+    .bind(msg.sender)
+    .bind(msg.event_type)
+    .bind(msg.content)
+    .bind(now)
     .execute(c)
     .await?;
     Ok(())
 }
 
 /// Messages for the device in `(after_pos, up_to_pos]`, oldest first, as
-/// `(position, {"sender", "type", "content"})`.
+/// `(position, {"sender", "type", "content"})`. Messages queued before
+/// `cutoff` have expired and are not delivered (rows from before dating
+/// began have no time and count as fresh until the purge dates them).
 pub async fn pending(
     c: &mut AnyConnection,
     user_id: &str,
     device_id: &str,
-    after_pos: i64,
-    up_to_pos: i64,
+    (after_pos, up_to_pos): (i64, i64),
     limit: i64,
+    cutoff: i64,
 ) -> Result<Vec<(i64, Value)>, sqlx::Error> {
     sqlx::query(
         "SELECT stream_pos, sender, event_type, content FROM to_device \
          WHERE user_id = $1 AND device_id = $2 AND stream_pos > $3 AND stream_pos <= $4 \
-         ORDER BY stream_pos LIMIT $5",
+         AND (created_ts IS NULL OR created_ts >= $6) ORDER BY stream_pos LIMIT $5",
     )
     .bind(user_id)
     .bind(device_id)
     .bind(after_pos)
     .bind(up_to_pos)
     .bind(limit)
+    .bind(cutoff)
     .fetch_all(c)
     .await?
     .into_iter()

@@ -17,6 +17,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::ApiResult;
 use crate::extract::Auth;
+use crate::service::retention;
 use crate::state::AppState;
 use crate::store::events::Viewer;
 use crate::store::{self, account_data, keys, to_device};
@@ -75,9 +76,9 @@ async fn build(state: &AppState, auth: &Auth, req: &SyncRequest) -> ApiResult<(V
         &mut c,
         &auth.user_id,
         &auth.device_id,
-        acked,
-        to,
+        (acked, to),
         TO_DEVICE_BATCH,
+        state.config.retention.to_device_lifetime.cutoff(now),
     )
     .await?;
     let to_device_pos = match to_device.last() {
@@ -151,6 +152,7 @@ async fn build(state: &AppState, auth: &Auth, req: &SyncRequest) -> ApiResult<(V
                     filter: &req.filter,
                     full_state: req.full_state,
                     now,
+                    cutoff: retention::cutoff(state, &mut c, room_id, now).await?,
                 };
                 if let Some(section) = rooms::joined(
                     &mut c,
@@ -188,6 +190,7 @@ async fn build(state: &AppState, auth: &Auth, req: &SyncRequest) -> ApiResult<(V
                     filter: &req.filter,
                     full_state: req.full_state,
                     now,
+                    cutoff: retention::cutoff(state, &mut c, room_id, now).await?,
                 };
                 leave.insert(
                     room_id.clone(),

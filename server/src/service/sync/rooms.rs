@@ -22,6 +22,8 @@ pub struct RoomWindow<'a> {
     /// Send the room's whole state, whatever `from` says.
     pub full_state: bool,
     pub now: i64,
+    /// Messages sent before this have expired (see `service::retention`).
+    pub cutoff: i64,
 }
 
 struct Timeline {
@@ -35,7 +37,7 @@ async fn timeline(c: &mut AnyConnection, w: &RoomWindow<'_>) -> ApiResult<Timeli
         .from
         .map_or(w.visible_from, |f| (f + 1).max(w.visible_from));
     let limit = w.filter.timeline_limit;
-    let mut events = events::range(c, w.room_id, low, w.to, limit + 1, true).await?;
+    let mut events = events::range(c, w.room_id, low, w.to, limit + 1, true, w.cutoff).await?;
     let limited = events.len() as i64 > limit;
     events.truncate(limit as usize);
     events.reverse();

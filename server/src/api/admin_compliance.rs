@@ -1,0 +1,158 @@
+//! The admin API for retention, purges and legal holds, under
+//! `/_cloister/admin/v1/…`. Like every admin endpoint, each call goes
+//! through [`admit`]: audited first, then refused unless the caller is a
+//! server admin.
+
+use axum::extract::{MatchedPath, Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::admin::{admit, internal};
+use crate::config::Retention;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Auth, Body};
+use crate::service::holds::{self as hold_service, By, NewHold};
+use crate::service::{purge, retention};
+use crate::state::AppState;
+use crate::store::holds::{self, Hold, Scope};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/_cloister/admin/v1/retention", get(server_retention))
+        .route(
+            "/_cloister/admin/v1/rooms/{room_id}/retention",
+            get(room_retention).put(set_room_retention),
+        )
+        .route("/_cloister/admin/v1/purge", post(run_purge))
+        .route("/_cloister/admin/v1/holds", get(list_holds).post(set_hold))
+        .route(
+            "/_cloister/admin/v1/holds/{hold_id}/release",
+            post(release_hold),
+        )
+}
+
+fn by(state: &AppState, auth: &Auth) -> By {
+    By {
+        name: auth.user_id.clone(),
+        actor: state.audit.actor(&auth.user_id),
+    }
+}
+
+/// `GET /_cloister/admin/v1/retention`: the server's retention settings.
+async fn server_retention(
+    State(state): State<AppState>,
+    auth: Auth,
+    route: MatchedPath,
+) -> ApiResult<Json<Retention>> {
+    admit(&state, &auth, &route).await?;
+    Ok(Json(state.config.retention.clone()))
+}
+
+/// `GET /_cloister/admin/v1/rooms/{roomId}/retention`: what the room asks
+/// for and what applies.
+async fn room_retention(
+    State(state): State<AppState>,
+    auth: Auth,
+    route: MatchedPath,
+    Path(room_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    admit(&state, &auth, &route).await?;
+    let mut conn = state.store.read().await?;
+    if !crate::store::rooms::exists(&mut conn, &room_id).await? {
+        return Err(ApiError::not_found("Unknown room"));
+    }
+    let policy = retention::room_policy(&state, &mut conn, &room_id).await?;
+    Ok(Json(policy.to_json()))
+}
+
+/// `PUT /_cloister/admin/v1/rooms/{roomId}/retention`: sets the room's
+/// `m.room.retention` (`{"max_lifetime": ms, "min_lifetime": ms}`; `{}`
+/// returns the room to the server default).
+async fn set_room_retention(
+    State(state): State<AppState>,
+    auth: Auth,
+    route: MatchedPath,
+    Path(room_id): Path<String>,
+    Body(content): Body<Value>,
+) -> ApiResult<Json<Value>> {
+    admit(&state, &auth, &route).await?;
+    let actor = state.audit.actor(&auth.user_id);
+    let event = retention::set_room_policy(&state, actor, &room_id, &content).await?;
+    let policy = retention::policy_from_content(&state, Some(&event.content));
+    Ok(Json(
+        json!({ "event_id": event.event_id, "policy": policy.to_json() }),
+    ))
+}
+
+/// `POST /_cloister/admin/v1/purge`: runs the retention purge now and
+/// answers with its summary (also in the audit log).
+async fn run_purge(
+    State(state): State<AppState>,
+    auth: Auth,
+    route: MatchedPath,
+) -> ApiResult<Json<purge::Summary>> {
+    admit(&state, &auth, &route).await?;
+    let summary = purge::run(&state).await.map_err(internal)?;
+    Ok(Json(summary))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    include_released: bool,
+}
+
+/// `GET /_cloister/admin/v1/holds[?include_released=true]`
+async fn list_holds(
+    State(state): State<AppState>,
+    auth: Auth,
+    route: MatchedPath,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    admit(&state, &auth, &route).await?;
+    let list = holds::list(&mut *state.store.read().await?, !q.include_released).await?;
+    Ok(Json(json!({ "holds": list })))
+}
+
+#[derive(Deserialize)]
+struct SetHoldBody {
+    scope: String,
+    target: String,
+    case_id: String,
+    reason: String,
+}
+
+/// `POST /_cloister/admin/v1/holds`: `{"scope": "user"|"room", "target",
+/// "case_id", "reason"}`.
+async fn set_hold(
+    State(state): State<AppState>,
+    auth: Auth,
+    route: MatchedPath,
+    Body(body): Body<SetHoldBody>,
+) -> ApiResult<Json<Hold>> {
+    admit(&state, &auth, &route).await?;
+    let scope = Scope::parse(&body.scope)
+        .ok_or_else(|| ApiError::invalid_param("scope must be \"user\" or \"room\""))?;
+    let new = NewHold {
+        scope,
+        target: &body.target,
+        case_id: &body.case_id,
+        reason: &body.reason,
+    };
+    let hold = hold_service::set(&state, by(&state, &auth), new).await?;
+    Ok(Json(hold))
+}
+
+/// `POST /_cloister/admin/v1/holds/{holdId}/release`
+async fn release_hold(
+    State(state): State<AppState>,
+    auth: Auth,
+    route: MatchedPath,
+    Path(hold_id): Path<String>,
+) -> ApiResult<Json<Hold>> {
+    admit(&state, &auth, &route).await?;
+    let hold = hold_service::release(&state, by(&state, &auth), &hold_id).await?;
+    Ok(Json(hold))
+}

@@ -1,0 +1,22 @@
+//! `cloister admin …`: the compliance commands, in two groups with their
+//! own modules (retention, purges and holds; erasure, exports and reports).
+
+use clap::Subcommand;
+use cloister_server::config::Config;
+
+use super::{compliance, subject};
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    #[command(flatten)]
+    Compliance(compliance::ComplianceCommand),
+    #[command(flatten)]
+    Subject(subject::SubjectCommand),
+}
+
+pub async fn run(cmd: AdminCommand, config: Config) -> anyhow::Result<()> {
+    match cmd {
+        AdminCommand::Compliance(cmd) => compliance::run(cmd, config).await,
+        AdminCommand::Subject(cmd) => subject::run(cmd, config).await,
+    }
+}

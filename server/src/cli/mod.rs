@@ -1,0 +1,43 @@
+//! The administration subcommands of `cloister` that act on the database
+//! directly, as the operator: each is audited like its admin API twin.
+
+pub mod admin;
+pub mod compliance;
+pub mod subject;
+
+use std::sync::Arc;
+
+use cloister_server::clock::SystemClock;
+use cloister_server::config::Config;
+use cloister_server::service::audit;
+use cloister_server::state::AppState;
+use cloister_server::store::Store;
+
+/// The store and audit keys, for commands that change accounts: their
+/// changes are audited like the API's.
+pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
+    let store = open_store(&config).await?;
+    let auditor = audit::Auditor::load_or_create(&config.data_dir, &config.server_name)?;
+    Ok(AppState::new(config, store, Arc::new(SystemClock), auditor))
+}
+
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let store = Store::connect(&config.database_url()).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+pub fn now_ms() -> i64 {
+    use cloister_server::clock::Clock;
+    SystemClock.now_ms()
+}
+
+/// A full user id from `name` (`alice` or `@alice:example.org`).
+pub fn user_id(config: &Config, name: &str) -> String {
+    if name.starts_with('@') {
+        name.to_owned()
+    } else {
+        format!("@{}:{}", name.to_lowercase(), config.server_name)
+    }
+}
