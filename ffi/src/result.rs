@@ -167,7 +167,10 @@ impl From<StoreError> for Error {
 impl From<ClientError> for Error {
     fn from(error: ClientError) -> Self {
         let code = match &error {
-            ClientError::Server { status: 404, .. } => CLOISTER_RESULT_NOT_FOUND,
+            // To the app an expired event is gone, as the server says too.
+            ClientError::Server { status: 404, .. } | ClientError::Expired { .. } => {
+                CLOISTER_RESULT_NOT_FOUND
+            }
             ClientError::Server {
                 status: 401 | 403, ..
             } => CLOISTER_RESULT_FORBIDDEN,

@@ -172,17 +172,25 @@ async fn scenario() {
         assert!(attachment.content.get("url").is_none(), "no plaintext url");
     }
     // The server holds ciphertext: the raw download is not the file.
-    let (status, raw) = raw_bob
-        .download_media(
-            &find(&receive(&bob, &["report.bin"]).await, "report.bin")
-                .encrypted_file()
-                .unwrap()
-                .url,
-        )
-        .await;
+    let file_url = find(&receive(&bob, &["report.bin"]).await, "report.bin")
+        .encrypted_file()
+        .unwrap()
+        .url;
+    let (status, raw) = raw_bob.download_media(&file_url).await;
     assert_eq!(status, 200);
     assert_eq!(raw.len(), file.len());
     assert_ne!(raw, file);
+    // The event told the server which upload it carries, so retention can
+    // delete the file with the event.
+    let media_id = file_url.rsplit('/').next().unwrap();
+
+    let linked: Vec<String> =
+        sqlx::query_scalar("SELECT event_id FROM event_media WHERE media_id = $1")
+            .bind(media_id)
+            .fetch_all(server.state().store.pool())
+            .await
+            .unwrap();
+    assert_eq!(linked, vec![file_event.clone()]);
 
     // Alice's second device writes too.
     alice2.send_text(&room, "alice two here").await.unwrap();

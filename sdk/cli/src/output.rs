@@ -20,13 +20,22 @@ pub fn is_message(client: &Client, event: &TimelineEvent) -> bool {
 pub struct Inbox(Vec<TimelineEvent>);
 
 impl Inbox {
+    /// The kept messages, less those expired under their room's retention
+    /// policy: this is a store of plaintext, so it must forget them too (the
+    /// next `save` deletes them from the store).
     pub async fn load(client: &Client) -> Self {
-        let events = client
+        let events: Vec<TimelineEvent> = client
             .app_data(INBOX_KEY)
             .await
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
-        Self(events)
+        let mut kept = Vec::with_capacity(events.len());
+        for event in events {
+            if !client.is_expired(&event).await {
+                kept.push(event);
+            }
+        }
+        Self(kept)
     }
 
     pub async fn save(&self, client: &Client) -> Result<(), ClientError> {

@@ -44,6 +44,10 @@ pub enum ClientError {
     AlreadyLoggedIn(String),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The event has expired under its room's retention policy: this client
+    /// no longer shows it.
+    #[error("event {event_id} in {room_id} has expired under the room's retention policy")]
+    Expired { room_id: String, event_id: String },
 }
 
 impl ClientError {

@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 
 use super::events::{to_timeline_event, TimelineEvent};
 use super::http::{encode, Result};
-use super::{now_ms, room_path, Client, ClientError};
+use super::retention::raw_is_expired;
+use super::{room_path, Client, ClientError};
 use crate::crypto::{decrypt_attachment, encrypt_attachment, EncryptedFile};
 
 /// How many share rounds (query, claim, to-device) a send may take.
@@ -54,6 +55,23 @@ impl Client {
         event_type: &str,
         content: &Value,
     ) -> Result<String> {
+        self.send_message_carrying(room_id, event_type, content, &[])
+            .await
+    }
+
+    /// [`send_message`](Self::send_message) for an event that carries
+    /// uploads: the server cannot read the encrypted event, so it is told
+    /// which `mxc://` files it carries (`attach_media`, as in MSC3911) and
+    /// can delete them when retention expires the event. Servers that do not
+    /// know the parameter ignore it.
+    async fn send_message_carrying(
+        &self,
+        room_id: &str,
+        event_type: &str,
+        content: &Value,
+        attachments: &[&str],
+    ) -> Result<String> {
+        self.enforce_room_retention(room_id).await?;
         let settings = self.encryption_settings(room_id).await?;
         let members = self.active_members(room_id).await?;
         let _guard = self.inner.send_lock.lock().await;
@@ -61,7 +79,7 @@ impl Client {
         for _ in 0..MAX_SHARE_ROUNDS {
             let requests = {
                 let mut machine = self.inner.machine.lock().await;
-                let requests = machine.share_room_key(room_id, &members, settings, now_ms())?;
+                let requests = machine.share_room_key(room_id, &members, settings, self.now())?;
                 self.save(None, &mut machine, None).await?;
                 requests
             };
@@ -80,14 +98,18 @@ impl Client {
         }
         let encrypted = {
             let mut machine = self.inner.machine.lock().await;
-            let encrypted = machine.encrypt_room_event(room_id, event_type, content, now_ms())?;
+            let encrypted = machine.encrypt_room_event(room_id, event_type, content, self.now())?;
             self.save(None, &mut machine, None).await?;
             encrypted
         };
-        let path = room_path(
+        let mut path = room_path(
             room_id,
             &format!("send/m.room.encrypted/{}", encode(&transaction_id())),
         );
+        for (i, mxc) in attachments.iter().enumerate() {
+            let sep = if i == 0 { '?' } else { '&' };
+            path.push_str(&format!("{sep}attach_media={}", encode(mxc)));
+        }
         let response = self.inner.http.put(&path, &encrypted).await?;
         response
             .get("event_id")
@@ -132,7 +154,8 @@ impl Client {
             "info": {"mimetype": mimetype, "size": data.len()},
             "file": file,
         });
-        self.send_message(room_id, "m.room.message", &content).await
+        self.send_message_carrying(room_id, "m.room.message", &content, &[&file.url])
+            .await
     }
 
     /// Encrypt `data` and upload the ciphertext; returns the `file` object
@@ -195,12 +218,17 @@ impl Client {
             path.push_str(&format!("&from={}", encode(from)));
         }
         let response = self.inner.http.get(&path).await?;
-        let raw = response
+        let mut raw = response
             .get("chunk")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
         let events = {
+            let now = self.now();
+            let state = self.inner.state.lock().await;
+            // Whatever the server still returns, expired events are not
+            // shown (nor decrypted).
+            raw.retain(|e| !raw_is_expired(&state, room_id, e, now));
             let mut machine = self.inner.machine.lock().await;
             let events = raw
                 .iter()
@@ -223,6 +251,13 @@ impl Client {
     pub async fn event(&self, room_id: &str, event_id: &str) -> Result<TimelineEvent> {
         let path = room_path(room_id, &format!("event/{}", encode(event_id)));
         let raw = self.inner.http.get(&path).await?;
+        let state = self.inner.state.lock().await;
+        if raw_is_expired(&state, room_id, &raw, self.now()) {
+            return Err(ClientError::Expired {
+                room_id: room_id.to_owned(),
+                event_id: event_id.to_owned(),
+            });
+        }
         let mut machine = self.inner.machine.lock().await;
         let event = to_timeline_event(&mut machine, room_id, &raw);
         self.save(None, &mut machine, None).await?;

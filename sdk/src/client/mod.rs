@@ -23,6 +23,7 @@
 mod events;
 mod http;
 mod messages;
+mod retention;
 mod rooms;
 mod state;
 mod sync;
@@ -82,7 +83,12 @@ struct Inner {
     /// One `/sync` at a time.
     sync_lock: Mutex<Vec<TimelineEvent>>,
     events: broadcast::Sender<TimelineEvent>,
+    /// Replaces the system clock when set (see [`Client::set_clock`]).
+    clock: std::sync::RwLock<Option<ClockFn>>,
 }
+
+/// A source of "now" in milliseconds since the Unix epoch.
+type ClockFn = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// A logged-in device. Cheap to clone; clones share everything.
 #[derive(Clone)]
@@ -192,6 +198,7 @@ impl Client {
                 send_lock: Mutex::new(()),
                 sync_lock: Mutex::new(Vec::new()),
                 events,
+                clock: std::sync::RwLock::new(None),
             }),
         }
     }
@@ -217,6 +224,24 @@ impl Client {
 
     pub fn device_id(&self) -> &str {
         &self.inner.session.device_id
+    }
+
+    /// Use `clock` (milliseconds since the Unix epoch) instead of the system
+    /// clock for everything time-dependent in this client: key rotation,
+    /// retention. For tests, and for apps with a better time source than
+    /// the device's clock. Clones of the client share it.
+    pub fn set_clock(&self, clock: impl Fn() -> u64 + Send + Sync + 'static) {
+        if let Ok(mut slot) = self.inner.clock.write() {
+            *slot = Some(Arc::new(clock));
+        }
+    }
+
+    /// The current time as this client sees it.
+    pub(crate) fn now(&self) -> u64 {
+        match self.inner.clock.read().ok().and_then(|c| c.clone()) {
+            Some(clock) => clock(),
+            None => now_ms(),
+        }
     }
 
     /// This device's Ed25519 fingerprint, unpadded base64.

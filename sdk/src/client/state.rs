@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::crypto::{CryptoError, EncryptionSettings};
+use crate::crypto::{CryptoError, EncryptionSettings, RetentionPolicy};
 use crate::store::{Record, StoreChanges};
 
 pub(crate) const RECORD_SESSION: &str = "client.session";
@@ -62,6 +62,9 @@ pub struct Room {
     pub members: BTreeMap<String, String>,
     /// Who invited us, for invites.
     pub inviter: Option<String>,
+    /// The content of `m.room.retention`, if the room has it.
+    #[serde(default)]
+    pub retention: Option<Value>,
 }
 
 impl Room {
@@ -73,6 +76,7 @@ impl Room {
             encryption: None,
             members: BTreeMap::new(),
             inviter: None,
+            retention: None,
         }
     }
 
@@ -88,6 +92,15 @@ impl Room {
             .unwrap_or_default()
     }
 
+    /// The room's retention policy (none when it has no
+    /// `m.room.retention`).
+    pub fn retention_policy(&self) -> RetentionPolicy {
+        self.retention
+            .as_ref()
+            .map(RetentionPolicy::from_content)
+            .unwrap_or_default()
+    }
+
     /// Members who are joined or invited: the ones room keys go to.
     pub fn active_members(&self) -> Vec<String> {
         self.members
@@ -98,7 +111,7 @@ impl Room {
     }
 
     /// Apply a state event (`m.room.member`, `m.room.name`,
-    /// `m.room.encryption`).
+    /// `m.room.encryption`, `m.room.retention`).
     pub(crate) fn apply_state(&mut self, event: &Value) {
         let (Some(event_type), Some(state_key)) = (
             event.get("type").and_then(Value::as_str),
@@ -122,6 +135,11 @@ impl Room {
             }
             "m.room.encryption" if content.get("algorithm").is_some() => {
                 self.encryption = Some(content);
+            }
+            // An empty or redacted content lifts the policy.
+            "m.room.retention" if state_key.is_empty() => {
+                self.retention =
+                    Some(content).filter(|c| c.as_object().is_some_and(|m| !m.is_empty()));
             }
             _ => {}
         }

@@ -11,8 +11,9 @@ use tokio::task::JoinHandle;
 
 use super::events::{to_timeline_event, TimelineEvent};
 use super::http::{encode, Result, REQUEST_TIMEOUT};
+use super::retention::{apply_policies, event_is_expired, raw_is_expired};
 use super::state::{ClientState, Membership};
-use super::{now_ms, Client, ClientError};
+use super::{Client, ClientError};
 use crate::crypto::{OlmMachine, SyncChanges};
 
 /// Timeline events per room in one sync.
@@ -213,7 +214,7 @@ impl Client {
                 self.user_id(),
                 &response,
                 initial,
-                now_ms(),
+                self.now(),
             );
             let token = Some(applied.summary.next_batch.clone()).filter(|t| !t.is_empty());
             if let Some(token) = &token {
@@ -226,11 +227,22 @@ impl Client {
         if let Err(error) = self.send_crypto_requests().await {
             summary.crypto_error = Some(error.to_string());
         }
-        // 3. Timelines decrypted, and earlier events whose key came now.
+        // 3. Timelines decrypted, and earlier events whose key came now;
+        //    then retention, which needs the timestamps of what was just
+        //    decrypted to tell live sessions from expired ones.
         {
+            let now = self.now();
+            let state = self.inner.state.lock().await;
             let mut machine = self.inner.machine.lock().await;
+            let timeline: Vec<(String, Value)> = timeline
+                .into_iter()
+                .filter(|(room_id, event)| !raw_is_expired(&state, room_id, event, now))
+                .collect();
             summary.events = decrypt_timeline(&mut machine, &timeline);
-            let waiting = std::mem::take(&mut *retry_queue);
+            let waiting: Vec<TimelineEvent> = std::mem::take(&mut *retry_queue)
+                .into_iter()
+                .filter(|e| !event_is_expired(&state, e, now))
+                .collect();
             let mut retried = Vec::new();
             for old in waiting {
                 let raw = json!({
@@ -254,6 +266,7 @@ impl Client {
             }
             summary.events.retain(|e| !e.is_missing_key());
             summary.events.extend(retried);
+            apply_policies(&state, &mut machine, now);
             self.save(None, &mut machine, None).await?;
         }
         drop(retry_queue);

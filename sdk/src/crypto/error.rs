@@ -57,6 +57,10 @@ pub enum CryptoError {
         index: u32,
         first_event_id: String,
     },
+    #[error(
+        "event {event_id} in {room_id} has expired under the room's retention policy and is not decrypted"
+    )]
+    Expired { room_id: String, event_id: String },
     #[error("the decrypted event claims room {claimed} but was received in {actual}")]
     RoomMismatch { claimed: String, actual: String },
     #[error("the event sender {event_sender} is not the owner of the room key ({key_owner})")]

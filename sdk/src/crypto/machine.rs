@@ -115,6 +115,8 @@ pub struct OlmMachine {
     /// Devices a `/keys/claim` returned no usable key for, and when.
     pub(crate) unreachable: HashMap<DeviceRef, u64>,
     pub(crate) key_requests: HashMap<String, OutgoingKeyRequest>,
+    /// Room → `max_lifetime` (ms) of its retention policy, as last applied.
+    pub(crate) retention: BTreeMap<String, u64>,
     pub(crate) events: Vec<CryptoEvent>,
     /// The latest time a caller told us; used where a response arrives
     /// without one.
@@ -182,6 +184,7 @@ impl OlmMachine {
             wedge_recovery_at: HashMap::new(),
             unreachable: HashMap::new(),
             key_requests: HashMap::new(),
+            retention: BTreeMap::new(),
             events: Vec::new(),
             last_now_ms: 0,
             persist: PersistState::default(),

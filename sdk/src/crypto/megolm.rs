@@ -78,6 +78,9 @@ pub(crate) struct OutboundGroupSession {
     pub withheld: BTreeSet<DeviceRef>,
     /// Set when a recipient left or a device vanished: never encrypt again.
     pub invalidated: bool,
+    /// When the latest message was encrypted: retention rotates the session
+    /// once that message has expired.
+    pub last_message_ms: Option<u64>,
 }
 
 impl OutboundGroupSession {
@@ -90,6 +93,7 @@ impl OutboundGroupSession {
             shared_with: BTreeSet::new(),
             withheld: BTreeSet::new(),
             invalidated: false,
+            last_message_ms: None,
         }
     }
 
@@ -124,7 +128,8 @@ impl OutboundGroupSession {
         })
     }
 
-    pub fn encrypt(&mut self, plaintext: &str) -> MegolmMessage {
+    pub fn encrypt(&mut self, plaintext: &str, now_ms: u64) -> MegolmMessage {
+        self.last_message_ms = Some(self.last_message_ms.unwrap_or(0).max(now_ms));
         self.session.encrypt(plaintext)
     }
 }
@@ -148,6 +153,12 @@ pub(crate) struct InboundGroupSession {
     pub signing_key: Ed25519PublicKey,
     pub origin: KeyOrigin,
     pub(crate) session: VodozemacInbound,
+    /// When the key reached this device; `None` for sessions stored before
+    /// this was recorded (retention then counts from when it first looks).
+    pub received_at_ms: Option<u64>,
+    /// Set once retention ratcheted the session forward: no copy of the key
+    /// may bring back the indices below it.
+    pub retention_floor: Option<u32>,
 }
 
 impl InboundGroupSession {
@@ -194,10 +205,17 @@ impl InboundGroupSession {
             signing_key,
             origin,
             session,
+            received_at_ms: None,
+            retention_floor: None,
         })
     }
 
-    #[cfg(test)]
+    /// The same session, noted as received at `now_ms`.
+    pub fn received_at(mut self, now_ms: u64) -> Self {
+        self.received_at_ms = Some(now_ms);
+        self
+    }
+
     pub fn first_known_index(&self) -> u32 {
         self.session.first_known_index()
     }
@@ -235,8 +253,14 @@ pub(crate) struct InboundGroupSessions {
     /// (room, session) → index → the event that used it, for replay
     /// detection.
     pub(crate) seen: HashMap<SessionRef, BTreeMap<u32, String>>,
+    /// (room, session) → index → the `origin_server_ts` of the event that
+    /// used it, so that retention knows when each message expires.
+    pub(crate) timestamps: HashMap<SessionRef, BTreeMap<u32, u64>>,
     /// Sessions (by [`session_record_id`]) changed since last persisted.
     pub(crate) dirty: DirtySet,
+    /// Sessions (by [`session_record_id`]) removed since last persisted,
+    /// whose records the store must delete.
+    pub(crate) removed: DirtySet,
 }
 
 /// The id under which an inbound session is persisted.
@@ -263,11 +287,18 @@ impl InboundGroupSessions {
         if existing.sender_key != new.sender_key || existing.signing_key != new.signing_key {
             return AddOutcome::Rejected("a session with this id from another device is held");
         }
+        // A copy reaching further back must not revive messages retention
+        // shredded: cut it to the same index before comparing.
+        if let Some(floor) = existing.retention_floor {
+            new.session.advance_to(floor);
+            new.retention_floor = Some(floor);
+        }
         match existing.session.compare(&mut new.session) {
             SessionOrdering::Unconnected => {
                 AddOutcome::Rejected("the key does not belong to the held session")
             }
             SessionOrdering::Worse => {
+                new.received_at_ms = existing.received_at_ms.or(new.received_at_ms);
                 *existing = new;
                 self.dirty.mark(&record_id);
                 AddOutcome::Added
@@ -275,6 +306,7 @@ impl InboundGroupSessions {
             // A direct key at the same index is more trustworthy than a
             // forwarded one: replace the forwarded copy.
             SessionOrdering::Equal if existing.is_forwarded() && !new.is_forwarded() => {
+                new.received_at_ms = existing.received_at_ms.or(new.received_at_ms);
                 *existing = new;
                 self.dirty.mark(&record_id);
                 AddOutcome::Added
@@ -285,10 +317,13 @@ impl InboundGroupSessions {
 
     /// Decrypt the `m.room.encrypted` content of event `event_id` in
     /// `room_id`, refusing a (session, index) already used by another event.
+    /// `origin_server_ts` is the event's, recorded against its index for
+    /// retention.
     pub fn decrypt(
         &mut self,
         room_id: &str,
         event_id: &str,
+        origin_server_ts: Option<u64>,
         content: &Value,
     ) -> Result<(MegolmPlaintext, &InboundGroupSession), CryptoError> {
         let malformed = |reason: &str| CryptoError::Malformed {
@@ -327,7 +362,7 @@ impl InboundGroupSessions {
         let plaintext = Zeroizing::new(decrypted.plaintext);
         let index = decrypted.message_index;
 
-        let seen = self.seen.entry(key).or_default();
+        let seen = self.seen.entry(key.clone()).or_default();
         match seen.get(&index) {
             Some(first) if first != event_id => {
                 return Err(CryptoError::Replay {
@@ -339,6 +374,12 @@ impl InboundGroupSessions {
             Some(_) => {}
             None => {
                 seen.insert(index, event_id.to_owned());
+                self.dirty.mark(&session_record_id(room_id, session_id));
+            }
+        }
+        if let Some(ts) = origin_server_ts {
+            let timestamps = self.timestamps.entry(key).or_default();
+            if timestamps.insert(index, ts) != Some(ts) {
                 self.dirty.mark(&session_record_id(room_id, session_id));
             }
         }
@@ -392,9 +433,9 @@ mod tests {
         };
         let mut session = OutboundGroupSession::new("!r", settings, 1_000);
         assert!(!session.is_expired(1_000));
-        session.encrypt("a");
+        session.encrypt("a", 1_000);
         assert!(!session.is_expired(1_000));
-        session.encrypt("b");
+        session.encrypt("b", 1_000);
         assert!(session.is_expired(1_000));
 
         let session = OutboundGroupSession::new("!r", settings, 1_000);

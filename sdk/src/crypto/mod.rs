@@ -18,6 +18,7 @@ mod olm;
 mod persist;
 mod persist_state;
 mod requests;
+mod retention;
 mod room_events;
 mod sharing;
 mod to_device;
@@ -44,6 +45,7 @@ pub use requests::{
     KeysClaimRequest, KeysQueryRequest, KeysUploadRequest, OutgoingRequest, RequestBody,
     ToDeviceRequest,
 };
+pub use retention::{RetentionPolicy, ShredReport};
 pub use room_events::{Decrypted, UnverifiedReason, VerificationState};
 
 use serde_json::Value;

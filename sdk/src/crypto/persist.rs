@@ -123,6 +123,7 @@ struct PendingSave {
     hashes: HashMap<RecordKey, [u8; 32]>,
     olm: Vec<(String, u64)>,
     inbound: Vec<(String, u64)>,
+    removed: Vec<(String, u64)>,
 }
 
 /// Serialize into a buffer allocated once at the final size, so that no
@@ -180,6 +181,13 @@ struct InboundRecord {
     origin: KeyOrigin,
     pickle: InboundGroupSessionPickle,
     seen: BTreeMap<u32, String>,
+    // The fields below are absent from records written before retention.
+    #[serde(default)]
+    timestamps: BTreeMap<u32, u64>,
+    #[serde(default)]
+    received_at_ms: Option<u64>,
+    #[serde(default)]
+    retention_floor: Option<u32>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -192,6 +200,8 @@ struct OutboundRecord {
     shared_with: BTreeSet<DeviceRef>,
     withheld: BTreeSet<DeviceRef>,
     invalidated: bool,
+    #[serde(default)]
+    last_message_ms: Option<u64>,
 }
 
 impl OlmMachine {
@@ -216,6 +226,7 @@ impl OlmMachine {
             shared_with: session.shared_with.clone(),
             withheld: session.withheld.clone(),
             invalidated: session.invalidated,
+            last_message_ms: session.last_message_ms,
         })
     }
 
@@ -245,6 +256,14 @@ impl OlmMachine {
             origin: session.origin.clone(),
             pickle: session.session.pickle(),
             seen: self.inbound.seen.get(&key).cloned().unwrap_or_default(),
+            timestamps: self
+                .inbound
+                .timestamps
+                .get(&key)
+                .cloned()
+                .unwrap_or_default(),
+            received_at_ms: session.received_at_ms,
+            retention_floor: session.retention_floor,
         }))
     }
 
@@ -311,10 +330,23 @@ impl OlmMachine {
                 });
             }
         }
+        // A session re-added since its removal is written above instead.
+        let removed = self.inbound.removed.snapshot();
+        for (record_id, _) in &removed {
+            let present = record_id
+                .split_once('\n')
+                .is_some_and(|(room, session)| self.inbound.get(room, session).is_some());
+            if !present {
+                changes
+                    .deletes
+                    .push((RECORD_INBOUND.to_owned(), record_id.clone()));
+            }
+        }
         self.persist.pending = Some(PendingSave {
             hashes,
             olm,
             inbound,
+            removed,
         });
         Ok(changes)
     }
@@ -326,6 +358,7 @@ impl OlmMachine {
             self.persist.saved_hashes = pending.hashes;
             self.olm.dirty.clear(&pending.olm);
             self.inbound.dirty.clear(&pending.inbound);
+            self.inbound.removed.clear(&pending.removed);
         }
     }
 
@@ -413,9 +446,14 @@ impl OlmMachine {
                 .map_err(|e| corrupt("inbound group session", e))?,
             origin: r.origin,
             session: vodozemac::megolm::InboundGroupSession::from_pickle(r.pickle),
+            received_at_ms: r.received_at_ms,
+            retention_floor: r.retention_floor,
         };
         self.inbound.sessions.insert(key.clone(), session);
-        self.inbound.seen.insert(key, r.seen);
+        self.inbound.seen.insert(key.clone(), r.seen);
+        if !r.timestamps.is_empty() {
+            self.inbound.timestamps.insert(key, r.timestamps);
+        }
         Ok(())
     }
 
@@ -433,6 +471,7 @@ impl OlmMachine {
             shared_with: r.shared_with,
             withheld: r.withheld,
             invalidated: r.invalidated,
+            last_message_ms: r.last_message_ms,
         };
         self.outbound.insert(r.room_id, session);
         Ok(())

@@ -82,6 +82,9 @@ struct StateRecord {
     key_requests: Vec<(String, String, String)>,
     last_now_ms: u64,
     olm_tick: u64,
+    /// Room → `max_lifetime`; absent in stores written before retention.
+    #[serde(default)]
+    retention: Vec<(String, u64)>,
 }
 
 impl OlmMachine {
@@ -160,6 +163,11 @@ impl OlmMachine {
             key_requests,
             last_now_ms: self.last_now_ms,
             olm_tick: self.olm.tick,
+            retention: self
+                .retention
+                .iter()
+                .map(|(room, max)| (room.clone(), *max))
+                .collect(),
         })
     }
 
@@ -250,6 +258,7 @@ impl OlmMachine {
             .collect();
         self.last_now_ms = state.last_now_ms;
         self.olm.tick = state.olm_tick;
+        self.retention = state.retention.into_iter().collect();
         Ok(())
     }
 }

@@ -92,7 +92,7 @@ impl OlmMachine {
 
         let keys = self.account.identity_keys();
         let session = self.outbound.get_mut(room_id).ok_or_else(not_shared)?;
-        let message = session.encrypt(&plaintext);
+        let message = session.encrypt(&plaintext, now_ms);
         let mut encrypted = json!({
             "algorithm": MEGOLM_V1,
             "sender_key": keys.curve25519.to_base64(),
@@ -108,6 +108,11 @@ impl OlmMachine {
 
     /// Decrypt an `m.room.encrypted` room event (the whole event JSON as
     /// received from the server) that arrived in `room_id`.
+    ///
+    /// Fails with [`CryptoError::Expired`] when the event's
+    /// `origin_server_ts` is past the room's retention policy (as last given
+    /// to [`apply_retention`](Self::apply_retention)) at the latest time a
+    /// caller passed in.
     pub fn decrypt_room_event(
         &mut self,
         room_id: &str,
@@ -130,7 +135,21 @@ impl OlmMachine {
             .get("content")
             .ok_or_else(|| malformed("no content"))?;
 
-        let (plaintext, session) = self.inbound.decrypt(room_id, event_id, content)?;
+        let origin_server_ts = event.get("origin_server_ts").and_then(Value::as_u64);
+        // Refused before the session is touched: a key that retention has
+        // not yet shredded (the policy arrived after it was last applied)
+        // must still not reveal an expired message.
+        if let Some(ts) = origin_server_ts {
+            if self.is_expired(room_id, ts) {
+                return Err(CryptoError::Expired {
+                    room_id: room_id.to_owned(),
+                    event_id: event_id.to_owned(),
+                });
+            }
+        }
+        let (plaintext, session) =
+            self.inbound
+                .decrypt(room_id, event_id, origin_server_ts, content)?;
         let claimed_room = plaintext.payload.get("room_id").and_then(Value::as_str);
         if claimed_room != Some(room_id) {
             return Err(CryptoError::RoomMismatch {

@@ -168,7 +168,8 @@ impl OlmMachine {
             KeyOrigin::Direct {
                 sender: self.user_id.clone(),
             },
-        )?;
+        )?
+        .received_at(session.created_at_ms);
         self.inbound.add(inbound);
         Ok(())
     }

@@ -189,7 +189,8 @@ impl OlmMachine {
         forwarded: bool,
     ) -> bool {
         let session = match session {
-            Ok(session) => session,
+            // Sync handling sets the time before to-device events are read.
+            Ok(session) => session.received_at(self.last_now_ms),
             Err(e) => {
                 self.events.push(CryptoEvent::RoomKeyRejected {
                     sender: sender.to_owned(),
