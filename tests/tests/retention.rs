@@ -449,6 +449,76 @@ async fn devices_and_backups(backend: Backend) {
     assert_eq!(dpo.get("/_matrix/client/v3/account/whoami").await.0, 200);
 }
 
+/// A purge that cannot finish a step says so: in its summary, in the
+/// audit entry (signed at once), in the metrics; and it loses nothing.
+async fn failing_purge(backend: Backend) {
+    let Scene {
+        server, dpo, alice, ..
+    } = scene(backend, |c| {
+        c.retention.media_lifetime = "1h".parse().unwrap();
+    })
+    .await;
+    let mxc = alice
+        .upload_media(b"bytes".to_vec(), "application/octet-stream", "f")
+        .await;
+    // Even root cannot unlink a directory as a file: the deletion fails.
+    let file = cloister_server::store::media::path(&server.config().media_dir(), media_id(&mxc));
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    server.clock().unwrap().advance_ms(HOUR + 1);
+
+    let (status, summary) = dpo.post("/_cloister/admin/v1/purge", json!({})).await;
+    assert_eq!(status, 200, "{summary}");
+    let errors = summary["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{summary}");
+    assert!(
+        errors[0].as_str().unwrap().starts_with("media:"),
+        "{summary}"
+    );
+    assert_eq!(summary["media_files"], 0);
+    let media_rows = "SELECT COUNT(*) FROM media WHERE media_id = $1";
+    assert_eq!(
+        count(&server, media_rows, media_id(&mxc)).await,
+        1,
+        "the row stays for the next run"
+    );
+    assert_eq!(server.state().metrics.purge_failures(), 1);
+    assert!(server
+        .state()
+        .metrics
+        .render()
+        .contains("cloister_purge_failures_total 1"));
+
+    // The failed run is in the log, already covered by a signed checkpoint.
+    let pool = server.state().store.pool();
+    let entries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_entries")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let signed: i64 = sqlx::query_scalar("SELECT MAX(tree_size) FROM audit_checkpoints")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(signed, entries);
+    let last: String =
+        sqlx::query_scalar("SELECT entry FROM audit_entries ORDER BY seq DESC LIMIT 1")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let last: Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(
+        (&last["action"], &last["details"]["errors"]),
+        (&json!("purge_run"), &json!(1)),
+        "{last}"
+    );
+
+    // Once the obstacle is gone, the next run finishes the job.
+    std::fs::remove_dir(&file).unwrap();
+    let summary = purge(&dpo).await;
+    assert_eq!(summary["media_files"], 1, "{summary}");
+    assert_eq!(count(&server, media_rows, media_id(&mxc)).await, 0);
+}
+
 async fn bad_input(backend: Backend) {
     let server = TestServer::start(backend).await;
     let url = server.url();
@@ -537,5 +607,6 @@ both_backends!(
     legal_hold_keeps_data_and_is_visible, legal_holds;
     scheduled_purge_runs_on_the_clock, scheduled_purge;
     inactive_devices_and_old_backups_expire, devices_and_backups;
+    a_failing_purge_is_loud_and_loses_nothing, failing_purge;
     bad_retention_and_hold_requests, bad_input;
 );
