@@ -73,27 +73,17 @@ pub async fn run(state: &AppState) -> anyhow::Result<Summary> {
     };
     match held(state).await {
         Ok(held) => {
-            step(
-                &mut summary,
-                "events",
-                purge_events(state, &held, now).await,
-            );
-            step(&mut summary, "media", purge_media(state, &held, now).await);
-            step(
-                &mut summary,
-                "to_device",
-                purge_to_device(state, &held, now).await,
-            );
-            step(
-                &mut summary,
-                "backups",
-                purge_backups(state, &held, now).await,
-            );
-            step(
-                &mut summary,
-                "devices",
-                purge_devices(state, &held, now).await,
-            );
+            let s = &mut summary;
+            let r = purge_events(state, &held, now, s).await;
+            step(s, "events", r);
+            let r = purge_media(state, &held, now, s).await;
+            step(s, "media", r);
+            let r = purge_to_device(state, &held, now, s).await;
+            step(s, "to_device", r);
+            let r = purge_backups(state, &held, now, s).await;
+            step(s, "backups", r);
+            let r = purge_devices(state, &held, now, s).await;
+            step(s, "devices", r);
         }
         Err(e) => summary.errors.push(format!("reading legal holds: {e}")),
     }
@@ -123,34 +113,11 @@ pub async fn run(state: &AppState) -> anyhow::Result<Summary> {
     Ok(summary)
 }
 
-fn step(summary: &mut Summary, name: &str, result: Result<Counts, anyhow::Error>) {
-    match result {
-        Ok(counts) => {
-            summary.events += counts.events;
-            summary.media_files += counts.media_files;
-            summary.media_bytes += counts.media_bytes;
-            summary.to_device += counts.to_device;
-            summary.backup_keys += counts.backup_keys;
-            summary.devices += counts.devices;
-            summary.kept_under_hold += counts.kept_under_hold;
-            summary
-                .errors
-                .extend(counts.errors.into_iter().map(|e| format!("{name}: {e}")));
-        }
-        Err(e) => summary.errors.push(format!("{name}: {e:#}")),
+/// Records a step that stopped early; what it did before still counts.
+fn step(summary: &mut Summary, name: &str, result: anyhow::Result<()>) {
+    if let Err(e) = result {
+        summary.errors.push(format!("{name}: {e:#}"));
     }
-}
-
-#[derive(Default)]
-struct Counts {
-    events: u64,
-    media_files: u64,
-    media_bytes: u64,
-    to_device: u64,
-    backup_keys: u64,
-    devices: u64,
-    kept_under_hold: u64,
-    errors: Vec<String>,
 }
 
 async fn held(state: &AppState) -> Result<Held, sqlx::Error> {
@@ -171,8 +138,12 @@ async fn held(state: &AppState) -> Result<Held, sqlx::Error> {
 /// lock for long and a crash loses at most one batch of progress.
 const BATCH: i64 = 500;
 
-async fn purge_events(state: &AppState, held: &Held, now: i64) -> anyhow::Result<Counts> {
-    let mut counts = Counts::default();
+async fn purge_events(
+    state: &AppState,
+    held: &Held,
+    now: i64,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
     let room_ids = store::all_rooms(&mut *state.store.read().await?).await?;
     for room_id in room_ids {
         let cutoff = {
@@ -183,7 +154,7 @@ async fn purge_events(state: &AppState, held: &Held, now: i64) -> anyhow::Result
             continue;
         }
         if held.rooms.contains(&room_id) {
-            counts.kept_under_hold +=
+            summary.kept_under_hold +=
                 store::count_expired_events(&mut *state.store.read().await?, &room_id, cutoff, &[])
                     .await?;
             continue;
@@ -195,26 +166,30 @@ async fn purge_events(state: &AppState, held: &Held, now: i64) -> anyhow::Result
                 store::delete_expired_events(tx.conn(), &room_id, cutoff, &held_users, BATCH)
                     .await?;
             tx.commit().await?;
-            counts.events += deleted;
+            summary.events += deleted;
             if deleted < BATCH as u64 {
                 break;
             }
         }
         if !held_users.is_empty() {
-            counts.kept_under_hold +=
+            summary.kept_under_hold +=
                 store::count_expired_events(&mut *state.store.read().await?, &room_id, cutoff, &[])
                     .await?;
         }
     }
-    Ok(counts)
+    Ok(())
 }
 
 /// Files whose own lifetime passed, and files whose every carrying event
 /// is gone. The file is unlinked before its row is deleted: a crash in
 /// between leaves a row without a file (served as not found, deleted by the
 /// next run), never a file nobody knows about.
-async fn purge_media(state: &AppState, held: &Held, now: i64) -> anyhow::Result<Counts> {
-    let mut counts = Counts::default();
+async fn purge_media(
+    state: &AppState,
+    held: &Held,
+    now: i64,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
     let cutoff = state.config.retention.media_lifetime.cutoff(now);
     let candidates = {
         let mut c = state.store.read().await?;
@@ -239,55 +214,65 @@ async fn purge_media(state: &AppState, held: &Held, now: i64) -> anyhow::Result<
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                counts
+                // Named like the errors `step` records for a whole step.
+                summary
                     .errors
-                    .push(format!("cannot delete a media file: {e}"));
+                    .push(format!("media: cannot delete a file: {e}"));
                 continue;
             }
         }
         let mut tx = state.store.write().await?;
         if media::delete(tx.conn(), &media_id).await? {
-            counts.media_files += 1;
-            counts.media_bytes += size.max(0) as u64;
+            summary.media_files += 1;
+            summary.media_bytes += size.max(0) as u64;
         }
         tx.commit().await?;
     }
-    Ok(counts)
+    Ok(())
 }
 
-async fn purge_to_device(state: &AppState, held: &Held, now: i64) -> anyhow::Result<Counts> {
+async fn purge_to_device(
+    state: &AppState,
+    held: &Held,
+    now: i64,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
     let cutoff = state.config.retention.to_device_lifetime.cutoff(now);
     let held_users: Vec<&str> = held.users.iter().map(String::as_str).collect();
     let mut tx = state.store.write().await?;
     store::date_to_device(tx.conn(), now).await?;
-    let deleted = store::delete_expired_to_device(tx.conn(), cutoff, &held_users).await?;
+    summary.to_device += store::delete_expired_to_device(tx.conn(), cutoff, &held_users).await?;
     tx.commit().await?;
-    Ok(Counts {
-        to_device: deleted,
-        ..Counts::default()
-    })
+    Ok(())
 }
 
-async fn purge_backups(state: &AppState, held: &Held, now: i64) -> anyhow::Result<Counts> {
+async fn purge_backups(
+    state: &AppState,
+    held: &Held,
+    now: i64,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
     let cutoff = state.config.retention.backup_lifetime.cutoff(now);
     let held_users: Vec<&str> = held.users.iter().map(String::as_str).collect();
     let mut tx = state.store.write().await?;
     store::date_backup_keys(tx.conn(), now).await?;
-    let deleted = store::delete_expired_backup_keys(tx.conn(), cutoff, &held_users).await?;
+    summary.backup_keys +=
+        store::delete_expired_backup_keys(tx.conn(), cutoff, &held_users).await?;
     tx.commit().await?;
-    Ok(Counts {
-        backup_keys: deleted,
-        ..Counts::default()
-    })
+    Ok(())
 }
 
 /// Devices unseen for longer than the lifetime are signed out and deleted
 /// the way a user deleting them would (device-list change, audit entry).
-async fn purge_devices(state: &AppState, held: &Held, now: i64) -> anyhow::Result<Counts> {
+async fn purge_devices(
+    state: &AppState,
+    held: &Held,
+    now: i64,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
     let cutoff = state.config.retention.inactive_device_lifetime.cutoff(now);
-    let mut counts = Counts::default();
     if cutoff == i64::MIN {
-        return Ok(counts);
+        return Ok(());
     }
     let inactive = store::inactive_devices(&mut *state.store.read().await?, cutoff).await?;
     for (user_id, device_ids) in inactive {
@@ -302,7 +287,7 @@ async fn purge_devices(state: &AppState, held: &Held, now: i64) -> anyhow::Resul
         )
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-        counts.devices += device_ids.len() as u64;
+        summary.devices += device_ids.len() as u64;
     }
-    Ok(counts)
+    Ok(())
 }
