@@ -84,6 +84,16 @@ async fn erasure_removes_every_trace(backend: Backend) {
     let left = scan(&server, &uid).await;
     assert!(left.is_empty(), "rows still name {uid}: {left:#?}");
     assert!(!file.exists(), "the uploaded file is deleted");
+    if backend == Backend::Sqlite {
+        // Nor do the database files: deleted and rewritten rows are
+        // overwritten, not left in free space or the write-ahead log.
+        for suffix in ["", "-wal"] {
+            let path = server.data_dir().join(format!("cloister.db{suffix}"));
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            let found = bytes.windows(uid.len()).any(|w| w == uid.as_bytes());
+            assert!(!found, "{} still holds {uid}", path.display());
+        }
+    }
 
     // The receipt's counts.
     let gone: Vec<&String> = {

@@ -236,6 +236,11 @@ pub async fn erase_user(state: &AppState, user_id: &str, actor: Actor) -> ApiRes
         .details(details);
     let recorded = crate::store::audit::append(&mut tx, entry).await?;
     tx.commit().await?;
+    if let Err(e) = state.store.reclaim().await {
+        // The rows are deleted; only old copies in the SQLite log may remain
+        // until the next purge reclaims them.
+        tracing::error!(error = %e, "reclaiming space after an erasure failed");
+    }
     tracing::info!("account erased");
 
     let kept: Vec<Value> = tally

@@ -87,6 +87,9 @@ pub async fn run(state: &AppState) -> anyhow::Result<Summary> {
         }
         Err(e) => summary.errors.push(format!("reading legal holds: {e}")),
     }
+    if let Err(e) = state.store.reclaim().await {
+        summary.errors.push(format!("reclaiming space: {e}"));
+    }
     summary.duration_ms = started.elapsed().as_millis() as u64;
     state.metrics.record_purge(&summary);
     if summary.errors.is_empty() {

@@ -104,9 +104,13 @@ impl Store {
                     if backend == Backend::Sqlite {
                         // FULL: an acknowledged write (a to-device room key,
                         // say) survives power loss, not just a crash.
+                        // secure_delete: deleted rows are overwritten, so
+                        // what retention and erasure delete does not linger
+                        // in free pages of the file.
                         conn.execute(
                             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
-                             PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;",
+                             PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON; \
+                             PRAGMA secure_delete=ON;",
                         )
                         .await?;
                     }
@@ -194,6 +198,27 @@ impl Store {
                 .await?;
             tx.commit().await?;
             tracing::info!(version, name, "applied database migration");
+        }
+        Ok(())
+    }
+
+    /// After bulk deletion: on SQLite, copies the write-ahead log into the
+    /// database and truncates it, so the old page images holding deleted
+    /// rows leave the disk too (best effort: a long-running reader can keep
+    /// part of the log until the next call). PostgreSQL reclaims dead rows
+    /// with autovacuum.
+    pub async fn reclaim(&self) -> Result<(), sqlx::Error> {
+        if self.backend == Backend::Sqlite {
+            // Writers wait meanwhile, so the log can be emptied.
+            let _writers = match &self.write_lock {
+                Some(lock) => Some(lock.clone().lock_owned().await),
+                None => None,
+            };
+            self.pool
+                .acquire()
+                .await?
+                .execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                .await?;
         }
         Ok(())
     }
