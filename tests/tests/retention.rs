@@ -623,6 +623,24 @@ async fn bad_input(backend: Backend) {
     let (_, list) = dpo.get("/_cloister/admin/v1/holds").await;
     assert_eq!(list["holds"], json!([]), "refused requests stored nothing");
 
+    // Metrics: for a scraper on this machine, not for what a proxy forwards.
+    let http = reqwest::Client::new();
+    let metrics = format!("{url}/_cloister/metrics");
+    let local = http.get(&metrics).send().await.unwrap();
+    assert_eq!(local.status().as_u16(), 200);
+    assert!(local
+        .text()
+        .await
+        .unwrap()
+        .contains("cloister_purge_failures_total 0"));
+    let forwarded = http
+        .get(&metrics)
+        .header("X-Forwarded-For", "203.0.113.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forwarded.status().as_u16(), 403);
+
     // The system user's name cannot be registered.
     let (status, body) = Client::try_register(
         &url,
