@@ -176,7 +176,9 @@ pub async fn erase_user(state: &AppState, user_id: &str, actor: Actor) -> ApiRes
         let mut conn = state.store.read().await?;
         for upload in subject::uploads(&mut conn, user_id).await? {
             let mut keeping: Vec<&Hold> = holds.on_user.iter().collect();
-            for room in subject::media_rooms(&mut conn, &upload.media_id).await? {
+            let links = crate::store::media::attached_to(&mut conn, &upload.media_id).await?;
+            let rooms: BTreeSet<String> = links.into_iter().flatten().map(|(r, _)| r).collect();
+            for room in rooms {
                 keeping.extend(holds.on_rooms.get(&room).into_iter().flatten());
             }
             if keeping.is_empty() {

@@ -123,6 +123,13 @@ fn step(summary: &mut Summary, name: &str, result: anyhow::Result<()>) {
     }
 }
 
+impl Held {
+    /// The held users, as the store's queries take them.
+    fn user_list(&self) -> Vec<&str> {
+        self.users.iter().map(String::as_str).collect()
+    }
+}
+
 async fn held(state: &AppState) -> Result<Held, sqlx::Error> {
     let mut c = state.store.read().await?;
     Ok(Held {
@@ -148,6 +155,7 @@ async fn purge_events(
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
     let room_ids = store::all_rooms(&mut *state.store.read().await?).await?;
+    let held_users = held.user_list();
     for room_id in room_ids {
         let cutoff = {
             let mut c = state.store.read().await?;
@@ -158,11 +166,10 @@ async fn purge_events(
         }
         if held.rooms.contains(&room_id) {
             summary.kept_under_hold +=
-                store::count_expired_events(&mut *state.store.read().await?, &room_id, cutoff, &[])
+                store::count_expired_events(&mut *state.store.read().await?, &room_id, cutoff)
                     .await?;
             continue;
         }
-        let held_users: Vec<&str> = held.users.iter().map(String::as_str).collect();
         loop {
             let mut tx = state.store.write().await?;
             let deleted =
@@ -176,7 +183,7 @@ async fn purge_events(
         }
         if !held_users.is_empty() {
             summary.kept_under_hold +=
-                store::count_expired_events(&mut *state.store.read().await?, &room_id, cutoff, &[])
+                store::count_expired_events(&mut *state.store.read().await?, &room_id, cutoff)
                     .await?;
         }
     }
@@ -241,7 +248,7 @@ async fn purge_to_device(
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
     let cutoff = state.config.retention.to_device_lifetime.cutoff(now);
-    let held_users: Vec<&str> = held.users.iter().map(String::as_str).collect();
+    let held_users = held.user_list();
     let mut tx = state.store.write().await?;
     store::date_to_device(tx.conn(), now).await?;
     summary.to_device += store::delete_expired_to_device(tx.conn(), cutoff, &held_users).await?;
@@ -256,7 +263,7 @@ async fn purge_backups(
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
     let cutoff = state.config.retention.backup_lifetime.cutoff(now);
-    let held_users: Vec<&str> = held.users.iter().map(String::as_str).collect();
+    let held_users = held.user_list();
     let mut tx = state.store.write().await?;
     store::date_backup_keys(tx.conn(), now).await?;
     summary.backup_keys +=

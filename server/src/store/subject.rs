@@ -207,20 +207,6 @@ pub async fn uploads(c: &mut AnyConnection, user_id: &str) -> Result<Vec<Upload>
     .collect()
 }
 
-/// The rooms whose events carry `media_id`.
-pub async fn media_rooms(
-    c: &mut AnyConnection,
-    media_id: &str,
-) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT DISTINCT e.room_id FROM event_media em JOIN events e ON e.event_id = em.event_id \
-         WHERE em.media_id = $1 ORDER BY 1",
-    )
-    .bind(media_id)
-    .fetch_all(c)
-    .await
-}
-
 /// The events carrying `media_id`.
 pub async fn media_events(
     c: &mut AnyConnection,
