@@ -37,32 +37,38 @@ pub(crate) fn apply_policies(
     reports
 }
 
-/// Whether a raw room event has expired: state events never do (the room's
-/// current state is not history).
+/// Whether a room event sent at `ts` has expired: state events never do
+/// (the room's current state is not history).
+fn expired(state: &ClientState, room_id: &str, is_state: bool, ts: u64, now_ms: u64) -> bool {
+    !is_state
+        && state
+            .rooms
+            .get(room_id)
+            .is_some_and(|room| room.retention_policy().is_expired(ts, now_ms))
+}
+
+/// [`expired`] for a raw event from the server; one without a timestamp is
+/// kept.
 pub(crate) fn raw_is_expired(
     state: &ClientState,
     room_id: &str,
     event: &Value,
     now_ms: u64,
 ) -> bool {
-    if event.get("state_key").is_some() {
-        return false;
-    }
-    let Some(ts) = event.get("origin_server_ts").and_then(Value::as_u64) else {
-        return false;
-    };
-    state
-        .rooms
-        .get(room_id)
-        .is_some_and(|room| room.retention_policy().is_expired(ts, now_ms))
+    event
+        .get("origin_server_ts")
+        .and_then(Value::as_u64)
+        .is_some_and(|ts| expired(state, room_id, event.get("state_key").is_some(), ts, now_ms))
 }
 
 pub(crate) fn event_is_expired(state: &ClientState, event: &TimelineEvent, now_ms: u64) -> bool {
-    event.state_key.is_none()
-        && state.rooms.get(&event.room_id).is_some_and(|room| {
-            room.retention_policy()
-                .is_expired(event.origin_server_ts, now_ms)
-        })
+    expired(
+        state,
+        &event.room_id,
+        event.state_key.is_some(),
+        event.origin_server_ts,
+        now_ms,
+    )
 }
 
 impl Client {
