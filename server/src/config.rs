@@ -79,6 +79,12 @@ pub struct Limits {
     pub max_upload_size: usize,
     /// Longest long-poll `/sync` timeout honoured, in milliseconds.
     pub max_sync_timeout_ms: u64,
+    /// Password hashes computed at once (each argon2id hash holds 19 MiB
+    /// while it runs); the number of CPU cores by default.
+    pub max_password_hashes: usize,
+    /// Requests that may wait (up to 5 seconds) for a hashing slot; beyond
+    /// them, requests that need a password hash are refused with 429.
+    pub password_hash_queue: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -131,6 +137,8 @@ impl Default for Limits {
             max_event_size: 65_536,
             max_upload_size: 50 * 1024 * 1024,
             max_sync_timeout_ms: 60_000,
+            max_password_hashes: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            password_hash_queue: 64,
         }
     }
 }
@@ -206,6 +214,11 @@ impl Config {
         if self.limits.max_event_size > 65_536 {
             return Err(ConfigError::Invalid(
                 "limits.max_event_size may not exceed the Matrix limit of 65536".into(),
+            ));
+        }
+        if self.limits.max_password_hashes == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_password_hashes must be at least 1".into(),
             ));
         }
         self.retention.validate().map_err(ConfigError::Invalid)?;

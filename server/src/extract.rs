@@ -75,33 +75,47 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The outcome of a request's token check, left in the request's
+/// extensions by the rate limiter (which must know who is asking before it
+/// picks a bucket), so that [`Auth`] does not look the token up again.
+/// `None`: a token was sent and is not valid.
+#[derive(Clone)]
+pub struct CheckedToken(pub Option<Auth>);
+
+/// The live session an access token belongs to, if any.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Option<Auth>, ApiError> {
+    let mut conn = state.store.read().await?;
+    let found = crate::store::users::user_for_token(&mut conn, &hash_token(token)).await?;
+    let Some(found) = found.filter(|f| !f.deactivated) else {
+        return Ok(None);
+    };
+    // "Last seen" for the device list, coarse on purpose: at most one
+    // write per device every few minutes, and no IP address kept.
+    let now = state.now_ms();
+    if found
+        .last_seen_ts
+        .is_none_or(|seen| now - seen > LAST_SEEN_GRANULARITY_MS)
+    {
+        crate::store::devices::touch(&mut conn, &found.user_id, &found.device_id, now).await?;
+    }
+    Ok(Some(Auth {
+        user_id: found.user_id,
+        device_id: found.device_id,
+        is_admin: found.is_admin,
+    }))
+}
+
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(CheckedToken(checked)) = parts.extensions.get::<CheckedToken>() {
+            return checked.clone().ok_or_else(ApiError::unknown_token);
+        }
         let token = access_token(parts).ok_or_else(ApiError::missing_token)?;
-        let mut conn = state.store.read().await?;
-        let found = crate::store::users::user_for_token(&mut conn, &hash_token(&token)).await?;
-        if let Some(found) = found.as_ref().filter(|f| !f.deactivated) {
-            // "Last seen" for the device list, coarse on purpose: at most one
-            // write per device every few minutes, and no IP address kept.
-            let now = state.now_ms();
-            if found
-                .last_seen_ts
-                .is_none_or(|seen| now - seen > LAST_SEEN_GRANULARITY_MS)
-            {
-                crate::store::devices::touch(&mut conn, &found.user_id, &found.device_id, now)
-                    .await?;
-            }
-        }
-        match found {
-            Some(found) if !found.deactivated => Ok(Auth {
-                user_id: found.user_id,
-                device_id: found.device_id,
-                is_admin: found.is_admin,
-            }),
-            _ => Err(ApiError::unknown_token()),
-        }
+        authenticate(state, &token)
+            .await?
+            .ok_or_else(ApiError::unknown_token)
     }
 }
 

@@ -296,7 +296,7 @@ async fn user_command(cmd: UserCommand, config: Config) -> anyhow::Result<()> {
                 "user names may contain only a-z, 0-9 and . _ = - / +"
             );
             let password = read_password(password)?;
-            let hash = cloister_server::password::hash(password).await?;
+            let hash = cli_passwords().hash(password).await?;
             let id = user_id(&config, &localpart);
             anyhow::ensure!(
                 !cloister_server::service::erasure::is_erased(&state, &id).await?,
@@ -317,7 +317,7 @@ async fn user_command(cmd: UserCommand, config: Config) -> anyhow::Result<()> {
         UserCommand::ResetPassword { name, password } => {
             let id = user_id(&config, &name);
             let password = read_password(password)?;
-            let hash = cloister_server::password::hash(password).await?;
+            let hash = cli_passwords().hash(password).await?;
             let mut tx = state.store.write().await?;
             anyhow::ensure!(
                 users::set_password_hash(tx.conn(), &id, &hash).await?,
@@ -353,4 +353,9 @@ async fn user_command(cmd: UserCommand, config: Config) -> anyhow::Result<()> {
     }
     state.store.close().await;
     Ok(())
+}
+
+/// The CLI hashes one password at a time.
+fn cli_passwords() -> cloister_server::password::Passwords {
+    cloister_server::password::Passwords::new(1, 0)
 }

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::state::AppState;
-use crate::store::Store;
+use crate::store::{file_modes, Store};
 
 pub struct Server {
     state: AppState,
@@ -32,8 +32,7 @@ impl Server {
     }
 
     pub async fn bind_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Server> {
-        std::fs::create_dir_all(&config.data_dir)?;
-        std::fs::create_dir_all(config.media_dir())?;
+        secure_data_dir(&config).await?;
         let store = Store::connect(&config.database_url()).await?;
         store.migrate().await?;
         let auditor =
@@ -85,6 +84,22 @@ impl Server {
             task,
         })
     }
+}
+
+/// Creates the data and media directories 0700 and removes group and other
+/// access from anything already in them (the database, its journals, media
+/// and audit keys): other local users have no business reading any of it.
+async fn secure_data_dir(config: &Config) -> anyhow::Result<()> {
+    let (data_dir, media_dir) = (config.data_dir.clone(), config.media_dir());
+    // A large media tree takes a while to walk; keep it off the async workers.
+    let tightened = tokio::task::spawn_blocking(move || {
+        file_modes::create_private_dir(&data_dir)?;
+        file_modes::create_private_dir(&media_dir)?;
+        file_modes::tighten_tree(&data_dir)
+    })
+    .await??;
+    file_modes::log_tightened(&tightened);
+    Ok(())
 }
 
 impl RunningServer {

@@ -7,6 +7,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
+use crate::password::Passwords;
 use crate::ratelimit::RateLimiter;
 use crate::service::audit::Auditor;
 use crate::store::Store;
@@ -19,6 +20,8 @@ pub struct AppState {
     pub notifier: Notifier,
     pub limiter: RateLimiter,
     pub login_limiter: RateLimiter,
+    /// Bounds the password hashes in flight (each takes 19 MiB).
+    pub passwords: Passwords,
     pub audit: Arc<Auditor>,
     pub metrics: Arc<Metrics>,
 }
@@ -29,6 +32,10 @@ impl AppState {
         AppState {
             limiter: RateLimiter::new(rl.per_second, rl.burst),
             login_limiter: RateLimiter::new(rl.login_per_second, rl.login_burst),
+            passwords: Passwords::new(
+                config.limits.max_password_hashes,
+                config.limits.password_hash_queue,
+            ),
             config: Arc::new(config),
             store,
             clock,

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{Auth, Body};
 use cloister_audit::Action;
 
@@ -49,9 +49,7 @@ async fn change_password(
     .await?;
     let password = Zeroizing::new(body.new_password);
     super::auth::validate_password(&password)?;
-    let hash = crate::password::hash(password)
-        .await
-        .map_err(|_| ApiError::internal())?;
+    let hash = state.passwords.hash(password).await?;
     let mut tx = state.store.write().await?;
     users::set_password_hash(tx.conn(), &auth.user_id, &hash).await?;
     let entry = audit::by_user(&state, &auth.user_id, Action::PasswordChanged);

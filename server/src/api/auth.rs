@@ -116,9 +116,7 @@ async fn register(
     }
     uia::check(&state, flows, body.auth.as_ref(), None).await?;
 
-    let hash = crate::password::hash(password)
-        .await
-        .map_err(|_| ApiError::internal())?;
+    let hash = state.passwords.hash(password).await?;
     let mut tx = state.store.write().await?;
     let created = users::create(
         tx.conn(),
@@ -198,15 +196,29 @@ pub fn validate_password(password: &str) -> ApiResult<()> {
 
 #[derive(Deserialize)]
 struct AvailableQuery {
-    username: String,
+    // Optional so that a closed server answers 403 before looking at it.
+    username: Option<String>,
 }
 
 /// `GET /_matrix/client/v3/register/available`
+///
+/// Unauthenticated, so it says which accounts exist: only while anyone may
+/// register (as Synapse does), and at the pace of login attempts.
 async fn available(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     Query(q): Query<AvailableQuery>,
 ) -> ApiResult<Json<Value>> {
-    let user_id = validate_new_user_id(&state, &q.username.to_lowercase())?;
+    if state.config.registration == Registration::Closed {
+        return Err(ApiError::forbidden(
+            "Registration is disabled on this server",
+        ));
+    }
+    check_login_rate(&state, &format!("available:{ip}"))?;
+    let username = q
+        .username
+        .ok_or_else(|| ApiError::missing_param("username is required"))?;
+    let user_id = validate_new_user_id(&state, &username.to_lowercase())?;
     if users::get(&mut *state.store.read().await?, &user_id)
         .await?
         .is_some()
@@ -301,7 +313,7 @@ async fn login(
         .as_ref()
         .filter(|u| !u.deactivated)
         .and_then(|u| u.password_hash.clone());
-    if !crate::password::verify(password, stored).await {
+    if !state.passwords.check(password, stored).await? {
         tracing::info!("failed login attempt");
         audit::record_alone(
             &state,

@@ -10,8 +10,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, Body};
 use crate::service::events as event_service;
 use crate::service::retention;
-use crate::service::rooms as room_service;
 use crate::service::sync::tokens;
+use crate::service::visibility::{self, Access};
 use crate::state::AppState;
 use crate::store::events::{self, NewEvent, StoredEvent, Viewer};
 
@@ -155,6 +155,9 @@ async fn messages(
         Some("f") => false,
         _ => return Err(ApiError::invalid_param("dir must be b or f")),
     };
+    if q.limit.is_some_and(|l| l < 0) {
+        return Err(ApiError::invalid_param("limit must not be negative"));
+    }
     let limit = q.limit.unwrap_or(10).clamp(1, 1000);
     let lazy_members = match &q.filter {
         Some(f) => {
@@ -168,8 +171,7 @@ async fn messages(
         None => false,
     };
     let mut conn = state.store.read().await?;
-    let (vis_from, vis_to) =
-        room_service::require_visible(&mut conn, &room_id, &auth.user_id).await?;
+    let access = visibility::require(&mut conn, &room_id, &auth.user_id).await?;
     let parse = |t: &str| {
         tokens::parse_gap(t).ok_or_else(|| ApiError::invalid_param("invalid pagination token"))
     };
@@ -181,31 +183,22 @@ async fn messages(
     };
     let to_gap = q.to.as_deref().map(parse).transpose()?;
     let cutoff = retention::cutoff(&state, &mut conn, &room_id, state.now_ms()).await?;
-    let chunk = if backwards {
-        let low = vis_from.max(to_gap.unwrap_or(0));
-        events::range(
-            &mut conn,
-            &room_id,
-            low,
-            (from_gap - 1).min(vis_to),
-            limit,
-            true,
-            cutoff,
-        )
-        .await?
+    let (low, high) = if backwards {
+        (to_gap.unwrap_or(0), from_gap - 1)
     } else {
-        let high = vis_to.min(to_gap.map_or(i64::MAX, |g| g - 1));
-        events::range(
-            &mut conn,
-            &room_id,
-            from_gap.max(vis_from),
-            high,
-            limit,
-            false,
-            cutoff,
-        )
-        .await?
+        (from_gap, to_gap.map_or(i64::MAX, |g| g - 1))
     };
+    let chunk = events::range(
+        &mut conn,
+        &room_id,
+        low,
+        high,
+        limit,
+        backwards,
+        cutoff,
+        &access.events,
+    )
+    .await?;
     let end = match chunk.last() {
         Some(last) if chunk.len() as i64 == limit => {
             Some(tokens::gap(if backwards { last.pos } else { last.pos + 1 }))
@@ -225,25 +218,43 @@ async fn messages(
         body["end"] = json!(end);
     }
     if lazy_members {
-        body["state"] = Value::Array(member_events_for(&mut conn, &room_id, &chunk, now).await?);
+        body["state"] =
+            Value::Array(member_events_for(&mut conn, &room_id, &chunk, &access, now).await?);
     }
     Ok(Json(body))
 }
 
-/// The current membership events of the senders in `chunk`, for lazy loading.
+/// The membership events of the senders in `chunk`, for lazy loading, as
+/// of the state the reader may see (none for someone never joined).
 pub async fn member_events_for(
     c: &mut sqlx::AnyConnection,
     room_id: &str,
     chunk: &[StoredEvent],
+    access: &Access,
     now: i64,
 ) -> ApiResult<Vec<Value>> {
     let mut senders: Vec<&str> = chunk.iter().map(|e| e.sender.as_str()).collect();
     senders.sort_unstable();
     senders.dedup();
     let mut out = Vec::new();
-    for sender in senders {
-        if let Some(e) = events::state_event(&mut *c, room_id, "m.room.member", sender).await? {
-            out.push(e.to_client(None, now));
+    match access.state_at {
+        None => {}
+        Some(i64::MAX) => {
+            for sender in senders {
+                if let Some(e) =
+                    events::state_event(&mut *c, room_id, "m.room.member", sender).await?
+                {
+                    out.push(e.to_client(None, now));
+                }
+            }
+        }
+        Some(at) => {
+            for e in events::state_at(&mut *c, room_id, at).await? {
+                let key = e.state_key.as_deref().unwrap_or_default();
+                if e.event_type == "m.room.member" && senders.contains(&key) {
+                    out.push(e.to_client(None, now));
+                }
+            }
         }
     }
     Ok(out)
@@ -254,15 +265,15 @@ async fn visible_event(
     auth: &Auth,
     room_id: &str,
     event_id: &str,
-) -> ApiResult<StoredEvent> {
+) -> ApiResult<(StoredEvent, Access)> {
     let mut conn = state.store.read().await?;
-    let (from, to) = room_service::require_visible(&mut conn, room_id, &auth.user_id).await?;
+    let access = visibility::require(&mut conn, room_id, &auth.user_id).await?;
     let event = events::get(&mut conn, event_id)
         .await?
-        .filter(|e| e.room_id == room_id && e.pos >= from && e.pos <= to)
+        .filter(|e| e.room_id == room_id && access.events.allows(e))
         .ok_or_else(|| ApiError::not_found("Event not found"))?;
     retention::require_unexpired(state, &mut conn, &event).await?;
-    Ok(event)
+    Ok((event, access))
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}`
@@ -271,7 +282,7 @@ async fn event(
     auth: Auth,
     Path((room_id, event_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let event = visible_event(&state, &auth, &room_id, &event_id).await?;
+    let (event, _) = visible_event(&state, &auth, &room_id, &event_id).await?;
     let viewer = Viewer {
         user_id: &auth.user_id,
         device_id: &auth.device_id,
@@ -291,29 +302,33 @@ async fn context(
     Path((room_id, event_id)): Path<(String, String)>,
     Query(q): Query<ContextQuery>,
 ) -> ApiResult<Json<Value>> {
-    let event = visible_event(&state, &auth, &room_id, &event_id).await?;
+    let (event, access) = visible_event(&state, &auth, &room_id, &event_id).await?;
+    if q.limit.is_some_and(|l| l < 0) {
+        return Err(ApiError::invalid_param("limit must not be negative"));
+    }
     let limit = q.limit.unwrap_or(10).clamp(0, 100);
     let mut conn = state.store.read().await?;
-    let (from, to) = room_service::require_visible(&mut conn, &room_id, &auth.user_id).await?;
     let cutoff = retention::cutoff(&state, &mut conn, &room_id, state.now_ms()).await?;
     let before = events::range(
         &mut conn,
         &room_id,
-        from,
+        0,
         event.pos - 1,
         limit / 2,
         true,
         cutoff,
+        &access.events,
     )
     .await?;
     let after = events::range(
         &mut conn,
         &room_id,
         event.pos + 1,
-        to,
+        i64::MAX,
         limit - limit / 2,
         false,
         cutoff,
+        &access.events,
     )
     .await?;
     let now = state.now_ms();
@@ -321,7 +336,10 @@ async fn context(
         user_id: &auth.user_id,
         device_id: &auth.device_id,
     };
-    let state_events = events::state_until(&mut conn, &room_id, to).await?;
+    let state_events = match access.state_at {
+        Some(at) => events::state_until(&mut conn, &room_id, at).await?,
+        None => Vec::new(),
+    };
     let render = |list: &[StoredEvent]| {
         list.iter()
             .map(|e| e.to_client(Some(viewer), now))

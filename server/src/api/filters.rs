@@ -43,6 +43,8 @@ async fn create(
     if filter.to_string().len() > MAX_FILTER_LEN {
         return Err(ApiError::too_large("A filter may be at most 64 KiB"));
     }
+    // Checked here, once: /sync reads stored filters without refusing them.
+    crate::service::sync::filter::validate(&filter)?;
     let mut tx = state.store.write().await?;
     let filter_id = account_data::put_filter(tx.conn(), &user_id, &filter).await?;
     tx.commit().await?;

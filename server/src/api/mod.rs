@@ -27,7 +27,7 @@ pub mod to_device;
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -35,7 +35,7 @@ use axum::Router;
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::error::ApiError;
-use crate::extract::{access_token, hash_token};
+use crate::ratelimit::limit_requests as rate_limit;
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -115,35 +115,6 @@ async fn refuse_nul_in_uri(req: Request, next: Next) -> Response {
         return ApiError::invalid_param("identifiers may not contain U+0000").into_response();
     }
     next.run(req).await
-}
-
-/// Per-user (or per-address, before login) token buckets.
-async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if !state.config.rate_limit.enabled || req.uri().path() == "/health" {
-        return next.run(req).await;
-    }
-    let (parts, body) = req.into_parts();
-    let key = match access_token(&parts) {
-        Some(token) => {
-            let digest = hash_token(&token);
-            format!(
-                "t:{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-                digest[0],
-                digest[1],
-                digest[2],
-                digest[3],
-                digest[4],
-                digest[5],
-                digest[6],
-                digest[7]
-            )
-        }
-        None => format!("ip:{}", client_ip(&parts, &state.config.trusted_proxies)),
-    };
-    if let Err(wait) = state.limiter.check(&key) {
-        return ApiError::limit_exceeded(wait).into_response();
-    }
-    next.run(Request::from_parts(parts, body)).await
 }
 
 /// The client's address for per-address limits. Behind a reverse proxy

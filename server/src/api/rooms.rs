@@ -10,6 +10,7 @@ use crate::extract::{Auth, Body};
 use crate::ids;
 use crate::service::events as event_service;
 use crate::service::rooms::{self as room_service, CreateRoom};
+use crate::service::visibility;
 use crate::state::AppState;
 use crate::store::events::{self, NewEvent};
 use crate::store::rooms;
@@ -63,7 +64,9 @@ async fn all_state(
     Path(room_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let mut conn = state.store.read().await?;
-    let (_, to) = room_service::require_visible(&mut conn, &room_id, &auth.user_id).await?;
+    let to = visibility::require(&mut conn, &room_id, &auth.user_id)
+        .await?
+        .require_state()?;
     let current = events::state_until(&mut conn, &room_id, to).await?;
     let now = state.now_ms();
     Ok(Json(Value::Array(
@@ -86,7 +89,9 @@ async fn get_state(
     Path((room_id, event_type, state_key)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
     let mut conn = state.store.read().await?;
-    let (_, to) = room_service::require_visible(&mut conn, &room_id, &auth.user_id).await?;
+    let to = visibility::require(&mut conn, &room_id, &auth.user_id)
+        .await?
+        .require_state()?;
     // Members read the indexed current state; former members, the state at
     // their departure.
     let event = if to == i64::MAX {
@@ -160,7 +165,9 @@ async fn members(
     Path(room_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let mut conn = state.store.read().await?;
-    let (_, to) = room_service::require_visible(&mut conn, &room_id, &auth.user_id).await?;
+    let to = visibility::require(&mut conn, &room_id, &auth.user_id)
+        .await?
+        .require_state()?;
     let current = events::state_until(&mut conn, &room_id, to).await?;
     let now = state.now_ms();
     let chunk: Vec<Value> = current
@@ -296,7 +303,9 @@ async fn room_aliases(
     Path(room_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let mut conn = state.store.read().await?;
-    room_service::require_visible(&mut conn, &room_id, &auth.user_id).await?;
+    visibility::require(&mut conn, &room_id, &auth.user_id)
+        .await?
+        .require_state()?;
     Ok(Json(
         json!({ "aliases": rooms::aliases_for_room(&mut conn, &room_id).await? }),
     ))

@@ -45,7 +45,7 @@ async fn sync_handler(
         Some(inline) if inline.trim_start().starts_with('{') => {
             let value: Value = serde_json::from_str(inline)
                 .map_err(|_| ApiError::not_json("filter is not valid JSON"))?;
-            SyncFilter::from_json(&value)
+            SyncFilter::parse(&value)?
         }
         Some(id) => {
             let stored =

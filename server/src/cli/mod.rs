@@ -22,7 +22,9 @@ pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
 }
 
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    std::fs::create_dir_all(&config.data_dir)?;
+    // Private from the start: SQLite would otherwise create it with the
+    // umask's mode.
+    cloister_server::store::file_modes::create_private_dir(&config.data_dir)?;
     let store = Store::connect(&config.database_url()).await?;
     store.migrate().await?;
     Ok(store)

@@ -5,12 +5,17 @@ use serde_json::Value;
 use sqlx::AnyConnection;
 
 use crate::error::{ApiError, ApiResult};
-use crate::service::retention;
+use crate::service::{encryption_rule, retention};
 use crate::state::AppState;
 use crate::store::events::{self, NewEvent, StoredEvent};
 use crate::store::{media, rooms, WriteTx};
 
-pub const MEGOLM: &str = "m.megolm.v1.aes-sha2";
+pub use crate::service::encryption_rule::MEGOLM;
+
+/// State types only the server writes, through [`send_as_server_in`]: a
+/// legal-hold notice a moderator could overwrite or send would let them
+/// hide a hold from the room, or fake one.
+const SERVER_ONLY_TYPES: &[&str] = &[crate::service::holds::NOTICE_EVENT];
 
 /// The parts of a room's current state that authorization reads.
 pub struct AuthState {
@@ -77,6 +82,11 @@ pub async fn send(state: &AppState, event: NewEvent<'_>) -> ApiResult<StoredEven
     let audience = audience(tx.conn(), &stored).await?;
     tx.commit().await?;
     state.notifier.notify(audience.iter().map(String::as_str));
+    if stored.redacts.is_some() {
+        // Redaction overwrote the content in the database, but SQLite keeps
+        // the old page in its write-ahead log until a checkpoint.
+        state.store.reclaim_soon();
+    }
     Ok(stored)
 }
 
@@ -149,6 +159,11 @@ pub async fn send_idempotent(
     let audience = audience(tx.conn(), &stored).await?;
     tx.commit().await?;
     state.notifier.notify(audience.iter().map(String::as_str));
+    if stored.redacts.is_some() {
+        // Redaction overwrote the content in the database, but SQLite keeps
+        // the old page in its write-ahead log until a checkpoint.
+        state.store.reclaim_soon();
+    }
     Ok(stored.event_id)
 }
 
@@ -165,7 +180,7 @@ pub async fn send_in(
     authorize(state, tx.conn(), event).await?;
     let redaction_target = match (event.event_type, event.redacts) {
         ("m.room.redaction", Some(target)) => {
-            Some(check_redaction(tx.conn(), event, target).await?)
+            Some(check_redaction(state, tx.conn(), event, target).await?)
         }
         ("m.room.redaction", None) => {
             return Err(ApiError::bad_json("a redaction needs `redacts`"))
@@ -212,6 +227,27 @@ pub async fn send_as_server_in(
     Ok((stored, audience))
 }
 
+/// Checks a `createRoom` `initial_state` item by the rules the same state
+/// event would meet once the room exists: the creator builds the room, but
+/// may not put into it what no member could send later.
+pub fn check_initial_state(
+    creator: &str,
+    event_type: &str,
+    state_key: &str,
+    content: &Value,
+) -> ApiResult<()> {
+    encryption_rule::check_initial_state(creator, event_type, state_key, content)?;
+    if SERVER_ONLY_TYPES.contains(&event_type) {
+        return Err(ApiError::forbidden(format!(
+            "Only the server sends {event_type} events"
+        )));
+    }
+    if event_type == retention::RETENTION_EVENT {
+        retention::validate_content(content)?;
+    }
+    Ok(())
+}
+
 /// Everyone whose /sync an event changes: joined and invited members, plus
 /// the target of a membership change (an invitee, a kicked user).
 pub async fn audience(
@@ -230,6 +266,7 @@ pub async fn audience(
 }
 
 async fn check_redaction(
+    state: &AppState,
     c: &mut AnyConnection,
     event: &NewEvent<'_>,
     target_id: &str,
@@ -238,6 +275,18 @@ async fn check_redaction(
         .await?
         .filter(|t| t.room_id == event.room_id)
         .ok_or_else(|| ApiError::not_found("Unknown event in this room"))?;
+    encryption_rule::check_redaction_target(&target)?;
+    // What the server posted on its own authority (hold notices, a DPO's
+    // retention policy) is the record of that decision; a newer state event
+    // may supersede a policy where room admins may set one, but nobody
+    // erases the record.
+    if target.sender == state.system_user_id()
+        || SERVER_ONLY_TYPES.contains(&target.event_type.as_str())
+    {
+        return Err(ApiError::forbidden(
+            "Events the server posted on its own authority cannot be redacted",
+        ));
+    }
     if target.sender != event.sender {
         let pl = auth_state(c, event.room_id).await?.power_levels;
         if user_level(&pl, event.sender) < action_level(&pl, "redact") {
@@ -261,7 +310,13 @@ async fn authorize(state: &AppState, c: &mut AnyConnection, event: &NewEvent<'_>
     if sender_membership.as_deref() != Some("join") {
         return Err(ApiError::forbidden("You are not joined to this room"));
     }
-    check_encryption_rule(state, event)?;
+    encryption_rule::check(state, event)?;
+    if SERVER_ONLY_TYPES.contains(&event.event_type) {
+        return Err(ApiError::forbidden(format!(
+            "Only the server sends {} events",
+            event.event_type
+        )));
+    }
     let is_state = event.state_key.is_some();
     if event.event_type == "m.room.create" {
         return Err(ApiError::forbidden(
@@ -288,63 +343,6 @@ async fn authorize(state: &AppState, c: &mut AnyConnection, event: &NewEvent<'_>
     }
     if event.event_type == retention::RETENTION_EVENT && is_state {
         retention::validate_content(event.content)?;
-    }
-    Ok(())
-}
-
-/// Encryption-only: message events must be Megolm ciphertext, and
-/// `m.room.encryption` may never be removed or switched to another algorithm.
-fn check_encryption_rule(state: &AppState, event: &NewEvent<'_>) -> ApiResult<()> {
-    if state
-        .config
-        .encryption
-        .plaintext_rooms
-        .contains(event.room_id)
-    {
-        return Ok(());
-    }
-    if event.event_type == "m.room.encryption" {
-        if event.content.get("algorithm").and_then(Value::as_str) != Some(MEGOLM) {
-            return Err(ApiError::forbidden(format!(
-                "This server keeps rooms end-to-end encrypted: m.room.encryption must keep algorithm {MEGOLM}"
-            )));
-        }
-        return Ok(());
-    }
-    if event.state_key.is_some() || event.event_type == "m.room.redaction" {
-        return Ok(());
-    }
-    if event.event_type != "m.room.encrypted" {
-        return Err(ApiError::forbidden(format!(
-            "This room is end-to-end encrypted: the server accepts only m.room.encrypted message events, not {}",
-            event.event_type
-        )));
-    }
-    check_ciphertext_shape(event.content)
-}
-
-/// An `m.room.encrypted` event must look like Megolm output and carry no
-/// plaintext fields beside it.
-fn check_ciphertext_shape(content: &Value) -> ApiResult<()> {
-    let algorithm = content.get("algorithm").and_then(Value::as_str);
-    if algorithm != Some(MEGOLM) {
-        return Err(ApiError::forbidden(format!(
-            "Room messages must be encrypted with {MEGOLM}"
-        )));
-    }
-    if !content.get("ciphertext").is_some_and(Value::is_string)
-        || !content.get("session_id").is_some_and(Value::is_string)
-    {
-        return Err(ApiError::bad_json(
-            "m.room.encrypted needs string `ciphertext` and `session_id`",
-        ));
-    }
-    for plaintext_key in ["body", "formatted_body", "url", "file", "msgtype"] {
-        if content.get(plaintext_key).is_some() {
-            return Err(ApiError::forbidden(format!(
-                "Encrypted events may not carry a plaintext `{plaintext_key}`"
-            )));
-        }
     }
     Ok(())
 }
@@ -530,20 +528,5 @@ mod tests {
         assert!(check_power_levels_change(&old, &self_demote, "@mod:x").is_ok());
         let kick_up = json!({"users": {"@mod:x": 50, "@admin:x": 100, "@u:x": 0}, "kick": 75});
         assert!(check_power_levels_change(&old, &kick_up, "@mod:x").is_err());
-    }
-
-    #[test]
-    fn ciphertext_shape() {
-        let good =
-            json!({"algorithm": MEGOLM, "ciphertext": "AwgA", "session_id": "s", "device_id": "D"});
-        assert!(check_ciphertext_shape(&good).is_ok());
-        let mut smuggled = good.clone();
-        smuggled["body"] = json!("hello");
-        assert_eq!(
-            check_ciphertext_shape(&smuggled).unwrap_err().errcode,
-            "M_FORBIDDEN"
-        );
-        let olm = json!({"algorithm": "m.olm.v1.curve25519-aes-sha2", "ciphertext": {}, "session_id": "s"});
-        assert!(check_ciphertext_shape(&olm).is_err());
     }
 }

@@ -8,7 +8,8 @@
 //! data is preserved and since when — not the case id or reason, which stay
 //! with the DPO. Setting and releasing are audited in the same transaction,
 //! naming the held room or person by pseudonym only: which rooms are held
-//! can say who is in a dispute.
+//! can say who is in a dispute. Only the server sends the notice and nobody
+//! redacts it (`service::events`), so no room moderator can hide a hold.
 
 use cloister_audit::{Action, Actor};
 use serde_json::{json, Value};

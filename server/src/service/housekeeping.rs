@@ -1,14 +1,16 @@
 //! Periodic work the server does on its own, off the request path: announcing
-//! typing notices that timed out, signing audit checkpoints, and the
-//! retention purge. Each task is idempotent, so several nodes may run it
-//! against one PostgreSQL.
+//! typing notices that timed out, signing audit checkpoints, the retention
+//! purge and deleting expired user-interactive auth sessions. Each task is
+//! idempotent, so several nodes may run it against one PostgreSQL.
 
 use std::time::Duration;
 
 use crate::state::AppState;
-use crate::store::{ephemeral, rooms};
+use crate::store::{ephemeral, rooms, users};
 
 const TICK: Duration = Duration::from_secs(1);
+/// Expired sessions are harmless until deleted, so once a minute will do.
+const UIA_PURGE_EVERY_MS: i64 = 60 * 1000;
 
 /// Runs until the notifier shuts down.
 pub async fn run(state: AppState) {
@@ -22,8 +24,15 @@ pub async fn run(state: AppState) {
         .unwrap_or(i64::MAX);
     // Measured on the server's clock, so a test's manual clock drives it.
     let mut next_purge = state.now_ms().saturating_add(purge_every);
+    let mut next_uia_purge = state.now_ms();
     while !state.notifier.is_shutting_down() {
         ticker.tick().await;
+        if state.now_ms() >= next_uia_purge {
+            next_uia_purge = state.now_ms().saturating_add(UIA_PURGE_EVERY_MS);
+            if let Err(err) = purge_expired_uia_sessions(&state).await {
+                tracing::warn!(error = %err, "deleting expired auth sessions failed; retrying next minute");
+            }
+        }
         if state.now_ms() >= next_purge {
             next_purge = state.now_ms().saturating_add(purge_every);
             if let Err(err) = crate::service::purge::run(&state).await {
@@ -58,4 +67,12 @@ pub async fn announce_typing_expiries(state: &AppState) -> Result<usize, sqlx::E
         announced += 1;
     }
     Ok(announced)
+}
+
+/// Deletes the user-interactive auth sessions too old to be completed.
+pub async fn purge_expired_uia_sessions(state: &AppState) -> Result<u64, sqlx::Error> {
+    let cutoff = state
+        .now_ms()
+        .saturating_sub(crate::service::uia::SESSION_LIFETIME_MS);
+    users::purge_uia_sessions(&mut *state.store.read().await?, cutoff).await
 }

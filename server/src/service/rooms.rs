@@ -1,6 +1,6 @@
 //! Room lifecycle: creation (always end-to-end encrypted), membership
-//! changes, profile propagation, and what part of a room's history a user
-//! may read.
+//! changes and profile propagation. What a user may read of a room is
+//! `service::visibility`.
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -96,22 +96,16 @@ pub async fn create_room(state: &AppState, creator: &str, req: CreateRoom) -> Ap
     };
     let mut initial_encryption = None;
     for item in &req.initial_state {
-        match item.event_type.as_str() {
-            "m.room.create" | "m.room.member" => {
-                return Err(ApiError::invalid_param(format!(
-                    "{} cannot be set through initial_state",
-                    item.event_type
-                )));
-            }
-            "m.room.encryption" => {
-                if item.content.get("algorithm").and_then(Value::as_str) != Some(MEGOLM) {
-                    return Err(ApiError::forbidden(format!(
-                        "Rooms on this server are encrypted with {MEGOLM}"
-                    )));
-                }
-                initial_encryption = Some(Value::Object(item.content.clone()));
-            }
-            _ => {}
+        if matches!(item.event_type.as_str(), "m.room.create" | "m.room.member") {
+            return Err(ApiError::invalid_param(format!(
+                "{} cannot be set through initial_state",
+                item.event_type
+            )));
+        }
+        let content = Value::Object(item.content.clone());
+        event_service::check_initial_state(creator, &item.event_type, &item.state_key, &content)?;
+        if item.event_type == "m.room.encryption" {
+            initial_encryption = Some(content);
         }
     }
     let profile = users::get(&mut conn, creator).await?;
@@ -379,49 +373,4 @@ pub async fn propagate_profile(state: &AppState, user_id: &str) -> ApiResult<()>
         event_service::send(state, event).await?;
     }
     Ok(())
-}
-
-/// The stream positions `[from, to]` of a room's history that `user_id` may
-/// read, or None. Joined members see the room's history as its
-/// `history_visibility` allows; former members see it up to their departure.
-pub async fn visible_range(
-    c: &mut AnyConnection,
-    room_id: &str,
-    user_id: &str,
-) -> ApiResult<Option<(i64, i64)>> {
-    let visibility = events::state_event(&mut *c, room_id, "m.room.history_visibility", "")
-        .await?
-        .and_then(|e| {
-            e.content
-                .get("history_visibility")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "shared".into());
-    let whole_history = matches!(visibility.as_str(), "shared" | "world_readable");
-    let membership = rooms::membership(c, room_id, user_id).await?;
-    Ok(match membership {
-        Some(m) if m.membership == "join" => {
-            Some((if whole_history { 0 } else { m.span_start_pos }, i64::MAX))
-        }
-        Some(m) if matches!(m.membership.as_str(), "leave" | "ban") => {
-            Some((if whole_history { 0 } else { m.pos }, m.pos))
-        }
-        _ if visibility == "world_readable" => Some((0, i64::MAX)),
-        _ => None,
-    })
-}
-
-/// Like [`visible_range`], but an error for users who may see nothing.
-pub async fn require_visible(
-    c: &mut AnyConnection,
-    room_id: &str,
-    user_id: &str,
-) -> ApiResult<(i64, i64)> {
-    if !rooms::exists(&mut *c, room_id).await? {
-        return Err(ApiError::not_found("Unknown room"));
-    }
-    visible_range(c, room_id, user_id)
-        .await?
-        .ok_or_else(|| ApiError::forbidden("You are not a member of this room"))
 }

@@ -15,7 +15,7 @@ pub const DUMMY: &str = "m.login.dummy";
 pub const REGISTRATION_TOKEN: &str = "m.login.registration_token";
 
 /// Sessions older than this must start over.
-const SESSION_LIFETIME_MS: i64 = 15 * 60 * 1000;
+pub(crate) const SESSION_LIFETIME_MS: i64 = 15 * 60 * 1000;
 
 /// Runs one step of user-interactive auth. Returns `Ok(())` once the stages
 /// of one of `flows` are all complete; otherwise the 401 body to send back.
@@ -127,6 +127,15 @@ async fn complete_stage(
                     return Err(ApiError::forbidden("auth is for a different user"));
                 }
             }
+            // The bucket /login spends per account: a stolen access token
+            // must not make this an unlimited password oracle, nor let
+            // guesses alternate between the two to double their rate.
+            if state.config.rate_limit.enabled {
+                state
+                    .login_limiter
+                    .check(&format!("login:{user_id}"))
+                    .map_err(ApiError::limit_exceeded)?;
+            }
             let password = Zeroizing::new(
                 auth.get("password")
                     .and_then(Value::as_str)
@@ -136,7 +145,7 @@ async fn complete_stage(
             let stored = users::get(&mut *state.store.read().await?, user_id)
                 .await?
                 .and_then(|u| u.password_hash);
-            if crate::password::verify(password, stored).await {
+            if state.passwords.check(password, stored).await? {
                 Ok(Ok(()))
             } else {
                 Ok(Err("Invalid password"))

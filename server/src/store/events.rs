@@ -4,6 +4,7 @@
 use serde_json::{json, Map, Value};
 use sqlx::{AnyConnection, Row};
 
+use super::readable::{Class, Readable};
 use super::{rooms, WriteTx};
 
 /// An event about to be appended.
@@ -35,10 +36,13 @@ pub struct StoredEvent {
     pub redacts: Option<String>,
     pub redacted_by: Option<String>,
     pub origin_server_ts: i64,
+    /// The room's `m.room.history_visibility` when the event was sent; who
+    /// may read it is decided by this, not by the room's current setting.
+    pub history_visibility: Option<String>,
 }
 
 const COLUMNS: &str = "stream_pos, event_id, room_id, sender, sender_device, txn_id, event_type, state_key, content, \
-                       prev_content, redacts, redacted_by, origin_server_ts";
+                       prev_content, redacts, redacted_by, origin_server_ts, history_visibility";
 
 fn from_row(r: sqlx::any::AnyRow) -> Result<StoredEvent, sqlx::Error> {
     let json = |s: String| serde_json::from_str(&s).unwrap_or(Value::Object(Map::new()));
@@ -56,6 +60,7 @@ fn from_row(r: sqlx::any::AnyRow) -> Result<StoredEvent, sqlx::Error> {
         redacts: r.try_get(10)?,
         redacted_by: r.try_get(11)?,
         origin_server_ts: r.try_get(12)?,
+        history_visibility: r.try_get(13)?,
     })
 }
 
@@ -97,7 +102,8 @@ pub async fn append(
     }
     let content = serde_json::to_string(event.content).unwrap_or_else(|_| "{}".into());
     let prev = prev_content.as_ref().map(|p| p.to_string());
-    sqlx::query(&format!("INSERT INTO events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, $12)"))
+    let visibility = visibility_for(tx.conn(), event, prev_content.as_ref()).await?;
+    sqlx::query(&format!("INSERT INTO events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, $12, $13)"))
         .bind(pos)
         .bind(&event_id)
         .bind(event.room_id)
@@ -110,6 +116,7 @@ pub async fn append(
         .bind(prev)
         .bind(event.redacts)
         .bind(now)
+        .bind(visibility.as_str())
         .execute(tx.conn())
         .await?;
     Ok(StoredEvent {
@@ -126,7 +133,30 @@ pub async fn append(
         redacts: event.redacts.map(str::to_owned),
         redacted_by: None,
         origin_server_ts: now,
+        history_visibility: Some(visibility.as_str().to_owned()),
     })
+}
+
+/// The history visibility an event is sent under: the room's current one.
+/// A change of visibility is itself readable under the more permissive of
+/// the old and the new setting, so everyone affected sees it happen.
+async fn visibility_for(
+    c: &mut AnyConnection,
+    event: &NewEvent<'_>,
+    prev_content: Option<&Value>,
+) -> Result<Class, sqlx::Error> {
+    let of =
+        |content: &Value| Class::parse(content.get("history_visibility").and_then(Value::as_str));
+    if event.event_type == "m.room.history_visibility" && event.state_key == Some("") {
+        // No earlier event: the spec's default, `shared`.
+        let old = prev_content.map_or(Class::Shared, of);
+        return Ok(old.max(of(event.content)));
+    }
+    Ok(
+        state_event(c, event.room_id, "m.room.history_visibility", "")
+            .await?
+            .map_or(Class::Shared, |e| of(&e.content)),
+    )
 }
 
 /// Replaces an event's content with its redacted form and records who
@@ -146,12 +176,35 @@ pub async fn apply_redaction(
     Ok(())
 }
 
-/// The content keys that survive redaction (room version 10 rules).
+/// What of an event's content survives redaction, by the redaction
+/// algorithm of the room version every room here has
+/// ([`ROOM_VERSION`](crate::api::discovery::ROOM_VERSION)): version 10
+/// keeps the rules of version 9, and version 11 differs only in keeping all
+/// of `m.room.create`, power levels' `invite`, a redaction's `redacts` and a
+/// membership's `third_party_invite.signed`.
 pub fn redacted_content(event_type: &str, content: &Value) -> Value {
+    let v11 = crate::api::discovery::ROOM_VERSION
+        .parse::<u32>()
+        .is_ok_and(|v| v >= 11);
+    let Value::Object(map) = content else {
+        return json!({});
+    };
     let keep: &[&str] = match event_type {
-        "m.room.member" => &["membership", "join_authorised_via_users_server"],
+        "m.room.create" if v11 => return content.clone(),
         "m.room.create" => &["creator"],
+        "m.room.member" => &["membership", "join_authorised_via_users_server"],
         "m.room.join_rules" => &["join_rule", "allow"],
+        "m.room.power_levels" if v11 => &[
+            "ban",
+            "events",
+            "events_default",
+            "invite",
+            "kick",
+            "redact",
+            "state_default",
+            "users",
+            "users_default",
+        ],
         "m.room.power_levels" => &[
             "ban",
             "events",
@@ -163,14 +216,21 @@ pub fn redacted_content(event_type: &str, content: &Value) -> Value {
             "users_default",
         ],
         "m.room.history_visibility" => &["history_visibility"],
+        "m.room.redaction" if v11 => &["redacts"],
         _ => &[],
     };
     let mut out = Map::new();
-    if let Value::Object(map) = content {
-        for key in keep {
-            if let Some(v) = map.get(*key) {
-                out.insert((*key).to_owned(), v.clone());
-            }
+    for key in keep {
+        if let Some(v) = map.get(*key) {
+            out.insert((*key).to_owned(), v.clone());
+        }
+    }
+    if v11 && event_type == "m.room.member" {
+        if let Some(signed) = map.get("third_party_invite").and_then(|t| t.get("signed")) {
+            out.insert(
+                "third_party_invite".into(),
+                json!({ "signed": signed.clone() }),
+            );
         }
     }
     Value::Object(out)
@@ -263,10 +323,11 @@ pub async fn state_until(
     }
 }
 
-/// Up to `limit` events of a room with positions in `[from, to]`, newest
-/// first when `backwards`, oldest first otherwise. Message events sent
-/// before `cutoff` have expired under the room's retention policy and are
-/// left out (state events never expire).
+/// Up to `limit` events of a room with positions in `[from, to]` that
+/// `readable` lets its reader see, newest first when `backwards`, oldest
+/// first otherwise. Message events sent before `cutoff` have expired under
+/// the room's retention policy and are left out (state events never expire).
+#[allow(clippy::too_many_arguments)]
 pub async fn range(
     c: &mut AnyConnection,
     room_id: &str,
@@ -275,17 +336,21 @@ pub async fn range(
     limit: i64,
     backwards: bool,
     cutoff: i64,
+    readable: &Readable,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let order = if backwards { "DESC" } else { "ASC" };
     sqlx::query(&format!(
         "SELECT {COLUMNS} FROM events WHERE room_id = $1 AND stream_pos >= $2 AND stream_pos <= $3 \
-         AND (state_key IS NOT NULL OR origin_server_ts >= $5) ORDER BY stream_pos {order} LIMIT $4"
+         AND (state_key IS NOT NULL OR origin_server_ts >= $5) AND {visible} \
+         ORDER BY stream_pos {order} LIMIT $4",
+        visible = readable.sql("$6")
     ))
     .bind(room_id)
     .bind(from)
     .bind(to)
     .bind(limit)
     .bind(cutoff)
+    .bind(&readable.user_id)
     .fetch_all(c)
     .await?
     .into_iter()
@@ -443,5 +508,47 @@ mod tests {
         let c =
             json!({"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "AAAA", "session_id": "s"});
         assert_eq!(redacted_content("m.room.encrypted", &c), json!({}));
+    }
+
+    #[test]
+    fn redaction_follows_room_version_10() {
+        // The expectations below are version 10's; a new room version
+        // needs them revisited.
+        assert_eq!(crate::api::discovery::ROOM_VERSION, "10");
+        let create = json!({"creator": "@a:x", "room_version": "10", "m.federate": false});
+        assert_eq!(
+            redacted_content("m.room.create", &create),
+            json!({"creator": "@a:x"})
+        );
+        let power = json!({"ban": 50, "invite": 0, "kick": 50, "users": {"@a:x": 100},
+                           "notifications": {"room": 50}});
+        assert_eq!(
+            redacted_content("m.room.power_levels", &power),
+            json!({"ban": 50, "kick": 50, "users": {"@a:x": 100}})
+        );
+        let member = json!({"membership": "invite", "join_authorised_via_users_server": "@a:x",
+                            "third_party_invite": {"signed": {}, "display_name": "d"}});
+        assert_eq!(
+            redacted_content("m.room.member", &member),
+            json!({"membership": "invite", "join_authorised_via_users_server": "@a:x"})
+        );
+        let rules = json!({"join_rule": "restricted", "allow": [], "x": 1});
+        assert_eq!(
+            redacted_content("m.room.join_rules", &rules),
+            json!({"join_rule": "restricted", "allow": []})
+        );
+        assert_eq!(
+            redacted_content("m.room.redaction", &json!({"redacts": "$e", "reason": "r"})),
+            json!({})
+        );
+        assert_eq!(
+            redacted_content("m.room.aliases", &json!({"aliases": ["#a:x"]})),
+            json!({})
+        );
+        let encryption = json!({"algorithm": "m.megolm.v1.aes-sha2"});
+        assert_eq!(
+            redacted_content("m.room.encryption", &encryption),
+            json!({})
+        );
     }
 }

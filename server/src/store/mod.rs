@@ -22,23 +22,26 @@ pub mod ephemeral;
 pub mod erased;
 pub mod erasure;
 pub mod events;
+pub mod file_modes;
 pub mod holds;
 pub mod keys;
 pub mod media;
 pub mod personal_data;
 pub mod purge;
+pub mod readable;
 pub mod rooms;
 pub mod subject;
 pub mod to_device;
 pub mod users;
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyConnection, AnyPool, ConnectOptions, Executor, Row, Transaction};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row, Transaction};
+use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 
 pub use sqlx::AnyConnection as Conn;
 
@@ -54,13 +57,28 @@ pub struct Store {
     backend: Backend,
     /// Serializes SQLite writers; `None` on PostgreSQL, which locks rows.
     write_lock: Option<Arc<Mutex<()>>>,
+    /// Set while a [`Store::reclaim_soon`] checkpoint is waiting to run.
+    reclaim_pending: Arc<AtomicBool>,
 }
 
 /// A write transaction. Dropping it without `commit` rolls back.
+///
+/// Beginning, committing and rolling back each run in a spawned task that
+/// the caller cannot cancel: axum drops a request's future wherever it
+/// stands when the client hangs up, and sqlx's SQLite `begin_with` leaves
+/// the connection inside its transaction, with no `Transaction` to roll it
+/// back, if it is dropped between its two awaits (`sqlx-sqlite`
+/// `SqliteTransactionManager::begin`: `worker.begin`, then `lock_handle` to
+/// check `in_transaction`). Such a connection went back to the pool holding
+/// SQLite's write lock, and every later write failed.
 pub struct WriteTx {
-    tx: Transaction<'static, sqlx::Any>,
+    /// `None` only once `commit` or `drop` has taken it.
+    tx: Option<Transaction<'static, sqlx::Any>>,
     backend: Backend,
-    _guard: Option<OwnedMutexGuard<()>>,
+    /// Held until the transaction has ended on the connection, not merely
+    /// until this value is dropped, so the next writer never meets a lock
+    /// that is still being released.
+    guard: Option<OwnedMutexGuard<()>>,
 }
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -80,6 +98,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "compliance",
         include_str!("migrations/0004_compliance.sql"),
     ),
+    (
+        5,
+        "history_visibility",
+        include_str!("migrations/0005_history_visibility.sql"),
+    ),
 ];
 
 impl Store {
@@ -95,10 +118,33 @@ impl Store {
                 "database_url must start with sqlite:// or postgres://".into(),
             ));
         };
+        if backend == Backend::Sqlite {
+            prepare_sqlite_files(url)?;
+        }
         let options = AnyConnectOptions::from_str(url)?.disable_statement_logging();
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
             .acquire_timeout(Duration::from_secs(30))
+            .after_release(move |conn, _| {
+                Box::pin(async move {
+                    // The SQLite worker applies a dropped transaction's
+                    // rollback asynchronously; a ping queued behind it makes
+                    // the depth below current. PostgreSQL's is synchronous.
+                    if backend == Backend::Sqlite {
+                        conn.ping().await?;
+                    }
+                    // Backstop for any path that still leaks a transaction:
+                    // closing the connection rolls it back, whereas pooling
+                    // it would wedge every later writer.
+                    if conn.is_in_transaction() {
+                        tracing::warn!(
+                            "closing a database connection returned inside a transaction"
+                        );
+                        return Ok(false);
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -123,6 +169,7 @@ impl Store {
             pool,
             backend,
             write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+            reclaim_pending: Arc::default(),
         })
     }
 
@@ -144,19 +191,32 @@ impl Store {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         };
-        // IMMEDIATE takes SQLite's write lock up front. A deferred
-        // transaction that reads first cannot later upgrade if any other
-        // connection wrote meanwhile (SQLITE_BUSY_SNAPSHOT, which no busy
-        // timeout cures); small writes outside `write()` — last-seen times,
-        // to-device acknowledgements — make that a real case.
-        let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        };
+        let (pool, backend) = (self.pool.clone(), self.backend);
+        let (sender, receiver) = oneshot::channel();
+        tokio::spawn(async move {
+            if sender.is_closed() {
+                return; // the request is gone; do not start its transaction
+            }
+            // IMMEDIATE takes SQLite's write lock up front. A deferred
+            // transaction that reads first cannot later upgrade if any other
+            // connection wrote meanwhile (SQLITE_BUSY_SNAPSHOT, which no busy
+            // timeout cures); small writes outside `write()` — last-seen
+            // times, to-device acknowledgements — make that a real case.
+            let begun = match backend {
+                Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+                Backend::Postgres => pool.begin().await,
+            };
+            if let Err(Ok(tx)) = sender.send(begun.map(|tx| (tx, guard))) {
+                // Nobody took it: end it here, still holding the write lock.
+                let (tx, _guard) = tx;
+                let _ = tx.rollback().await;
+            }
+        });
+        let (tx, guard) = receiver.await.map_err(|_| sqlx::Error::WorkerCrashed)??;
         Ok(WriteTx {
-            tx,
-            backend: self.backend,
-            _guard: guard,
+            tx: Some(tx),
+            backend,
+            guard,
         })
     }
 
@@ -191,6 +251,9 @@ impl Store {
             sqlx::raw_sql(&sql.replace("{BLOB}", blob))
                 .execute(tx.conn())
                 .await?;
+            if *version == 5 {
+                readable::backfill(tx.conn()).await?;
+            }
             sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")
                 .bind(*version)
                 .bind(*name)
@@ -223,6 +286,27 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::reclaim`] shortly, off the caller's path, for deletions
+    /// that come one at a time (redactions): the checkpoint takes the writer
+    /// lock, so a burst of them shares one.
+    pub fn reclaim_soon(&self) {
+        /// How long deletions are gathered before one checkpoint.
+        const DELAY: Duration = Duration::from_millis(250);
+        if self.backend != Backend::Sqlite || self.reclaim_pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let store = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(DELAY).await;
+            // Cleared before the checkpoint: a deletion committed from here
+            // on schedules the next one rather than relying on this one.
+            store.reclaim_pending.store(false, Ordering::Release);
+            if let Err(e) = store.reclaim().await {
+                tracing::error!(error = %e, "checkpointing the write-ahead log failed");
+            }
+        });
+    }
+
     /// The highest stream position committed so far.
     pub async fn current_pos(&self) -> Result<i64, sqlx::Error> {
         current_pos(&mut *self.read().await?).await
@@ -233,6 +317,30 @@ impl Store {
     }
 }
 
+/// Creates a missing database file 0600 before SQLite would create it
+/// with the umask's mode (0644, typically) and tightens existing database
+/// and journal files.
+fn prepare_sqlite_files(url: &str) -> Result<(), sqlx::Error> {
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
+    let query = url.split_once('?').map_or("", |(_, query)| query);
+    let mode = form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == "mode")
+        .map(|(_, value)| value.into_owned());
+    let db = options.get_filename();
+    if mode.as_deref() == Some("memory") || db.starts_with("file:sqlx-in-memory") {
+        return Ok(());
+    }
+    if mode.as_deref() == Some("rwc") {
+        file_modes::create_private_file(db)?;
+    }
+    let mut tightened = Vec::new();
+    for file in file_modes::sqlite_files(db) {
+        tightened.extend(file_modes::tighten(&file)?);
+    }
+    file_modes::log_tightened(&tightened);
+    Ok(())
+}
+
 pub async fn current_pos(conn: &mut AnyConnection) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT pos FROM stream_counter WHERE id = 1")
         .fetch_one(conn)
@@ -241,7 +349,9 @@ pub async fn current_pos(conn: &mut AnyConnection) -> Result<i64, sqlx::Error> {
 
 impl WriteTx {
     pub fn conn(&mut self) -> &mut AnyConnection {
-        &mut self.tx
+        self.tx
+            .as_mut()
+            .expect("the transaction is open until commit or drop")
     }
 
     pub fn backend(&self) -> Backend {
@@ -252,17 +362,111 @@ impl WriteTx {
     /// also orders commits.
     pub async fn next_pos(&mut self) -> Result<i64, sqlx::Error> {
         let row = sqlx::query("UPDATE stream_counter SET pos = pos + 1 WHERE id = 1 RETURNING pos")
-            .fetch_one(&mut *self.tx)
+            .fetch_one(self.conn())
             .await?;
         row.try_get(0)
     }
 
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+    /// Commits even if the caller is dropped meanwhile, so the outcome does
+    /// not depend on when a client hangs up.
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let tx = self
+            .tx
+            .take()
+            .expect("the transaction is open until commit");
+        let guard = self.guard.take();
+        tokio::spawn(async move {
+            let committed = tx.commit().await;
+            drop(guard);
+            committed
+        })
+        .await
+        .map_err(|_| sqlx::Error::WorkerCrashed)?
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        let Some(tx) = self.tx.take() else { return };
+        let guard = self.guard.take();
+        // Outside a runtime (a shutdown) the transaction's own drop still
+        // queues the rollback; only the lock ordering is lost.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = tx.rollback().await;
+                drop(guard);
+            });
+        }
     }
 }
 
 /// True when `err` is a unique or primary-key violation.
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::Poll;
+
+    use super::*;
+
+    async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    /// Holds every connection the pool can hand out at once, so a connection
+    /// that went back into the pool inside a transaction would be among them.
+    async fn assert_no_pooled_transaction(store: &Store) {
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            let conn = store.read().await.unwrap();
+            assert!(
+                !conn.is_in_transaction(),
+                "a pooled connection is inside a transaction"
+            );
+            held.push(conn);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn write_dropped_at_any_point_leaves_no_transaction_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir).await;
+        // Each round polls once (acquire, send BEGIN), gives the connection's
+        // worker thread a varying head start, polls again and drops the
+        // future: somewhere in BEGIN, its acknowledgement or the check after.
+        for round in 0..60u64 {
+            let mut write = Box::pin(store.write());
+            for _ in 0..2 {
+                if let Poll::Ready(tx) = futures::poll!(&mut write) {
+                    drop(tx);
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_micros(round * 20));
+            }
+            drop(write);
+        }
+        let mut tx = store.write().await.unwrap();
+        tx.next_pos().await.unwrap();
+        tx.commit().await.unwrap();
+        assert_no_pooled_transaction(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_released_inside_a_transaction_is_not_pooled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir).await;
+        let mut conn = store.read().await.unwrap();
+        // A transaction nobody will end: what a cancelled `begin_with` leaves.
+        std::mem::forget(conn.begin_with("BEGIN IMMEDIATE").await.unwrap());
+        drop(conn);
+        assert_no_pooled_transaction(&store).await;
+        let mut tx = store.write().await.unwrap();
+        tx.next_pos().await.unwrap();
+        tx.commit().await.unwrap();
+    }
 }

@@ -60,6 +60,35 @@ pub async fn membership(
         .transpose()
 }
 
+/// Every membership `user_id` has had in `room_id`, oldest first, as
+/// (stream position, membership): the spans history visibility reads.
+pub async fn membership_history(
+    c: &mut AnyConnection,
+    room_id: &str,
+    user_id: &str,
+) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    sqlx::query(
+        "SELECT stream_pos, content FROM events \
+         WHERE room_id = $1 AND event_type = 'm.room.member' AND state_key = $2 ORDER BY stream_pos",
+    )
+    .bind(room_id)
+    .bind(user_id)
+    .fetch_all(c)
+    .await?
+    .into_iter()
+    .map(|r| {
+        let content: String = r.try_get(1)?;
+        let membership = serde_json::from_str::<serde_json::Value>(&content)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?
+            .get("membership")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("leave")
+            .to_owned();
+        Ok((r.try_get(0)?, membership))
+    })
+    .collect()
+}
+
 /// Called whenever an `m.room.member` state event is stored.
 pub async fn set_membership(
     c: &mut AnyConnection,

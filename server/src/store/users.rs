@@ -277,3 +277,13 @@ pub async fn delete_uia_session(
         .await?;
     Ok(())
 }
+
+/// Deletes the user-interactive auth sessions created at or before
+/// `cutoff`; returns how many.
+pub async fn purge_uia_sessions(c: &mut AnyConnection, cutoff: i64) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM uia_sessions WHERE created_ts <= $1")
+        .bind(cutoff)
+        .execute(c)
+        .await?;
+    Ok(done.rows_affected())
+}

@@ -1,7 +1,101 @@
 //! The parts of a Matrix filter that `/sync` honours: `room.timeline.limit`,
-//! `room.state.lazy_load_members` and `room.include_leave`.
+//! `room.state.lazy_load_members` and `room.include_leave`; and the check
+//! that a filter has the spec's shape before it is stored or used.
 
+use serde::Deserialize;
 use serde_json::Value;
+
+use crate::error::{ApiError, ApiResult};
+
+// The spec's filter schema (`POST /user/{userId}/filter`), typed so that a
+// field of the wrong type is refused rather than silently read as absent.
+// Unknown fields pass: later spec versions and MSCs add some.
+
+#[derive(Deserialize)]
+struct Filter {
+    #[serde(rename = "event_fields")]
+    _event_fields: Option<Vec<String>>,
+    #[serde(rename = "event_format")]
+    _event_format: Option<EventFormat>,
+    presence: Option<RoomEventFilter>,
+    account_data: Option<RoomEventFilter>,
+    room: Option<RoomFilter>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum EventFormat {
+    Client,
+    Federation,
+}
+
+#[derive(Deserialize)]
+struct RoomFilter {
+    account_data: Option<RoomEventFilter>,
+    ephemeral: Option<RoomEventFilter>,
+    state: Option<RoomEventFilter>,
+    timeline: Option<RoomEventFilter>,
+    #[serde(rename = "include_leave")]
+    _include_leave: Option<bool>,
+    #[serde(rename = "rooms")]
+    _rooms: Option<Vec<String>>,
+    #[serde(rename = "not_rooms")]
+    _not_rooms: Option<Vec<String>>,
+}
+
+/// `RoomEventFilter`, `StateFilter` and (a subset of its fields) `EventFilter`.
+#[derive(Deserialize)]
+struct RoomEventFilter {
+    limit: Option<i64>,
+    #[serde(rename = "types")]
+    _types: Option<Vec<String>>,
+    #[serde(rename = "not_types")]
+    _not_types: Option<Vec<String>>,
+    #[serde(rename = "senders")]
+    _senders: Option<Vec<String>>,
+    #[serde(rename = "not_senders")]
+    _not_senders: Option<Vec<String>>,
+    #[serde(rename = "rooms")]
+    _rooms: Option<Vec<String>>,
+    #[serde(rename = "not_rooms")]
+    _not_rooms: Option<Vec<String>>,
+    #[serde(rename = "contains_url")]
+    _contains_url: Option<bool>,
+    #[serde(rename = "lazy_load_members")]
+    _lazy_load_members: Option<bool>,
+    #[serde(rename = "include_redundant_members")]
+    _include_redundant_members: Option<bool>,
+    #[serde(rename = "unread_thread_notifications")]
+    _unread_thread_notifications: Option<bool>,
+}
+
+/// Refuses a filter that is not the spec's shape: a wrongly typed field is
+/// `M_BAD_JSON`, a negative `limit` `M_INVALID_PARAM` (0 is accepted and
+/// read as the smallest page).
+pub fn validate(filter: &Value) -> ApiResult<()> {
+    let filter = Filter::deserialize(filter)
+        .map_err(|e| ApiError::bad_json(format!("invalid filter: {e}")))?;
+    let room = filter.room.as_ref();
+    let sections = [
+        ("presence", filter.presence.as_ref()),
+        ("account_data", filter.account_data.as_ref()),
+        (
+            "room.account_data",
+            room.and_then(|r| r.account_data.as_ref()),
+        ),
+        ("room.ephemeral", room.and_then(|r| r.ephemeral.as_ref())),
+        ("room.state", room.and_then(|r| r.state.as_ref())),
+        ("room.timeline", room.and_then(|r| r.timeline.as_ref())),
+    ];
+    for (name, section) in sections {
+        if section.and_then(|s| s.limit).is_some_and(|l| l < 0) {
+            return Err(ApiError::invalid_param(format!(
+                "{name}.limit must not be negative"
+            )));
+        }
+    }
+    Ok(())
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncFilter {
@@ -21,6 +115,14 @@ impl Default for SyncFilter {
 }
 
 impl SyncFilter {
+    /// A filter a client sends: checked first (see [`validate`]).
+    pub fn parse(filter: &Value) -> ApiResult<SyncFilter> {
+        validate(filter)?;
+        Ok(Self::from_json(filter))
+    }
+
+    /// Reads a filter without checking it: for filters stored before
+    /// uploads were checked, which clients still name by id.
     pub fn from_json(filter: &Value) -> SyncFilter {
         let room = filter.get("room");
         let get =
@@ -64,5 +166,42 @@ mod tests {
             SyncFilter::from_json(&json!({"room": {"timeline": {"limit": 0}}})).timeline_limit,
             1
         );
+    }
+
+    #[test]
+    fn wrong_types_and_negative_limits_are_refused() {
+        let code = |f: Value| SyncFilter::parse(&f).map_or_else(|e| e.errcode, |_| "ok");
+        assert_eq!(code(json!({})), "ok");
+        assert_eq!(
+            code(
+                json!({"room": {"timeline": {"limit": 0}, "state": {"lazy_load_members": true}},
+                        "event_fields": ["type"], "event_format": "client", "org.example": 1})
+            ),
+            "ok"
+        );
+        assert_eq!(
+            code(json!({"room": {"timeline": {"limit": -1}}})),
+            "M_INVALID_PARAM"
+        );
+        assert_eq!(code(json!({"presence": {"limit": -5}})), "M_INVALID_PARAM");
+        assert_eq!(
+            code(json!({"room": {"timeline": {"limit": "5"}}})),
+            "M_BAD_JSON"
+        );
+        assert_eq!(
+            code(json!({"room": {"timeline": {"limit": 1.5}}})),
+            "M_BAD_JSON"
+        );
+        assert_eq!(
+            code(json!({"room": {"state": {"lazy_load_members": "yes"}}})),
+            "M_BAD_JSON"
+        );
+        assert_eq!(code(json!({"room": {"include_leave": 1}})), "M_BAD_JSON");
+        assert_eq!(code(json!({"event_fields": "type"})), "M_BAD_JSON");
+        assert_eq!(code(json!({"event_fields": [1]})), "M_BAD_JSON");
+        assert_eq!(code(json!({"event_format": "mine"})), "M_BAD_JSON");
+        assert_eq!(code(json!({"room": {"rooms": "!a:x"}})), "M_BAD_JSON");
+        assert_eq!(code(json!({"room": []})), "M_BAD_JSON");
+        assert_eq!(code(json!([])), "M_BAD_JSON");
     }
 }

@@ -136,8 +136,8 @@ async fn build(state: &AppState, auth: &Auth, req: &SyncRequest) -> ApiResult<(V
                 if quiet {
                     continue;
                 }
-                let Some((visible_from, _)) =
-                    crate::service::rooms::visible_range(&mut c, room_id, &auth.user_id).await?
+                let Some(access) =
+                    crate::service::visibility::access(&mut c, room_id, &auth.user_id).await?
                 else {
                     continue;
                 };
@@ -148,7 +148,7 @@ async fn build(state: &AppState, auth: &Auth, req: &SyncRequest) -> ApiResult<(V
                     viewer,
                     from: if joined_since { None } else { from },
                     to,
-                    visible_from,
+                    readable: &access.events,
                     filter: &req.filter,
                     full_state: req.full_state,
                     now,
@@ -176,8 +176,8 @@ async fn build(state: &AppState, auth: &Auth, req: &SyncRequest) -> ApiResult<(V
                     && (from.is_some() && changed_since
                         || from.is_none() && req.filter.include_leave) =>
             {
-                let Some((visible_from, _)) =
-                    crate::service::rooms::visible_range(&mut c, room_id, &auth.user_id).await?
+                let Some(access) =
+                    crate::service::visibility::access(&mut c, room_id, &auth.user_id).await?
                 else {
                     continue;
                 };
@@ -186,7 +186,7 @@ async fn build(state: &AppState, auth: &Auth, req: &SyncRequest) -> ApiResult<(V
                     viewer,
                     from,
                     to,
-                    visible_from,
+                    readable: &access.events,
                     filter: &req.filter,
                     full_state: req.full_state,
                     now,
@@ -194,7 +194,7 @@ async fn build(state: &AppState, auth: &Auth, req: &SyncRequest) -> ApiResult<(V
                 };
                 leave.insert(
                     room_id.clone(),
-                    rooms::left(&mut c, &window, membership.pos).await?,
+                    rooms::left(&mut c, &window, membership.pos, access.state_at).await?,
                 );
             }
             _ => {}

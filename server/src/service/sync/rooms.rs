@@ -6,6 +6,7 @@ use sqlx::AnyConnection;
 use super::filter::SyncFilter;
 use crate::error::ApiResult;
 use crate::store::events::{self, StoredEvent, Viewer};
+use crate::store::readable::Readable;
 use crate::store::{ephemeral, rooms};
 
 /// What one room section is built from.
@@ -16,8 +17,8 @@ pub struct RoomWindow<'a> {
     pub from: Option<i64>,
     /// The last position this response covers.
     pub to: i64,
-    /// The earliest position this user may see (history visibility).
-    pub visible_from: i64,
+    /// Which events this user may see (history visibility).
+    pub readable: &'a Readable,
     pub filter: &'a SyncFilter,
     /// Send the room's whole state, whatever `from` says.
     pub full_state: bool,
@@ -33,11 +34,19 @@ struct Timeline {
 }
 
 async fn timeline(c: &mut AnyConnection, w: &RoomWindow<'_>) -> ApiResult<Timeline> {
-    let low = w
-        .from
-        .map_or(w.visible_from, |f| (f + 1).max(w.visible_from));
+    let low = w.from.map_or(0, |f| f + 1);
     let limit = w.filter.timeline_limit;
-    let mut events = events::range(c, w.room_id, low, w.to, limit + 1, true, w.cutoff).await?;
+    let mut events = events::range(
+        c,
+        w.room_id,
+        low,
+        w.to,
+        limit + 1,
+        true,
+        w.cutoff,
+        w.readable,
+    )
+    .await?;
     let limited = events.len() as i64 > limit;
     events.truncate(limit as usize);
     events.reverse();
@@ -152,10 +161,20 @@ pub async fn joined(
 }
 
 /// A `rooms.leave` entry: the history up to the departure, and no further.
-pub async fn left(c: &mut AnyConnection, w: &RoomWindow<'_>, left_at: i64) -> ApiResult<Value> {
+/// `state_at` is the state the user may see: the state at their last
+/// departure from the room, or none when they were never joined.
+pub async fn left(
+    c: &mut AnyConnection,
+    w: &RoomWindow<'_>,
+    left_at: i64,
+    state_at: Option<i64>,
+) -> ApiResult<Value> {
     let window = RoomWindow { to: left_at, ..*w };
     let timeline = self::timeline(&mut *c, &window).await?;
-    let state = state_before(&mut *c, &window, &timeline, Some(left_at)).await?;
+    let state = match state_at {
+        Some(at) => state_before(&mut *c, &window, &timeline, Some(at.min(left_at))).await?,
+        None => Vec::new(),
+    };
     Ok(json!({
         "timeline": { "events": render(&timeline.events, w.viewer, w.now), "limited": timeline.limited, "prev_batch": timeline.prev_batch },
         "state": { "events": state },

@@ -1,0 +1,175 @@
+//! What part of a room one user may read (spec: "History visibility").
+//!
+//! Each event is judged by the visibility in force when it was sent:
+//! `world_readable` events by anyone, `shared` ones by whoever joined at
+//! any point after they were sent (up to their departure), `invited` ones
+//! by whoever was invited or joined when they were sent, and `joined` ones
+//! by whoever was joined then. A user's own membership events are always
+//! theirs to read, so a declined invite or a ban reaches their client.
+//!
+//! Room state follows the same line: members read the current state, former
+//! members the state at their last departure, and people who were never
+//! joined (a declined or withdrawn invite, a pre-emptive ban) none at all,
+//! unless the room is world-readable now. Forgetting a room ends all of it.
+
+use serde_json::Value;
+use sqlx::AnyConnection;
+
+use crate::error::{ApiError, ApiResult};
+use crate::store::readable::{self, Class, Readable};
+use crate::store::{events, rooms};
+
+/// What one user may read of one room.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub events: Readable,
+    /// The position whose room state the user may read: `i64::MAX` for the
+    /// current state, `None` for no state at all.
+    pub state_at: Option<i64>,
+}
+
+impl Access {
+    /// The position of the state the user may read, or 403.
+    pub fn require_state(&self) -> ApiResult<i64> {
+        self.state_at.ok_or_else(|| {
+            ApiError::forbidden(
+                "You have not been a member of this room, so you cannot read its state",
+            )
+        })
+    }
+}
+
+/// `None` when the user may read nothing of the room: they were never in it
+/// (or forgot it) and it is not world-readable.
+pub async fn access(
+    c: &mut AnyConnection,
+    room_id: &str,
+    user_id: &str,
+) -> ApiResult<Option<Access>> {
+    let forgotten = rooms::membership(&mut *c, room_id, user_id)
+        .await?
+        .is_some_and(|m| m.forgotten);
+    let history = if forgotten {
+        Vec::new()
+    } else {
+        rooms::membership_history(&mut *c, room_id, user_id).await?
+    };
+    let mut access = from_history(user_id, &history);
+    if access.state_at.is_none() && current_class(c, room_id).await? == Class::WorldReadable {
+        access.state_at = Some(i64::MAX);
+    }
+    if history.is_empty() && access.state_at.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(access))
+}
+
+/// Like [`access`], but 404 for an unknown room and 403 for someone who may
+/// read nothing of it.
+pub async fn require(c: &mut AnyConnection, room_id: &str, user_id: &str) -> ApiResult<Access> {
+    if !rooms::exists(&mut *c, room_id).await? {
+        return Err(ApiError::not_found("Unknown room"));
+    }
+    access(c, room_id, user_id)
+        .await?
+        .ok_or_else(|| ApiError::forbidden("You are not a member of this room"))
+}
+
+async fn current_class(c: &mut AnyConnection, room_id: &str) -> ApiResult<Class> {
+    let event = events::state_event(c, room_id, "m.room.history_visibility", "").await?;
+    Ok(event.map_or(Class::Shared, |e| {
+        Class::parse(e.content.get("history_visibility").and_then(Value::as_str))
+    }))
+}
+
+/// The spans of a membership history, oldest first: each membership lasts
+/// until the position before the next one.
+fn from_history(user_id: &str, history: &[(i64, String)]) -> Access {
+    let (mut joined, mut invited) = (Vec::new(), Vec::new());
+    for (i, (start, membership)) in history.iter().enumerate() {
+        let end = history.get(i + 1).map_or(i64::MAX, |(next, _)| next - 1);
+        match membership.as_str() {
+            "join" => joined.push((*start, end)),
+            "invite" => invited.push((*start, end)),
+            _ => {}
+        }
+    }
+    let still_joined = history.last().is_some_and(|(_, m)| m == "join");
+    let last_join_end = joined.last().map(|&(_, end)| end);
+    // The event that ended the last join (a leave, kick or ban) is the last
+    // state a former member saw.
+    let state_at = if still_joined {
+        Some(i64::MAX)
+    } else {
+        last_join_end.map(|end| end + 1)
+    };
+    let shared = last_join_end.map(|end| vec![(0, end)]).unwrap_or_default();
+    invited.extend_from_slice(&joined);
+    Access {
+        events: Readable {
+            user_id: user_id.to_owned(),
+            shared,
+            invited: readable::normalize(invited),
+            joined: readable::normalize(joined),
+        },
+        state_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(items: &[(i64, &str)]) -> Vec<(i64, String)> {
+        items.iter().map(|(p, m)| (*p, (*m).to_owned())).collect()
+    }
+
+    #[test]
+    fn member_reads_current_state_and_shared_history() {
+        let a = from_history("@u:x", &history(&[(10, "invite"), (12, "join")]));
+        assert_eq!(a.state_at, Some(i64::MAX));
+        assert_eq!(a.events.shared, vec![(0, i64::MAX)]);
+        assert_eq!(a.events.invited, vec![(10, i64::MAX)]);
+        assert_eq!(a.events.joined, vec![(12, i64::MAX)]);
+    }
+
+    #[test]
+    fn never_joined_reads_no_state_and_no_shared_history() {
+        for h in [
+            history(&[(10, "invite"), (12, "leave")]),
+            history(&[(10, "ban")]),
+            history(&[(10, "invite"), (11, "leave"), (20, "ban")]),
+        ] {
+            let a = from_history("@u:x", &h);
+            assert_eq!(a.state_at, None, "{h:?}");
+            assert!(a.events.shared.is_empty(), "{h:?}");
+            assert!(a.events.joined.is_empty(), "{h:?}");
+        }
+        let declined = from_history("@u:x", &history(&[(10, "invite"), (12, "leave")]));
+        assert_eq!(declined.events.invited, vec![(10, 11)]);
+    }
+
+    #[test]
+    fn former_member_stops_at_departure_whatever_follows() {
+        // Joined at 10, left at 20; later banned, or re-invited and declined.
+        for h in [
+            history(&[(10, "join"), (20, "leave"), (30, "ban")]),
+            history(&[(10, "join"), (20, "leave"), (30, "invite"), (35, "leave")]),
+        ] {
+            let a = from_history("@u:x", &h);
+            assert_eq!(a.state_at, Some(20), "{h:?}");
+            assert_eq!(a.events.shared, vec![(0, 19)], "{h:?}");
+            assert_eq!(a.events.joined, vec![(10, 19)], "{h:?}");
+        }
+    }
+
+    #[test]
+    fn rejoining_spans_stay_apart_and_profile_changes_merge() {
+        let a = from_history(
+            "@u:x",
+            &history(&[(10, "join"), (15, "join"), (20, "leave"), (40, "join")]),
+        );
+        assert_eq!(a.events.joined, vec![(10, 19), (40, i64::MAX)]);
+        assert_eq!(a.events.shared, vec![(0, i64::MAX)]);
+    }
+}
