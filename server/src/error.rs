@@ -1,35 +1,45 @@
 //! The one error type handlers return: it renders as the Matrix error shape
-//! `{"errcode": ..., "error": ...}` with the spec's status code.
+//! `{"errcode": ..., "error": ...}`, with the HTTP status the spec gives its
+//! code (`cloister_proto::ErrCode::status`) unless a site says otherwise.
 
 use std::borrow::Cow;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+pub use cloister_proto::ErrCode;
 use serde_json::{json, Map, Value};
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub errcode: &'static str,
+    pub errcode: ErrCode,
     pub message: Cow<'static, str>,
     /// Extra top-level fields (`retry_after_ms`, or a user-interactive auth body).
     pub extra: Map<String, Value>,
+    /// A first user-interactive auth challenge: the body is `extra` alone,
+    /// since the spec gives a challenge that is not a failure no errcode.
+    pub bare: bool,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
-    pub fn new(
-        status: StatusCode,
-        errcode: &'static str,
-        message: impl Into<Cow<'static, str>>,
-    ) -> Self {
+    /// An error with the status the spec pairs with `errcode`.
+    pub fn new(errcode: ErrCode, message: impl Into<Cow<'static, str>>) -> Self {
         ApiError {
-            status,
+            status: StatusCode::from_u16(errcode.status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             errcode,
             message: message.into(),
             extra: Map::new(),
+            bare: false,
         }
+    }
+
+    /// Where the spec pairs the code with another status than its usual one.
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
     }
 
     pub fn with(mut self, key: &str, value: Value) -> Self {
@@ -37,72 +47,57 @@ impl ApiError {
         self
     }
 
-    pub fn with_code(mut self, errcode: &'static str) -> Self {
+    pub fn with_code(mut self, errcode: ErrCode) -> Self {
         self.errcode = errcode;
         self
     }
 
     pub fn forbidden(msg: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "M_FORBIDDEN", msg)
+        Self::new(ErrCode::Forbidden, msg)
     }
     pub fn not_found(msg: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "M_NOT_FOUND", msg)
+        Self::new(ErrCode::NotFound, msg)
     }
     pub fn bad_json(msg: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "M_BAD_JSON", msg)
+        Self::new(ErrCode::BadJson, msg)
     }
     pub fn not_json(msg: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "M_NOT_JSON", msg)
+        Self::new(ErrCode::NotJson, msg)
     }
     pub fn invalid_param(msg: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", msg)
+        Self::new(ErrCode::InvalidParam, msg)
     }
     pub fn missing_param(msg: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "M_MISSING_PARAM", msg)
+        Self::new(ErrCode::MissingParam, msg)
     }
     pub fn too_large(msg: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE", msg)
+        Self::new(ErrCode::TooLarge, msg)
     }
     pub fn missing_token() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "M_MISSING_TOKEN",
-            "Missing access token",
-        )
+        Self::new(ErrCode::MissingToken, "Missing access token")
     }
     pub fn unknown_token() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "M_UNKNOWN_TOKEN",
-            "Unrecognised access token",
-        )
-        .with("soft_logout", Value::Bool(false))
+        Self::new(ErrCode::UnknownToken, "Unrecognised access token")
+            .with("soft_logout", Value::Bool(false))
     }
     pub fn unrecognized(msg: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "M_UNRECOGNIZED", msg)
+        Self::new(ErrCode::Unrecognized, msg)
     }
     pub fn limit_exceeded(retry_after_ms: u64) -> Self {
-        Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "M_LIMIT_EXCEEDED",
-            "Too many requests",
-        )
-        .with("retry_after_ms", json!(retry_after_ms))
+        Self::new(ErrCode::LimitExceeded, "Too many requests")
+            .with("retry_after_ms", json!(retry_after_ms))
     }
     pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "M_UNKNOWN",
-            "Internal server error",
-        )
+        Self::new(ErrCode::Unknown, "Internal server error")
+            .with_status(StatusCode::INTERNAL_SERVER_ERROR)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = self.extra;
-        if !self.errcode.is_empty() {
-            body.insert("errcode".into(), Value::String(self.errcode.into()));
+        if !self.bare {
+            body.insert("errcode".into(), json!(self.errcode));
             body.insert("error".into(), Value::String(self.message.into_owned()));
         }
         (self.status, axum::Json(Value::Object(body))).into_response()

@@ -7,9 +7,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::canonical::check_numbers;
 use crate::error::ApiError;
 use crate::state::AppState;
+use cloister_proto::canonical::check_numbers;
 
 /// The authenticated caller.
 #[derive(Debug, Clone)]
@@ -142,7 +142,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         serde_json::from_slice(bytes)
             .map_err(|e| ApiError::not_json(format!("request body is not valid JSON: {e}")))?
     };
-    check_numbers(&value).map_err(ApiError::bad_json)?;
+    check_numbers(&value).map_err(|e| ApiError::bad_json(e.to_string()))?;
     if contains_nul(&value) {
         return Err(ApiError::invalid_param("strings may not contain U+0000"));
     }

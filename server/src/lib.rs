@@ -4,7 +4,6 @@
 //! `service` (the rules) → `store` (SQL over SQLite or PostgreSQL).
 
 pub mod api;
-pub mod canonical;
 pub mod clock;
 pub mod config;
 pub mod error;

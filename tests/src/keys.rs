@@ -273,24 +273,21 @@ mod tests {
     }
 
     #[test]
+    /// This module's canonical JSON is written independently, as an oracle
+    /// for the one the server and SDK share (cloister-proto).
     fn the_servers_canonical_form_agrees() {
         let dev = DeviceKeys::generate("@bob:localhost", "BOBDEV");
         let body = dev.upload_body(3);
         let keys = &body["device_keys"];
         assert_eq!(
-            cloister_server::canonical::signable_bytes(keys).unwrap(),
+            cloister_proto::canonical::signable_value(keys).unwrap(),
             signable_json(keys)
         );
-        let public = cloister_server::canonical::decode_ed25519_key(&dev.ed25519()).unwrap();
-        cloister_server::canonical::verify_signature(
-            keys,
-            "@bob:localhost",
-            "ed25519:BOBDEV",
-            &public,
-        )
-        .unwrap();
+        let public = cloister_proto::canonical::decode_ed25519_key(&dev.ed25519()).unwrap();
+        cloister_proto::canonical::verify_value(keys, "@bob:localhost", "ed25519:BOBDEV", &public)
+            .unwrap();
         for (_, otk) in body["one_time_keys"].as_object().unwrap() {
-            cloister_server::canonical::verify_signature(
+            cloister_proto::canonical::verify_value(
                 otk,
                 "@bob:localhost",
                 "ed25519:BOBDEV",

@@ -8,7 +8,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrCode};
 use crate::extract::{Auth, Body};
 use crate::state::AppState;
 use crate::store::account_data;
@@ -74,10 +74,10 @@ fn check_writable(data_type: &str, content: &Value) -> ApiResult<()> {
     check_type(data_type)?;
     if SERVER_MANAGED.contains(&data_type) {
         return Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "M_BAD_JSON",
+            ErrCode::BadJson,
             format!("Cannot set {data_type} through this API"),
-        ));
+        )
+        .with_status(StatusCode::METHOD_NOT_ALLOWED));
     }
     if !content.is_object() {
         return Err(ApiError::bad_json("Content must be a JSON object"));

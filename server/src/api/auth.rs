@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use crate::config::Registration;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrCode};
 use crate::extract::{hash_token, Auth, Body};
 use crate::ids;
 use cloister_audit::Action;
@@ -79,7 +79,7 @@ async fn register(
 ) -> ApiResult<Json<Value>> {
     if query.kind.as_deref().is_some_and(|k| k != "user") {
         return Err(ApiError::forbidden("Guest access is not enabled")
-            .with_code("M_GUEST_ACCESS_FORBIDDEN"));
+            .with_code(ErrCode::GuestAccessForbidden));
     }
     let flows: &[&[&str]] = match state.config.registration {
         Registration::Closed => {
@@ -100,11 +100,7 @@ async fn register(
         .is_some()
         || erasure::is_erased(&state, &user_id).await?
     {
-        return Err(ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "M_USER_IN_USE",
-            "That user id is taken",
-        ));
+        return Err(ApiError::new(ErrCode::UserInUse, "That user id is taken"));
     }
     let password = body
         .password
@@ -135,11 +131,7 @@ async fn register(
         .await?;
         tx.commit().await?;
     } else {
-        return Err(ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "M_USER_IN_USE",
-            "That user id is taken",
-        ));
+        return Err(ApiError::new(ErrCode::UserInUse, "That user id is taken"));
     }
     tracing::info!("registered a new user");
     if body.inhibit_login {
@@ -160,23 +152,20 @@ async fn register(
 pub fn validate_new_user_id(state: &AppState, localpart: &str) -> ApiResult<String> {
     if !ids::is_valid_localpart(localpart) {
         return Err(ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "M_INVALID_USERNAME",
+            ErrCode::InvalidUsername,
             "User names may contain only a-z, 0-9 and . _ = - / +",
         ));
     }
     if ids::is_reserved_localpart(localpart) {
         return Err(ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "M_EXCLUSIVE",
+            ErrCode::Exclusive,
             "That user name is reserved by the server",
         ));
     }
     let user_id = state.user_id(localpart);
     if user_id.len() > 255 {
         return Err(ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "M_INVALID_USERNAME",
+            ErrCode::InvalidUsername,
             "User id is too long",
         ));
     }
@@ -186,8 +175,7 @@ pub fn validate_new_user_id(state: &AppState, localpart: &str) -> ApiResult<Stri
 pub fn validate_password(password: &str) -> ApiResult<()> {
     if password.is_empty() || password.len() > 1024 {
         return Err(ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "M_WEAK_PASSWORD",
+            ErrCode::WeakPassword,
             "Password must be 1 to 1024 bytes",
         ));
     }
@@ -224,11 +212,7 @@ async fn available(
         .is_some()
         || erasure::is_erased(&state, &user_id).await?
     {
-        return Err(ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "M_USER_IN_USE",
-            "That user id is taken",
-        ));
+        return Err(ApiError::new(ErrCode::UserInUse, "That user id is taken"));
     }
     Ok(Json(json!({ "available": true })))
 }
@@ -277,18 +261,13 @@ async fn login(
     Body(body): Body<LoginBody>,
 ) -> ApiResult<Json<Value>> {
     if body.kind != "m.login.password" {
-        return Err(ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "M_UNKNOWN",
-            "Unsupported login type",
-        ));
+        return Err(ApiError::new(ErrCode::Unknown, "Unsupported login type"));
     }
     let name = match &body.identifier {
         Some(identifier) => {
             if identifier.get("type").and_then(Value::as_str) != Some("m.id.user") {
                 return Err(ApiError::new(
-                    axum::http::StatusCode::BAD_REQUEST,
-                    "M_UNKNOWN",
+                    ErrCode::Unknown,
                     "Only m.id.user identifiers are supported",
                 ));
             }

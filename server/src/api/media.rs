@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrCode};
 use crate::extract::Auth;
 use crate::state::AppState;
 use crate::store::media::{self, path as media_path, Media};
@@ -160,13 +160,8 @@ async fn write_file(path: &Path, body: Body, limit: u64) -> ApiResult<u64> {
     let mut stream = body.into_data_stream();
     let mut size: u64 = 0;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "M_UNKNOWN",
-                "the upload was interrupted",
-            )
-        })?;
+        let chunk =
+            chunk.map_err(|_| ApiError::new(ErrCode::Unknown, "the upload was interrupted"))?;
         size += chunk.len() as u64;
         if size > limit {
             return Err(too_large(limit));

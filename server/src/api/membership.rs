@@ -6,7 +6,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrCode};
 use crate::extract::{Auth, Body};
 use crate::service::rooms as room_service;
 use crate::state::AppState;
@@ -181,8 +181,7 @@ async fn forget(
         None => return Err(ApiError::not_found("You have never been in this room")),
         Some(m) if m == "join" || m == "invite" => {
             return Err(ApiError::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "M_UNKNOWN",
+                ErrCode::Unknown,
                 "Leave the room before forgetting it",
             ));
         }

@@ -34,7 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower_http::cors::{Any, CorsLayer};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrCode};
 use crate::ratelimit::limit_requests as rate_limit;
 use crate::state::AppState;
 
@@ -95,11 +95,8 @@ async fn unrecognized() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "M_UNRECOGNIZED",
-        "Method not allowed on this endpoint",
-    )
+    ApiError::new(ErrCode::Unrecognized, "Method not allowed on this endpoint")
+        .with_status(StatusCode::METHOD_NOT_ALLOWED)
 }
 
 /// `%00` anywhere in the path or query would reach the database as U+0000,
@@ -173,12 +170,12 @@ async fn matrix_error_shape(req: Request, next: Next) -> Response {
         return response;
     }
     let errcode = match status {
-        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => "M_UNRECOGNIZED",
-        StatusCode::PAYLOAD_TOO_LARGE => "M_TOO_LARGE",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "M_NOT_JSON",
-        StatusCode::UNPROCESSABLE_ENTITY => "M_BAD_JSON",
-        StatusCode::BAD_REQUEST => "M_INVALID_PARAM",
-        _ => "M_UNKNOWN",
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => ErrCode::Unrecognized,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrCode::TooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrCode::NotJson,
+        StatusCode::UNPROCESSABLE_ENTITY => ErrCode::BadJson,
+        StatusCode::BAD_REQUEST => ErrCode::InvalidParam,
+        _ => ErrCode::Unknown,
     };
     let body = axum::body::to_bytes(response.into_body(), 4096)
         .await
@@ -189,7 +186,9 @@ async fn matrix_error_shape(req: Request, next: Next) -> Response {
     } else {
         message
     };
-    ApiError::new(status, errcode, message).into_response()
+    ApiError::new(errcode, message)
+        .with_status(status)
+        .into_response()
 }
 
 /// Logs the route template, never the raw URI: paths carry room and user

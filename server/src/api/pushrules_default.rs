@@ -9,7 +9,7 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrCode};
 
 const KINDS: [&str; 5] = ["override", "content", "room", "sender", "underride"];
 const MASTER: &str = ".m.rule.master";
@@ -144,8 +144,7 @@ pub(super) fn upsert_rule(
     if is_server_default(anchor_id) || anchor_id == rule_id || position(rules, anchor_id).is_none()
     {
         return Err(ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "M_UNKNOWN",
+            ErrCode::Unknown,
             format!("before/after rule not found among user rules of this kind: {anchor_id}"),
         ));
     }

@@ -5,7 +5,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrCode};
 use crate::extract::{Auth, Body};
 use crate::ids;
 use crate::service::events as event_service;
@@ -244,11 +244,8 @@ async fn put_alias(
         ));
     }
     if !rooms::put_alias(tx.conn(), &alias, room_id, &auth.user_id).await? {
-        return Err(ApiError::new(
-            axum::http::StatusCode::CONFLICT,
-            "M_UNKNOWN",
-            "Room alias already exists",
-        ));
+        return Err(ApiError::new(ErrCode::Unknown, "Room alias already exists")
+            .with_status(axum::http::StatusCode::CONFLICT));
     }
     tx.commit().await?;
     Ok(Json(json!({})))

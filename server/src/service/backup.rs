@@ -5,7 +5,7 @@
 use axum::http::StatusCode;
 use serde_json::{json, Map, Value};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrCode};
 use crate::state::AppState;
 use crate::store::backup::{self, BackupVersion, KeyBackupData, Scope};
 use crate::store::is_unique_violation;
@@ -26,12 +26,8 @@ fn no_backup(version: &str) -> ApiError {
 }
 
 fn wrong_version(current: i64) -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        "M_WRONG_ROOM_KEYS_VERSION",
-        "Wrong backup version",
-    )
-    .with("current_version", json!(current.to_string()))
+    ApiError::new(ErrCode::WrongRoomKeysVersion, "Wrong backup version")
+        .with("current_version", json!(current.to_string()))
 }
 
 fn validate_version_body(algorithm: &str, auth_data: &Value) -> ApiResult<()> {
@@ -89,10 +85,10 @@ pub async fn create_version(
         }
     }
     Err(ApiError::new(
-        StatusCode::CONFLICT,
-        "M_UNKNOWN",
+        ErrCode::Unknown,
         "backup versions were created concurrently; retry",
-    ))
+    )
+    .with_status(StatusCode::CONFLICT))
 }
 
 fn version_json(v: &BackupVersion, count: i64) -> Value {

@@ -13,14 +13,16 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sqlx::AnyConnection;
 
-use crate::canonical::{decode_ed25519_key, signable_bytes, verify_signature};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrCode};
 use crate::extract::Auth;
 use crate::service::keys::{cross_signing_public_key, device_ed25519};
 use crate::service::uia;
 use crate::state::AppState;
 use crate::store::keys::{self, KeySignature};
 use crate::store::rooms;
+use cloister_proto::canonical::{
+    decode_ed25519_key, signable_value as signable_bytes, verify_value as verify_signature,
+};
 
 pub const MASTER: &str = "master";
 pub const SELF_SIGNING: &str = "self_signing";
@@ -182,8 +184,7 @@ pub async fn upload_signing_keys(
         verify_signature(&key.value, user_id, &master.key_id(), &master.verifying).map_err(
             |e| {
                 ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "M_INVALID_SIGNATURE",
+                    ErrCode::InvalidSignature,
                     format!("the {key_type} key is not signed by the master key: {e}"),
                 )
             },
@@ -221,10 +222,10 @@ pub async fn upload_signing_keys(
     {
         // Another request set keys up meanwhile; replacing them needs auth.
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "M_UNKNOWN",
+            ErrCode::Unknown,
             "cross-signing keys were set up concurrently; retry",
-        ));
+        )
+        .with_status(StatusCode::CONFLICT));
     }
     for (key_type, key) in &uploads {
         keys::put_cross_signing_key(tx.conn(), user_id, key_type, &key.value).await?;
@@ -237,9 +238,9 @@ pub async fn upload_signing_keys(
 }
 
 /// Why one signed object of a signature upload was refused.
-type Failure = (&'static str, String);
+type Failure = (ErrCode, String);
 
-fn failure(errcode: &'static str, msg: impl Into<String>) -> Failure {
+fn failure(errcode: ErrCode, msg: impl Into<String>) -> Failure {
     (errcode, msg.into())
 }
 
@@ -258,7 +259,7 @@ fn checked_signature(
     key: &VerifyingKey,
 ) -> Result<KeySignature, Failure> {
     verify_signature(object, signer_user, signer_key, key)
-        .map_err(|e| failure("M_INVALID_SIGNATURE", format!("{signer_key}: {e}")))?;
+        .map_err(|e| failure(ErrCode::InvalidSignature, format!("{signer_key}: {e}")))?;
     let signature = object["signatures"][signer_user][signer_key]
         .as_str()
         .unwrap_or_default()
@@ -281,17 +282,20 @@ async fn check_signed_object(
     object: &Value,
 ) -> ApiResult<Result<Vec<KeySignature>, Failure>> {
     if !object.is_object() {
-        return Ok(Err(failure("M_INVALID_PARAM", "not a JSON object")));
+        return Ok(Err(failure(ErrCode::InvalidParam, "not a JSON object")));
     }
     if target_user == me {
         if let Some(stored) = keys::get_device_keys(c, me, target_key).await? {
             // One's own device, signed by one's self-signing key.
             let Some(ssk) = stored_key(c, me, SELF_SIGNING).await? else {
-                return Ok(Err(failure("M_NOT_FOUND", "you have no self-signing key")));
+                return Ok(Err(failure(
+                    ErrCode::NotFound,
+                    "you have no self-signing key",
+                )));
             };
             if !matches_stored(&stored, object) {
                 return Ok(Err(failure(
-                    "M_INVALID_PARAM",
+                    ErrCode::InvalidParam,
                     "does not match the stored device keys",
                 )));
             }
@@ -302,12 +306,12 @@ async fn check_signed_object(
         }
         let master = stored_key(c, me, MASTER).await?;
         let Some(master) = master.filter(|m| m.public_key == target_key) else {
-            return Ok(Err(failure("M_NOT_FOUND", "unknown device or key")));
+            return Ok(Err(failure(ErrCode::NotFound, "unknown device or key")));
         };
         // One's own master key, signed by one's devices.
         if !matches_stored(&master.value, object) {
             return Ok(Err(failure(
-                "M_INVALID_PARAM",
+                ErrCode::InvalidParam,
                 "does not match the stored master key",
             )));
         }
@@ -328,7 +332,7 @@ async fn check_signed_object(
             };
             let Some(device_key) = device_key else {
                 return Ok(Err(failure(
-                    "M_NOT_FOUND",
+                    ErrCode::NotFound,
                     format!("{signer_key} is not a key of one of your devices"),
                 )));
             };
@@ -339,7 +343,7 @@ async fn check_signed_object(
         }
         if found.is_empty() {
             return Ok(Err(failure(
-                "M_INVALID_SIGNATURE",
+                ErrCode::InvalidSignature,
                 "no new signature by one of your devices",
             )));
         }
@@ -348,14 +352,17 @@ async fn check_signed_object(
     // Another user's master key, signed by one's user-signing key.
     let master = stored_key(c, target_user, MASTER).await?;
     let Some(master) = master.filter(|m| m.public_key == target_key) else {
-        return Ok(Err(failure("M_NOT_FOUND", "unknown master key")));
+        return Ok(Err(failure(ErrCode::NotFound, "unknown master key")));
     };
     let Some(usk) = stored_key(c, me, USER_SIGNING).await? else {
-        return Ok(Err(failure("M_NOT_FOUND", "you have no user-signing key")));
+        return Ok(Err(failure(
+            ErrCode::NotFound,
+            "you have no user-signing key",
+        )));
     };
     if !matches_stored(&master.value, object) {
         return Ok(Err(failure(
-            "M_INVALID_PARAM",
+            ErrCode::InvalidParam,
             "does not match the stored master key",
         )));
     }
@@ -393,7 +400,7 @@ pub async fn upload_signatures(
             let outcome = if state.is_local_user(target_user) {
                 check_signed_object(&mut conn, me, target_user, target_key, object).await?
             } else {
-                Err(failure("M_NOT_FOUND", "unknown user"))
+                Err(failure(ErrCode::NotFound, "unknown user"))
             };
             match outcome {
                 Ok(sigs) => accepted.extend(sigs.into_iter().map(|s| (target_user.clone(), s))),

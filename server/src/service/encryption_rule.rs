@@ -207,7 +207,7 @@ mod tests {
     use serde_json::json;
 
     fn code(result: ApiResult<()>) -> &'static str {
-        result.map_or_else(|e| e.errcode, |()| "ok")
+        result.map_or_else(|e| e.errcode.as_str(), |()| "ok")
     }
 
     #[test]

@@ -12,12 +12,13 @@ use ed25519_dalek::VerifyingKey;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::canonical::{decode_b64, decode_ed25519_key, verify_signature};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Auth;
 use crate::state::AppState;
 use crate::store::keys::{self, KeySignature};
 use crate::store::rooms;
+use cloister_proto::canonical::{decode_b64, decode_ed25519_key, verify_value as verify_signature};
+use cloister_proto::tokens::SyncToken;
 
 pub const MAX_ONE_TIME_KEYS_PER_UPLOAD: usize = 100;
 const MAX_FALLBACK_KEYS_PER_UPLOAD: usize = 8;
@@ -27,16 +28,6 @@ const MAX_DEVICE_KEYS_SIZE: usize = 16 * 1024;
 const MAX_ONE_TIME_KEY_SIZE: usize = 4 * 1024;
 const MAX_ALGORITHMS: usize = 16;
 const MAX_CLAIMS_PER_REQUEST: usize = 10_000;
-
-/// The stream position in a sync token `s<pos>_<…>` (the part after `_`, if
-/// any, belongs to `/sync`). None when the token is not one of ours.
-pub fn parse_since_pos(token: &str) -> Option<i64> {
-    let digits = token.strip_prefix('s')?.split('_').next()?;
-    if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
 
 #[derive(Debug, Deserialize)]
 pub struct UploadRequest {
@@ -464,10 +455,12 @@ pub async fn claim(
 /// among those the caller shares a room with, and those it stopped sharing
 /// every room with.
 pub async fn changes(state: &AppState, user_id: &str, from: &str, to: &str) -> ApiResult<Value> {
-    let from = parse_since_pos(from)
-        .ok_or_else(|| ApiError::invalid_param("from is not a valid sync token"))?;
-    let to = parse_since_pos(to)
-        .ok_or_else(|| ApiError::invalid_param("to is not a valid sync token"))?;
+    let pos = |token: &str, name: &str| {
+        SyncToken::parse(token)
+            .map(|t| t.pos)
+            .ok_or_else(|| ApiError::invalid_param(format!("{name} is not a valid sync token")))
+    };
+    let (from, to) = (pos(from, "from")?, pos(to, "to")?);
     let mut conn = state.store.read().await?;
     let mut changed = keys::changed_users_sharing_rooms(&mut conn, user_id, from, to).await?;
     changed.sort();

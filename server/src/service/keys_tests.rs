@@ -19,18 +19,6 @@ fn device_keys(user: &str, device: &str, key: &SigningKey) -> Value {
 }
 
 #[test]
-fn sync_tokens_parse() {
-    assert_eq!(parse_since_pos("s42_7"), Some(42));
-    assert_eq!(parse_since_pos("s0_0_1"), Some(0));
-    assert_eq!(parse_since_pos("s13"), Some(13));
-    assert_eq!(parse_since_pos("42_7"), None);
-    assert_eq!(parse_since_pos("s_7"), None);
-    assert_eq!(parse_since_pos("s-1_0"), None);
-    assert_eq!(parse_since_pos("s+1_0"), None);
-    assert_eq!(parse_since_pos("s99999999999999999999_0"), None);
-}
-
-#[test]
 fn device_keys_need_a_valid_self_signature() {
     let key = signing_key(1);
     let v = device_keys("@a:x", "DEV", &key);

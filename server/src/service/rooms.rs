@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use sqlx::AnyConnection;
 
 use crate::api::discovery::ROOM_VERSION;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrCode};
 use crate::ids;
 use crate::service::events::{self as event_service, MEGOLM};
 use crate::state::AppState;
@@ -55,8 +55,7 @@ pub async fn create_room(state: &AppState, creator: &str, req: CreateRoom) -> Ap
         .is_some_and(|v| v != ROOM_VERSION)
     {
         return Err(ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "M_UNSUPPORTED_ROOM_VERSION",
+            ErrCode::UnsupportedRoomVersion,
             format!("Only room version {ROOM_VERSION} is supported"),
         ));
     }
@@ -117,8 +116,7 @@ pub async fn create_room(state: &AppState, creator: &str, req: CreateRoom) -> Ap
     if let Some(alias) = &alias {
         if !rooms::put_alias(tx.conn(), alias, &room_id, creator).await? {
             return Err(ApiError::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "M_ROOM_IN_USE",
+                ErrCode::RoomInUse,
                 "That room alias is taken",
             ));
         }
@@ -156,7 +154,8 @@ pub async fn create_room(state: &AppState, creator: &str, req: CreateRoom) -> Ap
             power[k] = v.clone();
         }
     }
-    crate::canonical::check_numbers(&power).map_err(ApiError::bad_json)?;
+    cloister_proto::canonical::check_numbers(&power)
+        .map_err(|e| ApiError::bad_json(e.to_string()))?;
     let join_rule = if preset == "public_chat" {
         "public"
     } else {

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrCode};
 use crate::extract::hash_token;
 use crate::state::AppState;
 use crate::store::users::{self, UiaSession};
@@ -52,8 +52,7 @@ pub async fn check(
             }
             _ => {
                 return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "M_UNKNOWN",
+                    ErrCode::Unknown,
                     "Unknown or expired auth session",
                 ))
             }
@@ -180,10 +179,10 @@ fn challenge(
 ) -> ApiError {
     let flows: Vec<Value> = flows.iter().map(|f| json!({ "stages": f })).collect();
     let mut err = ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "M_FORBIDDEN",
+        ErrCode::Forbidden,
         error.unwrap_or("Additional authentication required"),
     )
+    .with_status(StatusCode::UNAUTHORIZED)
     .with("flows", Value::Array(flows))
     .with("params", json!({}))
     .with("session", json!(session));
@@ -192,7 +191,7 @@ fn challenge(
     }
     if error.is_none() {
         // A first challenge is not a failure: no errcode, as in the spec.
-        err.errcode = "";
+        err.bare = true;
     }
     err
 }

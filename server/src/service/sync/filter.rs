@@ -170,7 +170,7 @@ mod tests {
 
     #[test]
     fn wrong_types_and_negative_limits_are_refused() {
-        let code = |f: Value| SyncFilter::parse(&f).map_or_else(|e| e.errcode, |_| "ok");
+        let code = |f: Value| SyncFilter::parse(&f).map_or_else(|e| e.errcode.as_str(), |_| "ok");
         assert_eq!(code(json!({})), "ok");
         assert_eq!(
             code(
