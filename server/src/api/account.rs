@@ -1,8 +1,7 @@
 //! Account management: whoami, password change, deactivation.
 
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
@@ -15,27 +14,20 @@ use crate::service::{audit, devices, uia};
 use crate::state::AppState;
 use crate::store::{self, users};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/_matrix/client/v3/account/whoami", get(whoami))
-        .route("/_matrix/client/v3/account/password", post(change_password))
-        .route("/_matrix/client/v3/account/deactivate", post(deactivate))
-}
-
 /// `GET /_matrix/client/v3/account/whoami`
-async fn whoami(auth: Auth) -> Json<Value> {
+pub(super) async fn whoami(auth: Auth) -> Json<Value> {
     Json(json!({ "user_id": auth.user_id, "device_id": auth.device_id, "is_guest": false }))
 }
 
 #[derive(Deserialize)]
-struct PasswordBody {
+pub(super) struct PasswordBody {
     auth: Option<Value>,
     new_password: String,
     logout_devices: Option<bool>,
 }
 
 /// `POST /_matrix/client/v3/account/password`
-async fn change_password(
+pub(super) async fn change_password(
     State(state): State<AppState>,
     auth: Auth,
     Body(body): Body<PasswordBody>,
@@ -70,7 +62,7 @@ async fn change_password(
 }
 
 #[derive(Deserialize)]
-struct DeactivateBody {
+pub(super) struct DeactivateBody {
     auth: Option<Value>,
 }
 
@@ -78,7 +70,7 @@ struct DeactivateBody {
 ///
 /// Leaves every room, deletes every device with its keys, and locks the
 /// account. Erasing what the user sent is the compliance layer's job.
-async fn deactivate(
+pub(super) async fn deactivate(
     State(state): State<AppState>,
     auth: Auth,
     Body(body): Body<DeactivateBody>,

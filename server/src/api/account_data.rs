@@ -4,8 +4,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult, ErrCode};
@@ -15,18 +14,6 @@ use crate::store::account_data;
 
 /// Types the server maintains itself; each has its own API.
 const SERVER_MANAGED: &[&str] = &["m.fully_read", "m.push_rules"];
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/_matrix/client/v3/user/{user_id}/account_data/{type}",
-            get(get_global).put(put_global),
-        )
-        .route(
-            "/_matrix/client/v3/user/{user_id}/rooms/{room_id}/account_data/{type}",
-            get(get_room).put(put_room),
-        )
-}
 
 /// Stores one entry at a new stream position and wakes the owner's syncs.
 /// `room_id` is "" for global data.
@@ -86,7 +73,7 @@ fn check_writable(data_type: &str, content: &Value) -> ApiResult<()> {
 }
 
 /// `GET /_matrix/client/v3/user/{userId}/account_data/{type}`
-async fn get_global(
+pub(super) async fn get_global(
     State(state): State<AppState>,
     auth: Auth,
     Path((user_id, data_type)): Path<(String, String)>,
@@ -103,7 +90,7 @@ async fn get_global(
 }
 
 /// `PUT /_matrix/client/v3/user/{userId}/account_data/{type}`
-async fn put_global(
+pub(super) async fn put_global(
     State(state): State<AppState>,
     auth: Auth,
     Path((user_id, data_type)): Path<(String, String)>,
@@ -116,7 +103,7 @@ async fn put_global(
 }
 
 /// `GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}`
-async fn get_room(
+pub(super) async fn get_room(
     State(state): State<AppState>,
     auth: Auth,
     Path((user_id, room_id, data_type)): Path<(String, String, String)>,
@@ -136,7 +123,7 @@ async fn get_room(
 }
 
 /// `PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}`
-async fn put_room(
+pub(super) async fn put_room(
     State(state): State<AppState>,
     auth: Auth,
     Path((user_id, room_id, data_type)): Path<(String, String, String)>,

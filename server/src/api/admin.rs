@@ -3,8 +3,7 @@
 //! refused ones included — is written to the audit log.
 
 use axum::extract::{MatchedPath, Path, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use cloister_audit::{Action, Details, Target};
 use serde_json::{json, Value};
 
@@ -13,20 +12,6 @@ use crate::extract::Auth;
 use crate::service::audit;
 use crate::state::AppState;
 use crate::store::users;
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/_cloister/admin/v1/audit/key", get(audit_key))
-        .route(
-            "/_cloister/admin/v1/audit/checkpoint",
-            post(audit_checkpoint),
-        )
-        .route("/_cloister/admin/v1/audit/export", get(audit_export))
-        .route(
-            "/_cloister/admin/v1/users/{user_id}/deactivate",
-            post(deactivate_user),
-        )
-}
 
 /// Records the call (its route, never its parameters) and refuses
 /// non-admins. Runs before the call does anything.
@@ -54,7 +39,7 @@ pub(crate) fn internal(err: anyhow::Error) -> ApiError {
 }
 
 /// `GET /_cloister/admin/v1/audit/key`: the key a DPO verifies exports with.
-async fn audit_key(
+pub(super) async fn audit_key(
     State(state): State<AppState>,
     auth: Auth,
     route: MatchedPath,
@@ -66,7 +51,7 @@ async fn audit_key(
 }
 
 /// `POST /_cloister/admin/v1/audit/checkpoint`: signs a checkpoint now.
-async fn audit_checkpoint(
+pub(super) async fn audit_checkpoint(
     State(state): State<AppState>,
     auth: Auth,
     route: MatchedPath,
@@ -78,7 +63,7 @@ async fn audit_checkpoint(
 
 /// `GET /_cloister/admin/v1/audit/export`: the whole log and its checkpoints,
 /// signed up to and including the record of this export.
-async fn audit_export(
+pub(super) async fn audit_export(
     State(state): State<AppState>,
     auth: Auth,
     route: MatchedPath,
@@ -90,7 +75,7 @@ async fn audit_export(
 }
 
 /// `POST /_cloister/admin/v1/users/{userId}/deactivate`
-async fn deactivate_user(
+pub(super) async fn deactivate_user(
     State(state): State<AppState>,
     auth: Auth,
     route: MatchedPath,

@@ -4,8 +4,7 @@
 //! server admin.
 
 use axum::extract::{MatchedPath, Path, Query, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -18,21 +17,6 @@ use crate::service::{purge, retention};
 use crate::state::AppState;
 use crate::store::holds::{self, Hold, Scope};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/_cloister/admin/v1/retention", get(server_retention))
-        .route(
-            "/_cloister/admin/v1/rooms/{room_id}/retention",
-            get(room_retention).put(set_room_retention),
-        )
-        .route("/_cloister/admin/v1/purge", post(run_purge))
-        .route("/_cloister/admin/v1/holds", get(list_holds).post(set_hold))
-        .route(
-            "/_cloister/admin/v1/holds/{hold_id}/release",
-            post(release_hold),
-        )
-}
-
 fn by(state: &AppState, auth: &Auth) -> By {
     By {
         name: auth.user_id.clone(),
@@ -41,7 +25,7 @@ fn by(state: &AppState, auth: &Auth) -> By {
 }
 
 /// `GET /_cloister/admin/v1/retention`: the server's retention settings.
-async fn server_retention(
+pub(super) async fn server_retention(
     State(state): State<AppState>,
     auth: Auth,
     route: MatchedPath,
@@ -52,7 +36,7 @@ async fn server_retention(
 
 /// `GET /_cloister/admin/v1/rooms/{roomId}/retention`: what the room asks
 /// for and what applies.
-async fn room_retention(
+pub(super) async fn room_retention(
     State(state): State<AppState>,
     auth: Auth,
     route: MatchedPath,
@@ -70,7 +54,7 @@ async fn room_retention(
 /// `PUT /_cloister/admin/v1/rooms/{roomId}/retention`: sets the room's
 /// `m.room.retention` (`{"max_lifetime": ms, "min_lifetime": ms}`; `{}`
 /// returns the room to the server default).
-async fn set_room_retention(
+pub(super) async fn set_room_retention(
     State(state): State<AppState>,
     auth: Auth,
     route: MatchedPath,
@@ -88,7 +72,7 @@ async fn set_room_retention(
 
 /// `POST /_cloister/admin/v1/purge`: runs the retention purge now and
 /// answers with its summary (also in the audit log).
-async fn run_purge(
+pub(super) async fn run_purge(
     State(state): State<AppState>,
     auth: Auth,
     route: MatchedPath,
@@ -99,13 +83,13 @@ async fn run_purge(
 }
 
 #[derive(Deserialize)]
-struct ListQuery {
+pub(super) struct ListQuery {
     #[serde(default)]
     include_released: bool,
 }
 
 /// `GET /_cloister/admin/v1/holds[?include_released=true]`
-async fn list_holds(
+pub(super) async fn list_holds(
     State(state): State<AppState>,
     auth: Auth,
     route: MatchedPath,
@@ -117,7 +101,7 @@ async fn list_holds(
 }
 
 #[derive(Deserialize)]
-struct SetHoldBody {
+pub(super) struct SetHoldBody {
     scope: String,
     target: String,
     case_id: String,
@@ -126,7 +110,7 @@ struct SetHoldBody {
 
 /// `POST /_cloister/admin/v1/holds`: `{"scope": "user"|"room", "target",
 /// "case_id", "reason"}`.
-async fn set_hold(
+pub(super) async fn set_hold(
     State(state): State<AppState>,
     auth: Auth,
     route: MatchedPath,
@@ -146,7 +130,7 @@ async fn set_hold(
 }
 
 /// `POST /_cloister/admin/v1/holds/{holdId}/release`
-async fn release_hold(
+pub(super) async fn release_hold(
     State(state): State<AppState>,
     auth: Auth,
     route: MatchedPath,

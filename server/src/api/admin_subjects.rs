@@ -6,8 +6,7 @@
 use axum::extract::{MatchedPath, Path, Query, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 
 use super::admin::admit;
@@ -15,13 +14,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, Body};
 use crate::service::{erasure, processing_report, subject_export};
 use crate::state::AppState;
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/_cloister/admin/v1/users/{user_id}/erase", post(erase))
-        .route("/_cloister/admin/v1/users/{user_id}/export", post(export))
-        .route("/_cloister/admin/v1/report/processing", get(processing))
-}
 
 fn local_user(state: &AppState, user_id: &str) -> ApiResult<()> {
     if state.is_local_user(user_id) {
@@ -33,7 +25,7 @@ fn local_user(state: &AppState, user_id: &str) -> ApiResult<()> {
 
 /// `POST /_cloister/admin/v1/users/{userId}/erase`: erases the person
 /// (legal holds excepted) and answers with the receipt.
-async fn erase(
+pub(super) async fn erase(
     State(state): State<AppState>,
     auth: Auth,
     route: MatchedPath,
@@ -47,7 +39,7 @@ async fn erase(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ExportBody {
+pub(super) struct ExportBody {
     recipient_key: Option<String>,
     #[serde(default)]
     plain: bool,
@@ -57,7 +49,7 @@ struct ExportBody {
 /// `{"recipient_key": "<unpadded base64 X25519 public key>"}` the export
 /// sealed to that key (`application/octet-stream`); with `{"plain": true}`
 /// the JSON itself.
-async fn export(
+pub(super) async fn export(
     State(state): State<AppState>,
     auth: Auth,
     route: MatchedPath,
@@ -95,13 +87,13 @@ async fn export(
 }
 
 #[derive(Deserialize)]
-struct ReportQuery {
+pub(super) struct ReportQuery {
     format: Option<String>,
 }
 
 /// `GET /_cloister/admin/v1/report/processing?format=markdown|json`: the
 /// record of processing activities, Markdown by default.
-async fn processing(
+pub(super) async fn processing(
     State(state): State<AppState>,
     auth: Auth,
     route: MatchedPath,

@@ -2,8 +2,7 @@
 
 use axum::extract::{Query, State};
 use axum::http::request::Parts;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
@@ -17,19 +16,6 @@ use cloister_audit::Action;
 use crate::service::{audit, devices, erasure, uia};
 use crate::state::AppState;
 use crate::store::users;
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/_matrix/client/v3/register", post(register))
-        .route("/_matrix/client/v3/register/available", get(available))
-        .route(
-            "/_matrix/client/v1/register/m.login.registration_token/validity",
-            get(token_validity),
-        )
-        .route("/_matrix/client/v3/login", get(login_flows).post(login))
-        .route("/_matrix/client/v3/logout", post(logout))
-        .route("/_matrix/client/v3/logout/all", post(logout_all))
-}
 
 /// The `ClientIp` of a request, for per-address login limits.
 pub struct ClientIp(pub String);
@@ -55,12 +41,12 @@ fn check_login_rate(state: &AppState, key: &str) -> ApiResult<()> {
 }
 
 #[derive(Deserialize)]
-struct RegisterQuery {
+pub(super) struct RegisterQuery {
     kind: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct RegisterBody {
+pub(super) struct RegisterBody {
     auth: Option<Value>,
     username: Option<String>,
     password: Option<String>,
@@ -71,7 +57,7 @@ struct RegisterBody {
 }
 
 /// `POST /_matrix/client/v3/register`
-async fn register(
+pub(super) async fn register(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     Query(query): Query<RegisterQuery>,
@@ -183,7 +169,7 @@ pub fn validate_password(password: &str) -> ApiResult<()> {
 }
 
 #[derive(Deserialize)]
-struct AvailableQuery {
+pub(super) struct AvailableQuery {
     // Optional so that a closed server answers 403 before looking at it.
     username: Option<String>,
 }
@@ -192,7 +178,7 @@ struct AvailableQuery {
 ///
 /// Unauthenticated, so it says which accounts exist: only while anyone may
 /// register (as Synapse does), and at the pace of login attempts.
-async fn available(
+pub(super) async fn available(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     Query(q): Query<AvailableQuery>,
@@ -218,12 +204,12 @@ async fn available(
 }
 
 #[derive(Deserialize)]
-struct ValidityQuery {
+pub(super) struct ValidityQuery {
     token: String,
 }
 
 /// `GET /_matrix/client/v1/register/m.login.registration_token/validity`
-async fn token_validity(
+pub(super) async fn token_validity(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     Query(q): Query<ValidityQuery>,
@@ -239,12 +225,12 @@ async fn token_validity(
 }
 
 /// `GET /_matrix/client/v3/login`
-async fn login_flows() -> Json<Value> {
+pub(super) async fn login_flows() -> Json<Value> {
     Json(json!({ "flows": [{ "type": "m.login.password" }] }))
 }
 
 #[derive(Deserialize)]
-struct LoginBody {
+pub(super) struct LoginBody {
     #[serde(rename = "type")]
     kind: String,
     identifier: Option<Value>,
@@ -255,7 +241,7 @@ struct LoginBody {
 }
 
 /// `POST /_matrix/client/v3/login`
-async fn login(
+pub(super) async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     Body(body): Body<LoginBody>,
@@ -313,13 +299,16 @@ async fn login(
 }
 
 /// `POST /_matrix/client/v3/logout`
-async fn logout(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+pub(super) async fn logout(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
     devices::delete_devices(&state, &auth.user_id, std::slice::from_ref(&auth.device_id)).await?;
     Ok(Json(json!({})))
 }
 
 /// `POST /_matrix/client/v3/logout/all`
-async fn logout_all(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+pub(super) async fn logout_all(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> ApiResult<Json<Value>> {
     let all: Vec<String> =
         crate::store::devices::list(&mut *state.store.read().await?, &auth.user_id)
             .await?

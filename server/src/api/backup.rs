@@ -3,8 +3,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -14,39 +13,15 @@ use crate::service::backup;
 use crate::state::AppState;
 use crate::store::backup::{KeyBackupData, Scope};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/_matrix/client/v3/room_keys/version",
-            get(current_version).post(create_version),
-        )
-        .route(
-            "/_matrix/client/v3/room_keys/version/{version}",
-            get(get_version).put(update_version).delete(delete_version),
-        )
-        .route(
-            "/_matrix/client/v3/room_keys/keys",
-            get(get_all).put(put_all).delete(delete_all),
-        )
-        .route(
-            "/_matrix/client/v3/room_keys/keys/{room_id}",
-            get(get_room).put(put_room).delete(delete_room),
-        )
-        .route(
-            "/_matrix/client/v3/room_keys/keys/{room_id}/{session_id}",
-            get(get_session).put(put_session).delete(delete_session),
-        )
-}
-
 #[derive(Deserialize)]
-struct VersionBody {
+pub(super) struct VersionBody {
     algorithm: String,
     auth_data: Value,
     version: Option<String>,
 }
 
 /// `POST /_matrix/client/v3/room_keys/version`
-async fn create_version(
+pub(super) async fn create_version(
     State(state): State<AppState>,
     auth: Auth,
     Body(body): Body<VersionBody>,
@@ -57,14 +32,17 @@ async fn create_version(
 }
 
 /// `GET /_matrix/client/v3/room_keys/version`
-async fn current_version(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+pub(super) async fn current_version(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> ApiResult<Json<Value>> {
     Ok(Json(
         backup::get_version(&state, &auth.user_id, None).await?,
     ))
 }
 
 /// `GET /_matrix/client/v3/room_keys/version/{version}`
-async fn get_version(
+pub(super) async fn get_version(
     State(state): State<AppState>,
     auth: Auth,
     Path(version): Path<String>,
@@ -75,7 +53,7 @@ async fn get_version(
 }
 
 /// `PUT /_matrix/client/v3/room_keys/version/{version}`
-async fn update_version(
+pub(super) async fn update_version(
     State(state): State<AppState>,
     auth: Auth,
     Path(version): Path<String>,
@@ -94,7 +72,7 @@ async fn update_version(
 }
 
 /// `DELETE /_matrix/client/v3/room_keys/version/{version}`
-async fn delete_version(
+pub(super) async fn delete_version(
     State(state): State<AppState>,
     auth: Auth,
     Path(version): Path<String>,
@@ -104,7 +82,7 @@ async fn delete_version(
 }
 
 #[derive(Deserialize)]
-struct VersionQuery {
+pub(super) struct VersionQuery {
     version: Option<String>,
 }
 
@@ -116,12 +94,12 @@ impl VersionQuery {
 }
 
 #[derive(Deserialize)]
-struct RoomKeys {
+pub(super) struct RoomKeys {
     sessions: BTreeMap<String, KeyBackupData>,
 }
 
 #[derive(Deserialize)]
-struct AllKeys {
+pub(super) struct AllKeys {
     rooms: BTreeMap<String, RoomKeys>,
 }
 
@@ -133,7 +111,7 @@ fn flatten_room(room_id: String, room: RoomKeys) -> Vec<(String, String, KeyBack
 }
 
 /// `PUT /_matrix/client/v3/room_keys/keys`
-async fn put_all(
+pub(super) async fn put_all(
     State(state): State<AppState>,
     auth: Auth,
     Query(q): Query<VersionQuery>,
@@ -150,7 +128,7 @@ async fn put_all(
 }
 
 /// `PUT /_matrix/client/v3/room_keys/keys/{roomId}`
-async fn put_room(
+pub(super) async fn put_room(
     State(state): State<AppState>,
     auth: Auth,
     Path(room_id): Path<String>,
@@ -164,7 +142,7 @@ async fn put_room(
 }
 
 /// `PUT /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}`
-async fn put_session(
+pub(super) async fn put_session(
     State(state): State<AppState>,
     auth: Auth,
     Path((room_id, session_id)): Path<(String, String)>,
@@ -178,7 +156,7 @@ async fn put_session(
 }
 
 /// `GET /_matrix/client/v3/room_keys/keys`
-async fn get_all(
+pub(super) async fn get_all(
     State(state): State<AppState>,
     auth: Auth,
     Query(q): Query<VersionQuery>,
@@ -188,7 +166,7 @@ async fn get_all(
 }
 
 /// `GET /_matrix/client/v3/room_keys/keys/{roomId}`
-async fn get_room(
+pub(super) async fn get_room(
     State(state): State<AppState>,
     auth: Auth,
     Path(room_id): Path<String>,
@@ -204,7 +182,7 @@ async fn get_room(
 }
 
 /// `GET /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}`
-async fn get_session(
+pub(super) async fn get_session(
     State(state): State<AppState>,
     auth: Auth,
     Path((room_id, session_id)): Path<(String, String)>,
@@ -220,7 +198,7 @@ async fn get_session(
 }
 
 /// `DELETE /_matrix/client/v3/room_keys/keys`
-async fn delete_all(
+pub(super) async fn delete_all(
     State(state): State<AppState>,
     auth: Auth,
     Query(q): Query<VersionQuery>,
@@ -231,7 +209,7 @@ async fn delete_all(
 }
 
 /// `DELETE /_matrix/client/v3/room_keys/keys/{roomId}`
-async fn delete_room(
+pub(super) async fn delete_room(
     State(state): State<AppState>,
     auth: Auth,
     Path(room_id): Path<String>,
@@ -244,7 +222,7 @@ async fn delete_room(
 }
 
 /// `DELETE /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}`
-async fn delete_session(
+pub(super) async fn delete_session(
     State(state): State<AppState>,
     auth: Auth,
     Path((room_id, session_id)): Path<(String, String)>,

@@ -1,8 +1,7 @@
 //! The caller's devices.
 
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -12,22 +11,12 @@ use crate::service::{devices as device_service, uia};
 use crate::state::AppState;
 use crate::store::devices;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/_matrix/client/v3/devices", get(list))
-        .route(
-            "/_matrix/client/v3/devices/{device_id}",
-            get(get_one).put(update).delete(delete_one),
-        )
-        .route("/_matrix/client/v3/delete_devices", post(delete_many))
-}
-
 fn render(d: &devices::Device) -> Value {
     json!({ "device_id": d.device_id, "display_name": d.display_name, "last_seen_ts": d.last_seen_ts })
 }
 
 /// `GET /_matrix/client/v3/devices`
-async fn list(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+pub(super) async fn list(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
     let all = devices::list(&mut *state.store.read().await?, &auth.user_id).await?;
     Ok(Json(
         json!({ "devices": all.iter().map(render).collect::<Vec<_>>() }),
@@ -35,7 +24,7 @@ async fn list(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Value
 }
 
 /// `GET /_matrix/client/v3/devices/{deviceId}`
-async fn get_one(
+pub(super) async fn get_one(
     State(state): State<AppState>,
     auth: Auth,
     Path(device_id): Path<String>,
@@ -47,12 +36,12 @@ async fn get_one(
 }
 
 #[derive(Deserialize)]
-struct UpdateBody {
+pub(super) struct UpdateBody {
     display_name: Option<String>,
 }
 
 /// `PUT /_matrix/client/v3/devices/{deviceId}`
-async fn update(
+pub(super) async fn update(
     State(state): State<AppState>,
     auth: Auth,
     Path(device_id): Path<String>,
@@ -75,12 +64,12 @@ async fn update(
 }
 
 #[derive(Deserialize)]
-struct DeleteBody {
+pub(super) struct DeleteBody {
     auth: Option<Value>,
 }
 
 /// `DELETE /_matrix/client/v3/devices/{deviceId}`
-async fn delete_one(
+pub(super) async fn delete_one(
     State(state): State<AppState>,
     auth: Auth,
     Path(device_id): Path<String>,
@@ -104,13 +93,13 @@ async fn delete_one(
 }
 
 #[derive(Deserialize)]
-struct DeleteManyBody {
+pub(super) struct DeleteManyBody {
     auth: Option<Value>,
     devices: Vec<String>,
 }
 
 /// `POST /_matrix/client/v3/delete_devices`
-async fn delete_many(
+pub(super) async fn delete_many(
     State(state): State<AppState>,
     auth: Auth,
     Body(body): Body<DeleteManyBody>,

@@ -1,8 +1,7 @@
 //! Discovery: spec versions, `.well-known`, capabilities and the health check.
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
 
 use crate::extract::Auth;
@@ -10,27 +9,19 @@ use crate::state::AppState;
 
 pub const ROOM_VERSION: &str = "10";
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/_matrix/client/versions", get(versions))
-        .route("/.well-known/matrix/client", get(well_known))
-        .route("/_matrix/client/v3/capabilities", get(capabilities))
-        .route("/health", get(|| async { "OK" }))
-}
-
 /// `GET /_matrix/client/versions`
-async fn versions() -> Json<Value> {
+pub(super) async fn versions() -> Json<Value> {
     let versions: Vec<String> = (1..=11).map(|minor| format!("v1.{minor}")).collect();
     Json(json!({ "versions": versions, "unstable_features": {} }))
 }
 
 /// `GET /.well-known/matrix/client`
-async fn well_known(State(state): State<AppState>) -> Json<Value> {
+pub(super) async fn well_known(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "m.homeserver": { "base_url": state.config.public_baseurl() } }))
 }
 
 /// `GET /_matrix/client/v3/capabilities`
-async fn capabilities(_auth: Auth) -> Json<Value> {
+pub(super) async fn capabilities(_auth: Auth) -> Json<Value> {
     Json(json!({
         "capabilities": {
             "m.change_password": { "enabled": true },
@@ -41,4 +32,10 @@ async fn capabilities(_auth: Auth) -> Json<Value> {
             "m.get_login_token": { "enabled": false }
         }
     }))
+}
+
+/// `GET /health`: for load balancers and monitoring; no authentication, no
+/// rate limit.
+pub(super) async fn health() -> &'static str {
+    "OK"
 }

@@ -5,8 +5,7 @@
 //! catches up out of order cannot bring back unread counts.
 
 use axum::extract::{Path, State};
-use axum::routing::{post, put};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -21,22 +20,6 @@ const FULLY_READ: &str = "m.fully_read";
 const DEFAULT_TYPING_MS: i64 = 30_000;
 const MAX_TYPING_MS: i64 = 120_000;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/_matrix/client/v3/rooms/{room_id}/typing/{user_id}",
-            put(typing),
-        )
-        .route(
-            "/_matrix/client/v3/rooms/{room_id}/receipt/{receipt_type}/{event_id}",
-            post(receipt),
-        )
-        .route(
-            "/_matrix/client/v3/rooms/{room_id}/read_markers",
-            post(read_markers),
-        )
-}
-
 async fn require_joined(c: &mut Conn, room_id: &str, user_id: &str) -> ApiResult<()> {
     match rooms::membership(c, room_id, user_id).await? {
         Some(m) if m.membership == "join" => Ok(()),
@@ -45,13 +28,13 @@ async fn require_joined(c: &mut Conn, room_id: &str, user_id: &str) -> ApiResult
 }
 
 #[derive(Deserialize)]
-struct TypingBody {
+pub(super) struct TypingBody {
     typing: bool,
     timeout: Option<i64>,
 }
 
 /// `PUT /_matrix/client/v3/rooms/{roomId}/typing/{userId}`
-async fn typing(
+pub(super) async fn typing(
     State(state): State<AppState>,
     auth: Auth,
     Path((room_id, user_id)): Path<(String, String)>,
@@ -169,12 +152,12 @@ fn check_event_id(event_id: &str) -> ApiResult<()> {
 }
 
 #[derive(Deserialize)]
-struct ReceiptBody {
+pub(super) struct ReceiptBody {
     thread_id: Option<String>,
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/receipt/{receiptType}/{eventId}`
-async fn receipt(
+pub(super) async fn receipt(
     State(state): State<AppState>,
     auth: Auth,
     Path((room_id, receipt_type, event_id)): Path<(String, String, String)>,
@@ -205,7 +188,7 @@ async fn receipt(
 }
 
 #[derive(Deserialize)]
-struct MarkersBody {
+pub(super) struct MarkersBody {
     #[serde(rename = "m.fully_read")]
     fully_read: Option<String>,
     #[serde(rename = "m.read")]
@@ -215,7 +198,7 @@ struct MarkersBody {
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/read_markers`
-async fn read_markers(
+pub(super) async fn read_markers(
     State(state): State<AppState>,
     auth: Auth,
     Path(room_id): Path<String>,

@@ -1,8 +1,7 @@
 //! Sending, redacting and reading room events.
 
 use axum::extract::{Path, Query, RawQuery, State};
-use axum::routing::{get, put};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -15,27 +14,6 @@ use crate::service::visibility::{self, Access};
 use crate::state::AppState;
 use crate::store::events::{self, NewEvent, StoredEvent, Viewer};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/_matrix/client/v3/rooms/{room_id}/send/{event_type}/{txn_id}",
-            put(send),
-        )
-        .route(
-            "/_matrix/client/v3/rooms/{room_id}/redact/{event_id}/{txn_id}",
-            put(redact),
-        )
-        .route("/_matrix/client/v3/rooms/{room_id}/messages", get(messages))
-        .route(
-            "/_matrix/client/v3/rooms/{room_id}/event/{event_id}",
-            get(event),
-        )
-        .route(
-            "/_matrix/client/v3/rooms/{room_id}/context/{event_id}",
-            get(context),
-        )
-}
-
 /// Most uploads one event may declare it carries.
 const MAX_ATTACHMENTS: usize = 32;
 
@@ -44,7 +22,7 @@ const MAX_ATTACHMENTS: usize = 32;
 /// `?attach_media=mxc://…` (repeatable, as in MSC3911) declares the uploads
 /// the event carries: the server cannot read encrypted events, and needs the
 /// link to delete the files with the event when retention expires it.
-async fn send(
+pub(super) async fn send(
     State(state): State<AppState>,
     auth: Auth,
     Path((room_id, event_type, txn_id)): Path<(String, String, String)>,
@@ -104,12 +82,12 @@ fn attachments(state: &AppState, query: Option<&str>) -> ApiResult<Vec<String>> 
 }
 
 #[derive(Deserialize)]
-struct RedactBody {
+pub(super) struct RedactBody {
     reason: Option<String>,
 }
 
 /// `PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}`
-async fn redact(
+pub(super) async fn redact(
     State(state): State<AppState>,
     auth: Auth,
     Path((room_id, event_id, txn_id)): Path<(String, String, String)>,
@@ -135,7 +113,7 @@ async fn redact(
 }
 
 #[derive(Deserialize)]
-struct MessagesQuery {
+pub(super) struct MessagesQuery {
     from: Option<String>,
     to: Option<String>,
     dir: Option<String>,
@@ -144,7 +122,7 @@ struct MessagesQuery {
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/messages`
-async fn messages(
+pub(super) async fn messages(
     State(state): State<AppState>,
     auth: Auth,
     Path(room_id): Path<String>,
@@ -277,7 +255,7 @@ async fn visible_event(
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}`
-async fn event(
+pub(super) async fn event(
     State(state): State<AppState>,
     auth: Auth,
     Path((room_id, event_id)): Path<(String, String)>,
@@ -291,12 +269,12 @@ async fn event(
 }
 
 #[derive(Deserialize)]
-struct ContextQuery {
+pub(super) struct ContextQuery {
     limit: Option<i64>,
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}`
-async fn context(
+pub(super) async fn context(
     State(state): State<AppState>,
     auth: Auth,
     Path((room_id, event_id)): Path<(String, String)>,

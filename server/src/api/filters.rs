@@ -2,8 +2,7 @@
 //! it by id; the filter itself is applied by the sync code.
 
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
@@ -13,15 +12,6 @@ use crate::store::account_data;
 
 const MAX_FILTER_LEN: usize = 64 * 1024;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/_matrix/client/v3/user/{user_id}/filter", post(create))
-        .route(
-            "/_matrix/client/v3/user/{user_id}/filter/{filter_id}",
-            get(fetch),
-        )
-}
-
 fn check_owner(auth: &Auth, user_id: &str) -> ApiResult<()> {
     if auth.user_id != user_id {
         return Err(ApiError::forbidden("You may only access your own filters"));
@@ -30,7 +20,7 @@ fn check_owner(auth: &Auth, user_id: &str) -> ApiResult<()> {
 }
 
 /// `POST /_matrix/client/v3/user/{userId}/filter`
-async fn create(
+pub(super) async fn create(
     State(state): State<AppState>,
     auth: Auth,
     Path(user_id): Path<String>,
@@ -52,7 +42,7 @@ async fn create(
 }
 
 /// `GET /_matrix/client/v3/user/{userId}/filter/{filterId}`
-async fn fetch(
+pub(super) async fn fetch(
     State(state): State<AppState>,
     auth: Auth,
     Path((user_id, filter_id)): Path<(String, String)>,

@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Query, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -15,24 +14,8 @@ use crate::service::cross_signing::{self, SigningKeysUpload};
 use crate::service::keys::{self, UploadRequest};
 use crate::state::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/_matrix/client/v3/keys/upload", post(upload))
-        .route("/_matrix/client/v3/keys/query", post(query))
-        .route("/_matrix/client/v3/keys/claim", post(claim))
-        .route("/_matrix/client/v3/keys/changes", get(changes))
-        .route(
-            "/_matrix/client/v3/keys/device_signing/upload",
-            post(device_signing_upload),
-        )
-        .route(
-            "/_matrix/client/v3/keys/signatures/upload",
-            post(signatures_upload),
-        )
-}
-
 /// `POST /_matrix/client/v3/keys/upload`
-async fn upload(
+pub(super) async fn upload(
     State(state): State<AppState>,
     auth: Auth,
     Body(body): Body<UploadRequest>,
@@ -42,13 +25,13 @@ async fn upload(
 }
 
 #[derive(Deserialize)]
-struct QueryBody {
+pub(super) struct QueryBody {
     #[serde(default)]
     device_keys: BTreeMap<String, Vec<String>>,
 }
 
 /// `POST /_matrix/client/v3/keys/query`
-async fn query(
+pub(super) async fn query(
     State(state): State<AppState>,
     auth: Auth,
     Body(body): Body<QueryBody>,
@@ -57,13 +40,13 @@ async fn query(
 }
 
 #[derive(Deserialize)]
-struct ClaimBody {
+pub(super) struct ClaimBody {
     #[serde(default)]
     one_time_keys: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// `POST /_matrix/client/v3/keys/claim`
-async fn claim(
+pub(super) async fn claim(
     State(state): State<AppState>,
     _auth: Auth,
     Body(body): Body<ClaimBody>,
@@ -72,13 +55,13 @@ async fn claim(
 }
 
 #[derive(Deserialize)]
-struct ChangesQuery {
+pub(super) struct ChangesQuery {
     from: String,
     to: String,
 }
 
 /// `GET /_matrix/client/v3/keys/changes`
-async fn changes(
+pub(super) async fn changes(
     State(state): State<AppState>,
     auth: Auth,
     Query(q): Query<ChangesQuery>,
@@ -89,7 +72,7 @@ async fn changes(
 }
 
 /// `POST /_matrix/client/v3/keys/device_signing/upload`
-async fn device_signing_upload(
+pub(super) async fn device_signing_upload(
     State(state): State<AppState>,
     auth: Auth,
     Body(body): Body<SigningKeysUpload>,
@@ -99,7 +82,7 @@ async fn device_signing_upload(
 }
 
 /// `POST /_matrix/client/v3/keys/signatures/upload`
-async fn signatures_upload(
+pub(super) async fn signatures_upload(
     State(state): State<AppState>,
     auth: Auth,
     Body(body): Body<Map<String, Value>>,

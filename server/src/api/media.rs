@@ -8,8 +8,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -24,44 +23,13 @@ const MAX_FILENAME_LEN: usize = 255;
 const MAX_CONTENT_TYPE_LEN: usize = 255;
 const READ_CHUNK: usize = 64 * 1024;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/_matrix/media/v3/upload", post(upload))
-        .route("/_matrix/client/v1/media/config", get(config))
-        .route("/_matrix/media/v3/config", get(config))
-        .route(
-            "/_matrix/client/v1/media/download/{server_name}/{media_id}",
-            get(download),
-        )
-        .route(
-            "/_matrix/client/v1/media/download/{server_name}/{media_id}/{file_name}",
-            get(download_named),
-        )
-        .route(
-            "/_matrix/client/v1/media/thumbnail/{server_name}/{media_id}",
-            get(thumbnail),
-        )
-        .route(
-            "/_matrix/media/v3/download/{server_name}/{media_id}",
-            get(legacy),
-        )
-        .route(
-            "/_matrix/media/v3/download/{server_name}/{media_id}/{file_name}",
-            get(legacy),
-        )
-        .route(
-            "/_matrix/media/v3/thumbnail/{server_name}/{media_id}",
-            get(legacy),
-        )
-}
-
 #[derive(Deserialize)]
-struct UploadQuery {
+pub(super) struct UploadQuery {
     filename: Option<String>,
 }
 
 /// `POST /_matrix/media/v3/upload`
-async fn upload(
+pub(super) async fn upload(
     State(state): State<AppState>,
     auth: Auth,
     Query(query): Query<UploadQuery>,
@@ -180,12 +148,12 @@ async fn write_file(path: &Path, body: Body, limit: u64) -> ApiResult<u64> {
 }
 
 /// `GET /_matrix/client/v1/media/config` and `GET /_matrix/media/v3/config`
-async fn config(State(state): State<AppState>, _auth: Auth) -> Json<Value> {
+pub(super) async fn config(State(state): State<AppState>, _auth: Auth) -> Json<Value> {
     Json(json!({ "m.upload.size": state.config.limits.max_upload_size }))
 }
 
 /// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}`
-async fn download(
+pub(super) async fn download(
     State(state): State<AppState>,
     _auth: Auth,
     UrlPath((server_name, media_id)): UrlPath<(String, String)>,
@@ -194,7 +162,7 @@ async fn download(
 }
 
 /// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}/{fileName}`
-async fn download_named(
+pub(super) async fn download_named(
     State(state): State<AppState>,
     _auth: Auth,
     UrlPath((server_name, media_id, file_name)): UrlPath<(String, String, String)>,
@@ -300,7 +268,7 @@ fn percent_encode(s: &str) -> String {
 }
 
 /// `GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}`
-async fn thumbnail(_auth: Auth) -> ApiError {
+pub(super) async fn thumbnail(_auth: Auth) -> ApiError {
     ApiError::not_found(
         "No thumbnails: media on this server is end-to-end encrypted, so only clients can make them",
     )
@@ -308,7 +276,7 @@ async fn thumbnail(_auth: Auth) -> ApiError {
 
 /// `GET /_matrix/media/v3/download/{serverName}/{mediaId}` (and the
 /// `{fileName}` and thumbnail variants)
-async fn legacy() -> ApiError {
+pub(super) async fn legacy() -> ApiError {
     ApiError::not_found(
         "Unauthenticated media is not served; use /_matrix/client/v1/media/download with an access token",
     )

@@ -1,8 +1,7 @@
 //! Joining, leaving, inviting, kicking, banning and forgetting rooms.
 
 use axum::extract::{Path, State};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -12,31 +11,19 @@ use crate::service::rooms as room_service;
 use crate::state::AppState;
 use crate::store::rooms;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/_matrix/client/v3/join/{room_id_or_alias}", post(join))
-        .route("/_matrix/client/v3/rooms/{room_id}/join", post(join))
-        .route("/_matrix/client/v3/rooms/{room_id}/invite", post(invite))
-        .route("/_matrix/client/v3/rooms/{room_id}/leave", post(leave))
-        .route("/_matrix/client/v3/rooms/{room_id}/forget", post(forget))
-        .route("/_matrix/client/v3/rooms/{room_id}/kick", post(kick))
-        .route("/_matrix/client/v3/rooms/{room_id}/ban", post(ban))
-        .route("/_matrix/client/v3/rooms/{room_id}/unban", post(unban))
-}
-
 #[derive(Deserialize)]
-struct Reason {
+pub(super) struct Reason {
     reason: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct Target {
+pub(super) struct Target {
     user_id: String,
     reason: Option<String>,
 }
 
 /// `POST /_matrix/client/v3/join/{roomIdOrAlias}` and `POST /_matrix/client/v3/rooms/{roomId}/join`
-async fn join(
+pub(super) async fn join(
     State(state): State<AppState>,
     auth: Auth,
     Path(room): Path<String>,
@@ -58,7 +45,7 @@ async fn join(
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/invite`
-async fn invite(
+pub(super) async fn invite(
     State(state): State<AppState>,
     auth: Auth,
     Path(room_id): Path<String>,
@@ -78,7 +65,7 @@ async fn invite(
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/leave`
-async fn leave(
+pub(super) async fn leave(
     State(state): State<AppState>,
     auth: Auth,
     Path(room_id): Path<String>,
@@ -98,7 +85,7 @@ async fn leave(
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/kick`
-async fn kick(
+pub(super) async fn kick(
     State(state): State<AppState>,
     auth: Auth,
     Path(room_id): Path<String>,
@@ -118,7 +105,7 @@ async fn kick(
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/ban`
-async fn ban(
+pub(super) async fn ban(
     State(state): State<AppState>,
     auth: Auth,
     Path(room_id): Path<String>,
@@ -138,7 +125,7 @@ async fn ban(
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/unban`
-async fn unban(
+pub(super) async fn unban(
     State(state): State<AppState>,
     auth: Auth,
     Path(room_id): Path<String>,
@@ -168,7 +155,7 @@ async fn unban(
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/forget`
-async fn forget(
+pub(super) async fn forget(
     State(state): State<AppState>,
     auth: Auth,
     Path(room_id): Path<String>,

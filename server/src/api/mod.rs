@@ -1,5 +1,5 @@
-//! HTTP handlers, one module per area of the Client-Server API. Each module
-//! exposes `routes()`; this module joins them and adds the cross-cutting
+//! HTTP handlers, one module per area of the Client-Server API; `routes`
+//! lists every endpoint and builds the router. This module adds the cross-cutting
 //! layers: rate limits, the Matrix error shape for every failure, CORS,
 //! request logging without secrets, and panic containment.
 
@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod profile;
 pub mod pushrules;
 pub mod rooms;
+pub mod routes;
 pub mod sync;
 pub mod to_device;
 
@@ -39,28 +40,7 @@ use crate::ratelimit::limit_requests as rate_limit;
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .merge(discovery::routes())
-        .merge(admin::routes())
-        .merge(admin_subjects::routes())
-        .merge(admin_compliance::routes())
-        .merge(metrics::routes())
-        .merge(auth::routes())
-        .merge(account::routes())
-        .merge(devices::routes())
-        .merge(rooms::routes())
-        .merge(membership::routes())
-        .merge(events::routes())
-        .merge(sync::routes())
-        .merge(keys::routes())
-        .merge(to_device::routes())
-        .merge(backup::routes())
-        .merge(media::routes())
-        .merge(profile::routes())
-        .merge(account_data::routes())
-        .merge(pushrules::routes())
-        .merge(filters::routes())
-        .merge(ephemeral::routes())
+    let api = routes::router()
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed);
 

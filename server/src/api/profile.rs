@@ -4,8 +4,7 @@
 //! privacy, who is registered here is not public information.
 
 use axum::extract::{Path, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -16,19 +15,6 @@ use crate::store::users::{self, ProfileField, User};
 
 const MAX_DISPLAYNAME_LEN: usize = 256;
 const MAX_AVATAR_URL_LEN: usize = 1000;
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/_matrix/client/v3/profile/{user_id}", get(get_profile))
-        .route(
-            "/_matrix/client/v3/profile/{user_id}/displayname",
-            get(get_displayname).put(put_displayname),
-        )
-        .route(
-            "/_matrix/client/v3/profile/{user_id}/avatar_url",
-            get(get_avatar_url).put(put_avatar_url),
-        )
-}
 
 async fn load(state: &AppState, user_id: &str) -> ApiResult<User> {
     users::get(&mut *state.store.read().await?, user_id)
@@ -52,7 +38,7 @@ fn field_json(user: &User, fields: &[ProfileField]) -> Value {
 }
 
 /// `GET /_matrix/client/v3/profile/{userId}`
-async fn get_profile(
+pub(super) async fn get_profile(
     State(state): State<AppState>,
     _auth: Auth,
     Path(user_id): Path<String>,
@@ -65,7 +51,7 @@ async fn get_profile(
 }
 
 /// `GET /_matrix/client/v3/profile/{userId}/displayname`
-async fn get_displayname(
+pub(super) async fn get_displayname(
     State(state): State<AppState>,
     _auth: Auth,
     Path(user_id): Path<String>,
@@ -75,7 +61,7 @@ async fn get_displayname(
 }
 
 /// `GET /_matrix/client/v3/profile/{userId}/avatar_url`
-async fn get_avatar_url(
+pub(super) async fn get_avatar_url(
     State(state): State<AppState>,
     _auth: Auth,
     Path(user_id): Path<String>,
@@ -85,17 +71,17 @@ async fn get_avatar_url(
 }
 
 #[derive(Deserialize)]
-struct DisplaynameBody {
+pub(super) struct DisplaynameBody {
     displayname: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct AvatarUrlBody {
+pub(super) struct AvatarUrlBody {
     avatar_url: Option<String>,
 }
 
 /// `PUT /_matrix/client/v3/profile/{userId}/displayname`
-async fn put_displayname(
+pub(super) async fn put_displayname(
     State(state): State<AppState>,
     auth: Auth,
     Path(user_id): Path<String>,
@@ -106,7 +92,7 @@ async fn put_displayname(
 }
 
 /// `PUT /_matrix/client/v3/profile/{userId}/avatar_url`
-async fn put_avatar_url(
+pub(super) async fn put_avatar_url(
     State(state): State<AppState>,
     auth: Auth,
     Path(user_id): Path<String>,

@@ -5,8 +5,7 @@
 //! itself lives in `pushrules_default.rs`.
 
 use axum::extract::{Path, Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -25,24 +24,6 @@ use rules::{
 };
 
 pub const PUSH_RULES: &str = "m.push_rules";
-
-pub fn routes() -> Router<AppState> {
-    let rule = "/_matrix/client/v3/pushrules/global/{kind}/{rule_id}";
-    Router::new()
-        .route("/_matrix/client/v3/pushrules/", get(get_all))
-        .route("/_matrix/client/v3/pushrules", get(get_all))
-        .route("/_matrix/client/v3/pushrules/global/", get(get_global))
-        .route("/_matrix/client/v3/pushrules/global", get(get_global))
-        .route(rule, get(get_rule).put(put_rule).delete(delete_rule))
-        .route(
-            &format!("{rule}/enabled"),
-            get(get_enabled).put(put_enabled),
-        )
-        .route(
-            &format!("{rule}/actions"),
-            get(get_actions).put(put_actions),
-        )
-}
 
 /// The user's rule set, `{"global": {...}}`, defaults included.
 pub async fn load(state: &AppState, user_id: &str) -> ApiResult<Value> {
@@ -84,17 +65,20 @@ async fn read_rule(state: &AppState, user_id: &str, kind: &str, rule_id: &str) -
 }
 
 /// `GET /_matrix/client/v3/pushrules/`
-async fn get_all(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+pub(super) async fn get_all(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
     Ok(Json(load(&state, &auth.user_id).await?))
 }
 
 /// `GET /_matrix/client/v3/pushrules/global/`
-async fn get_global(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+pub(super) async fn get_global(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> ApiResult<Json<Value>> {
     Ok(Json(load(&state, &auth.user_id).await?["global"].take()))
 }
 
 /// `GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}`
-async fn get_rule(
+pub(super) async fn get_rule(
     State(state): State<AppState>,
     auth: Auth,
     Path((kind, rule_id)): Path<(String, String)>,
@@ -105,13 +89,13 @@ async fn get_rule(
 }
 
 #[derive(Deserialize)]
-struct PositionQuery {
+pub(super) struct PositionQuery {
     before: Option<String>,
     after: Option<String>,
 }
 
 /// `PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}`
-async fn put_rule(
+pub(super) async fn put_rule(
     State(state): State<AppState>,
     auth: Auth,
     Path((kind, rule_id)): Path<(String, String)>,
@@ -133,7 +117,7 @@ async fn put_rule(
 }
 
 /// `DELETE /_matrix/client/v3/pushrules/global/{kind}/{ruleId}`
-async fn delete_rule(
+pub(super) async fn delete_rule(
     State(state): State<AppState>,
     auth: Auth,
     Path((kind, rule_id)): Path<(String, String)>,
@@ -146,7 +130,7 @@ async fn delete_rule(
 }
 
 /// `GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled`
-async fn get_enabled(
+pub(super) async fn get_enabled(
     State(state): State<AppState>,
     auth: Auth,
     Path((kind, rule_id)): Path<(String, String)>,
@@ -158,12 +142,12 @@ async fn get_enabled(
 }
 
 #[derive(Deserialize)]
-struct EnabledBody {
+pub(super) struct EnabledBody {
     enabled: bool,
 }
 
 /// `PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled`
-async fn put_enabled(
+pub(super) async fn put_enabled(
     State(state): State<AppState>,
     auth: Auth,
     Path((kind, rule_id)): Path<(String, String)>,
@@ -178,7 +162,7 @@ async fn put_enabled(
 }
 
 /// `GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions`
-async fn get_actions(
+pub(super) async fn get_actions(
     State(state): State<AppState>,
     auth: Auth,
     Path((kind, rule_id)): Path<(String, String)>,
@@ -188,12 +172,12 @@ async fn get_actions(
 }
 
 #[derive(Deserialize)]
-struct ActionsBody {
+pub(super) struct ActionsBody {
     actions: Vec<Value>,
 }
 
 /// `PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions`
-async fn put_actions(
+pub(super) async fn put_actions(
     State(state): State<AppState>,
     auth: Auth,
     Path((kind, rule_id)): Path<(String, String)>,

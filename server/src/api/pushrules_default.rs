@@ -169,7 +169,7 @@ pub(super) fn delete(global: &mut Map<String, Value>, kind: &str, rule_id: &str)
 }
 
 #[derive(Deserialize)]
-pub(super) struct RuleBody {
+pub(crate) struct RuleBody {
     pub(super) actions: Vec<Value>,
     pub(super) conditions: Option<Vec<Value>>,
     pub(super) pattern: Option<String>,

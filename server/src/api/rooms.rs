@@ -1,8 +1,7 @@
 //! Room creation, room state, member lists and aliases.
 
 use axum::extract::{Path, State};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult, ErrCode};
@@ -15,40 +14,8 @@ use crate::state::AppState;
 use crate::store::events::{self, NewEvent};
 use crate::store::rooms;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/_matrix/client/v3/createRoom", post(create_room))
-        .route("/_matrix/client/v3/rooms/{room_id}/state", get(all_state))
-        .route(
-            "/_matrix/client/v3/rooms/{room_id}/state/{event_type}",
-            get(get_state_empty_key).put(put_state_empty_key),
-        )
-        .route(
-            "/_matrix/client/v3/rooms/{room_id}/state/{event_type}/",
-            get(get_state_empty_key).put(put_state_empty_key),
-        )
-        .route(
-            "/_matrix/client/v3/rooms/{room_id}/state/{event_type}/{*state_key}",
-            get(get_state).put(put_state),
-        )
-        .route("/_matrix/client/v3/rooms/{room_id}/members", get(members))
-        .route(
-            "/_matrix/client/v3/rooms/{room_id}/joined_members",
-            get(joined_members),
-        )
-        .route("/_matrix/client/v3/joined_rooms", get(joined_rooms))
-        .route(
-            "/_matrix/client/v3/directory/room/{alias}",
-            put(put_alias).get(get_alias).delete(delete_alias),
-        )
-        .route(
-            "/_matrix/client/v3/rooms/{room_id}/aliases",
-            get(room_aliases),
-        )
-}
-
 /// `POST /_matrix/client/v3/createRoom`
-async fn create_room(
+pub(super) async fn create_room(
     State(state): State<AppState>,
     auth: Auth,
     Body(req): Body<CreateRoom>,
@@ -58,7 +25,7 @@ async fn create_room(
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/state`
-async fn all_state(
+pub(super) async fn all_state(
     State(state): State<AppState>,
     auth: Auth,
     Path(room_id): Path<String>,
@@ -74,7 +41,7 @@ async fn all_state(
     )))
 }
 
-async fn get_state_empty_key(
+pub(super) async fn get_state_empty_key(
     state: State<AppState>,
     auth: Auth,
     Path((room_id, event_type)): Path<(String, String)>,
@@ -83,7 +50,7 @@ async fn get_state_empty_key(
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`
-async fn get_state(
+pub(super) async fn get_state(
     State(state): State<AppState>,
     auth: Auth,
     Path((room_id, event_type, state_key)): Path<(String, String, String)>,
@@ -109,7 +76,7 @@ async fn get_state(
         .ok_or_else(|| ApiError::not_found("No such state event"))
 }
 
-async fn put_state_empty_key(
+pub(super) async fn put_state_empty_key(
     state: State<AppState>,
     auth: Auth,
     Path((room_id, event_type)): Path<(String, String)>,
@@ -125,7 +92,7 @@ async fn put_state_empty_key(
 }
 
 /// `PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`
-async fn put_state(
+pub(super) async fn put_state(
     State(state): State<AppState>,
     auth: Auth,
     Path((room_id, event_type, state_key)): Path<(String, String, String)>,
@@ -159,7 +126,7 @@ pub fn check_type_and_key(event_type: &str, state_key: &str) -> ApiResult<()> {
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/members`
-async fn members(
+pub(super) async fn members(
     State(state): State<AppState>,
     auth: Auth,
     Path(room_id): Path<String>,
@@ -179,7 +146,7 @@ async fn members(
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/joined_members`
-async fn joined_members(
+pub(super) async fn joined_members(
     State(state): State<AppState>,
     auth: Auth,
     Path(room_id): Path<String>,
@@ -205,7 +172,10 @@ async fn joined_members(
 }
 
 /// `GET /_matrix/client/v3/joined_rooms`
-async fn joined_rooms(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+pub(super) async fn joined_rooms(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> ApiResult<Json<Value>> {
     let rooms = rooms::joined_rooms(&mut *state.store.read().await?, &auth.user_id).await?;
     Ok(Json(json!({ "joined_rooms": rooms })))
 }
@@ -221,7 +191,7 @@ fn check_local_alias(state: &AppState, alias: &str) -> ApiResult<()> {
 }
 
 /// `PUT /_matrix/client/v3/directory/room/{roomAlias}`
-async fn put_alias(
+pub(super) async fn put_alias(
     State(state): State<AppState>,
     auth: Auth,
     Path(alias): Path<String>,
@@ -252,7 +222,7 @@ async fn put_alias(
 }
 
 /// `GET /_matrix/client/v3/directory/room/{roomAlias}`
-async fn get_alias(
+pub(super) async fn get_alias(
     State(state): State<AppState>,
     Path(alias): Path<String>,
 ) -> ApiResult<Json<Value>> {
@@ -266,7 +236,7 @@ async fn get_alias(
 }
 
 /// `DELETE /_matrix/client/v3/directory/room/{roomAlias}`
-async fn delete_alias(
+pub(super) async fn delete_alias(
     State(state): State<AppState>,
     auth: Auth,
     Path(alias): Path<String>,
@@ -294,7 +264,7 @@ async fn delete_alias(
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/aliases`
-async fn room_aliases(
+pub(super) async fn room_aliases(
     State(state): State<AppState>,
     auth: Auth,
     Path(room_id): Path<String>,

@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -14,12 +13,8 @@ use crate::service::sync::{self, filter::SyncFilter, tokens::SyncToken, SyncRequ
 use crate::state::AppState;
 use crate::store::account_data;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/_matrix/client/v3/sync", get(sync_handler))
-}
-
 #[derive(Deserialize)]
-struct SyncQuery {
+pub(super) struct SyncQuery {
     since: Option<String>,
     timeout: Option<u64>,
     #[serde(default)]
@@ -28,7 +23,7 @@ struct SyncQuery {
 }
 
 /// `GET /_matrix/client/v3/sync`
-async fn sync_handler(
+pub(super) async fn sync_handler(
     State(state): State<AppState>,
     auth: Auth,
     Query(q): Query<SyncQuery>,

@@ -1,8 +1,7 @@
 //! Send-to-device messaging; delivery happens in `/sync`.
 
 use axum::extract::{Path, State};
-use axum::routing::put;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -11,20 +10,13 @@ use crate::extract::{Auth, Body};
 use crate::service::to_device;
 use crate::state::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route(
-        "/_matrix/client/v3/sendToDevice/{event_type}/{txn_id}",
-        put(send_to_device),
-    )
-}
-
 #[derive(Deserialize)]
-struct SendBody {
+pub(super) struct SendBody {
     messages: Map<String, Value>,
 }
 
 /// `PUT /_matrix/client/v3/sendToDevice/{eventType}/{txnId}`
-async fn send_to_device(
+pub(super) async fn send_to_device(
     State(state): State<AppState>,
     auth: Auth,
     Path((event_type, txn_id)): Path<(String, String)>,

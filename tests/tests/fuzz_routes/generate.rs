@@ -254,7 +254,8 @@ fn fill(template: &str, mut value: impl FnMut(&str) -> String) -> String {
     while let Some(start) = rest.find('{') {
         out.push_str(&rest[..start]);
         let end = rest[start..].find('}').unwrap() + start;
-        out.push_str(&value(&rest[start + 1..end]));
+        // `{*name}` is a catch-all: the value may hold slashes.
+        out.push_str(&value(rest[start + 1..end].trim_start_matches('*')));
         rest = &rest[end + 1..];
     }
     out.push_str(rest);
@@ -317,6 +318,7 @@ fn real_values(ids: &Ids, param: &str) -> Vec<String> {
             "custom",
         ]),
         "receipt_type" => words(&["m.read", "m.read.private", "m.fully_read"]),
+        "hold_id" => words(&["hold-1", "", "%2E%2E"]),
         other => panic!("unknown path parameter {other}"),
     }
 }

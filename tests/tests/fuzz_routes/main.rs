@@ -201,3 +201,23 @@ async fn fuzz(backend: Backend) {
 }
 
 both_backends!(fuzz_routes, fuzz);
+
+/// The fuzzer walks exactly the routes the server serves: its table of
+/// fields and parameters must name every entry of the server's route table
+/// (`api::routes::ROUTES`, which the router is built from) and no other.
+#[test]
+fn fuzzes_every_route_the_server_has() {
+    use std::collections::BTreeSet;
+    let fuzzed: BTreeSet<(&str, &str)> = ROUTES.iter().map(|r| (r.method, r.path)).collect();
+    let served: BTreeSet<(&str, &str)> = cloister_server::api::routes::ROUTES
+        .iter()
+        .map(|r| (r.method, r.path))
+        .collect();
+    let unfuzzed: Vec<_> = served.difference(&fuzzed).collect();
+    let unserved: Vec<_> = fuzzed.difference(&served).collect();
+    assert!(
+        unfuzzed.is_empty() && unserved.is_empty(),
+        "served but not fuzzed: {unfuzzed:#?}\nfuzzed but not served: {unserved:#?}"
+    );
+    assert_eq!(fuzzed.len(), ROUTES.len(), "the fuzzer lists a route twice");
+}

@@ -122,13 +122,13 @@ pub(crate) const ROUTES: &[Route] = &[
     ),
     route(
         "GET",
-        "/_matrix/client/v3/rooms/{room_id}/state/{event_type}/{state_key}",
+        "/_matrix/client/v3/rooms/{room_id}/state/{event_type}/{*state_key}",
         NONE,
         NONE,
     ),
     route(
         "PUT",
-        "/_matrix/client/v3/rooms/{room_id}/state/{event_type}/{state_key}",
+        "/_matrix/client/v3/rooms/{room_id}/state/{event_type}/{*state_key}",
         MEGOLM,
         NONE,
     ),
@@ -557,4 +557,67 @@ pub(crate) const ROUTES: &[Route] = &[
         &["m.fully_read", "m.read", "m.read.private"],
         NONE,
     ),
+    // admin.rs, admin_subjects.rs, admin_compliance.rs: the fuzzer's
+    // users are not administrators, so every call must be refused cleanly.
+    route("GET", "/_cloister/admin/v1/audit/key", NONE, NONE),
+    route("POST", "/_cloister/admin/v1/audit/checkpoint", NONE, NONE),
+    route("GET", "/_cloister/admin/v1/audit/export", NONE, NONE),
+    route(
+        "POST",
+        "/_cloister/admin/v1/users/{user_id}/deactivate",
+        NONE,
+        NONE,
+    ),
+    route(
+        "POST",
+        "/_cloister/admin/v1/users/{user_id}/export",
+        &["recipient_key", "plain"],
+        NONE,
+    ),
+    route(
+        "POST",
+        "/_cloister/admin/v1/users/{user_id}/erase",
+        NONE,
+        NONE,
+    ),
+    route(
+        "GET",
+        "/_cloister/admin/v1/report/processing",
+        NONE,
+        &["format"],
+    ),
+    route("GET", "/_cloister/admin/v1/retention", NONE, NONE),
+    route(
+        "GET",
+        "/_cloister/admin/v1/rooms/{room_id}/retention",
+        NONE,
+        NONE,
+    ),
+    route(
+        "PUT",
+        "/_cloister/admin/v1/rooms/{room_id}/retention",
+        &["max_lifetime", "min_lifetime"],
+        NONE,
+    ),
+    route("POST", "/_cloister/admin/v1/purge", NONE, NONE),
+    route(
+        "GET",
+        "/_cloister/admin/v1/holds",
+        NONE,
+        &["include_released"],
+    ),
+    route(
+        "POST",
+        "/_cloister/admin/v1/holds",
+        &["scope", "target", "case_id", "reason"],
+        NONE,
+    ),
+    route(
+        "POST",
+        "/_cloister/admin/v1/holds/{hold_id}/release",
+        NONE,
+        NONE,
+    ),
+    // metrics.rs: loopback only, no token
+    route("GET", "/_cloister/metrics", NONE, NONE),
 ];

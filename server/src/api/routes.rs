@@ -1,0 +1,223 @@
+//! Every endpoint the server answers, in one table: the router is built
+//! from it, and the route fuzzer and docs/api.md are checked against it
+//! (tests/tests/route_table.rs), so none of the three can forget a route.
+
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+
+use super::*;
+use crate::state::AppState;
+
+/// One endpoint: its method and its path template (axum's `{param}` syntax).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+}
+
+macro_rules! table {
+    ($($method:ident $path:literal => $handler:path;)+) => {
+        /// Every endpoint, one entry per method, grouped by area.
+        pub const ROUTES: &[Route] = &[
+            $(Route { method: table!(@name $method), path: $path },)+
+        ];
+
+        /// The router for [`ROUTES`].
+        pub(super) fn router() -> Router<AppState> {
+            Router::new()$(.route($path, $method($handler)))+
+        }
+    };
+    (@name get) => { "GET" };
+    (@name put) => { "PUT" };
+    (@name post) => { "POST" };
+    (@name delete) => { "DELETE" };
+}
+
+table! {
+    // discovery.rs
+    get "/_matrix/client/versions" => discovery::versions;
+    get "/.well-known/matrix/client" => discovery::well_known;
+    get "/_matrix/client/v3/capabilities" => discovery::capabilities;
+    get "/health" => discovery::health;
+    // admin.rs
+    get "/_cloister/admin/v1/audit/key" => admin::audit_key;
+    post "/_cloister/admin/v1/audit/checkpoint" => admin::audit_checkpoint;
+    get "/_cloister/admin/v1/audit/export" => admin::audit_export;
+    post "/_cloister/admin/v1/users/{user_id}/deactivate" => admin::deactivate_user;
+    // admin_subjects.rs
+    post "/_cloister/admin/v1/users/{user_id}/erase" => admin_subjects::erase;
+    post "/_cloister/admin/v1/users/{user_id}/export" => admin_subjects::export;
+    get "/_cloister/admin/v1/report/processing" => admin_subjects::processing;
+    // admin_compliance.rs
+    get "/_cloister/admin/v1/retention" => admin_compliance::server_retention;
+    get "/_cloister/admin/v1/rooms/{room_id}/retention" => admin_compliance::room_retention;
+    put "/_cloister/admin/v1/rooms/{room_id}/retention" => admin_compliance::set_room_retention;
+    post "/_cloister/admin/v1/purge" => admin_compliance::run_purge;
+    get "/_cloister/admin/v1/holds" => admin_compliance::list_holds;
+    post "/_cloister/admin/v1/holds" => admin_compliance::set_hold;
+    post "/_cloister/admin/v1/holds/{hold_id}/release" => admin_compliance::release_hold;
+    // metrics.rs
+    get "/_cloister/metrics" => metrics::metrics;
+    // auth.rs
+    post "/_matrix/client/v3/register" => auth::register;
+    get "/_matrix/client/v3/register/available" => auth::available;
+    get "/_matrix/client/v1/register/m.login.registration_token/validity" => auth::token_validity;
+    get "/_matrix/client/v3/login" => auth::login_flows;
+    post "/_matrix/client/v3/login" => auth::login;
+    post "/_matrix/client/v3/logout" => auth::logout;
+    post "/_matrix/client/v3/logout/all" => auth::logout_all;
+    // account.rs
+    get "/_matrix/client/v3/account/whoami" => account::whoami;
+    post "/_matrix/client/v3/account/password" => account::change_password;
+    post "/_matrix/client/v3/account/deactivate" => account::deactivate;
+    // devices.rs
+    get "/_matrix/client/v3/devices" => devices::list;
+    get "/_matrix/client/v3/devices/{device_id}" => devices::get_one;
+    put "/_matrix/client/v3/devices/{device_id}" => devices::update;
+    delete "/_matrix/client/v3/devices/{device_id}" => devices::delete_one;
+    post "/_matrix/client/v3/delete_devices" => devices::delete_many;
+    // rooms.rs
+    post "/_matrix/client/v3/createRoom" => rooms::create_room;
+    get "/_matrix/client/v3/rooms/{room_id}/state" => rooms::all_state;
+    get "/_matrix/client/v3/rooms/{room_id}/state/{event_type}" => rooms::get_state_empty_key;
+    put "/_matrix/client/v3/rooms/{room_id}/state/{event_type}" => rooms::put_state_empty_key;
+    get "/_matrix/client/v3/rooms/{room_id}/state/{event_type}/" => rooms::get_state_empty_key;
+    put "/_matrix/client/v3/rooms/{room_id}/state/{event_type}/" => rooms::put_state_empty_key;
+    get "/_matrix/client/v3/rooms/{room_id}/state/{event_type}/{*state_key}" => rooms::get_state;
+    put "/_matrix/client/v3/rooms/{room_id}/state/{event_type}/{*state_key}" => rooms::put_state;
+    get "/_matrix/client/v3/rooms/{room_id}/members" => rooms::members;
+    get "/_matrix/client/v3/rooms/{room_id}/joined_members" => rooms::joined_members;
+    get "/_matrix/client/v3/joined_rooms" => rooms::joined_rooms;
+    put "/_matrix/client/v3/directory/room/{alias}" => rooms::put_alias;
+    get "/_matrix/client/v3/directory/room/{alias}" => rooms::get_alias;
+    delete "/_matrix/client/v3/directory/room/{alias}" => rooms::delete_alias;
+    get "/_matrix/client/v3/rooms/{room_id}/aliases" => rooms::room_aliases;
+    // membership.rs
+    post "/_matrix/client/v3/join/{room_id_or_alias}" => membership::join;
+    post "/_matrix/client/v3/rooms/{room_id}/join" => membership::join;
+    post "/_matrix/client/v3/rooms/{room_id}/invite" => membership::invite;
+    post "/_matrix/client/v3/rooms/{room_id}/leave" => membership::leave;
+    post "/_matrix/client/v3/rooms/{room_id}/forget" => membership::forget;
+    post "/_matrix/client/v3/rooms/{room_id}/kick" => membership::kick;
+    post "/_matrix/client/v3/rooms/{room_id}/ban" => membership::ban;
+    post "/_matrix/client/v3/rooms/{room_id}/unban" => membership::unban;
+    // events.rs
+    put "/_matrix/client/v3/rooms/{room_id}/send/{event_type}/{txn_id}" => events::send;
+    put "/_matrix/client/v3/rooms/{room_id}/redact/{event_id}/{txn_id}" => events::redact;
+    get "/_matrix/client/v3/rooms/{room_id}/messages" => events::messages;
+    get "/_matrix/client/v3/rooms/{room_id}/event/{event_id}" => events::event;
+    get "/_matrix/client/v3/rooms/{room_id}/context/{event_id}" => events::context;
+    // sync.rs
+    get "/_matrix/client/v3/sync" => sync::sync_handler;
+    // keys.rs
+    post "/_matrix/client/v3/keys/upload" => keys::upload;
+    post "/_matrix/client/v3/keys/query" => keys::query;
+    post "/_matrix/client/v3/keys/claim" => keys::claim;
+    get "/_matrix/client/v3/keys/changes" => keys::changes;
+    post "/_matrix/client/v3/keys/device_signing/upload" => keys::device_signing_upload;
+    post "/_matrix/client/v3/keys/signatures/upload" => keys::signatures_upload;
+    // to_device.rs
+    put "/_matrix/client/v3/sendToDevice/{event_type}/{txn_id}" => to_device::send_to_device;
+    // backup.rs
+    get "/_matrix/client/v3/room_keys/version" => backup::current_version;
+    post "/_matrix/client/v3/room_keys/version" => backup::create_version;
+    get "/_matrix/client/v3/room_keys/version/{version}" => backup::get_version;
+    put "/_matrix/client/v3/room_keys/version/{version}" => backup::update_version;
+    delete "/_matrix/client/v3/room_keys/version/{version}" => backup::delete_version;
+    get "/_matrix/client/v3/room_keys/keys" => backup::get_all;
+    put "/_matrix/client/v3/room_keys/keys" => backup::put_all;
+    delete "/_matrix/client/v3/room_keys/keys" => backup::delete_all;
+    get "/_matrix/client/v3/room_keys/keys/{room_id}" => backup::get_room;
+    put "/_matrix/client/v3/room_keys/keys/{room_id}" => backup::put_room;
+    delete "/_matrix/client/v3/room_keys/keys/{room_id}" => backup::delete_room;
+    get "/_matrix/client/v3/room_keys/keys/{room_id}/{session_id}" => backup::get_session;
+    put "/_matrix/client/v3/room_keys/keys/{room_id}/{session_id}" => backup::put_session;
+    delete "/_matrix/client/v3/room_keys/keys/{room_id}/{session_id}" => backup::delete_session;
+    // media.rs
+    post "/_matrix/media/v3/upload" => media::upload;
+    get "/_matrix/client/v1/media/config" => media::config;
+    get "/_matrix/media/v3/config" => media::config;
+    get "/_matrix/client/v1/media/download/{server_name}/{media_id}" => media::download;
+    get "/_matrix/client/v1/media/download/{server_name}/{media_id}/{file_name}" => media::download_named;
+    get "/_matrix/client/v1/media/thumbnail/{server_name}/{media_id}" => media::thumbnail;
+    get "/_matrix/media/v3/download/{server_name}/{media_id}" => media::legacy;
+    get "/_matrix/media/v3/download/{server_name}/{media_id}/{file_name}" => media::legacy;
+    get "/_matrix/media/v3/thumbnail/{server_name}/{media_id}" => media::legacy;
+    // profile.rs
+    get "/_matrix/client/v3/profile/{user_id}" => profile::get_profile;
+    get "/_matrix/client/v3/profile/{user_id}/displayname" => profile::get_displayname;
+    put "/_matrix/client/v3/profile/{user_id}/displayname" => profile::put_displayname;
+    get "/_matrix/client/v3/profile/{user_id}/avatar_url" => profile::get_avatar_url;
+    put "/_matrix/client/v3/profile/{user_id}/avatar_url" => profile::put_avatar_url;
+    // account_data.rs
+    get "/_matrix/client/v3/user/{user_id}/account_data/{type}" => account_data::get_global;
+    put "/_matrix/client/v3/user/{user_id}/account_data/{type}" => account_data::put_global;
+    get "/_matrix/client/v3/user/{user_id}/rooms/{room_id}/account_data/{type}" => account_data::get_room;
+    put "/_matrix/client/v3/user/{user_id}/rooms/{room_id}/account_data/{type}" => account_data::put_room;
+    // pushrules.rs
+    get "/_matrix/client/v3/pushrules/" => pushrules::get_all;
+    get "/_matrix/client/v3/pushrules" => pushrules::get_all;
+    get "/_matrix/client/v3/pushrules/global/" => pushrules::get_global;
+    get "/_matrix/client/v3/pushrules/global" => pushrules::get_global;
+    get "/_matrix/client/v3/pushrules/global/{kind}/{rule_id}" => pushrules::get_rule;
+    put "/_matrix/client/v3/pushrules/global/{kind}/{rule_id}" => pushrules::put_rule;
+    delete "/_matrix/client/v3/pushrules/global/{kind}/{rule_id}" => pushrules::delete_rule;
+    get "/_matrix/client/v3/pushrules/global/{kind}/{rule_id}/enabled" => pushrules::get_enabled;
+    put "/_matrix/client/v3/pushrules/global/{kind}/{rule_id}/enabled" => pushrules::put_enabled;
+    get "/_matrix/client/v3/pushrules/global/{kind}/{rule_id}/actions" => pushrules::get_actions;
+    put "/_matrix/client/v3/pushrules/global/{kind}/{rule_id}/actions" => pushrules::put_actions;
+    // filters.rs
+    post "/_matrix/client/v3/user/{user_id}/filter" => filters::create;
+    get "/_matrix/client/v3/user/{user_id}/filter/{filter_id}" => filters::fetch;
+    // ephemeral.rs
+    put "/_matrix/client/v3/rooms/{room_id}/typing/{user_id}" => ephemeral::typing;
+    post "/_matrix/client/v3/rooms/{room_id}/receipt/{receipt_type}/{event_id}" => ephemeral::receipt;
+    post "/_matrix/client/v3/rooms/{room_id}/read_markers" => ephemeral::read_markers;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ROUTES;
+
+    /// The block of `docs/api.md` under "## Every route", one `METHOD path`
+    /// per line.
+    fn documented() -> Vec<String> {
+        let doc = include_str!("../../../docs/api.md");
+        let section = doc
+            .split("\n## Every route\n")
+            .nth(1)
+            .expect("docs/api.md has a section \"## Every route\"");
+        let block = section
+            .split("```")
+            .nth(1)
+            .expect("the section holds a fenced block");
+        block
+            .lines()
+            .skip(1) // the fence's info string
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn docs_list_every_route_and_no_other() {
+        let table: Vec<String> = ROUTES
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert_eq!(
+            documented(),
+            table,
+            "docs/api.md's route list differs from api::routes::ROUTES; the list should read:\n{}",
+            table.join("\n")
+        );
+    }
+
+    #[test]
+    fn no_route_is_listed_twice() {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in ROUTES {
+            assert!(seen.insert((r.method, r.path)), "{} {}", r.method, r.path);
+        }
+    }
+}
