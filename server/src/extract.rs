@@ -1,31 +1,16 @@
 //! Request extractors that answer in the Matrix error shape: the access-token
-//! check ([`Auth`]) and JSON bodies ([`Body`]).
+//! check (producing a [`Auth`]) and JSON bodies ([`Body`]).
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::service::session::authenticate;
+pub use crate::service::session::Auth;
+use crate::service::Context;
 use cloister_proto::canonical::check_numbers;
-
-/// The authenticated caller.
-#[derive(Debug, Clone)]
-pub struct Auth {
-    pub user_id: String,
-    pub device_id: String,
-    pub is_admin: bool,
-}
-
-const LAST_SEEN_GRANULARITY_MS: i64 = 5 * 60 * 1000;
-
-/// Tokens are stored as SHA-256 digests: a database leak yields no usable
-/// token, and looking up by digest leaks nothing through timing.
-pub fn hash_token(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
-}
 
 /// The access token from `Authorization: Bearer` or the deprecated
 /// `access_token` query parameter.
@@ -82,33 +67,10 @@ fn percent_decode(s: &str) -> String {
 #[derive(Clone)]
 pub struct CheckedToken(pub Option<Auth>);
 
-/// The live session an access token belongs to, if any.
-pub async fn authenticate(state: &AppState, token: &str) -> Result<Option<Auth>, ApiError> {
-    let mut conn = state.store.read().await?;
-    let found = crate::store::users::user_for_token(&mut conn, &hash_token(token)).await?;
-    let Some(found) = found.filter(|f| !f.deactivated) else {
-        return Ok(None);
-    };
-    // "Last seen" for the device list, coarse on purpose: at most one
-    // write per device every few minutes, and no IP address kept.
-    let now = state.now_ms();
-    if found
-        .last_seen_ts
-        .is_none_or(|seen| now - seen > LAST_SEEN_GRANULARITY_MS)
-    {
-        crate::store::devices::touch(&mut conn, &found.user_id, &found.device_id, now).await?;
-    }
-    Ok(Some(Auth {
-        user_id: found.user_id,
-        device_id: found.device_id,
-        is_admin: found.is_admin,
-    }))
-}
-
-impl FromRequestParts<AppState> for Auth {
+impl FromRequestParts<Context> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &Context) -> Result<Self, ApiError> {
         if let Some(CheckedToken(checked)) = parts.extensions.get::<CheckedToken>() {
             return checked.clone().ok_or_else(ApiError::unknown_token);
         }
@@ -123,10 +85,10 @@ impl FromRequestParts<AppState> for Auth {
 /// body reads as `{}`, since clients send none for bodiless POSTs.
 pub struct Body<T>(pub T);
 
-impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
+impl<T: DeserializeOwned> FromRequest<Context> for Body<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &Context) -> Result<Self, ApiError> {
         let limit = state.config.limits.max_request_body;
         let bytes = axum::body::to_bytes(req.into_body(), limit)
             .await

@@ -37,7 +37,7 @@ pub fn new_device_id() -> String {
     random_string(10).to_uppercase()
 }
 
-/// The localpart of the server's own system user (see `AppState::system_user_id`).
+/// The localpart of the server's own system user (see `Context::system_user_id`).
 pub const SYSTEM_LOCALPART: &str = "cloister-system";
 
 /// Localparts nobody may register: the system user, and the `erased-…`

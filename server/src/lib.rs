@@ -15,7 +15,6 @@ pub mod password;
 pub mod ratelimit;
 pub mod server;
 pub mod service;
-pub mod state;
 pub mod store;
 
 pub use config::Config;

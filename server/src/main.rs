@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use cloister_audit::{Action, AuditExport, Target};
 use cloister_server::config::{Config, LogFormat};
-use cloister_server::extract::hash_token;
 use cloister_server::service::audit;
+use cloister_server::service::session::hash_token;
 use cloister_server::store::users;
 use cloister_server::{ids, Server};
 

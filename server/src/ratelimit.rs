@@ -1,16 +1,9 @@
-//! Token-bucket rate limiting per session or per client address.
+//! Token buckets, keyed by whatever the caller chooses (a session, a client
+//! address); the HTTP layer (`api::rate_limit`) decides which.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-
-use crate::error::ApiError;
-use crate::extract::{access_token, authenticate, CheckedToken};
-use crate::state::AppState;
 
 #[derive(Clone)]
 pub struct RateLimiter {
@@ -58,47 +51,6 @@ impl RateLimiter {
             Err((((1.0 - bucket.tokens) / self.rate) * 1000.0).ceil() as u64)
         }
     }
-}
-
-/// The layer in front of every route. A bucket is chosen by who is asking,
-/// and only a checked token says that: a valid one spends its session's
-/// bucket, anything else the client address's, so an unknown token buys no
-/// fresh bucket. A wrong token is also a guess at a credential and spends
-/// the address's failed-login bucket too.
-pub async fn limit_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if !state.config.rate_limit.enabled || req.uri().path() == "/health" {
-        return next.run(req).await;
-    }
-    let (mut parts, body) = req.into_parts();
-    let address = format!(
-        "ip:{}",
-        crate::api::client_ip(&parts, &state.config.trusted_proxies)
-    );
-    let verdict = match access_token(&parts) {
-        None => state.limiter.check(&address),
-        Some(token) => {
-            let checked = match authenticate(&state, &token).await {
-                Ok(checked) => checked,
-                Err(err) => return err.into_response(),
-            };
-            let verdict = match &checked {
-                // User ids hold no space, so no two sessions share a key.
-                Some(auth) => state
-                    .limiter
-                    .check(&format!("session:{} {}", auth.user_id, auth.device_id)),
-                None => state
-                    .limiter
-                    .check(&address)
-                    .and_then(|()| state.login_limiter.check(&format!("token:{address}"))),
-            };
-            parts.extensions.insert(CheckedToken(checked));
-            verdict
-        }
-    };
-    if let Err(wait) = verdict {
-        return ApiError::limit_exceeded(wait).into_response();
-    }
-    next.run(Request::from_parts(parts, body)).await
 }
 
 #[cfg(test)]

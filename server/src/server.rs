@@ -9,18 +9,18 @@ use tokio::task::JoinHandle;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::state::AppState;
+use crate::service::Context;
 use crate::store::{file_modes, Store};
 
 pub struct Server {
-    state: AppState,
+    state: Context,
     listener: TcpListener,
 }
 
 /// A server running in the background of this process (tests, embedding).
 pub struct RunningServer {
     pub addr: SocketAddr,
-    pub state: AppState,
+    pub state: Context,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -38,7 +38,7 @@ impl Server {
         let auditor =
             crate::service::audit::Auditor::load_or_create(&config.data_dir, &config.server_name)?;
         let listener = TcpListener::bind(config.listen).await?;
-        let state = AppState::new(config, store, clock, auditor);
+        let state = Context::new(config, store, clock, auditor);
         Ok(Server { state, listener })
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use cloister_server::clock::{Clock, ManualClock, SystemClock};
 use cloister_server::config::{Config, Registration};
-use cloister_server::state::AppState;
+use cloister_server::service::Context;
 use cloister_server::{RunningServer, Server};
 use tempfile::TempDir;
 
@@ -209,7 +209,7 @@ impl TestServer {
 
     /// The running server's state (store, config, notifier): for tests that
     /// must look behind the HTTP API, e.g. at what was stored.
-    pub fn state(&self) -> &AppState {
+    pub fn state(&self) -> &Context {
         &self.running.as_ref().expect("server is running").state
     }
 

@@ -10,8 +10,8 @@ use crate::error::ApiResult;
 use crate::extract::{Auth, Body};
 use cloister_audit::Action;
 
+use crate::service::Context;
 use crate::service::{audit, devices, uia};
-use crate::state::AppState;
 use crate::store::{self, users};
 
 /// `GET /_matrix/client/v3/account/whoami`
@@ -28,7 +28,7 @@ pub(super) struct PasswordBody {
 
 /// `POST /_matrix/client/v3/account/password`
 pub(super) async fn change_password(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Body(body): Body<PasswordBody>,
 ) -> ApiResult<Json<Value>> {
@@ -71,7 +71,7 @@ pub(super) struct DeactivateBody {
 /// Leaves every room, deletes every device with its keys, and locks the
 /// account. Erasing what the user sent is the compliance layer's job.
 pub(super) async fn deactivate(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Body(body): Body<DeactivateBody>,
 ) -> ApiResult<Json<Value>> {

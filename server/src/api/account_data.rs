@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult, ErrCode};
 use crate::extract::{Auth, Body};
-use crate::state::AppState;
+use crate::service::Context;
 use crate::store::account_data;
 
 /// Types the server maintains itself; each has its own API.
@@ -18,7 +18,7 @@ const SERVER_MANAGED: &[&str] = &["m.fully_read", "m.push_rules"];
 /// Stores one entry at a new stream position and wakes the owner's syncs.
 /// `room_id` is "" for global data.
 pub async fn store(
-    state: &AppState,
+    state: &Context,
     user_id: &str,
     room_id: &str,
     data_type: &str,
@@ -74,14 +74,16 @@ fn check_writable(data_type: &str, content: &Value) -> ApiResult<()> {
 
 /// `GET /_matrix/client/v3/user/{userId}/account_data/{type}`
 pub(super) async fn get_global(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path((user_id, data_type)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     check_owner(&auth, &user_id)?;
     check_type(&data_type)?;
     if data_type == "m.push_rules" {
-        return Ok(Json(super::pushrules::load(&state, &user_id).await?));
+        return Ok(Json(
+            crate::service::pushrules::load(&state, &user_id).await?,
+        ));
     }
     account_data::get(&mut *state.store.read().await?, &user_id, "", &data_type)
         .await?
@@ -91,7 +93,7 @@ pub(super) async fn get_global(
 
 /// `PUT /_matrix/client/v3/user/{userId}/account_data/{type}`
 pub(super) async fn put_global(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path((user_id, data_type)): Path<(String, String)>,
     Body(content): Body<Value>,
@@ -104,7 +106,7 @@ pub(super) async fn put_global(
 
 /// `GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}`
 pub(super) async fn get_room(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path((user_id, room_id, data_type)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
@@ -124,7 +126,7 @@ pub(super) async fn get_room(
 
 /// `PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}`
 pub(super) async fn put_room(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path((user_id, room_id, data_type)): Path<(String, String, String)>,
     Body(content): Body<Value>,

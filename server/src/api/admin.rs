@@ -8,14 +8,14 @@ use cloister_audit::{Action, Details, Target};
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Auth;
 use crate::service::audit;
-use crate::state::AppState;
+use crate::service::session::Auth;
+use crate::service::Context;
 use crate::store::users;
 
 /// Records the call (its route, never its parameters) and refuses
 /// non-admins. Runs before the call does anything.
-pub(crate) async fn admit(state: &AppState, auth: &Auth, route: &MatchedPath) -> ApiResult<()> {
+pub(crate) async fn admit(state: &Context, auth: &Auth, route: &MatchedPath) -> ApiResult<()> {
     let target = Target::new(route.as_str()).map_err(|_| ApiError::internal())?;
     let denied = Details::new()
         .with("denied", u64::from(!auth.is_admin))
@@ -40,7 +40,7 @@ pub(crate) fn internal(err: anyhow::Error) -> ApiError {
 
 /// `GET /_cloister/admin/v1/audit/key`: the key a DPO verifies exports with.
 pub(super) async fn audit_key(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     route: MatchedPath,
 ) -> ApiResult<Json<Value>> {
@@ -52,7 +52,7 @@ pub(super) async fn audit_key(
 
 /// `POST /_cloister/admin/v1/audit/checkpoint`: signs a checkpoint now.
 pub(super) async fn audit_checkpoint(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     route: MatchedPath,
 ) -> ApiResult<Json<Value>> {
@@ -64,7 +64,7 @@ pub(super) async fn audit_checkpoint(
 /// `GET /_cloister/admin/v1/audit/export`: the whole log and its checkpoints,
 /// signed up to and including the record of this export.
 pub(super) async fn audit_export(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     route: MatchedPath,
 ) -> ApiResult<Json<cloister_audit::AuditExport>> {
@@ -76,7 +76,7 @@ pub(super) async fn audit_export(
 
 /// `POST /_cloister/admin/v1/users/{userId}/deactivate`
 pub(super) async fn deactivate_user(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     route: MatchedPath,
     Path(user_id): Path<String>,

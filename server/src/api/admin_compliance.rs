@@ -13,11 +13,11 @@ use crate::config::Retention;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, Body};
 use crate::service::holds::{self as hold_service, By, NewHold};
+use crate::service::Context;
 use crate::service::{purge, retention};
-use crate::state::AppState;
 use crate::store::holds::{self, Hold, Scope};
 
-fn by(state: &AppState, auth: &Auth) -> By {
+fn by(state: &Context, auth: &Auth) -> By {
     By {
         name: auth.user_id.clone(),
         actor: state.audit.actor(&auth.user_id),
@@ -26,7 +26,7 @@ fn by(state: &AppState, auth: &Auth) -> By {
 
 /// `GET /_cloister/admin/v1/retention`: the server's retention settings.
 pub(super) async fn server_retention(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     route: MatchedPath,
 ) -> ApiResult<Json<Retention>> {
@@ -37,7 +37,7 @@ pub(super) async fn server_retention(
 /// `GET /_cloister/admin/v1/rooms/{roomId}/retention`: what the room asks
 /// for and what applies.
 pub(super) async fn room_retention(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     route: MatchedPath,
     Path(room_id): Path<String>,
@@ -55,7 +55,7 @@ pub(super) async fn room_retention(
 /// `m.room.retention` (`{"max_lifetime": ms, "min_lifetime": ms}`; `{}`
 /// returns the room to the server default).
 pub(super) async fn set_room_retention(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     route: MatchedPath,
     Path(room_id): Path<String>,
@@ -73,7 +73,7 @@ pub(super) async fn set_room_retention(
 /// `POST /_cloister/admin/v1/purge`: runs the retention purge now and
 /// answers with its summary (also in the audit log).
 pub(super) async fn run_purge(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     route: MatchedPath,
 ) -> ApiResult<Json<purge::Summary>> {
@@ -90,7 +90,7 @@ pub(super) struct ListQuery {
 
 /// `GET /_cloister/admin/v1/holds[?include_released=true]`
 pub(super) async fn list_holds(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     route: MatchedPath,
     Query(q): Query<ListQuery>,
@@ -111,7 +111,7 @@ pub(super) struct SetHoldBody {
 /// `POST /_cloister/admin/v1/holds`: `{"scope": "user"|"room", "target",
 /// "case_id", "reason"}`.
 pub(super) async fn set_hold(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     route: MatchedPath,
     Body(body): Body<SetHoldBody>,
@@ -131,7 +131,7 @@ pub(super) async fn set_hold(
 
 /// `POST /_cloister/admin/v1/holds/{holdId}/release`
 pub(super) async fn release_hold(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     route: MatchedPath,
     Path(hold_id): Path<String>,

@@ -12,10 +12,10 @@ use serde::Deserialize;
 use super::admin::admit;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, Body};
+use crate::service::Context;
 use crate::service::{erasure, processing_report, subject_export};
-use crate::state::AppState;
 
-fn local_user(state: &AppState, user_id: &str) -> ApiResult<()> {
+fn local_user(state: &Context, user_id: &str) -> ApiResult<()> {
     if state.is_local_user(user_id) {
         Ok(())
     } else {
@@ -26,7 +26,7 @@ fn local_user(state: &AppState, user_id: &str) -> ApiResult<()> {
 /// `POST /_cloister/admin/v1/users/{userId}/erase`: erases the person
 /// (legal holds excepted) and answers with the receipt.
 pub(super) async fn erase(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     route: MatchedPath,
     Path(user_id): Path<String>,
@@ -50,7 +50,7 @@ pub(super) struct ExportBody {
 /// sealed to that key (`application/octet-stream`); with `{"plain": true}`
 /// the JSON itself.
 pub(super) async fn export(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     route: MatchedPath,
     Path(user_id): Path<String>,
@@ -94,7 +94,7 @@ pub(super) struct ReportQuery {
 /// `GET /_cloister/admin/v1/report/processing?format=markdown|json`: the
 /// record of processing activities, Markdown by default.
 pub(super) async fn processing(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     route: MatchedPath,
     Query(query): Query<ReportQuery>,

@@ -9,20 +9,21 @@ use zeroize::Zeroizing;
 
 use crate::config::Registration;
 use crate::error::{ApiError, ApiResult, ErrCode};
-use crate::extract::{hash_token, Auth, Body};
+use crate::extract::{Auth, Body};
 use crate::ids;
+use crate::service::session::hash_token;
 use cloister_audit::Action;
 
+use crate::service::Context;
 use crate::service::{audit, devices, erasure, uia};
-use crate::state::AppState;
 use crate::store::users;
 
 /// The `ClientIp` of a request, for per-address login limits.
 pub struct ClientIp(pub String);
 
-impl axum::extract::FromRequestParts<AppState> for ClientIp {
+impl axum::extract::FromRequestParts<Context> for ClientIp {
     type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &Context) -> Result<Self, ApiError> {
         Ok(ClientIp(super::client_ip(
             parts,
             &state.config.trusted_proxies,
@@ -30,7 +31,7 @@ impl axum::extract::FromRequestParts<AppState> for ClientIp {
     }
 }
 
-fn check_login_rate(state: &AppState, key: &str) -> ApiResult<()> {
+fn check_login_rate(state: &Context, key: &str) -> ApiResult<()> {
     if state.config.rate_limit.enabled {
         state
             .login_limiter
@@ -58,7 +59,7 @@ pub(super) struct RegisterBody {
 
 /// `POST /_matrix/client/v3/register`
 pub(super) async fn register(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     ClientIp(ip): ClientIp,
     Query(query): Query<RegisterQuery>,
     Body(body): Body<RegisterBody>,
@@ -135,7 +136,7 @@ pub(super) async fn register(
     Ok(Json(session.to_json(&state)))
 }
 
-pub fn validate_new_user_id(state: &AppState, localpart: &str) -> ApiResult<String> {
+pub fn validate_new_user_id(state: &Context, localpart: &str) -> ApiResult<String> {
     if !ids::is_valid_localpart(localpart) {
         return Err(ApiError::new(
             ErrCode::InvalidUsername,
@@ -179,7 +180,7 @@ pub(super) struct AvailableQuery {
 /// Unauthenticated, so it says which accounts exist: only while anyone may
 /// register (as Synapse does), and at the pace of login attempts.
 pub(super) async fn available(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     ClientIp(ip): ClientIp,
     Query(q): Query<AvailableQuery>,
 ) -> ApiResult<Json<Value>> {
@@ -210,7 +211,7 @@ pub(super) struct ValidityQuery {
 
 /// `GET /_matrix/client/v1/register/m.login.registration_token/validity`
 pub(super) async fn token_validity(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     ClientIp(ip): ClientIp,
     Query(q): Query<ValidityQuery>,
 ) -> ApiResult<Json<Value>> {
@@ -242,7 +243,7 @@ pub(super) struct LoginBody {
 
 /// `POST /_matrix/client/v3/login`
 pub(super) async fn login(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     ClientIp(ip): ClientIp,
     Body(body): Body<LoginBody>,
 ) -> ApiResult<Json<Value>> {
@@ -299,16 +300,13 @@ pub(super) async fn login(
 }
 
 /// `POST /_matrix/client/v3/logout`
-pub(super) async fn logout(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+pub(super) async fn logout(State(state): State<Context>, auth: Auth) -> ApiResult<Json<Value>> {
     devices::delete_devices(&state, &auth.user_id, std::slice::from_ref(&auth.device_id)).await?;
     Ok(Json(json!({})))
 }
 
 /// `POST /_matrix/client/v3/logout/all`
-pub(super) async fn logout_all(
-    State(state): State<AppState>,
-    auth: Auth,
-) -> ApiResult<Json<Value>> {
+pub(super) async fn logout_all(State(state): State<Context>, auth: Auth) -> ApiResult<Json<Value>> {
     let all: Vec<String> =
         crate::store::devices::list(&mut *state.store.read().await?, &auth.user_id)
             .await?

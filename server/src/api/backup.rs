@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, Body};
 use crate::service::backup;
-use crate::state::AppState;
+use crate::service::Context;
 use crate::store::backup::{KeyBackupData, Scope};
 
 #[derive(Deserialize)]
@@ -22,7 +22,7 @@ pub(super) struct VersionBody {
 
 /// `POST /_matrix/client/v3/room_keys/version`
 pub(super) async fn create_version(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Body(body): Body<VersionBody>,
 ) -> ApiResult<Json<Value>> {
@@ -33,7 +33,7 @@ pub(super) async fn create_version(
 
 /// `GET /_matrix/client/v3/room_keys/version`
 pub(super) async fn current_version(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(
@@ -43,7 +43,7 @@ pub(super) async fn current_version(
 
 /// `GET /_matrix/client/v3/room_keys/version/{version}`
 pub(super) async fn get_version(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(version): Path<String>,
 ) -> ApiResult<Json<Value>> {
@@ -54,7 +54,7 @@ pub(super) async fn get_version(
 
 /// `PUT /_matrix/client/v3/room_keys/version/{version}`
 pub(super) async fn update_version(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(version): Path<String>,
     Body(body): Body<VersionBody>,
@@ -73,7 +73,7 @@ pub(super) async fn update_version(
 
 /// `DELETE /_matrix/client/v3/room_keys/version/{version}`
 pub(super) async fn delete_version(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(version): Path<String>,
 ) -> ApiResult<Json<Value>> {
@@ -112,7 +112,7 @@ fn flatten_room(room_id: String, room: RoomKeys) -> Vec<(String, String, KeyBack
 
 /// `PUT /_matrix/client/v3/room_keys/keys`
 pub(super) async fn put_all(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Query(q): Query<VersionQuery>,
     Body(body): Body<AllKeys>,
@@ -129,7 +129,7 @@ pub(super) async fn put_all(
 
 /// `PUT /_matrix/client/v3/room_keys/keys/{roomId}`
 pub(super) async fn put_room(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(room_id): Path<String>,
     Query(q): Query<VersionQuery>,
@@ -143,7 +143,7 @@ pub(super) async fn put_room(
 
 /// `PUT /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}`
 pub(super) async fn put_session(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path((room_id, session_id)): Path<(String, String)>,
     Query(q): Query<VersionQuery>,
@@ -157,7 +157,7 @@ pub(super) async fn put_session(
 
 /// `GET /_matrix/client/v3/room_keys/keys`
 pub(super) async fn get_all(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Query(q): Query<VersionQuery>,
 ) -> ApiResult<Json<Value>> {
@@ -167,7 +167,7 @@ pub(super) async fn get_all(
 
 /// `GET /_matrix/client/v3/room_keys/keys/{roomId}`
 pub(super) async fn get_room(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(room_id): Path<String>,
     Query(q): Query<VersionQuery>,
@@ -183,7 +183,7 @@ pub(super) async fn get_room(
 
 /// `GET /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}`
 pub(super) async fn get_session(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path((room_id, session_id)): Path<(String, String)>,
     Query(q): Query<VersionQuery>,
@@ -199,7 +199,7 @@ pub(super) async fn get_session(
 
 /// `DELETE /_matrix/client/v3/room_keys/keys`
 pub(super) async fn delete_all(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Query(q): Query<VersionQuery>,
 ) -> ApiResult<Json<Value>> {
@@ -210,7 +210,7 @@ pub(super) async fn delete_all(
 
 /// `DELETE /_matrix/client/v3/room_keys/keys/{roomId}`
 pub(super) async fn delete_room(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(room_id): Path<String>,
     Query(q): Query<VersionQuery>,
@@ -223,7 +223,7 @@ pub(super) async fn delete_room(
 
 /// `DELETE /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}`
 pub(super) async fn delete_session(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path((room_id, session_id)): Path<(String, String)>,
     Query(q): Query<VersionQuery>,

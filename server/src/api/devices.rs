@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, Body};
+use crate::service::Context;
 use crate::service::{devices as device_service, uia};
-use crate::state::AppState;
 use crate::store::devices;
 
 fn render(d: &devices::Device) -> Value {
@@ -16,7 +16,7 @@ fn render(d: &devices::Device) -> Value {
 }
 
 /// `GET /_matrix/client/v3/devices`
-pub(super) async fn list(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+pub(super) async fn list(State(state): State<Context>, auth: Auth) -> ApiResult<Json<Value>> {
     let all = devices::list(&mut *state.store.read().await?, &auth.user_id).await?;
     Ok(Json(
         json!({ "devices": all.iter().map(render).collect::<Vec<_>>() }),
@@ -25,7 +25,7 @@ pub(super) async fn list(State(state): State<AppState>, auth: Auth) -> ApiResult
 
 /// `GET /_matrix/client/v3/devices/{deviceId}`
 pub(super) async fn get_one(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(device_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
@@ -42,7 +42,7 @@ pub(super) struct UpdateBody {
 
 /// `PUT /_matrix/client/v3/devices/{deviceId}`
 pub(super) async fn update(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(device_id): Path<String>,
     Body(body): Body<UpdateBody>,
@@ -70,7 +70,7 @@ pub(super) struct DeleteBody {
 
 /// `DELETE /_matrix/client/v3/devices/{deviceId}`
 pub(super) async fn delete_one(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(device_id): Path<String>,
     Body(body): Body<DeleteBody>,
@@ -100,7 +100,7 @@ pub(super) struct DeleteManyBody {
 
 /// `POST /_matrix/client/v3/delete_devices`
 pub(super) async fn delete_many(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Body(body): Body<DeleteManyBody>,
 ) -> ApiResult<Json<Value>> {

@@ -4,10 +4,9 @@ use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::extract::Auth;
-use crate::state::AppState;
-
-pub const ROOM_VERSION: &str = "10";
+use crate::service::rooms::ROOM_VERSION;
+use crate::service::session::Auth;
+use crate::service::Context;
 
 /// `GET /_matrix/client/versions`
 pub(super) async fn versions() -> Json<Value> {
@@ -16,7 +15,7 @@ pub(super) async fn versions() -> Json<Value> {
 }
 
 /// `GET /.well-known/matrix/client`
-pub(super) async fn well_known(State(state): State<AppState>) -> Json<Value> {
+pub(super) async fn well_known(State(state): State<Context>) -> Json<Value> {
     Json(json!({ "m.homeserver": { "base_url": state.config.public_baseurl() } }))
 }
 

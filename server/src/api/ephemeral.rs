@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, Body};
-use crate::state::AppState;
+use crate::service::Context;
 use crate::store::ephemeral::{self, PRIVATE_READ};
 use crate::store::{account_data, rooms, Conn, WriteTx};
 
@@ -35,7 +35,7 @@ pub(super) struct TypingBody {
 
 /// `PUT /_matrix/client/v3/rooms/{roomId}/typing/{userId}`
 pub(super) async fn typing(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path((room_id, user_id)): Path<(String, String)>,
     Body(body): Body<TypingBody>,
@@ -158,7 +158,7 @@ pub(super) struct ReceiptBody {
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/receipt/{receiptType}/{eventId}`
 pub(super) async fn receipt(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path((room_id, receipt_type, event_id)): Path<(String, String, String)>,
     Body(body): Body<ReceiptBody>,
@@ -199,7 +199,7 @@ pub(super) struct MarkersBody {
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/read_markers`
 pub(super) async fn read_markers(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(room_id): Path<String>,
     Body(body): Body<MarkersBody>,

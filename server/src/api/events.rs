@@ -11,7 +11,7 @@ use crate::service::events as event_service;
 use crate::service::retention;
 use crate::service::sync::tokens;
 use crate::service::visibility::{self, Access};
-use crate::state::AppState;
+use crate::service::Context;
 use crate::store::events::{self, NewEvent, StoredEvent, Viewer};
 
 /// Most uploads one event may declare it carries.
@@ -23,7 +23,7 @@ const MAX_ATTACHMENTS: usize = 32;
 /// the event carries: the server cannot read encrypted events, and needs the
 /// link to delete the files with the event when retention expires it.
 pub(super) async fn send(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path((room_id, event_type, txn_id)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
@@ -57,7 +57,7 @@ pub(super) async fn send(
 
 /// The media ids named by `attach_media` parameters; each must be an
 /// `mxc://` URI of this server.
-fn attachments(state: &AppState, query: Option<&str>) -> ApiResult<Vec<String>> {
+fn attachments(state: &Context, query: Option<&str>) -> ApiResult<Vec<String>> {
     let mut out = Vec::new();
     for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         if name != "attach_media" {
@@ -88,7 +88,7 @@ pub(super) struct RedactBody {
 
 /// `PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}`
 pub(super) async fn redact(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path((room_id, event_id, txn_id)): Path<(String, String, String)>,
     Body(body): Body<RedactBody>,
@@ -123,7 +123,7 @@ pub(super) struct MessagesQuery {
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/messages`
 pub(super) async fn messages(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(room_id): Path<String>,
     Query(q): Query<MessagesQuery>,
@@ -239,7 +239,7 @@ pub async fn member_events_for(
 }
 
 async fn visible_event(
-    state: &AppState,
+    state: &Context,
     auth: &Auth,
     room_id: &str,
     event_id: &str,
@@ -256,7 +256,7 @@ async fn visible_event(
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}`
 pub(super) async fn event(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path((room_id, event_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
@@ -275,7 +275,7 @@ pub(super) struct ContextQuery {
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}`
 pub(super) async fn context(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path((room_id, event_id)): Path<(String, String)>,
     Query(q): Query<ContextQuery>,

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, Body};
-use crate::state::AppState;
+use crate::service::Context;
 use crate::store::account_data;
 
 const MAX_FILTER_LEN: usize = 64 * 1024;
@@ -21,7 +21,7 @@ fn check_owner(auth: &Auth, user_id: &str) -> ApiResult<()> {
 
 /// `POST /_matrix/client/v3/user/{userId}/filter`
 pub(super) async fn create(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(user_id): Path<String>,
     Body(filter): Body<Value>,
@@ -43,7 +43,7 @@ pub(super) async fn create(
 
 /// `GET /_matrix/client/v3/user/{userId}/filter/{filterId}`
 pub(super) async fn fetch(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path((user_id, filter_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {

@@ -12,11 +12,11 @@ use crate::error::ApiResult;
 use crate::extract::{Auth, Body};
 use crate::service::cross_signing::{self, SigningKeysUpload};
 use crate::service::keys::{self, UploadRequest};
-use crate::state::AppState;
+use crate::service::Context;
 
 /// `POST /_matrix/client/v3/keys/upload`
 pub(super) async fn upload(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Body(body): Body<UploadRequest>,
 ) -> ApiResult<Json<Value>> {
@@ -32,7 +32,7 @@ pub(super) struct QueryBody {
 
 /// `POST /_matrix/client/v3/keys/query`
 pub(super) async fn query(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Body(body): Body<QueryBody>,
 ) -> ApiResult<Json<Value>> {
@@ -47,7 +47,7 @@ pub(super) struct ClaimBody {
 
 /// `POST /_matrix/client/v3/keys/claim`
 pub(super) async fn claim(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     _auth: Auth,
     Body(body): Body<ClaimBody>,
 ) -> ApiResult<Json<Value>> {
@@ -62,7 +62,7 @@ pub(super) struct ChangesQuery {
 
 /// `GET /_matrix/client/v3/keys/changes`
 pub(super) async fn changes(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Query(q): Query<ChangesQuery>,
 ) -> ApiResult<Json<Value>> {
@@ -73,7 +73,7 @@ pub(super) async fn changes(
 
 /// `POST /_matrix/client/v3/keys/device_signing/upload`
 pub(super) async fn device_signing_upload(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Body(body): Body<SigningKeysUpload>,
 ) -> ApiResult<Json<Value>> {
@@ -83,7 +83,7 @@ pub(super) async fn device_signing_upload(
 
 /// `POST /_matrix/client/v3/keys/signatures/upload`
 pub(super) async fn signatures_upload(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Body(body): Body<Map<String, Value>>,
 ) -> ApiResult<Json<Value>> {

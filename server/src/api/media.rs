@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{ApiError, ApiResult, ErrCode};
-use crate::extract::Auth;
-use crate::state::AppState;
+use crate::service::session::Auth;
+use crate::service::Context;
 use crate::store::media::{self, path as media_path, Media};
 
 const MAX_FILENAME_LEN: usize = 255;
@@ -30,7 +30,7 @@ pub(super) struct UploadQuery {
 
 /// `POST /_matrix/media/v3/upload`
 pub(super) async fn upload(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Query(query): Query<UploadQuery>,
     headers: HeaderMap,
@@ -148,13 +148,13 @@ async fn write_file(path: &Path, body: Body, limit: u64) -> ApiResult<u64> {
 }
 
 /// `GET /_matrix/client/v1/media/config` and `GET /_matrix/media/v3/config`
-pub(super) async fn config(State(state): State<AppState>, _auth: Auth) -> Json<Value> {
+pub(super) async fn config(State(state): State<Context>, _auth: Auth) -> Json<Value> {
     Json(json!({ "m.upload.size": state.config.limits.max_upload_size }))
 }
 
 /// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}`
 pub(super) async fn download(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     _auth: Auth,
     UrlPath((server_name, media_id)): UrlPath<(String, String)>,
 ) -> ApiResult<Response> {
@@ -163,7 +163,7 @@ pub(super) async fn download(
 
 /// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}/{fileName}`
 pub(super) async fn download_named(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     _auth: Auth,
     UrlPath((server_name, media_id, file_name)): UrlPath<(String, String, String)>,
 ) -> ApiResult<Response> {
@@ -171,7 +171,7 @@ pub(super) async fn download_named(
 }
 
 async fn serve(
-    state: &AppState,
+    state: &Context,
     server_name: &str,
     media_id: &str,
     file_name: Option<String>,

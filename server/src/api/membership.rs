@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use crate::error::{ApiError, ApiResult, ErrCode};
 use crate::extract::{Auth, Body};
 use crate::service::rooms as room_service;
-use crate::state::AppState;
+use crate::service::Context;
 use crate::store::rooms;
 
 #[derive(Deserialize)]
@@ -24,7 +24,7 @@ pub(super) struct Target {
 
 /// `POST /_matrix/client/v3/join/{roomIdOrAlias}` and `POST /_matrix/client/v3/rooms/{roomId}/join`
 pub(super) async fn join(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(room): Path<String>,
     Body(body): Body<Map<String, Value>>,
@@ -46,7 +46,7 @@ pub(super) async fn join(
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/invite`
 pub(super) async fn invite(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(room_id): Path<String>,
     Body(body): Body<Target>,
@@ -66,7 +66,7 @@ pub(super) async fn invite(
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/leave`
 pub(super) async fn leave(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(room_id): Path<String>,
     Body(body): Body<Reason>,
@@ -86,7 +86,7 @@ pub(super) async fn leave(
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/kick`
 pub(super) async fn kick(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(room_id): Path<String>,
     Body(body): Body<Target>,
@@ -106,7 +106,7 @@ pub(super) async fn kick(
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/ban`
 pub(super) async fn ban(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(room_id): Path<String>,
     Body(body): Body<Target>,
@@ -126,7 +126,7 @@ pub(super) async fn ban(
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/unban`
 pub(super) async fn unban(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(room_id): Path<String>,
     Body(body): Body<Target>,
@@ -156,7 +156,7 @@ pub(super) async fn unban(
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/forget`
 pub(super) async fn forget(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(room_id): Path<String>,
 ) -> ApiResult<Json<Value>> {

@@ -10,11 +10,11 @@ use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::service::Context;
 
 /// `GET /_cloister/metrics`
 pub(super) async fn metrics(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {

@@ -28,7 +28,7 @@ pub mod to_device;
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, MatchedPath, Request};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -36,10 +36,11 @@ use axum::Router;
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::error::{ApiError, ErrCode};
-use crate::ratelimit::limit_requests as rate_limit;
-use crate::state::AppState;
+use crate::extract::{access_token, CheckedToken};
+use crate::service::session::authenticate;
+use crate::service::Context;
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: Context) -> Router {
     let api = routes::router()
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed);
@@ -187,6 +188,44 @@ async fn log_request(req: Request, next: Next) -> Response {
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// The layer in front of every route. A bucket is chosen by who is asking,
+/// and only a checked token says that: a valid one spends its session's
+/// bucket, anything else the client address's, so an unknown token buys no
+/// fresh bucket. A wrong token is also a guess at a credential and spends
+/// the address's failed-login bucket too.
+async fn rate_limit(State(state): State<Context>, req: Request, next: Next) -> Response {
+    if !state.config.rate_limit.enabled || req.uri().path() == "/health" {
+        return next.run(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    let address = format!("ip:{}", client_ip(&parts, &state.config.trusted_proxies));
+    let verdict = match access_token(&parts) {
+        None => state.limiter.check(&address),
+        Some(token) => {
+            let checked = match authenticate(&state, &token).await {
+                Ok(checked) => checked,
+                Err(err) => return err.into_response(),
+            };
+            let verdict = match &checked {
+                // User ids hold no space, so no two sessions share a key.
+                Some(auth) => state
+                    .limiter
+                    .check(&format!("session:{} {}", auth.user_id, auth.device_id)),
+                None => state
+                    .limiter
+                    .check(&address)
+                    .and_then(|()| state.login_limiter.check(&format!("token:{address}"))),
+            };
+            parts.extensions.insert(CheckedToken(checked));
+            verdict
+        }
+    };
+    if let Err(wait) = verdict {
+        return ApiError::limit_exceeded(wait).into_response();
+    }
+    next.run(Request::from_parts(parts, body)).await
 }
 
 #[cfg(test)]

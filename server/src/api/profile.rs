@@ -10,13 +10,13 @@ use serde_json::{json, Map, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, Body};
-use crate::state::AppState;
+use crate::service::Context;
 use crate::store::users::{self, ProfileField, User};
 
 const MAX_DISPLAYNAME_LEN: usize = 256;
 const MAX_AVATAR_URL_LEN: usize = 1000;
 
-async fn load(state: &AppState, user_id: &str) -> ApiResult<User> {
+async fn load(state: &Context, user_id: &str) -> ApiResult<User> {
     users::get(&mut *state.store.read().await?, user_id)
         .await?
         .filter(|u| !u.deactivated)
@@ -39,7 +39,7 @@ fn field_json(user: &User, fields: &[ProfileField]) -> Value {
 
 /// `GET /_matrix/client/v3/profile/{userId}`
 pub(super) async fn get_profile(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     _auth: Auth,
     Path(user_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
@@ -52,7 +52,7 @@ pub(super) async fn get_profile(
 
 /// `GET /_matrix/client/v3/profile/{userId}/displayname`
 pub(super) async fn get_displayname(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     _auth: Auth,
     Path(user_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
@@ -62,7 +62,7 @@ pub(super) async fn get_displayname(
 
 /// `GET /_matrix/client/v3/profile/{userId}/avatar_url`
 pub(super) async fn get_avatar_url(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     _auth: Auth,
     Path(user_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
@@ -82,7 +82,7 @@ pub(super) struct AvatarUrlBody {
 
 /// `PUT /_matrix/client/v3/profile/{userId}/displayname`
 pub(super) async fn put_displayname(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(user_id): Path<String>,
     Body(body): Body<DisplaynameBody>,
@@ -93,7 +93,7 @@ pub(super) async fn put_displayname(
 
 /// `PUT /_matrix/client/v3/profile/{userId}/avatar_url`
 pub(super) async fn put_avatar_url(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(user_id): Path<String>,
     Body(body): Body<AvatarUrlBody>,
@@ -103,7 +103,7 @@ pub(super) async fn put_avatar_url(
 }
 
 async fn set_field(
-    state: &AppState,
+    state: &Context,
     auth: &Auth,
     user_id: &str,
     field: ProfileField,

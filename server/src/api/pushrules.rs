@@ -1,85 +1,32 @@
-//! Push rules. Clients evaluate them (the server cannot read encrypted
-//! events), so the server's job is to keep each user's rule set and hand it
-//! to every device. The whole set is stored as global account data of type
-//! `m.push_rules`, which is how `/sync` delivers it. The rule-set logic
-//! itself lives in `pushrules_default.rs`.
+//! Push rules over HTTP; the rule set and its rules are
+//! `service::pushrules`.
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::error::ApiResult;
 use crate::extract::{Auth, Body};
-use crate::state::AppState;
-use crate::store::account_data;
-
-// A child module kept beside this file so no `mod.rs` needs editing.
-#[path = "pushrules_default.rs"]
-mod rules;
-
-pub use rules::default_ruleset;
-use rules::{
-    build_rule, check_actions, check_kind, delete, find_rule, upsert_rule, with_defaults, RuleBody,
+use crate::service::pushrules::{
+    build_rule, check_actions, check_kind, delete, find_rule, load, modify, read_rule, upsert_rule,
+    RuleBody,
 };
-
-pub const PUSH_RULES: &str = "m.push_rules";
-
-/// The user's rule set, `{"global": {...}}`, defaults included.
-pub async fn load(state: &AppState, user_id: &str) -> ApiResult<Value> {
-    let stored =
-        account_data::get(&mut *state.store.read().await?, user_id, "", PUSH_RULES).await?;
-    Ok(with_defaults(stored, user_id))
-}
-
-/// Applies `change` to the user's global rules and stores the result at a
-/// new stream position, so every device sees it in `/sync`.
-async fn modify(
-    state: &AppState,
-    user_id: &str,
-    change: impl FnOnce(&mut Map<String, Value>) -> ApiResult<()>,
-) -> ApiResult<Json<Value>> {
-    let mut tx = state.store.write().await?;
-    // Taken before the read: the position's row lock is held to commit, so
-    // two edits of one rule set cannot interleave, on PostgreSQL too.
-    let pos = tx.next_pos().await?;
-    let stored = account_data::get(tx.conn(), user_id, "", PUSH_RULES).await?;
-    let mut set = with_defaults(stored, user_id);
-    let global = set["global"]
-        .as_object_mut()
-        .expect("with_defaults builds an object");
-    change(global)?;
-    account_data::put(tx.conn(), user_id, "", PUSH_RULES, &set, pos).await?;
-    tx.commit().await?;
-    state.notifier.notify([user_id]);
-    Ok(Json(json!({})))
-}
-
-async fn read_rule(state: &AppState, user_id: &str, kind: &str, rule_id: &str) -> ApiResult<Value> {
-    check_kind(kind)?;
-    let mut set = load(state, user_id).await?;
-    let global = set["global"]
-        .as_object_mut()
-        .expect("with_defaults builds an object");
-    Ok(find_rule(global, kind, rule_id)?.take())
-}
+use crate::service::Context;
 
 /// `GET /_matrix/client/v3/pushrules/`
-pub(super) async fn get_all(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+pub(super) async fn get_all(State(state): State<Context>, auth: Auth) -> ApiResult<Json<Value>> {
     Ok(Json(load(&state, &auth.user_id).await?))
 }
 
 /// `GET /_matrix/client/v3/pushrules/global/`
-pub(super) async fn get_global(
-    State(state): State<AppState>,
-    auth: Auth,
-) -> ApiResult<Json<Value>> {
+pub(super) async fn get_global(State(state): State<Context>, auth: Auth) -> ApiResult<Json<Value>> {
     Ok(Json(load(&state, &auth.user_id).await?["global"].take()))
 }
 
 /// `GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}`
 pub(super) async fn get_rule(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path((kind, rule_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
@@ -96,7 +43,7 @@ pub(super) struct PositionQuery {
 
 /// `PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}`
 pub(super) async fn put_rule(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path((kind, rule_id)): Path<(String, String)>,
     Query(position): Query<PositionQuery>,
@@ -113,12 +60,13 @@ pub(super) async fn put_rule(
             position.after.as_deref(),
         )
     })
-    .await
+    .await?;
+    Ok(Json(json!({})))
 }
 
 /// `DELETE /_matrix/client/v3/pushrules/global/{kind}/{ruleId}`
 pub(super) async fn delete_rule(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path((kind, rule_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
@@ -126,12 +74,13 @@ pub(super) async fn delete_rule(
     modify(&state, &auth.user_id, |global| {
         delete(global, &kind, &rule_id)
     })
-    .await
+    .await?;
+    Ok(Json(json!({})))
 }
 
 /// `GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled`
 pub(super) async fn get_enabled(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path((kind, rule_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
@@ -148,7 +97,7 @@ pub(super) struct EnabledBody {
 
 /// `PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled`
 pub(super) async fn put_enabled(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path((kind, rule_id)): Path<(String, String)>,
     Body(body): Body<EnabledBody>,
@@ -158,12 +107,13 @@ pub(super) async fn put_enabled(
         find_rule(global, &kind, &rule_id)?["enabled"] = json!(body.enabled);
         Ok(())
     })
-    .await
+    .await?;
+    Ok(Json(json!({})))
 }
 
 /// `GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions`
 pub(super) async fn get_actions(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path((kind, rule_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
@@ -178,7 +128,7 @@ pub(super) struct ActionsBody {
 
 /// `PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions`
 pub(super) async fn put_actions(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path((kind, rule_id)): Path<(String, String)>,
     Body(body): Body<ActionsBody>,
@@ -189,5 +139,6 @@ pub(super) async fn put_actions(
         find_rule(global, &kind, &rule_id)?["actions"] = json!(body.actions);
         Ok(())
     })
-    .await
+    .await?;
+    Ok(Json(json!({})))
 }

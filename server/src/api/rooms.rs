@@ -10,13 +10,13 @@ use crate::ids;
 use crate::service::events as event_service;
 use crate::service::rooms::{self as room_service, CreateRoom};
 use crate::service::visibility;
-use crate::state::AppState;
+use crate::service::Context;
 use crate::store::events::{self, NewEvent};
 use crate::store::rooms;
 
 /// `POST /_matrix/client/v3/createRoom`
 pub(super) async fn create_room(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Body(req): Body<CreateRoom>,
 ) -> ApiResult<Json<Value>> {
@@ -26,7 +26,7 @@ pub(super) async fn create_room(
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/state`
 pub(super) async fn all_state(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(room_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
@@ -42,7 +42,7 @@ pub(super) async fn all_state(
 }
 
 pub(super) async fn get_state_empty_key(
-    state: State<AppState>,
+    state: State<Context>,
     auth: Auth,
     Path((room_id, event_type)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
@@ -51,7 +51,7 @@ pub(super) async fn get_state_empty_key(
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`
 pub(super) async fn get_state(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path((room_id, event_type, state_key)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
@@ -77,7 +77,7 @@ pub(super) async fn get_state(
 }
 
 pub(super) async fn put_state_empty_key(
-    state: State<AppState>,
+    state: State<Context>,
     auth: Auth,
     Path((room_id, event_type)): Path<(String, String)>,
     body: Body<Value>,
@@ -93,7 +93,7 @@ pub(super) async fn put_state_empty_key(
 
 /// `PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`
 pub(super) async fn put_state(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path((room_id, event_type, state_key)): Path<(String, String, String)>,
     Body(content): Body<Value>,
@@ -127,7 +127,7 @@ pub fn check_type_and_key(event_type: &str, state_key: &str) -> ApiResult<()> {
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/members`
 pub(super) async fn members(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(room_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
@@ -147,7 +147,7 @@ pub(super) async fn members(
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/joined_members`
 pub(super) async fn joined_members(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(room_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
@@ -173,14 +173,14 @@ pub(super) async fn joined_members(
 
 /// `GET /_matrix/client/v3/joined_rooms`
 pub(super) async fn joined_rooms(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
 ) -> ApiResult<Json<Value>> {
     let rooms = rooms::joined_rooms(&mut *state.store.read().await?, &auth.user_id).await?;
     Ok(Json(json!({ "joined_rooms": rooms })))
 }
 
-fn check_local_alias(state: &AppState, alias: &str) -> ApiResult<()> {
+fn check_local_alias(state: &Context, alias: &str) -> ApiResult<()> {
     match ids::parse_room_alias(alias) {
         Some((_, server)) if server == state.server_name() => Ok(()),
         Some(_) => Err(ApiError::not_found(
@@ -192,7 +192,7 @@ fn check_local_alias(state: &AppState, alias: &str) -> ApiResult<()> {
 
 /// `PUT /_matrix/client/v3/directory/room/{roomAlias}`
 pub(super) async fn put_alias(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(alias): Path<String>,
     Body(body): Body<Value>,
@@ -223,7 +223,7 @@ pub(super) async fn put_alias(
 
 /// `GET /_matrix/client/v3/directory/room/{roomAlias}`
 pub(super) async fn get_alias(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     Path(alias): Path<String>,
 ) -> ApiResult<Json<Value>> {
     check_local_alias(&state, &alias)?;
@@ -237,7 +237,7 @@ pub(super) async fn get_alias(
 
 /// `DELETE /_matrix/client/v3/directory/room/{roomAlias}`
 pub(super) async fn delete_alias(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(alias): Path<String>,
 ) -> ApiResult<Json<Value>> {
@@ -265,7 +265,7 @@ pub(super) async fn delete_alias(
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/aliases`
 pub(super) async fn room_aliases(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path(room_id): Path<String>,
 ) -> ApiResult<Json<Value>> {

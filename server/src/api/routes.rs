@@ -6,7 +6,7 @@ use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 use super::*;
-use crate::state::AppState;
+use crate::service::Context;
 
 /// One endpoint: its method and its path template (axum's `{param}` syntax).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +23,7 @@ macro_rules! table {
         ];
 
         /// The router for [`ROUTES`].
-        pub(super) fn router() -> Router<AppState> {
+        pub(super) fn router() -> Router<Context> {
             Router::new()$(.route($path, $method($handler)))+
         }
     };

@@ -8,9 +8,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Auth;
+use crate::service::session::Auth;
 use crate::service::sync::{self, filter::SyncFilter, tokens::SyncToken, SyncRequest};
-use crate::state::AppState;
+use crate::service::Context;
 use crate::store::account_data;
 
 #[derive(Deserialize)]
@@ -24,7 +24,7 @@ pub(super) struct SyncQuery {
 
 /// `GET /_matrix/client/v3/sync`
 pub(super) async fn sync_handler(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Query(q): Query<SyncQuery>,
 ) -> ApiResult<Json<Value>> {

@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use crate::error::ApiResult;
 use crate::extract::{Auth, Body};
 use crate::service::to_device;
-use crate::state::AppState;
+use crate::service::Context;
 
 #[derive(Deserialize)]
 pub(super) struct SendBody {
@@ -17,7 +17,7 @@ pub(super) struct SendBody {
 
 /// `PUT /_matrix/client/v3/sendToDevice/{eventType}/{txnId}`
 pub(super) async fn send_to_device(
-    State(state): State<AppState>,
+    State(state): State<Context>,
     auth: Auth,
     Path((event_type, txn_id)): Path<(String, String)>,
     Body(body): Body<SendBody>,

@@ -6,8 +6,8 @@ use clap::{Args, Subcommand};
 use cloister_audit::{Action, Actor, Target};
 use cloister_server::config::{Config, Lifetime};
 use cloister_server::service::holds::{self as hold_service, By, NewHold};
+use cloister_server::service::Context;
 use cloister_server::service::{audit, purge, retention};
-use cloister_server::state::AppState;
 use cloister_server::store::holds::{self, Scope};
 use serde_json::{json, Map, Value};
 
@@ -77,7 +77,7 @@ fn operator() -> By {
     }
 }
 
-async fn record_call(state: &AppState, name: &str) -> anyhow::Result<()> {
+async fn record_call(state: &Context, name: &str) -> anyhow::Result<()> {
     let entry = audit::by_system(state, Action::AdminCall).target(Target::new(name)?);
     audit::record_alone(state, entry).await?;
     Ok(())
@@ -97,7 +97,7 @@ pub async fn run(cmd: ComplianceCommand, config: Config) -> anyhow::Result<()> {
     result
 }
 
-async fn dispatch(state: &AppState, cmd: ComplianceCommand) -> anyhow::Result<()> {
+async fn dispatch(state: &Context, cmd: ComplianceCommand) -> anyhow::Result<()> {
     let api = |e: cloister_server::error::ApiError| anyhow::anyhow!("{}", e.message);
     match cmd {
         ComplianceCommand::Retention(RetentionCommand::Show { room }) => {

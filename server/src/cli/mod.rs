@@ -10,15 +10,15 @@ use std::sync::Arc;
 use cloister_server::clock::SystemClock;
 use cloister_server::config::Config;
 use cloister_server::service::audit;
-use cloister_server::state::AppState;
+use cloister_server::service::Context;
 use cloister_server::store::Store;
 
 /// The store and audit keys, for commands that change accounts: their
 /// changes are audited like the API's.
-pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
+pub async fn open_state(config: Config) -> anyhow::Result<Context> {
     let store = open_store(&config).await?;
     let auditor = audit::Auditor::load_or_create(&config.data_dir, &config.server_name)?;
-    Ok(AppState::new(config, store, Arc::new(SystemClock), auditor))
+    Ok(Context::new(config, store, Arc::new(SystemClock), auditor))
 }
 
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {

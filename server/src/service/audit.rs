@@ -15,7 +15,7 @@ use cloister_audit::{
 };
 use zeroize::Zeroizing;
 
-use crate::state::AppState;
+use crate::service::Context;
 use crate::store::{audit, WriteTx};
 
 const SIGNER_FILE: &str = "audit-checkpoint.key";
@@ -116,7 +116,7 @@ fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// An entry by `user_id` (pseudonymised) at the current time.
-pub fn by_user(state: &AppState, user_id: &str, action: Action) -> NewEntry {
+pub fn by_user(state: &Context, user_id: &str, action: Action) -> NewEntry {
     NewEntry::new(
         state.now_ms().max(0) as u64,
         state.audit.actor(user_id),
@@ -125,12 +125,12 @@ pub fn by_user(state: &AppState, user_id: &str, action: Action) -> NewEntry {
 }
 
 /// An entry by `actor` (a pseudonymised admin, or the system).
-pub fn by_actor(state: &AppState, actor: Actor, action: Action) -> NewEntry {
+pub fn by_actor(state: &Context, actor: Actor, action: Action) -> NewEntry {
     NewEntry::new(state.now_ms().max(0) as u64, actor, action)
 }
 
 /// An entry by the server itself or its operator (the CLI).
-pub fn by_system(state: &AppState, action: Action) -> NewEntry {
+pub fn by_system(state: &Context, action: Action) -> NewEntry {
     NewEntry::new(state.now_ms().max(0) as u64, Actor::system(), action)
 }
 
@@ -147,13 +147,13 @@ pub async fn record(tx: &mut WriteTx, entry: NewEntry) -> Result<(), sqlx::Error
 
 /// Appends in a transaction of its own, for events with no other write
 /// (a failed login).
-pub async fn record_alone(state: &AppState, entry: NewEntry) -> Result<(), sqlx::Error> {
+pub async fn record_alone(state: &Context, entry: NewEntry) -> Result<(), sqlx::Error> {
     let mut tx = state.store.write().await?;
     record(&mut tx, entry).await?;
     tx.commit().await
 }
 
-async fn load(state: &AppState) -> anyhow::Result<AuditLog<MemoryStore>> {
+async fn load(state: &Context) -> anyhow::Result<AuditLog<MemoryStore>> {
     let mut conn = state.store.read().await?;
     let mut store = MemoryStore::new();
     for entry in audit::entries(&mut conn).await? {
@@ -166,7 +166,7 @@ async fn load(state: &AppState) -> anyhow::Result<AuditLog<MemoryStore>> {
 }
 
 /// Signs a checkpoint of the whole log now and stores it; returns the note.
-pub async fn checkpoint(state: &AppState) -> anyhow::Result<String> {
+pub async fn checkpoint(state: &Context) -> anyhow::Result<String> {
     let mut log = load(state).await?;
     let signed = log.checkpoint(&state.audit.signer)?;
     audit::put_checkpoint(
@@ -181,7 +181,7 @@ pub async fn checkpoint(state: &AppState) -> anyhow::Result<String> {
 
 /// Signs a checkpoint when entries arrived since the last one and the
 /// interval has passed. Returns whether one was made.
-pub async fn checkpoint_if_due(state: &AppState) -> anyhow::Result<bool> {
+pub async fn checkpoint_if_due(state: &Context) -> anyhow::Result<bool> {
     let interval_ms = state
         .config
         .audit
@@ -202,6 +202,6 @@ pub async fn checkpoint_if_due(state: &AppState) -> anyhow::Result<bool> {
 }
 
 /// The whole log with its checkpoints, for offline verification.
-pub async fn export(state: &AppState) -> anyhow::Result<AuditExport> {
+pub async fn export(state: &Context) -> anyhow::Result<AuditExport> {
     Ok(load(state).await?.export()?)
 }

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use crate::error::{ApiError, ApiResult, ErrCode};
-use crate::state::AppState;
+use crate::service::Context;
 use crate::store::backup::{self, BackupVersion, KeyBackupData, Scope};
 use crate::store::is_unique_violation;
 
@@ -65,7 +65,7 @@ pub fn validate_key(room_id: &str, session_id: &str, key: &KeyBackupData) -> Api
 
 /// `POST /room_keys/version`: returns the new version.
 pub async fn create_version(
-    state: &AppState,
+    state: &Context,
     user_id: &str,
     algorithm: &str,
     auth_data: &Value,
@@ -104,7 +104,7 @@ fn version_json(v: &BackupVersion, count: i64) -> Value {
 /// `GET /room_keys/version[/{version}]`: the named or else the current
 /// version. No backup is 404 `M_NOT_FOUND`, which clients rely on.
 pub async fn get_version(
-    state: &AppState,
+    state: &Context,
     user_id: &str,
     version: Option<&str>,
 ) -> ApiResult<Value> {
@@ -127,7 +127,7 @@ pub async fn get_version(
 /// `PUT /room_keys/version/{version}`: replaces the auth data; the
 /// algorithm cannot change.
 pub async fn update_version(
-    state: &AppState,
+    state: &Context,
     user_id: &str,
     version: &str,
     algorithm: &str,
@@ -156,7 +156,7 @@ pub async fn update_version(
 }
 
 /// `DELETE /room_keys/version/{version}`.
-pub async fn delete_version(state: &AppState, user_id: &str, version: &str) -> ApiResult<()> {
+pub async fn delete_version(state: &Context, user_id: &str, version: &str) -> ApiResult<()> {
     let n = parse_version(version).ok_or_else(|| no_backup(version))?;
     let mut tx = state.store.write().await?;
     if !backup::delete_version(tx.conn(), user_id, n).await? {
@@ -169,7 +169,7 @@ pub async fn delete_version(state: &AppState, user_id: &str, version: &str) -> A
 /// `PUT /room_keys/keys…`: stores each key unless the one already stored is
 /// better. Only the current version takes uploads. Returns `{count, etag}`.
 pub async fn upload_keys(
-    state: &AppState,
+    state: &Context,
     user_id: &str,
     version: &str,
     uploads: Vec<(String, String, KeyBackupData)>,
@@ -229,7 +229,7 @@ async fn existing_version(
 /// `GET /room_keys/keys…`: the keys in `scope`, shaped as the spec's
 /// `{rooms: {room: {sessions: {session: key}}}}`.
 pub async fn get_keys(
-    state: &AppState,
+    state: &Context,
     user_id: &str,
     version: &str,
     scope: Scope<'_>,
@@ -249,7 +249,7 @@ pub async fn get_keys(
 
 /// `DELETE /room_keys/keys…`. Returns `{count, etag}`.
 pub async fn delete_keys(
-    state: &AppState,
+    state: &Context,
     user_id: &str,
     version: &str,
     scope: Scope<'_>,

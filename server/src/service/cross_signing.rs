@@ -14,10 +14,10 @@ use serde_json::{json, Map, Value};
 use sqlx::AnyConnection;
 
 use crate::error::{ApiError, ApiResult, ErrCode};
-use crate::extract::Auth;
 use crate::service::keys::{cross_signing_public_key, device_ed25519};
+use crate::service::session::Auth;
 use crate::service::uia;
-use crate::state::AppState;
+use crate::service::Context;
 use crate::store::keys::{self, KeySignature};
 use crate::store::rooms;
 use cloister_proto::canonical::{
@@ -141,7 +141,7 @@ pub fn validate_cross_signing_key(
 /// replace keys, but not to set them up the first time or to upload the
 /// same keys again (MSC3967, in the spec since v1.11).
 pub async fn upload_signing_keys(
-    state: &AppState,
+    state: &Context,
     auth: &Auth,
     body: SigningKeysUpload,
 ) -> ApiResult<()> {
@@ -372,7 +372,7 @@ async fn check_signed_object(
 /// `POST /keys/signatures/upload`: stores every valid signature and answers
 /// with the failures, keyed by user then key id.
 pub async fn upload_signatures(
-    state: &AppState,
+    state: &Context,
     auth: &Auth,
     body: &Map<String, Value>,
 ) -> ApiResult<Value> {

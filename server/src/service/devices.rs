@@ -7,9 +7,9 @@ use serde_json::{json, Value};
 use cloister_audit::{Action, NewEntry};
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::hash_token;
 use crate::service::audit;
-use crate::state::AppState;
+use crate::service::session::hash_token;
+use crate::service::Context;
 use crate::store::{devices, keys, rooms, users};
 
 pub struct Session {
@@ -19,7 +19,7 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn to_json(&self, state: &AppState) -> Value {
+    pub fn to_json(&self, state: &Context) -> Value {
         json!({
             "user_id": self.user_id,
             "device_id": self.device_id,
@@ -45,7 +45,7 @@ fn validate_device_id(device_id: &str) -> ApiResult<()> {
 /// Issues a new access token for `device_id` (created when new). Logging in
 /// again on an existing device revokes that device's older tokens.
 pub async fn open_session(
-    state: &AppState,
+    state: &Context,
     user_id: &str,
     device_id: Option<&str>,
     display_name: Option<&str>,
@@ -87,7 +87,7 @@ pub async fn open_session(
 
 /// Deletes devices at their owner's request.
 pub async fn delete_devices(
-    state: &AppState,
+    state: &Context,
     user_id: &str,
     device_ids: &[String],
 ) -> ApiResult<()> {
@@ -97,7 +97,7 @@ pub async fn delete_devices(
 /// Deletes devices, recording `actor` (the owner, or the system for the
 /// inactive-device purge) as who did it.
 pub async fn delete_devices_by(
-    state: &AppState,
+    state: &Context,
     user_id: &str,
     device_ids: &[String],
     actor: cloister_audit::Actor,
@@ -128,7 +128,7 @@ pub async fn delete_devices_by(
 
 /// Leaves every room, deletes every device and locks the account; `entry`
 /// (by the user, or by the operator) is recorded with the lock.
-pub async fn deactivate_user(state: &AppState, user_id: &str, entry: NewEntry) -> ApiResult<()> {
+pub async fn deactivate_user(state: &Context, user_id: &str, entry: NewEntry) -> ApiResult<()> {
     let memberships = rooms::rooms_for_user(&mut *state.store.read().await?, user_id).await?;
     for (room_id, m) in memberships {
         if m.membership == "join" || m.membership == "invite" {

@@ -12,7 +12,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
+use crate::service::Context;
 use crate::store::events::{NewEvent, StoredEvent};
 
 pub const MEGOLM: &str = "m.megolm.v1.aes-sha2";
@@ -52,7 +52,7 @@ pub fn is_message_type(event_type: &str) -> bool {
 }
 
 /// Checks one event a room member sends (membership events excepted).
-pub fn check(state: &AppState, event: &NewEvent<'_>) -> ApiResult<()> {
+pub fn check(state: &Context, event: &NewEvent<'_>) -> ApiResult<()> {
     check_shape(event.event_type, event.state_key)?;
     if state
         .config

@@ -25,14 +25,14 @@ use cloister_audit::{Action, Actor, Details, NewEntry};
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
+use crate::service::Context;
 use crate::store::holds::{self, Hold, Scope};
 use crate::store::subject::{self, EventRow};
 use crate::store::{erased, erasure, users};
 
 /// The id that replaces an erased person in shared room state: stable (a
 /// rerun rewrites to the same id), unlinkable without the pseudonym key.
-pub fn erased_id(state: &AppState, user_id: &str) -> String {
+pub fn erased_id(state: &Context, user_id: &str) -> String {
     let pseudonym = state.audit.target(user_id);
     let hex = pseudonym.as_str().trim_start_matches("ps1:");
     format!(
@@ -44,7 +44,7 @@ pub fn erased_id(state: &AppState, user_id: &str) -> String {
 
 /// Whether `user_id` belonged to an erased account (and so may never be
 /// registered again).
-pub async fn is_erased(state: &AppState, user_id: &str) -> Result<bool, sqlx::Error> {
+pub async fn is_erased(state: &Context, user_id: &str) -> Result<bool, sqlx::Error> {
     let pseudonym = state.audit.target(user_id);
     erased::is_erased(&mut *state.store.read().await?, pseudonym.as_str()).await
 }
@@ -92,7 +92,7 @@ struct Holds {
 }
 
 impl Holds {
-    async fn load(state: &AppState, user_id: &str) -> Result<Holds, sqlx::Error> {
+    async fn load(state: &Context, user_id: &str) -> Result<Holds, sqlx::Error> {
         let mut conn = state.store.read().await?;
         let on_user = holds::active_on(&mut conn, Scope::User, user_id).await?;
         let mut on_rooms: BTreeMap<String, Vec<Hold>> = BTreeMap::new();
@@ -145,7 +145,7 @@ impl Tally {
 
 /// Erases `user_id`; `actor` is who asked (an admin's pseudonym, or the
 /// system for the operator's CLI). Returns the receipt.
-pub async fn erase_user(state: &AppState, user_id: &str, actor: Actor) -> ApiResult<Value> {
+pub async fn erase_user(state: &Context, user_id: &str, actor: Actor) -> ApiResult<Value> {
     let pseudonym = state.audit.target(user_id);
     let new_id = erased_id(state, user_id);
     let user = users::get(&mut *state.store.read().await?, user_id).await?;
@@ -272,7 +272,7 @@ pub async fn erase_user(state: &AppState, user_id: &str, actor: Actor) -> ApiRes
     }))
 }
 
-fn now_u64(state: &AppState) -> u64 {
+fn now_u64(state: &Context) -> u64 {
     state.now_ms().max(0) as u64
 }
 

@@ -5,8 +5,8 @@ use serde_json::Value;
 use sqlx::AnyConnection;
 
 use crate::error::{ApiError, ApiResult};
+use crate::service::Context;
 use crate::service::{encryption_rule, retention};
-use crate::state::AppState;
 use crate::store::events::{self, NewEvent, StoredEvent};
 use crate::store::{media, rooms, WriteTx};
 
@@ -69,7 +69,7 @@ pub fn action_level(pl: &Value, action: &str) -> i64 {
 
 /// Authorizes, stores and announces one event. Redactions also strip their
 /// target's content.
-pub async fn send(state: &AppState, event: NewEvent<'_>) -> ApiResult<StoredEvent> {
+pub async fn send(state: &Context, event: NewEvent<'_>) -> ApiResult<StoredEvent> {
     let size = event.content.to_string().len();
     if size > state.config.limits.max_event_size {
         return Err(ApiError::too_large(format!(
@@ -94,7 +94,7 @@ pub async fn send(state: &AppState, event: NewEvent<'_>) -> ApiResult<StoredEven
 /// request returns the event id of the first instead of sending twice.
 /// `attach_media` are uploads of the sender's that the event carries.
 pub async fn send_idempotent(
-    state: &AppState,
+    state: &Context,
     event: NewEvent<'_>,
     device_id: &str,
     txn_id: &str,
@@ -170,7 +170,7 @@ pub async fn send_idempotent(
 /// The body of [`send`], for callers composing several events in one
 /// transaction (room creation).
 pub async fn send_in(
-    state: &AppState,
+    state: &Context,
     tx: &mut WriteTx,
     event: &NewEvent<'_>,
 ) -> ApiResult<StoredEvent> {
@@ -189,7 +189,12 @@ pub async fn send_in(
     };
     let stored = events::append(tx, event, state.now_ms()).await?;
     if let Some(target) = redaction_target {
-        events::apply_redaction(tx.conn(), &target, &stored.event_id).await?;
+        let redacted = cloister_proto::redaction::redact_content(
+            super::rooms::ROOM_VERSION,
+            &target.event_type,
+            &target.content,
+        );
+        events::apply_redaction(tx.conn(), &target, &redacted, &stored.event_id).await?;
     }
     Ok(stored)
 }
@@ -201,7 +206,7 @@ pub async fn send_in(
 /// administrator asked for it. Returns the event and whom to wake after
 /// commit.
 pub async fn send_as_server_in(
-    state: &AppState,
+    state: &Context,
     tx: &mut WriteTx,
     room_id: &str,
     event_type: &str,
@@ -266,7 +271,7 @@ pub async fn audience(
 }
 
 async fn check_redaction(
-    state: &AppState,
+    state: &Context,
     c: &mut AnyConnection,
     event: &NewEvent<'_>,
     target_id: &str,
@@ -298,7 +303,7 @@ async fn check_redaction(
     Ok(target)
 }
 
-async fn authorize(state: &AppState, c: &mut AnyConnection, event: &NewEvent<'_>) -> ApiResult<()> {
+async fn authorize(state: &Context, c: &mut AnyConnection, event: &NewEvent<'_>) -> ApiResult<()> {
     let auth = auth_state(&mut *c, event.room_id).await?;
     let pl = &auth.power_levels;
     let sender_membership = rooms::membership(&mut *c, event.room_id, event.sender)

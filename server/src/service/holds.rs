@@ -15,8 +15,8 @@ use cloister_audit::{Action, Actor};
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
+use crate::service::Context;
 use crate::service::{audit, events as event_service};
-use crate::state::AppState;
 use crate::store::holds::{self, Hold, Scope};
 use crate::store::{rooms, users, WriteTx};
 
@@ -49,7 +49,7 @@ fn text_field(name: &str, value: &str, max: usize) -> ApiResult<()> {
     Ok(())
 }
 
-pub async fn set(state: &AppState, by: By, new: NewHold<'_>) -> ApiResult<Hold> {
+pub async fn set(state: &Context, by: By, new: NewHold<'_>) -> ApiResult<Hold> {
     text_field("case_id", new.case_id, MAX_CASE_ID)?;
     text_field("reason", new.reason, MAX_REASON)?;
     let now = state.now_ms();
@@ -92,7 +92,7 @@ pub async fn set(state: &AppState, by: By, new: NewHold<'_>) -> ApiResult<Hold> 
 }
 
 /// Releases a hold; normal retention resumes for what no other hold covers.
-pub async fn release(state: &AppState, by: By, hold_id: &str) -> ApiResult<Hold> {
+pub async fn release(state: &Context, by: By, hold_id: &str) -> ApiResult<Hold> {
     let now = state.now_ms();
     let mut tx = state.store.write().await?;
     let Some(hold) = holds::get(tx.conn(), hold_id).await? else {
@@ -138,7 +138,7 @@ fn notice_text(scope: Scope) -> &'static str {
 /// The room-visible notices of a hold: one in the held room, or one per
 /// room the custodian has joined or been invited to.
 async fn post_notices(
-    state: &AppState,
+    state: &Context,
     tx: &mut WriteTx,
     scope: Scope,
     target: &str,
@@ -165,7 +165,7 @@ async fn post_notices(
 
 /// A custodian who joins or is invited to a room after their hold was set:
 /// that room is told too, so no room holds them silently.
-pub async fn announce_custodian(state: &AppState, room_id: &str, user_id: &str) -> ApiResult<()> {
+pub async fn announce_custodian(state: &Context, room_id: &str, user_id: &str) -> ApiResult<()> {
     let held_since = {
         let mut c = state.store.read().await?;
         let active = holds::active_on(&mut c, Scope::User, user_id).await?;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::state::AppState;
+use crate::service::Context;
 use crate::store::{ephemeral, rooms, users};
 
 const TICK: Duration = Duration::from_secs(1);
@@ -13,7 +13,7 @@ const TICK: Duration = Duration::from_secs(1);
 const UIA_PURGE_EVERY_MS: i64 = 60 * 1000;
 
 /// Runs until the notifier shuts down.
-pub async fn run(state: AppState) {
+pub async fn run(state: Context) {
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let purge_every = state
@@ -51,7 +51,7 @@ pub async fn run(state: AppState) {
 
 /// Gives each timed-out typing notice a stream position and wakes the room,
 /// so clients stop showing "typing…" without waiting for other activity.
-pub async fn announce_typing_expiries(state: &AppState) -> Result<usize, sqlx::Error> {
+pub async fn announce_typing_expiries(state: &Context) -> Result<usize, sqlx::Error> {
     let now = state.now_ms();
     let expired = ephemeral::unannounced_expiries(&mut *state.store.read().await?, now).await?;
     let mut announced = 0;
@@ -70,7 +70,7 @@ pub async fn announce_typing_expiries(state: &AppState) -> Result<usize, sqlx::E
 }
 
 /// Deletes the user-interactive auth sessions too old to be completed.
-pub async fn purge_expired_uia_sessions(state: &AppState) -> Result<u64, sqlx::Error> {
+pub async fn purge_expired_uia_sessions(state: &Context) -> Result<u64, sqlx::Error> {
     let cutoff = state
         .now_ms()
         .saturating_sub(crate::service::uia::SESSION_LIFETIME_MS);

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Auth;
-use crate::state::AppState;
+use crate::service::session::Auth;
+use crate::service::Context;
 use crate::store::keys::{self, KeySignature};
 use crate::store::rooms;
 use cloister_proto::canonical::{decode_b64, decode_ed25519_key, verify_value as verify_signature};
@@ -210,7 +210,7 @@ pub fn parse_key_entries(
 /// `POST /keys/upload`: stores the keys and returns the device's one-time
 /// key counts.
 pub async fn upload(
-    state: &AppState,
+    state: &Context,
     auth: &Auth,
     request: UploadRequest,
 ) -> ApiResult<BTreeMap<String, i64>> {
@@ -351,7 +351,7 @@ fn merge_signatures(value: &mut Value, signatures: &[KeySignature], target_key: 
 
 /// `POST /keys/query`. `request` maps user ids to device ids (empty: all).
 pub async fn query(
-    state: &AppState,
+    state: &Context,
     auth: &Auth,
     request: &BTreeMap<String, Vec<String>>,
 ) -> ApiResult<Value> {
@@ -412,7 +412,7 @@ pub async fn query(
 
 /// `POST /keys/claim`. `request` maps user → device → algorithm.
 pub async fn claim(
-    state: &AppState,
+    state: &Context,
     request: &BTreeMap<String, BTreeMap<String, String>>,
 ) -> ApiResult<Value> {
     let total: usize = request.values().map(BTreeMap::len).sum();
@@ -454,7 +454,7 @@ pub async fn claim(
 /// `GET /keys/changes`: users whose keys changed between two sync tokens,
 /// among those the caller shares a room with, and those it stopped sharing
 /// every room with.
-pub async fn changes(state: &AppState, user_id: &str, from: &str, to: &str) -> ApiResult<Value> {
+pub async fn changes(state: &Context, user_id: &str, from: &str, to: &str) -> ApiResult<Value> {
     let pos = |token: &str, name: &str| {
         SyncToken::parse(token)
             .map(|t| t.pos)

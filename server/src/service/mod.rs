@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod backup;
+pub mod context;
 pub mod cross_signing;
 pub mod devices;
 pub mod encryption_rule;
@@ -12,10 +13,14 @@ pub mod housekeeping;
 pub mod keys;
 pub mod processing_report;
 pub mod purge;
+pub mod pushrules;
 pub mod retention;
 pub mod rooms;
+pub mod session;
 pub mod subject_export;
 pub mod sync;
 pub mod to_device;
 pub mod uia;
 pub mod visibility;
+
+pub use context::Context;

@@ -9,7 +9,7 @@ use sqlx::Row;
 
 use crate::config::Lifetime;
 use crate::error::ApiResult;
-use crate::state::AppState;
+use crate::service::Context;
 use crate::store::holds::{self, Scope};
 use crate::store::personal_data::{self, DATA_SUBJECTS, NOT_PERSONAL, PERSONAL, PSEUDONYMOUS};
 use crate::store::{audit as audit_store, erased};
@@ -40,7 +40,7 @@ fn lifetime(l: Lifetime) -> Value {
 }
 
 /// The record as JSON.
-pub async fn build(state: &AppState) -> ApiResult<Value> {
+pub async fn build(state: &Context) -> ApiResult<Value> {
     let mut c = state.store.read().await?;
     let c = &mut *c;
     let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);

@@ -16,7 +16,7 @@ use std::time::Instant;
 use cloister_audit::{Action, Details};
 use serde::Serialize;
 
-use crate::state::AppState;
+use crate::service::Context;
 use crate::store::holds::{self, Scope};
 use crate::store::{media, purge as store};
 
@@ -64,7 +64,7 @@ pub struct Held {
 
 /// Runs one purge now and records it. Fails only when even the audit entry
 /// cannot be written; step failures are in the summary.
-pub async fn run(state: &AppState) -> anyhow::Result<Summary> {
+pub async fn run(state: &Context) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let now = state.now_ms();
     let mut summary = Summary {
@@ -130,7 +130,7 @@ impl Held {
     }
 }
 
-async fn held(state: &AppState) -> Result<Held, sqlx::Error> {
+async fn held(state: &Context) -> Result<Held, sqlx::Error> {
     let mut c = state.store.read().await?;
     Ok(Held {
         users: holds::held_targets(&mut c, Scope::User)
@@ -149,7 +149,7 @@ async fn held(state: &AppState) -> Result<Held, sqlx::Error> {
 const BATCH: i64 = 500;
 
 async fn purge_events(
-    state: &AppState,
+    state: &Context,
     held: &Held,
     now: i64,
     summary: &mut Summary,
@@ -195,7 +195,7 @@ async fn purge_events(
 /// between leaves a row without a file (served as not found, deleted by the
 /// next run), never a file nobody knows about.
 async fn purge_media(
-    state: &AppState,
+    state: &Context,
     held: &Held,
     now: i64,
     summary: &mut Summary,
@@ -242,7 +242,7 @@ async fn purge_media(
 }
 
 async fn purge_to_device(
-    state: &AppState,
+    state: &Context,
     held: &Held,
     now: i64,
     summary: &mut Summary,
@@ -257,7 +257,7 @@ async fn purge_to_device(
 }
 
 async fn purge_backups(
-    state: &AppState,
+    state: &Context,
     held: &Held,
     now: i64,
     summary: &mut Summary,
@@ -275,7 +275,7 @@ async fn purge_backups(
 /// Devices unseen for longer than the lifetime are signed out and deleted
 /// the way a user deleting them would (device-list change, audit entry).
 async fn purge_devices(
-    state: &AppState,
+    state: &Context,
     held: &Held,
     now: i64,
     summary: &mut Summary,

@@ -14,7 +14,7 @@ use sqlx::AnyConnection;
 
 use crate::config::Lifetime;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
+use crate::service::Context;
 use crate::store::events::{self, StoredEvent};
 
 pub const RETENTION_EVENT: &str = "m.room.retention";
@@ -82,7 +82,7 @@ pub fn validate_content(content: &Value) -> ApiResult<()> {
     Ok(())
 }
 
-pub fn policy_from_content(state: &AppState, content: Option<&Value>) -> RoomPolicy {
+pub fn policy_from_content(state: &Context, content: Option<&Value>) -> RoomPolicy {
     let (max, min) = content.map(lifetimes).unwrap_or((None, None));
     RoomPolicy {
         requested_max_lifetime: max,
@@ -92,7 +92,7 @@ pub fn policy_from_content(state: &AppState, content: Option<&Value>) -> RoomPol
 }
 
 pub async fn room_policy(
-    state: &AppState,
+    state: &Context,
     c: &mut AnyConnection,
     room_id: &str,
 ) -> Result<RoomPolicy, sqlx::Error> {
@@ -106,7 +106,7 @@ pub async fn room_policy(
 /// Message events of `room_id` sent before the returned timestamp have
 /// expired at `now`; `i64::MIN` when the room keeps messages forever.
 pub async fn cutoff(
-    state: &AppState,
+    state: &Context,
     c: &mut AnyConnection,
     room_id: &str,
     now: i64,
@@ -125,7 +125,7 @@ pub fn is_expired(event: &StoredEvent, cutoff: i64) -> bool {
 /// Refuses to serve an expired event, answering exactly as for one that
 /// never existed.
 pub async fn require_unexpired(
-    state: &AppState,
+    state: &Context,
     c: &mut AnyConnection,
     event: &StoredEvent,
 ) -> ApiResult<()> {
@@ -142,7 +142,7 @@ pub async fn require_unexpired(
 /// policy too. `content` is `{max_lifetime?, min_lifetime?}`; `{}` returns
 /// the room to the server default. Audited with the change.
 pub async fn set_room_policy(
-    state: &AppState,
+    state: &Context,
     actor: cloister_audit::Actor,
     room_id: &str,
     content: &Value,
@@ -173,7 +173,7 @@ pub async fn set_room_policy(
 /// Whether an upload has expired: its own lifetime has passed, or it was
 /// attached to events and every one of them has expired or is gone.
 pub async fn media_expired(
-    state: &AppState,
+    state: &Context,
     c: &mut AnyConnection,
     media: &crate::store::media::Media,
     now: i64,

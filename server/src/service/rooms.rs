@@ -6,13 +6,15 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sqlx::AnyConnection;
 
-use crate::api::discovery::ROOM_VERSION;
 use crate::error::{ApiError, ApiResult, ErrCode};
 use crate::ids;
 use crate::service::events::{self as event_service, MEGOLM};
-use crate::state::AppState;
+use crate::service::Context;
 use crate::store::events::{self, NewEvent};
 use crate::store::{rooms, users};
+
+/// The room version every room here has.
+pub const ROOM_VERSION: &str = "10";
 
 #[derive(Deserialize, Default)]
 pub struct CreateRoom {
@@ -48,7 +50,7 @@ pub fn default_encryption() -> Value {
     json!({ "algorithm": MEGOLM, "rotation_period_ms": 604_800_000u64, "rotation_period_msgs": 100 })
 }
 
-pub async fn create_room(state: &AppState, creator: &str, req: CreateRoom) -> ApiResult<String> {
+pub async fn create_room(state: &Context, creator: &str, req: CreateRoom) -> ApiResult<String> {
     if req
         .room_version
         .as_deref()
@@ -291,7 +293,7 @@ pub async fn resolve(c: &mut AnyConnection, room_id_or_alias: &str) -> ApiResult
 
 /// Sends an `m.room.member` event by `sender` about `target`.
 pub async fn change_membership(
-    state: &AppState,
+    state: &Context,
     room_id: &str,
     sender: &str,
     target: &str,
@@ -352,7 +354,7 @@ pub async fn change_membership(
 
 /// Re-sends the user's membership in every joined room with their new
 /// display name and avatar, as other servers do.
-pub async fn propagate_profile(state: &AppState, user_id: &str) -> ApiResult<()> {
+pub async fn propagate_profile(state: &Context, user_id: &str) -> ApiResult<()> {
     let mut conn = state.store.read().await?;
     let joined = rooms::joined_rooms(&mut conn, user_id).await?;
     let profile = users::get(&mut conn, user_id).await?;

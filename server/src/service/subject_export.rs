@@ -11,7 +11,7 @@ use cloister_audit::{Action, Actor, Details, NewEntry};
 use serde_json::{json, Map, Value};
 
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
+use crate::service::Context;
 use crate::store::subject::{self, Col};
 use crate::store::{audit as audit_store, erasure, users};
 
@@ -19,7 +19,7 @@ pub const FORMAT: &str = "cloister.subject_export";
 pub const VERSION: u64 = 1;
 
 /// Builds the export document for `user_id`.
-pub async fn build(state: &AppState, user_id: &str) -> ApiResult<Value> {
+pub async fn build(state: &Context, user_id: &str) -> ApiResult<Value> {
     let mut c = state.store.read().await?;
     let c = &mut *c;
     let Some(user) = users::get(c, user_id).await? else {
@@ -371,7 +371,7 @@ pub fn parse_recipient(text: &str) -> ApiResult<x25519_dalek::PublicKey> {
 /// Audited (Action::Export, target = the person's pseudonym) before it is
 /// built, so the export lists its own record.
 pub async fn export(
-    state: &AppState,
+    state: &Context,
     user_id: &str,
     actor: Actor,
     recipient: Option<&x25519_dalek::PublicKey>,

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Auth;
-use crate::state::AppState;
+use crate::service::session::Auth;
+use crate::service::Context;
 use crate::store::{devices, to_device};
 
 /// Messages per request, after `*` expands to every device of a user.
@@ -61,7 +61,7 @@ fn prepare<'a>(
 /// `PUT /sendToDevice/{eventType}/{txnId}`. A repeated transaction id from
 /// the same device is acknowledged without sending anything again.
 pub async fn send(
-    state: &AppState,
+    state: &Context,
     auth: &Auth,
     event_type: &str,
     txn_id: &str,

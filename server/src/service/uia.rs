@@ -6,8 +6,8 @@ use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use crate::error::{ApiError, ApiResult, ErrCode};
-use crate::extract::hash_token;
-use crate::state::AppState;
+use crate::service::session::hash_token;
+use crate::service::Context;
 use crate::store::users::{self, UiaSession};
 
 pub const PASSWORD: &str = "m.login.password";
@@ -21,7 +21,7 @@ pub(crate) const SESSION_LIFETIME_MS: i64 = 15 * 60 * 1000;
 /// of one of `flows` are all complete; otherwise the 401 body to send back.
 /// `user_id` is the account being acted on (None while registering).
 pub async fn check(
-    state: &AppState,
+    state: &Context,
     flows: &[&[&str]],
     auth: Option<&Value>,
     user_id: Option<&str>,
@@ -105,7 +105,7 @@ pub async fn check(
 
 /// Ok(Err(message)) is a failed attempt the client may retry.
 async fn complete_stage(
-    state: &AppState,
+    state: &Context,
     stage: &str,
     auth: &Value,
     user_id: Option<&str>,

@@ -159,14 +159,14 @@ async fn visibility_for(
     )
 }
 
-/// Replaces an event's content with its redacted form and records who
+/// Replaces an event's content with its `redacted` form and records who
 /// redacted it. The original content is gone from the database, not hidden.
 pub async fn apply_redaction(
     c: &mut AnyConnection,
     target: &StoredEvent,
+    redacted: &Value,
     redaction_id: &str,
 ) -> Result<(), sqlx::Error> {
-    let redacted = redacted_content(&target.event_type, &target.content);
     sqlx::query("UPDATE events SET content = $1, redacted_by = $2 WHERE event_id = $3")
         .bind(redacted.to_string())
         .bind(redaction_id)
@@ -174,66 +174,6 @@ pub async fn apply_redaction(
         .execute(c)
         .await?;
     Ok(())
-}
-
-/// What of an event's content survives redaction, by the redaction
-/// algorithm of the room version every room here has
-/// ([`ROOM_VERSION`](crate::api::discovery::ROOM_VERSION)): version 10
-/// keeps the rules of version 9, and version 11 differs only in keeping all
-/// of `m.room.create`, power levels' `invite`, a redaction's `redacts` and a
-/// membership's `third_party_invite.signed`.
-pub fn redacted_content(event_type: &str, content: &Value) -> Value {
-    let v11 = crate::api::discovery::ROOM_VERSION
-        .parse::<u32>()
-        .is_ok_and(|v| v >= 11);
-    let Value::Object(map) = content else {
-        return json!({});
-    };
-    let keep: &[&str] = match event_type {
-        "m.room.create" if v11 => return content.clone(),
-        "m.room.create" => &["creator"],
-        "m.room.member" => &["membership", "join_authorised_via_users_server"],
-        "m.room.join_rules" => &["join_rule", "allow"],
-        "m.room.power_levels" if v11 => &[
-            "ban",
-            "events",
-            "events_default",
-            "invite",
-            "kick",
-            "redact",
-            "state_default",
-            "users",
-            "users_default",
-        ],
-        "m.room.power_levels" => &[
-            "ban",
-            "events",
-            "events_default",
-            "kick",
-            "redact",
-            "state_default",
-            "users",
-            "users_default",
-        ],
-        "m.room.history_visibility" => &["history_visibility"],
-        "m.room.redaction" if v11 => &["redacts"],
-        _ => &[],
-    };
-    let mut out = Map::new();
-    for key in keep {
-        if let Some(v) = map.get(*key) {
-            out.insert((*key).to_owned(), v.clone());
-        }
-    }
-    if v11 && event_type == "m.room.member" {
-        if let Some(signed) = map.get("third_party_invite").and_then(|t| t.get("signed")) {
-            out.insert(
-                "third_party_invite".into(),
-                json!({ "signed": signed.clone() }),
-            );
-        }
-    }
-    Value::Object(out)
 }
 
 pub async fn get(
@@ -492,63 +432,4 @@ pub async fn put_txn_result(
         .execute(c)
         .await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redaction_keeps_only_protocol_keys() {
-        let c = json!({"membership": "join", "displayname": "Alice", "avatar_url": "mxc://x/y"});
-        assert_eq!(
-            redacted_content("m.room.member", &c),
-            json!({"membership": "join"})
-        );
-        let c =
-            json!({"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "AAAA", "session_id": "s"});
-        assert_eq!(redacted_content("m.room.encrypted", &c), json!({}));
-    }
-
-    #[test]
-    fn redaction_follows_room_version_10() {
-        // The expectations below are version 10's; a new room version
-        // needs them revisited.
-        assert_eq!(crate::api::discovery::ROOM_VERSION, "10");
-        let create = json!({"creator": "@a:x", "room_version": "10", "m.federate": false});
-        assert_eq!(
-            redacted_content("m.room.create", &create),
-            json!({"creator": "@a:x"})
-        );
-        let power = json!({"ban": 50, "invite": 0, "kick": 50, "users": {"@a:x": 100},
-                           "notifications": {"room": 50}});
-        assert_eq!(
-            redacted_content("m.room.power_levels", &power),
-            json!({"ban": 50, "kick": 50, "users": {"@a:x": 100}})
-        );
-        let member = json!({"membership": "invite", "join_authorised_via_users_server": "@a:x",
-                            "third_party_invite": {"signed": {}, "display_name": "d"}});
-        assert_eq!(
-            redacted_content("m.room.member", &member),
-            json!({"membership": "invite", "join_authorised_via_users_server": "@a:x"})
-        );
-        let rules = json!({"join_rule": "restricted", "allow": [], "x": 1});
-        assert_eq!(
-            redacted_content("m.room.join_rules", &rules),
-            json!({"join_rule": "restricted", "allow": []})
-        );
-        assert_eq!(
-            redacted_content("m.room.redaction", &json!({"redacts": "$e", "reason": "r"})),
-            json!({})
-        );
-        assert_eq!(
-            redacted_content("m.room.aliases", &json!({"aliases": ["#a:x"]})),
-            json!({})
-        );
-        let encryption = json!({"algorithm": "m.megolm.v1.aes-sha2"});
-        assert_eq!(
-            redacted_content("m.room.encryption", &encryption),
-            json!({})
-        );
-    }
 }

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 
 use crate::error::ApiResult;
-use crate::extract::Auth;
 use crate::service::retention;
-use crate::state::AppState;
+use crate::service::session::Auth;
+use crate::service::Context;
 use crate::store::events::Viewer;
 use crate::store::{self, account_data, keys, to_device};
 use filter::SyncFilter;
@@ -34,7 +34,7 @@ pub struct SyncRequest {
     pub filter: SyncFilter,
 }
 
-pub async fn sync(state: &AppState, auth: &Auth, req: &SyncRequest) -> ApiResult<Value> {
+pub async fn sync(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<Value> {
     // Subscribe before the first read so a change landing in between still wakes us.
     let mut subscription = state.notifier.subscribe(&auth.user_id);
     let deadline = Instant::now() + req.timeout;
@@ -55,7 +55,7 @@ pub async fn sync(state: &AppState, auth: &Auth, req: &SyncRequest) -> ApiResult
     }
 }
 
-async fn build(state: &AppState, auth: &Auth, req: &SyncRequest) -> ApiResult<(Value, bool)> {
+async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Value, bool)> {
     let now = state.now_ms();
     let mut c = state.store.read().await?;
     let to = store::current_pos(&mut c).await?;
@@ -98,7 +98,7 @@ async fn build(state: &AppState, auth: &Auth, req: &SyncRequest) -> ApiResult<(V
             .iter()
             .any(|(r, t, _)| r.is_empty() && t == "m.push_rules")
     {
-        global_data.push(json!({ "type": "m.push_rules", "content": crate::api::pushrules::default_ruleset(&auth.user_id) }));
+        global_data.push(json!({ "type": "m.push_rules", "content": crate::service::pushrules::default_ruleset(&auth.user_id) }));
     }
     let mut room_data = rooms::room_account_data(&data_changes);
 

@@ -1,5 +1,6 @@
-//! What every handler is handed: configuration, store, clock, notifier and
-//! rate limiters. Passed explicitly as axum state; there are no globals.
+//! What every service is handed: configuration, store, clock, notifier,
+//! limiters and the audit log. The HTTP layer passes it to handlers as
+//! axum state, the CLI builds its own; there are no globals.
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use crate::service::audit::Auditor;
 use crate::store::Store;
 
 #[derive(Clone)]
-pub struct AppState {
+pub struct Context {
     pub config: Arc<Config>,
     pub store: Store,
     pub clock: Arc<dyn Clock>,
@@ -26,10 +27,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
 }
 
-impl AppState {
+impl Context {
     pub fn new(config: Config, store: Store, clock: Arc<dyn Clock>, audit: Auditor) -> Self {
         let rl = &config.rate_limit;
-        AppState {
+        Context {
             limiter: RateLimiter::new(rl.per_second, rl.burst),
             login_limiter: RateLimiter::new(rl.login_per_second, rl.login_burst),
             passwords: Passwords::new(

@@ -22,7 +22,7 @@ pub fn default_ruleset(user_id: &str) -> Value {
     json!({ "global": default_global(user_id) })
 }
 
-pub(super) fn default_global(user_id: &str) -> Value {
+pub fn default_global(user_id: &str) -> Value {
     let mut rules: Value = serde_json::from_str(include_str!("pushrules_default.json"))
         .expect("pushrules_default.json is valid JSON");
     let localpart = crate::ids::parse_user_id(user_id).map_or(user_id, |(local, _)| local);
@@ -47,7 +47,7 @@ fn substitute(value: &mut Value, user_id: &str, localpart: &str) {
 /// The user's stored rule set completed with the current server defaults:
 /// a default rule added in a later release appears, and default rules keep
 /// the user's `enabled` and `actions` but take the current definition.
-pub(super) fn with_defaults(stored: Option<Value>, user_id: &str) -> Value {
+pub fn with_defaults(stored: Option<Value>, user_id: &str) -> Value {
     let mut global = match stored.and_then(|mut s| s.get_mut("global").map(Value::take)) {
         Some(Value::Object(map)) => map,
         _ => Map::new(),
@@ -74,7 +74,7 @@ pub(super) fn with_defaults(stored: Option<Value>, user_id: &str) -> Value {
 }
 
 /// The rules of `kind`, created empty if missing or malformed.
-pub(super) fn kind_rules<'a>(global: &'a mut Map<String, Value>, kind: &str) -> &'a mut Vec<Value> {
+pub fn kind_rules<'a>(global: &'a mut Map<String, Value>, kind: &str) -> &'a mut Vec<Value> {
     let entry = global.entry(kind).or_insert_with(|| json!([]));
     if !entry.is_array() {
         *entry = json!([]);
@@ -86,15 +86,15 @@ fn position(rules: &[Value], rule_id: &str) -> Option<usize> {
     rules.iter().position(|r| r["rule_id"] == rule_id)
 }
 
-pub(super) fn is_server_default(rule_id: &str) -> bool {
+pub fn is_server_default(rule_id: &str) -> bool {
     rule_id.starts_with('.')
 }
 
-pub(super) fn rule_not_found() -> ApiError {
+pub fn rule_not_found() -> ApiError {
     ApiError::not_found("The push rule was not found")
 }
 
-pub(super) fn check_kind(kind: &str) -> ApiResult<()> {
+pub fn check_kind(kind: &str) -> ApiResult<()> {
     if !KINDS.contains(&kind) {
         return Err(ApiError::invalid_param(format!(
             "unknown push rule kind {kind:?}"
@@ -103,7 +103,7 @@ pub(super) fn check_kind(kind: &str) -> ApiResult<()> {
     Ok(())
 }
 
-pub(super) fn find_rule<'a>(
+pub fn find_rule<'a>(
     global: &'a mut Map<String, Value>,
     kind: &str,
     rule_id: &str,
@@ -116,7 +116,7 @@ pub(super) fn find_rule<'a>(
 /// Adds or replaces a user rule. An update keeps the rule's place and
 /// enabled state unless `before`/`after` move it; a new rule without them
 /// becomes the most important user rule of its kind.
-pub(super) fn upsert_rule(
+pub fn upsert_rule(
     global: &mut Map<String, Value>,
     kind: &str,
     mut rule: Value,
@@ -156,7 +156,7 @@ pub(super) fn upsert_rule(
     Ok(())
 }
 
-pub(super) fn delete(global: &mut Map<String, Value>, kind: &str, rule_id: &str) -> ApiResult<()> {
+pub fn delete(global: &mut Map<String, Value>, kind: &str, rule_id: &str) -> ApiResult<()> {
     let rules = kind_rules(global, kind);
     let i = position(rules, rule_id).ok_or_else(rule_not_found)?;
     if is_server_default(rule_id) {
@@ -169,13 +169,13 @@ pub(super) fn delete(global: &mut Map<String, Value>, kind: &str, rule_id: &str)
 }
 
 #[derive(Deserialize)]
-pub(crate) struct RuleBody {
+pub struct RuleBody {
     pub(super) actions: Vec<Value>,
     pub(super) conditions: Option<Vec<Value>>,
     pub(super) pattern: Option<String>,
 }
 
-pub(super) fn check_actions(actions: &[Value]) -> ApiResult<()> {
+pub fn check_actions(actions: &[Value]) -> ApiResult<()> {
     for action in actions {
         let ok = match action {
             // `dont_notify` and `coalesce` are historical but still sent.
@@ -193,7 +193,7 @@ pub(super) fn check_actions(actions: &[Value]) -> ApiResult<()> {
 }
 
 /// Validates a client's rule and gives it the shape its kind has.
-pub(super) fn build_rule(kind: &str, rule_id: &str, body: RuleBody) -> ApiResult<Value> {
+pub fn build_rule(kind: &str, rule_id: &str, body: RuleBody) -> ApiResult<Value> {
     if rule_id.is_empty() || rule_id.len() > 255 {
         return Err(ApiError::invalid_param("rule_id must be 1-255 bytes"));
     }
