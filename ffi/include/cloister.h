@@ -99,8 +99,11 @@ enum cloister_event_kind
    */
   CLOISTER_EVENT_INVITE = 4,
   /**
-   * A sync failed; `cloister_event_body` says why. Sync goes on with a
-   * growing pause.
+   * A sync failed; `cloister_event_body` says why and
+   * `cloister_event_result` gives the result code (e.g.
+   * `CLOISTER_RESULT_UNKNOWN_TOKEN`: the session was revoked, sign in
+   * again). Sync goes on with a growing pause (at least as long as a
+   * rate-limiting server asks).
    */
   CLOISTER_EVENT_SYNC_ERROR = 5,
   /**
@@ -122,11 +125,29 @@ enum cloister_log_level
   : uint32_t
 #endif // __cplusplus
  {
+  /**
+   * Nothing (the default).
+   */
   CLOISTER_LOG_OFF = 0,
+  /**
+   * Failures the library could not handle.
+   */
   CLOISTER_LOG_ERROR = 1,
+  /**
+   * Also failures it recovers from: sync errors, changed device keys.
+   */
   CLOISTER_LOG_WARN = 2,
+  /**
+   * Also logins and other milestones.
+   */
   CLOISTER_LOG_INFO = 3,
+  /**
+   * Also details for debugging.
+   */
   CLOISTER_LOG_DEBUG = 4,
+  /**
+   * Everything.
+   */
   CLOISTER_LOG_TRACE = 5,
 };
 #ifndef __cplusplus
@@ -183,15 +204,20 @@ enum cloister_result
    */
   CLOISTER_RESULT_NETWORK = 9,
   /**
-   * The homeserver refused the request (see the last error text).
+   * The homeserver refused the request for another reason than the
+   * codes below (see the last error text, which holds its `errcode`).
    */
   CLOISTER_RESULT_SERVER_ERROR = 10,
   /**
-   * The homeserver does not know the room, event or user (404).
+   * The homeserver does not know the room, event or user (`M_NOT_FOUND`,
+   * or HTTP 404 without a known code), or the event has expired under
+   * the room's retention policy.
    */
   CLOISTER_RESULT_NOT_FOUND = 11,
   /**
-   * The homeserver forbade it: wrong password, not a member… (403).
+   * The homeserver forbade it: wrong password, not a member, account
+   * locked or deactivated (`M_FORBIDDEN`…, or HTTP 401/403 without a
+   * known code). A revoked session is `CLOISTER_RESULT_UNKNOWN_TOKEN`.
    */
   CLOISTER_RESULT_FORBIDDEN = 12,
   /**
@@ -219,7 +245,8 @@ enum cloister_result
    */
   CLOISTER_RESULT_IO = 18,
   /**
-   * A room id is not of the form `!opaque:server`.
+   * A room id is neither `!opaque:server` nor `!opaque` (room version 12
+   * ids have no server part); checked before anything is sent.
    */
   CLOISTER_RESULT_INVALID_ROOM_ID = 19,
   /**
@@ -235,6 +262,22 @@ enum cloister_result
    * A blocking call was made from a library thread (inside a callback).
    */
   CLOISTER_RESULT_WRONG_THREAD = 22,
+  /**
+   * The homeserver no longer accepts this session (`M_UNKNOWN_TOKEN`):
+   * it was logged out from another device, revoked by an administrator,
+   * or expired. Sign in again: `cloister_client_logout` (which then only
+   * wipes the store) and `cloister_client_login`. This library cannot
+   * resume a device, so even a "soft" logout does not keep the keys: the
+   * new login is a new device, and messages only the old one could
+   * decrypt stay unreadable on it.
+   */
+  CLOISTER_RESULT_UNKNOWN_TOKEN = 23,
+  /**
+   * The homeserver is rate-limiting this client (`M_LIMIT_EXCEEDED`, HTTP
+   * 429) and asked for a longer pause than the library waits out by
+   * itself (30 s). Retry after `cloister_client_last_retry_after_ms`.
+   */
+  CLOISTER_RESULT_LIMIT_EXCEEDED = 24,
 };
 #ifndef __cplusplus
 typedef uint32_t cloister_result;
@@ -344,12 +387,23 @@ cloister_result cloister_client_last_error(const struct cloister_client *client,
                                            char **out_message);
 
 /**
+ * How long, in milliseconds, the homeserver asked this client to wait
+ * before retrying, as of the handle's last error: non-zero after
+ * `CLOISTER_RESULT_LIMIT_EXCEEDED` (`retry_after_ms` of the server's
+ * `M_LIMIT_EXCEEDED`), 0 when the last error carried no delay, when there
+ * was no error, and for NULL. Works on closed handles too.
+ */
+uint64_t cloister_client_last_retry_after_ms(const struct cloister_client *client);
+
+/**
  * Log in with a password, starting a new device whose keys are uploaded
  * and kept in the store. `device_name` may be NULL.
  *
  * Errors: `CLOISTER_RESULT_ALREADY_LOGGED_IN`, `CLOISTER_RESULT_FORBIDDEN`
- * (wrong user or password), `CLOISTER_RESULT_NETWORK` (server
- * unreachable), `CLOISTER_RESULT_SERVER_ERROR`, store errors.
+ * (wrong user or password), `CLOISTER_RESULT_LIMIT_EXCEEDED` (too many
+ * attempts: see `cloister_client_last_retry_after_ms`),
+ * `CLOISTER_RESULT_NETWORK` (server unreachable),
+ * `CLOISTER_RESULT_SERVER_ERROR`, store errors.
  */
 cloister_result cloister_client_login(struct cloister_client *client,
                                       const char *user,
@@ -358,7 +412,10 @@ cloister_result cloister_client_login(struct cloister_client *client,
 
 /**
  * Log out: sync stops, the server deletes the device and the store is
- * wiped. The handle stays open; `cloister_client_login` may follow.
+ * wiped. The handle stays open; `cloister_client_login` may follow. If the
+ * server had ended the session already (`CLOISTER_RESULT_UNKNOWN_TOKEN`
+ * from other calls), this still succeeds and wipes the store: that is how
+ * an app signs in again after its session was revoked.
  */
 cloister_result cloister_client_logout(struct cloister_client *client);
 
@@ -493,6 +550,15 @@ uint32_t cloister_event_encryption(const struct cloister_event *event);
  * Whether a decrypted event's sending device is verified by this user.
  */
 bool cloister_event_is_verified(const struct cloister_event *event);
+
+/**
+ * For `CLOISTER_EVENT_SYNC_ERROR`: the `cloister_result` of the failed
+ * sync, e.g. `CLOISTER_RESULT_UNKNOWN_TOKEN` (the session was revoked or
+ * expired: sign in again), `CLOISTER_RESULT_NETWORK`,
+ * `CLOISTER_RESULT_CRYPTO`. `CLOISTER_RESULT_OK` for other events and
+ * for NULL.
+ */
+cloister_result cloister_event_result(const struct cloister_event *event);
 
 /**
  * Whether the event carries an encrypted attachment to download with

@@ -12,7 +12,7 @@ use crate::event::cloister_event;
 use crate::result::*;
 use crate::runtime::block_on;
 use crate::sync::SyncTask;
-use crate::types::{cloister_string_list, give_string, need_out, run, write_out};
+use crate::types::{cloister_string_list, give_string, opt_out, out, run};
 
 /// Called with each event when registered with
 /// `cloister_client_set_event_callback`. Runs on a library thread (the
@@ -29,8 +29,10 @@ pub(crate) struct Callback {
     pub user_data: *mut c_void,
 }
 
-// The application promised (see the header) that `user_data` may be used
-// from the library's threads.
+// SAFETY: the function pointer is plain code; `user_data` the application
+// promised (see `cloister_client_set_event_callback` in the header) may be
+// used from the library's threads until the callback is unregistered and
+// sync has stopped.
 unsafe impl Send for Callback {}
 
 /// Events kept for `cloister_client_next_event` at most; older ones are
@@ -48,13 +50,21 @@ pub struct cloister_client {
 pub(crate) struct Shared {
     homeserver: String,
     closed: AtomicBool,
-    last_error: Mutex<String>,
+    last_error: Mutex<LastError>,
     store: Mutex<Option<Arc<SqliteStore>>>,
     pub(crate) client: Mutex<Option<Client>>,
     pub(crate) sync: Mutex<Option<SyncTask>>,
     pub(crate) queue: Mutex<std::collections::VecDeque<cloister_event>>,
     pub(crate) ready: Condvar,
     pub(crate) callback: Mutex<Option<Callback>>,
+}
+
+/// What `cloister_client_last_error` and
+/// `cloister_client_last_retry_after_ms` report.
+#[derive(Default)]
+struct LastError {
+    message: String,
+    retry_after_ms: u64,
 }
 
 /// Lock, ignoring poisoning (a panic elsewhere is already reported).
@@ -67,8 +77,11 @@ impl Shared {
         self.closed.load(Ordering::SeqCst)
     }
 
-    fn set_error(&self, message: &str) {
-        *lock(&self.last_error) = message.to_owned();
+    fn set_error(&self, error: &Error) {
+        *lock(&self.last_error) = LastError {
+            message: error.message.clone(),
+            retry_after_ms: error.retry_after_ms,
+        };
     }
 
     /// The logged-in client.
@@ -82,13 +95,15 @@ impl Shared {
     }
 }
 
-/// Run `f` on an open handle, keeping the error text on failure.
-pub(crate) unsafe fn with_client(
-    client: *const cloister_client,
+/// Run `f` on an open handle (`None`: the caller passed NULL), keeping the
+/// error text and retry delay on failure. Callers turn the raw handle
+/// pointer into the reference once, at the boundary.
+pub(crate) fn with_client(
+    client: Option<&cloister_client>,
     f: impl FnOnce(&Arc<Shared>) -> Result<()>,
 ) -> cloister_result {
     guard(|| {
-        let Some(handle) = client.as_ref() else {
+        let Some(handle) = client else {
             return CLOISTER_RESULT_NULL_ARGUMENT;
         };
         let shared = &handle.shared;
@@ -103,18 +118,11 @@ pub(crate) unsafe fn with_client(
         match result {
             Ok(()) => CLOISTER_RESULT_OK,
             Err(error) => {
-                shared.set_error(&error.message);
+                shared.set_error(&error);
                 error.code
             }
         }
     })
-}
-
-/// Write an optional string out-parameter (NULL means "not wanted").
-pub(crate) fn maybe_give(out: *mut *mut c_char, text: &str) {
-    if !out.is_null() {
-        write_out(out, give_string(text));
-    }
 }
 
 /// Open (or create) the encrypted store at `store_path` with `passphrase`,
@@ -136,10 +144,17 @@ pub unsafe extern "C" fn cloister_client_new(
     out_client: *mut *mut cloister_client,
 ) -> cloister_result {
     run(|| {
-        need_out(out_client)?;
-        let homeserver = arg_str(homeserver_url)?;
-        let path = arg_str(store_path)?;
-        let passphrase = arg_str(passphrase)?;
+        // SAFETY: NULL or writable (the header's contract for out-parameters).
+        let out_client = unsafe { out(out_client) }?;
+        // SAFETY: NULL or NUL-terminated strings that live through the call
+        // (the header's contract for `const char *` inputs).
+        let (homeserver, path, passphrase) = unsafe {
+            (
+                arg_str(homeserver_url)?,
+                arg_str(store_path)?,
+                arg_str(passphrase)?,
+            )
+        };
         if !(homeserver.starts_with("http://") || homeserver.starts_with("https://")) {
             return Err(Error::new(
                 CLOISTER_RESULT_INVALID_ARGUMENT,
@@ -154,7 +169,7 @@ pub unsafe extern "C" fn cloister_client_new(
         let shared = Arc::new(Shared {
             homeserver: homeserver.to_owned(),
             closed: AtomicBool::new(false),
-            last_error: Mutex::new(String::new()),
+            last_error: Mutex::new(LastError::default()),
             store: Mutex::new(Some(store)),
             client: Mutex::new(client),
             sync: Mutex::new(None),
@@ -163,7 +178,7 @@ pub unsafe extern "C" fn cloister_client_new(
             callback: Mutex::new(None),
         });
         let handle = Box::into_raw(Box::new(cloister_client { shared }));
-        Ok(write_out(out_client, handle))
+        Ok(out_client.put(handle))
     })
 }
 
@@ -174,6 +189,9 @@ pub unsafe extern "C" fn cloister_client_new(
 /// event callback.
 #[no_mangle]
 pub unsafe extern "C" fn cloister_client_close(client: *mut cloister_client) -> cloister_result {
+    // SAFETY: NULL or a handle from `cloister_client_new` not yet freed
+    // (the header's contract for handles).
+    let client = unsafe { client.as_ref() };
     with_client(client, |shared| close(shared))
 }
 
@@ -203,7 +221,10 @@ pub unsafe extern "C" fn cloister_client_free(client: *mut cloister_client) {
         if client.is_null() {
             return;
         }
-        let handle = Box::from_raw(client);
+        // SAFETY: not NULL, and by the header's contract a handle from
+        // `cloister_client_new` (`Box::into_raw`) that no other thread
+        // uses any more and that is freed only once.
+        let handle = unsafe { Box::from_raw(client) };
         if !handle.shared.is_closed() {
             let _ = close(&handle.shared);
         }
@@ -218,12 +239,29 @@ pub unsafe extern "C" fn cloister_client_last_error(
     out_message: *mut *mut c_char,
 ) -> cloister_result {
     run(|| {
-        need_out(out_message)?;
-        let handle = client
-            .as_ref()
-            .ok_or_else(|| Error::code(CLOISTER_RESULT_NULL_ARGUMENT))?;
-        let text = lock(&handle.shared.last_error).clone();
-        Ok(write_out(out_message, give_string(&text)))
+        // SAFETY: NULL or writable (the header's contract for out-parameters).
+        let out_message = unsafe { out(out_message) }?;
+        // SAFETY: NULL or a handle not yet freed (closed handles are fine).
+        let handle =
+            unsafe { client.as_ref() }.ok_or_else(|| Error::code(CLOISTER_RESULT_NULL_ARGUMENT))?;
+        let text = lock(&handle.shared.last_error).message.clone();
+        Ok(out_message.put(give_string(&text)))
+    })
+}
+
+/// How long, in milliseconds, the homeserver asked this client to wait
+/// before retrying, as of the handle's last error: non-zero after
+/// `CLOISTER_RESULT_LIMIT_EXCEEDED` (`retry_after_ms` of the server's
+/// `M_LIMIT_EXCEEDED`), 0 when the last error carried no delay, when there
+/// was no error, and for NULL. Works on closed handles too.
+#[no_mangle]
+pub unsafe extern "C" fn cloister_client_last_retry_after_ms(
+    client: *const cloister_client,
+) -> u64 {
+    // SAFETY: NULL or a handle not yet freed (closed handles are fine).
+    let client = unsafe { client.as_ref() };
+    guard_value(0, || {
+        client.map_or(0, |c| lock(&c.shared.last_error).retry_after_ms)
     })
 }
 
@@ -231,8 +269,10 @@ pub unsafe extern "C" fn cloister_client_last_error(
 /// and kept in the store. `device_name` may be NULL.
 ///
 /// Errors: `CLOISTER_RESULT_ALREADY_LOGGED_IN`, `CLOISTER_RESULT_FORBIDDEN`
-/// (wrong user or password), `CLOISTER_RESULT_NETWORK` (server
-/// unreachable), `CLOISTER_RESULT_SERVER_ERROR`, store errors.
+/// (wrong user or password), `CLOISTER_RESULT_LIMIT_EXCEEDED` (too many
+/// attempts: see `cloister_client_last_retry_after_ms`),
+/// `CLOISTER_RESULT_NETWORK` (server unreachable),
+/// `CLOISTER_RESULT_SERVER_ERROR`, store errors.
 #[no_mangle]
 pub unsafe extern "C" fn cloister_client_login(
     client: *mut cloister_client,
@@ -240,10 +280,12 @@ pub unsafe extern "C" fn cloister_client_login(
     password: *const c_char,
     device_name: *const c_char,
 ) -> cloister_result {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
     with_client(client, |shared| {
-        let user = arg_str(user)?;
-        let password = arg_str(password)?;
-        let device_name = opt_str(device_name)?;
+        // SAFETY: NULL or NUL-terminated strings that live through the call.
+        let (user, password, device_name) =
+            unsafe { (arg_str(user)?, arg_str(password)?, opt_str(device_name)?) };
         if lock(&shared.client).is_some() {
             return Err(Error::new(
                 CLOISTER_RESULT_ALREADY_LOGGED_IN,
@@ -267,9 +309,14 @@ pub unsafe extern "C" fn cloister_client_login(
 }
 
 /// Log out: sync stops, the server deletes the device and the store is
-/// wiped. The handle stays open; `cloister_client_login` may follow.
+/// wiped. The handle stays open; `cloister_client_login` may follow. If the
+/// server had ended the session already (`CLOISTER_RESULT_UNKNOWN_TOKEN`
+/// from other calls), this still succeeds and wipes the store: that is how
+/// an app signs in again after its session was revoked.
 #[no_mangle]
 pub unsafe extern "C" fn cloister_client_logout(client: *mut cloister_client) -> cloister_result {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
     with_client(client, |shared| {
         let current = shared.logged_in()?;
         crate::sync::stop(shared)?;
@@ -283,10 +330,10 @@ pub unsafe extern "C" fn cloister_client_logout(client: *mut cloister_client) ->
 /// NULL or closed handles.
 #[no_mangle]
 pub unsafe extern "C" fn cloister_client_is_logged_in(client: *const cloister_client) -> bool {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
     guard_value(false, || {
-        client
-            .as_ref()
-            .is_some_and(|c| !c.shared.is_closed() && lock(&c.shared.client).is_some())
+        client.is_some_and(|c| !c.shared.is_closed() && lock(&c.shared.client).is_some())
     })
 }
 
@@ -297,10 +344,13 @@ pub unsafe extern "C" fn cloister_client_user_id(
     client: *const cloister_client,
     out_user_id: *mut *mut c_char,
 ) -> cloister_result {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
     with_client(client, |shared| {
-        need_out(out_user_id)?;
+        // SAFETY: NULL or writable (the header's contract for out-parameters).
+        let out_user_id = unsafe { out(out_user_id) }?;
         let current = shared.logged_in()?;
-        write_out(out_user_id, give_string(current.user_id()));
+        out_user_id.put(give_string(current.user_id()));
         Ok(())
     })
 }
@@ -312,10 +362,13 @@ pub unsafe extern "C" fn cloister_client_device_id(
     client: *const cloister_client,
     out_device_id: *mut *mut c_char,
 ) -> cloister_result {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
     with_client(client, |shared| {
-        need_out(out_device_id)?;
+        // SAFETY: NULL or writable (the header's contract for out-parameters).
+        let out_device_id = unsafe { out(out_device_id) }?;
         let current = shared.logged_in()?;
-        write_out(out_device_id, give_string(current.device_id()));
+        out_device_id.put(give_string(current.device_id()));
         Ok(())
     })
 }
@@ -332,15 +385,27 @@ pub unsafe extern "C" fn cloister_client_create_room(
     invitee_count: usize,
     out_room_id: *mut *mut c_char,
 ) -> cloister_result {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
     with_client(client, |shared| {
-        need_out(out_room_id)?;
-        let name = opt_str(name)?;
-        if invitees.is_null() && invitee_count > 0 {
+        // SAFETY: NULL or writable (the header's contract for out-parameters).
+        let out_room_id = unsafe { out(out_room_id) }?;
+        // SAFETY: NULL or a NUL-terminated string that lives through the call.
+        let name = unsafe { opt_str(name) }?;
+        let invitees: &[*const c_char] = if invitee_count == 0 {
+            &[]
+        } else if invitees.is_null() {
             return Err(Error::code(CLOISTER_RESULT_NULL_ARGUMENT));
-        }
+        } else {
+            // SAFETY: not NULL; by the header's contract an array of
+            // `invitee_count` pointers that lives through the call.
+            unsafe { std::slice::from_raw_parts(invitees, invitee_count) }
+        };
         let mut invite = Vec::with_capacity(invitee_count);
-        for i in 0..invitee_count {
-            let user = arg_str(*invitees.add(i))?;
+        for &user in invitees {
+            // SAFETY: each entry is NULL or a NUL-terminated string that
+            // lives through the call (header contract).
+            let user = unsafe { arg_str(user) }?;
             check_user_id(user)?;
             invite.push(user.to_owned());
         }
@@ -351,7 +416,7 @@ pub unsafe extern "C" fn cloister_client_create_room(
             ..Default::default()
         };
         let room_id = block_on(current.create_room(&options))??;
-        write_out(out_room_id, give_string(&room_id));
+        out_room_id.put(give_string(&room_id));
         Ok(())
     })
 }
@@ -363,9 +428,11 @@ pub unsafe extern "C" fn cloister_client_invite(
     room_id: *const c_char,
     user_id: *const c_char,
 ) -> cloister_result {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
     with_client(client, |shared| {
-        let room_id = arg_str(room_id)?;
-        let user_id = arg_str(user_id)?;
+        // SAFETY: NULL or NUL-terminated strings that live through the call.
+        let (room_id, user_id) = unsafe { (arg_str(room_id)?, arg_str(user_id)?) };
         check_room_id(room_id)?;
         check_user_id(user_id)?;
         let current = shared.logged_in()?;
@@ -382,14 +449,21 @@ pub unsafe extern "C" fn cloister_client_join(
     room_id_or_alias: *const c_char,
     out_room_id: *mut *mut c_char,
 ) -> cloister_result {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
     with_client(client, |shared| {
-        let room = arg_str(room_id_or_alias)?;
+        // SAFETY: NULL or a NUL-terminated string that lives through the call.
+        let room = unsafe { arg_str(room_id_or_alias) }?;
+        // SAFETY: NULL (not wanted) or writable (header contract).
+        let out_room_id = unsafe { opt_out(out_room_id) };
         if !room.starts_with('#') {
             check_room_id(room)?;
         }
         let current = shared.logged_in()?;
         let room_id = block_on(current.join(room))??;
-        maybe_give(out_room_id, &room_id);
+        if let Some(out_room_id) = out_room_id {
+            out_room_id.put(give_string(&room_id));
+        }
         Ok(())
     })
 }
@@ -400,8 +474,11 @@ pub unsafe extern "C" fn cloister_client_leave(
     client: *mut cloister_client,
     room_id: *const c_char,
 ) -> cloister_result {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
     with_client(client, |shared| {
-        let room_id = arg_str(room_id)?;
+        // SAFETY: NULL or a NUL-terminated string that lives through the call.
+        let room_id = unsafe { arg_str(room_id) }?;
         check_room_id(room_id)?;
         let current = shared.logged_in()?;
         block_on(current.leave(room_id))??;
@@ -416,8 +493,11 @@ pub unsafe extern "C" fn cloister_client_rooms(
     client: *const cloister_client,
     out_rooms: *mut *mut cloister_string_list,
 ) -> cloister_result {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
     with_client(client, |shared| {
-        need_out(out_rooms)?;
+        // SAFETY: NULL or writable (the header's contract for out-parameters).
+        let out_rooms = unsafe { out(out_rooms) }?;
         let current = shared.logged_in()?;
         let rooms = block_on(current.rooms())?;
         let mut ids: Vec<String> = rooms
@@ -432,7 +512,7 @@ pub unsafe extern "C" fn cloister_client_rooms(
             .map(|r| r.room_id)
             .collect();
         ids.sort();
-        write_out(out_rooms, cloister_string_list::new(ids));
+        out_rooms.put(cloister_string_list::new(ids));
         Ok(())
     })
 }
@@ -445,13 +525,17 @@ pub unsafe extern "C" fn cloister_client_room_members(
     room_id: *const c_char,
     out_members: *mut *mut cloister_string_list,
 ) -> cloister_result {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
     with_client(client, |shared| {
-        need_out(out_members)?;
-        let room_id = arg_str(room_id)?;
+        // SAFETY: NULL or writable (the header's contract for out-parameters).
+        let out_members = unsafe { out(out_members) }?;
+        // SAFETY: NULL or a NUL-terminated string that lives through the call.
+        let room_id = unsafe { arg_str(room_id) }?;
         check_room_id(room_id)?;
         let current = shared.logged_in()?;
         let members = block_on(current.active_members(room_id))??;
-        write_out(out_members, cloister_string_list::new(members));
+        out_members.put(cloister_string_list::new(members));
         Ok(())
     })
 }

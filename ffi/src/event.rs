@@ -7,7 +7,7 @@ use std::ffi::{c_char, CString};
 use cloister_sdk::client::{Encryption, TimelineEvent};
 use serde_json::Value;
 
-use crate::result::guard_value;
+use crate::result::{cloister_result, guard_value, Error, CLOISTER_RESULT_OK};
 use crate::types::c_string;
 
 /// What an event is about. Stable values.
@@ -25,8 +25,11 @@ pub enum cloister_event_kind {
     /// This user was invited to `cloister_event_room_id` by
     /// `cloister_event_sender` (may be NULL).
     CLOISTER_EVENT_INVITE = 4,
-    /// A sync failed; `cloister_event_body` says why. Sync goes on with a
-    /// growing pause.
+    /// A sync failed; `cloister_event_body` says why and
+    /// `cloister_event_result` gives the result code (e.g.
+    /// `CLOISTER_RESULT_UNKNOWN_TOKEN`: the session was revoked, sign in
+    /// again). Sync goes on with a growing pause (at least as long as a
+    /// rate-limiting server asks).
     CLOISTER_EVENT_SYNC_ERROR = 5,
     /// The device keys of `cloister_event_sender` (a user sharing an
     /// encrypted room with us) changed: a device was added, removed or
@@ -69,6 +72,8 @@ pub struct cloister_event {
     timestamp: u64,
     encryption: cloister_encryption,
     verified: bool,
+    /// What a failed sync returned (sync errors only).
+    result: cloister_result,
     /// The room event, for downloading its attachment.
     pub(crate) timeline: Option<TimelineEvent>,
 }
@@ -89,6 +94,7 @@ impl cloister_event {
             timestamp: 0,
             encryption: CLOISTER_ENCRYPTION_NONE,
             verified: false,
+            result: CLOISTER_RESULT_OK,
             timeline: None,
         }
     }
@@ -133,9 +139,11 @@ impl cloister_event {
         out
     }
 
-    pub(crate) fn sync_error(message: &str) -> Self {
+    /// A sync that failed with `error`.
+    pub(crate) fn sync_failed(error: &Error) -> Self {
         let mut out = Self::bare(CLOISTER_EVENT_SYNC_ERROR);
-        out.body = Some(c_string(message));
+        out.body = Some(c_string(&error.message));
+        out.result = error.code;
         out
     }
 
@@ -147,12 +155,13 @@ impl cloister_event {
     }
 }
 
+/// A borrowed string field of an event (`None`: NULL), or NULL.
 fn field(
-    event: *const cloister_event,
+    event: Option<&cloister_event>,
     get: impl FnOnce(&cloister_event) -> &Option<CString>,
 ) -> *const c_char {
     guard_value(std::ptr::null(), || {
-        unsafe { event.as_ref() }
+        event
             .and_then(|e| get(e).as_ref())
             .map_or(std::ptr::null(), |s| s.as_ptr())
     })
@@ -161,30 +170,40 @@ fn field(
 /// The event's kind; 0 for a NULL event.
 #[no_mangle]
 pub unsafe extern "C" fn cloister_event_get_kind(event: *const cloister_event) -> u32 {
-    guard_value(0, || event.as_ref().map_or(0, |e| e.kind as u32))
+    // SAFETY: NULL or an event from this library, not yet freed (header contract).
+    let event = unsafe { event.as_ref() };
+    guard_value(0, || event.map_or(0, |e| e.kind as u32))
 }
 
 /// The room the event belongs to (NULL for sync errors and key changes).
 #[no_mangle]
 pub unsafe extern "C" fn cloister_event_room_id(event: *const cloister_event) -> *const c_char {
+    // SAFETY: NULL or an event from this library, not yet freed (header contract).
+    let event = unsafe { event.as_ref() };
     field(event, |e| &e.room_id)
 }
 
 /// The room event's id (NULL for invites, sync errors, key changes).
 #[no_mangle]
 pub unsafe extern "C" fn cloister_event_event_id(event: *const cloister_event) -> *const c_char {
+    // SAFETY: NULL or an event from this library, not yet freed (header contract).
+    let event = unsafe { event.as_ref() };
     field(event, |e| &e.event_id)
 }
 
 /// The sender (room events), inviter (invites) or user whose keys changed.
 #[no_mangle]
 pub unsafe extern "C" fn cloister_event_sender(event: *const cloister_event) -> *const c_char {
+    // SAFETY: NULL or an event from this library, not yet freed (header contract).
+    let event = unsafe { event.as_ref() };
     field(event, |e| &e.sender)
 }
 
 /// The (decrypted) Matrix event type, e.g. "m.room.message".
 #[no_mangle]
 pub unsafe extern "C" fn cloister_event_type(event: *const cloister_event) -> *const c_char {
+    // SAFETY: NULL or an event from this library, not yet freed (header contract).
+    let event = unsafe { event.as_ref() };
     field(event, |e| &e.event_type)
 }
 
@@ -192,24 +211,32 @@ pub unsafe extern "C" fn cloister_event_type(event: *const cloister_event) -> *c
 /// and undecryptable events; the change for key-change warnings.
 #[no_mangle]
 pub unsafe extern "C" fn cloister_event_body(event: *const cloister_event) -> *const c_char {
+    // SAFETY: NULL or an event from this library, not yet freed (header contract).
+    let event = unsafe { event.as_ref() };
     field(event, |e| &e.body)
 }
 
 /// A message's msgtype ("m.text", "m.file", "m.image"…).
 #[no_mangle]
 pub unsafe extern "C" fn cloister_event_msgtype(event: *const cloister_event) -> *const c_char {
+    // SAFETY: NULL or an event from this library, not yet freed (header contract).
+    let event = unsafe { event.as_ref() };
     field(event, |e| &e.msgtype)
 }
 
 /// A membership event's new membership ("join", "invite", "leave"…).
 #[no_mangle]
 pub unsafe extern "C" fn cloister_event_membership(event: *const cloister_event) -> *const c_char {
+    // SAFETY: NULL or an event from this library, not yet freed (header contract).
+    let event = unsafe { event.as_ref() };
     field(event, |e| &e.membership)
 }
 
 /// A state event's state key (for membership: the user concerned).
 #[no_mangle]
 pub unsafe extern "C" fn cloister_event_state_key(event: *const cloister_event) -> *const c_char {
+    // SAFETY: NULL or an event from this library, not yet freed (header contract).
+    let event = unsafe { event.as_ref() };
     field(event, |e| &e.state_key)
 }
 
@@ -218,34 +245,57 @@ pub unsafe extern "C" fn cloister_event_state_key(event: *const cloister_event) 
 pub unsafe extern "C" fn cloister_event_content_json(
     event: *const cloister_event,
 ) -> *const c_char {
+    // SAFETY: NULL or an event from this library, not yet freed (header contract).
+    let event = unsafe { event.as_ref() };
     field(event, |e| &e.content_json)
 }
 
 /// The server timestamp in milliseconds since the epoch (0 if none).
 #[no_mangle]
 pub unsafe extern "C" fn cloister_event_timestamp(event: *const cloister_event) -> u64 {
-    guard_value(0, || event.as_ref().map_or(0, |e| e.timestamp))
+    // SAFETY: NULL or an event from this library, not yet freed (header contract).
+    let event = unsafe { event.as_ref() };
+    guard_value(0, || event.map_or(0, |e| e.timestamp))
 }
 
 /// How the event travelled (a `cloister_encryption` value).
 #[no_mangle]
 pub unsafe extern "C" fn cloister_event_encryption(event: *const cloister_event) -> u32 {
-    guard_value(0, || event.as_ref().map_or(0, |e| e.encryption as u32))
+    // SAFETY: NULL or an event from this library, not yet freed (header contract).
+    let event = unsafe { event.as_ref() };
+    guard_value(0, || event.map_or(0, |e| e.encryption as u32))
 }
 
 /// Whether a decrypted event's sending device is verified by this user.
 #[no_mangle]
 pub unsafe extern "C" fn cloister_event_is_verified(event: *const cloister_event) -> bool {
-    guard_value(false, || event.as_ref().is_some_and(|e| e.verified))
+    // SAFETY: NULL or an event from this library, not yet freed (header contract).
+    let event = unsafe { event.as_ref() };
+    guard_value(false, || event.is_some_and(|e| e.verified))
+}
+
+/// For `CLOISTER_EVENT_SYNC_ERROR`: the `cloister_result` of the failed
+/// sync, e.g. `CLOISTER_RESULT_UNKNOWN_TOKEN` (the session was revoked or
+/// expired: sign in again), `CLOISTER_RESULT_NETWORK`,
+/// `CLOISTER_RESULT_CRYPTO`. `CLOISTER_RESULT_OK` for other events and
+/// for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn cloister_event_result(event: *const cloister_event) -> cloister_result {
+    // SAFETY: NULL or an event from this library, not yet freed (header contract).
+    let event = unsafe { event.as_ref() };
+    guard_value(CLOISTER_RESULT_OK, || {
+        event.map_or(CLOISTER_RESULT_OK, |e| e.result)
+    })
 }
 
 /// Whether the event carries an encrypted attachment to download with
 /// `cloister_client_download_file`.
 #[no_mangle]
 pub unsafe extern "C" fn cloister_event_has_file(event: *const cloister_event) -> bool {
+    // SAFETY: NULL or an event from this library, not yet freed (header contract).
+    let event = unsafe { event.as_ref() };
     guard_value(false, || {
         event
-            .as_ref()
             .and_then(|e| e.timeline.as_ref())
             .is_some_and(|t| t.encrypted_file().is_some())
     })
@@ -257,7 +307,9 @@ pub unsafe extern "C" fn cloister_event_has_file(event: *const cloister_event) -
 pub unsafe extern "C" fn cloister_event_free(event: *mut cloister_event) {
     guard_value((), || {
         if !event.is_null() {
-            drop(Box::from_raw(event));
+            // SAFETY: not NULL, and by the header's contract an event from
+            // `cloister_client_next_event` (`Box::into_raw`), freed once.
+            drop(unsafe { Box::from_raw(event) });
         }
     })
 }
@@ -283,7 +335,9 @@ impl cloister_event_list {
 /// How many events the list holds; 0 for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn cloister_event_list_len(list: *const cloister_event_list) -> usize {
-    guard_value(0, || list.as_ref().map_or(0, |l| l.events.len()))
+    // SAFETY: NULL or a list from this library, not yet freed (header contract).
+    let list = unsafe { list.as_ref() };
+    guard_value(0, || list.map_or(0, |l| l.events.len()))
 }
 
 /// The event at `index`, borrowed from the list (do not free it); NULL
@@ -293,9 +347,10 @@ pub unsafe extern "C" fn cloister_event_list_get(
     list: *const cloister_event_list,
     index: usize,
 ) -> *const cloister_event {
+    // SAFETY: NULL or a list from this library, not yet freed (header contract).
+    let list = unsafe { list.as_ref() };
     guard_value(std::ptr::null(), || {
-        list.as_ref()
-            .and_then(|l| l.events.get(index))
+        list.and_then(|l| l.events.get(index))
             .map_or(std::ptr::null(), |e| e as *const cloister_event)
     })
 }
@@ -306,9 +361,10 @@ pub unsafe extern "C" fn cloister_event_list_get(
 pub unsafe extern "C" fn cloister_event_list_end_token(
     list: *const cloister_event_list,
 ) -> *const c_char {
+    // SAFETY: NULL or a list from this library, not yet freed (header contract).
+    let list = unsafe { list.as_ref() };
     guard_value(std::ptr::null(), || {
-        list.as_ref()
-            .and_then(|l| l.end.as_ref())
+        list.and_then(|l| l.end.as_ref())
             .map_or(std::ptr::null(), |s| s.as_ptr())
     })
 }
@@ -318,7 +374,9 @@ pub unsafe extern "C" fn cloister_event_list_end_token(
 pub unsafe extern "C" fn cloister_event_list_free(list: *mut cloister_event_list) {
     guard_value((), || {
         if !list.is_null() {
-            drop(Box::from_raw(list));
+            // SAFETY: not NULL, and by the header's contract a list from
+            // this library (`Box::into_raw`), freed only once.
+            drop(unsafe { Box::from_raw(list) });
         }
     })
 }

@@ -8,6 +8,12 @@
 //! allocation (freeing NULL is a no-op), every entry point inside
 //! `catch_unwind`.
 
+// Every unsafe operation sits in its own `unsafe` block, with a `SAFETY:`
+// comment saying why it holds; raw pointers are turned into references or
+// `&str` once, where they enter.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs)]
 // The C names are the API.
 #![allow(non_camel_case_types)]
 // Every `extern "C"` function checks its pointers for NULL; the remaining
@@ -73,6 +79,7 @@ mod tests {
 
     #[test]
     fn version_string_and_number_agree() {
+        // SAFETY: cloister_version returns a static NUL-terminated string.
         let text = unsafe { CStr::from_ptr(cloister_version()) }
             .to_str()
             .unwrap();

@@ -12,11 +12,17 @@ use crate::result::{cloister_result, guard, CLOISTER_RESULT_INVALID_ARGUMENT, CL
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum cloister_log_level {
+    /// Nothing (the default).
     CLOISTER_LOG_OFF = 0,
+    /// Failures the library could not handle.
     CLOISTER_LOG_ERROR = 1,
+    /// Also failures it recovers from: sync errors, changed device keys.
     CLOISTER_LOG_WARN = 2,
+    /// Also logins and other milestones.
     CLOISTER_LOG_INFO = 3,
+    /// Also details for debugging.
     CLOISTER_LOG_DEBUG = 4,
+    /// Everything.
     CLOISTER_LOG_TRACE = 5,
 }
 

@@ -5,13 +5,20 @@ use std::path::Path;
 
 use cloister_sdk::client::Direction;
 
-use crate::client::{cloister_client, maybe_give, with_client};
+use crate::client::{cloister_client, with_client, Shared};
 use crate::event::{cloister_event, cloister_event_list};
 use crate::result::*;
 use crate::runtime::block_on;
-use crate::types::{cloister_buffer, cloister_string_list, need_out, write_out};
+use crate::types::{cloister_buffer, cloister_string_list, give_string, opt_out, out, Out};
 
 const DEFAULT_MIMETYPE: &str = "application/octet-stream";
+
+/// Hand the new event's id out, if the caller wants it.
+fn give_event_id(out: Option<Out<'_, *mut c_char>>, event_id: &str) {
+    if let Some(out) = out {
+        out.put(give_string(event_id));
+    }
+}
 
 /// Send an end-to-end encrypted text message. The event id is written to
 /// `*out_event_id` unless it is NULL (free with `cloister_string_free`).
@@ -22,13 +29,17 @@ pub unsafe extern "C" fn cloister_client_send_text(
     body: *const c_char,
     out_event_id: *mut *mut c_char,
 ) -> cloister_result {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
     with_client(client, |shared| {
-        let room_id = arg_str(room_id)?;
-        let body = arg_str(body)?;
+        // SAFETY: NULL or NUL-terminated strings that live through the call.
+        let (room_id, body) = unsafe { (arg_str(room_id)?, arg_str(body)?) };
+        // SAFETY: NULL (not wanted) or writable (header contract).
+        let out_event_id = unsafe { opt_out(out_event_id) };
         check_room_id(room_id)?;
         let current = shared.logged_in()?;
         let event_id = block_on(current.send_text(room_id, body))??;
-        maybe_give(out_event_id, &event_id);
+        give_event_id(out_event_id, &event_id);
         Ok(())
     })
 }
@@ -47,21 +58,28 @@ pub unsafe extern "C" fn cloister_client_send_file_buffer(
     len: usize,
     out_event_id: *mut *mut c_char,
 ) -> cloister_result {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
     with_client(client, |shared| {
-        let room_id = arg_str(room_id)?;
-        let file_name = arg_str(file_name)?;
-        let mimetype = opt_str(mimetype)?.unwrap_or(DEFAULT_MIMETYPE);
+        // SAFETY: NULL or NUL-terminated strings that live through the call.
+        let (room_id, file_name, mimetype) =
+            unsafe { (arg_str(room_id)?, arg_str(file_name)?, opt_str(mimetype)?) };
+        let mimetype = mimetype.unwrap_or(DEFAULT_MIMETYPE);
+        // SAFETY: NULL (not wanted) or writable (header contract).
+        let out_event_id = unsafe { opt_out(out_event_id) };
         check_room_id(room_id)?;
         let bytes: &[u8] = if len == 0 {
             &[]
         } else if data.is_null() {
             return Err(Error::code(CLOISTER_RESULT_NULL_ARGUMENT));
         } else {
-            std::slice::from_raw_parts(data, len)
+            // SAFETY: not NULL; by the header's contract `len` readable
+            // bytes that stay unchanged through the call.
+            unsafe { std::slice::from_raw_parts(data, len) }
         };
         let current = shared.logged_in()?;
         let event_id = block_on(current.send_file(room_id, file_name, mimetype, bytes))??;
-        maybe_give(out_event_id, &event_id);
+        give_event_id(out_event_id, &event_id);
         Ok(())
     })
 }
@@ -77,10 +95,15 @@ pub unsafe extern "C" fn cloister_client_send_file_path(
     mimetype: *const c_char,
     out_event_id: *mut *mut c_char,
 ) -> cloister_result {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
     with_client(client, |shared| {
-        let room_id = arg_str(room_id)?;
-        let path = arg_str(path)?;
-        let mimetype = opt_str(mimetype)?.unwrap_or(DEFAULT_MIMETYPE);
+        // SAFETY: NULL or NUL-terminated strings that live through the call.
+        let (room_id, path, mimetype) =
+            unsafe { (arg_str(room_id)?, arg_str(path)?, opt_str(mimetype)?) };
+        let mimetype = mimetype.unwrap_or(DEFAULT_MIMETYPE);
+        // SAFETY: NULL (not wanted) or writable (header contract).
+        let out_event_id = unsafe { opt_out(out_event_id) };
         check_room_id(room_id)?;
         let current = shared.logged_in()?;
         let data = std::fs::read(path)
@@ -90,15 +113,15 @@ pub unsafe extern "C" fn cloister_client_send_file_path(
             .and_then(|n| n.to_str())
             .unwrap_or("file");
         let event_id = block_on(current.send_file(room_id, name, mimetype, &data))??;
-        maybe_give(out_event_id, &event_id);
+        give_event_id(out_event_id, &event_id);
         Ok(())
     })
 }
 
-/// The attachment of a file event, downloaded, checked and decrypted.
-fn download(shared: &crate::client::Shared, event: *const cloister_event) -> Result<Vec<u8>> {
-    let event =
-        unsafe { event.as_ref() }.ok_or_else(|| Error::code(CLOISTER_RESULT_NULL_ARGUMENT))?;
+/// The attachment of a file event (`None`: NULL), downloaded, checked and
+/// decrypted.
+fn download(shared: &Shared, event: Option<&cloister_event>) -> Result<Vec<u8>> {
+    let event = event.ok_or_else(|| Error::code(CLOISTER_RESULT_NULL_ARGUMENT))?;
     let file = event
         .timeline
         .as_ref()
@@ -123,10 +146,16 @@ pub unsafe extern "C" fn cloister_client_download_file(
     event: *const cloister_event,
     out_buffer: *mut *mut cloister_buffer,
 ) -> cloister_result {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
     with_client(client, |shared| {
-        need_out(out_buffer)?;
+        // SAFETY: NULL or writable (the header's contract for out-parameters).
+        let out_buffer = unsafe { out(out_buffer) }?;
+        // SAFETY: NULL or an event from this library, not freed during the
+        // call (header contract).
+        let event = unsafe { event.as_ref() };
         let data = download(shared, event)?;
-        write_out(out_buffer, cloister_buffer::new(data));
+        out_buffer.put(cloister_buffer::new(data));
         Ok(())
     })
 }
@@ -139,8 +168,14 @@ pub unsafe extern "C" fn cloister_client_download_file_to_path(
     event: *const cloister_event,
     path: *const c_char,
 ) -> cloister_result {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
     with_client(client, |shared| {
-        let path = arg_str(path)?;
+        // SAFETY: NULL or a NUL-terminated string that lives through the call.
+        let path = unsafe { arg_str(path) }?;
+        // SAFETY: NULL or an event from this library, not freed during the
+        // call (header contract).
+        let event = unsafe { event.as_ref() };
         let data = download(shared, event)?;
         std::fs::write(path, data)
             .map_err(|e| Error::new(CLOISTER_RESULT_IO, format!("writing {path}: {e}")))?;
@@ -159,10 +194,13 @@ pub unsafe extern "C" fn cloister_client_room_messages(
     limit: u32,
     out_events: *mut *mut cloister_event_list,
 ) -> cloister_result {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
     with_client(client, |shared| {
-        need_out(out_events)?;
-        let room_id = arg_str(room_id)?;
-        let from = opt_str(from)?;
+        // SAFETY: NULL or writable (the header's contract for out-parameters).
+        let out_events = unsafe { out(out_events) }?;
+        // SAFETY: NULL or NUL-terminated strings that live through the call.
+        let (room_id, from) = unsafe { (arg_str(room_id)?, opt_str(from)?) };
         check_room_id(room_id)?;
         if !(1..=1000).contains(&limit) {
             return Err(Error::new(
@@ -172,7 +210,7 @@ pub unsafe extern "C" fn cloister_client_room_messages(
         }
         let current = shared.logged_in()?;
         let page = block_on(current.messages(room_id, from, Direction::Backward, limit))??;
-        write_out(out_events, cloister_event_list::new(page.events, page.end));
+        out_events.put(cloister_event_list::new(page.events, page.end));
         Ok(())
     })
 }
@@ -184,12 +222,15 @@ pub unsafe extern "C" fn cloister_client_devices(
     client: *const cloister_client,
     out_devices: *mut *mut cloister_string_list,
 ) -> cloister_result {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
     with_client(client, |shared| {
-        need_out(out_devices)?;
+        // SAFETY: NULL or writable (the header's contract for out-parameters).
+        let out_devices = unsafe { out(out_devices) }?;
         let current = shared.logged_in()?;
         let devices = block_on(current.devices())??;
         let ids: Vec<String> = devices.into_iter().map(|d| d.device_id).collect();
-        write_out(out_devices, cloister_string_list::new(ids));
+        out_devices.put(cloister_string_list::new(ids));
         Ok(())
     })
 }

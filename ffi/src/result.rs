@@ -4,6 +4,7 @@
 use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use cloister_proto::ErrCode;
 use cloister_sdk::client::ClientError;
 use cloister_sdk::store::StoreError;
 
@@ -32,11 +33,16 @@ pub enum cloister_result {
     CLOISTER_RESULT_STORE_ERROR = 8,
     /// The homeserver could not be reached.
     CLOISTER_RESULT_NETWORK = 9,
-    /// The homeserver refused the request (see the last error text).
+    /// The homeserver refused the request for another reason than the
+    /// codes below (see the last error text, which holds its `errcode`).
     CLOISTER_RESULT_SERVER_ERROR = 10,
-    /// The homeserver does not know the room, event or user (404).
+    /// The homeserver does not know the room, event or user (`M_NOT_FOUND`,
+    /// or HTTP 404 without a known code), or the event has expired under
+    /// the room's retention policy.
     CLOISTER_RESULT_NOT_FOUND = 11,
-    /// The homeserver forbade it: wrong password, not a member… (403).
+    /// The homeserver forbade it: wrong password, not a member, account
+    /// locked or deactivated (`M_FORBIDDEN`…, or HTTP 401/403 without a
+    /// known code). A revoked session is `CLOISTER_RESULT_UNKNOWN_TOKEN`.
     CLOISTER_RESULT_FORBIDDEN = 12,
     /// The call needs a logged-in client.
     CLOISTER_RESULT_NOT_LOGGED_IN = 13,
@@ -50,7 +56,8 @@ pub enum cloister_result {
     CLOISTER_RESULT_INVALID_RESPONSE = 17,
     /// A local file could not be read or written.
     CLOISTER_RESULT_IO = 18,
-    /// A room id is not of the form `!opaque:server`.
+    /// A room id is neither `!opaque:server` nor `!opaque` (room version 12
+    /// ids have no server part); checked before anything is sent.
     CLOISTER_RESULT_INVALID_ROOM_ID = 19,
     /// A user id is not of the form `@name:server`.
     CLOISTER_RESULT_INVALID_USER_ID = 20,
@@ -59,6 +66,18 @@ pub enum cloister_result {
     CLOISTER_RESULT_INVALID_STATE = 21,
     /// A blocking call was made from a library thread (inside a callback).
     CLOISTER_RESULT_WRONG_THREAD = 22,
+    /// The homeserver no longer accepts this session (`M_UNKNOWN_TOKEN`):
+    /// it was logged out from another device, revoked by an administrator,
+    /// or expired. Sign in again: `cloister_client_logout` (which then only
+    /// wipes the store) and `cloister_client_login`. This library cannot
+    /// resume a device, so even a "soft" logout does not keep the keys: the
+    /// new login is a new device, and messages only the old one could
+    /// decrypt stay unreadable on it.
+    CLOISTER_RESULT_UNKNOWN_TOKEN = 23,
+    /// The homeserver is rate-limiting this client (`M_LIMIT_EXCEEDED`, HTTP
+    /// 429) and asked for a longer pause than the library waits out by
+    /// itself (30 s). Retry after `cloister_client_last_retry_after_ms`.
+    CLOISTER_RESULT_LIMIT_EXCEEDED = 24,
 }
 
 pub use cloister_result::*;
@@ -89,10 +108,12 @@ impl cloister_result {
             CLOISTER_RESULT_INVALID_USER_ID => "invalid user id\0",
             CLOISTER_RESULT_INVALID_STATE => "the call does not fit the handle's state\0",
             CLOISTER_RESULT_WRONG_THREAD => "blocking call from a library thread (callback)\0",
+            CLOISTER_RESULT_UNKNOWN_TOKEN => "the session was revoked or expired: sign in again\0",
+            CLOISTER_RESULT_LIMIT_EXCEEDED => "rate limited by the homeserver: retry later\0",
         }
     }
 
-    const ALL: [cloister_result; 23] = [
+    const ALL: [cloister_result; 25] = [
         CLOISTER_RESULT_OK,
         CLOISTER_RESULT_NULL_ARGUMENT,
         CLOISTER_RESULT_INVALID_UTF8,
@@ -116,6 +137,8 @@ impl cloister_result {
         CLOISTER_RESULT_INVALID_USER_ID,
         CLOISTER_RESULT_INVALID_STATE,
         CLOISTER_RESULT_WRONG_THREAD,
+        CLOISTER_RESULT_UNKNOWN_TOKEN,
+        CLOISTER_RESULT_LIMIT_EXCEEDED,
     ];
 }
 
@@ -131,11 +154,14 @@ pub extern "C" fn cloister_result_str(code: u32) -> *const c_char {
     text.as_ptr().cast()
 }
 
-/// An error: its code and the text kept as the handle's last error.
+/// An error: its code, and the text and retry delay kept as the handle's
+/// last error.
 #[derive(Debug)]
 pub(crate) struct Error {
     pub code: cloister_result,
     pub message: String,
+    /// The server's `retry_after_ms` (0: none).
+    pub retry_after_ms: u64,
 }
 
 impl Error {
@@ -143,6 +169,7 @@ impl Error {
         Self {
             code,
             message: message.into(),
+            retry_after_ms: 0,
         }
     }
 
@@ -164,17 +191,67 @@ impl From<StoreError> for Error {
     }
 }
 
+/// The result for a Matrix error code. Exhaustive on purpose: a code added
+/// to `cloister_proto::ErrCode` does not compile until it is placed here.
+fn errcode_result(code: ErrCode, status: u16) -> cloister_result {
+    match code {
+        ErrCode::UnknownToken => CLOISTER_RESULT_UNKNOWN_TOKEN,
+        ErrCode::LimitExceeded => CLOISTER_RESULT_LIMIT_EXCEEDED,
+        ErrCode::NotFound => CLOISTER_RESULT_NOT_FOUND,
+        // Signing in again would not help with these; the text says which.
+        ErrCode::Forbidden
+        | ErrCode::MissingToken
+        | ErrCode::UserLocked
+        | ErrCode::UserDeactivated
+        | ErrCode::Unauthorized
+        | ErrCode::GuestAccessForbidden => CLOISTER_RESULT_FORBIDDEN,
+        // Used both for bad requests and server faults: the status decides.
+        ErrCode::Unknown => status_result(status),
+        // The server does not support the request (an older server), or
+        // refused something the library built: nothing the app's arguments
+        // could fix.
+        ErrCode::Unrecognized
+        | ErrCode::BadJson
+        | ErrCode::NotJson
+        | ErrCode::UserInUse
+        | ErrCode::InvalidUsername
+        | ErrCode::RoomInUse
+        | ErrCode::InvalidRoomState
+        | ErrCode::UnsupportedRoomVersion
+        | ErrCode::BadState
+        | ErrCode::MissingParam
+        | ErrCode::InvalidParam
+        | ErrCode::TooLarge
+        | ErrCode::Exclusive
+        | ErrCode::WeakPassword
+        | ErrCode::InvalidSignature
+        | ErrCode::WrongRoomKeysVersion
+        | ErrCode::UnknownPos
+        | ErrCode::NotYetUploaded
+        | ErrCode::CannotOverwriteMedia => CLOISTER_RESULT_SERVER_ERROR,
+    }
+}
+
+/// The result for an error without a known code (a proxy's error page, a
+/// server's own `ORG_…` code), by HTTP status.
+fn status_result(status: u16) -> cloister_result {
+    match status {
+        401 | 403 => CLOISTER_RESULT_FORBIDDEN,
+        404 => CLOISTER_RESULT_NOT_FOUND,
+        429 => CLOISTER_RESULT_LIMIT_EXCEEDED,
+        _ => CLOISTER_RESULT_SERVER_ERROR,
+    }
+}
+
 impl From<ClientError> for Error {
     fn from(error: ClientError) -> Self {
         let code = match &error {
+            ClientError::Server { status, .. } => match error.code() {
+                Some(code) => errcode_result(code, *status),
+                None => status_result(*status),
+            },
             // To the app an expired event is gone, as the server says too.
-            ClientError::Server { status: 404, .. } | ClientError::Expired { .. } => {
-                CLOISTER_RESULT_NOT_FOUND
-            }
-            ClientError::Server {
-                status: 401 | 403, ..
-            } => CLOISTER_RESULT_FORBIDDEN,
-            ClientError::Server { .. } => CLOISTER_RESULT_SERVER_ERROR,
+            ClientError::Expired { .. } => CLOISTER_RESULT_NOT_FOUND,
             ClientError::Network { .. } => CLOISTER_RESULT_NETWORK,
             ClientError::InvalidResponse { .. } => CLOISTER_RESULT_INVALID_RESPONSE,
             ClientError::Crypto(_) | ClientError::Attachment(_) => CLOISTER_RESULT_CRYPTO,
@@ -184,7 +261,11 @@ impl From<ClientError> for Error {
             ClientError::AlreadyLoggedIn(_) => CLOISTER_RESULT_ALREADY_LOGGED_IN,
             ClientError::InvalidArgument(_) => CLOISTER_RESULT_INVALID_ARGUMENT,
         };
-        Error::new(code, error.to_string())
+        Error {
+            code,
+            message: error.to_string(),
+            retry_after_ms: error.retry_after_ms().unwrap_or(0),
+        }
     }
 }
 
@@ -207,47 +288,52 @@ pub(crate) fn guard_value<T>(fallback: T, f: impl FnOnce() -> T) -> T {
 }
 
 /// A required UTF-8 string argument.
+///
+/// # Safety
+///
+/// `ptr` is NULL or points to a NUL-terminated string that stays valid and
+/// unchanged for `'a` (the header's contract for `const char *` inputs).
 pub(crate) unsafe fn arg_str<'a>(ptr: *const c_char) -> Result<&'a str> {
     if ptr.is_null() {
         return Err(Error::code(CLOISTER_RESULT_NULL_ARGUMENT));
     }
-    CStr::from_ptr(ptr)
+    // SAFETY: not NULL (checked above); NUL-terminated and live for 'a by
+    // this function's contract.
+    unsafe { CStr::from_ptr(ptr) }
         .to_str()
         .map_err(|_| Error::code(CLOISTER_RESULT_INVALID_UTF8))
 }
 
 /// An optional UTF-8 string argument (NULL is `None`).
+///
+/// # Safety
+///
+/// As for [`arg_str`].
 pub(crate) unsafe fn opt_str<'a>(ptr: *const c_char) -> Result<Option<&'a str>> {
     if ptr.is_null() {
         Ok(None)
     } else {
-        arg_str(ptr).map(Some)
+        // SAFETY: this function's contract is `arg_str`'s.
+        unsafe { arg_str(ptr) }.map(Some)
     }
 }
 
-/// `!opaque:server`.
+/// `!opaque:server`, or `!opaque` (room version 12), as cloister-proto
+/// reads room ids: the same rule as the SDK and the server.
 pub(crate) fn check_room_id(room_id: &str) -> Result<()> {
-    let ok = room_id
-        .strip_prefix('!')
-        .and_then(|rest| rest.split_once(':'))
-        .is_some_and(|(local, server)| !local.is_empty() && !server.is_empty());
-    if ok {
+    if cloister_proto::ids::is_valid_room_id(room_id) {
         Ok(())
     } else {
         Err(Error::new(
             CLOISTER_RESULT_INVALID_ROOM_ID,
-            format!("not a room id (!opaque:server): {room_id:?}"),
+            format!("not a room id (!opaque:server or !opaque): {room_id:?}"),
         ))
     }
 }
 
-/// `@name:server`.
+/// `@name:server`, as cloister-proto reads user ids.
 pub(crate) fn check_user_id(user_id: &str) -> Result<()> {
-    let ok = user_id
-        .strip_prefix('@')
-        .and_then(|rest| rest.split_once(':'))
-        .is_some_and(|(local, server)| !local.is_empty() && !server.is_empty());
-    if ok {
+    if cloister_proto::ids::parse_user_id(user_id).is_some() {
         Ok(())
     } else {
         Err(Error::new(
@@ -267,6 +353,7 @@ mod tests {
             assert_eq!(*code as u32, i as u32, "values are dense and stable");
             assert!(code.text().ends_with('\0'));
         }
+        // SAFETY: cloister_result_str returns a static NUL-terminated text.
         let unknown = unsafe { CStr::from_ptr(cloister_result_str(9999)) };
         assert_eq!(unknown.to_str().unwrap(), "unknown result code");
     }
@@ -280,13 +367,118 @@ mod tests {
     #[test]
     fn ids_are_checked() {
         assert!(check_room_id("!abc:localhost").is_ok());
-        for bad in ["", "abc", "!abc", "!:x", "!a:", "#a:b"] {
+        for bad in ["", "abc", "!", "!:x", "!a:", "#a:b", "!a:bad host"] {
             assert_eq!(
                 check_room_id(bad).unwrap_err().code,
                 CLOISTER_RESULT_INVALID_ROOM_ID
             );
         }
         assert!(check_user_id("@bob:localhost").is_ok());
-        assert!(check_user_id("bob").is_err());
+        assert!(check_user_id("@bob:[::1]:8008").is_ok());
+        for bad in ["bob", "@bob", "@:localhost", "@b ob:localhost"] {
+            assert_eq!(
+                check_user_id(bad).unwrap_err().code,
+                CLOISTER_RESULT_INVALID_USER_ID
+            );
+        }
+    }
+
+    /// Room version 12 ids have no server part; the SDK joins such rooms,
+    /// so the C API must accept them too.
+    #[test]
+    fn room_version_12_ids_pass_the_argument_check() {
+        for v12 in [
+            "!abcdefghijklmnop",
+            "!31hneApxJ_1o-63DmFrpeqnkFfWppnzWso1JvH3ogLM",
+        ] {
+            assert!(check_room_id(v12).is_ok(), "{v12}");
+            assert!(cloister_sdk::cloister_proto::ids::is_valid_room_id(v12));
+        }
+    }
+
+    fn server_error(status: u16, body: &str) -> ClientError {
+        let parsed: cloister_proto::MatrixError = serde_json::from_str(body).unwrap();
+        ClientError::Server {
+            method: "GET".into(),
+            path: "/_matrix/client/v3/sync".into(),
+            status,
+            errcode: parsed.errcode,
+            error: parsed.error,
+            retry_after_ms: parsed.retry_after_ms,
+            soft_logout: parsed.soft_logout.unwrap_or(false),
+        }
+    }
+
+    #[test]
+    fn server_errors_map_by_errcode_first() {
+        let revoked = Error::from(server_error(
+            401,
+            r#"{"errcode":"M_UNKNOWN_TOKEN","error":"Unrecognised access token","soft_logout":false}"#,
+        ));
+        assert_eq!(revoked.code, CLOISTER_RESULT_UNKNOWN_TOKEN);
+        assert!(
+            revoked.message.contains("M_UNKNOWN_TOKEN"),
+            "{}",
+            revoked.message
+        );
+        assert_eq!(revoked.retry_after_ms, 0);
+
+        let limited = Error::from(server_error(
+            429,
+            r#"{"errcode":"M_LIMIT_EXCEEDED","error":"Too many requests","retry_after_ms":45000}"#,
+        ));
+        assert_eq!(limited.code, CLOISTER_RESULT_LIMIT_EXCEEDED);
+        assert_eq!(limited.retry_after_ms, 45000);
+
+        // Same status, different meaning: the code decides.
+        let forbidden = Error::from(server_error(401, r#"{"errcode":"M_FORBIDDEN"}"#));
+        assert_eq!(forbidden.code, CLOISTER_RESULT_FORBIDDEN);
+        let unsupported = Error::from(server_error(404, r#"{"errcode":"M_UNRECOGNIZED"}"#));
+        assert_eq!(unsupported.code, CLOISTER_RESULT_SERVER_ERROR);
+        let missing = Error::from(server_error(404, r#"{"errcode":"M_NOT_FOUND"}"#));
+        assert_eq!(missing.code, CLOISTER_RESULT_NOT_FOUND);
+        let unknown_400 = Error::from(server_error(400, r#"{"errcode":"M_UNKNOWN"}"#));
+        assert_eq!(unknown_400.code, CLOISTER_RESULT_SERVER_ERROR);
+    }
+
+    #[test]
+    fn unknown_codes_map_by_status() {
+        for (status, want) in [
+            (401, CLOISTER_RESULT_FORBIDDEN),
+            (403, CLOISTER_RESULT_FORBIDDEN),
+            (404, CLOISTER_RESULT_NOT_FOUND),
+            (429, CLOISTER_RESULT_LIMIT_EXCEEDED),
+            (500, CLOISTER_RESULT_SERVER_ERROR),
+            (502, CLOISTER_RESULT_SERVER_ERROR),
+        ] {
+            let error = Error::from(server_error(status, r#"{"errcode":"ORG_EXAMPLE_X"}"#));
+            assert_eq!(error.code, want, "HTTP {status}");
+            let error = Error::from(server_error(status, r#"{"errcode":""}"#));
+            assert_eq!(error.code, want, "HTTP {status} without a code");
+        }
+        let expired = Error::from(ClientError::Expired {
+            room_id: "!r".into(),
+            event_id: "$e".into(),
+        });
+        assert_eq!(expired.code, CLOISTER_RESULT_NOT_FOUND);
+    }
+
+    /// Every code cloister-proto knows has a decision (the match is
+    /// exhaustive); the two that need the app's action have their own.
+    #[test]
+    fn every_errcode_has_a_result() {
+        for code in ErrCode::ALL {
+            let result = errcode_result(*code, code.status());
+            assert_ne!(result, CLOISTER_RESULT_OK, "{code}");
+            let own = matches!(code, ErrCode::UnknownToken | ErrCode::LimitExceeded);
+            assert_eq!(
+                own,
+                matches!(
+                    result,
+                    CLOISTER_RESULT_UNKNOWN_TOKEN | CLOISTER_RESULT_LIMIT_EXCEEDED
+                ),
+                "{code}"
+            );
+        }
     }
 }

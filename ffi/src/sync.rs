@@ -17,7 +17,7 @@ use crate::client::{
 use crate::event::cloister_event;
 use crate::result::*;
 use crate::runtime::{block_on, runtime};
-use crate::types::{need_out, write_out};
+use crate::types::out;
 
 /// How long one `/sync` long-poll waits for news.
 const POLL: Duration = Duration::from_secs(30);
@@ -49,6 +49,8 @@ pub(crate) fn stop(shared: &Shared) -> Result<()> {
 pub unsafe extern "C" fn cloister_client_sync_start(
     client: *mut cloister_client,
 ) -> cloister_result {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
     with_client(client, |shared| {
         let current = shared.logged_in()?;
         let mut slot = lock(&shared.sync);
@@ -72,6 +74,8 @@ pub unsafe extern "C" fn cloister_client_sync_start(
 pub unsafe extern "C" fn cloister_client_sync_stop(
     client: *mut cloister_client,
 ) -> cloister_result {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
     with_client(client, |shared| stop(shared))
 }
 
@@ -87,6 +91,8 @@ pub unsafe extern "C" fn cloister_client_set_event_callback(
     callback: cloister_event_callback,
     user_data: *mut c_void,
 ) -> cloister_result {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
     with_client(client, |shared| {
         *lock(&shared.callback) = callback.map(|f| Callback { f, user_data });
         Ok(())
@@ -105,8 +111,11 @@ pub unsafe extern "C" fn cloister_client_next_event(
     timeout_ms: u32,
     out_event: *mut *mut cloister_event,
 ) -> cloister_result {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
     with_client(client, |shared| {
-        need_out(out_event)?;
+        // SAFETY: NULL or writable (the header's contract for out-parameters).
+        let out_event = unsafe { out(out_event) }?;
         if timeout_ms > 0 && tokio::runtime::Handle::try_current().is_ok() {
             return Err(Error::new(
                 CLOISTER_RESULT_WRONG_THREAD,
@@ -124,7 +133,7 @@ pub unsafe extern "C" fn cloister_client_next_event(
             }
             if let Some(event) = queue.pop_front() {
                 drop(queue);
-                write_out(out_event, Box::into_raw(Box::new(event)));
+                out_event.put(Box::into_raw(Box::new(event)));
                 return Ok(());
             }
             let now = Instant::now();
@@ -153,6 +162,10 @@ impl Shared {
         match callback {
             Some(Callback { f, user_data }) => {
                 for event in &events {
+                    // SAFETY: the application registered `f` with
+                    // `user_data` for exactly this call, on a library
+                    // thread (see `cloister_event_callback`); `event` is
+                    // borrowed for the call and outlives it.
                     unsafe { f(user_data, event) };
                 }
             }
@@ -247,19 +260,22 @@ async fn sync_loop(shared: Arc<Shared>, client: Client, mut stopped: watch::Rece
                     let inviter = client.room(room_id).await.and_then(|r| r.inviter);
                     events.push(cloister_event::invite(room_id, inviter.as_deref()));
                 }
-                if let Some(error) = &summary.crypto_error {
-                    events.push(cloister_event::sync_error(error));
+                if let Some(error) = summary.crypto_error {
+                    let error = Error::new(CLOISTER_RESULT_CRYPTO, error);
+                    events.push(cloister_event::sync_failed(&error));
                 }
                 events.extend(keys.check(&client).await);
                 shared.deliver(events);
             }
             Err(error) => {
-                let text = error.to_string();
-                tracing::warn!(target: "cloister", "sync failed: {text}");
-                shared.deliver(vec![cloister_event::sync_error(&text)]);
+                let error = Error::from(error);
+                tracing::warn!(target: "cloister", "sync failed: {}", error.message);
+                // A rate-limited sync waits as long as the server asks.
+                let pause = backoff.max(Duration::from_millis(error.retry_after_ms));
+                shared.deliver(vec![cloister_event::sync_failed(&error)]);
                 tokio::select! {
                     _ = stopped.changed() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(pause) => {}
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }

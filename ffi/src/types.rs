@@ -1,6 +1,8 @@
-//! Owned values handed to C: strings, byte buffers, string lists.
+//! Owned values handed to C: strings, byte buffers, string lists; and the
+//! out-parameters they are handed out through.
 
 use std::ffi::{c_char, CString};
+use std::mem::MaybeUninit;
 
 use crate::result::{cloister_result, Error, Result};
 use crate::result::{guard, guard_value, CLOISTER_RESULT_NULL_ARGUMENT, CLOISTER_RESULT_OK};
@@ -22,7 +24,9 @@ pub(crate) fn give_string(text: &str) -> *mut c_char {
 pub unsafe extern "C" fn cloister_string_free(string: *mut c_char) {
     guard_value((), || {
         if !string.is_null() {
-            drop(CString::from_raw(string));
+            // SAFETY: not NULL, and by the header's contract a string this
+            // library handed out (`CString::into_raw`), freed only once.
+            drop(unsafe { CString::from_raw(string) });
         }
     })
 }
@@ -43,16 +47,19 @@ impl cloister_buffer {
 /// buffer (a non-NULL pointer even when the length is 0).
 #[no_mangle]
 pub unsafe extern "C" fn cloister_buffer_data(buffer: *const cloister_buffer) -> *const u8 {
-    guard_value(std::ptr::null(), || match buffer.as_ref() {
-        Some(b) => b.data.as_ptr(),
-        None => std::ptr::null(),
+    // SAFETY: NULL or a live buffer from this library (header contract).
+    let buffer = unsafe { buffer.as_ref() };
+    guard_value(std::ptr::null(), || {
+        buffer.map_or(std::ptr::null(), |b| b.data.as_ptr())
     })
 }
 
 /// The buffer's length in bytes; 0 for a NULL buffer.
 #[no_mangle]
 pub unsafe extern "C" fn cloister_buffer_len(buffer: *const cloister_buffer) -> usize {
-    guard_value(0, || buffer.as_ref().map_or(0, |b| b.data.len()))
+    // SAFETY: NULL or a live buffer from this library (header contract).
+    let buffer = unsafe { buffer.as_ref() };
+    guard_value(0, || buffer.map_or(0, |b| b.data.len()))
 }
 
 /// Free a buffer. NULL is a no-op.
@@ -60,7 +67,9 @@ pub unsafe extern "C" fn cloister_buffer_len(buffer: *const cloister_buffer) -> 
 pub unsafe extern "C" fn cloister_buffer_free(buffer: *mut cloister_buffer) {
     guard_value((), || {
         if !buffer.is_null() {
-            drop(Box::from_raw(buffer));
+            // SAFETY: not NULL, and by the header's contract a buffer this
+            // library handed out (`Box::into_raw`), freed only once.
+            drop(unsafe { Box::from_raw(buffer) });
         }
     })
 }
@@ -82,7 +91,9 @@ impl cloister_string_list {
 /// How many strings the list holds; 0 for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn cloister_string_list_len(list: *const cloister_string_list) -> usize {
-    guard_value(0, || list.as_ref().map_or(0, |l| l.items.len()))
+    // SAFETY: NULL or a live list from this library (header contract).
+    let list = unsafe { list.as_ref() };
+    guard_value(0, || list.map_or(0, |l| l.items.len()))
 }
 
 /// The string at `index`, borrowed from the list (valid until
@@ -92,9 +103,10 @@ pub unsafe extern "C" fn cloister_string_list_get(
     list: *const cloister_string_list,
     index: usize,
 ) -> *const c_char {
+    // SAFETY: NULL or a live list from this library (header contract).
+    let list = unsafe { list.as_ref() };
     guard_value(std::ptr::null(), || {
-        list.as_ref()
-            .and_then(|l| l.items.get(index))
+        list.and_then(|l| l.items.get(index))
             .map_or(std::ptr::null(), |s| s.as_ptr())
     })
 }
@@ -104,24 +116,46 @@ pub unsafe extern "C" fn cloister_string_list_get(
 pub unsafe extern "C" fn cloister_string_list_free(list: *mut cloister_string_list) {
     guard_value((), || {
         if !list.is_null() {
-            drop(Box::from_raw(list));
+            // SAFETY: not NULL, and by the header's contract a list this
+            // library handed out (`Box::into_raw`), freed only once.
+            drop(unsafe { Box::from_raw(list) });
         }
     })
 }
 
-/// Write `value` through `out` (already checked non-NULL).
-pub(crate) fn write_out<T>(out: *mut T, value: T) -> cloister_result {
-    unsafe { out.write(value) };
-    CLOISTER_RESULT_OK
+/// An out-parameter checked at the boundary: the caller's variable, written
+/// at most once, only on success.
+pub(crate) struct Out<'a, T>(&'a mut MaybeUninit<T>);
+
+impl<T> Out<'_, T> {
+    /// Write the value (the previous one, the caller's, is not dropped).
+    pub(crate) fn put(self, value: T) -> cloister_result {
+        self.0.write(value);
+        CLOISTER_RESULT_OK
+    }
 }
 
-/// Check an out-parameter before doing any work.
-pub(crate) fn need_out<T>(out: *mut T) -> Result<()> {
-    if out.is_null() {
-        Err(Error::code(CLOISTER_RESULT_NULL_ARGUMENT))
-    } else {
-        Ok(())
-    }
+/// A required out-parameter: `CLOISTER_RESULT_NULL_ARGUMENT` when NULL.
+///
+/// # Safety
+///
+/// `ptr` is NULL or valid for writes of a `T` and properly aligned, for
+/// `'a` (the header's contract for out-parameters).
+pub(crate) unsafe fn out<'a, T>(ptr: *mut T) -> Result<Out<'a, T>> {
+    // SAFETY: this function's contract; `MaybeUninit` makes no claim about
+    // what the caller's variable holds now.
+    unsafe { opt_out(ptr) }.ok_or_else(|| Error::code(CLOISTER_RESULT_NULL_ARGUMENT))
+}
+
+/// An optional out-parameter (NULL: the caller does not want the value).
+///
+/// # Safety
+///
+/// As for [`out`].
+pub(crate) unsafe fn opt_out<'a, T>(ptr: *mut T) -> Option<Out<'a, T>> {
+    // SAFETY: NULL or valid for writes and aligned (this function's
+    // contract); `MaybeUninit<T>` has `T`'s layout and any content is valid.
+    unsafe { ptr.cast::<MaybeUninit<T>>().as_mut() }.map(Out)
 }
 
 /// `guard` for calls without a handle: errors become their code.

@@ -190,6 +190,30 @@ async fn c_threads_share_one_client() {
     server.stop().await;
 }
 
+/// A server that rate-limits logins (three attempts, then one every
+/// ~17 minutes): the C API reports `CLOISTER_RESULT_LIMIT_EXCEEDED` and
+/// the server's retry delay, which is longer than the SDK waits out itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c_rate_limited_login_gives_limit_exceeded_and_the_delay() {
+    let work = tempfile::tempdir().unwrap();
+    let exe = compile("rate_limit", Link::Dynamic, work.path());
+    let server = TestServer::start_with(Backend::Sqlite, |config| {
+        config.rate_limit.enabled = true;
+        config.rate_limit.login_per_second = 0.001;
+        config.rate_limit.login_burst = 3.0;
+    })
+    .await;
+    let user = register(&server, "erin").await;
+    let args = [
+        server.url(),
+        user,
+        PASSWORD.to_owned(),
+        work.path().display().to_string(),
+    ];
+    run(&exe, &args, None).await;
+    server.stop().await;
+}
+
 fn have_valgrind() -> bool {
     std::process::Command::new("valgrind")
         .arg("--version")

@@ -16,10 +16,16 @@
 //!
 //! The app developer's guide is `docs/sdk.md`.
 
+#![warn(missing_docs)]
+
 #[cfg(feature = "client")]
 pub mod client;
 pub mod crypto;
 pub mod store;
 
+/// The protocol types this crate speaks: identifiers, canonical JSON,
+/// [`ErrCode`](cloister_proto::ErrCode) (see
+/// [`ClientError::code`](client::ClientError::code)).
+pub use cloister_proto;
 /// The vodozemac version this crate is built on, for matching key types.
 pub use vodozemac;

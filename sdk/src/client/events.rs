@@ -22,27 +22,40 @@ pub enum Encryption {
         verified: bool,
         /// Why not, when not.
         unverified_reason: Option<String>,
+        /// The Megolm session (room key) that decrypted it.
         session_id: String,
     },
     /// Could not be decrypted (yet): `reason` says why. A missing room key
     /// may still arrive; the client retries such events after each sync.
-    Undecryptable { reason: String, missing_key: bool },
+    Undecryptable {
+        /// Why it could not be decrypted (safe to show or log).
+        reason: String,
+        /// True when only the room key is missing: it may still arrive.
+        missing_key: bool,
+    },
 }
 
 /// One room event, decrypted when possible.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TimelineEvent {
+    /// The room it was sent in.
     pub room_id: String,
+    /// The event's id (`$…`).
     pub event_id: String,
+    /// The sending user's id.
     pub sender: String,
+    /// When the sender's server received it, in milliseconds since the
+    /// Unix epoch.
     pub origin_server_ts: u64,
     /// The (decrypted) event type, e.g. `m.room.message`.
     #[serde(rename = "type")]
     pub event_type: String,
     /// The (decrypted) content.
     pub content: Value,
+    /// The state key of a state event (for membership: the user concerned).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_key: Option<String>,
+    /// How it travelled: decrypted, undecryptable or in the clear.
     pub encryption: Encryption,
 }
 
@@ -71,6 +84,7 @@ impl TimelineEvent {
         }
     }
 
+    /// Whether it was decrypted with Megolm.
     pub fn is_decrypted(&self) -> bool {
         matches!(self.encryption, Encryption::Decrypted { .. })
     }

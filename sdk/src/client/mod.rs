@@ -61,8 +61,12 @@ pub(crate) fn now_ms() -> u64 {
 /// One of this user's devices as the server lists it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DeviceInfo {
+    /// The device id.
     pub device_id: String,
+    /// The name the user gave the device, if any.
     pub display_name: Option<String>,
+    /// When the server last saw the device, in milliseconds since the Unix
+    /// epoch, if it says.
     pub last_seen_ts: Option<u64>,
     /// Whether this is the client's own device.
     pub is_current: bool,
@@ -204,24 +208,38 @@ impl Client {
     }
 
     /// Log out: the server deletes the device and its keys, and the store
-    /// is wiped.
+    /// is wiped. When the server answers `M_UNKNOWN_TOKEN` (the session was
+    /// revoked or expired already) the store is wiped too and this succeeds:
+    /// that is how an app recovers from a revoked session before
+    /// [`Client::login`] again.
     pub async fn logout(self) -> Result<()> {
-        self.inner
+        match self
+            .inner
             .http
             .post("/_matrix/client/v3/logout", &json!({}))
-            .await?;
+            .await
+        {
+            Ok(_) => {}
+            // The server ended the session already (revoked from another
+            // device, expired): what is left to do is forgetting it here.
+            Err(error) if error.code() == Some(cloister_proto::ErrCode::UnknownToken) => {}
+            Err(error) => return Err(error),
+        }
         self.inner.store.clear().await?;
         Ok(())
     }
 
+    /// The session: homeserver, user id, device id and access token.
     pub fn session(&self) -> &Session {
         &self.inner.session
     }
 
+    /// This client's user id (`@alice:example.org`).
     pub fn user_id(&self) -> &str {
         &self.inner.session.user_id
     }
 
+    /// This client's device id.
     pub fn device_id(&self) -> &str {
         &self.inner.session.device_id
     }

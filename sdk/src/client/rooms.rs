@@ -11,7 +11,9 @@ use crate::crypto::{EncryptionSettings, MEGOLM_V1};
 /// encrypted with Megolm.
 #[derive(Debug, Clone, Default)]
 pub struct CreateRoom {
+    /// The room's name (`m.room.name`), if any.
     pub name: Option<String>,
+    /// The room's topic (`m.room.topic`), if any.
     pub topic: Option<String>,
     /// User ids to invite.
     pub invite: Vec<String>,
@@ -119,6 +121,7 @@ impl Client {
             .collect()
     }
 
+    /// The room with this id as the client knows it from sync, if any.
     pub async fn room(&self, room_id: &str) -> Option<Room> {
         self.inner.state.lock().await.rooms.get(room_id).cloned()
     }

@@ -19,9 +19,13 @@ pub(crate) const RECORD_APP: &str = "client.app";
 /// and wiped from memory on drop.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Session {
+    /// The homeserver's base URL.
     pub homeserver: String,
+    /// The logged-in user's id.
     pub user_id: String,
+    /// This device's id.
     pub device_id: String,
+    /// The access token (secret: never log it).
     pub access_token: String,
 }
 
@@ -45,16 +49,22 @@ impl std::fmt::Debug for Session {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Membership {
+    /// Joined: a member.
     Join,
+    /// Invited, not joined yet.
     Invite,
+    /// Left, kicked or banned.
     Leave,
 }
 
 /// A room as the client knows it from sync.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Room {
+    /// The room's id.
     pub room_id: String,
+    /// This user's membership.
     pub membership: Membership,
+    /// The room's name (`m.room.name`), if it has one.
     pub name: Option<String>,
     /// The content of `m.room.encryption`, if the room has it.
     pub encryption: Option<Value>,
@@ -80,6 +90,7 @@ impl Room {
         }
     }
 
+    /// Whether the room has `m.room.encryption` (end-to-end encrypted).
     pub fn is_encrypted(&self) -> bool {
         self.encryption.is_some()
     }

@@ -24,6 +24,7 @@ const MAX_RETRY_QUEUE: usize = 1000;
 /// What one sync brought.
 #[derive(Debug, Default, Clone)]
 pub struct SyncSummary {
+    /// The sync token to continue from (kept in the store; opaque).
     pub next_batch: String,
     /// Room events, decrypted where possible, in order (also sent to
     /// subscribers). Includes earlier events whose key arrived now.

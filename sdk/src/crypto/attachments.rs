@@ -31,11 +31,15 @@ const URL_SAFE_B64: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, B6
 /// The attachment key as a JSON Web Key. `k` is secret and wiped on drop.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JsonWebKey {
+    /// Key type: always `oct`.
     pub kty: String,
+    /// Permitted operations: `encrypt` and `decrypt`.
     pub key_ops: Vec<String>,
+    /// Algorithm: always `A256CTR`.
     pub alg: String,
     /// The key, unpadded URL-safe base64.
     pub k: String,
+    /// Extractable: always true.
     pub ext: bool,
 }
 
@@ -62,6 +66,7 @@ impl Drop for JsonWebKey {
 pub struct EncryptedFile {
     /// The `mxc://` URI of the uploaded ciphertext.
     pub url: String,
+    /// The AES-256 key (secret).
     pub key: JsonWebKey,
     /// The AES-CTR IV, unpadded base64.
     pub iv: String,
@@ -76,6 +81,7 @@ pub struct EncryptedFile {
 /// [`file`](Self::file) with the returned `mxc://` URI in the event.
 #[derive(Debug)]
 pub struct EncryptedAttachment {
+    /// The bytes to upload.
     pub ciphertext: Vec<u8>,
     key: JsonWebKey,
     iv: String,
@@ -83,6 +89,8 @@ pub struct EncryptedAttachment {
 }
 
 impl EncryptedAttachment {
+    /// The `file` object for the event, once the ciphertext was uploaded
+    /// to `url` (`mxc://…`).
     pub fn file(&self, url: &str) -> EncryptedFile {
         EncryptedFile {
             url: url.to_owned(),

@@ -1,78 +1,36 @@
-//! Matrix canonical JSON and the signing rules built on it.
+//! Matrix canonical JSON and the signing rules built on it, as thin
+//! adapters over [`cloister_proto::canonical`]: the one implementation the
+//! server, the SDK and the C library share. What is here only converts
+//! between vodozemac's Ed25519 types and proto's, and proto's errors into
+//! [`CryptoError`].
 //!
 //! Signatures cover the canonical form of an object without its `signatures`
-//! and `unsigned` members. The canonical form is written here rather than
-//! relying on `serde_json`'s map ordering, because any crate in the build
-//! could turn on `preserve_order` and silently change what gets signed.
+//! and `unsigned` members.
 
+use cloister_proto::canonical::{self, CanonicalError, SignatureError};
 use serde_json::{Map, Value};
 use vodozemac::{Ed25519PublicKey, Ed25519Signature};
 
 use super::error::CryptoError;
 
 /// Largest magnitude an integer may have in canonical JSON (2^53 − 1).
-pub const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+#[cfg(test)]
+pub const MAX_SAFE_INTEGER: i64 = canonical::MAX_SAFE_INT;
+
+fn canonical_error(error: CanonicalError) -> CryptoError {
+    CryptoError::CanonicalJson(error.to_string())
+}
 
 /// Serialize `value` as Matrix canonical JSON: compact, object keys sorted
 /// by code point, integers only and within ±(2^53 − 1).
 pub fn canonical_json(value: &Value) -> Result<String, CryptoError> {
-    let mut out = String::new();
-    write_canonical(value, &mut out)?;
-    Ok(out)
-}
-
-fn write_canonical(value: &Value, out: &mut String) -> Result<(), CryptoError> {
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => {
-            let int = n
-                .as_i64()
-                .or_else(|| n.as_u64().and_then(|u| i64::try_from(u).ok()))
-                .ok_or_else(|| CryptoError::CanonicalJson(format!("{n} is not an integer")))?;
-            if !(-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&int) {
-                return Err(CryptoError::CanonicalJson(format!("{int} is out of range")));
-            }
-            out.push_str(&int.to_string());
-        }
-        // serde_json escapes exactly what canonical JSON requires: `"`, `\`
-        // and control characters, leaving all other code points as UTF-8.
-        Value::String(s) => out.push_str(&serde_json::to_string(s)?),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out)?;
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&serde_json::to_string(key)?);
-                out.push(':');
-                write_canonical(&map[key], out)?;
-            }
-            out.push('}');
-        }
-    }
-    Ok(())
+    canonical::to_canonical(value).map_err(canonical_error)
 }
 
 /// The bytes a Matrix signature covers: the canonical form of the object
 /// without `signatures` and `unsigned`.
 pub fn signable_bytes(object: &Map<String, Value>) -> Result<String, CryptoError> {
-    let mut copy = object.clone();
-    copy.remove("signatures");
-    copy.remove("unsigned");
-    canonical_json(&Value::Object(copy))
+    canonical::signable_bytes(object).map_err(canonical_error)
 }
 
 /// Add `signature` under `signatures.{user_id}.{key_id}`, keeping any
@@ -83,23 +41,7 @@ pub fn add_signature(
     key_id: &str,
     signature: &Ed25519Signature,
 ) {
-    let signatures = object
-        .entry("signatures")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !signatures.is_object() {
-        *signatures = Value::Object(Map::new());
-    }
-    if let Value::Object(by_user) = signatures {
-        let entry = by_user
-            .entry(user_id.to_owned())
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !entry.is_object() {
-            *entry = Value::Object(Map::new());
-        }
-        if let Value::Object(by_key) = entry {
-            by_key.insert(key_id.to_owned(), Value::String(signature.to_base64()));
-        }
-    }
+    canonical::add_signature(object, user_id, key_id, signature.to_base64());
 }
 
 /// Check the signature `signatures.{user_id}.{key_id}` on `object` with
@@ -115,16 +57,16 @@ pub fn verify_signature(
         what,
         signer: format!("{user_id} {key_id}"),
     };
-    let signature = object
-        .get("signatures")
-        .and_then(|s| s.get(user_id))
-        .and_then(|s| s.get(key_id))
-        .and_then(Value::as_str)
-        .ok_or_else(bad)?;
-    let signature = Ed25519Signature::from_base64(signature).map_err(|_| bad())?;
-    let message = signable_bytes(object)?;
-    key.verify(message.as_bytes(), &signature)
-        .map_err(|_| bad())
+    // vodozemac's key wraps the same ed25519-dalek key type; both verify
+    // with `verify_strict`.
+    let key = ed25519_dalek::VerifyingKey::from_bytes(key.as_bytes()).map_err(|_| bad())?;
+    match canonical::verify_signature(object, user_id, key_id, &key) {
+        Ok(()) => Ok(()),
+        Err(SignatureError::Canonical(error)) => Err(canonical_error(error)),
+        Err(SignatureError::Missing | SignatureError::Malformed | SignatureError::Invalid) => {
+            Err(bad())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -181,5 +123,37 @@ mod tests {
 
         object.insert("key".into(), json!("abd"));
         assert!(verify_signature(&object, "@a:x", "ed25519:D", &key, "test object").is_err());
+    }
+
+    /// The spec's signing example (appendix "Signing JSON"), checked with a
+    /// vodozemac key: the adapters and cloister-proto agree.
+    #[test]
+    fn vodozemac_keys_verify_through_proto() {
+        let seed =
+            cloister_proto::canonical::decode_b64("YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1")
+                .unwrap();
+        let dalek = ed25519_dalek::SigningKey::from_bytes(&seed.try_into().unwrap());
+        let key = Ed25519PublicKey::from_slice(dalek.verifying_key().as_bytes()).unwrap();
+        let object = json!({"signatures": {"domain": {"ed25519:1":
+            "K8280/U9SSy9IVtjBuVeLr+HpOB4BQFWbg+UZaADMtTdGYI7Geitb76LTrr5QV/7Xg4ahLwYGYZzuHGZKM5ZAQ"}}});
+        let object = object.as_object().unwrap();
+        verify_signature(object, "domain", "ed25519:1", &key, "spec example").unwrap();
+        let err =
+            verify_signature(object, "domain", "ed25519:2", &key, "spec example").unwrap_err();
+        assert!(matches!(err, CryptoError::BadSignature { .. }), "{err}");
+
+        // A float makes the object unsignable: reported as such, not as a
+        // bad signature.
+        let mut with_float = object.clone();
+        with_float.insert("n".into(), json!(1.5));
+        let err = verify_signature(&with_float, "domain", "ed25519:1", &key, "x").unwrap_err();
+        assert!(matches!(err, CryptoError::CanonicalJson(_)), "{err}");
+
+        // The same bytes as proto, by construction.
+        let value = json!({"b": [1, {"z": null, "a": "\u{1F600}"}], "a": -9007199254740991i64});
+        assert_eq!(
+            canonical_json(&value).unwrap(),
+            cloister_proto::canonical::to_canonical(&value).unwrap()
+        );
     }
 }

@@ -21,6 +21,8 @@ use super::requests::{DeviceRef, KeysQueryResponse};
 /// What the local user decided about a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum LocalTrust {
+    /// No decision yet (the default): keys are shared, the device is shown
+    /// as unverified.
     #[default]
     Unset,
     /// Checked out of band (for example by comparing Ed25519 fingerprints).
@@ -32,20 +34,29 @@ pub enum LocalTrust {
 /// Another device's verified public keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
+    /// The owner's user id.
     pub user_id: String,
+    /// The device id.
     pub device_id: String,
+    /// The device's Ed25519 signing key: its fingerprint.
     pub ed25519: Ed25519PublicKey,
+    /// The device's Curve25519 identity key (Olm).
     pub curve25519: Curve25519PublicKey,
+    /// The encryption algorithms the device supports.
     pub algorithms: Vec<String>,
+    /// The name the owner gave the device, if any (unsigned: do not trust).
     pub display_name: Option<String>,
+    /// What the local user decided about the device.
     pub local_trust: LocalTrust,
 }
 
 impl Device {
+    /// Whether the local user marked the device verified.
     pub fn is_verified(&self) -> bool {
         self.local_trust == LocalTrust::Verified
     }
 
+    /// Whether the local user blocked the device (no room keys go to it).
     pub fn is_blocked(&self) -> bool {
         self.local_trust == LocalTrust::Blocked
     }

@@ -136,22 +136,19 @@ impl std::fmt::Debug for OlmMachine {
     }
 }
 
+/// `@localpart:server`, as [`cloister_proto::ids::parse_user_id`] reads it.
 pub(crate) fn check_user_id(user_id: &str) -> Result<(), CryptoError> {
-    let valid = user_id.len() <= 255
-        && user_id
-            .strip_prefix('@')
-            .and_then(|rest| rest.split_once(':'))
-            .is_some_and(|(local, server)| !local.is_empty() && !server.is_empty());
-    if valid {
+    if cloister_proto::ids::parse_user_id(user_id).is_some() {
         Ok(())
     } else {
         Err(CryptoError::InvalidUserId(user_id.to_owned()))
     }
 }
 
+/// `!opaque:server`, or `!opaque` (room version 12 ids have no server
+/// part), as [`cloister_proto::ids::is_valid_room_id`] reads it.
 pub(crate) fn check_room_id(room_id: &str) -> Result<(), CryptoError> {
-    // Room version 12 ids have no server part, so only the sigil is fixed.
-    if room_id.len() > 1 && room_id.len() <= 255 && room_id.starts_with('!') {
+    if cloister_proto::ids::is_valid_room_id(room_id) {
         Ok(())
     } else {
         Err(CryptoError::InvalidRoomId(room_id.to_owned()))
@@ -191,10 +188,12 @@ impl OlmMachine {
         })
     }
 
+    /// The user this device belongs to.
     pub fn user_id(&self) -> &str {
         &self.user_id
     }
 
+    /// This device's id.
     pub fn device_id(&self) -> &str {
         &self.device_id
     }
@@ -232,10 +231,12 @@ impl OlmMachine {
         users
     }
 
+    /// Another (or our own) device's verified keys, if known.
     pub fn get_device(&self, user_id: &str, device_id: &str) -> Option<Device> {
         self.devices.get(user_id, device_id).cloned()
     }
 
+    /// Every known device of `user_id` with verified keys.
     pub fn user_devices(&self, user_id: &str) -> Vec<Device> {
         self.devices.user_devices(user_id).cloned().collect()
     }

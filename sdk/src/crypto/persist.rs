@@ -53,8 +53,12 @@ pub const RECORD_KINDS: [&str; 5] = [
 /// One piece of persisted state. `data` holds secrets in the clear and is
 /// wiped on drop; `Debug` shows only the key.
 pub struct CryptoRecord {
+    /// What the record holds: one of [`RECORD_KINDS`].
     pub kind: String,
+    /// Which one of its kind (a session id, a peer key…; empty for
+    /// singletons).
     pub id: String,
+    /// The serialized state, secrets in the clear: a store must encrypt it.
     pub data: Zeroizing<Vec<u8>>,
 }
 
@@ -72,11 +76,14 @@ impl fmt::Debug for CryptoRecord {
 /// delete (by kind and id).
 #[derive(Debug, Default)]
 pub struct CryptoChanges {
+    /// Records to insert or replace.
     pub upserts: Vec<CryptoRecord>,
+    /// Records to delete, as `(kind, id)`.
     pub deletes: Vec<(String, String)>,
 }
 
 impl CryptoChanges {
+    /// Whether there is nothing to save.
     pub fn is_empty(&self) -> bool {
         self.upserts.is_empty() && self.deletes.is_empty()
     }

@@ -25,25 +25,33 @@ pub const KEYS_TIMEOUT_MS: u64 = 10_000;
 pub struct OutgoingRequest {
     /// Pass this back to `mark_request_as_sent` with the response body.
     pub request_id: String,
+    /// What to send.
     pub body: RequestBody,
 }
 
 /// The typed body of an [`OutgoingRequest`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum RequestBody {
+    /// Upload this device's keys, one-time keys or fallback key.
     KeysUpload(KeysUploadRequest),
+    /// Fetch other devices' keys.
     KeysQuery(KeysQueryRequest),
+    /// Claim one-time keys to start Olm sessions.
     KeysClaim(KeysClaimRequest),
+    /// Send to-device messages (room keys, key requests).
     ToDevice(ToDeviceRequest),
 }
 
 /// `POST /_matrix/client/v3/keys/upload`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeysUploadRequest {
+    /// This device's signed device keys (first upload only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_keys: Option<Value>,
+    /// Key id (`signed_curve25519:…`) → signed one-time key.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub one_time_keys: BTreeMap<String, Value>,
+    /// Key id → signed fallback key.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub fallback_keys: BTreeMap<String, Value>,
 }
@@ -53,6 +61,7 @@ pub struct KeysUploadRequest {
 pub struct KeysQueryRequest {
     /// User id → device ids; an empty list asks for every device.
     pub device_keys: BTreeMap<String, Vec<String>>,
+    /// How long the server may wait for remote servers, in milliseconds.
     pub timeout: u64,
 }
 
@@ -61,14 +70,18 @@ pub struct KeysQueryRequest {
 pub struct KeysClaimRequest {
     /// User id → device id → key algorithm (`signed_curve25519`).
     pub one_time_keys: BTreeMap<String, BTreeMap<String, String>>,
+    /// How long the server may wait for remote servers, in milliseconds.
     pub timeout: u64,
 }
 
 /// `PUT /_matrix/client/v3/sendToDevice/{event_type}/{txn_id}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ToDeviceRequest {
+    /// The event type (path parameter), e.g. `m.room.encrypted`.
     #[serde(skip)]
     pub event_type: String,
+    /// The transaction id (path parameter): the same on a retry, so the
+    /// server drops duplicates.
     #[serde(skip)]
     pub txn_id: String,
     /// User id → device id (or `*`) → event content.

@@ -59,6 +59,7 @@ impl RetentionPolicy {
 /// What [`OlmMachine::apply_retention`] destroyed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShredReport {
+    /// The room whose policy was applied.
     pub room_id: String,
     /// Messages with an `origin_server_ts` below this have expired.
     pub cutoff_ms: u64,

@@ -19,6 +19,7 @@ pub enum VerificationState {
     Unverified(UnverifiedReason),
 }
 
+/// Why a decrypted event's sender is not verified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnverifiedReason {
     /// The sending device is known and its keys match, but the user has not
@@ -40,11 +41,15 @@ pub struct Decrypted {
     /// The plaintext event: the encrypted event's fields with `type` and
     /// `content` replaced by the decrypted ones.
     pub event: Value,
+    /// The sender's user id (the owner of the room key).
     pub sender: String,
     /// The device that sent it, if its keys are known.
     pub sender_device: Option<Device>,
+    /// Whether the sending device is verified, and why not.
     pub verification: VerificationState,
+    /// The Megolm session (room key) that decrypted it.
     pub session_id: String,
+    /// The Megolm message index (each is used once; reuse is a replay).
     pub message_index: u32,
 }
 

@@ -41,10 +41,14 @@ pub enum StoreError {
     /// Another process (or another handle) has the store open.
     #[error("the store at {0} is in use by another process")]
     InUse(String),
+    /// A value failed its authentication or could not be decoded: the
+    /// file was damaged or tampered with.
     #[error("the store is corrupted: {0}")]
     Corrupted(String),
+    /// The database failed (SQLite error).
     #[error("database error: {0}")]
     Database(String),
+    /// The file system failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -60,13 +64,16 @@ impl From<sqlx::Error> for StoreError {
 /// delete, and (optionally) the new sync token — all or nothing.
 #[derive(Debug, Default)]
 pub struct StoreChanges {
+    /// Records to insert or replace.
     pub upserts: Vec<Record>,
+    /// Records to delete, as `(kind, id)`.
     pub deletes: Vec<(String, String)>,
     /// The `next_batch` the changes came from; `None` keeps the stored one.
     pub sync_token: Option<String>,
 }
 
 impl StoreChanges {
+    /// Whether the commit would change nothing.
     pub fn is_empty(&self) -> bool {
         self.upserts.is_empty() && self.deletes.is_empty() && self.sync_token.is_none()
     }
@@ -75,7 +82,9 @@ impl StoreChanges {
 /// Everything a store holds.
 #[derive(Debug, Default)]
 pub struct StoredState {
+    /// Every record.
     pub records: Vec<Record>,
+    /// The last committed sync token, if any.
     pub sync_token: Option<String>,
 }
 
@@ -117,6 +126,7 @@ impl fmt::Debug for MemoryStore {
 }
 
 impl MemoryStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
