@@ -2,21 +2,30 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use zeroize::Zeroizing;
 
+use super::EmptyResponse;
 use crate::error::ApiResult;
 use crate::extract::{Auth, Body};
-use cloister_audit::Action;
-
+use crate::service::accounts;
 use crate::service::Context;
-use crate::service::{audit, devices, uia};
-use crate::store::{self, users};
+
+#[derive(Serialize)]
+pub(super) struct WhoamiResponse {
+    user_id: String,
+    device_id: String,
+    is_guest: bool,
+}
 
 /// `GET /_matrix/client/v3/account/whoami`
-pub(super) async fn whoami(auth: Auth) -> Json<Value> {
-    Json(json!({ "user_id": auth.user_id, "device_id": auth.device_id, "is_guest": false }))
+pub(super) async fn whoami(auth: Auth) -> Json<WhoamiResponse> {
+    Json(WhoamiResponse {
+        user_id: auth.user_id,
+        device_id: auth.device_id,
+        is_guest: false,
+    })
 }
 
 #[derive(Deserialize)]
@@ -31,34 +40,17 @@ pub(super) async fn change_password(
     State(state): State<Context>,
     auth: Auth,
     Body(body): Body<PasswordBody>,
-) -> ApiResult<Json<Value>> {
-    uia::check(
+) -> ApiResult<Json<EmptyResponse>> {
+    accounts::change_password(
         &state,
-        &[&[uia::PASSWORD]],
+        &auth.user_id,
+        &auth.device_id,
         body.auth.as_ref(),
-        Some(&auth.user_id),
+        Zeroizing::new(body.new_password),
+        !body.logout_devices.unwrap_or(true),
     )
     .await?;
-    let password = Zeroizing::new(body.new_password);
-    super::auth::validate_password(&password)?;
-    let hash = state.passwords.hash(password).await?;
-    let mut tx = state.store.write().await?;
-    users::set_password_hash(tx.conn(), &auth.user_id, &hash).await?;
-    let entry = audit::by_user(&state, &auth.user_id, Action::PasswordChanged);
-    audit::record(&mut tx, entry).await?;
-    tx.commit().await?;
-    if body.logout_devices.unwrap_or(true) {
-        let others: Vec<String> =
-            store::devices::list(&mut *state.store.read().await?, &auth.user_id)
-                .await?
-                .into_iter()
-                .map(|d| d.device_id)
-                .filter(|d| *d != auth.device_id)
-                .collect();
-        devices::delete_devices(&state, &auth.user_id, &others).await?;
-    }
-    tracing::info!("password changed");
-    Ok(Json(json!({})))
+    Ok(Json(EmptyResponse {}))
 }
 
 #[derive(Deserialize)]
@@ -66,23 +58,23 @@ pub(super) struct DeactivateBody {
     auth: Option<Value>,
 }
 
+#[derive(Serialize)]
+pub(super) struct DeactivateResponse {
+    /// No identity server is ever bound, so there is nothing to unbind.
+    id_server_unbind_result: &'static str,
+}
+
 /// `POST /_matrix/client/v3/account/deactivate`
 ///
 /// Leaves every room, deletes every device with its keys, and locks the
-/// account. Erasing what the user sent is the compliance layer's job.
+/// account.
 pub(super) async fn deactivate(
     State(state): State<Context>,
     auth: Auth,
     Body(body): Body<DeactivateBody>,
-) -> ApiResult<Json<Value>> {
-    uia::check(
-        &state,
-        &[&[uia::PASSWORD]],
-        body.auth.as_ref(),
-        Some(&auth.user_id),
-    )
-    .await?;
-    let entry = audit::by_user(&state, &auth.user_id, Action::AccountDeactivated);
-    crate::service::devices::deactivate_user(&state, &auth.user_id, entry).await?;
-    Ok(Json(json!({ "id_server_unbind_result": "no-support" })))
+) -> ApiResult<Json<DeactivateResponse>> {
+    accounts::deactivate(&state, &auth.user_id, body.auth.as_ref()).await?;
+    Ok(Json(DeactivateResponse {
+        id_server_unbind_result: "no-support",
+    }))
 }

@@ -5,13 +5,13 @@
 use axum::extract::{MatchedPath, Path, State};
 use axum::Json;
 use cloister_audit::{Action, Details, Target};
-use serde_json::{json, Value};
+use serde::Serialize;
 
+use super::EmptyResponse;
 use crate::error::{ApiError, ApiResult};
-use crate::service::audit;
 use crate::service::session::Auth;
 use crate::service::Context;
-use crate::store::users;
+use crate::service::{accounts, audit};
 
 /// Records the call (its route, never its parameters) and refuses
 /// non-admins. Runs before the call does anything.
@@ -38,16 +38,29 @@ pub(crate) fn internal(err: anyhow::Error) -> ApiError {
     ApiError::internal()
 }
 
+#[derive(Serialize)]
+pub(super) struct AuditKeyResponse {
+    origin: String,
+    verifier_key: String,
+}
+
 /// `GET /_cloister/admin/v1/audit/key`: the key a DPO verifies exports with.
 pub(super) async fn audit_key(
     State(state): State<Context>,
     auth: Auth,
     route: MatchedPath,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AuditKeyResponse>> {
     admit(&state, &auth, &route).await?;
-    Ok(Json(
-        json!({ "origin": state.audit.origin(), "verifier_key": state.audit.verifier_key() }),
-    ))
+    Ok(Json(AuditKeyResponse {
+        origin: state.audit.origin().to_owned(),
+        verifier_key: state.audit.verifier_key(),
+    }))
+}
+
+#[derive(Serialize)]
+pub(super) struct CheckpointResponse {
+    /// The signed note (audit/FORMAT.md).
+    checkpoint: String,
 }
 
 /// `POST /_cloister/admin/v1/audit/checkpoint`: signs a checkpoint now.
@@ -55,10 +68,10 @@ pub(super) async fn audit_checkpoint(
     State(state): State<Context>,
     auth: Auth,
     route: MatchedPath,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CheckpointResponse>> {
     admit(&state, &auth, &route).await?;
-    let note = audit::checkpoint(&state).await.map_err(internal)?;
-    Ok(Json(json!({ "checkpoint": note })))
+    let checkpoint = audit::checkpoint(&state).await.map_err(internal)?;
+    Ok(Json(CheckpointResponse { checkpoint }))
 }
 
 /// `GET /_cloister/admin/v1/audit/export`: the whole log and its checkpoints,
@@ -80,19 +93,8 @@ pub(super) async fn deactivate_user(
     auth: Auth,
     route: MatchedPath,
     Path(user_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EmptyResponse>> {
     admit(&state, &auth, &route).await?;
-    match users::get(&mut *state.store.read().await?, &user_id).await? {
-        Some(user) if !user.deactivated => {}
-        Some(_) => {
-            return Err(ApiError::invalid_param(
-                "That account is already deactivated",
-            ))
-        }
-        None => return Err(ApiError::not_found("Unknown user")),
-    }
-    let entry = audit::by_user(&state, &auth.user_id, Action::AccountDeactivated)
-        .target(state.audit.target(&user_id));
-    crate::service::devices::deactivate_user(&state, &user_id, entry).await?;
-    Ok(Json(json!({})))
+    accounts::deactivate_by_admin(&state, &auth.user_id, &user_id).await?;
+    Ok(Json(EmptyResponse {}))
 }

@@ -5,17 +5,16 @@
 
 use axum::extract::{MatchedPath, Path, Query, State};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::admin::{admit, internal};
 use crate::config::Retention;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, Body};
-use crate::service::holds::{self as hold_service, By, NewHold};
-use crate::service::Context;
-use crate::service::{purge, retention};
-use crate::store::holds::{self, Hold, Scope};
+use crate::service::holds::{self, By, Hold, NewHold, Scope};
+use crate::service::retention::{self, PolicyView};
+use crate::service::{purge, Context};
 
 fn by(state: &Context, auth: &Auth) -> By {
     By {
@@ -41,14 +40,17 @@ pub(super) async fn room_retention(
     auth: Auth,
     route: MatchedPath,
     Path(room_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<PolicyView>> {
     admit(&state, &auth, &route).await?;
-    let mut conn = state.store.read().await?;
-    if !crate::store::rooms::exists(&mut conn, &room_id).await? {
-        return Err(ApiError::not_found("Unknown room"));
-    }
-    let policy = retention::room_policy(&state, &mut conn, &room_id).await?;
-    Ok(Json(policy.to_json()))
+    let policy = retention::policy_of_room(&state, &room_id).await?;
+    Ok(Json(policy.view()))
+}
+
+#[derive(Serialize)]
+pub(super) struct SetRetentionResponse {
+    /// The `m.room.retention` event the server sent.
+    event_id: String,
+    policy: PolicyView,
 }
 
 /// `PUT /_cloister/admin/v1/rooms/{roomId}/retention`: sets the room's
@@ -60,14 +62,15 @@ pub(super) async fn set_room_retention(
     route: MatchedPath,
     Path(room_id): Path<String>,
     Body(content): Body<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SetRetentionResponse>> {
     admit(&state, &auth, &route).await?;
     let actor = state.audit.actor(&auth.user_id);
     let event = retention::set_room_policy(&state, actor, &room_id, &content).await?;
     let policy = retention::policy_from_content(&state, Some(&event.content));
-    Ok(Json(
-        json!({ "event_id": event.event_id, "policy": policy.to_json() }),
-    ))
+    Ok(Json(SetRetentionResponse {
+        event_id: event.event_id,
+        policy: policy.view(),
+    }))
 }
 
 /// `POST /_cloister/admin/v1/purge`: runs the retention purge now and
@@ -88,16 +91,21 @@ pub(super) struct ListQuery {
     include_released: bool,
 }
 
+#[derive(Serialize)]
+pub(super) struct HoldsResponse {
+    holds: Vec<Hold>,
+}
+
 /// `GET /_cloister/admin/v1/holds[?include_released=true]`
 pub(super) async fn list_holds(
     State(state): State<Context>,
     auth: Auth,
     route: MatchedPath,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<HoldsResponse>> {
     admit(&state, &auth, &route).await?;
-    let list = holds::list(&mut *state.store.read().await?, !q.include_released).await?;
-    Ok(Json(json!({ "holds": list })))
+    let holds = holds::list(&state, q.include_released).await?;
+    Ok(Json(HoldsResponse { holds }))
 }
 
 #[derive(Deserialize)]
@@ -125,7 +133,7 @@ pub(super) async fn set_hold(
         case_id: &body.case_id,
         reason: &body.reason,
     };
-    let hold = hold_service::set(&state, by(&state, &auth), new).await?;
+    let hold = holds::set(&state, by(&state, &auth), new).await?;
     Ok(Json(hold))
 }
 
@@ -137,6 +145,6 @@ pub(super) async fn release_hold(
     Path(hold_id): Path<String>,
 ) -> ApiResult<Json<Hold>> {
     admit(&state, &auth, &route).await?;
-    let hold = hold_service::release(&state, by(&state, &auth), &hold_id).await?;
+    let hold = holds::release(&state, by(&state, &auth), &hold_id).await?;
     Ok(Json(hold))
 }

@@ -2,25 +2,47 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use crate::error::{ApiError, ApiResult};
+use super::EmptyResponse;
+use crate::error::ApiResult;
 use crate::extract::{Auth, Body};
+use crate::service::devices;
 use crate::service::Context;
-use crate::service::{devices as device_service, uia};
-use crate::store::devices;
 
-fn render(d: &devices::Device) -> Value {
-    json!({ "device_id": d.device_id, "display_name": d.display_name, "last_seen_ts": d.last_seen_ts })
+/// The spec's `Device`. Absent values are sent as `null`, as before.
+#[derive(Serialize)]
+pub(super) struct DeviceResponse {
+    device_id: String,
+    display_name: Option<String>,
+    last_seen_ts: Option<i64>,
+}
+
+impl From<devices::Device> for DeviceResponse {
+    fn from(d: devices::Device) -> Self {
+        DeviceResponse {
+            device_id: d.device_id,
+            display_name: d.display_name,
+            last_seen_ts: d.last_seen_ts,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(super) struct DevicesResponse {
+    devices: Vec<DeviceResponse>,
 }
 
 /// `GET /_matrix/client/v3/devices`
-pub(super) async fn list(State(state): State<Context>, auth: Auth) -> ApiResult<Json<Value>> {
-    let all = devices::list(&mut *state.store.read().await?, &auth.user_id).await?;
-    Ok(Json(
-        json!({ "devices": all.iter().map(render).collect::<Vec<_>>() }),
-    ))
+pub(super) async fn list(
+    State(state): State<Context>,
+    auth: Auth,
+) -> ApiResult<Json<DevicesResponse>> {
+    let all = devices::list(&state, &auth.user_id).await?;
+    Ok(Json(DevicesResponse {
+        devices: all.into_iter().map(DeviceResponse::from).collect(),
+    }))
 }
 
 /// `GET /_matrix/client/v3/devices/{deviceId}`
@@ -28,11 +50,9 @@ pub(super) async fn get_one(
     State(state): State<Context>,
     auth: Auth,
     Path(device_id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let device = devices::get(&mut *state.store.read().await?, &auth.user_id, &device_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("No such device"))?;
-    Ok(Json(render(&device)))
+) -> ApiResult<Json<DeviceResponse>> {
+    let device = devices::get(&state, &auth.user_id, &device_id).await?;
+    Ok(Json(device.into()))
 }
 
 #[derive(Deserialize)]
@@ -46,21 +66,15 @@ pub(super) async fn update(
     auth: Auth,
     Path(device_id): Path<String>,
     Body(body): Body<UpdateBody>,
-) -> ApiResult<Json<Value>> {
-    if body.display_name.as_ref().is_some_and(|n| n.len() > 1024) {
-        return Err(ApiError::invalid_param("display_name is too long"));
-    }
-    if !devices::set_display_name(
-        &mut *state.store.read().await?,
+) -> ApiResult<Json<EmptyResponse>> {
+    devices::set_display_name(
+        &state,
         &auth.user_id,
         &device_id,
         body.display_name.as_deref(),
     )
-    .await?
-    {
-        return Err(ApiError::not_found("No such device"));
-    }
-    Ok(Json(json!({})))
+    .await?;
+    Ok(Json(EmptyResponse {}))
 }
 
 #[derive(Deserialize)]
@@ -74,22 +88,9 @@ pub(super) async fn delete_one(
     auth: Auth,
     Path(device_id): Path<String>,
     Body(body): Body<DeleteBody>,
-) -> ApiResult<Json<Value>> {
-    if devices::get(&mut *state.store.read().await?, &auth.user_id, &device_id)
-        .await?
-        .is_none()
-    {
-        return Err(ApiError::not_found("No such device"));
-    }
-    uia::check(
-        &state,
-        &[&[uia::PASSWORD]],
-        body.auth.as_ref(),
-        Some(&auth.user_id),
-    )
-    .await?;
-    device_service::delete_devices(&state, &auth.user_id, &[device_id]).await?;
-    Ok(Json(json!({})))
+) -> ApiResult<Json<EmptyResponse>> {
+    devices::delete_one(&state, &auth.user_id, &device_id, body.auth.as_ref()).await?;
+    Ok(Json(EmptyResponse {}))
 }
 
 #[derive(Deserialize)]
@@ -103,17 +104,7 @@ pub(super) async fn delete_many(
     State(state): State<Context>,
     auth: Auth,
     Body(body): Body<DeleteManyBody>,
-) -> ApiResult<Json<Value>> {
-    if body.devices.len() > 1000 {
-        return Err(ApiError::invalid_param("at most 1000 devices per request"));
-    }
-    uia::check(
-        &state,
-        &[&[uia::PASSWORD]],
-        body.auth.as_ref(),
-        Some(&auth.user_id),
-    )
-    .await?;
-    device_service::delete_devices(&state, &auth.user_id, &body.devices).await?;
-    Ok(Json(json!({})))
+) -> ApiResult<Json<EmptyResponse>> {
+    devices::delete_many(&state, &auth.user_id, &body.devices, body.auth.as_ref()).await?;
+    Ok(Json(EmptyResponse {}))
 }

@@ -2,14 +2,13 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
-use crate::error::{ApiError, ApiResult, ErrCode};
+use super::EmptyResponse;
+use crate::error::ApiResult;
 use crate::extract::{Auth, Body};
-use crate::service::rooms as room_service;
-use crate::service::Context;
-use crate::store::rooms;
+use crate::service::{membership, Context};
 
 #[derive(Deserialize)]
 pub(super) struct Reason {
@@ -22,26 +21,21 @@ pub(super) struct Target {
     reason: Option<String>,
 }
 
+#[derive(Serialize)]
+pub(super) struct JoinRoomResponse {
+    room_id: String,
+}
+
 /// `POST /_matrix/client/v3/join/{roomIdOrAlias}` and `POST /_matrix/client/v3/rooms/{roomId}/join`
 pub(super) async fn join(
     State(state): State<Context>,
     auth: Auth,
     Path(room): Path<String>,
     Body(body): Body<Map<String, Value>>,
-) -> ApiResult<Json<Value>> {
-    let room_id = room_service::resolve(&mut *state.store.read().await?, &room).await?;
+) -> ApiResult<Json<JoinRoomResponse>> {
     let reason = body.get("reason").and_then(Value::as_str);
-    room_service::change_membership(
-        &state,
-        &room_id,
-        &auth.user_id,
-        &auth.user_id,
-        "join",
-        reason,
-        None,
-    )
-    .await?;
-    Ok(Json(json!({ "room_id": room_id })))
+    let room_id = membership::join(&state, &auth.user_id, &room, reason).await?;
+    Ok(Json(JoinRoomResponse { room_id }))
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/invite`
@@ -50,18 +44,10 @@ pub(super) async fn invite(
     auth: Auth,
     Path(room_id): Path<String>,
     Body(body): Body<Target>,
-) -> ApiResult<Json<Value>> {
-    room_service::change_membership(
-        &state,
-        &room_id,
-        &auth.user_id,
-        &body.user_id,
-        "invite",
-        body.reason.as_deref(),
-        None,
-    )
-    .await?;
-    Ok(Json(json!({})))
+) -> ApiResult<Json<EmptyResponse>> {
+    let reason = body.reason.as_deref();
+    membership::invite(&state, &auth.user_id, &room_id, &body.user_id, reason).await?;
+    Ok(Json(EmptyResponse {}))
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/leave`
@@ -70,18 +56,9 @@ pub(super) async fn leave(
     auth: Auth,
     Path(room_id): Path<String>,
     Body(body): Body<Reason>,
-) -> ApiResult<Json<Value>> {
-    room_service::change_membership(
-        &state,
-        &room_id,
-        &auth.user_id,
-        &auth.user_id,
-        "leave",
-        body.reason.as_deref(),
-        None,
-    )
-    .await?;
-    Ok(Json(json!({})))
+) -> ApiResult<Json<EmptyResponse>> {
+    membership::leave(&state, &auth.user_id, &room_id, body.reason.as_deref()).await?;
+    Ok(Json(EmptyResponse {}))
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/kick`
@@ -90,18 +67,10 @@ pub(super) async fn kick(
     auth: Auth,
     Path(room_id): Path<String>,
     Body(body): Body<Target>,
-) -> ApiResult<Json<Value>> {
-    room_service::change_membership(
-        &state,
-        &room_id,
-        &auth.user_id,
-        &body.user_id,
-        "leave",
-        body.reason.as_deref(),
-        None,
-    )
-    .await?;
-    Ok(Json(json!({})))
+) -> ApiResult<Json<EmptyResponse>> {
+    let reason = body.reason.as_deref();
+    membership::kick(&state, &auth.user_id, &room_id, &body.user_id, reason).await?;
+    Ok(Json(EmptyResponse {}))
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/ban`
@@ -110,18 +79,10 @@ pub(super) async fn ban(
     auth: Auth,
     Path(room_id): Path<String>,
     Body(body): Body<Target>,
-) -> ApiResult<Json<Value>> {
-    room_service::change_membership(
-        &state,
-        &room_id,
-        &auth.user_id,
-        &body.user_id,
-        "ban",
-        body.reason.as_deref(),
-        None,
-    )
-    .await?;
-    Ok(Json(json!({})))
+) -> ApiResult<Json<EmptyResponse>> {
+    let reason = body.reason.as_deref();
+    membership::ban(&state, &auth.user_id, &room_id, &body.user_id, reason).await?;
+    Ok(Json(EmptyResponse {}))
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/unban`
@@ -130,28 +91,10 @@ pub(super) async fn unban(
     auth: Auth,
     Path(room_id): Path<String>,
     Body(body): Body<Target>,
-) -> ApiResult<Json<Value>> {
-    let mut conn = state.store.read().await?;
-    if rooms::membership(&mut conn, &room_id, &body.user_id)
-        .await?
-        .map(|m| m.membership)
-        .as_deref()
-        != Some("ban")
-    {
-        return Err(ApiError::forbidden("That user is not banned"));
-    }
-    drop(conn);
-    room_service::change_membership(
-        &state,
-        &room_id,
-        &auth.user_id,
-        &body.user_id,
-        "leave",
-        body.reason.as_deref(),
-        None,
-    )
-    .await?;
-    Ok(Json(json!({})))
+) -> ApiResult<Json<EmptyResponse>> {
+    let reason = body.reason.as_deref();
+    membership::unban(&state, &auth.user_id, &room_id, &body.user_id, reason).await?;
+    Ok(Json(EmptyResponse {}))
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/forget`
@@ -159,21 +102,7 @@ pub(super) async fn forget(
     State(state): State<Context>,
     auth: Auth,
     Path(room_id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let mut tx = state.store.write().await?;
-    match rooms::membership(tx.conn(), &room_id, &auth.user_id)
-        .await?
-        .map(|m| m.membership)
-    {
-        None => return Err(ApiError::not_found("You have never been in this room")),
-        Some(m) if m == "join" || m == "invite" => {
-            return Err(ApiError::new(
-                ErrCode::Unknown,
-                "Leave the room before forgetting it",
-            ));
-        }
-        Some(_) => rooms::forget(tx.conn(), &room_id, &auth.user_id).await?,
-    }
-    tx.commit().await?;
-    Ok(Json(json!({})))
+) -> ApiResult<Json<EmptyResponse>> {
+    membership::forget(&state, &auth.user_id, &room_id).await?;
+    Ok(Json(EmptyResponse {}))
 }

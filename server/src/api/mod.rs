@@ -40,6 +40,10 @@ use crate::extract::{access_token, CheckedToken};
 use crate::service::session::authenticate;
 use crate::service::Context;
 
+/// The `{}` many endpoints answer with.
+#[derive(serde::Serialize)]
+pub struct EmptyResponse {}
+
 pub fn router(state: Context) -> Router {
     let api = routes::router()
         .fallback(unrecognized)

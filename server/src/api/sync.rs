@@ -9,9 +9,9 @@ use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
 use crate::service::session::Auth;
+use crate::service::sync::SyncResponse;
 use crate::service::sync::{self, filter::SyncFilter, tokens::SyncToken, SyncRequest};
 use crate::service::Context;
-use crate::store::account_data;
 
 #[derive(Deserialize)]
 pub(super) struct SyncQuery {
@@ -27,7 +27,7 @@ pub(super) async fn sync_handler(
     State(state): State<Context>,
     auth: Auth,
     Query(q): Query<SyncQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SyncResponse>> {
     let since = match q.since.as_deref() {
         Some(token) => Some(
             SyncToken::parse(token)
@@ -42,13 +42,7 @@ pub(super) async fn sync_handler(
                 .map_err(|_| ApiError::not_json("filter is not valid JSON"))?;
             SyncFilter::parse(&value)?
         }
-        Some(id) => {
-            let stored =
-                account_data::get_filter(&mut *state.store.read().await?, &auth.user_id, id)
-                    .await?
-                    .ok_or_else(|| ApiError::invalid_param("unknown filter id"))?;
-            SyncFilter::from_json(&stored)
-        }
+        Some(id) => SyncFilter::stored(&state, &auth.user_id, id).await?,
         None => SyncFilter::default(),
     };
     let timeout = Duration::from_millis(

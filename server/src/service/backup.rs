@@ -2,13 +2,37 @@
 //! ciphertext the server never reads; it only enforces which version takes
 //! uploads and which copy of a session key to keep.
 
+use std::collections::BTreeMap;
+
 use axum::http::StatusCode;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult, ErrCode};
 use crate::service::Context;
-use crate::store::backup::{self, BackupVersion, KeyBackupData, Scope};
+use crate::store::backup;
 use crate::store::is_unique_violation;
+
+pub use crate::store::backup::{BackupVersion, KeyBackupData, Scope};
+
+/// A backup version with the number of keys in it.
+pub struct VersionInfo {
+    pub version: BackupVersion,
+    pub count: i64,
+}
+
+/// A version's state after a change to its keys: clients compare `etag`
+/// to learn whether another device changed the backup.
+pub struct KeysState {
+    pub count: i64,
+    pub etag: i64,
+}
+
+/// The spec's `RoomKeyBackup`: the backed-up sessions of one room.
+#[derive(Debug, Default, Serialize)]
+pub struct RoomKeyBackup {
+    pub sessions: BTreeMap<String, KeyBackupData>,
+}
 
 const MAX_ID_LEN: usize = 255;
 const MAX_AUTH_DATA_SIZE: usize = 64 * 1024;
@@ -91,23 +115,13 @@ pub async fn create_version(
     .with_status(StatusCode::CONFLICT))
 }
 
-fn version_json(v: &BackupVersion, count: i64) -> Value {
-    json!({
-        "algorithm": v.algorithm,
-        "auth_data": v.auth_data,
-        "version": v.version.to_string(),
-        "count": count,
-        "etag": v.etag.to_string(),
-    })
-}
-
 /// `GET /room_keys/version[/{version}]`: the named or else the current
 /// version. No backup is 404 `M_NOT_FOUND`, which clients rely on.
 pub async fn get_version(
     state: &Context,
     user_id: &str,
     version: Option<&str>,
-) -> ApiResult<Value> {
+) -> ApiResult<VersionInfo> {
     let mut conn = state.store.read().await?;
     let found = match version {
         None => backup::current_version(&mut conn, user_id).await?,
@@ -121,7 +135,10 @@ pub async fn get_version(
         None => ApiError::not_found("No current backup version"),
     })?;
     let count = backup::count_keys(&mut conn, user_id, found.version).await?;
-    Ok(version_json(&found, count))
+    Ok(VersionInfo {
+        version: found,
+        count,
+    })
 }
 
 /// `PUT /room_keys/version/{version}`: replaces the auth data; the
@@ -167,13 +184,13 @@ pub async fn delete_version(state: &Context, user_id: &str, version: &str) -> Ap
 }
 
 /// `PUT /room_keys/keys…`: stores each key unless the one already stored is
-/// better. Only the current version takes uploads. Returns `{count, etag}`.
+/// better. Only the current version takes uploads.
 pub async fn upload_keys(
     state: &Context,
     user_id: &str,
     version: &str,
     uploads: Vec<(String, String, KeyBackupData)>,
-) -> ApiResult<Value> {
+) -> ApiResult<KeysState> {
     for (room_id, session_id, key) in &uploads {
         validate_key(room_id, session_id, key)?;
     }
@@ -211,7 +228,7 @@ pub async fn upload_keys(
     }
     let count = backup::count_keys(tx.conn(), user_id, current.version).await?;
     tx.commit().await?;
-    Ok(json!({ "count": count, "etag": etag.to_string() }))
+    Ok(KeysState { count, etag })
 }
 
 async fn existing_version(
@@ -226,34 +243,33 @@ async fn existing_version(
         .ok_or_else(|| no_backup(version))
 }
 
-/// `GET /room_keys/keys…`: the keys in `scope`, shaped as the spec's
-/// `{rooms: {room: {sessions: {session: key}}}}`.
+/// `GET /room_keys/keys…`: the keys in `scope`, by room.
 pub async fn get_keys(
     state: &Context,
     user_id: &str,
     version: &str,
     scope: Scope<'_>,
-) -> ApiResult<Map<String, Value>> {
+) -> ApiResult<BTreeMap<String, RoomKeyBackup>> {
     let mut conn = state.store.read().await?;
     let n = existing_version(&mut conn, user_id, version).await?;
-    let mut rooms = Map::new();
+    let mut rooms = BTreeMap::<String, RoomKeyBackup>::new();
     for (room_id, session_id, key) in backup::keys(&mut conn, user_id, n, scope).await? {
-        let room = rooms
+        rooms
             .entry(room_id)
-            .or_insert_with(|| json!({ "sessions": {} }));
-        room["sessions"][session_id] =
-            serde_json::to_value(key).map_err(|_| ApiError::internal())?;
+            .or_default()
+            .sessions
+            .insert(session_id, key);
     }
     Ok(rooms)
 }
 
-/// `DELETE /room_keys/keys…`. Returns `{count, etag}`.
+/// `DELETE /room_keys/keys…`.
 pub async fn delete_keys(
     state: &Context,
     user_id: &str,
     version: &str,
     scope: Scope<'_>,
-) -> ApiResult<Value> {
+) -> ApiResult<KeysState> {
     let mut tx = state.store.write().await?;
     let n = parse_version(version).ok_or_else(|| no_backup(version))?;
     let found = backup::lock_version(&mut tx, user_id, n)
@@ -265,7 +281,7 @@ pub async fn delete_keys(
     }
     let count = backup::count_keys(tx.conn(), user_id, n).await?;
     tx.commit().await?;
-    Ok(json!({ "count": count, "etag": etag.to_string() }))
+    Ok(KeysState { count, etag })
 }
 
 #[cfg(test)]

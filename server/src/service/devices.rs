@@ -2,32 +2,23 @@
 //! tokens, keys and queued to-device messages, and tells everyone who shares
 //! a room with its owner that the device list changed.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use cloister_audit::{Action, NewEntry};
 
 use crate::error::{ApiError, ApiResult};
-use crate::service::audit;
 use crate::service::session::hash_token;
 use crate::service::Context;
+use crate::service::{audit, uia};
 use crate::store::{devices, keys, rooms, users};
 
+pub use crate::store::devices::Device;
+
+/// A signed-in device and the access token that stands for it.
 pub struct Session {
     pub user_id: String,
     pub device_id: String,
     pub access_token: String,
-}
-
-impl Session {
-    pub fn to_json(&self, state: &Context) -> Value {
-        json!({
-            "user_id": self.user_id,
-            "device_id": self.device_id,
-            "access_token": self.access_token,
-            "home_server": state.server_name(),
-            "well_known": { "m.homeserver": { "base_url": state.config.public_baseurl() } },
-        })
-    }
 }
 
 fn validate_device_id(device_id: &str) -> ApiResult<()> {
@@ -138,16 +129,102 @@ pub async fn deactivate_user(state: &Context, user_id: &str, entry: NewEntry) ->
             .await?;
         }
     }
-    let all: Vec<String> = devices::list(&mut *state.store.read().await?, user_id)
-        .await?
-        .into_iter()
-        .map(|d| d.device_id)
-        .collect();
-    delete_devices(state, user_id, &all).await?;
+    delete_all_except(state, user_id, None).await?;
     let mut tx = state.store.write().await?;
     users::set_deactivated(tx.conn(), user_id).await?;
     audit::record(&mut tx, entry).await?;
     tx.commit().await?;
     tracing::info!("account deactivated");
     Ok(())
+}
+
+/// Deletes every device of `user_id` but `keep`, audited as the owner's doing.
+pub async fn delete_all_except(
+    state: &Context,
+    user_id: &str,
+    keep: Option<&str>,
+) -> ApiResult<()> {
+    let doomed: Vec<String> = devices::list(&mut *state.store.read().await?, user_id)
+        .await?
+        .into_iter()
+        .map(|d| d.device_id)
+        .filter(|d| Some(d.as_str()) != keep)
+        .collect();
+    delete_devices(state, user_id, &doomed).await
+}
+
+/// The devices of `user_id`, by id.
+pub async fn list(state: &Context, user_id: &str) -> ApiResult<Vec<Device>> {
+    Ok(devices::list(&mut *state.store.read().await?, user_id).await?)
+}
+
+fn no_such_device() -> ApiError {
+    ApiError::not_found("No such device")
+}
+
+/// One device of `user_id`.
+pub async fn get(state: &Context, user_id: &str, device_id: &str) -> ApiResult<Device> {
+    devices::get(&mut *state.store.read().await?, user_id, device_id)
+        .await?
+        .ok_or_else(no_such_device)
+}
+
+/// Renames a device of `user_id`; None clears the name.
+pub async fn set_display_name(
+    state: &Context,
+    user_id: &str,
+    device_id: &str,
+    display_name: Option<&str>,
+) -> ApiResult<()> {
+    if display_name.is_some_and(|n| n.len() > 1024) {
+        return Err(ApiError::invalid_param("display_name is too long"));
+    }
+    if !devices::set_display_name(
+        &mut *state.store.read().await?,
+        user_id,
+        device_id,
+        display_name,
+    )
+    .await?
+    {
+        return Err(no_such_device());
+    }
+    Ok(())
+}
+
+/// Deletes one device once its owner has confirmed with the password. An
+/// unknown device is refused before the challenge, so no password is asked
+/// for in vain.
+pub async fn delete_one(
+    state: &Context,
+    user_id: &str,
+    device_id: &str,
+    uia: Option<&Value>,
+) -> ApiResult<()> {
+    if devices::get(&mut *state.store.read().await?, user_id, device_id)
+        .await?
+        .is_none()
+    {
+        return Err(no_such_device());
+    }
+    uia::check(state, &[&[uia::PASSWORD]], uia, Some(user_id)).await?;
+    delete_devices(state, user_id, &[device_id.to_owned()]).await
+}
+
+/// The most devices one request may delete; they go in one transaction.
+const MAX_DELETE_MANY: usize = 1000;
+
+/// Deletes several devices once their owner has confirmed with the
+/// password; unknown ids are skipped.
+pub async fn delete_many(
+    state: &Context,
+    user_id: &str,
+    device_ids: &[String],
+    uia: Option<&Value>,
+) -> ApiResult<()> {
+    if device_ids.len() > MAX_DELETE_MANY {
+        return Err(ApiError::invalid_param("at most 1000 devices per request"));
+    }
+    uia::check(state, &[&[uia::PASSWORD]], uia, Some(user_id)).await?;
+    delete_devices(state, user_id, device_ids).await
 }

@@ -17,8 +17,10 @@ use serde_json::{json, Value};
 use crate::error::{ApiError, ApiResult};
 use crate::service::Context;
 use crate::service::{audit, events as event_service};
-use crate::store::holds::{self, Hold, Scope};
+use crate::store::holds;
 use crate::store::{rooms, users, WriteTx};
+
+pub use crate::store::holds::{Hold, Scope};
 
 pub const NOTICE_EVENT: &str = "org.cloister.legal_hold";
 
@@ -47,6 +49,11 @@ fn text_field(name: &str, value: &str, max: usize) -> ApiResult<()> {
         )));
     }
     Ok(())
+}
+
+/// Active holds, newest first, then (when asked for) released ones.
+pub async fn list(state: &Context, include_released: bool) -> ApiResult<Vec<Hold>> {
+    Ok(holds::list(&mut *state.store.read().await?, !include_released).await?)
 }
 
 pub async fn set(state: &Context, by: By, new: NewHold<'_>) -> ApiResult<Hold> {

@@ -4,14 +4,17 @@
 //! retention from the settings and the rooms' own policies in force, holds
 //! from the holds table.
 
-use serde_json::{json, Value};
-use sqlx::Row;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{AnyConnection, Row};
 
 use crate::config::Lifetime;
 use crate::error::ApiResult;
 use crate::service::Context;
-use crate::store::holds::{self, Scope};
-use crate::store::personal_data::{self, DATA_SUBJECTS, NOT_PERSONAL, PERSONAL, PSEUDONYMOUS};
+use crate::store::holds::{self, Hold, Scope};
+use crate::store::personal_data::{
+    self, OtherTable, DATA_SUBJECTS, NOT_PERSONAL, PERSONAL, PSEUDONYMOUS,
+};
 use crate::store::{audit as audit_store, erased};
 
 pub const FORMAT: &str = "cloister.processing_record";
@@ -31,29 +34,142 @@ const SECURITY: &[&str] = &[
     "erasure (Art. 17) and subject-access exports sealed to the requester's key (Art. 15/20)",
 ];
 
-fn lifetime(l: Lifetime) -> Value {
-    let text = match l {
-        Lifetime::Forever => "no time limit (kept until deleted)".to_owned(),
-        Lifetime::Millis(_) => l.to_string(),
-    };
-    json!({ "text": text, "millis": l.as_millis() })
+/// The record of processing activities. Its JSON form is what the admin
+/// API and `cloister admin report processing --json` print; the Markdown
+/// form is rendered from the same fields.
+#[derive(Debug, Serialize)]
+pub struct ProcessingRecord {
+    pub format: &'static str,
+    pub version: u32,
+    pub generated_ts: i64,
+    pub server_name: String,
+    pub controller: String,
+    pub dpo_contact: String,
+    pub purposes: Vec<&'static str>,
+    pub data_subjects: DataSubjects,
+    pub data_categories: Vec<DataCategory>,
+    pub pseudonymous_data: Vec<TableNote>,
+    pub no_personal_data: Vec<TableNote>,
+    pub recipients: &'static [&'static str],
+    pub transfers: Transfers,
+    pub retention: RetentionInForce,
+    pub legal_holds: LegalHolds,
+    pub security_measures: SecurityMeasures,
 }
 
-/// The record as JSON.
-pub async fn build(state: &Context) -> ApiResult<Value> {
-    let mut c = state.store.read().await?;
-    let c = &mut *c;
-    let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);
-    let active = count("SELECT COUNT(*) FROM users WHERE deactivated = 0")
-        .fetch_one(&mut *c)
-        .await?;
-    let deactivated = count("SELECT COUNT(*) FROM users WHERE deactivated <> 0")
-        .fetch_one(&mut *c)
-        .await?;
-    let erased_count = erased::count(c).await?;
+#[derive(Debug, Serialize)]
+pub struct DataSubjects {
+    pub categories: &'static [&'static str],
+    pub accounts_active: i64,
+    pub accounts_deactivated: i64,
+    pub accounts_erased: i64,
+}
 
-    let r = &state.config.retention;
-    let mut room_policies = Vec::new();
+/// One table of personal data.
+#[derive(Debug, Serialize)]
+pub struct DataCategory {
+    pub table: &'static str,
+    pub category: &'static str,
+    pub purpose: &'static str,
+    pub columns_naming_people: &'static [&'static str],
+}
+
+/// A table that holds no directly identifying data, and what it holds.
+#[derive(Debug, Serialize)]
+pub struct TableNote {
+    pub table: &'static str,
+    pub what: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Transfers {
+    pub third_countries: &'static str,
+    pub federation: bool,
+}
+
+/// A lifetime for people (`text`) and for programs (`millis`, `null` for
+/// no limit).
+#[derive(Debug, Serialize)]
+pub struct LifetimeText {
+    pub text: String,
+    pub millis: Option<i64>,
+}
+
+impl From<Lifetime> for LifetimeText {
+    fn from(l: Lifetime) -> Self {
+        let text = match l {
+            Lifetime::Forever => "no time limit (kept until deleted)".to_owned(),
+            Lifetime::Millis(_) => l.to_string(),
+        };
+        LifetimeText {
+            text,
+            millis: l.as_millis(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct RetentionInForce {
+    pub messages_default: LifetimeText,
+    pub room_policy_min: LifetimeText,
+    pub room_policy_max: LifetimeText,
+    pub media: LifetimeText,
+    pub undelivered_device_messages: LifetimeText,
+    pub key_backups: LifetimeText,
+    pub inactive_devices: LifetimeText,
+    pub purge_interval: LifetimeText,
+    pub rooms_with_own_policy: Vec<RoomRetention>,
+    pub accounts: &'static str,
+    pub audit_log: &'static str,
+}
+
+/// A room whose `m.room.retention` is in force.
+#[derive(Debug, Serialize)]
+pub struct RoomRetention {
+    pub room_id: String,
+    pub requested_max_lifetime_ms: Option<i64>,
+    pub requested_min_lifetime_ms: Option<i64>,
+    pub max_lifetime_in_force: LifetimeText,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LegalHolds {
+    pub active: usize,
+    pub case_ids: Vec<String>,
+    pub holds: Vec<HoldSummary>,
+}
+
+/// An active hold. Rooms are named; custodians are not: the record is
+/// about processing, not about whom a case concerns.
+#[derive(Debug, Serialize)]
+pub struct HoldSummary {
+    pub hold_id: String,
+    pub case_id: String,
+    pub scope: Scope,
+    /// `null` for a hold on a person.
+    pub room_id: Option<String>,
+    pub since_ts: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SecurityMeasures {
+    pub measures: &'static [&'static str],
+    pub plaintext_room_exemptions: usize,
+    pub audit_log_entries: i64,
+    pub audit_latest_checkpoint: Option<CheckpointSummary>,
+    pub audit_verifier_key: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckpointSummary {
+    pub entries: i64,
+    pub ts: i64,
+}
+
+async fn rooms_with_own_policy(
+    state: &Context,
+    c: &mut AnyConnection,
+) -> ApiResult<Vec<RoomRetention>> {
     let rows = sqlx::query(
         "SELECT cs.room_id, e.content FROM current_state cs JOIN events e ON e.event_id = cs.event_id \
          WHERE cs.event_type = $1 AND cs.state_key = '' ORDER BY cs.room_id",
@@ -61,219 +177,234 @@ pub async fn build(state: &Context) -> ApiResult<Value> {
     .bind(crate::service::retention::RETENTION_EVENT)
     .fetch_all(&mut *c)
     .await?;
+    let mut rooms = Vec::with_capacity(rows.len());
     for row in rows {
-        let room_id: String = row.try_get(0)?;
         let content: String = row.try_get(1)?;
         let content: Value = serde_json::from_str(&content).unwrap_or(Value::Null);
         let policy = crate::service::retention::policy_from_content(state, Some(&content));
-        room_policies.push(json!({
-            "room_id": room_id,
-            "requested_max_lifetime_ms": policy.requested_max_lifetime,
-            "requested_min_lifetime_ms": policy.requested_min_lifetime,
-            "max_lifetime_in_force": lifetime(policy.max_lifetime),
-        }));
+        rooms.push(RoomRetention {
+            room_id: row.try_get(0)?,
+            requested_max_lifetime_ms: policy.requested_max_lifetime,
+            requested_min_lifetime_ms: policy.requested_min_lifetime,
+            max_lifetime_in_force: policy.max_lifetime.into(),
+        });
     }
+    Ok(rooms)
+}
 
-    let active_holds = holds::list(c, true).await?;
-    let mut case_ids: Vec<&str> = active_holds.iter().map(|h| h.case_id.as_str()).collect();
+fn legal_holds(active: Vec<Hold>) -> LegalHolds {
+    let mut case_ids: Vec<String> = active.iter().map(|h| h.case_id.clone()).collect();
     case_ids.sort_unstable();
     case_ids.dedup();
-    let holds_json: Vec<Value> = active_holds
-        .iter()
-        .map(|h| {
-            json!({
-                "hold_id": h.hold_id,
-                "case_id": h.case_id,
-                "scope": h.scope,
-                // Rooms are named; custodians are not: the record is about
-                // processing, not about whom a case concerns.
-                "room_id": (h.scope == Scope::Room).then_some(&h.target),
-                "since_ts": h.set_ts,
+    LegalHolds {
+        active: active.len(),
+        case_ids,
+        holds: active
+            .into_iter()
+            .map(|h| HoldSummary {
+                room_id: (h.scope == Scope::Room).then_some(h.target),
+                hold_id: h.hold_id,
+                case_id: h.case_id,
+                scope: h.scope,
+                since_ts: h.set_ts,
             })
-        })
-        .collect();
-
-    let audit_entries = audit_store::size(c).await?;
-    let latest_checkpoint = audit_store::latest_checkpoint(c).await?;
-
-    Ok(json!({
-        "format": FORMAT,
-        "version": 1,
-        "generated_ts": state.now_ms(),
-        "server_name": state.server_name(),
-        "controller": state.config.processing.controller,
-        "dpo_contact": state.config.processing.dpo_contact,
-        "purposes": personal_data::purposes(),
-        "data_subjects": {
-            "categories": DATA_SUBJECTS,
-            "accounts_active": active,
-            "accounts_deactivated": deactivated,
-            "accounts_erased": erased_count,
-        },
-        "data_categories": PERSONAL.iter().map(|t| json!({
-            "table": t.table,
-            "category": t.category,
-            "purpose": t.purpose,
-            "columns_naming_people": t.user_columns,
-        })).collect::<Vec<_>>(),
-        "pseudonymous_data": PSEUDONYMOUS.iter().map(|t| json!({ "table": t.table, "what": t.why })).collect::<Vec<_>>(),
-        "no_personal_data": NOT_PERSONAL.iter().map(|t| json!({ "table": t.table, "what": t.why })).collect::<Vec<_>>(),
-        "recipients": RECIPIENTS,
-        "transfers": {
-            "third_countries": "none: the server sends data to no other server or service",
-            "federation": false,
-        },
-        "retention": {
-            "messages_default": lifetime(r.default_max_lifetime),
-            "room_policy_min": lifetime(r.allowed_min_lifetime),
-            "room_policy_max": lifetime(r.allowed_max_lifetime),
-            "media": lifetime(r.media_lifetime),
-            "undelivered_device_messages": lifetime(r.to_device_lifetime),
-            "key_backups": lifetime(r.backup_lifetime),
-            "inactive_devices": lifetime(r.inactive_device_lifetime),
-            "purge_interval": lifetime(r.purge_interval),
-            "rooms_with_own_policy": room_policies,
-            "accounts": "until the person or an administrator erases them (deactivated accounts are kept until erased)",
-            "audit_log": "kept for the life of the server (pseudonymous; rewriting it would break its tamper evidence)",
-        },
-        "legal_holds": {
-            "active": active_holds.len(),
-            "case_ids": case_ids,
-            "holds": holds_json,
-        },
-        "security_measures": {
-            "measures": SECURITY,
-            "plaintext_room_exemptions": state.config.encryption.plaintext_rooms.len(),
-            "audit_log_entries": audit_entries,
-            "audit_latest_checkpoint": latest_checkpoint.map(|(size, ts)| json!({ "entries": size, "ts": ts })),
-            "audit_verifier_key": state.audit.verifier_key(),
-        },
-    }))
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) if s.is_empty() => "(not configured)".to_owned(),
-        Value::String(s) => s.clone(),
-        Value::Null => "—".to_owned(),
-        other => other.to_string(),
+            .collect(),
     }
 }
 
-fn bullets(out: &mut String, items: &Value) {
-    for item in items.as_array().into_iter().flatten() {
+/// The record, from the configuration and the database as they are now.
+pub async fn build(state: &Context) -> ApiResult<ProcessingRecord> {
+    let mut c = state.store.read().await?;
+    let c = &mut *c;
+    let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);
+    let accounts_active = count("SELECT COUNT(*) FROM users WHERE deactivated = 0")
+        .fetch_one(&mut *c)
+        .await?;
+    let accounts_deactivated = count("SELECT COUNT(*) FROM users WHERE deactivated <> 0")
+        .fetch_one(&mut *c)
+        .await?;
+    let accounts_erased = erased::count(c).await?;
+    let rooms_with_own_policy = rooms_with_own_policy(state, c).await?;
+    let active_holds = holds::list(c, true).await?;
+    let audit_log_entries = audit_store::size(c).await?;
+    let latest_checkpoint = audit_store::latest_checkpoint(c).await?;
+
+    let r = &state.config.retention;
+    Ok(ProcessingRecord {
+        format: FORMAT,
+        version: 1,
+        generated_ts: state.now_ms(),
+        server_name: state.server_name().to_owned(),
+        controller: state.config.processing.controller.clone(),
+        dpo_contact: state.config.processing.dpo_contact.clone(),
+        purposes: personal_data::purposes(),
+        data_subjects: DataSubjects {
+            categories: DATA_SUBJECTS,
+            accounts_active,
+            accounts_deactivated,
+            accounts_erased,
+        },
+        data_categories: PERSONAL
+            .iter()
+            .map(|t| DataCategory {
+                table: t.table,
+                category: t.category,
+                purpose: t.purpose,
+                columns_naming_people: t.user_columns,
+            })
+            .collect(),
+        pseudonymous_data: PSEUDONYMOUS.iter().map(table_note).collect(),
+        no_personal_data: NOT_PERSONAL.iter().map(table_note).collect(),
+        recipients: RECIPIENTS,
+        transfers: Transfers {
+            third_countries: "none: the server sends data to no other server or service",
+            federation: false,
+        },
+        retention: RetentionInForce {
+            messages_default: r.default_max_lifetime.into(),
+            room_policy_min: r.allowed_min_lifetime.into(),
+            room_policy_max: r.allowed_max_lifetime.into(),
+            media: r.media_lifetime.into(),
+            undelivered_device_messages: r.to_device_lifetime.into(),
+            key_backups: r.backup_lifetime.into(),
+            inactive_devices: r.inactive_device_lifetime.into(),
+            purge_interval: r.purge_interval.into(),
+            rooms_with_own_policy,
+            accounts: "until the person or an administrator erases them (deactivated accounts are kept until erased)",
+            audit_log: "kept for the life of the server (pseudonymous; rewriting it would break its tamper evidence)",
+        },
+        legal_holds: legal_holds(active_holds),
+        security_measures: SecurityMeasures {
+            measures: SECURITY,
+            plaintext_room_exemptions: state.config.encryption.plaintext_rooms.len(),
+            audit_log_entries,
+            audit_latest_checkpoint: latest_checkpoint
+                .map(|(entries, ts)| CheckpointSummary { entries, ts }),
+            audit_verifier_key: state.audit.verifier_key(),
+        },
+    })
+}
+
+fn table_note(t: &OtherTable) -> TableNote {
+    TableNote {
+        table: t.table,
+        what: t.why,
+    }
+}
+
+/// Configured text, or a visible gap where the operator left it empty.
+fn text(s: &str) -> &str {
+    if s.is_empty() {
+        "(not configured)"
+    } else {
+        s
+    }
+}
+
+fn bullets(out: &mut String, items: &[&str]) {
+    for item in items {
         out.push_str(&format!("- {}\n", text(item)));
     }
 }
 
 /// The record as Markdown, for people.
-pub fn to_markdown(r: &Value) -> String {
+pub fn to_markdown(r: &ProcessingRecord) -> String {
     let mut o = String::new();
     o.push_str(&format!(
         "# Record of processing activities (GDPR Art. 30)\n\nServer `{}`, generated {}.\n\n",
-        text(&r["server_name"]),
-        utc(r["generated_ts"].as_i64().unwrap_or(0))
+        text(&r.server_name),
+        utc(r.generated_ts)
     ));
     o.push_str(&format!(
         "## Controller\n\n- Controller: {}\n- Data-protection officer: {}\n\n",
-        text(&r["controller"]),
-        text(&r["dpo_contact"])
+        text(&r.controller),
+        text(&r.dpo_contact)
     ));
     o.push_str("## Purposes\n\n");
-    bullets(&mut o, &r["purposes"]);
-    let s = &r["data_subjects"];
+    bullets(&mut o, &r.purposes);
+    let s = &r.data_subjects;
     o.push_str("\n## Categories of data subjects\n\n");
-    bullets(&mut o, &s["categories"]);
+    bullets(&mut o, s.categories);
     o.push_str(&format!(
         "\nAccounts: {} active, {} deactivated, {} erased.\n\n",
-        s["accounts_active"], s["accounts_deactivated"], s["accounts_erased"]
+        s.accounts_active, s.accounts_deactivated, s.accounts_erased
     ));
     o.push_str(
         "## Categories of personal data\n\n| data | purpose | table |\n| --- | --- | --- |\n",
     );
-    for c in r["data_categories"].as_array().into_iter().flatten() {
+    for c in &r.data_categories {
         o.push_str(&format!(
             "| {} | {} | `{}` |\n",
-            text(&c["category"]),
-            text(&c["purpose"]),
-            text(&c["table"])
+            text(c.category),
+            text(c.purpose),
+            text(c.table)
         ));
     }
     o.push_str("\nPseudonymous:\n\n");
-    for c in r["pseudonymous_data"].as_array().into_iter().flatten() {
-        o.push_str(&format!(
-            "- `{}`: {}\n",
-            text(&c["table"]),
-            text(&c["what"])
-        ));
+    for c in &r.pseudonymous_data {
+        o.push_str(&format!("- `{}`: {}\n", text(c.table), text(c.what)));
     }
     o.push_str("\n## Recipients\n\n");
-    bullets(&mut o, &r["recipients"]);
+    bullets(&mut o, r.recipients);
     o.push_str(&format!(
         "\n## Transfers to third countries\n\n{}\n\n",
-        text(&r["transfers"]["third_countries"])
+        text(r.transfers.third_countries)
     ));
-    let t = &r["retention"];
+    let t = &r.retention;
     o.push_str("## Retention in force\n\n| data | kept for |\n| --- | --- |\n");
-    for (key, label) in [
+    for (lifetime, label) in [
         (
-            "messages_default",
+            &t.messages_default,
             "messages (rooms without their own policy)",
         ),
-        ("room_policy_min", "shortest lifetime a room may set"),
-        ("room_policy_max", "longest lifetime a room may set"),
-        ("media", "uploaded files"),
-        ("undelivered_device_messages", "undelivered device messages"),
-        ("key_backups", "key backups"),
-        ("inactive_devices", "devices not seen"),
-        ("purge_interval", "deletion job runs every"),
+        (&t.room_policy_min, "shortest lifetime a room may set"),
+        (&t.room_policy_max, "longest lifetime a room may set"),
+        (&t.media, "uploaded files"),
+        (
+            &t.undelivered_device_messages,
+            "undelivered device messages",
+        ),
+        (&t.key_backups, "key backups"),
+        (&t.inactive_devices, "devices not seen"),
+        (&t.purge_interval, "deletion job runs every"),
     ] {
-        o.push_str(&format!("| {label} | {} |\n", text(&t[key]["text"])));
+        o.push_str(&format!("| {label} | {} |\n", text(&lifetime.text)));
     }
     o.push_str(&format!(
         "| accounts | {} |\n| audit log | {} |\n\n(`none` means no time limit.)\n\n",
-        text(&t["accounts"]),
-        text(&t["audit_log"])
+        text(t.accounts),
+        text(t.audit_log)
     ));
-    let rooms = t["rooms_with_own_policy"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    if rooms.is_empty() {
+    if t.rooms_with_own_policy.is_empty() {
         o.push_str("No room has a retention policy of its own.\n\n");
     } else {
         o.push_str("Rooms with their own policy:\n\n| room | messages kept for |\n| --- | --- |\n");
-        for room in rooms {
+        for room in &t.rooms_with_own_policy {
             o.push_str(&format!(
                 "| `{}` | {} |\n",
-                text(&room["room_id"]),
-                text(&room["max_lifetime_in_force"]["text"])
+                text(&room.room_id),
+                text(&room.max_lifetime_in_force.text)
             ));
         }
         o.push('\n');
     }
-    let h = &r["legal_holds"];
-    o.push_str(&format!("## Legal holds\n\nActive holds: {}.", h["active"]));
-    let cases: Vec<String> = h["case_ids"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(text)
-        .collect();
-    if !cases.is_empty() {
+    let h = &r.legal_holds;
+    o.push_str(&format!("## Legal holds\n\nActive holds: {}.", h.active));
+    if !h.case_ids.is_empty() {
+        let cases: Vec<&str> = h.case_ids.iter().map(|c| text(c)).collect();
         o.push_str(&format!(" Cases: {}.", cases.join(", ")));
     }
     o.push_str(
         " Data under an active hold is kept beyond its retention period and is not erased.\n\n",
     );
-    let m = &r["security_measures"];
+    let m = &r.security_measures;
     o.push_str("## Technical and organisational security measures\n\n");
-    bullets(&mut o, &m["measures"]);
+    bullets(&mut o, m.measures);
     o.push_str(&format!(
         "\nRooms exempted from the encryption-only rule: {}. Audit log: {} entries; verifier key `{}`.\n",
-        m["plaintext_room_exemptions"],
-        m["audit_log_entries"],
-        text(&m["audit_verifier_key"])
+        m.plaintext_room_exemptions,
+        m.audit_log_entries,
+        text(&m.audit_verifier_key)
     ));
     o
 }

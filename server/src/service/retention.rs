@@ -9,6 +9,7 @@
 //! deletes it. Legal holds keep data from the purge, not from this rule:
 //! members stop seeing expired messages whether or not a hold preserves them.
 
+use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::AnyConnection;
 
@@ -29,16 +30,36 @@ pub struct RoomPolicy {
     pub max_lifetime: Lifetime,
 }
 
+/// How a policy is shown to administrators (admin API and CLI).
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyView {
+    pub requested: RequestedLifetimes,
+    /// Milliseconds; `null` for no limit.
+    pub max_lifetime: Option<i64>,
+    pub max_lifetime_text: String,
+}
+
+/// What the room's `m.room.retention` asks for; `null` when it does not.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestedLifetimes {
+    pub max_lifetime: Option<i64>,
+    pub min_lifetime: Option<i64>,
+}
+
 impl RoomPolicy {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "requested": {
-                "max_lifetime": self.requested_max_lifetime,
-                "min_lifetime": self.requested_min_lifetime,
+    pub fn view(&self) -> PolicyView {
+        PolicyView {
+            requested: RequestedLifetimes {
+                max_lifetime: self.requested_max_lifetime,
+                min_lifetime: self.requested_min_lifetime,
             },
-            "max_lifetime": self.max_lifetime.as_millis(),
-            "max_lifetime_text": self.max_lifetime.to_string(),
-        })
+            max_lifetime: self.max_lifetime.as_millis(),
+            max_lifetime_text: self.max_lifetime.to_string(),
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!(self.view())
     }
 }
 
@@ -101,6 +122,15 @@ pub async fn room_policy(
         state,
         event.as_ref().map(|e| &e.content),
     ))
+}
+
+/// The policy of a room that must exist.
+pub async fn policy_of_room(state: &Context, room_id: &str) -> ApiResult<RoomPolicy> {
+    let mut conn = state.store.read().await?;
+    if !crate::store::rooms::exists(&mut conn, room_id).await? {
+        return Err(ApiError::not_found("Unknown room"));
+    }
+    Ok(room_policy(state, &mut conn, room_id).await?)
 }
 
 /// Message events of `room_id` sent before the returned timestamp have

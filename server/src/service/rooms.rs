@@ -4,7 +4,6 @@
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use sqlx::AnyConnection;
 
 use crate::error::{ApiError, ApiResult, ErrCode};
 use crate::ids;
@@ -275,20 +274,6 @@ fn member_content(membership: &str, profile: Option<&users::User>, reason: Optio
         content["reason"] = json!(reason);
     }
     content
-}
-
-/// Resolves `#alias:server` to a room id; room ids pass through.
-pub async fn resolve(c: &mut AnyConnection, room_id_or_alias: &str) -> ApiResult<String> {
-    if room_id_or_alias.starts_with('#') {
-        return rooms::get_alias(c, room_id_or_alias)
-            .await?
-            .map(|(room, _)| room)
-            .ok_or_else(|| ApiError::not_found("Unknown room alias"));
-    }
-    if !ids::is_valid_room_id(room_id_or_alias) {
-        return Err(ApiError::invalid_param("Not a room id or alias"));
-    }
-    Ok(room_id_or_alias.to_owned())
 }
 
 /// Sends an `m.room.member` event by `sender` about `target`.

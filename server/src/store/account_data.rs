@@ -7,6 +7,8 @@
 use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
+use super::codec;
+
 /// Inserts or replaces one account-data entry at stream position `pos`.
 pub async fn put(
     c: &mut AnyConnection,
@@ -44,7 +46,8 @@ pub async fn get(
     .bind(data_type)
     .fetch_optional(c)
     .await?;
-    text.map(|t| decode(&t)).transpose()
+    text.map(|t| codec::decode(&t, "account_data.content"))
+        .transpose()
 }
 
 /// Entries of `user_id` written in `(from, to]`: (room_id or "" for global,
@@ -67,7 +70,11 @@ pub async fn changed_since(
     .into_iter()
     .map(|r| {
         let content: String = r.try_get(2)?;
-        Ok((r.try_get(0)?, r.try_get(1)?, decode(&content)?))
+        Ok((
+            r.try_get(0)?,
+            r.try_get(1)?,
+            codec::decode(&content, "account_data.content")?,
+        ))
     })
     .collect()
 }
@@ -111,9 +118,6 @@ pub async fn get_filter(
             .bind(filter_id)
             .fetch_optional(c)
             .await?;
-    text.map(|t| decode(&t)).transpose()
-}
-
-fn decode(text: &str) -> Result<Value, sqlx::Error> {
-    serde_json::from_str(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    text.map(|t| codec::decode(&t, "filters.filter_json"))
+        .transpose()
 }

@@ -34,10 +34,7 @@ pub async fn entries(c: &mut AnyConnection) -> Result<Vec<AuditEntry>, sqlx::Err
         .fetch_all(c)
         .await?;
     rows.into_iter()
-        .map(|r| {
-            let text: String = r.try_get(0)?;
-            serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
-        })
+        .map(|r| super::codec::json(&r, 0, "audit_entries.entry"))
         .collect()
 }
 

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
-use super::{Backend, WriteTx};
+use super::{codec, Backend, WriteTx};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackupVersion {
@@ -32,15 +32,11 @@ pub fn should_replace(current: &KeyBackupData, new: &KeyBackupData) -> bool {
     rank(new) < rank(current)
 }
 
-fn parse_json(text: &str) -> Result<Value, sqlx::Error> {
-    serde_json::from_str(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
-}
-
 fn version_from_row(r: sqlx::any::AnyRow) -> Result<BackupVersion, sqlx::Error> {
     Ok(BackupVersion {
         version: r.try_get(0)?,
         algorithm: r.try_get(1)?,
-        auth_data: parse_json(&r.try_get::<String, _>(2)?)?,
+        auth_data: codec::json(&r, 2, "backup_versions.auth_data")?,
         etag: r.try_get(3)?,
     })
 }
@@ -214,8 +210,8 @@ fn key_from_row(r: &sqlx::any::AnyRow, first: usize) -> Result<KeyBackupData, sq
     Ok(KeyBackupData {
         first_message_index: r.try_get(first)?,
         forwarded_count: r.try_get(first + 1)?,
-        is_verified: r.try_get::<i64, _>(first + 2)? != 0,
-        session_data: parse_json(&r.try_get::<String, _>(first + 3)?)?,
+        is_verified: codec::flag(r, first + 2)?,
+        session_data: codec::json(r, first + 3, "backup_keys.session_data")?,
     })
 }
 
@@ -241,7 +237,7 @@ pub async fn put_key(
     .bind(session_id)
     .bind(key.first_message_index)
     .bind(key.forwarded_count)
-    .bind(key.is_verified as i64)
+    .bind(codec::flag_param(key.is_verified))
     .bind(serde_json::to_string(&key.session_data).unwrap_or_default())
     .bind(now)
     .execute(c)

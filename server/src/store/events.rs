@@ -4,6 +4,7 @@
 use serde_json::{json, Map, Value};
 use sqlx::{AnyConnection, Row};
 
+use super::codec;
 use super::readable::{Class, Readable};
 use super::{rooms, WriteTx};
 
@@ -45,7 +46,6 @@ const COLUMNS: &str = "stream_pos, event_id, room_id, sender, sender_device, txn
                        prev_content, redacts, redacted_by, origin_server_ts, history_visibility";
 
 fn from_row(r: sqlx::any::AnyRow) -> Result<StoredEvent, sqlx::Error> {
-    let json = |s: String| serde_json::from_str(&s).unwrap_or(Value::Object(Map::new()));
     Ok(StoredEvent {
         pos: r.try_get(0)?,
         event_id: r.try_get(1)?,
@@ -55,8 +55,8 @@ fn from_row(r: sqlx::any::AnyRow) -> Result<StoredEvent, sqlx::Error> {
         txn_id: r.try_get(5)?,
         event_type: r.try_get(6)?,
         state_key: r.try_get(7)?,
-        content: json(r.try_get(8)?),
-        prev_content: r.try_get::<Option<String>, _>(9)?.map(json),
+        content: codec::json(&r, 8, "events.content")?,
+        prev_content: codec::opt_json(&r, 9, "events.prev_content")?,
         redacts: r.try_get(10)?,
         redacted_by: r.try_get(11)?,
         origin_server_ts: r.try_get(12)?,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
-use super::{Backend, WriteTx};
+use super::{codec, Backend, WriteTx};
 
 /// Records that `user_id`'s devices or cross-signing keys changed, at a new
 /// stream position; `/sync` reports it in `device_lists.changed`.
@@ -89,10 +89,6 @@ pub async fn users_who_left_shared_rooms(
     .await
 }
 
-fn parse_json(text: &str) -> Result<Value, sqlx::Error> {
-    serde_json::from_str(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
-}
-
 fn to_text(value: &Value) -> String {
     // Serializing a `Value` cannot fail: its keys are strings.
     serde_json::to_string(value).unwrap_or_default()
@@ -110,7 +106,8 @@ pub async fn get_device_keys(
     .bind(device_id)
     .fetch_optional(c)
     .await?;
-    text.as_deref().map(parse_json).transpose()
+    text.map(|t| codec::decode(&t, "device_keys.key_json"))
+        .transpose()
 }
 
 /// Stores a device's first keys; false when it already has some (perhaps
@@ -174,7 +171,7 @@ pub async fn device_keys_for_user(
     .map(|r| {
         Ok(StoredDeviceKeys {
             device_id: r.try_get(0)?,
-            keys: parse_json(&r.try_get::<String, _>(1)?)?,
+            keys: codec::json(&r, 1, "device_keys.key_json")?,
             display_name: r.try_get(2)?,
         })
     })
@@ -197,7 +194,8 @@ pub async fn get_one_time_key(
     .bind(key_id)
     .fetch_optional(c)
     .await?;
-    text.as_deref().map(parse_json).transpose()
+    text.map(|t| codec::decode(&t, "one_time_keys.key_json"))
+        .transpose()
 }
 
 /// Stores a one-time key; false when the key id is already taken.
@@ -292,7 +290,7 @@ pub async fn claim_key(
     };
     Ok(Some((
         row.try_get(0)?,
-        parse_json(&row.try_get::<String, _>(1)?)?,
+        codec::json(&row, 1, "one_time_keys or fallback_keys.key_json")?,
     )))
 }
 
@@ -311,7 +309,7 @@ pub async fn get_fallback_key(
     .bind(algorithm)
     .fetch_optional(c)
     .await?;
-    row.map(|r| Ok((r.try_get(0)?, parse_json(&r.try_get::<String, _>(1)?)?)))
+    row.map(|r| Ok((r.try_get(0)?, codec::json(&r, 1, "fallback_keys.key_json")?)))
         .transpose()
 }
 
@@ -368,7 +366,8 @@ pub async fn get_cross_signing_key(
     .bind(key_type)
     .fetch_optional(c)
     .await?;
-    text.as_deref().map(parse_json).transpose()
+    text.map(|t| codec::decode(&t, "cross_signing_keys.key_json"))
+        .transpose()
 }
 
 pub async fn put_cross_signing_key(

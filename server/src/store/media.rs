@@ -1,5 +1,5 @@
 //! Metadata of uploaded media. The bytes live on disk under the media
-//! directory (see `api::media`); a row exists only once its file is in place.
+//! directory (see `service::media`); a row exists only once its file is in place.
 
 use std::path::{Path, PathBuf};
 

@@ -17,6 +17,7 @@
 pub mod account_data;
 pub mod audit;
 pub mod backup;
+pub mod codec;
 pub mod devices;
 pub mod ephemeral;
 pub mod erased;

@@ -24,7 +24,7 @@ pub async fn create(
         .bind(room_id)
         .bind(creator)
         .bind(version)
-        .bind(is_public as i64)
+        .bind(super::codec::flag_param(is_public))
         .bind(now)
         .execute(c)
         .await?;
@@ -54,7 +54,7 @@ pub async fn membership(
                 membership: r.try_get(0)?,
                 pos: r.try_get(1)?,
                 span_start_pos: r.try_get(2)?,
-                forgotten: r.try_get::<i64, _>(3)? != 0,
+                forgotten: super::codec::flag(&r, 3)?,
             })
         })
         .transpose()
@@ -77,9 +77,8 @@ pub async fn membership_history(
     .await?
     .into_iter()
     .map(|r| {
-        let content: String = r.try_get(1)?;
-        let membership = serde_json::from_str::<serde_json::Value>(&content)
-            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?
+        let content: serde_json::Value = super::codec::json(&r, 1, "events.content")?;
+        let membership = content
             .get("membership")
             .and_then(serde_json::Value::as_str)
             .unwrap_or("leave")
@@ -175,7 +174,7 @@ pub async fn rooms_for_user(
                     membership: r.try_get(1)?,
                     pos: r.try_get(2)?,
                     span_start_pos: r.try_get(3)?,
-                    forgotten: r.try_get::<i64, _>(4)? != 0,
+                    forgotten: super::codec::flag(&r, 4)?,
                 },
             ))
         })

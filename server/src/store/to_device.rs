@@ -89,9 +89,7 @@ pub async fn pending(
     .await?
     .into_iter()
     .map(|r| {
-        let content: String = r.try_get(3)?;
-        let content: Value =
-            serde_json::from_str(&content).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        let content: Value = super::codec::json(&r, 3, "to_device.content")?;
         Ok((
             r.try_get(0)?,
             json!({

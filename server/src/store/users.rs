@@ -35,8 +35,8 @@ pub async fn user_for_token(
         Ok(TokenOwner {
             user_id: r.try_get(0)?,
             device_id: r.try_get(1)?,
-            is_admin: r.try_get::<i64, _>(2)? != 0,
-            deactivated: r.try_get::<i64, _>(3)? != 0,
+            is_admin: super::codec::flag(&r, 2)?,
+            deactivated: super::codec::flag(&r, 3)?,
             last_seen_ts: r.try_get(4)?,
         })
     })
@@ -54,8 +54,8 @@ pub async fn get(c: &mut AnyConnection, user_id: &str) -> Result<Option<User>, s
         Ok(User {
             user_id: r.try_get(0)?,
             password_hash: r.try_get(1)?,
-            is_admin: r.try_get::<i64, _>(2)? != 0,
-            deactivated: r.try_get::<i64, _>(3)? != 0,
+            is_admin: super::codec::flag(&r, 2)?,
+            deactivated: super::codec::flag(&r, 3)?,
             displayname: r.try_get(4)?,
             avatar_url: r.try_get(5)?,
         })
@@ -78,7 +78,7 @@ pub async fn create(
     )
     .bind(user_id)
     .bind(password_hash)
-    .bind(is_admin as i64)
+    .bind(super::codec::flag_param(is_admin))
     .bind(displayname)
     .bind(now)
     .execute(c)
@@ -237,11 +237,10 @@ pub async fn get_uia_session(
         .fetch_optional(c)
         .await?;
     row.map(|r| {
-        let completed: String = r.try_get(2)?;
         Ok(UiaSession {
             user_id: r.try_get(0)?,
             request_hash: r.try_get(1)?,
-            completed: serde_json::from_str(&completed).unwrap_or_default(),
+            completed: super::codec::json(&r, 2, "uia_sessions.completed")?,
             created_ts: r.try_get(3)?,
         })
     })

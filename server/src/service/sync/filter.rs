@@ -6,6 +6,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
+use crate::service::Context;
+use crate::store::account_data;
 
 // The spec's filter schema (`POST /user/{userId}/filter`), typed so that a
 // field of the wrong type is refused rather than silently read as absent.
@@ -119,6 +121,14 @@ impl SyncFilter {
     pub fn parse(filter: &Value) -> ApiResult<SyncFilter> {
         validate(filter)?;
         Ok(Self::from_json(filter))
+    }
+
+    /// The filter `user_id` stored under `filter_id`.
+    pub async fn stored(ctx: &Context, user_id: &str, filter_id: &str) -> ApiResult<SyncFilter> {
+        let stored = account_data::get_filter(&mut *ctx.store.read().await?, user_id, filter_id)
+            .await?
+            .ok_or_else(|| ApiError::invalid_param("unknown filter id"))?;
+        Ok(Self::from_json(&stored))
     }
 
     /// Reads a filter without checking it: for filters stored before

@@ -10,9 +10,10 @@ pub mod filter;
 pub mod rooms;
 pub mod tokens;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::error::ApiResult;
@@ -34,7 +35,42 @@ pub struct SyncRequest {
     pub filter: SyncFilter,
 }
 
-pub async fn sync(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<Value> {
+/// The response of `GET /_matrix/client/v3/sync`. Fields are in
+/// alphabetical order, as serde_json orders map keys, so the output is the
+/// same byte for byte as when it was built as a map.
+#[derive(Serialize)]
+pub struct SyncResponse {
+    pub account_data: Events,
+    pub device_lists: DeviceLists,
+    /// Always present, zero counts included: clients replenish keys from these.
+    pub device_one_time_keys_count: BTreeMap<String, i64>,
+    pub device_unused_fallback_key_types: Vec<String>,
+    pub next_batch: String,
+    pub presence: Events,
+    pub rooms: Rooms,
+    pub to_device: Events,
+}
+
+#[derive(Serialize)]
+pub struct Events {
+    pub events: Vec<Value>,
+}
+
+/// The per-room sections, keyed by room id (see [`rooms`]).
+#[derive(Serialize)]
+pub struct Rooms {
+    pub invite: Map<String, Value>,
+    pub join: Map<String, Value>,
+    pub leave: Map<String, Value>,
+}
+
+#[derive(Serialize)]
+pub struct DeviceLists {
+    pub changed: Vec<String>,
+    pub left: Vec<String>,
+}
+
+pub async fn sync(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<SyncResponse> {
     // Subscribe before the first read so a change landing in between still wakes us.
     let mut subscription = state.notifier.subscribe(&auth.user_id);
     let deadline = Instant::now() + req.timeout;
@@ -55,7 +91,7 @@ pub async fn sync(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<
     }
 }
 
-async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Value, bool)> {
+async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(SyncResponse, bool)> {
     let now = state.now_ms();
     let mut c = state.store.read().await?;
     let to = store::current_pos(&mut c).await?;
@@ -212,16 +248,37 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Va
         || !global_data.is_empty()
         || !changed.is_empty()
         || !left.is_empty();
-    let response = json!({
-        "next_batch": SyncToken { pos: to, to_device: to_device_pos }.to_string(),
-        "rooms": { "join": join, "invite": invite, "leave": leave },
-        "account_data": { "events": global_data },
-        "presence": { "events": [] },
-        "to_device": { "events": to_device.into_iter().map(|(_, e)| e).collect::<Vec<_>>() },
-        "device_lists": { "changed": changed, "left": left },
-        // Always present, zero counts included: clients replenish keys from these.
-        "device_one_time_keys_count": keys::one_time_key_counts(&mut c, &auth.user_id, &auth.device_id).await?,
-        "device_unused_fallback_key_types": keys::unused_fallback_key_types(&mut c, &auth.user_id, &auth.device_id).await?,
-    });
+    let response = SyncResponse {
+        next_batch: SyncToken {
+            pos: to,
+            to_device: to_device_pos,
+        }
+        .to_string(),
+        rooms: Rooms {
+            join,
+            invite,
+            leave,
+        },
+        account_data: Events {
+            events: global_data,
+        },
+        presence: Events { events: vec![] },
+        to_device: Events {
+            events: to_device.into_iter().map(|(_, e)| e).collect(),
+        },
+        device_lists: DeviceLists { changed, left },
+        device_one_time_keys_count: keys::one_time_key_counts(
+            &mut c,
+            &auth.user_id,
+            &auth.device_id,
+        )
+        .await?,
+        device_unused_fallback_key_types: keys::unused_fallback_key_types(
+            &mut c,
+            &auth.user_id,
+            &auth.device_id,
+        )
+        .await?,
+    };
     Ok((response, has_news))
 }
