@@ -154,7 +154,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let now = now_ms();
             let expiry = hours.map(|h| now + h * 3_600_000);
             let mut tx = state.store.write().await?;
-            users::create_registration_token(tx.conn(), &hash_token(&token), uses, expiry, now)
+            users::create_registration_token(&mut tx, &hash_token(&token), uses, expiry, now)
                 .await?;
             let entry = audit::by_system(&state, Action::AdminCall)
                 .target(Target::new("registration_token.create")?);
@@ -304,7 +304,7 @@ async fn user_command(cmd: UserCommand, config: Config) -> anyhow::Result<()> {
             );
             let mut tx = state.store.write().await?;
             let created =
-                users::create(tx.conn(), &id, Some(&hash), admin, &localpart, now_ms()).await?;
+                users::create(&mut tx, &id, Some(&hash), admin, &localpart, now_ms()).await?;
             anyhow::ensure!(created, "user {id} already exists");
             audit::record(
                 &mut tx,
@@ -320,12 +320,12 @@ async fn user_command(cmd: UserCommand, config: Config) -> anyhow::Result<()> {
             let hash = cli_passwords().hash(password).await?;
             let mut tx = state.store.write().await?;
             anyhow::ensure!(
-                users::set_password_hash(tx.conn(), &id, &hash).await?,
+                users::set_password_hash(&mut tx, &id, &hash).await?,
                 "no such user {id}"
             );
             let devices = cloister_server::store::devices::list(tx.conn(), &id).await?;
             for device in devices {
-                users::delete_tokens_for_device(tx.conn(), &id, &device.device_id).await?;
+                users::delete_tokens_for_device(&mut tx, &id, &device.device_id).await?;
             }
             audit::record(
                 &mut tx,

@@ -37,7 +37,7 @@ pub async fn store(
 ) -> ApiResult<()> {
     let mut tx = state.store.write().await?;
     let pos = tx.next_pos().await?;
-    account_data::put(tx.conn(), user_id, room_key(scope), data_type, content, pos).await?;
+    account_data::put(&mut tx, user_id, room_key(scope), data_type, content, pos).await?;
     tx.commit().await?;
     state.notifier.notify([user_id]);
     Ok(())

@@ -138,7 +138,7 @@ pub async fn register(state: &Context, ip: &str, new: NewAccount<'_>) -> ApiResu
     let hash = state.passwords.hash(password).await?;
     let mut tx = state.store.write().await?;
     let created = users::create(
-        tx.conn(),
+        &mut tx,
         &user_id,
         Some(&hash),
         false,
@@ -247,7 +247,7 @@ pub async fn change_password(
     validate_password(&new_password)?;
     let hash = state.passwords.hash(new_password).await?;
     let mut tx = state.store.write().await?;
-    users::set_password_hash(tx.conn(), user_id, &hash).await?;
+    users::set_password_hash(&mut tx, user_id, &hash).await?;
     let entry = audit::by_user(state, user_id, Action::PasswordChanged);
     audit::record(&mut tx, entry).await?;
     tx.commit().await?;

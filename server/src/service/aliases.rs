@@ -37,7 +37,7 @@ pub async fn put(ctx: &Context, user_id: &str, alias: &str, room_id: &str) -> Ap
             "You must be joined to the room to give it an alias",
         ));
     }
-    if !rooms::put_alias(tx.conn(), alias, room_id, user_id).await? {
+    if !rooms::put_alias(&mut tx, alias, room_id, user_id).await? {
         return Err(ApiError::new(ErrCode::Unknown, "Room alias already exists")
             .with_status(StatusCode::CONFLICT));
     }
@@ -74,7 +74,7 @@ pub async fn delete(ctx: &Context, auth: &Auth, alias: &str) -> ApiResult<()> {
             ));
         }
     }
-    rooms::delete_alias(tx.conn(), alias).await?;
+    rooms::delete_alias(&mut tx, alias).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -170,7 +170,7 @@ pub async fn checkpoint(state: &Context) -> anyhow::Result<String> {
     let mut log = load(state).await?;
     let signed = log.checkpoint(&state.audit.signer)?;
     audit::put_checkpoint(
-        &mut *state.store.read().await?,
+        &mut state.store.autocommit().await?,
         log.size() as i64,
         &signed.note,
         state.now_ms(),

@@ -99,7 +99,7 @@ pub async fn create_version(
     // loser's transaction is aborted, so it starts over.
     for _ in 0..3 {
         let mut tx = state.store.write().await?;
-        match backup::create_version(tx.conn(), user_id, algorithm, auth_data).await {
+        match backup::create_version(&mut tx, user_id, algorithm, auth_data).await {
             Ok(version) => {
                 tx.commit().await?;
                 return Ok(version.to_string());
@@ -167,7 +167,7 @@ pub async fn update_version(
             "the algorithm of a backup version cannot change",
         ));
     }
-    backup::set_auth_data(tx.conn(), user_id, n, auth_data).await?;
+    backup::set_auth_data(&mut tx, user_id, n, auth_data).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -176,7 +176,7 @@ pub async fn update_version(
 pub async fn delete_version(state: &Context, user_id: &str, version: &str) -> ApiResult<()> {
     let n = parse_version(version).ok_or_else(|| no_backup(version))?;
     let mut tx = state.store.write().await?;
-    if !backup::delete_version(tx.conn(), user_id, n).await? {
+    if !backup::delete_version(&mut tx, user_id, n).await? {
         return Err(no_backup(version));
     }
     tx.commit().await?;
@@ -211,7 +211,7 @@ pub async fn upload_keys(
             backup::get_key(tx.conn(), user_id, current.version, room_id, session_id).await?;
         if stored.is_none_or(|old| backup::should_replace(&old, key)) {
             backup::put_key(
-                tx.conn(),
+                &mut tx,
                 user_id,
                 current.version,
                 room_id,
@@ -224,7 +224,7 @@ pub async fn upload_keys(
         }
     }
     if changed {
-        etag = backup::bump_etag(tx.conn(), user_id, current.version).await?;
+        etag = backup::bump_etag(&mut tx, user_id, current.version).await?;
     }
     let count = backup::count_keys(tx.conn(), user_id, current.version).await?;
     tx.commit().await?;
@@ -276,8 +276,8 @@ pub async fn delete_keys(
         .await?
         .ok_or_else(|| no_backup(version))?;
     let mut etag = found.etag;
-    if backup::delete_keys(tx.conn(), user_id, n, scope).await? > 0 {
-        etag = backup::bump_etag(tx.conn(), user_id, n).await?;
+    if backup::delete_keys(&mut tx, user_id, n, scope).await? > 0 {
+        etag = backup::bump_etag(&mut tx, user_id, n).await?;
     }
     let count = backup::count_keys(tx.conn(), user_id, n).await?;
     tx.commit().await?;

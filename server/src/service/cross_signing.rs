@@ -228,7 +228,7 @@ pub async fn upload_signing_keys(
         .with_status(StatusCode::CONFLICT));
     }
     for (key_type, key) in &uploads {
-        keys::put_cross_signing_key(tx.conn(), user_id, key_type, &key.value).await?;
+        keys::put_cross_signing_key(&mut tx, user_id, key_type, &key.value).await?;
     }
     keys::record_device_list_change(&mut tx, user_id).await?;
     let interested = rooms::users_sharing_rooms(tx.conn(), user_id).await?;
@@ -418,7 +418,7 @@ pub async fn upload_signatures(
         let mut tx = state.store.write().await?;
         let mut targets = BTreeSet::new();
         for (target_user, sig) in &accepted {
-            keys::put_signature(tx.conn(), target_user, sig).await?;
+            keys::put_signature(&mut tx, target_user, sig).await?;
             targets.insert(target_user.as_str());
         }
         let mut interested = BTreeSet::new();

@@ -54,10 +54,10 @@ pub async fn open_session(
     let access_token = format!("clt_{}", crate::ids::random_string(40));
     let now = state.now_ms();
     let mut tx = state.store.write().await?;
-    let created = devices::ensure(tx.conn(), user_id, &device_id, display_name, now).await?;
-    users::delete_tokens_for_device(tx.conn(), user_id, &device_id).await?;
+    let created = devices::ensure(&mut tx, user_id, &device_id, display_name, now).await?;
+    users::delete_tokens_for_device(&mut tx, user_id, &device_id).await?;
     users::insert_token(
-        tx.conn(),
+        &mut tx,
         &hash_token(&access_token),
         user_id,
         &device_id,
@@ -99,7 +99,7 @@ pub async fn delete_devices_by(
     let mut tx = state.store.write().await?;
     let mut deleted = 0;
     for device_id in device_ids {
-        deleted += devices::delete(tx.conn(), user_id, device_id).await? as u64;
+        deleted += devices::delete(&mut tx, user_id, device_id).await? as u64;
     }
     let any = deleted > 0;
     if any {
@@ -131,7 +131,7 @@ pub async fn deactivate_user(state: &Context, user_id: &str, entry: NewEntry) ->
     }
     delete_all_except(state, user_id, None).await?;
     let mut tx = state.store.write().await?;
-    users::set_deactivated(tx.conn(), user_id).await?;
+    users::set_deactivated(&mut tx, user_id).await?;
     audit::record(&mut tx, entry).await?;
     tx.commit().await?;
     tracing::info!("account deactivated");
@@ -180,7 +180,7 @@ pub async fn set_display_name(
         return Err(ApiError::invalid_param("display_name is too long"));
     }
     if !devices::set_display_name(
-        &mut *state.store.read().await?,
+        &mut state.store.autocommit().await?,
         user_id,
         device_id,
         display_name,

@@ -82,7 +82,7 @@ pub async fn set_typing(
     let mut tx = ctx.store.write().await?;
     require_joined(tx.conn(), room_id, user_id).await?;
     let pos = tx.next_pos().await?;
-    ephemeral::set_typing(tx.conn(), room_id, user_id, expires_ts, pos, ctx.now_ms()).await?;
+    ephemeral::set_typing(&mut tx, room_id, user_id, expires_ts, pos, ctx.now_ms()).await?;
     let members = rooms::joined_members(tx.conn(), room_id).await?;
     tx.commit().await?;
     ctx.notifier.notify(members.iter().map(String::as_str));
@@ -140,7 +140,7 @@ async fn set_marker(
         }
         let pos = tx.next_pos().await?;
         let content = json!({ "event_id": event_id });
-        account_data::put(tx.conn(), user_id, room_id, FULLY_READ, &content, pos).await?;
+        account_data::put(tx, user_id, room_id, FULLY_READ, &content, pos).await?;
         return Ok(vec![user_id.to_owned()]);
     }
     let kind = marker.as_str();
@@ -150,17 +150,7 @@ async fn set_marker(
         return Ok(vec![]);
     }
     let pos = tx.next_pos().await?;
-    ephemeral::put_receipt(
-        tx.conn(),
-        room_id,
-        user_id,
-        kind,
-        thread_id,
-        event_id,
-        now,
-        pos,
-    )
-    .await?;
+    ephemeral::put_receipt(tx, room_id, user_id, kind, thread_id, event_id, now, pos).await?;
     if marker == Marker::ReadPrivate {
         Ok(vec![user_id.to_owned()])
     } else {

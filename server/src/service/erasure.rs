@@ -200,13 +200,13 @@ pub async fn erase_user(state: &Context, user_id: &str, actor: Actor) -> ApiResu
 
     let mut tx = state.store.write().await?;
     for upload in &doomed_media {
-        crate::store::media::delete(tx.conn(), &upload.media_id).await?;
+        crate::store::media::delete(&mut tx, &upload.media_id).await?;
         tally.add("deleted_media", 1);
         tally.add("deleted_media_bytes", upload.size.max(0) as u64);
     }
     rewrite_events(&mut tx, &holds, &mut tally, user_id, &new_id).await?;
     rewrite_rooms(&mut tx, &holds, &mut tally, user_id, &new_id).await?;
-    for (name, n) in erasure::delete_own_rows(tx.conn(), user_id).await? {
+    for (name, n) in erasure::delete_own_rows(&mut tx, user_id).await? {
         tally.add(name, n.max(before.get(name).copied().unwrap_or(0)));
     }
     for (table, keys, column) in erasure::MENTIONS {
@@ -215,19 +215,19 @@ pub async fn erase_user(state: &Context, user_id: &str, actor: Actor) -> ApiResu
                 continue;
             };
             rewrite_json(&mut json, user_id, &new_id);
-            erasure::set_mention(tx.conn(), table, keys, column, &key, &json.to_string()).await?;
+            erasure::set_mention(&mut tx, table, keys, column, &key, &json.to_string()).await?;
             tally.add("pseudonymized_mentions", 1);
         }
     }
     tally.add(
         "pseudonymized_holds",
-        erasure::pseudonymize_holds(tx.conn(), user_id, &new_id).await?,
+        erasure::pseudonymize_holds(&mut tx, user_id, &new_id).await?,
     );
     tally.add(
         "deleted_account",
-        erasure::delete_user(tx.conn(), user_id).await?,
+        erasure::delete_user(&mut tx, user_id).await?,
     );
-    erased::insert(tx.conn(), pseudonym.as_str(), state.now_ms()).await?;
+    erased::insert(&mut tx, pseudonym.as_str(), state.now_ms()).await?;
 
     let mut details = Details::new();
     for (name, n) in &tally.counts {
@@ -299,7 +299,7 @@ async fn rewrite_events(
             None => false,
         };
         if sent && !current {
-            erasure::delete_event(tx.conn(), &event.event_id).await?;
+            erasure::delete_event(tx, &event.event_id).await?;
             tally.add("deleted_events", 1);
             continue;
         }
@@ -326,7 +326,7 @@ async fn rewrite_events(
         let content_text = content.to_string();
         let prev_text = prev.map(|p| p.to_string());
         erasure::rewrite_event(
-            tx.conn(),
+            tx,
             &erasure::Rewrite {
                 event_id: &event.event_id,
                 sender: if sent { new_id } else { &event.sender },
@@ -338,7 +338,7 @@ async fn rewrite_events(
         )
         .await?;
         if about && current {
-            erasure::rekey_current_state(tx.conn(), &event.event_id, new_id).await?;
+            erasure::rekey_current_state(tx, &event.event_id, new_id).await?;
             if event.event_type == "m.room.member" {
                 member_rooms.insert(event.room_id.clone());
             }
@@ -352,7 +352,7 @@ async fn rewrite_events(
     for room_id in member_rooms {
         tally.add(
             "pseudonymized_memberships",
-            erasure::rename_membership(tx.conn(), &room_id, user_id, new_id).await?,
+            erasure::rename_membership(tx, &room_id, user_id, new_id).await?,
         );
     }
     Ok(())
@@ -371,14 +371,14 @@ async fn rewrite_rooms(
         if holds.on_rooms.contains_key(&room_id) || !holds.on_user.is_empty() {
             continue;
         }
-        erasure::set_room_creator(tx.conn(), &room_id, new_id).await?;
+        erasure::set_room_creator(tx, &room_id, new_id).await?;
         tally.add("pseudonymized_rooms", 1);
     }
     for (alias, room_id) in erasure::created_aliases(tx.conn(), user_id).await? {
         if holds.on_rooms.contains_key(&room_id) {
             continue;
         }
-        erasure::set_alias_creator(tx.conn(), &alias, new_id).await?;
+        erasure::set_alias_creator(tx, &alias, new_id).await?;
         tally.add("pseudonymized_aliases", 1);
     }
     Ok(())

@@ -124,7 +124,7 @@ pub async fn send_idempotent(
         // with the event, which nobody else should decide.
         match media::get(tx.conn(), media_id).await? {
             Some(m) if m.uploader == event.sender => {
-                media::attach(tx.conn(), &stored.event_id, media_id).await?
+                media::attach(&mut tx, &stored.event_id, media_id).await?
             }
             _ => {
                 return Err(ApiError::invalid_param(
@@ -134,7 +134,7 @@ pub async fn send_idempotent(
         }
     }
     let recorded = events::put_txn_result(
-        tx.conn(),
+        &mut tx,
         event.sender,
         device_id,
         "event",
@@ -194,7 +194,7 @@ pub async fn send_in(
             &target.event_type,
             &target.content,
         );
-        events::apply_redaction(tx.conn(), &target, &redacted, &stored.event_id).await?;
+        events::apply_redaction(tx, &target, &redacted, &stored.event_id).await?;
     }
     Ok(stored)
 }

@@ -34,7 +34,7 @@ pub async fn create(
     // Checked here, once: /sync reads stored filters without refusing them.
     crate::service::sync::filter::validate(filter)?;
     let mut tx = state.store.write().await?;
-    let filter_id = account_data::put_filter(tx.conn(), user_id, filter).await?;
+    let filter_id = account_data::put_filter(&mut tx, user_id, filter).await?;
     tx.commit().await?;
     Ok(filter_id)
 }

@@ -82,7 +82,7 @@ pub async fn set(state: &Context, by: By, new: NewHold<'_>) -> ApiResult<Hold> {
         released_by: None,
         released_ts: None,
     };
-    holds::insert(tx.conn(), &hold).await?;
+    holds::insert(&mut tx, &hold).await?;
     let entry =
         audit::by_actor(state, by.actor, Action::HoldSet).target(state.audit.target(&hold.target));
     audit::record(&mut tx, entry).await?;
@@ -105,7 +105,7 @@ pub async fn release(state: &Context, by: By, hold_id: &str) -> ApiResult<Hold> 
     let Some(hold) = holds::get(tx.conn(), hold_id).await? else {
         return Err(ApiError::not_found("Unknown hold"));
     };
-    if !holds::release(tx.conn(), hold_id, &by.name, now).await? {
+    if !holds::release(&mut tx, hold_id, &by.name, now).await? {
         return Err(ApiError::invalid_param("That hold is already released"));
     }
     let entry = audit::by_actor(state, by.actor, Action::HoldReleased)

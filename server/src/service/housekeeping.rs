@@ -58,7 +58,7 @@ pub async fn announce_typing_expiries(state: &Context) -> Result<usize, sqlx::Er
     for (room_id, user_id) in expired {
         let mut tx = state.store.write().await?;
         let pos = tx.next_pos().await?;
-        if !ephemeral::announce_expiry(tx.conn(), &room_id, &user_id, pos, now).await? {
+        if !ephemeral::announce_expiry(&mut tx, &room_id, &user_id, pos, now).await? {
             continue; // dropping the transaction gives the position back unused
         }
         let members = rooms::joined_members(tx.conn(), &room_id).await?;
@@ -74,5 +74,5 @@ pub async fn purge_expired_uia_sessions(state: &Context) -> Result<u64, sqlx::Er
     let cutoff = state
         .now_ms()
         .saturating_sub(crate::service::uia::SESSION_LIFETIME_MS);
-    users::purge_uia_sessions(&mut *state.store.read().await?, cutoff).await
+    users::purge_uia_sessions(&mut state.store.autocommit().await?, cutoff).await
 }

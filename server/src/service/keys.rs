@@ -255,9 +255,9 @@ pub async fn upload(
     if let Some((new, _)) = &new_keys {
         let old = match keys::get_device_keys(tx.conn(), user_id, device_id).await? {
             Some(old) => Some(old),
-            None if keys::insert_device_keys(tx.conn(), user_id, device_id, new).await? => {
+            None if keys::insert_device_keys(&mut tx, user_id, device_id, new).await? => {
                 // A device id reused after deletion starts without signatures.
-                keys::delete_signatures_on(tx.conn(), user_id, device_id).await?;
+                keys::delete_signatures_on(&mut tx, user_id, device_id).await?;
                 changed = true;
                 None
             }
@@ -270,7 +270,7 @@ pub async fn upload(
                 "this device already has different keys; log in as a new device to use new keys",
             )),
             Some(_) => {
-                keys::put_device_keys(tx.conn(), user_id, device_id, new).await?;
+                keys::put_device_keys(&mut tx, user_id, device_id, new).await?;
                 changed = true;
             }
             None => {}
@@ -278,7 +278,7 @@ pub async fn upload(
     }
     for e in &one_time {
         let (alg, id) = (&e.algorithm, &e.key_id);
-        if keys::insert_one_time_key(tx.conn(), user_id, device_id, alg, id, &e.value).await? {
+        if keys::insert_one_time_key(&mut tx, user_id, device_id, alg, id, &e.value).await? {
             continue;
         }
         // Gone again means a concurrent claim took it: fine, not re-added.
@@ -296,7 +296,7 @@ pub async fn upload(
             Some((id, old)) if id == e.key_id && old == e.value => {}
             _ => {
                 keys::put_fallback_key(
-                    tx.conn(),
+                    &mut tx,
                     user_id,
                     device_id,
                     &e.algorithm,

@@ -77,8 +77,8 @@ where
         size: size as i64,
         created_ts: state.now_ms(),
     };
-    let inserted = match state.store.read().await {
-        Ok(mut conn) => media::insert(&mut conn, &row).await,
+    let inserted = match state.store.autocommit().await {
+        Ok(mut w) => media::insert(&mut w, &row).await,
         Err(e) => Err(e),
     };
     if let Err(e) = inserted {

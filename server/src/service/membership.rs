@@ -93,7 +93,7 @@ pub async fn forget(ctx: &Context, user_id: &str, room_id: &str) -> ApiResult<()
                 "Leave the room before forgetting it",
             ));
         }
-        Some(_) => rooms::forget(tx.conn(), room_id, user_id).await?,
+        Some(_) => rooms::forget(&mut tx, room_id, user_id).await?,
     }
     tx.commit().await?;
     Ok(())

@@ -59,7 +59,7 @@ async fn set_field(
         return Err(ApiError::forbidden("You may only change your own profile"));
     }
     let mut tx = ctx.store.write().await?;
-    users::set_profile_field(tx.conn(), user_id, field, value).await?;
+    users::set_profile_field(&mut tx, user_id, field, value).await?;
     tx.commit().await?;
     crate::service::rooms::propagate_profile(ctx, user_id).await
 }

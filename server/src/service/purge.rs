@@ -173,8 +173,7 @@ async fn purge_events(
         loop {
             let mut tx = state.store.write().await?;
             let deleted =
-                store::delete_expired_events(tx.conn(), &room_id, cutoff, &held_users, BATCH)
-                    .await?;
+                store::delete_expired_events(&mut tx, &room_id, cutoff, &held_users, BATCH).await?;
             tx.commit().await?;
             summary.events += deleted;
             if deleted < BATCH as u64 {
@@ -232,7 +231,7 @@ async fn purge_media(
             }
         }
         let mut tx = state.store.write().await?;
-        if media::delete(tx.conn(), &media_id).await? {
+        if media::delete(&mut tx, &media_id).await? {
             summary.media_files += 1;
             summary.media_bytes += size.max(0) as u64;
         }
@@ -250,8 +249,8 @@ async fn purge_to_device(
     let cutoff = state.config.retention.to_device_lifetime.cutoff(now);
     let held_users = held.user_list();
     let mut tx = state.store.write().await?;
-    store::date_to_device(tx.conn(), now).await?;
-    summary.to_device += store::delete_expired_to_device(tx.conn(), cutoff, &held_users).await?;
+    store::date_to_device(&mut tx, now).await?;
+    summary.to_device += store::delete_expired_to_device(&mut tx, cutoff, &held_users).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -265,9 +264,8 @@ async fn purge_backups(
     let cutoff = state.config.retention.backup_lifetime.cutoff(now);
     let held_users = held.user_list();
     let mut tx = state.store.write().await?;
-    store::date_backup_keys(tx.conn(), now).await?;
-    summary.backup_keys +=
-        store::delete_expired_backup_keys(tx.conn(), cutoff, &held_users).await?;
+    store::date_backup_keys(&mut tx, now).await?;
+    summary.backup_keys += store::delete_expired_backup_keys(&mut tx, cutoff, &held_users).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -115,7 +115,7 @@ pub async fn create_room(state: &Context, creator: &str, req: CreateRoom) -> Api
     let now = state.now_ms();
     let mut tx = state.store.write().await?;
     if let Some(alias) = &alias {
-        if !rooms::put_alias(tx.conn(), alias, &room_id, creator).await? {
+        if !rooms::put_alias(&mut tx, alias, &room_id, creator).await? {
             return Err(ApiError::new(
                 ErrCode::RoomInUse,
                 "That room alias is taken",
@@ -123,7 +123,7 @@ pub async fn create_room(state: &Context, creator: &str, req: CreateRoom) -> Api
         }
     }
     rooms::create(
-        tx.conn(),
+        &mut tx,
         &room_id,
         creator,
         ROOM_VERSION,

@@ -25,7 +25,8 @@ pub fn hash_token(token: &str) -> Vec<u8> {
 
 /// The live session an access token belongs to, if any.
 pub async fn authenticate(state: &Context, token: &str) -> Result<Option<Auth>, ApiError> {
-    let mut conn = state.store.read().await?;
+    // The same connection stamps the device's last-seen time below.
+    let mut conn = state.store.autocommit().await?;
     let found = crate::store::users::user_for_token(&mut conn, &hash_token(token)).await?;
     let Some(found) = found.filter(|f| !f.deactivated) else {
         return Ok(None);

@@ -80,7 +80,7 @@ pub async fn send(
     let now = state.now_ms();
     let mut tx = state.store.write().await?;
     let first_time = to_device::claim_txn_id(
-        tx.conn(),
+        &mut tx,
         &auth.user_id,
         &auth.device_id,
         TXN_KIND,
@@ -126,7 +126,7 @@ pub async fn send(
                 event_type,
                 content: &msg.content,
             };
-            to_device::insert(tx.conn(), pos, &queued, now).await?;
+            to_device::insert(&mut tx, pos, &queued, now).await?;
             targets.insert(msg.user_id);
         }
     }

@@ -35,7 +35,7 @@ pub async fn check(
             completed: vec![],
             created_ts: now,
         };
-        users::put_uia_session(&mut *state.store.read().await?, &session_id, &session).await?;
+        users::put_uia_session(&mut state.store.autocommit().await?, &session_id, &session).await?;
         return Err(challenge(flows, &session_id, &[], None));
     };
     let session_id = auth
@@ -77,7 +77,7 @@ pub async fn check(
         )));
     }
     let outcome = complete_stage(state, stage, auth, user_id).await?;
-    let mut conn = state.store.read().await?;
+    let mut conn = state.store.autocommit().await?;
     if let Err(message) = outcome {
         users::put_uia_session(&mut conn, &session_id, &session).await?;
         return Err(challenge(
@@ -156,7 +156,7 @@ async fn complete_stage(
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let used = users::use_registration_token(
-                &mut *state.store.read().await?,
+                &mut state.store.autocommit().await?,
                 &hash_token(token),
                 state.now_ms(),
             )

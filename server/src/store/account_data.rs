@@ -7,11 +7,11 @@
 use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
-use super::codec;
+use super::{codec, WriteTx};
 
 /// Inserts or replaces one account-data entry at stream position `pos`.
 pub async fn put(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     user_id: &str,
     room_id: &str,
     data_type: &str,
@@ -27,7 +27,7 @@ pub async fn put(
     .bind(data_type)
     .bind(content.to_string())
     .bind(pos)
-    .execute(c)
+    .execute(tx.conn())
     .await?;
     Ok(())
 }
@@ -83,7 +83,7 @@ pub async fn changed_since(
 /// filter on every start, so an identical stored filter's id is reused
 /// rather than growing the table without bound.
 pub async fn put_filter(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     user_id: &str,
     filter: &Value,
 ) -> Result<String, sqlx::Error> {
@@ -92,7 +92,7 @@ pub async fn put_filter(
         sqlx::query_scalar("SELECT filter_id FROM filters WHERE user_id = $1 AND filter_json = $2")
             .bind(user_id)
             .bind(&text)
-            .fetch_optional(&mut *c)
+            .fetch_optional(tx.conn())
             .await?;
     if let Some(id) = existing {
         return Ok(id);
@@ -102,7 +102,7 @@ pub async fn put_filter(
         .bind(user_id)
         .bind(&filter_id)
         .bind(&text)
-        .execute(c)
+        .execute(tx.conn())
         .await?;
     Ok(filter_id)
 }

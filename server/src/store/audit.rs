@@ -3,7 +3,7 @@
 use cloister_audit::{AuditEntry, NewEntry};
 use sqlx::{AnyConnection, Row};
 
-use super::{Backend, WriteTx};
+use super::{Backend, WriteTx, Writer};
 
 /// Appends `entry` with the next sequence number. On PostgreSQL a table
 /// lock orders concurrent appenders (also across server nodes), so sequence
@@ -45,7 +45,7 @@ pub async fn size(c: &mut AnyConnection) -> Result<i64, sqlx::Error> {
 }
 
 pub async fn put_checkpoint(
-    c: &mut AnyConnection,
+    w: &mut impl Writer,
     tree_size: i64,
     note: &str,
     now: i64,
@@ -54,7 +54,7 @@ pub async fn put_checkpoint(
         .bind(tree_size)
         .bind(note)
         .bind(now)
-        .execute(c)
+        .execute(w.conn())
         .await?;
     Ok(())
 }

@@ -101,7 +101,7 @@ pub async fn lock_version(
 /// number is never reused). Two concurrent creations on PostgreSQL can pick
 /// the same number; the loser gets a unique violation and should retry.
 pub async fn create_version(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     user_id: &str,
     algorithm: &str,
     auth_data: &Value,
@@ -114,12 +114,12 @@ pub async fn create_version(
     .bind(user_id)
     .bind(algorithm)
     .bind(serde_json::to_string(auth_data).unwrap_or_default())
-    .fetch_one(c)
+    .fetch_one(tx.conn())
     .await
 }
 
 pub async fn set_auth_data(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     user_id: &str,
     version: i64,
     auth_data: &Value,
@@ -130,14 +130,14 @@ pub async fn set_auth_data(
     .bind(serde_json::to_string(auth_data).unwrap_or_default())
     .bind(user_id)
     .bind(version)
-    .execute(c)
+    .execute(tx.conn())
     .await?;
     Ok(r.rows_affected() == 1)
 }
 
 /// Marks the version deleted and drops its keys; false when there was none.
 pub async fn delete_version(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     user_id: &str,
     version: i64,
 ) -> Result<bool, sqlx::Error> {
@@ -146,7 +146,7 @@ pub async fn delete_version(
     )
     .bind(user_id)
     .bind(version)
-    .execute(&mut *c)
+    .execute(tx.conn())
     .await?;
     if r.rows_affected() == 0 {
         return Ok(false);
@@ -154,22 +154,18 @@ pub async fn delete_version(
     sqlx::query("DELETE FROM backup_keys WHERE user_id = $1 AND version = $2")
         .bind(user_id)
         .bind(version)
-        .execute(c)
+        .execute(tx.conn())
         .await?;
     Ok(true)
 }
 
-pub async fn bump_etag(
-    c: &mut AnyConnection,
-    user_id: &str,
-    version: i64,
-) -> Result<i64, sqlx::Error> {
+pub async fn bump_etag(tx: &mut WriteTx, user_id: &str, version: i64) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
         "UPDATE backup_versions SET etag = etag + 1 WHERE user_id = $1 AND version = $2 RETURNING etag",
     )
     .bind(user_id)
     .bind(version)
-    .fetch_one(c)
+    .fetch_one(tx.conn())
     .await
 }
 
@@ -216,7 +212,7 @@ fn key_from_row(r: &sqlx::any::AnyRow, first: usize) -> Result<KeyBackupData, sq
 }
 
 pub async fn put_key(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     user_id: &str,
     version: i64,
     room_id: &str,
@@ -240,7 +236,7 @@ pub async fn put_key(
     .bind(codec::flag_param(key.is_verified))
     .bind(serde_json::to_string(&key.session_data).unwrap_or_default())
     .bind(now)
-    .execute(c)
+    .execute(tx.conn())
     .await?;
     Ok(())
 }
@@ -297,7 +293,7 @@ pub async fn keys(
 }
 
 pub async fn delete_keys(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     user_id: &str,
     version: i64,
     scope: Scope<'_>,
@@ -307,7 +303,7 @@ pub async fn delete_keys(
         scope.filter()
     );
     let q = sqlx::query(&sql).bind(user_id).bind(version);
-    Ok(scope.bind(q).execute(c).await?.rows_affected())
+    Ok(scope.bind(q).execute(tx.conn()).await?.rows_affected())
 }
 
 #[cfg(test)]

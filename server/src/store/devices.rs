@@ -2,6 +2,8 @@
 
 use sqlx::{AnyConnection, Row};
 
+use super::{WriteTx, Writer};
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Device {
     pub device_id: String,
@@ -43,7 +45,7 @@ pub async fn get(
 
 /// Creates the device if it does not exist; returns true when it was created.
 pub async fn ensure(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     user_id: &str,
     device_id: &str,
     display_name: Option<&str>,
@@ -57,13 +59,13 @@ pub async fn ensure(
     .bind(device_id)
     .bind(display_name)
     .bind(now)
-    .execute(c)
+    .execute(tx.conn())
     .await?;
     Ok(r.rows_affected() == 1)
 }
 
 pub async fn set_display_name(
-    c: &mut AnyConnection,
+    w: &mut impl Writer,
     user_id: &str,
     device_id: &str,
     name: Option<&str>,
@@ -73,13 +75,13 @@ pub async fn set_display_name(
             .bind(name)
             .bind(user_id)
             .bind(device_id)
-            .execute(c)
+            .execute(w.conn())
             .await?;
     Ok(r.rows_affected() == 1)
 }
 
 pub async fn touch(
-    c: &mut AnyConnection,
+    w: &mut impl Writer,
     user_id: &str,
     device_id: &str,
     now: i64,
@@ -88,18 +90,14 @@ pub async fn touch(
         .bind(now)
         .bind(user_id)
         .bind(device_id)
-        .execute(c)
+        .execute(w.conn())
         .await?;
     Ok(())
 }
 
 /// Deletes the device with its tokens, keys and queued to-device messages.
 /// Returns false if there was no such device.
-pub async fn delete(
-    c: &mut AnyConnection,
-    user_id: &str,
-    device_id: &str,
-) -> Result<bool, sqlx::Error> {
+pub async fn delete(tx: &mut WriteTx, user_id: &str, device_id: &str) -> Result<bool, sqlx::Error> {
     for table in [
         "access_tokens",
         "device_keys",
@@ -113,13 +111,13 @@ pub async fn delete(
         ))
         .bind(user_id)
         .bind(device_id)
-        .execute(&mut *c)
+        .execute(tx.conn())
         .await?;
     }
     let r = sqlx::query("DELETE FROM devices WHERE user_id = $1 AND device_id = $2")
         .bind(user_id)
         .bind(device_id)
-        .execute(c)
+        .execute(tx.conn())
         .await?;
     Ok(r.rows_affected() == 1)
 }

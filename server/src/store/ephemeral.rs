@@ -7,11 +7,13 @@
 use serde_json::{json, Map, Value};
 use sqlx::{AnyConnection, Row};
 
+use super::WriteTx;
+
 pub const PRIVATE_READ: &str = "m.read.private";
 
 /// A notice that has already expired (a stop) is announced by this very write.
 pub async fn set_typing(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     room_id: &str,
     user_id: &str,
     expires_ts: i64,
@@ -28,7 +30,7 @@ pub async fn set_typing(
     .bind(expires_ts)
     .bind(pos)
     .bind((expires_ts <= now_ms) as i64)
-    .execute(c)
+    .execute(tx.conn())
     .await?;
     Ok(())
 }
@@ -52,7 +54,7 @@ pub async fn unannounced_expiries(
 /// Gives a timed-out notice a new stream position; false if another node
 /// (or a fresh notice) got there first.
 pub async fn announce_expiry(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     room_id: &str,
     user_id: &str,
     pos: i64,
@@ -66,7 +68,7 @@ pub async fn announce_expiry(
     .bind(room_id)
     .bind(user_id)
     .bind(now_ms)
-    .execute(c)
+    .execute(tx.conn())
     .await?;
     Ok(r.rows_affected() == 1)
 }
@@ -150,7 +152,7 @@ pub async fn receipt_event_pos(
 /// Stores a receipt; `thread_id` is "" for an unthreaded receipt.
 #[allow(clippy::too_many_arguments)]
 pub async fn put_receipt(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     room_id: &str,
     user_id: &str,
     receipt_type: &str,
@@ -171,7 +173,7 @@ pub async fn put_receipt(
     .bind(event_id)
     .bind(ts)
     .bind(pos)
-    .execute(c)
+    .execute(tx.conn())
     .await?;
     Ok(())
 }

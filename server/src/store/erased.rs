@@ -3,13 +3,15 @@
 
 use sqlx::AnyConnection;
 
-pub async fn insert(c: &mut AnyConnection, pseudonym: &str, now: i64) -> Result<(), sqlx::Error> {
+use super::WriteTx;
+
+pub async fn insert(tx: &mut WriteTx, pseudonym: &str, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO erased_users (pseudonym, erased_ts) VALUES ($1, $2) ON CONFLICT (pseudonym) DO NOTHING",
     )
     .bind(pseudonym)
     .bind(now)
-    .execute(c)
+    .execute(tx.conn())
     .await?;
     Ok(())
 }

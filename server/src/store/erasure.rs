@@ -4,6 +4,8 @@
 
 use sqlx::{AnyConnection, Row};
 
+use super::WriteTx;
+
 /// Tables whose rows belong to one user and go entirely, as
 /// (table, filter on `$1` = the user id, receipt count name).
 const OWN_ROWS: &[(&str, &str, &str)] = &[
@@ -61,28 +63,28 @@ pub async fn count_own_rows(
 /// Deletes every row that only concerns `user_id`; returns
 /// (receipt count name, rows deleted) per table.
 pub async fn delete_own_rows(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     user_id: &str,
 ) -> Result<Vec<(&'static str, u64)>, sqlx::Error> {
     let mut counts = Vec::with_capacity(OWN_ROWS.len());
     for (table, filter, name) in OWN_ROWS {
         let r = sqlx::query(&format!("DELETE FROM {table} WHERE {filter}"))
             .bind(user_id)
-            .execute(&mut *c)
+            .execute(tx.conn())
             .await?;
         counts.push((*name, r.rows_affected()));
     }
     Ok(counts)
 }
 
-pub async fn delete_event(c: &mut AnyConnection, event_id: &str) -> Result<(), sqlx::Error> {
+pub async fn delete_event(tx: &mut WriteTx, event_id: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM event_media WHERE event_id = $1")
         .bind(event_id)
-        .execute(&mut *c)
+        .execute(tx.conn())
         .await?;
     sqlx::query("DELETE FROM events WHERE event_id = $1")
         .bind(event_id)
-        .execute(c)
+        .execute(tx.conn())
         .await?;
     Ok(())
 }
@@ -98,7 +100,7 @@ pub struct Rewrite<'a> {
     pub prev_content: Option<&'a str>,
 }
 
-pub async fn rewrite_event(c: &mut AnyConnection, rw: &Rewrite<'_>) -> Result<(), sqlx::Error> {
+pub async fn rewrite_event(tx: &mut WriteTx, rw: &Rewrite<'_>) -> Result<(), sqlx::Error> {
     let sql = if rw.clear_device {
         "UPDATE events SET sender = $1, state_key = $2, content = $3, prev_content = $4, \
          sender_device = NULL, txn_id = NULL WHERE event_id = $5"
@@ -111,27 +113,27 @@ pub async fn rewrite_event(c: &mut AnyConnection, rw: &Rewrite<'_>) -> Result<()
         .bind(rw.content)
         .bind(rw.prev_content)
         .bind(rw.event_id)
-        .execute(c)
+        .execute(tx.conn())
         .await?;
     Ok(())
 }
 
 /// Re-keys a current-state entry after its event's state key was rewritten.
 pub async fn rekey_current_state(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     event_id: &str,
     state_key: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE current_state SET state_key = $1 WHERE event_id = $2")
         .bind(state_key)
         .bind(event_id)
-        .execute(c)
+        .execute(tx.conn())
         .await?;
     Ok(())
 }
 
 pub async fn rename_membership(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     room_id: &str,
     from: &str,
     to: &str,
@@ -140,7 +142,7 @@ pub async fn rename_membership(
         .bind(to)
         .bind(room_id)
         .bind(from)
-        .execute(c)
+        .execute(tx.conn())
         .await?;
     Ok(r.rows_affected())
 }
@@ -170,27 +172,23 @@ pub async fn created_aliases(
 }
 
 pub async fn set_room_creator(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     room_id: &str,
     to: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE rooms SET creator = $1 WHERE room_id = $2")
         .bind(to)
         .bind(room_id)
-        .execute(c)
+        .execute(tx.conn())
         .await?;
     Ok(())
 }
 
-pub async fn set_alias_creator(
-    c: &mut AnyConnection,
-    alias: &str,
-    to: &str,
-) -> Result<(), sqlx::Error> {
+pub async fn set_alias_creator(tx: &mut WriteTx, alias: &str, to: &str) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE room_aliases SET creator = $1 WHERE alias = $2")
         .bind(to)
         .bind(alias)
-        .execute(c)
+        .execute(tx.conn())
         .await?;
     Ok(())
 }
@@ -244,7 +242,7 @@ pub async fn mentions(
 }
 
 pub async fn set_mention(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     table: &str,
     keys: &[&str],
     column: &str,
@@ -264,7 +262,7 @@ pub async fn set_mention(
     for k in key {
         query = query.bind(k);
     }
-    query.execute(c).await?;
+    query.execute(tx.conn()).await?;
     Ok(())
 }
 
@@ -272,7 +270,7 @@ pub async fn set_mention(
 /// history of the hold but name its pseudonymous id. Active holds on the
 /// person are left alone: they are what keeps the held data.
 pub async fn pseudonymize_holds(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     user_id: &str,
     to: &str,
 ) -> Result<u64, sqlx::Error> {
@@ -285,17 +283,17 @@ pub async fn pseudonymize_holds(
         n += sqlx::query(sql)
             .bind(to)
             .bind(user_id)
-            .execute(&mut *c)
+            .execute(tx.conn())
             .await?
             .rows_affected();
     }
     Ok(n)
 }
 
-pub async fn delete_user(c: &mut AnyConnection, user_id: &str) -> Result<u64, sqlx::Error> {
+pub async fn delete_user(tx: &mut WriteTx, user_id: &str) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query("DELETE FROM users WHERE user_id = $1")
         .bind(user_id)
-        .execute(c)
+        .execute(tx.conn())
         .await?
         .rows_affected())
 }

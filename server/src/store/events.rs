@@ -97,7 +97,7 @@ pub async fn append(
                 .get("membership")
                 .and_then(Value::as_str)
                 .unwrap_or("leave");
-            rooms::set_membership(tx.conn(), event.room_id, state_key, membership, pos).await?;
+            rooms::set_membership(tx, event.room_id, state_key, membership, pos).await?;
         }
     }
     let content = serde_json::to_string(event.content).unwrap_or_else(|_| "{}".into());
@@ -162,7 +162,7 @@ async fn visibility_for(
 /// Replaces an event's content with its `redacted` form and records who
 /// redacted it. The original content is gone from the database, not hidden.
 pub async fn apply_redaction(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     target: &StoredEvent,
     redacted: &Value,
     redaction_id: &str,
@@ -171,7 +171,7 @@ pub async fn apply_redaction(
         .bind(redacted.to_string())
         .bind(redaction_id)
         .bind(&target.event_id)
-        .execute(c)
+        .execute(tx.conn())
         .await?;
     Ok(())
 }
@@ -414,7 +414,7 @@ pub async fn txn_result(
 }
 
 pub async fn put_txn_result(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     user_id: &str,
     device_id: &str,
     kind: &str,
@@ -429,7 +429,7 @@ pub async fn put_txn_result(
         .bind(txn_id)
         .bind(result)
         .bind(now)
-        .execute(c)
+        .execute(tx.conn())
         .await?;
     Ok(())
 }

@@ -4,6 +4,8 @@
 use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 
+use super::WriteTx;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
@@ -67,7 +69,7 @@ fn from_row(r: sqlx::any::AnyRow) -> Result<Hold, sqlx::Error> {
     })
 }
 
-pub async fn insert(c: &mut AnyConnection, hold: &Hold) -> Result<(), sqlx::Error> {
+pub async fn insert(tx: &mut WriteTx, hold: &Hold) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
         "INSERT INTO legal_holds ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     ))
@@ -80,7 +82,7 @@ pub async fn insert(c: &mut AnyConnection, hold: &Hold) -> Result<(), sqlx::Erro
     .bind(hold.set_ts)
     .bind(hold.released_by.as_deref())
     .bind(hold.released_ts)
-    .execute(c)
+    .execute(tx.conn())
     .await?;
     Ok(())
 }
@@ -98,7 +100,7 @@ pub async fn get(c: &mut AnyConnection, hold_id: &str) -> Result<Option<Hold>, s
 
 /// Marks an active hold released; false when it was not active.
 pub async fn release(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     hold_id: &str,
     released_by: &str,
     now: i64,
@@ -109,7 +111,7 @@ pub async fn release(
     .bind(released_by)
     .bind(now)
     .bind(hold_id)
-    .execute(c)
+    .execute(tx.conn())
     .await?;
     Ok(r.rows_affected() == 1)
 }

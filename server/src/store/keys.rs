@@ -113,7 +113,7 @@ pub async fn get_device_keys(
 /// Stores a device's first keys; false when it already has some (perhaps
 /// from a concurrent upload), which the caller then compares against.
 pub async fn insert_device_keys(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     user_id: &str,
     device_id: &str,
     keys: &Value,
@@ -125,13 +125,13 @@ pub async fn insert_device_keys(
     .bind(user_id)
     .bind(device_id)
     .bind(to_text(keys))
-    .execute(c)
+    .execute(tx.conn())
     .await?;
     Ok(r.rows_affected() == 1)
 }
 
 pub async fn put_device_keys(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     user_id: &str,
     device_id: &str,
     keys: &Value,
@@ -143,7 +143,7 @@ pub async fn put_device_keys(
     .bind(user_id)
     .bind(device_id)
     .bind(to_text(keys))
-    .execute(c)
+    .execute(tx.conn())
     .await?;
     Ok(())
 }
@@ -200,7 +200,7 @@ pub async fn get_one_time_key(
 
 /// Stores a one-time key; false when the key id is already taken.
 pub async fn insert_one_time_key(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     user_id: &str,
     device_id: &str,
     algorithm: &str,
@@ -216,7 +216,7 @@ pub async fn insert_one_time_key(
     .bind(algorithm)
     .bind(key_id)
     .bind(to_text(key))
-    .execute(c)
+    .execute(tx.conn())
     .await?;
     Ok(r.rows_affected() == 1)
 }
@@ -315,7 +315,7 @@ pub async fn get_fallback_key(
 
 /// Replaces the fallback key of `algorithm`; the new key starts unused.
 pub async fn put_fallback_key(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     user_id: &str,
     device_id: &str,
     algorithm: &str,
@@ -332,7 +332,7 @@ pub async fn put_fallback_key(
     .bind(algorithm)
     .bind(key_id)
     .bind(to_text(key))
-    .execute(c)
+    .execute(tx.conn())
     .await?;
     Ok(())
 }
@@ -371,7 +371,7 @@ pub async fn get_cross_signing_key(
 }
 
 pub async fn put_cross_signing_key(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     user_id: &str,
     key_type: &str,
     key: &Value,
@@ -383,7 +383,7 @@ pub async fn put_cross_signing_key(
     .bind(user_id)
     .bind(key_type)
     .bind(to_text(key))
-    .execute(c)
+    .execute(tx.conn())
     .await?;
     Ok(())
 }
@@ -424,7 +424,7 @@ pub async fn signatures_on(
 }
 
 pub async fn put_signature(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     target_user: &str,
     sig: &KeySignature,
 ) -> Result<(), sqlx::Error> {
@@ -438,7 +438,7 @@ pub async fn put_signature(
     .bind(&sig.signer_user)
     .bind(&sig.signer_key)
     .bind(&sig.signature)
-    .execute(c)
+    .execute(tx.conn())
     .await?;
     Ok(())
 }
@@ -446,14 +446,14 @@ pub async fn put_signature(
 /// Forgets signatures on a key that is being replaced (a device id reused
 /// after the device was deleted): they were made over other key material.
 pub async fn delete_signatures_on(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     target_user: &str,
     target_key: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM key_signatures WHERE target_user = $1 AND target_key = $2")
         .bind(target_user)
         .bind(target_key)
-        .execute(c)
+        .execute(tx.conn())
         .await?;
     Ok(())
 }

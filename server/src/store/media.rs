@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use sqlx::{AnyConnection, Row};
 
+use super::{WriteTx, Writer};
+
 /// `<media_dir>/<first two chars>/<media_id>`: spreads files over
 /// subdirectories so no single directory grows huge.
 pub fn path(media_dir: &Path, media_id: &str) -> PathBuf {
@@ -23,7 +25,7 @@ pub struct Media {
     pub created_ts: i64,
 }
 
-pub async fn insert(c: &mut AnyConnection, media: &Media) -> Result<(), sqlx::Error> {
+pub async fn insert(w: &mut impl Writer, media: &Media) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO media (media_id, uploader, content_type, filename, size, created_ts) VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -33,7 +35,7 @@ pub async fn insert(c: &mut AnyConnection, media: &Media) -> Result<(), sqlx::Er
     .bind(media.filename.as_deref())
     .bind(media.size)
     .bind(media.created_ts)
-    .execute(c)
+    .execute(w.conn())
     .await?;
     Ok(())
 }
@@ -60,17 +62,13 @@ pub async fn get(c: &mut AnyConnection, media_id: &str) -> Result<Option<Media>,
 
 /// Records that `event_id` carries `media_id`, so the file goes when the
 /// last event carrying it is purged.
-pub async fn attach(
-    c: &mut AnyConnection,
-    event_id: &str,
-    media_id: &str,
-) -> Result<(), sqlx::Error> {
+pub async fn attach(tx: &mut WriteTx, event_id: &str, media_id: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO event_media (event_id, media_id) VALUES ($1, $2) ON CONFLICT (event_id, media_id) DO NOTHING",
     )
     .bind(event_id)
     .bind(media_id)
-    .execute(c)
+    .execute(tx.conn())
     .await?;
     Ok(())
 }
@@ -97,14 +95,14 @@ pub async fn attached_to(
     .collect()
 }
 
-pub async fn delete(c: &mut AnyConnection, media_id: &str) -> Result<bool, sqlx::Error> {
+pub async fn delete(tx: &mut WriteTx, media_id: &str) -> Result<bool, sqlx::Error> {
     sqlx::query("DELETE FROM event_media WHERE media_id = $1")
         .bind(media_id)
-        .execute(&mut *c)
+        .execute(tx.conn())
         .await?;
     let r = sqlx::query("DELETE FROM media WHERE media_id = $1")
         .bind(media_id)
-        .execute(c)
+        .execute(tx.conn())
         .await?;
     Ok(r.rows_affected() == 1)
 }

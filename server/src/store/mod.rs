@@ -3,8 +3,9 @@
 //! Both backends run the same SQL through sqlx's `Any` driver; where their
 //! semantics differ (row locking for one-time-key claims, upserts on the
 //! stream counter) the area module branches on [`Backend`]. Area modules hold
-//! free functions over a connection, so a service composes several of them
-//! inside one [`WriteTx`].
+//! free functions: reads take any connection, writes a [`WriteTx`] (or, for
+//! the few that stand alone, any [`Writer`]), so a service composes several
+//! of them inside one transaction and cannot write outside one by accident.
 //!
 //! Ordering: every row that `/sync` streams (events, to-device messages,
 //! account data, receipts, device-list changes) takes its position from the
@@ -80,6 +81,68 @@ pub struct WriteTx {
     /// until this value is dropped, so the next writer never meets a lock
     /// that is still being released.
     guard: Option<OwnedMutexGuard<()>>,
+}
+
+/// Where a store write may run. Most store writes take a [`WriteTx`]: they
+/// must commit together with others, or carry a stream position that orders
+/// them. The few that stand alone (a device's last-seen time, to-device
+/// acknowledgements, …) take `&mut impl Writer`, which a transaction or an
+/// [`Autocommit`] satisfies. Either way a read connection does not compile:
+///
+/// ```compile_fail,E0277
+/// # async fn f(store: &cloister_server::store::Store) -> Result<(), sqlx::Error> {
+/// let mut conn = store.read().await?;
+/// cloister_server::store::devices::touch(&mut conn, "@a:x", "DEV", 0).await?;
+/// # Ok(()) }
+/// ```
+///
+/// whereas choosing to write outside a transaction does:
+///
+/// ```no_run
+/// # async fn f(store: &cloister_server::store::Store) -> Result<(), sqlx::Error> {
+/// let mut w = store.autocommit().await?;
+/// cloister_server::store::devices::touch(&mut w, "@a:x", "DEV", 0).await?;
+/// # Ok(()) }
+/// ```
+pub trait Writer {
+    fn conn(&mut self) -> &mut AnyConnection;
+}
+
+impl Writer for WriteTx {
+    fn conn(&mut self) -> &mut AnyConnection {
+        WriteTx::conn(self)
+    }
+}
+
+/// A pooled connection for writes that each stand alone, from
+/// [`Store::autocommit`].
+///
+/// On SQLite these writes do not take the writer mutex, as they never have:
+/// each statement commits on its own under SQLite's lock and busy timeout,
+/// and [`Store::write`] begins IMMEDIATE so that no transaction has to
+/// upgrade past one of them.
+pub struct Autocommit(sqlx::pool::PoolConnection<sqlx::Any>);
+
+impl Writer for Autocommit {
+    fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.0
+    }
+}
+
+/// Reads share the connection: a request that reads and then writes holds
+/// one pooled connection, not two, which under load could drain the pool.
+impl std::ops::Deref for Autocommit {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Autocommit {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.0
+    }
 }
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -187,6 +250,11 @@ impl Store {
         self.pool.acquire().await
     }
 
+    /// A connection for writes outside a transaction; see [`Autocommit`].
+    pub async fn autocommit(&self) -> Result<Autocommit, sqlx::Error> {
+        Ok(Autocommit(self.pool.acquire().await?))
+    }
+
     pub async fn write(&self) -> Result<WriteTx, sqlx::Error> {
         let guard = match &self.write_lock {
             Some(lock) => Some(lock.clone().lock_owned().await),
@@ -253,7 +321,7 @@ impl Store {
                 .execute(tx.conn())
                 .await?;
             if *version == 5 {
-                readable::backfill(tx.conn()).await?;
+                readable::backfill(&mut tx).await?;
             }
             sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")
                 .bind(*version)

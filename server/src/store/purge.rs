@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use sqlx::{AnyConnection, Row};
 
+use super::WriteTx;
+
 /// `AND <column> NOT IN ($first, …)` for `n` values, or nothing.
 fn not_in(column: &str, first: usize, n: usize) -> String {
     if n == 0 {
@@ -40,7 +42,7 @@ pub async fn count_expired_events(
 /// of `held_senders`. Their `event_media` links stay, so the media step can
 /// see which files lost their last event.
 pub async fn delete_expired_events(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     room_id: &str,
     cutoff: i64,
     held_senders: &[&str],
@@ -56,7 +58,7 @@ pub async fn delete_expired_events(
     for s in held_senders {
         q = q.bind(*s);
     }
-    Ok(q.bind(limit).execute(c).await?.rows_affected())
+    Ok(q.bind(limit).execute(tx.conn()).await?.rows_affected())
 }
 
 fn media_rows(rows: Vec<sqlx::any::AnyRow>) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
@@ -96,10 +98,10 @@ pub async fn media_with_only_purged_events(
 
 /// Gives rows queued before to-device messages were dated the current
 /// time, so they expire one lifetime from now rather than at once.
-pub async fn date_to_device(c: &mut AnyConnection, now: i64) -> Result<(), sqlx::Error> {
+pub async fn date_to_device(tx: &mut WriteTx, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE to_device SET created_ts = $1 WHERE created_ts IS NULL")
         .bind(now)
-        .execute(c)
+        .execute(tx.conn())
         .await?;
     Ok(())
 }
@@ -107,7 +109,7 @@ pub async fn date_to_device(c: &mut AnyConnection, now: i64) -> Result<(), sqlx:
 /// Deletes to-device messages queued before `cutoff`, except those to or
 /// from `held_users`.
 pub async fn delete_expired_to_device(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     cutoff: i64,
     held_users: &[&str],
 ) -> Result<u64, sqlx::Error> {
@@ -123,14 +125,14 @@ pub async fn delete_expired_to_device(
             q = q.bind(*u);
         }
     }
-    Ok(q.execute(c).await?.rows_affected())
+    Ok(q.execute(tx.conn()).await?.rows_affected())
 }
 
 /// Like [`date_to_device`], for backed-up keys stored before dating began.
-pub async fn date_backup_keys(c: &mut AnyConnection, now: i64) -> Result<(), sqlx::Error> {
+pub async fn date_backup_keys(tx: &mut WriteTx, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE backup_keys SET updated_ts = $1 WHERE updated_ts IS NULL")
         .bind(now)
-        .execute(c)
+        .execute(tx.conn())
         .await?;
     Ok(())
 }
@@ -138,7 +140,7 @@ pub async fn date_backup_keys(c: &mut AnyConnection, now: i64) -> Result<(), sql
 /// Deletes backed-up keys last updated before `cutoff` (except held users')
 /// and bumps the etag of each backup that lost keys, so clients notice.
 pub async fn delete_expired_backup_keys(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     cutoff: i64,
     held_users: &[&str],
 ) -> Result<u64, sqlx::Error> {
@@ -149,7 +151,7 @@ pub async fn delete_expired_backup_keys(
         q = q.bind(*u);
     }
     let versions: Vec<(String, i64)> = q
-        .fetch_all(&mut *c)
+        .fetch_all(tx.conn())
         .await?
         .into_iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
@@ -159,9 +161,9 @@ pub async fn delete_expired_backup_keys(
     for u in held_users {
         q = q.bind(*u);
     }
-    let deleted = q.execute(&mut *c).await?.rows_affected();
+    let deleted = q.execute(tx.conn()).await?.rows_affected();
     for (user_id, version) in versions {
-        super::backup::bump_etag(&mut *c, &user_id, version).await?;
+        super::backup::bump_etag(tx, &user_id, version).await?;
     }
     Ok(deleted)
 }

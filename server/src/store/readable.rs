@@ -5,9 +5,10 @@
 //! disagree.
 
 use serde_json::Value;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
 use super::events::StoredEvent;
+use super::WriteTx;
 
 /// The `m.room.history_visibility` in force when an event was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -126,15 +127,15 @@ pub fn normalize(mut list: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
 
 /// Fills in `events.history_visibility` for rows written before the column
 /// existed, room by room, from the visibility changes stored in each room.
-pub async fn backfill(c: &mut AnyConnection) -> Result<(), sqlx::Error> {
+pub async fn backfill(tx: &mut WriteTx) -> Result<(), sqlx::Error> {
     let changes = sqlx::query(
         "SELECT room_id, stream_pos, content FROM events \
          WHERE event_type = 'm.room.history_visibility' AND state_key = '' ORDER BY room_id, stream_pos",
     )
-    .fetch_all(&mut *c)
+    .fetch_all(tx.conn())
     .await?;
     sqlx::query("UPDATE events SET history_visibility = 'shared' WHERE history_visibility IS NULL")
-        .execute(&mut *c)
+        .execute(tx.conn())
         .await?;
     let mut previous: Option<(String, Class)> = None;
     for (i, row) in changes.iter().enumerate() {
@@ -164,7 +165,7 @@ pub async fn backfill(c: &mut AnyConnection) -> Result<(), sqlx::Error> {
         .bind(old.max(class).as_str())
         .bind(&room)
         .bind(pos)
-        .execute(&mut *c)
+        .execute(tx.conn())
         .await?;
         sqlx::query(
             "UPDATE events SET history_visibility = $1 WHERE room_id = $2 AND stream_pos > $3 AND stream_pos < $4",
@@ -173,7 +174,7 @@ pub async fn backfill(c: &mut AnyConnection) -> Result<(), sqlx::Error> {
         .bind(&room)
         .bind(pos)
         .bind(next)
-        .execute(&mut *c)
+        .execute(tx.conn())
         .await?;
         previous = Some((room, class));
     }
@@ -244,7 +245,8 @@ mod tests {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
         let store = super::super::Store::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
-        let mut c = store.read().await.unwrap();
+        // As in the migration: rows and backfill in one write transaction.
+        let mut tx = store.write().await.unwrap();
         let rows: &[(i64, &str, &str, Option<&str>)] = &[
             (1, "!a:x", "m.room.encrypted", None),
             (2, "!a:x", "m.room.history_visibility", Some("joined")),
@@ -272,11 +274,13 @@ mod tests {
             .bind(kind)
             .bind(hv.map(|_| ""))
             .bind(content.to_string())
-            .execute(&mut *c)
+            .execute(tx.conn())
             .await
             .unwrap();
         }
-        backfill(&mut c).await.unwrap();
+        backfill(&mut tx).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut c = store.read().await.unwrap();
         let got: Vec<String> =
             sqlx::query_scalar("SELECT history_visibility FROM events ORDER BY stream_pos")
                 .fetch_all(&mut *c)

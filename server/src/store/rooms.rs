@@ -2,6 +2,8 @@
 
 use sqlx::{AnyConnection, Row};
 
+use super::WriteTx;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Membership {
     pub membership: String,
@@ -13,7 +15,7 @@ pub struct Membership {
 }
 
 pub async fn create(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     room_id: &str,
     creator: &str,
     version: &str,
@@ -26,7 +28,7 @@ pub async fn create(
         .bind(version)
         .bind(super::codec::flag_param(is_public))
         .bind(now)
-        .execute(c)
+        .execute(tx.conn())
         .await?;
     Ok(())
 }
@@ -90,13 +92,13 @@ pub async fn membership_history(
 
 /// Called whenever an `m.room.member` state event is stored.
 pub async fn set_membership(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     room_id: &str,
     user_id: &str,
     membership: &str,
     pos: i64,
 ) -> Result<(), sqlx::Error> {
-    let previous = self::membership(&mut *c, room_id, user_id).await?;
+    let previous = self::membership(tx.conn(), room_id, user_id).await?;
     // A join after a join (a profile change) continues the same span.
     let span_start = match previous {
         Some(p) if p.membership == membership => p.span_start_pos,
@@ -112,20 +114,16 @@ pub async fn set_membership(
     .bind(membership)
     .bind(pos)
     .bind(span_start)
-    .execute(c)
+    .execute(tx.conn())
     .await?;
     Ok(())
 }
 
-pub async fn forget(
-    c: &mut AnyConnection,
-    room_id: &str,
-    user_id: &str,
-) -> Result<(), sqlx::Error> {
+pub async fn forget(tx: &mut WriteTx, room_id: &str, user_id: &str) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE memberships SET forgotten = 1 WHERE room_id = $1 AND user_id = $2")
         .bind(room_id)
         .bind(user_id)
-        .execute(c)
+        .execute(tx.conn())
         .await?;
     Ok(())
 }
@@ -227,7 +225,7 @@ pub async fn share_a_room(c: &mut AnyConnection, a: &str, b: &str) -> Result<boo
 }
 
 pub async fn put_alias(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     alias: &str,
     room_id: &str,
     creator: &str,
@@ -236,7 +234,7 @@ pub async fn put_alias(
         .bind(alias)
         .bind(room_id)
         .bind(creator)
-        .execute(c)
+        .execute(tx.conn())
         .await?;
     Ok(r.rows_affected() == 1)
 }
@@ -254,10 +252,10 @@ pub async fn get_alias(
         .transpose()
 }
 
-pub async fn delete_alias(c: &mut AnyConnection, alias: &str) -> Result<(), sqlx::Error> {
+pub async fn delete_alias(tx: &mut WriteTx, alias: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM room_aliases WHERE alias = $1")
         .bind(alias)
-        .execute(c)
+        .execute(tx.conn())
         .await?;
     Ok(())
 }

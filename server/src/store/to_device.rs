@@ -4,10 +4,12 @@
 use serde_json::{json, Value};
 use sqlx::{AnyConnection, Row};
 
+use super::{WriteTx, Writer};
+
 /// Remembers `txn_id` for the sending device; false when it was already
 /// used, in which case the request must not be carried out again.
 pub async fn claim_txn_id(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     user_id: &str,
     device_id: &str,
     kind: &str,
@@ -25,7 +27,7 @@ pub async fn claim_txn_id(
     .bind(txn_id)
     .bind(result)
     .bind(now)
-    .execute(c)
+    .execute(tx.conn())
     .await?;
     Ok(r.rows_affected() == 1)
 }
@@ -41,7 +43,7 @@ pub struct Queued<'a> {
 
 /// Queues `msg` at stream position `pos`; `now` dates it for retention.
 pub async fn insert(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     pos: i64,
     msg: &Queued<'_>,
     now: i64,
@@ -57,7 +59,7 @@ pub async fn insert(
     .bind(msg.event_type)
     .bind(msg.content)
     .bind(now)
-    .execute(c)
+    .execute(tx.conn())
     .await?;
     Ok(())
 }
@@ -107,7 +109,7 @@ pub async fn pending(
 /// Looks before it deletes: every sync calls this, and on SQLite even a
 /// DELETE that matches nothing takes the database's write lock.
 pub async fn delete_acknowledged(
-    c: &mut AnyConnection,
+    w: &mut impl Writer,
     user_id: &str,
     device_id: &str,
     up_to_pos: i64,
@@ -118,7 +120,7 @@ pub async fn delete_acknowledged(
     .bind(user_id)
     .bind(device_id)
     .bind(up_to_pos)
-    .fetch_optional(&mut *c)
+    .fetch_optional(w.conn())
     .await?;
     if any.is_none() {
         return Ok(0);
@@ -129,7 +131,7 @@ pub async fn delete_acknowledged(
     .bind(user_id)
     .bind(device_id)
     .bind(up_to_pos)
-    .execute(c)
+    .execute(w.conn())
     .await?;
     Ok(r.rows_affected())
 }

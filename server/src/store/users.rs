@@ -2,6 +2,8 @@
 
 use sqlx::{AnyConnection, Row};
 
+use super::{WriteTx, Writer};
+
 pub struct TokenOwner {
     pub user_id: String,
     pub device_id: String,
@@ -65,7 +67,7 @@ pub async fn get(c: &mut AnyConnection, user_id: &str) -> Result<Option<User>, s
 
 /// Inserts a user; returns false if the id is taken.
 pub async fn create(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     user_id: &str,
     password_hash: Option<&str>,
     is_admin: bool,
@@ -81,34 +83,34 @@ pub async fn create(
     .bind(super::codec::flag_param(is_admin))
     .bind(displayname)
     .bind(now)
-    .execute(c)
+    .execute(tx.conn())
     .await?;
     Ok(result.rows_affected() == 1)
 }
 
 pub async fn set_password_hash(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     user_id: &str,
     hash: &str,
 ) -> Result<bool, sqlx::Error> {
     let r = sqlx::query("UPDATE users SET password_hash = $1 WHERE user_id = $2")
         .bind(hash)
         .bind(user_id)
-        .execute(c)
+        .execute(tx.conn())
         .await?;
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn set_deactivated(c: &mut AnyConnection, user_id: &str) -> Result<(), sqlx::Error> {
+pub async fn set_deactivated(tx: &mut WriteTx, user_id: &str) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE users SET deactivated = 1, password_hash = NULL WHERE user_id = $1")
         .bind(user_id)
-        .execute(c)
+        .execute(tx.conn())
         .await?;
     Ok(())
 }
 
 pub async fn set_profile_field(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     user_id: &str,
     field: ProfileField,
     value: Option<&str>,
@@ -120,7 +122,7 @@ pub async fn set_profile_field(
     sqlx::query(sql)
         .bind(value)
         .bind(user_id)
-        .execute(c)
+        .execute(tx.conn())
         .await?;
     Ok(())
 }
@@ -141,7 +143,7 @@ impl ProfileField {
 }
 
 pub async fn insert_token(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     token_hash: &[u8],
     user_id: &str,
     device_id: &str,
@@ -152,20 +154,20 @@ pub async fn insert_token(
         .bind(user_id)
         .bind(device_id)
         .bind(now)
-        .execute(c)
+        .execute(tx.conn())
         .await?;
     Ok(())
 }
 
 pub async fn delete_tokens_for_device(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     user_id: &str,
     device_id: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2")
         .bind(user_id)
         .bind(device_id)
-        .execute(c)
+        .execute(tx.conn())
         .await?;
     Ok(())
 }
@@ -173,7 +175,7 @@ pub async fn delete_tokens_for_device(
 /// Consumes one use of a registration token; false when it is unknown,
 /// expired or used up. The conditional UPDATE makes concurrent uses safe.
 pub async fn use_registration_token(
-    c: &mut AnyConnection,
+    w: &mut impl Writer,
     token_hash: &[u8],
     now: i64,
 ) -> Result<bool, sqlx::Error> {
@@ -183,7 +185,7 @@ pub async fn use_registration_token(
     )
     .bind(token_hash.to_vec())
     .bind(now)
-    .execute(c)
+    .execute(w.conn())
     .await?;
     Ok(r.rows_affected() == 1)
 }
@@ -205,7 +207,7 @@ pub async fn registration_token_valid(
 }
 
 pub async fn create_registration_token(
-    c: &mut AnyConnection,
+    tx: &mut WriteTx,
     token_hash: &[u8],
     uses_allowed: Option<i64>,
     expiry_ts: Option<i64>,
@@ -216,7 +218,7 @@ pub async fn create_registration_token(
         .bind(uses_allowed)
         .bind(expiry_ts)
         .bind(now)
-        .execute(c)
+        .execute(tx.conn())
         .await?;
     Ok(())
 }
@@ -248,7 +250,7 @@ pub async fn get_uia_session(
 }
 
 pub async fn put_uia_session(
-    c: &mut AnyConnection,
+    w: &mut impl Writer,
     session_id: &str,
     session: &UiaSession,
 ) -> Result<(), sqlx::Error> {
@@ -261,28 +263,25 @@ pub async fn put_uia_session(
     .bind(&session.request_hash)
     .bind(serde_json::to_string(&session.completed).unwrap_or_else(|_| "[]".into()))
     .bind(session.created_ts)
-    .execute(c)
+    .execute(w.conn())
     .await?;
     Ok(())
 }
 
-pub async fn delete_uia_session(
-    c: &mut AnyConnection,
-    session_id: &str,
-) -> Result<(), sqlx::Error> {
+pub async fn delete_uia_session(w: &mut impl Writer, session_id: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM uia_sessions WHERE session_id = $1")
         .bind(session_id)
-        .execute(c)
+        .execute(w.conn())
         .await?;
     Ok(())
 }
 
 /// Deletes the user-interactive auth sessions created at or before
 /// `cutoff`; returns how many.
-pub async fn purge_uia_sessions(c: &mut AnyConnection, cutoff: i64) -> Result<u64, sqlx::Error> {
+pub async fn purge_uia_sessions(w: &mut impl Writer, cutoff: i64) -> Result<u64, sqlx::Error> {
     let done = sqlx::query("DELETE FROM uia_sessions WHERE created_ts <= $1")
         .bind(cutoff)
-        .execute(c)
+        .execute(w.conn())
         .await?;
     Ok(done.rows_affected())
 }

@@ -44,7 +44,7 @@ pub async fn modify(
         .as_object_mut()
         .expect("with_defaults builds an object");
     change(global)?;
-    account_data::put(tx.conn(), user_id, "", PUSH_RULES, &set, pos).await?;
+    account_data::put(&mut tx, user_id, "", PUSH_RULES, &set, pos).await?;
     tx.commit().await?;
     state.notifier.notify([user_id]);
     Ok(())

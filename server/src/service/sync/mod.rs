@@ -93,7 +93,8 @@ pub async fn sync(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<
 
 async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(SyncResponse, bool)> {
     let now = state.now_ms();
-    let mut c = state.store.read().await?;
+    // Reads, and deletes what the token acknowledges: no transaction needed.
+    let mut c = state.store.autocommit().await?;
     let to = store::current_pos(&mut c).await?;
     // `full_state` resends every room's state, but timelines still start
     // at `since`: a client never sees an event twice in its timeline.
