@@ -32,6 +32,19 @@ pub fn errcode(body: &Value) -> Option<&str> {
     body.get("errcode").and_then(Value::as_str)
 }
 
+/// Asserts that an answer is a refusal with this status and errcode, in the
+/// Matrix error shape (a string `error` too); `what` names the attempt.
+#[track_caller]
+pub fn assert_refused(got: (u16, Value), status: u16, code: &str, what: &str) {
+    assert_eq!(
+        (got.0, errcode(&got.1)),
+        (status, Some(code)),
+        "{what}: {}",
+        got.1
+    );
+    assert!(got.1["error"].is_string(), "{what}: {}", got.1);
+}
+
 /// A fake but well-formed Megolm `m.room.encrypted` content: the server
 /// cannot (and must not) look inside, so random ciphertext is realistic.
 pub fn megolm_content(sender_key: &str, device_id: &str) -> Value {

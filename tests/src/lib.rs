@@ -27,7 +27,7 @@ pub mod server;
 use std::future::Future;
 use std::time::Duration;
 
-pub use client::{encode, errcode, megolm_content, Client};
+pub use client::{assert_refused, encode, errcode, megolm_content, Client};
 pub use cloister_server::clock::ManualClock;
 pub use cloister_server::config::Config;
 pub use keys::DeviceKeys;

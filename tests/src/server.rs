@@ -207,6 +207,16 @@ impl TestServer {
         self.manual_clock.as_ref()
     }
 
+    /// One `COUNT(*)`-style number from the database, with `arg` bound to
+    /// `$1`: for tests that check what was (not) stored.
+    pub async fn count(&self, sql: &str, arg: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .bind(arg)
+            .fetch_one(self.state().store.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     /// The running server's state (store, config, notifier): for tests that
     /// must look behind the HTTP API, e.g. at what was stored.
     pub fn state(&self) -> &Context {

@@ -5,26 +5,15 @@
 //! `retry_after_ms`, and for changing nothing.
 
 use cloister_server::config::Registration;
-use cloister_tests::{both_backends, encode, errcode, Backend, Client, TestServer};
+use cloister_tests::{assert_refused, both_backends, encode, errcode, Backend, Client, TestServer};
 use serde_json::{json, Value};
 
 const R: &str = "/_matrix/client/v3";
 
 #[track_caller]
-fn refused(got: (u16, Value), status: u16, code: &str, what: &str) {
-    assert_eq!(
-        (got.0, errcode(&got.1)),
-        (status, Some(code)),
-        "{what}: {}",
-        got.1
-    );
-    assert!(got.1["error"].is_string(), "{what}: {}", got.1);
-}
-
-#[track_caller]
 fn limited(got: (u16, Value), what: &str) {
     let body = got.1.clone();
-    refused(got, 429, "M_LIMIT_EXCEEDED", what);
+    assert_refused(got, 429, "M_LIMIT_EXCEEDED", what);
     assert!(
         body["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0),
         "{what}: retry_after_ms must be a positive integer: {body}"
@@ -75,7 +64,7 @@ async fn availability_is_no_oracle(backend: Backend) {
         .await;
     let anon = Client::anonymous(&server.url());
     for query in ["?username=alice", "?username=nobody", "?username=!!", ""] {
-        refused(
+        assert_refused(
             anon.get(&format!("{R}/register/available{query}")).await,
             403,
             "M_FORBIDDEN",
@@ -95,7 +84,7 @@ async fn availability_is_no_oracle(backend: Backend) {
         })
         .await;
     let anon = Client::anonymous(&server.url());
-    refused(
+    assert_refused(
         anon.get(&format!("{R}/register/available?username=alice"))
             .await,
         400,
@@ -172,7 +161,7 @@ async fn forged_tokens_buy_no_bucket(backend: Backend) {
     // while the address's ordinary requests still pass.
     let guesser = "203.0.113.2";
     for n in 0..GUESSES {
-        refused(
+        assert_refused(
             from_address(
                 &server,
                 guesser,

@@ -4,37 +4,17 @@
 //! `initial_state`, and readable fields beside the ciphertext. Every
 //! refusal is checked for its status and errcode, and for storing nothing.
 
-use cloister_tests::{both_backends, encode, errcode, megolm_content, Backend, Client, TestServer};
+use cloister_tests::{
+    assert_refused, both_backends, encode, errcode, megolm_content, Backend, Client, TestServer,
+};
 use serde_json::{json, Value};
 
 const MEGOLM: &str = "m.megolm.v1.aes-sha2";
 
-async fn count(server: &TestServer, sql: &str, arg: &str) -> i64 {
-    sqlx::query_scalar(sql)
-        .bind(arg)
-        .fetch_one(server.state().store.pool())
-        .await
-        .unwrap()
-}
-
 async fn room_events(server: &TestServer, room: &str) -> i64 {
-    count(
-        server,
-        "SELECT COUNT(*) FROM events WHERE room_id = $1",
-        room,
-    )
-    .await
-}
-
-#[track_caller]
-fn refused(got: (u16, Value), status: u16, code: &str, what: &str) {
-    assert_eq!(
-        (got.0, errcode(&got.1)),
-        (status, Some(code)),
-        "{what}: {}",
-        got.1
-    );
-    assert!(got.1["error"].is_string(), "{what}: {}", got.1);
+    server
+        .count("SELECT COUNT(*) FROM events WHERE room_id = $1", room)
+        .await
 }
 
 async fn plaintext_cannot_pass_as_state(backend: Backend) {
@@ -64,14 +44,14 @@ async fn plaintext_cannot_pass_as_state(backend: Backend) {
         ("m.call.invite", "", json!({ "body": "the secret" })),
         ("m.room.encryption", "other", json!({ "algorithm": MEGOLM })),
     ] {
-        refused(
+        assert_refused(
             alice.put_state(&room, event_type, state_key, content).await,
             403,
             "M_FORBIDDEN",
             &format!("{event_type} as state with key {state_key:?}"),
         );
     }
-    refused(
+    assert_refused(
         alice
             .send_event(
                 &room,
@@ -113,7 +93,7 @@ async fn initial_state_is_checked(backend: Backend) {
     let alice = Client::register(&url, "alice", "pw").await;
     let bob = Client::register(&url, "bob", "pw").await;
     let all_events = "SELECT COUNT(*) FROM events WHERE sender = $1";
-    let before = count(&server, all_events, &alice.user_id).await;
+    let before = server.count(all_events, &alice.user_id).await;
     let item = |t: &str, k: &str, c: Value| json!({ "type": t, "state_key": k, "content": c });
     for (initial, status, code, what) in [
         (
@@ -161,7 +141,7 @@ async fn initial_state_is_checked(backend: Backend) {
             "a malformed retention policy",
         ),
     ] {
-        refused(
+        assert_refused(
             alice
                 .post(
                     "/_matrix/client/v3/createRoom",
@@ -174,7 +154,7 @@ async fn initial_state_is_checked(backend: Backend) {
         );
     }
     assert_eq!(
-        count(&server, all_events, &alice.user_id).await,
+        server.count(all_events, &alice.user_id).await,
         before,
         "no room was created"
     );
@@ -236,13 +216,13 @@ async fn only_megolm_fields_beside_the_ciphertext(backend: Backend) {
             .send_event(&room, "m.room.encrypted", &format!("bad{n}"), content)
             .await;
         let message = got.1["error"].as_str().unwrap_or_default().to_owned();
-        refused(got, 403, "M_FORBIDDEN", field);
+        assert_refused(got, 403, "M_FORBIDDEN", field);
         assert!(
             message.contains(&format!("`{field}`")),
             "the refusal names {field}: {message}"
         );
     }
-    refused(
+    assert_refused(
         alice
             .send_event(
                 &room,

@@ -2,21 +2,10 @@
 //! backends: a negative `limit` is 400 `M_INVALID_PARAM`, a filter field of
 //! the wrong type 400 `M_BAD_JSON`, and a refused filter is not stored.
 
-use cloister_tests::{both_backends, encode, errcode, Backend, Client, TestServer};
-use serde_json::{json, Value};
+use cloister_tests::{assert_refused, both_backends, encode, Backend, Client, TestServer};
+use serde_json::json;
 
 const R: &str = "/_matrix/client/v3";
-
-#[track_caller]
-fn refused(got: (u16, Value), status: u16, code: &str, what: &str) {
-    assert_eq!(
-        (got.0, errcode(&got.1)),
-        (status, Some(code)),
-        "{what}: {}",
-        got.1
-    );
-    assert!(got.1["error"].is_string(), "{what}: {}", got.1);
-}
 
 async fn stored_filters(server: &TestServer, user_id: &str) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM filters WHERE user_id = $1")
@@ -33,7 +22,7 @@ async fn limits_and_filters_are_checked(backend: Backend) {
     let event = alice.send_encrypted(&room, "m1").await;
     let (room_q, event_q) = (encode(&room), encode(&event));
 
-    refused(
+    assert_refused(
         alice
             .get(&format!("{R}/rooms/{room_q}/messages?dir=b&limit=-1"))
             .await,
@@ -41,7 +30,7 @@ async fn limits_and_filters_are_checked(backend: Backend) {
         "M_INVALID_PARAM",
         "/messages with limit -1",
     );
-    refused(
+    assert_refused(
         alice
             .get(&format!("{R}/rooms/{room_q}/context/{event_q}?limit=-5"))
             .await,
@@ -92,13 +81,13 @@ async fn limits_and_filters_are_checked(backend: Backend) {
         (json!({ "event_format": "html" }), 400, "M_BAD_JSON"),
         (json!({ "room": [] }), 400, "M_BAD_JSON"),
     ] {
-        refused(
+        assert_refused(
             alice.post(&filter_path, filter.clone()).await,
             status,
             code,
             &format!("uploading {filter}"),
         );
-        refused(
+        assert_refused(
             alice
                 .get(&format!(
                     "{R}/sync?timeout=0&filter={}",

@@ -5,37 +5,20 @@
 
 use std::time::{Duration, Instant};
 
-use cloister_tests::{both_backends, encode, errcode, megolm_content, Backend, Client, TestServer};
+use cloister_tests::{
+    assert_refused, both_backends, encode, megolm_content, Backend, Client, TestServer,
+};
 use serde_json::{json, Value};
 
 const MEGOLM: &str = "m.megolm.v1.aes-sha2";
 
-async fn count(server: &TestServer, sql: &str, arg: &str) -> i64 {
-    sqlx::query_scalar(sql)
-        .bind(arg)
-        .fetch_one(server.state().store.pool())
-        .await
-        .unwrap()
-}
-
 async fn redactions_in(server: &TestServer, room: &str) -> i64 {
-    count(
-        server,
-        "SELECT COUNT(*) FROM events WHERE room_id = $1 AND event_type = 'm.room.redaction'",
-        room,
-    )
-    .await
-}
-
-#[track_caller]
-fn refused(got: (u16, Value), status: u16, code: &str, what: &str) {
-    assert_eq!(
-        (got.0, errcode(&got.1)),
-        (status, Some(code)),
-        "{what}: {}",
-        got.1
-    );
-    assert!(got.1["error"].is_string(), "{what}: {}", got.1);
+    server
+        .count(
+            "SELECT COUNT(*) FROM events WHERE room_id = $1 AND event_type = 'm.room.redaction'",
+            room,
+        )
+        .await
 }
 
 async fn redact(c: &Client, room: &str, event_id: &str, txn: &str) -> (u16, Value) {
@@ -86,7 +69,7 @@ async fn encryption_cannot_be_redacted(backend: Backend) {
         ("a moderator", &bob, "r1"),
         ("the room admin", &alice, "r2"),
     ] {
-        refused(
+        assert_refused(
             redact(client, &room, &encryption, txn).await,
             403,
             "M_FORBIDDEN",
@@ -123,12 +106,12 @@ async fn server_notices_are_protected(backend: Backend) {
         .await;
     assert_eq!(status, 200, "{policy}");
     let events_in_room = "SELECT COUNT(*) FROM events WHERE room_id = $1";
-    let before = count(&server, events_in_room, &room).await;
+    let before = server.count(events_in_room, &room).await;
 
     // The room's admin (power 100) can neither overwrite, add nor redact
     // a hold notice, nor redact the DPO's policy.
     let notice = state_event_id(&alice, &room, "org.cloister.legal_hold", "").await;
-    refused(
+    assert_refused(
         alice
             .put_state(
                 &room,
@@ -141,7 +124,7 @@ async fn server_notices_are_protected(backend: Backend) {
         "M_FORBIDDEN",
         "overwriting the hold notice",
     );
-    refused(
+    assert_refused(
         alice
             .put_state(
                 &room,
@@ -154,7 +137,7 @@ async fn server_notices_are_protected(backend: Backend) {
         "M_FORBIDDEN",
         "posting a hold notice",
     );
-    refused(
+    assert_refused(
         alice
             .send_event(
                 &room,
@@ -167,21 +150,21 @@ async fn server_notices_are_protected(backend: Backend) {
         "M_FORBIDDEN",
         "a hold notice as a message",
     );
-    refused(
+    assert_refused(
         redact(&alice, &room, &notice, "r1").await,
         403,
         "M_FORBIDDEN",
         "redacting the hold notice",
     );
     let retention = state_event_id(&alice, &room, "m.room.retention", "").await;
-    refused(
+    assert_refused(
         redact(&alice, &room, &retention, "r2").await,
         403,
         "M_FORBIDDEN",
         "redacting the DPO's retention policy",
     );
     assert_eq!(
-        count(&server, events_in_room, &room).await,
+        server.count(events_in_room, &room).await,
         before,
         "nothing stored"
     );

@@ -37,14 +37,6 @@ async fn scene(backend: Backend, tweak: impl FnOnce(&mut cloister_tests::Config)
     }
 }
 
-async fn count(server: &TestServer, sql: &str, arg: &str) -> i64 {
-    sqlx::query_scalar(sql)
-        .bind(arg)
-        .fetch_one(server.state().store.pool())
-        .await
-        .unwrap()
-}
-
 fn ids(events: &Value) -> Vec<String> {
     events
         .as_array()
@@ -166,7 +158,7 @@ async fn expiry_hides_then_purge_deletes(backend: Backend) {
     );
     // Hidden is not deleted: until the purge runs, the row is still there.
     let in_db = "SELECT COUNT(*) FROM events WHERE event_id = $1";
-    assert_eq!(count(&server, in_db, &old).await, 1);
+    assert_eq!(server.count(in_db, &old).await, 1);
 
     let content: String = sqlx::query_scalar("SELECT content FROM events WHERE event_id = $1")
         .bind(&old)
@@ -197,10 +189,10 @@ async fn expiry_hides_then_purge_deletes(backend: Backend) {
         }
     }
     assert_eq!(summary["media_bytes"], 21, "{summary}");
-    assert_eq!(count(&server, in_db, &old).await, 0);
-    assert_eq!(count(&server, in_db, &fresh).await, 1);
+    assert_eq!(server.count(in_db, &old).await, 0);
+    assert_eq!(server.count(in_db, &fresh).await, 1);
     let media_rows = "SELECT COUNT(*) FROM media WHERE media_id = $1";
-    assert_eq!(count(&server, media_rows, media_id(&mxc)).await, 0);
+    assert_eq!(server.count(media_rows, media_id(&mxc)).await, 0);
     let file = cloister_server::store::media::path(&server.config().media_dir(), media_id(&mxc));
     assert!(!file.exists(), "the file is gone from disk");
     // State events never expire: the room still works.
@@ -349,8 +341,8 @@ async fn legal_holds(backend: Backend) {
     assert_eq!(summary["events"], 0, "{summary}");
     assert_eq!(summary["kept_under_hold"], 2, "{summary}");
     let in_db = "SELECT COUNT(*) FROM events WHERE event_id = $1";
-    assert_eq!(count(&server, in_db, &in_held).await, 1);
-    assert_eq!(count(&server, in_db, &by_bob).await, 1);
+    assert_eq!(server.count(in_db, &in_held).await, 1);
+    assert_eq!(server.count(in_db, &by_bob).await, 1);
 
     let (status, list) = dpo.get("/_cloister/admin/v1/holds").await;
     assert_eq!(status, 200);
@@ -372,8 +364,8 @@ async fn legal_holds(backend: Backend) {
         summary["events"], 1,
         "only Bob's held message stays: {summary}"
     );
-    assert_eq!(count(&server, in_db, &in_held).await, 0);
-    assert_eq!(count(&server, in_db, &by_bob).await, 1);
+    assert_eq!(server.count(in_db, &in_held).await, 0);
+    assert_eq!(server.count(in_db, &by_bob).await, 1);
 
     let (_, all) = dpo
         .get("/_cloister/admin/v1/holds?include_released=true")
@@ -418,7 +410,7 @@ async fn scheduled_purge(backend: Backend) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(
-        count(&server, in_db, &event).await,
+        server.count(in_db, &event).await,
         0,
         "the scheduled purge ran"
     );
@@ -514,7 +506,7 @@ async fn failing_purge(backend: Backend) {
     assert_eq!(summary["media_files"], 0);
     let media_rows = "SELECT COUNT(*) FROM media WHERE media_id = $1";
     assert_eq!(
-        count(&server, media_rows, media_id(&mxc)).await,
+        server.count(media_rows, media_id(&mxc)).await,
         1,
         "the row stays for the next run"
     );
@@ -552,7 +544,7 @@ async fn failing_purge(backend: Backend) {
     std::fs::remove_dir(&file).unwrap();
     let summary = purge(&dpo).await;
     assert_eq!(summary["media_files"], 1, "{summary}");
-    assert_eq!(count(&server, media_rows, media_id(&mxc)).await, 0);
+    assert_eq!(server.count(media_rows, media_id(&mxc)).await, 0);
 }
 
 async fn bad_input(backend: Backend) {
