@@ -99,11 +99,27 @@ pub struct RateLimit {
     pub login_burst: f64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Encryption {
     /// Room ids exempt from the encryption-only rule. Empty by default.
     pub plaintext_rooms: BTreeSet<String>,
+    /// Whether reactions may name their emoji in the clear (an unencrypted
+    /// `m.reaction`, or an annotation `key` beside the ciphertext), so the
+    /// server can count them. Element sends reactions unencrypted.
+    pub plaintext_reactions: bool,
+    /// Longest reaction key, in bytes.
+    pub max_reaction_key_bytes: usize,
+}
+
+impl Default for Encryption {
+    fn default() -> Self {
+        Encryption {
+            plaintext_rooms: BTreeSet::new(),
+            plaintext_reactions: true,
+            max_reaction_key_bytes: 64,
+        }
+    }
 }
 
 impl Default for Config {

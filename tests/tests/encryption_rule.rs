@@ -174,7 +174,10 @@ async fn initial_state_is_checked(backend: Backend) {
 }
 
 async fn only_megolm_fields_beside_the_ciphertext(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    // The strict setting: no reaction key in the clear either (by default
+    // an encrypted reaction may show its key; tests/tests/reactions.rs).
+    let server =
+        TestServer::start_with(backend, |c| c.encryption.plaintext_reactions = false).await;
     let alice = Client::register(&server.url(), "alice", "pw").await;
     let room = alice.create_room(json!({})).await;
     let anchor = alice.send_encrypted(&room, "t0").await;

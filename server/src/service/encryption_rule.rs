@@ -11,8 +11,9 @@
 
 use serde_json::{Map, Value};
 
+use crate::config::Encryption;
 use crate::error::{ApiError, ApiResult};
-use crate::service::Context;
+use crate::service::{plaintext_events, Context};
 use crate::store::events::{NewEvent, StoredEvent};
 
 pub const MEGOLM: &str = "m.megolm.v1.aes-sha2";
@@ -62,7 +63,21 @@ pub fn check(state: &Context, event: &NewEvent<'_>) -> ApiResult<()> {
     {
         return Ok(());
     }
-    check_encrypted(event.event_type, event.state_key, event.content)
+    if event.state_key.is_none() {
+        if let Some(verdict) = plaintext_events::check(
+            &state.config.encryption,
+            event.event_type,
+            event.content,
+        ) {
+            return verdict;
+        }
+    }
+    check_encrypted(
+        &state.config.encryption,
+        event.event_type,
+        event.state_key,
+        event.content,
+    )
 }
 
 /// Checks a `createRoom` `initial_state` item as if the creator sent it
@@ -74,7 +89,8 @@ pub fn check_initial_state(
     content: &Value,
 ) -> ApiResult<()> {
     check_shape(event_type, Some(state_key))?;
-    check_encrypted(event_type, Some(state_key), content)?;
+    // State is never a reaction, so the reaction settings do not matter.
+    check_encrypted(&Encryption::default(), event_type, Some(state_key), content)?;
     if state_key.starts_with('@') && state_key != creator {
         return Err(ApiError::forbidden(
             "State keys naming another user are reserved for that user",
@@ -112,7 +128,12 @@ fn check_shape(event_type: &str, state_key: Option<&str>) -> ApiResult<()> {
     }
 }
 
-fn check_encrypted(event_type: &str, state_key: Option<&str>, content: &Value) -> ApiResult<()> {
+fn check_encrypted(
+    config: &Encryption,
+    event_type: &str,
+    state_key: Option<&str>,
+    content: &Value,
+) -> ApiResult<()> {
     if event_type == ENCRYPTION_EVENT {
         if content.get("algorithm").and_then(Value::as_str) != Some(MEGOLM) {
             return Err(ApiError::forbidden(format!(
@@ -129,13 +150,13 @@ fn check_encrypted(event_type: &str, state_key: Option<&str>, content: &Value) -
             "This room is end-to-end encrypted: the server accepts only m.room.encrypted message events, not {event_type}"
         )));
     }
-    check_ciphertext_shape(content)
+    check_ciphertext_shape(config, content)
 }
 
 /// An `m.room.encrypted` event must look like Megolm output and carry
 /// nothing readable beside it but the bare relation (which the spec keeps
 /// in the clear so servers can aggregate threads and edits).
-pub(crate) fn check_ciphertext_shape(content: &Value) -> ApiResult<()> {
+pub(crate) fn check_ciphertext_shape(config: &Encryption, content: &Value) -> ApiResult<()> {
     let Some(map) = content.as_object() else {
         return Err(ApiError::bad_json("event content must be an object"));
     };
@@ -163,13 +184,19 @@ pub(crate) fn check_ciphertext_shape(content: &Value) -> ApiResult<()> {
     }
     match map.get("m.relates_to") {
         None => Ok(()),
+        // An encrypted reaction keeps its annotation in the clear, key
+        // included, so the server can count it (when the operator allows).
+        Some(Value::Object(relation))
+            if relation.get("rel_type").and_then(Value::as_str) == Some("m.annotation") =>
+        {
+            plaintext_events::check_annotation(config, relation)
+        }
         Some(Value::Object(relation)) => check_relation(relation),
         Some(_) => Err(ApiError::bad_json("`m.relates_to` must be an object")),
     }
 }
 
-/// Only what threads, replies and edits need: ids and flags, no text (an
-/// annotation's `key` is the reaction itself).
+/// Only what threads, replies and edits need: ids and flags, no text.
 fn check_relation(relation: &Map<String, Value>) -> ApiResult<()> {
     for (key, value) in relation {
         let well_typed = match key.as_str() {
@@ -214,15 +241,15 @@ mod tests {
     fn ciphertext_shape() {
         let good =
             json!({"algorithm": MEGOLM, "ciphertext": "AwgA", "session_id": "s", "device_id": "D"});
-        assert!(check_ciphertext_shape(&good).is_ok());
+        assert!(check_ciphertext_shape(&Encryption::default(), &good).is_ok());
         let mut smuggled = good.clone();
         smuggled["body"] = json!("hello");
         assert_eq!(
-            check_ciphertext_shape(&smuggled).unwrap_err().errcode,
+            check_ciphertext_shape(&Encryption::default(), &smuggled).unwrap_err().errcode,
             "M_FORBIDDEN"
         );
         let olm = json!({"algorithm": "m.olm.v1.curve25519-aes-sha2", "ciphertext": {}, "session_id": "s"});
-        assert!(check_ciphertext_shape(&olm).is_err());
+        assert!(check_ciphertext_shape(&Encryption::default(), &olm).is_err());
     }
 
     #[test]
@@ -231,7 +258,7 @@ mod tests {
             let mut c = json!({"algorithm": MEGOLM, "ciphertext": "AwgA", "session_id": "s",
                                "sender_key": "k", "device_id": "D"});
             c[field] = value;
-            code(check_ciphertext_shape(&c))
+            code(check_ciphertext_shape(&Encryption::default(), &c))
         };
         let thread = json!({"rel_type": "m.thread", "event_id": "$root", "is_falling_back": true,
                             "m.in_reply_to": {"event_id": "$prev"}});
@@ -245,8 +272,17 @@ mod tests {
         );
         assert_eq!(with("m.new_content", json!({"body": "x"})), "M_FORBIDDEN");
         assert_eq!(with("org.example.note", json!("x")), "M_FORBIDDEN");
+        // An encrypted reaction's key is in the clear unless the operator
+        // refuses plaintext reactions.
         let annotation = json!({"rel_type": "m.annotation", "event_id": "$e", "key": "yes"});
-        assert_eq!(with("m.relates_to", annotation), "M_FORBIDDEN");
+        assert_eq!(with("m.relates_to", annotation.clone()), "ok");
+        let refusing = Encryption {
+            plaintext_reactions: false,
+            ..Encryption::default()
+        };
+        let mut c = json!({"algorithm": MEGOLM, "ciphertext": "AwgA", "session_id": "s"});
+        c["m.relates_to"] = annotation;
+        assert_eq!(code(check_ciphertext_shape(&refusing, &c)), "M_FORBIDDEN");
         let reply_text = json!({"m.in_reply_to": {"event_id": "$e", "body": "quoted"}});
         assert_eq!(with("m.relates_to", reply_text), "M_FORBIDDEN");
         assert_eq!(with("m.relates_to", json!("text")), "M_BAD_JSON");

@@ -19,6 +19,7 @@ pub mod housekeeping;
 pub mod keys;
 pub mod media;
 pub mod membership;
+pub mod plaintext_events;
 pub mod processing_report;
 pub mod profile;
 pub mod purge;

@@ -155,6 +155,10 @@ pub struct HoldSummary {
 pub struct SecurityMeasures {
     pub measures: &'static [&'static str],
     pub plaintext_room_exemptions: usize,
+    /// Whether reactions may show their emoji to the server (so it can
+    /// count them); in-room key verification always does, and carries only
+    /// public keys.
+    pub reaction_keys_visible: bool,
     pub audit_log_entries: i64,
     pub audit_latest_checkpoint: Option<CheckpointSummary>,
     pub audit_verifier_key: String,
@@ -277,6 +281,7 @@ pub async fn build(state: &Context) -> ApiResult<ProcessingRecord> {
         security_measures: SecurityMeasures {
             measures: SECURITY,
             plaintext_room_exemptions: state.config.encryption.plaintext_rooms.len(),
+            reaction_keys_visible: state.config.encryption.plaintext_reactions,
             audit_log_entries,
             audit_latest_checkpoint: latest_checkpoint
                 .map(|(entries, ts)| CheckpointSummary { entries, ts }),
@@ -401,8 +406,9 @@ pub fn to_markdown(r: &ProcessingRecord) -> String {
     o.push_str("## Technical and organisational security measures\n\n");
     bullets(&mut o, m.measures);
     o.push_str(&format!(
-        "\nRooms exempted from the encryption-only rule: {}. Audit log: {} entries; verifier key `{}`.\n",
+        "\nRooms exempted from the encryption-only rule: {}. Reaction keys (the emoji of a reaction) visible to the server: {}; in-room key-verification messages are, and carry only public keys. Audit log: {} entries; verifier key `{}`.\n",
         m.plaintext_room_exemptions,
+        if m.reaction_keys_visible { "yes" } else { "no" },
         m.audit_log_entries,
         text(&m.audit_verifier_key)
     ));
