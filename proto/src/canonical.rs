@@ -14,24 +14,33 @@ use serde_json::{Map, Value};
 /// Largest magnitude an integer may have in canonical JSON (2^53 − 1).
 pub const MAX_SAFE_INT: i64 = (1 << 53) - 1;
 
+/// Why a value has no canonical form.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CanonicalError {
+    /// A number with a fraction or exponent.
     #[error("floating-point numbers are not allowed in canonical JSON")]
     Float,
+    /// An integer beyond ±(2^53 − 1).
     #[error("integer outside the canonical JSON range ±(2^53-1)")]
     OutOfRange,
+    /// Only objects can carry `signatures`.
     #[error("a signed value must be a JSON object")]
     NotAnObject,
 }
 
+/// Why a signature check failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
+    /// No signature by that signer and key id.
     #[error("signature missing")]
     Missing,
+    /// The signature is not base64 of 64 bytes.
     #[error("signature is not base64 of the right length")]
     Malformed,
+    /// The signature does not match the object and key.
     #[error("signature does not verify")]
     Invalid,
+    /// The object has no canonical form, so nothing could be signed.
     #[error(transparent)]
     Canonical(#[from] CanonicalError),
 }
@@ -132,6 +141,7 @@ pub const LENIENT_B64: GeneralPurpose = GeneralPurpose::new(
         .with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
+/// Decodes base64 with [`LENIENT_B64`].
 pub fn decode_b64(encoded: &str) -> Option<Vec<u8>> {
     LENIENT_B64.decode(encoded).ok()
 }

@@ -8,7 +8,7 @@ macro_rules! errcodes {
         /// A Matrix `errcode`.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum ErrCode {
-            $($(#[$doc])* $name,)+
+            $($(#[$doc])* #[doc = concat!("`", $code, "`, HTTP ", stringify!($status), ".")] $name,)+
         }
 
         impl ErrCode {
@@ -102,11 +102,16 @@ impl Serialize for ErrCode {
 /// The error body of a failed request, as it travels.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MatrixError {
+    /// The `M_…` code; kept as a string, since servers may send their own.
     pub errcode: String,
+    /// A human-readable message.
     #[serde(default)]
     pub error: String,
+    /// With `M_LIMIT_EXCEEDED`: how long to wait before retrying.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+    /// With `M_UNKNOWN_TOKEN`: whether the client may sign in again
+    /// without discarding its keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub soft_logout: Option<bool>,
 }

@@ -85,7 +85,9 @@ pub fn is_valid_event_id(id: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a valid {kind}: {value:?}")]
 pub struct InvalidId {
+    /// What was expected, e.g. `user id`.
     pub kind: &'static str,
+    /// What was given.
     pub value: String,
 }
 
@@ -97,6 +99,7 @@ macro_rules! id_type {
         pub struct $name(String);
 
         impl $name {
+            /// The id, if `value` is a valid one.
             pub fn parse(value: impl Into<String>) -> Result<Self, InvalidId> {
                 let value = value.into();
                 let check: fn(&str) -> bool = $check;
@@ -107,10 +110,12 @@ macro_rules! id_type {
                 }
             }
 
+            /// The id as written.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
 
+            /// The id as an owned string.
             pub fn into_string(self) -> String {
                 self.0
             }
@@ -161,10 +166,12 @@ id_type!(
 );
 
 impl UserId {
+    /// The part between `@` and `:`.
     pub fn localpart(&self) -> &str {
         parse_user_id(&self.0).map_or("", |(l, _)| l)
     }
 
+    /// The server part, after the first `:`.
     pub fn server_name(&self) -> &str {
         parse_user_id(&self.0).map_or("", |(_, s)| s)
     }

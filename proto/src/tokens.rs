@@ -8,13 +8,17 @@
 
 use std::fmt;
 
+/// A `/sync` `next_batch` token, `s<pos>_<to_device>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SyncToken {
+    /// Everything up to this stream position was delivered.
     pub pos: i64,
+    /// To-device messages up to this position were delivered.
     pub to_device: i64,
 }
 
 impl SyncToken {
+    /// The token, if `token` is one.
     pub fn parse(token: &str) -> Option<SyncToken> {
         let (pos, to_device) = token.strip_prefix('s')?.split_once('_')?;
         let token = SyncToken {

@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use cloister_proto::sync::{DeviceLists, ToDeviceEvents};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use vodozemac::olm::IdentityKeys;
 
@@ -39,41 +41,32 @@ pub struct SyncChanges {
 }
 
 impl SyncChanges {
-    /// Pick the crypto-relevant parts out of a raw `/sync` response body.
+    /// Pick the crypto-relevant parts
+    /// ([`SyncCrypto`](cloister_proto::sync::SyncCrypto)) out of a raw
+    /// `/sync` response body.
     pub fn from_sync_response(sync: &Value, now_ms: u64) -> Self {
-        let strings = |v: Option<&Value>| -> Vec<String> {
-            v.and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
+        // Section by section, and events kept raw: a malformed part from a
+        // broken server must not cost the rest, for to-device events carry
+        // room keys and are gone once the next sync acknowledges them.
+        let to_device: ToDeviceEvents<Value> = section(sync, "to_device");
+        let device_lists: DeviceLists = section(sync, "device_lists");
         Self {
-            to_device_events: sync
-                .pointer("/to_device/events")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default(),
-            device_lists_changed: strings(sync.pointer("/device_lists/changed")),
-            device_lists_left: strings(sync.pointer("/device_lists/left")),
-            one_time_key_counts: sync
-                .get("device_one_time_keys_count")
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            unused_fallback_key_types: sync
-                .get("device_unused_fallback_key_types")
-                .map(|v| strings(Some(v))),
+            to_device_events: to_device.events,
+            device_lists_changed: device_lists.changed,
+            device_lists_left: device_lists.left,
+            one_time_key_counts: section(sync, "device_one_time_keys_count"),
+            unused_fallback_key_types: section(sync, "device_unused_fallback_key_types"),
             now_ms,
         }
     }
+}
+
+/// One top-level field of a sync response; its default when absent or
+/// malformed.
+fn section<T: DeserializeOwned + Default>(sync: &Value, key: &str) -> T {
+    sync.get(key)
+        .and_then(|v| T::deserialize(v).ok())
+        .unwrap_or_default()
 }
 
 /// An Olm-encrypted to-device message waiting for a session with its
@@ -419,6 +412,21 @@ mod tests {
         // reporting the fallback key used.
         let changes = SyncChanges::from_sync_response(&json!({}), 0);
         assert_eq!(changes.unused_fallback_key_types, None);
+        let null = json!({"device_unused_fallback_key_types": null});
+        let changes = SyncChanges::from_sync_response(&null, 0);
+        assert_eq!(changes.unused_fallback_key_types, None);
+
+        // A malformed section costs only itself; odd events are kept for
+        // the machine to judge one by one.
+        let broken = json!({
+            "to_device": {"events": [{"type": "m.dummy"}, 42]},
+            "device_lists": {"changed": [7]},
+            "device_one_time_keys_count": {"signed_curve25519": 3},
+        });
+        let changes = SyncChanges::from_sync_response(&broken, 0);
+        assert_eq!(changes.to_device_events.len(), 2);
+        assert!(changes.device_lists_changed.is_empty());
+        assert_eq!(changes.one_time_key_counts["signed_curve25519"], 3);
     }
 
     #[test]

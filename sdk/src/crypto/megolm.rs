@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use serde_json::{json, Value};
+use cloister_proto::to_device::RoomKeyContent;
+use serde_json::Value;
 use vodozemac::megolm::{
     ExportedSessionKey, GroupSession, InboundGroupSession as VodozemacInbound, MegolmMessage,
     SessionConfig, SessionKey, SessionOrdering,
@@ -118,14 +119,14 @@ impl OutboundGroupSession {
     /// The `m.room_key` content for this session at its current index, so
     /// that a device added now cannot read what was sent before. It holds
     /// the key: hand it to `olm::encrypt_for_device`, which wipes it.
-    pub fn room_key_content(&self) -> Value {
-        let session_key = Zeroizing::new(self.session_key().to_base64());
-        json!({
-            "algorithm": MEGOLM_V1,
-            "room_id": self.room_id,
-            "session_id": self.session_id(),
-            "session_key": session_key.as_str(),
-        })
+    pub fn room_key_content(&self) -> Result<Value, CryptoError> {
+        let content = RoomKeyContent {
+            algorithm: MEGOLM_V1.to_owned(),
+            room_id: self.room_id.clone(),
+            session_id: self.session_id(),
+            session_key: self.session_key().to_base64(),
+        };
+        Ok(serde_json::to_value(&content)?)
     }
 
     pub fn encrypt(&mut self, plaintext: &str, now_ms: u64) -> MegolmMessage {
@@ -407,6 +408,7 @@ impl InboundGroupSessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn settings_are_read_and_clamped() {

@@ -332,7 +332,7 @@ mod tests {
             let listed = BTreeMap::from([("ALICE1".to_owned(), alice.device_keys().unwrap())]);
             let response = KeysQueryResponse {
                 device_keys: BTreeMap::from([(ALICE.to_owned(), listed)]),
-                failures: BTreeMap::new(),
+                ..Default::default()
             };
             devices.receive_query_response(response, &HashMap::from([(ALICE.to_owned(), 1)]));
             assert!(devices.get(ALICE, "ALICE1").is_some());

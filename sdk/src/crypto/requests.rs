@@ -16,9 +16,13 @@ use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// How long the server may wait for remote servers on `/keys/query` and
-/// `/keys/claim`, in milliseconds.
-pub const KEYS_TIMEOUT_MS: u64 = 10_000;
+pub(crate) use cloister_proto::keys::{KeysClaimResponse, KeysQueryResponse, KeysUploadResponse};
+// The key request bodies are the protocol crate's, which the server reads.
+pub use cloister_proto::keys::{KeysClaimRequest, KeysQueryRequest, KeysUploadRequest};
+
+/// The `timeout` of `/keys/query` and `/keys/claim`: how long the server may
+/// wait for remote servers.
+pub(crate) const KEYS_TIMEOUT_MS: Option<u64> = Some(cloister_proto::keys::DEFAULT_KEYS_TIMEOUT_MS);
 
 /// A request for the application to send to the homeserver.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,39 +46,10 @@ pub enum RequestBody {
     ToDevice(ToDeviceRequest),
 }
 
-/// `POST /_matrix/client/v3/keys/upload`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct KeysUploadRequest {
-    /// This device's signed device keys (first upload only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device_keys: Option<Value>,
-    /// Key id (`signed_curve25519:…`) → signed one-time key.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub one_time_keys: BTreeMap<String, Value>,
-    /// Key id → signed fallback key.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub fallback_keys: BTreeMap<String, Value>,
-}
-
-/// `POST /_matrix/client/v3/keys/query`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct KeysQueryRequest {
-    /// User id → device ids; an empty list asks for every device.
-    pub device_keys: BTreeMap<String, Vec<String>>,
-    /// How long the server may wait for remote servers, in milliseconds.
-    pub timeout: u64,
-}
-
-/// `POST /_matrix/client/v3/keys/claim`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct KeysClaimRequest {
-    /// User id → device id → key algorithm (`signed_curve25519`).
-    pub one_time_keys: BTreeMap<String, BTreeMap<String, String>>,
-    /// How long the server may wait for remote servers, in milliseconds.
-    pub timeout: u64,
-}
-
-/// `PUT /_matrix/client/v3/sendToDevice/{event_type}/{txn_id}`.
+/// `PUT /_matrix/client/v3/sendToDevice/{event_type}/{txn_id}`: the path
+/// parameters, and a body shaped as
+/// [`SendToDeviceRequest`](cloister_proto::to_device::SendToDeviceRequest)
+/// (written by this type's own `Serialize`, to avoid copying `messages`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ToDeviceRequest {
     /// The event type (path parameter), e.g. `m.room.encrypted`.
@@ -142,26 +117,6 @@ pub(crate) fn percent_encode(segment: &str) -> String {
         }
     }
     out
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct KeysUploadResponse {
-    #[serde(default)]
-    pub one_time_key_counts: BTreeMap<String, u64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct KeysQueryResponse {
-    #[serde(default)]
-    pub device_keys: BTreeMap<String, BTreeMap<String, Value>>,
-    #[serde(default)]
-    pub failures: BTreeMap<String, Value>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct KeysClaimResponse {
-    #[serde(default)]
-    pub one_time_keys: BTreeMap<String, BTreeMap<String, BTreeMap<String, Value>>>,
 }
 
 /// A (user id, device id) pair.
@@ -331,6 +286,54 @@ mod tests {
             request.path(),
             "/_matrix/client/v3/sendToDevice/m.room.encrypted/a%2Fb%20c"
         );
+    }
+
+    #[test]
+    fn to_device_body_is_the_protocol_shape() {
+        let messages = BTreeMap::from([(
+            "@bob:x".to_owned(),
+            BTreeMap::from([("*".to_owned(), serde_json::json!({"k": 1}))]),
+        )]);
+        let request = OutgoingRequest {
+            request_id: "r".into(),
+            body: RequestBody::ToDevice(ToDeviceRequest {
+                event_type: "m.room_key_request".into(),
+                txn_id: "t".into(),
+                messages: messages.clone(),
+            }),
+        };
+        let body = request.json_body();
+        let parsed: cloister_proto::to_device::SendToDeviceRequest =
+            serde_json::from_value(body.clone()).unwrap();
+        assert_eq!(parsed.messages, messages);
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), body);
+    }
+
+    /// Queued requests are stored with the crypto state: bodies written by
+    /// the SDK's own request types, before cloister-proto's, must load and
+    /// be sent unchanged.
+    #[test]
+    fn bodies_stored_by_earlier_versions_load_unchanged() {
+        fn same<T: Serialize + serde::de::DeserializeOwned>(stored: Value) {
+            let loaded: T = serde_json::from_value(stored.clone()).unwrap();
+            assert_eq!(serde_json::to_value(loaded).unwrap(), stored);
+        }
+        let key = serde_json::json!({"key": "k", "signatures": {"@a:x": {"ed25519:D": "s"}}});
+        same::<KeysUploadRequest>(serde_json::json!({
+            "device_keys": {"user_id": "@a:x", "device_id": "D"},
+            "one_time_keys": {"signed_curve25519:AAAAAQ": key},
+            "fallback_keys": {"signed_curve25519:AAAAAg": key},
+        }));
+        same::<KeysUploadRequest>(
+            serde_json::json!({"one_time_keys": {"signed_curve25519:A": key}}),
+        );
+        same::<KeysQueryRequest>(
+            serde_json::json!({"device_keys": {"@a:x": []}, "timeout": 10000}),
+        );
+        same::<KeysClaimRequest>(serde_json::json!({
+            "one_time_keys": {"@a:x": {"D": "signed_curve25519"}},
+            "timeout": 10000,
+        }));
     }
 
     #[test]

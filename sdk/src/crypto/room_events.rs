@@ -261,7 +261,7 @@ mod tests {
         let listed = BTreeMap::from([(of.device_id().to_owned(), of.device_keys().unwrap())]);
         let response = KeysQueryResponse {
             device_keys: BTreeMap::from([(of.user_id().to_owned(), listed)]),
-            failures: BTreeMap::new(),
+            ..Default::default()
         };
         machine
             .devices

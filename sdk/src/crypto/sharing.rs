@@ -115,7 +115,7 @@ impl OlmMachine {
                     &self.device_id,
                     &device,
                     "m.room_key",
-                    session.room_key_content(),
+                    session.room_key_content()?,
                 )?;
                 session.shared_with.insert(id.clone());
                 messages.push((id, content));

@@ -1,10 +1,9 @@
 //! Incoming to-device events: Olm decryption, room keys, wedged-session
 //! recovery, and room-key requests between the user's own devices.
 
-use serde::Deserialize;
+use cloister_proto::to_device::{ForwardedRoomKeyContent, RoomKeyContent};
 use serde_json::{json, Value};
 use vodozemac::{Curve25519PublicKey, Ed25519PublicKey};
-use zeroize::Zeroize;
 
 use super::error::CryptoError;
 use super::events::CryptoEvent;
@@ -17,38 +16,6 @@ use super::{describe_json_error, zeroize_json, MEGOLM_V1};
 /// A new Olm session is made at most this often per device, so that a
 /// peer sending garbage cannot make us burn its one-time keys.
 const WEDGE_RECOVERY_INTERVAL_MS: u64 = 60 * 60 * 1000;
-
-#[derive(Deserialize)]
-struct RoomKeyContent {
-    algorithm: String,
-    room_id: String,
-    session_id: String,
-    session_key: String,
-}
-
-impl Drop for RoomKeyContent {
-    fn drop(&mut self) {
-        self.session_key.zeroize();
-    }
-}
-
-#[derive(Deserialize)]
-struct ForwardedRoomKeyContent {
-    algorithm: String,
-    room_id: String,
-    sender_key: String,
-    session_id: String,
-    session_key: String,
-    sender_claimed_ed25519_key: String,
-    #[serde(default)]
-    forwarding_curve25519_key_chain: Vec<String>,
-}
-
-impl Drop for ForwardedRoomKeyContent {
-    fn drop(&mut self) {
-        self.session_key.zeroize();
-    }
-}
 
 impl OlmMachine {
     /// Handle one to-device event; returns it (decrypted) if it is for the
@@ -328,16 +295,20 @@ impl OlmMachine {
             KeyOrigin::Direct { .. } => Vec::new(),
             KeyOrigin::Forwarded { forwarding_chain } => forwarding_chain.clone(),
         };
-        let exported = session.export();
-        let forward = json!({
-            "algorithm": MEGOLM_V1,
-            "room_id": session.room_id,
-            "sender_key": session.sender_key.to_base64(),
-            "session_id": session.session_id,
-            "session_key": exported.as_str(),
-            "sender_claimed_ed25519_key": session.signing_key.to_base64(),
-            "forwarding_curve25519_key_chain": chain,
-        });
+        let forward = ForwardedRoomKeyContent {
+            algorithm: MEGOLM_V1.to_owned(),
+            forwarding_curve25519_key_chain: chain,
+            room_id: session.room_id.clone(),
+            sender_claimed_ed25519_key: session.signing_key.to_base64(),
+            sender_key: session.sender_key.to_base64(),
+            session_id: session.session_id.clone(),
+            session_key: session.export().as_str().to_owned(),
+        };
+        // Wiped with the queued message once sent (or dropped).
+        let forward = match serde_json::to_value(&forward) {
+            Ok(forward) => forward,
+            Err(_) => return ignore(self, "could not encode the key"),
+        };
         self.olm_queue.push(QueuedOlmMessage {
             recipient: (sender.clone(), device_id.clone()),
             event_type: "m.forwarded_room_key".to_owned(),
