@@ -14,7 +14,7 @@ pub(crate) mod hashes {
     use super::*;
     use serde::ser::SerializeSeq;
 
-    pub fn serialize<S: Serializer>(v: &[Hash], s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(v: &[Hash], s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(v.len()))?;
         for h in v {
             seq.serialize_element(&STANDARD.encode(h))?;
@@ -22,7 +22,7 @@ pub(crate) mod hashes {
         seq.end()
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Hash>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Hash>, D::Error> {
         Vec::<String>::deserialize(d)?
             .iter()
             .map(|s| decode_hash(s).ok_or_else(|| D::Error::custom("not base64 of 32 bytes")))

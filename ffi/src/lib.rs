@@ -16,6 +16,8 @@
 #![warn(missing_docs)]
 // The C names are the API.
 #![allow(non_camel_case_types)]
+// cbindgen writes the header from `pub` items, wherever their module is.
+#![allow(unreachable_pub)]
 // Every `extern "C"` function checks its pointers for NULL; the remaining
 // contract (valid, live pointers) is documented in the header.
 #![allow(clippy::missing_safety_doc)]

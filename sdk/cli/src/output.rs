@@ -9,7 +9,7 @@ const INBOX_KEY: &str = "cli.inbox";
 const INBOX_LIMIT: usize = 1000;
 
 /// A message worth printing: not state, and not sent by this very device.
-pub fn is_message(client: &Client, event: &TimelineEvent) -> bool {
+pub(crate) fn is_message(client: &Client, event: &TimelineEvent) -> bool {
     event.state_key.is_none()
         && event.event_type != "m.room.redaction"
         && !(event.sender == client.user_id() && event.sender_device() == Some(client.device_id()))
@@ -17,13 +17,13 @@ pub fn is_message(client: &Client, event: &TimelineEvent) -> bool {
 
 /// Messages received but not yet printed by `listen`, kept sealed in the
 /// store as application data.
-pub struct Inbox(Vec<TimelineEvent>);
+pub(crate) struct Inbox(Vec<TimelineEvent>);
 
 impl Inbox {
     /// The kept messages, less those expired under their room's retention
     /// policy: this is a store of plaintext, so it must forget them too (the
     /// next `save` deletes them from the store).
-    pub async fn load(client: &Client) -> Self {
+    pub(crate) async fn load(client: &Client) -> Self {
         let events: Vec<TimelineEvent> = client
             .app_data(INBOX_KEY)
             .await
@@ -38,7 +38,7 @@ impl Inbox {
         Self(kept)
     }
 
-    pub async fn save(&self, client: &Client) -> Result<(), ClientError> {
+    pub(crate) async fn save(&self, client: &Client) -> Result<(), ClientError> {
         let value = if self.0.is_empty() {
             None
         } else {
@@ -50,7 +50,7 @@ impl Inbox {
         client.set_app_data(INBOX_KEY, value).await
     }
 
-    pub fn extend(&mut self, events: impl IntoIterator<Item = TimelineEvent>) {
+    pub(crate) fn extend(&mut self, events: impl IntoIterator<Item = TimelineEvent>) {
         for event in events {
             if !self.0.iter().any(|e| e.event_id == event.event_id) {
                 self.0.push(event);
@@ -63,7 +63,7 @@ impl Inbox {
     }
 
     /// Split off up to `limit` matching events (in order); the rest stay.
-    pub fn take_matching(
+    pub(crate) fn take_matching(
         self,
         wanted: &dyn Fn(&TimelineEvent) -> bool,
         limit: Option<usize>,
@@ -81,7 +81,7 @@ impl Inbox {
     }
 }
 
-pub fn print_event(event: &TimelineEvent, json: bool) {
+pub(crate) fn print_event(event: &TimelineEvent, json: bool) {
     if json {
         println!("{}", serde_json::to_string(event).unwrap_or_default());
         return;
@@ -107,7 +107,7 @@ pub fn print_event(event: &TimelineEvent, json: bool) {
     println!("[{}] {}{}: {}", event.room_id, event.sender, shield, what);
 }
 
-pub fn print_rooms(rooms: &[Room], json: bool) {
+pub(crate) fn print_rooms(rooms: &[Room], json: bool) {
     for room in rooms {
         let membership = format!("{:?}", room.membership).to_lowercase();
         if json {

@@ -159,7 +159,7 @@ pub(crate) struct Http {
 }
 
 impl Http {
-    pub fn new(base_url: &str, access_token: Option<String>) -> Result<Self> {
+    pub(super) fn new(base_url: &str, access_token: Option<String>) -> Result<Self> {
         let client = reqwest::Client::builder()
             .user_agent(concat!("cloister-sdk/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -174,14 +174,14 @@ impl Http {
         })
     }
 
-    pub fn with_token(&self, token: String) -> Self {
+    pub(super) fn with_token(&self, token: String) -> Self {
         Self {
             access_token: Some(token),
             ..self.clone()
         }
     }
 
-    pub fn base_url(&self) -> &str {
+    pub(super) fn base_url(&self) -> &str {
         &self.base_url
     }
 
@@ -197,7 +197,7 @@ impl Http {
     }
 
     /// Send a JSON request (`body` for POST/PUT) and return the JSON answer.
-    pub async fn json(
+    pub(super) async fn json(
         &self,
         method: Method,
         path: &str,
@@ -227,22 +227,27 @@ impl Http {
         })
     }
 
-    pub async fn get(&self, path: &str) -> Result<Value> {
+    pub(super) async fn get(&self, path: &str) -> Result<Value> {
         self.json(Method::GET, path, None, REQUEST_TIMEOUT).await
     }
 
-    pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
+    pub(super) async fn post(&self, path: &str, body: &Value) -> Result<Value> {
         self.json(Method::POST, path, Some(body), REQUEST_TIMEOUT)
             .await
     }
 
-    pub async fn put(&self, path: &str, body: &Value) -> Result<Value> {
+    pub(super) async fn put(&self, path: &str, body: &Value) -> Result<Value> {
         self.json(Method::PUT, path, Some(body), REQUEST_TIMEOUT)
             .await
     }
 
     /// Upload raw bytes (`POST`), returning the JSON answer.
-    pub async fn upload(&self, path: &str, content_type: &str, bytes: Vec<u8>) -> Result<Value> {
+    pub(super) async fn upload(
+        &self,
+        path: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Value> {
         let method = Method::POST;
         let response = self
             .send(
@@ -265,7 +270,7 @@ impl Http {
     }
 
     /// Download raw bytes (`GET`).
-    pub async fn download(&self, path: &str) -> Result<Vec<u8>> {
+    pub(super) async fn download(&self, path: &str) -> Result<Vec<u8>> {
         let method = Method::GET;
         let response = self
             .send(

@@ -172,7 +172,7 @@ fn json_bytes<T: Serialize>(value: &T) -> Result<Zeroizing<Vec<u8>>, CryptoError
 }
 
 impl ClientState {
-    pub fn room_mut(&mut self, room_id: &str, membership: Membership) -> &mut Room {
+    pub(super) fn room_mut(&mut self, room_id: &str, membership: Membership) -> &mut Room {
         self.dirty_rooms.insert(room_id.to_owned());
         self.rooms
             .entry(room_id.to_owned())
@@ -180,7 +180,7 @@ impl ClientState {
     }
 
     /// Records for what changed, and the keys of removed app data.
-    pub fn changed_records(&self) -> Result<StoreChanges, CryptoError> {
+    pub(super) fn changed_records(&self) -> Result<StoreChanges, CryptoError> {
         let mut upserts = Vec::new();
         let mut deletes = Vec::new();
         for room_id in &self.dirty_rooms {
@@ -209,13 +209,13 @@ impl ClientState {
         })
     }
 
-    pub fn mark_saved(&mut self) {
+    pub(super) fn mark_saved(&mut self) {
         self.dirty_rooms.clear();
         self.dirty_app.clear();
     }
 
     /// Rebuild from stored records; returns the session if there is one.
-    pub fn from_records(
+    pub(super) fn from_records(
         records: &[Record],
         sync_token: Option<String>,
     ) -> Result<(Self, Option<Session>), CryptoError> {

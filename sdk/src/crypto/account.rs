@@ -31,7 +31,7 @@ pub(crate) struct Account {
 }
 
 impl Account {
-    pub fn new(user_id: &str, device_id: &str) -> Self {
+    pub(crate) fn new(user_id: &str, device_id: &str) -> Self {
         let mut account = Self {
             user_id: user_id.to_owned(),
             device_id: device_id.to_owned(),
@@ -46,11 +46,11 @@ impl Account {
         account
     }
 
-    pub fn identity_keys(&self) -> IdentityKeys {
+    pub(crate) fn identity_keys(&self) -> IdentityKeys {
         self.inner.identity_keys()
     }
 
-    pub fn sign(&self, message: &str) -> Ed25519Signature {
+    pub(crate) fn sign(&self, message: &str) -> Ed25519Signature {
         self.inner.sign(message)
     }
 
@@ -65,7 +65,7 @@ impl Account {
     }
 
     /// Our device keys in the Matrix format, self-signed.
-    pub fn device_keys(&self) -> Result<Value, CryptoError> {
+    pub(crate) fn device_keys(&self) -> Result<Value, CryptoError> {
         let keys = self.identity_keys();
         let mut object = json!({
             "user_id": self.user_id,
@@ -107,7 +107,7 @@ impl Account {
     /// Apply the key counts from a sync response. `unused_fallback_types`
     /// is `None` when the server omitted the field: then nothing can be
     /// concluded about the fallback key, and it is left alone.
-    pub fn update_key_counts(
+    pub(crate) fn update_key_counts(
         &mut self,
         one_time_key_counts: &BTreeMap<String, u64>,
         unused_fallback_types: Option<&[String]>,
@@ -130,7 +130,7 @@ impl Account {
     }
 
     /// The `/keys/upload` body, if anything needs uploading.
-    pub fn keys_for_upload(&self) -> Result<Option<KeysUploadRequest>, CryptoError> {
+    pub(crate) fn keys_for_upload(&self) -> Result<Option<KeysUploadRequest>, CryptoError> {
         let device_keys = if self.device_keys_uploaded {
             None
         } else {
@@ -161,7 +161,7 @@ impl Account {
     }
 
     /// The server accepted an upload made from `keys_for_upload`.
-    pub fn mark_uploaded(&mut self, one_time_key_counts: &BTreeMap<String, u64>) {
+    pub(crate) fn mark_uploaded(&mut self, one_time_key_counts: &BTreeMap<String, u64>) {
         self.device_keys_uploaded = true;
         self.inner.mark_keys_as_published();
         if let Some(count) = one_time_key_counts.get(SIGNED_CURVE25519) {
@@ -169,7 +169,7 @@ impl Account {
         }
     }
 
-    pub fn create_outbound_session(
+    pub(crate) fn create_outbound_session(
         &self,
         identity_key: Curve25519PublicKey,
         one_time_key: Curve25519PublicKey,
@@ -179,7 +179,7 @@ impl Account {
             .map_err(|e| CryptoError::OlmSessionCreation(e.to_string()))
     }
 
-    pub fn create_inbound_session(
+    pub(crate) fn create_inbound_session(
         &mut self,
         their_identity_key: Curve25519PublicKey,
         message: &PreKeyMessage,
@@ -190,12 +190,12 @@ impl Account {
     }
 
     #[cfg(test)]
-    pub fn unpublished_one_time_key_count(&self) -> usize {
+    pub(crate) fn unpublished_one_time_key_count(&self) -> usize {
         self.inner.one_time_keys().len()
     }
 
     #[cfg(test)]
-    pub fn has_unpublished_fallback_key(&self) -> bool {
+    pub(crate) fn has_unpublished_fallback_key(&self) -> bool {
         !self.inner.fallback_key().is_empty()
     }
 }

@@ -15,7 +15,7 @@ use super::error::CryptoError;
 
 /// Largest magnitude an integer may have in canonical JSON (2^53 − 1).
 #[cfg(test)]
-pub const MAX_SAFE_INTEGER: i64 = canonical::MAX_SAFE_INT;
+pub(super) const MAX_SAFE_INTEGER: i64 = canonical::MAX_SAFE_INT;
 
 fn canonical_error(error: CanonicalError) -> CryptoError {
     CryptoError::CanonicalJson(error.to_string())
@@ -29,13 +29,13 @@ pub fn canonical_json(value: &Value) -> Result<String, CryptoError> {
 
 /// The bytes a Matrix signature covers: the canonical form of the object
 /// without `signatures` and `unsigned`.
-pub fn signable_bytes(object: &Map<String, Value>) -> Result<String, CryptoError> {
+pub(super) fn signable_bytes(object: &Map<String, Value>) -> Result<String, CryptoError> {
     canonical::signable_bytes(object).map_err(canonical_error)
 }
 
 /// Add `signature` under `signatures.{user_id}.{key_id}`, keeping any
 /// signatures already present.
-pub fn add_signature(
+pub(super) fn add_signature(
     object: &mut Map<String, Value>,
     user_id: &str,
     key_id: &str,
@@ -46,7 +46,7 @@ pub fn add_signature(
 
 /// Check the signature `signatures.{user_id}.{key_id}` on `object` with
 /// `key`. `what` names the object in the error.
-pub fn verify_signature(
+pub(super) fn verify_signature(
     object: &Map<String, Value>,
     user_id: &str,
     key_id: &str,

@@ -158,7 +158,7 @@ pub(crate) struct DeviceStore {
 }
 
 impl DeviceStore {
-    pub fn new(own_user: &str, own_device: &str, own_keys: IdentityKeys) -> Self {
+    pub(crate) fn new(own_user: &str, own_device: &str, own_keys: IdentityKeys) -> Self {
         let mut store = Self {
             own_user: own_user.to_owned(),
             own_device: own_device.to_owned(),
@@ -172,7 +172,7 @@ impl DeviceStore {
 
     /// Start tracking users we share an encrypted room with; new ones are
     /// queued for a `/keys/query`.
-    pub fn track_users<'a>(&mut self, users: impl IntoIterator<Item = &'a str>) {
+    pub(crate) fn track_users<'a>(&mut self, users: impl IntoIterator<Item = &'a str>) {
         for user in users {
             let entry = self.users.entry(user.to_owned()).or_default();
             if !entry.tracked {
@@ -184,7 +184,7 @@ impl DeviceStore {
     }
 
     /// `device_lists.changed`: a tracked user's devices must be queried again.
-    pub fn mark_changed<'a>(&mut self, users: impl IntoIterator<Item = &'a str>) {
+    pub(crate) fn mark_changed<'a>(&mut self, users: impl IntoIterator<Item = &'a str>) {
         for user in users {
             if let Some(entry) = self.users.get_mut(user).filter(|e| e.tracked) {
                 entry.outdated = true;
@@ -195,7 +195,7 @@ impl DeviceStore {
 
     /// `device_lists.left`: we share no room with them any more. Their keys
     /// are kept to identify senders of old messages, but no longer updated.
-    pub fn mark_left<'a>(&mut self, users: impl IntoIterator<Item = &'a str>) {
+    pub(crate) fn mark_left<'a>(&mut self, users: impl IntoIterator<Item = &'a str>) {
         for user in users {
             if user == self.own_user {
                 continue;
@@ -208,14 +208,14 @@ impl DeviceStore {
         }
     }
 
-    pub fn is_outdated(&self, user: &str) -> bool {
+    pub(crate) fn is_outdated(&self, user: &str) -> bool {
         self.users
             .get(user)
             .is_some_and(|u| u.tracked && u.outdated)
     }
 
     /// Tracked users whose devices must be queried, with their generation.
-    pub fn users_to_query(&self) -> HashMap<String, u64> {
+    pub(crate) fn users_to_query(&self) -> HashMap<String, u64> {
         self.users
             .iter()
             .filter(|(_, u)| u.tracked && u.outdated)
@@ -223,22 +223,26 @@ impl DeviceStore {
             .collect()
     }
 
-    pub fn get(&self, user: &str, device: &str) -> Option<&Device> {
+    pub(crate) fn get(&self, user: &str, device: &str) -> Option<&Device> {
         self.users.get(user)?.devices.get(device)
     }
 
-    pub fn user_devices(&self, user: &str) -> impl Iterator<Item = &Device> {
+    pub(crate) fn user_devices(&self, user: &str) -> impl Iterator<Item = &Device> {
         self.users
             .get(user)
             .into_iter()
             .flat_map(|u| u.devices.values())
     }
 
-    pub fn find_by_curve25519(&self, user: &str, key: &Curve25519PublicKey) -> Option<&Device> {
+    pub(crate) fn find_by_curve25519(
+        &self,
+        user: &str,
+        key: &Curve25519PublicKey,
+    ) -> Option<&Device> {
         self.user_devices(user).find(|d| &d.curve25519 == key)
     }
 
-    pub fn set_local_trust(&mut self, user: &str, device: &str, trust: LocalTrust) -> bool {
+    pub(crate) fn set_local_trust(&mut self, user: &str, device: &str, trust: LocalTrust) -> bool {
         match self
             .users
             .get_mut(user)
@@ -254,7 +258,7 @@ impl DeviceStore {
 
     /// Apply a `/keys/query` response for a request that asked about the
     /// users in `generations`.
-    pub fn receive_query_response(
+    pub(crate) fn receive_query_response(
         &mut self,
         response: KeysQueryResponse,
         generations: &HashMap<String, u64>,

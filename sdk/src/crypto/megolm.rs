@@ -85,7 +85,7 @@ pub(crate) struct OutboundGroupSession {
 }
 
 impl OutboundGroupSession {
-    pub fn new(room_id: &str, settings: EncryptionSettings, now_ms: u64) -> Self {
+    pub(crate) fn new(room_id: &str, settings: EncryptionSettings, now_ms: u64) -> Self {
         Self {
             room_id: room_id.to_owned(),
             session: GroupSession::new(SessionConfig::version_1()),
@@ -98,19 +98,19 @@ impl OutboundGroupSession {
         }
     }
 
-    pub fn session_id(&self) -> String {
+    pub(crate) fn session_id(&self) -> String {
         self.session.session_id()
     }
 
-    pub fn message_index(&self) -> u32 {
+    pub(crate) fn message_index(&self) -> u32 {
         self.session.message_index()
     }
 
-    pub fn session_key(&self) -> SessionKey {
+    pub(crate) fn session_key(&self) -> SessionKey {
         self.session.session_key()
     }
 
-    pub fn is_expired(&self, now_ms: u64) -> bool {
+    pub(crate) fn is_expired(&self, now_ms: u64) -> bool {
         self.invalidated
             || u64::from(self.message_index()) >= self.settings.rotation_period_msgs
             || now_ms.saturating_sub(self.created_at_ms) >= self.settings.rotation_period_ms
@@ -119,7 +119,7 @@ impl OutboundGroupSession {
     /// The `m.room_key` content for this session at its current index, so
     /// that a device added now cannot read what was sent before. It holds
     /// the key: hand it to `olm::encrypt_for_device`, which wipes it.
-    pub fn room_key_content(&self) -> Result<Value, CryptoError> {
+    pub(crate) fn room_key_content(&self) -> Result<Value, CryptoError> {
         let content = RoomKeyContent {
             algorithm: MEGOLM_V1.to_owned(),
             room_id: self.room_id.clone(),
@@ -129,7 +129,7 @@ impl OutboundGroupSession {
         Ok(serde_json::to_value(&content)?)
     }
 
-    pub fn encrypt(&mut self, plaintext: &str, now_ms: u64) -> MegolmMessage {
+    pub(crate) fn encrypt(&mut self, plaintext: &str, now_ms: u64) -> MegolmMessage {
         self.last_message_ms = Some(self.last_message_ms.unwrap_or(0).max(now_ms));
         self.session.encrypt(plaintext)
     }
@@ -163,7 +163,7 @@ pub(crate) struct InboundGroupSession {
 }
 
 impl InboundGroupSession {
-    pub fn from_room_key(
+    pub(crate) fn from_room_key(
         room_id: &str,
         session_id: &str,
         session_key: &str,
@@ -212,16 +212,16 @@ impl InboundGroupSession {
     }
 
     /// The same session, noted as received at `now_ms`.
-    pub fn received_at(mut self, now_ms: u64) -> Self {
+    pub(crate) fn received_at(mut self, now_ms: u64) -> Self {
         self.received_at_ms = Some(now_ms);
         self
     }
 
-    pub fn first_known_index(&self) -> u32 {
+    pub(crate) fn first_known_index(&self) -> u32 {
         self.session.first_known_index()
     }
 
-    pub fn export(&self) -> Zeroizing<String> {
+    pub(crate) fn export(&self) -> Zeroizing<String> {
         Zeroizing::new(self.session.export_at_first_known_index().to_base64())
     }
 
@@ -270,12 +270,12 @@ pub(crate) fn session_record_id(room_id: &str, session_id: &str) -> String {
 }
 
 impl InboundGroupSessions {
-    pub fn get(&self, room_id: &str, session_id: &str) -> Option<&InboundGroupSession> {
+    pub(crate) fn get(&self, room_id: &str, session_id: &str) -> Option<&InboundGroupSession> {
         self.sessions
             .get(&(room_id.to_owned(), session_id.to_owned()))
     }
 
-    pub fn add(&mut self, mut new: InboundGroupSession) -> AddOutcome {
+    pub(crate) fn add(&mut self, mut new: InboundGroupSession) -> AddOutcome {
         let id = (new.room_id.clone(), new.session_id.clone());
         let record_id = session_record_id(&id.0, &id.1);
         let Some(existing) = self.sessions.get_mut(&id) else {
@@ -320,7 +320,7 @@ impl InboundGroupSessions {
     /// `room_id`, refusing a (session, index) already used by another event.
     /// `origin_server_ts` is the event's, recorded against its index for
     /// retention.
-    pub fn decrypt(
+    pub(crate) fn decrypt(
         &mut self,
         room_id: &str,
         event_id: &str,

@@ -40,7 +40,7 @@ impl OlmSessions {
         self.tick
     }
 
-    pub fn add(&mut self, their_key: &Curve25519PublicKey, session: Session) {
+    pub(crate) fn add(&mut self, their_key: &Curve25519PublicKey, session: Session) {
         let last_used = self.next_tick();
         self.dirty.mark(&their_key.to_base64());
         self.by_key
@@ -49,7 +49,7 @@ impl OlmSessions {
             .push(StoredSession { session, last_used });
     }
 
-    pub fn has_session(&self, their_key: &Curve25519PublicKey) -> bool {
+    pub(crate) fn has_session(&self, their_key: &Curve25519PublicKey) -> bool {
         self.by_key
             .get(&their_key.to_base64())
             .is_some_and(|s| !s.is_empty())

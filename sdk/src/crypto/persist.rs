@@ -99,7 +99,7 @@ pub(crate) struct DirtySet {
 }
 
 impl DirtySet {
-    pub fn mark(&mut self, key: &str) {
+    pub(crate) fn mark(&mut self, key: &str) {
         self.counter += 1;
         self.keys.insert(key.to_owned(), self.counter);
     }

@@ -154,7 +154,7 @@ pub(crate) struct RequestQueue {
 }
 
 impl RequestQueue {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         // A random prefix keeps transaction ids unique across restarts of
         // the same device; a reused txn id would make the server drop the
         // new to-device message as a duplicate.
@@ -169,12 +169,12 @@ impl RequestQueue {
     }
 
     /// A fresh unique id; ids sort in creation order.
-    pub fn next_id(&mut self) -> String {
+    pub(crate) fn next_id(&mut self) -> String {
         self.counter += 1;
         format!("{}{:012}", self.id_prefix, self.counter)
     }
 
-    pub fn push(&mut self, body: RequestBody, kind: PendingKind) -> OutgoingRequest {
+    pub(crate) fn push(&mut self, body: RequestBody, kind: PendingKind) -> OutgoingRequest {
         let request = OutgoingRequest {
             request_id: self.next_id(),
             body,
@@ -189,27 +189,27 @@ impl RequestQueue {
         request
     }
 
-    pub fn get(&self, request_id: &str) -> Option<&Pending> {
+    pub(crate) fn get(&self, request_id: &str) -> Option<&Pending> {
         self.pending.get(request_id)
     }
 
-    pub fn take(&mut self, request_id: &str) -> Option<Pending> {
+    pub(crate) fn take(&mut self, request_id: &str) -> Option<Pending> {
         self.pending.remove(request_id)
     }
 
-    pub fn all(&self) -> Vec<OutgoingRequest> {
+    pub(crate) fn all(&self) -> Vec<OutgoingRequest> {
         self.pending.values().map(|p| p.request.clone()).collect()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Pending> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Pending> {
         self.pending.values()
     }
 
-    pub fn has_upload(&self) -> bool {
+    pub(crate) fn has_upload(&self) -> bool {
         self.iter().any(|p| matches!(p.kind, PendingKind::Upload))
     }
 
-    pub fn users_being_queried(&self) -> BTreeSet<String> {
+    pub(crate) fn users_being_queried(&self) -> BTreeSet<String> {
         self.iter()
             .filter_map(|p| match &p.kind {
                 PendingKind::Query { generations } => Some(generations.keys().cloned()),
@@ -219,7 +219,7 @@ impl RequestQueue {
             .collect()
     }
 
-    pub fn devices_being_claimed(&self) -> BTreeSet<DeviceRef> {
+    pub(crate) fn devices_being_claimed(&self) -> BTreeSet<DeviceRef> {
         self.iter()
             .filter_map(|p| match &p.kind {
                 PendingKind::Claim { devices } => Some(devices.iter().cloned()),
@@ -231,7 +231,7 @@ impl RequestQueue {
 
     /// Queued requests of the given kind that touch any of `users` /
     /// `devices`, so a caller can be handed those instead of duplicates.
-    pub fn queries_covering(&self, users: &BTreeSet<String>) -> Vec<OutgoingRequest> {
+    pub(crate) fn queries_covering(&self, users: &BTreeSet<String>) -> Vec<OutgoingRequest> {
         self.iter()
             .filter(|p| match &p.kind {
                 PendingKind::Query { generations } => generations.keys().any(|u| users.contains(u)),
@@ -241,7 +241,7 @@ impl RequestQueue {
             .collect()
     }
 
-    pub fn claims_covering(&self, devices: &BTreeSet<DeviceRef>) -> Vec<OutgoingRequest> {
+    pub(crate) fn claims_covering(&self, devices: &BTreeSet<DeviceRef>) -> Vec<OutgoingRequest> {
         self.iter()
             .filter(|p| match &p.kind {
                 PendingKind::Claim { devices: claimed } => {
@@ -254,7 +254,11 @@ impl RequestQueue {
     }
 
     /// Queued to-device requests carrying the key of an outbound session.
-    pub fn room_key_requests(&self, room_id: &str, session_id: &str) -> Vec<OutgoingRequest> {
+    pub(crate) fn room_key_requests(
+        &self,
+        room_id: &str,
+        session_id: &str,
+    ) -> Vec<OutgoingRequest> {
         self.iter()
             .filter(|p| match &p.kind {
                 PendingKind::ToDevice {

@@ -68,7 +68,7 @@ pub(crate) struct KdfInfo {
 }
 
 impl KdfInfo {
-    pub fn new(params: KdfParams) -> Self {
+    pub(super) fn new(params: KdfParams) -> Self {
         let mut salt = [0u8; SALT_LEN];
         rand::rngs::OsRng.fill_bytes(&mut salt);
         Self {
@@ -108,7 +108,7 @@ impl std::fmt::Debug for StoreCipher {
 
 impl StoreCipher {
     /// Derive the keys with Argon2id. Slow by design.
-    pub fn derive(passphrase: &[u8], info: &KdfInfo) -> Result<Self, StoreError> {
+    pub(super) fn derive(passphrase: &[u8], info: &KdfInfo) -> Result<Self, StoreError> {
         if info.algorithm != "argon2id-v19" {
             return Err(StoreError::Corrupted(format!(
                 "unknown key derivation {:?}",
@@ -135,7 +135,7 @@ impl StoreCipher {
     }
 
     /// The keyed hash standing in for a record's id in the database.
-    pub fn record_id(&self, kind: &str, id: &str) -> Vec<u8> {
+    pub(super) fn record_id(&self, kind: &str, id: &str) -> Vec<u8> {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.mac_key.as_ref())
             .expect("HMAC takes keys of any length");
         mac.update(kind.as_bytes());
@@ -191,7 +191,7 @@ impl StoreCipher {
 
     /// Seal a record's value; it is bound to its kind and hashed id, so
     /// values cannot be moved between rows.
-    pub fn seal(
+    pub(super) fn seal(
         &self,
         kind: &str,
         hashed_id: &[u8],
@@ -200,7 +200,7 @@ impl StoreCipher {
         self.seal_with_aad(plaintext, &Self::aad(kind, hashed_id))
     }
 
-    pub fn open(
+    pub(super) fn open(
         &self,
         kind: &str,
         hashed_id: &[u8],
@@ -214,12 +214,12 @@ impl StoreCipher {
             })
     }
 
-    pub fn seal_canary(&self) -> Result<Vec<u8>, StoreError> {
+    pub(super) fn seal_canary(&self) -> Result<Vec<u8>, StoreError> {
         self.seal_with_aad(CANARY, CANARY_AAD)
     }
 
     /// Whether this key opens the canary, i.e. the passphrase is right.
-    pub fn opens_canary(&self, sealed: &[u8]) -> bool {
+    pub(super) fn opens_canary(&self, sealed: &[u8]) -> bool {
         self.open_with_aad(sealed, CANARY_AAD)
             .is_some_and(|plain| plain.as_slice() == CANARY)
     }

@@ -21,25 +21,25 @@ use serde_json::{json, Value};
 
 type DeviceKey = (String, String);
 
-pub const ROOM: &str = "!room:cloister.test";
-pub const ALICE: &str = "@alice:cloister.test";
-pub const BOB: &str = "@bob:cloister.test";
-pub const CAROL: &str = "@carol:cloister.test";
-pub const HOUR_MS: u64 = 60 * 60 * 1000;
+pub(crate) const ROOM: &str = "!room:cloister.test";
+pub(crate) const ALICE: &str = "@alice:cloister.test";
+pub(crate) const BOB: &str = "@bob:cloister.test";
+pub(crate) const CAROL: &str = "@carol:cloister.test";
+pub(crate) const HOUR_MS: u64 = 60 * 60 * 1000;
 /// A fixed, arbitrary "now": the core never reads a clock.
-pub const T0: u64 = 1_700_000_000_000;
+pub(crate) const T0: u64 = 1_700_000_000_000;
 
-pub fn settings() -> EncryptionSettings {
+pub(crate) fn settings() -> EncryptionSettings {
     EncryptionSettings::default()
 }
 
 /// The Megolm session an encrypted room event used.
-pub fn session_id(event: &Value) -> String {
+pub(crate) fn session_id(event: &Value) -> String {
     event["content"]["session_id"].as_str().unwrap().to_owned()
 }
 
 #[derive(Default)]
-pub struct FakeHomeserver {
+pub(crate) struct FakeHomeserver {
     device_keys: BTreeMap<String, BTreeMap<String, Value>>,
     one_time_keys: BTreeMap<DeviceKey, BTreeMap<String, Value>>,
     /// The fallback key and whether a claim has handed it out.
@@ -51,7 +51,7 @@ pub struct FakeHomeserver {
 }
 
 impl FakeHomeserver {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
@@ -72,7 +72,7 @@ impl FakeHomeserver {
     }
 
     /// Answer one request as `user`/`device` would see the server answer it.
-    pub fn handle(&mut self, user: &str, device: &str, request: &OutgoingRequest) -> Value {
+    pub(crate) fn handle(&mut self, user: &str, device: &str, request: &OutgoingRequest) -> Value {
         let me = (user.to_owned(), device.to_owned());
         match &request.body {
             RequestBody::KeysUpload(upload) => {
@@ -167,7 +167,7 @@ impl FakeHomeserver {
 
     /// The crypto part of a `/sync` for one device; to-device events are
     /// handed over once.
-    pub fn sync(&mut self, user: &str, device: &str, now_ms: u64) -> SyncChanges {
+    pub(crate) fn sync(&mut self, user: &str, device: &str, now_ms: u64) -> SyncChanges {
         let id = (user.to_owned(), device.to_owned());
         let to_device_events = self
             .to_device
@@ -195,7 +195,7 @@ impl FakeHomeserver {
     }
 
     /// Pending to-device events for a device, without delivering them.
-    pub fn peek_to_device(&self, user: &str, device: &str) -> Vec<Value> {
+    pub(crate) fn peek_to_device(&self, user: &str, device: &str) -> Vec<Value> {
         self.to_device
             .get(&(user.to_owned(), device.to_owned()))
             .map(|q| q.iter().cloned().collect())
@@ -203,14 +203,14 @@ impl FakeHomeserver {
     }
 
     /// Put a to-device event in a device's inbox as if the server sent it.
-    pub fn inject_to_device(&mut self, user: &str, device: &str, event: Value) {
+    pub(crate) fn inject_to_device(&mut self, user: &str, device: &str, event: Value) {
         self.to_device
             .entry((user.to_owned(), device.to_owned()))
             .or_default()
             .push_back(event);
     }
 
-    pub fn delete_device(&mut self, user: &str, device: &str) {
+    pub(crate) fn delete_device(&mut self, user: &str, device: &str) {
         if let Some(devices) = self.device_keys.get_mut(user) {
             devices.remove(device);
         }
@@ -222,7 +222,7 @@ impl FakeHomeserver {
 
     /// Overwrite a device's published keys, as a malicious server (or a
     /// reused device id) would, and announce the change.
-    pub fn replace_device_keys(&mut self, user: &str, device: &str, keys: Value) {
+    pub(crate) fn replace_device_keys(&mut self, user: &str, device: &str, keys: Value) {
         self.device_keys
             .entry(user.to_owned())
             .or_default()
@@ -232,7 +232,7 @@ impl FakeHomeserver {
 
     /// Claim every one-time key and the fallback key of a device, as heavy
     /// use by other devices would.
-    pub fn exhaust_keys(&mut self, user: &str, device: &str) {
+    pub(crate) fn exhaust_keys(&mut self, user: &str, device: &str) {
         let id = (user.to_owned(), device.to_owned());
         self.one_time_keys.remove(&id);
         if let Some(fallback) = self.fallback_keys.get_mut(&id) {
@@ -242,7 +242,7 @@ impl FakeHomeserver {
 
     /// Swap the public key inside each of a device's one-time keys for
     /// another one, leaving the device's signature as it was.
-    pub fn tamper_one_time_keys(&mut self, user: &str, device: &str, other_key: &str) {
+    pub(crate) fn tamper_one_time_keys(&mut self, user: &str, device: &str, other_key: &str) {
         if let Some(otks) = self
             .one_time_keys
             .get_mut(&(user.to_owned(), device.to_owned()))
@@ -253,13 +253,13 @@ impl FakeHomeserver {
         }
     }
 
-    pub fn one_time_key_count(&self, user: &str, device: &str) -> usize {
+    pub(crate) fn one_time_key_count(&self, user: &str, device: &str) -> usize {
         self.one_time_keys
             .get(&(user.to_owned(), device.to_owned()))
             .map_or(0, BTreeMap::len)
     }
 
-    pub fn new_event_id(&mut self) -> String {
+    pub(crate) fn new_event_id(&mut self) -> String {
         self.next_event += 1;
         format!("$event{}", self.next_event)
     }
@@ -267,7 +267,7 @@ impl FakeHomeserver {
 
 /// Send every request the machine has and feed back the responses, until
 /// it has nothing left to send.
-pub fn drive(server: &mut FakeHomeserver, machine: &mut OlmMachine) {
+pub(crate) fn drive(server: &mut FakeHomeserver, machine: &mut OlmMachine) {
     for _ in 0..20 {
         let requests = machine.outgoing_requests().expect("outgoing requests");
         if requests.is_empty() {
@@ -284,7 +284,7 @@ pub fn drive(server: &mut FakeHomeserver, machine: &mut OlmMachine) {
 }
 
 /// A new device whose keys are on the server.
-pub fn login(server: &mut FakeHomeserver, user: &str, device: &str) -> OlmMachine {
+pub(crate) fn login(server: &mut FakeHomeserver, user: &str, device: &str) -> OlmMachine {
     let mut machine = OlmMachine::new(user, device).expect("new machine");
     drive(server, &mut machine);
     machine
@@ -292,7 +292,11 @@ pub fn login(server: &mut FakeHomeserver, user: &str, device: &str) -> OlmMachin
 
 /// One sync round: take what the server has for the device, then send what
 /// that made necessary. Returns the to-device events for the application.
-pub fn sync(server: &mut FakeHomeserver, machine: &mut OlmMachine, now_ms: u64) -> Vec<Value> {
+pub(crate) fn sync(
+    server: &mut FakeHomeserver,
+    machine: &mut OlmMachine,
+    now_ms: u64,
+) -> Vec<Value> {
     let changes = server.sync(machine.user_id(), machine.device_id(), now_ms);
     let events = machine.receive_sync_changes(changes);
     drive(server, machine);
@@ -301,7 +305,7 @@ pub fn sync(server: &mut FakeHomeserver, machine: &mut OlmMachine, now_ms: u64) 
 
 /// Share the room key the way an application does: call `share_room_key`
 /// and send what it returns until it returns nothing.
-pub fn share(
+pub(crate) fn share(
     server: &mut FakeHomeserver,
     machine: &mut OlmMachine,
     room_id: &str,
@@ -328,7 +332,7 @@ pub fn share(
 
 /// Share the key if needed, encrypt a text message and return the event as
 /// the server would deliver it in the room timeline.
-pub fn send_text(
+pub(crate) fn send_text(
     server: &mut FakeHomeserver,
     machine: &mut OlmMachine,
     room_id: &str,
@@ -357,7 +361,7 @@ pub fn send_text(
 }
 
 /// The `body` of a decrypted text message.
-pub fn body_of(machine: &mut OlmMachine, room_id: &str, event: &Value) -> String {
+pub(crate) fn body_of(machine: &mut OlmMachine, room_id: &str, event: &Value) -> String {
     let decrypted = machine
         .decrypt_room_event(room_id, event)
         .expect("decrypt room event");

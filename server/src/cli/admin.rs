@@ -7,14 +7,14 @@ use cloister_server::config::Config;
 use super::{compliance, subject};
 
 #[derive(Subcommand)]
-pub enum AdminCommand {
+pub(crate) enum AdminCommand {
     #[command(flatten)]
     Compliance(compliance::ComplianceCommand),
     #[command(flatten)]
     Subject(subject::SubjectCommand),
 }
 
-pub async fn run(cmd: AdminCommand, config: Config) -> anyhow::Result<()> {
+pub(crate) async fn run(cmd: AdminCommand, config: Config) -> anyhow::Result<()> {
     match cmd {
         AdminCommand::Compliance(cmd) => compliance::run(cmd, config).await,
         AdminCommand::Subject(cmd) => subject::run(cmd, config).await,

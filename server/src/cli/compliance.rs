@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 use super::{open_state, user_id};
 
 #[derive(Subcommand)]
-pub enum ComplianceCommand {
+pub(crate) enum ComplianceCommand {
     /// Show or set retention policies.
     #[command(subcommand)]
     Retention(RetentionCommand),
@@ -26,7 +26,7 @@ pub enum ComplianceCommand {
 }
 
 #[derive(Subcommand)]
-pub enum RetentionCommand {
+pub(crate) enum RetentionCommand {
     /// The server's settings, or one room's policy.
     Show { room: Option<String> },
     /// Set a room's policy (sends m.room.retention as the server).
@@ -43,7 +43,7 @@ pub enum RetentionCommand {
 }
 
 #[derive(Subcommand)]
-pub enum HoldCommand {
+pub(crate) enum HoldCommand {
     /// Hold a user (custodian) or a room.
     Set(SetHold),
     /// Release a hold by its id.
@@ -56,7 +56,7 @@ pub enum HoldCommand {
 }
 
 #[derive(Args)]
-pub struct SetHold {
+pub(crate) struct SetHold {
     /// A user name or id (custodian hold).
     #[arg(long, conflicts_with = "room", required_unless_present = "room")]
     user: Option<String>,
@@ -90,7 +90,7 @@ fn print_json(value: &Value) {
     );
 }
 
-pub async fn run(cmd: ComplianceCommand, config: Config) -> anyhow::Result<()> {
+pub(crate) async fn run(cmd: ComplianceCommand, config: Config) -> anyhow::Result<()> {
     let state = open_state(config).await?;
     let result = dispatch(&state, cmd).await;
     state.store.close().await;

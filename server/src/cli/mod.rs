@@ -1,9 +1,9 @@
 //! The administration subcommands of `cloister` that act on the database
 //! directly, as the operator: each is audited like its admin API twin.
 
-pub mod admin;
-pub mod compliance;
-pub mod subject;
+pub(crate) mod admin;
+pub(crate) mod compliance;
+pub(crate) mod subject;
 
 use std::sync::Arc;
 
@@ -15,13 +15,13 @@ use cloister_server::store::Store;
 
 /// The store and audit keys, for commands that change accounts: their
 /// changes are audited like the API's.
-pub async fn open_state(config: Config) -> anyhow::Result<Context> {
+pub(crate) async fn open_state(config: Config) -> anyhow::Result<Context> {
     let store = open_store(&config).await?;
     let auditor = audit::Auditor::load_or_create(&config.data_dir, &config.server_name)?;
     Ok(Context::new(config, store, Arc::new(SystemClock), auditor))
 }
 
-pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Store> {
     // Private from the start: SQLite would otherwise create it with the
     // umask's mode.
     cloister_server::store::file_modes::create_private_dir(&config.data_dir)?;
@@ -30,13 +30,13 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     use cloister_server::clock::Clock;
     SystemClock.now_ms()
 }
 
 /// A full user id from `name` (`alice` or `@alice:example.org`).
-pub fn user_id(config: &Config, name: &str) -> String {
+pub(crate) fn user_id(config: &Config, name: &str) -> String {
     if name.starts_with('@') {
         name.to_owned()
     } else {

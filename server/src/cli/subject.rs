@@ -20,7 +20,7 @@ use super::{open_state, user_id};
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD_NO_PAD;
 
 #[derive(Subcommand)]
-pub enum SubjectCommand {
+pub(crate) enum SubjectCommand {
     /// Erase a person (GDPR Art. 17): delete their data, pseudonymize what
     /// shared rooms need, keep what a legal hold covers. Prints the receipt.
     Erase {
@@ -61,7 +61,7 @@ pub enum SubjectCommand {
 }
 
 #[derive(Subcommand)]
-pub enum ReportCommand {
+pub(crate) enum ReportCommand {
     /// The record of processing activities (GDPR Art. 30), Markdown or JSON.
     Processing {
         #[arg(long)]
@@ -81,7 +81,7 @@ fn write_out(out: Option<&Path>, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run(cmd: SubjectCommand, config: Config) -> anyhow::Result<()> {
+pub(crate) async fn run(cmd: SubjectCommand, config: Config) -> anyhow::Result<()> {
     match cmd {
         SubjectCommand::Keygen { out } => keygen(&out),
         SubjectCommand::OpenExport { file, key, out } => open_export(&file, &key, out.as_deref()),

@@ -64,11 +64,9 @@ pub fn check(state: &Context, event: &NewEvent<'_>) -> ApiResult<()> {
         return Ok(());
     }
     if event.state_key.is_none() {
-        if let Some(verdict) = plaintext_events::check(
-            &state.config.encryption,
-            event.event_type,
-            event.content,
-        ) {
+        if let Some(verdict) =
+            plaintext_events::check(&state.config.encryption, event.event_type, event.content)
+        {
             return verdict;
         }
     }
@@ -245,7 +243,9 @@ mod tests {
         let mut smuggled = good.clone();
         smuggled["body"] = json!("hello");
         assert_eq!(
-            check_ciphertext_shape(&Encryption::default(), &smuggled).unwrap_err().errcode,
+            check_ciphertext_shape(&Encryption::default(), &smuggled)
+                .unwrap_err()
+                .errcode,
             "M_FORBIDDEN"
         );
         let olm = json!({"algorithm": "m.olm.v1.curve25519-aes-sha2", "ciphertext": {}, "session_id": "s"});

@@ -118,14 +118,18 @@ pub fn check_annotation(config: &Encryption, relation: &Map<String, Value>) -> A
         )));
     }
     if relation.get("rel_type").and_then(Value::as_str) != Some("m.annotation") {
-        return Err(ApiError::bad_json("a reaction's rel_type must be m.annotation"));
+        return Err(ApiError::bad_json(
+            "a reaction's rel_type must be m.annotation",
+        ));
     }
     if !relation
         .get("event_id")
         .and_then(Value::as_str)
         .is_some_and(crate::ids::is_valid_event_id)
     {
-        return Err(ApiError::bad_json("a reaction needs the event_id it reacts to"));
+        return Err(ApiError::bad_json(
+            "a reaction needs the event_id it reacts to",
+        ));
     }
     let key = relation
         .get("key")
@@ -228,7 +232,8 @@ mod tests {
     fn reactions() {
         let c = Encryption::default();
         let r = |content: Value| code(check(&c, "m.reaction", &content));
-        let good = json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": "$e", "key": "👍"}});
+        let good =
+            json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": "$e", "key": "👍"}});
         assert_eq!(r(good.clone()), "ok");
         let mut extra = good.clone();
         extra["body"] = json!("👍");
@@ -262,17 +267,32 @@ mod tests {
         );
         let rel = json!({"rel_type": "m.reference", "event_id": "$req"});
         assert_eq!(
-            v("m.key.verification.ready", json!({"from_device": "D", "methods": ["m.sas.v1"], "m.relates_to": rel})),
+            v(
+                "m.key.verification.ready",
+                json!({"from_device": "D", "methods": ["m.sas.v1"], "m.relates_to": rel})
+            ),
             "ok"
         );
-        assert_eq!(v("m.key.verification.done", json!({"m.relates_to": rel})), "ok");
         assert_eq!(
-            v("m.key.verification.key", json!({"key": "abc", "m.relates_to": rel, "note": "x"})),
+            v("m.key.verification.done", json!({"m.relates_to": rel})),
+            "ok"
+        );
+        assert_eq!(
+            v(
+                "m.key.verification.key",
+                json!({"key": "abc", "m.relates_to": rel, "note": "x"})
+            ),
             "M_FORBIDDEN"
         );
-        assert_eq!(v("m.key.verification.key", json!({"key": "abc"})), "M_BAD_JSON");
         assert_eq!(
-            v("m.key.verification.mac", json!({"mac": "x", "keys": "k", "m.relates_to": rel})),
+            v("m.key.verification.key", json!({"key": "abc"})),
+            "M_BAD_JSON"
+        );
+        assert_eq!(
+            v(
+                "m.key.verification.mac",
+                json!({"mac": "x", "keys": "k", "m.relates_to": rel})
+            ),
             "M_BAD_JSON"
         );
         assert_eq!(v("m.key.verification.unknown", json!({})), "not ours");

@@ -22,7 +22,7 @@ pub fn default_ruleset(user_id: &str) -> Value {
     json!({ "global": default_global(user_id) })
 }
 
-pub fn default_global(user_id: &str) -> Value {
+pub(super) fn default_global(user_id: &str) -> Value {
     let mut rules: Value = serde_json::from_str(include_str!("pushrules_default.json"))
         .expect("pushrules_default.json is valid JSON");
     let localpart = crate::ids::parse_user_id(user_id).map_or(user_id, |(local, _)| local);
@@ -47,7 +47,7 @@ fn substitute(value: &mut Value, user_id: &str, localpart: &str) {
 /// The user's stored rule set completed with the current server defaults:
 /// a default rule added in a later release appears, and default rules keep
 /// the user's `enabled` and `actions` but take the current definition.
-pub fn with_defaults(stored: Option<Value>, user_id: &str) -> Value {
+pub(super) fn with_defaults(stored: Option<Value>, user_id: &str) -> Value {
     let mut global = match stored.and_then(|mut s| s.get_mut("global").map(Value::take)) {
         Some(Value::Object(map)) => map,
         _ => Map::new(),
@@ -74,7 +74,7 @@ pub fn with_defaults(stored: Option<Value>, user_id: &str) -> Value {
 }
 
 /// The rules of `kind`, created empty if missing or malformed.
-pub fn kind_rules<'a>(global: &'a mut Map<String, Value>, kind: &str) -> &'a mut Vec<Value> {
+pub(super) fn kind_rules<'a>(global: &'a mut Map<String, Value>, kind: &str) -> &'a mut Vec<Value> {
     let entry = global.entry(kind).or_insert_with(|| json!([]));
     if !entry.is_array() {
         *entry = json!([]);
@@ -86,11 +86,11 @@ fn position(rules: &[Value], rule_id: &str) -> Option<usize> {
     rules.iter().position(|r| r["rule_id"] == rule_id)
 }
 
-pub fn is_server_default(rule_id: &str) -> bool {
+pub(super) fn is_server_default(rule_id: &str) -> bool {
     rule_id.starts_with('.')
 }
 
-pub fn rule_not_found() -> ApiError {
+pub(super) fn rule_not_found() -> ApiError {
     ApiError::not_found("The push rule was not found")
 }
 
