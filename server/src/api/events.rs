@@ -13,6 +13,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, Body};
 use crate::service::event_reads::{self, for_reader, one_for_reader, PageRequest};
 use crate::service::{room_events, Context};
+use cloister_proto::event::ClientEvent;
 
 /// Most uploads one event may declare it carries.
 const MAX_ATTACHMENTS: usize = 32;
@@ -104,12 +105,12 @@ pub(super) struct MessagesQuery {
 
 #[derive(Serialize)]
 pub(super) struct MessagesResponse {
-    chunk: Vec<Value>,
+    chunk: Vec<ClientEvent>,
     #[serde(skip_serializing_if = "Option::is_none")]
     end: Option<String>,
     start: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    state: Option<Vec<Value>>,
+    state: Option<Vec<ClientEvent>>,
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/messages`
@@ -162,7 +163,7 @@ pub(super) async fn event(
     State(state): State<Context>,
     auth: Auth,
     Path((room_id, event_id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ClientEvent>> {
     let event = event_reads::event_for_reader(&state, &auth.user_id, &room_id, &event_id).await?;
     Ok(Json(one_for_reader(&event, &auth, state.now_ms())))
 }
@@ -175,11 +176,11 @@ pub(super) struct ContextQuery {
 #[derive(Serialize)]
 pub(super) struct ContextResponse {
     end: String,
-    event: Value,
-    events_after: Vec<Value>,
-    events_before: Vec<Value>,
+    event: ClientEvent,
+    events_after: Vec<ClientEvent>,
+    events_before: Vec<ClientEvent>,
     start: String,
-    state: Vec<Value>,
+    state: Vec<ClientEvent>,
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}`

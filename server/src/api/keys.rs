@@ -1,8 +1,6 @@
 //! End-to-end encryption keys: device, one-time and fallback keys, their
 //! claims and change feed, and cross-signing.
 
-use std::collections::BTreeMap;
-
 use axum::extract::{Query, State};
 use axum::Json;
 use serde::Deserialize;
@@ -10,48 +8,40 @@ use serde_json::{json, Map, Value};
 
 use crate::error::ApiResult;
 use crate::extract::{Auth, Body};
-use crate::service::cross_signing::{self, SigningKeysUpload};
-use crate::service::keys::{self, UploadRequest};
+use crate::service::cross_signing;
+use crate::service::keys;
 use crate::service::Context;
+use cloister_proto::keys::{
+    KeysClaimRequest, KeysClaimResponse, KeysQueryRequest, KeysQueryResponse, KeysUploadRequest,
+    KeysUploadResponse, SignaturesUploadResponse, SigningKeysUploadRequest,
+};
+use cloister_proto::sync::DeviceLists;
 
 /// `POST /_matrix/client/v3/keys/upload`
 pub(super) async fn upload(
     State(state): State<Context>,
     auth: Auth,
-    Body(body): Body<UploadRequest>,
-) -> ApiResult<Json<Value>> {
-    let counts = keys::upload(&state, &auth, body).await?;
-    Ok(Json(json!({ "one_time_key_counts": counts })))
-}
-
-#[derive(Deserialize)]
-pub(super) struct QueryBody {
-    #[serde(default)]
-    device_keys: BTreeMap<String, Vec<String>>,
+    Body(body): Body<KeysUploadRequest>,
+) -> ApiResult<Json<KeysUploadResponse>> {
+    Ok(Json(keys::upload(&state, &auth, body).await?))
 }
 
 /// `POST /_matrix/client/v3/keys/query`
 pub(super) async fn query(
     State(state): State<Context>,
     auth: Auth,
-    Body(body): Body<QueryBody>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(keys::query(&state, &auth, &body.device_keys).await?))
-}
-
-#[derive(Deserialize)]
-pub(super) struct ClaimBody {
-    #[serde(default)]
-    one_time_keys: BTreeMap<String, BTreeMap<String, String>>,
+    Body(body): Body<KeysQueryRequest>,
+) -> ApiResult<Json<KeysQueryResponse>> {
+    Ok(Json(keys::query(&state, &auth, &body).await?))
 }
 
 /// `POST /_matrix/client/v3/keys/claim`
 pub(super) async fn claim(
     State(state): State<Context>,
     _auth: Auth,
-    Body(body): Body<ClaimBody>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(keys::claim(&state, &body.one_time_keys).await?))
+    Body(body): Body<KeysClaimRequest>,
+) -> ApiResult<Json<KeysClaimResponse>> {
+    Ok(Json(keys::claim(&state, &body).await?))
 }
 
 #[derive(Deserialize)]
@@ -65,7 +55,7 @@ pub(super) async fn changes(
     State(state): State<Context>,
     auth: Auth,
     Query(q): Query<ChangesQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DeviceLists>> {
     Ok(Json(
         keys::changes(&state, &auth.user_id, &q.from, &q.to).await?,
     ))
@@ -75,7 +65,7 @@ pub(super) async fn changes(
 pub(super) async fn device_signing_upload(
     State(state): State<Context>,
     auth: Auth,
-    Body(body): Body<SigningKeysUpload>,
+    Body(body): Body<SigningKeysUploadRequest>,
 ) -> ApiResult<Json<Value>> {
     cross_signing::upload_signing_keys(&state, &auth, body).await?;
     Ok(Json(json!({})))
@@ -86,7 +76,7 @@ pub(super) async fn signatures_upload(
     State(state): State<Context>,
     auth: Auth,
     Body(body): Body<Map<String, Value>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SignaturesUploadResponse>> {
     Ok(Json(
         cross_signing::upload_signatures(&state, &auth, &body).await?,
     ))

@@ -15,6 +15,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, Body};
 use crate::service::rooms::{self as room_service, CreateRoom};
 use crate::service::{aliases, room_events, room_reads, Context};
+use cloister_proto::event::ClientEvent;
 
 #[derive(Serialize)]
 pub(super) struct CreateRoomResponse {
@@ -36,7 +37,7 @@ pub(super) async fn all_state(
     State(state): State<Context>,
     auth: Auth,
     Path(room_id): Path<String>,
-) -> ApiResult<Json<Vec<Value>>> {
+) -> ApiResult<Json<Vec<ClientEvent>>> {
     let current = room_reads::state_for_reader(&state, &auth.user_id, &room_id).await?;
     let now = state.now_ms();
     Ok(Json(
@@ -105,7 +106,7 @@ pub(super) async fn put_state(
 
 #[derive(Serialize)]
 pub(super) struct MembersResponse {
-    chunk: Vec<Value>,
+    chunk: Vec<ClientEvent>,
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/members`

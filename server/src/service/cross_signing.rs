@@ -5,11 +5,10 @@
 //! other users' clients fetch these keys, and a stored bad signature would
 //! make them distrust (or, worse, trust) the wrong device.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::http::StatusCode;
 use ed25519_dalek::VerifyingKey;
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sqlx::AnyConnection;
 
@@ -23,6 +22,7 @@ use crate::store::rooms;
 use cloister_proto::canonical::{
     decode_ed25519_key, signable_value as signable_bytes, verify_value as verify_signature,
 };
+use cloister_proto::keys::{SignaturesUploadResponse, SigningKeysUploadRequest};
 
 pub const MASTER: &str = "master";
 pub const SELF_SIGNING: &str = "self_signing";
@@ -30,18 +30,6 @@ pub const USER_SIGNING: &str = "user_signing";
 
 const MAX_KEY_SIZE: usize = 16 * 1024;
 const MAX_SIGNED_OBJECTS: usize = 1000;
-
-#[derive(Debug, Deserialize)]
-pub struct SigningKeysUpload {
-    #[serde(default)]
-    pub master_key: Option<Value>,
-    #[serde(default)]
-    pub self_signing_key: Option<Value>,
-    #[serde(default)]
-    pub user_signing_key: Option<Value>,
-    #[serde(default)]
-    pub auth: Option<Value>,
-}
 
 #[derive(Debug, Clone)]
 pub struct CrossSigningKey {
@@ -143,7 +131,7 @@ pub fn validate_cross_signing_key(
 pub async fn upload_signing_keys(
     state: &Context,
     auth: &Auth,
-    body: SigningKeysUpload,
+    body: SigningKeysUploadRequest,
 ) -> ApiResult<()> {
     let user_id = auth.user_id.as_str();
     let validate = |v: &Option<Value>, usage| {
@@ -375,7 +363,7 @@ pub async fn upload_signatures(
     state: &Context,
     auth: &Auth,
     body: &Map<String, Value>,
-) -> ApiResult<Value> {
+) -> ApiResult<SignaturesUploadResponse> {
     let me = auth.user_id.as_str();
     let mut total = 0;
     for objects in body.values() {
@@ -393,7 +381,7 @@ pub async fn upload_signatures(
     }
     let mut conn = state.store.read().await?;
     let mut accepted: Vec<(String, KeySignature)> = Vec::new();
-    let mut failures = Map::new();
+    let mut failures: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
     for (target_user, objects) in body {
         let objects = objects.as_object().expect("checked above");
         for (target_key, object) in objects {
@@ -405,10 +393,10 @@ pub async fn upload_signatures(
             match outcome {
                 Ok(sigs) => accepted.extend(sigs.into_iter().map(|s| (target_user.clone(), s))),
                 Err((errcode, error)) => {
-                    let per_user = failures
-                        .entry(target_user.clone())
-                        .or_insert_with(|| json!({}));
-                    per_user[target_key] = json!({ "errcode": errcode, "error": error });
+                    failures.entry(target_user.clone()).or_default().insert(
+                        target_key.clone(),
+                        json!({ "errcode": errcode, "error": error }),
+                    );
                 }
             }
         }
@@ -430,7 +418,7 @@ pub async fn upload_signatures(
         tx.commit().await?;
         state.notifier.notify(interested.iter().map(String::as_str));
     }
-    Ok(json!({ "failures": failures }))
+    Ok(SignaturesUploadResponse { failures })
 }
 
 #[cfg(test)]
@@ -439,16 +427,16 @@ pub(crate) mod tests {
     use base64::Engine;
     use ed25519_dalek::{Signer, SigningKey};
 
-    pub fn b64(bytes: &[u8]) -> String {
+    pub(crate) fn b64(bytes: &[u8]) -> String {
         base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
     }
 
-    pub fn signing_key(seed: u8) -> SigningKey {
+    pub(crate) fn signing_key(seed: u8) -> SigningKey {
         SigningKey::from_bytes(&[seed; 32])
     }
 
     /// Signs `value` as `signer`/`key_id`, keeping existing signatures.
-    pub fn sign(value: &mut Value, signer: &str, key_id: &str, key: &SigningKey) {
+    pub(crate) fn sign(value: &mut Value, signer: &str, key_id: &str, key: &SigningKey) {
         let sig = key.sign(signable_bytes(value).unwrap().as_bytes());
         let sigs = value
             .as_object_mut()

@@ -3,7 +3,7 @@
 //! sees only what history visibility (`service::visibility`) and retention
 //! (`service::retention`) leave the reader.
 
-use serde_json::Value;
+use cloister_proto::event::ClientEvent;
 
 use crate::error::{ApiError, ApiResult};
 use crate::service::retention;
@@ -16,14 +16,14 @@ use crate::store::Conn;
 
 /// Events in the client format as `reader` sees them: their own device's
 /// events carry the transaction id it sent them with.
-pub fn for_reader(events: &[StoredEvent], reader: &Auth, now: i64) -> Vec<Value> {
+pub fn for_reader(events: &[StoredEvent], reader: &Auth, now: i64) -> Vec<ClientEvent> {
     events
         .iter()
         .map(|e| one_for_reader(e, reader, now))
         .collect()
 }
 
-pub fn one_for_reader(event: &StoredEvent, reader: &Auth, now: i64) -> Value {
+pub fn one_for_reader(event: &StoredEvent, reader: &Auth, now: i64) -> ClientEvent {
     let viewer = Viewer {
         user_id: &reader.user_id,
         device_id: &reader.device_id,

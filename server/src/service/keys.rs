@@ -9,7 +9,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ed25519_dalek::VerifyingKey;
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::error::{ApiError, ApiResult};
@@ -18,6 +17,11 @@ use crate::service::Context;
 use crate::store::keys::{self, KeySignature};
 use crate::store::rooms;
 use cloister_proto::canonical::{decode_b64, decode_ed25519_key, verify_value as verify_signature};
+use cloister_proto::keys::{
+    KeysClaimRequest, KeysClaimResponse, KeysQueryRequest, KeysQueryResponse, KeysUploadRequest,
+    KeysUploadResponse,
+};
+use cloister_proto::sync::DeviceLists;
 use cloister_proto::tokens::SyncToken;
 
 pub const MAX_ONE_TIME_KEYS_PER_UPLOAD: usize = 100;
@@ -29,14 +33,13 @@ const MAX_ONE_TIME_KEY_SIZE: usize = 4 * 1024;
 const MAX_ALGORITHMS: usize = 16;
 const MAX_CLAIMS_PER_REQUEST: usize = 10_000;
 
-#[derive(Debug, Deserialize)]
-pub struct UploadRequest {
-    #[serde(default)]
-    pub device_keys: Option<Value>,
-    #[serde(default)]
-    pub one_time_keys: Option<Map<String, Value>>,
-    #[serde(default, alias = "org.matrix.msc2732.fallback_keys")]
-    pub fallback_keys: Option<Map<String, Value>>,
+/// One-time key counts as the client sees them: the store counts rows in
+/// `i64`, which is never negative.
+pub fn wire_counts(counts: BTreeMap<String, i64>) -> BTreeMap<String, u64> {
+    counts
+        .into_iter()
+        .map(|(algorithm, n)| (algorithm, u64::try_from(n).unwrap_or(0)))
+        .collect()
 }
 
 /// The device's own Ed25519 key from its stored or uploaded device keys.
@@ -149,7 +152,7 @@ pub struct KeyEntry {
 /// `signed_*` key must be an object signed by the device when `signing` (the
 /// device's Ed25519 key) is known.
 pub fn parse_key_entries(
-    map: &Map<String, Value>,
+    map: &BTreeMap<String, Value>,
     max: usize,
     what: &str,
     user_id: &str,
@@ -212,8 +215,8 @@ pub fn parse_key_entries(
 pub async fn upload(
     state: &Context,
     auth: &Auth,
-    request: UploadRequest,
-) -> ApiResult<BTreeMap<String, i64>> {
+    request: KeysUploadRequest,
+) -> ApiResult<KeysUploadResponse> {
     let (user_id, device_id) = (auth.user_id.as_str(), auth.device_id.as_str());
     let new_keys = request
         .device_keys
@@ -226,9 +229,8 @@ pub async fn upload(
         (None, Some(stored)) => device_ed25519(stored, device_id),
         (None, None) => None,
     };
-    let empty = Map::new();
     let one_time = parse_key_entries(
-        request.one_time_keys.as_ref().unwrap_or(&empty),
+        &request.one_time_keys,
         MAX_ONE_TIME_KEYS_PER_UPLOAD,
         "one_time_keys",
         user_id,
@@ -236,7 +238,7 @@ pub async fn upload(
         signing.as_ref(),
     )?;
     let fallback = parse_key_entries(
-        request.fallback_keys.as_ref().unwrap_or(&empty),
+        &request.fallback_keys,
         MAX_FALLBACK_KEYS_PER_UPLOAD,
         "fallback_keys",
         user_id,
@@ -316,7 +318,9 @@ pub async fn upload(
     };
     tx.commit().await?;
     state.notifier.notify(interested.iter().map(String::as_str));
-    Ok(counts)
+    Ok(KeysUploadResponse {
+        one_time_key_counts: wire_counts(counts),
+    })
 }
 
 /// The single public key of a cross-signing key object.
@@ -349,18 +353,16 @@ fn merge_signatures(value: &mut Value, signatures: &[KeySignature], target_key: 
     }
 }
 
-/// `POST /keys/query`. `request` maps user ids to device ids (empty: all).
+/// `POST /keys/query`. `device_keys` maps user ids to device ids (empty:
+/// all); without federation, `timeout` has nothing to bound.
 pub async fn query(
     state: &Context,
     auth: &Auth,
-    request: &BTreeMap<String, Vec<String>>,
-) -> ApiResult<Value> {
+    request: &KeysQueryRequest,
+) -> ApiResult<KeysQueryResponse> {
     let mut conn = state.store.read().await?;
-    let mut device_keys = Map::new();
-    let mut master_keys = Map::new();
-    let mut self_signing_keys = Map::new();
-    let mut user_signing_keys = Map::new();
-    for (user_id, wanted) in request {
+    let mut response = KeysQueryResponse::default();
+    for (user_id, wanted) in &request.device_keys {
         // Without federation there is nobody to ask about remote users.
         if !state.is_local_user(user_id) {
             continue;
@@ -371,7 +373,7 @@ pub async fn query(
             .into_iter()
             .filter(|s| s.signer_user == *user_id || s.signer_user == auth.user_id)
             .collect();
-        let mut devices = Map::new();
+        let mut devices = BTreeMap::new();
         for device in keys::device_keys_for_user(&mut conn, user_id).await? {
             if !wanted.is_empty() && !wanted.contains(&device.device_id) {
                 continue;
@@ -383,13 +385,13 @@ pub async fn query(
             }
             devices.insert(device.device_id, value);
         }
-        device_keys.insert(user_id.clone(), Value::Object(devices));
+        response.device_keys.insert(user_id.clone(), devices);
         let mut key_types = vec![
-            ("master", &mut master_keys),
-            ("self_signing", &mut self_signing_keys),
+            ("master", &mut response.master_keys),
+            ("self_signing", &mut response.self_signing_keys),
         ];
         if *user_id == auth.user_id {
-            key_types.push(("user_signing", &mut user_signing_keys));
+            key_types.push(("user_signing", &mut response.user_signing_keys));
         }
         for (key_type, out) in key_types {
             if let Some(mut key) = keys::get_cross_signing_key(&mut conn, user_id, key_type).await?
@@ -401,20 +403,13 @@ pub async fn query(
             }
         }
     }
-    Ok(json!({
-        "device_keys": device_keys,
-        "master_keys": master_keys,
-        "self_signing_keys": self_signing_keys,
-        "user_signing_keys": user_signing_keys,
-        "failures": {},
-    }))
+    Ok(response)
 }
 
-/// `POST /keys/claim`. `request` maps user → device → algorithm.
-pub async fn claim(
-    state: &Context,
-    request: &BTreeMap<String, BTreeMap<String, String>>,
-) -> ApiResult<Value> {
+/// `POST /keys/claim`. `one_time_keys` maps user → device → algorithm;
+/// without federation, `timeout` has nothing to bound.
+pub async fn claim(state: &Context, request: &KeysClaimRequest) -> ApiResult<KeysClaimResponse> {
+    let request = &request.one_time_keys;
     let total: usize = request.values().map(BTreeMap::len).sum();
     if total > MAX_CLAIMS_PER_REQUEST {
         return Err(ApiError::invalid_param(format!(
@@ -422,12 +417,12 @@ pub async fn claim(
         )));
     }
     let mut tx = state.store.write().await?;
-    let mut claimed = Map::new();
+    let mut claimed = BTreeMap::new();
     for (user_id, devices) in request {
         if !state.is_local_user(user_id) {
             continue;
         }
-        let mut per_device = Map::new();
+        let mut per_device = BTreeMap::new();
         for (device_id, algorithm) in devices {
             if algorithm.is_empty() || algorithm.len() > MAX_KEY_ID_LEN {
                 return Err(ApiError::invalid_param("invalid key algorithm"));
@@ -435,26 +430,32 @@ pub async fn claim(
             if let Some((key_id, key)) =
                 keys::claim_key(&mut tx, user_id, device_id, algorithm).await?
             {
-                per_device.insert(
-                    device_id.clone(),
-                    json!({ format!("{algorithm}:{key_id}"): key }),
-                );
+                let key = BTreeMap::from([(format!("{algorithm}:{key_id}"), key)]);
+                per_device.insert(device_id.clone(), key);
             }
         }
         if !per_device.is_empty() {
-            claimed.insert(user_id.clone(), Value::Object(per_device));
+            claimed.insert(user_id.clone(), per_device);
         }
     }
     tx.commit().await?;
     // Their syncs report the lower count, so their devices top keys up soon.
     state.notifier.notify(claimed.keys().map(String::as_str));
-    Ok(json!({ "one_time_keys": claimed, "failures": {} }))
+    Ok(KeysClaimResponse {
+        failures: BTreeMap::new(),
+        one_time_keys: claimed,
+    })
 }
 
 /// `GET /keys/changes`: users whose keys changed between two sync tokens,
 /// among those the caller shares a room with, and those it stopped sharing
 /// every room with.
-pub async fn changes(state: &Context, user_id: &str, from: &str, to: &str) -> ApiResult<Value> {
+pub async fn changes(
+    state: &Context,
+    user_id: &str,
+    from: &str,
+    to: &str,
+) -> ApiResult<DeviceLists> {
     let pos = |token: &str, name: &str| {
         SyncToken::parse(token)
             .map(|t| t.pos)
@@ -473,7 +474,7 @@ pub async fn changes(state: &Context, user_id: &str, from: &str, to: &str) -> Ap
             left.push(other);
         }
     }
-    Ok(json!({ "changed": changed, "left": left }))
+    Ok(DeviceLists { changed, left })
 }
 
 #[cfg(test)]

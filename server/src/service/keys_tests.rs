@@ -63,7 +63,7 @@ fn one_time_keys_are_checked() {
     let vk = key.verifying_key();
     let mut signed = json!({ "key": b64(&[9u8; 32]) });
     sign(&mut signed, "@a:x", "ed25519:DEV", &key);
-    let mut map = Map::new();
+    let mut map = BTreeMap::new();
     map.insert("signed_curve25519:AAAAAQ".into(), signed.clone());
     map.insert("curve25519:AAAAAg".into(), json!(b64(&[8u8; 32])));
     let entries = parse_key_entries(&map, 100, "one_time_keys", "@a:x", "DEV", Some(&vk)).unwrap();
@@ -86,14 +86,14 @@ fn one_time_keys_are_checked() {
         ("curve25519:C", json!(5)),
         ("curve25519:D", json!({"nokey": 1})),
     ] {
-        let mut bad = Map::new();
+        let mut bad = BTreeMap::new();
         bad.insert(id.into(), value);
         assert!(
             parse_key_entries(&bad, 100, "k", "@a:x", "DEV", None).is_err(),
             "{id}"
         );
     }
-    let mut long = Map::new();
+    let mut long = BTreeMap::new();
     long.insert(format!("curve25519:{}", "A".repeat(250)), json!("abc"));
     assert!(parse_key_entries(&long, 100, "k", "@a:x", "DEV", None).is_err());
 }

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
 use crate::service::session::Auth;
@@ -22,17 +22,13 @@ struct Outgoing<'a> {
     content: String,
 }
 
-fn prepare<'a>(
-    messages: &'a Map<String, Value>,
-    max_event_size: usize,
-) -> ApiResult<Vec<Outgoing<'a>>> {
+/// User id → device id (or `*`) → content, as `SendToDeviceRequest` has
+/// it: a user mapped to anything but an object was refused as bad JSON.
+pub type Messages = BTreeMap<String, BTreeMap<String, Value>>;
+
+fn prepare(messages: &Messages, max_event_size: usize) -> ApiResult<Vec<Outgoing<'_>>> {
     let mut out = Vec::new();
     for (user_id, per_device) in messages {
-        let Value::Object(per_device) = per_device else {
-            return Err(ApiError::bad_json(
-                "messages must map user ids to objects of device id to content",
-            ));
-        };
         for (device_id, content) in per_device {
             if !content.is_object() {
                 return Err(ApiError::bad_json("message content must be an object"));
@@ -65,7 +61,7 @@ pub async fn send(
     auth: &Auth,
     event_type: &str,
     txn_id: &str,
-    messages: &Map<String, Value>,
+    messages: &Messages,
 ) -> ApiResult<()> {
     if event_type.is_empty() || event_type.len() > 255 {
         return Err(ApiError::invalid_param("event type must be 1 to 255 bytes"));
@@ -138,38 +134,38 @@ pub async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cloister_proto::to_device::SendToDeviceRequest;
     use serde_json::json;
+
+    /// The `messages` of a request body, parsed as the handler parses it.
+    fn messages(value: Value) -> Result<Messages, serde_json::Error> {
+        serde_json::from_value::<SendToDeviceRequest>(json!({ "messages": value }))
+            .map(|r| r.messages)
+    }
 
     #[test]
     fn messages_are_checked_before_sending() {
-        let ok = json!({ "@a:x": { "DEV": { "k": 1 }, "*": { "k": 2 } } });
-        let out = prepare(ok.as_object().unwrap(), 100).unwrap();
+        let ok = messages(json!({ "@a:x": { "DEV": { "k": 1 }, "*": { "k": 2 } } })).unwrap();
+        let out = prepare(&ok, 100).unwrap();
         assert_eq!(out.len(), 2);
         assert!(out
             .iter()
             .any(|m| m.device_id == "*" && m.content == "{\"k\":2}"));
 
-        let not_object = json!({ "@a:x": { "DEV": "text" } });
-        assert!(prepare(not_object.as_object().unwrap(), 100).is_err());
-        let not_map = json!({ "@a:x": ["DEV"] });
-        assert!(prepare(not_map.as_object().unwrap(), 100).is_err());
-        let big = json!({ "@a:x": { "DEV": { "k": "x".repeat(200) } } });
-        assert_eq!(
-            prepare(big.as_object().unwrap(), 100)
-                .err()
-                .unwrap()
-                .errcode,
-            "M_TOO_LARGE"
-        );
+        let not_object = messages(json!({ "@a:x": { "DEV": "text" } })).unwrap();
+        assert!(prepare(&not_object, 100).is_err());
+        // A user mapped to anything but an object is refused with the body.
+        assert!(messages(json!({ "@a:x": ["DEV"] })).is_err());
+        let big = messages(json!({ "@a:x": { "DEV": { "k": "x".repeat(200) } } })).unwrap();
+        assert_eq!(prepare(&big, 100).err().unwrap().errcode, "M_TOO_LARGE");
     }
 
     #[test]
     fn message_count_is_capped() {
-        let per_device: Map<String, Value> = (0..=MAX_MESSAGES_PER_REQUEST)
+        let per_device: BTreeMap<String, Value> = (0..=MAX_MESSAGES_PER_REQUEST)
             .map(|i| (format!("D{i}"), json!({})))
             .collect();
-        let mut messages = Map::new();
-        messages.insert("@a:x".into(), Value::Object(per_device));
+        let messages = BTreeMap::from([("@a:x".to_owned(), per_device)]);
         assert!(prepare(&messages, 100).is_err());
     }
 }

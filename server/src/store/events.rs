@@ -1,6 +1,7 @@
 //! Room events: appending (with current-state and membership upkeep),
 //! reading, and rendering in the client format.
 
+use cloister_proto::event::ClientEvent;
 use serde_json::{json, Map, Value};
 use sqlx::{AnyConnection, Row};
 
@@ -350,7 +351,7 @@ pub struct Viewer<'a> {
 
 impl StoredEvent {
     /// The client-server API's event format.
-    pub fn to_client(&self, viewer: Option<Viewer<'_>>, now: i64) -> Value {
+    pub fn to_client(&self, viewer: Option<Viewer<'_>>, now: i64) -> ClientEvent {
         let mut unsigned = Map::new();
         unsigned.insert("age".into(), json!((now - self.origin_server_ts).max(0)));
         if let (Some(v), Some(device), Some(txn)) = (viewer, &self.sender_device, &self.txn_id) {
@@ -367,22 +368,19 @@ impl StoredEvent {
                 json!({ "event_id": by, "type": "m.room.redaction", "content": {} }),
             );
         }
-        let mut event = json!({
-            "event_id": self.event_id,
-            "room_id": self.room_id,
-            "sender": self.sender,
-            "type": self.event_type,
-            "content": self.content,
-            "origin_server_ts": self.origin_server_ts,
-            "unsigned": unsigned,
-        });
-        if let Some(key) = &self.state_key {
-            event["state_key"] = json!(key);
+        ClientEvent {
+            content: self.content.clone(),
+            event_id: self.event_id.clone(),
+            // Always the server's clock at append time: never negative.
+            origin_server_ts: u64::try_from(self.origin_server_ts).unwrap_or(0),
+            redacts: self.redacts.clone(),
+            room_id: self.room_id.clone(),
+            sender: self.sender.clone(),
+            state_key: self.state_key.clone(),
+            event_type: self.event_type.clone(),
+            // Never empty (`age` is always there), so always sent.
+            unsigned,
         }
-        if let Some(redacts) = &self.redacts {
-            event["redacts"] = json!(redacts);
-        }
-        event
     }
 
     /// The stripped form shown to invitees before they join.

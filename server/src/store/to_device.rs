@@ -1,7 +1,8 @@
 //! Send-to-device messages, queued per target device until its `/sync`
 //! acknowledges them, and the transaction ids that make sending idempotent.
 
-use serde_json::{json, Value};
+use cloister_proto::to_device::ToDeviceEvent;
+use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
 use super::{WriteTx, Writer};
@@ -65,7 +66,7 @@ pub async fn insert(
 }
 
 /// Messages for the device in `(after_pos, up_to_pos]`, oldest first, as
-/// `(position, {"sender", "type", "content"})`. Messages queued before
+/// `(position, event)`. Messages queued before
 /// `cutoff` have expired and are not delivered (rows from before dating
 /// began have no time and count as fresh until the purge dates them).
 pub async fn pending(
@@ -75,7 +76,7 @@ pub async fn pending(
     (after_pos, up_to_pos): (i64, i64),
     limit: i64,
     cutoff: i64,
-) -> Result<Vec<(i64, Value)>, sqlx::Error> {
+) -> Result<Vec<(i64, ToDeviceEvent)>, sqlx::Error> {
     sqlx::query(
         "SELECT stream_pos, sender, event_type, content FROM to_device \
          WHERE user_id = $1 AND device_id = $2 AND stream_pos > $3 AND stream_pos <= $4 \
@@ -94,11 +95,11 @@ pub async fn pending(
         let content: Value = super::codec::json(&r, 3, "to_device.content")?;
         Ok((
             r.try_get(0)?,
-            json!({
-                "sender": r.try_get::<String, _>(1)?,
-                "type": r.try_get::<String, _>(2)?,
-                "content": content,
-            }),
+            ToDeviceEvent {
+                content,
+                sender: r.try_get(1)?,
+                event_type: r.try_get(2)?,
+            },
         ))
     })
     .collect()

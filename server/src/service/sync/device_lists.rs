@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use cloister_proto::sync::DeviceLists;
 use sqlx::AnyConnection;
 
 use crate::error::ApiResult;
@@ -15,7 +16,7 @@ pub async fn changes(
     my_rooms: &[(String, rooms::Membership)],
     from: i64,
     to: i64,
-) -> ApiResult<(Vec<String>, Vec<String>)> {
+) -> ApiResult<DeviceLists> {
     let sharing: BTreeSet<String> = rooms::users_sharing_rooms(&mut *c, user_id)
         .await?
         .into_iter()
@@ -75,5 +76,8 @@ pub async fn changes(
         .filter(|u| u != user_id && !sharing.contains(u))
         .collect();
     changed.retain(|u| !left.contains(u));
-    Ok((changed.into_iter().collect(), left))
+    Ok(DeviceLists {
+        changed: changed.into_iter().collect(),
+        left,
+    })
 }

@@ -22,6 +22,7 @@ use crate::service::session::Auth;
 use crate::service::Context;
 use crate::store::events::Viewer;
 use crate::store::{self, account_data, keys, to_device};
+use cloister_proto::sync::{DeviceLists, ToDeviceEvents};
 use filter::SyncFilter;
 use tokens::SyncToken;
 
@@ -37,18 +38,22 @@ pub struct SyncRequest {
 
 /// The response of `GET /_matrix/client/v3/sync`. Fields are in
 /// alphabetical order, as serde_json orders map keys, so the output is the
-/// same byte for byte as when it was built as a map.
+/// same byte for byte as when it was built as a map. The crypto fields are
+/// those of `cloister_proto::sync::SyncCrypto`, listed one by one: flattened,
+/// they would all serialize after the others, out of order.
 #[derive(Serialize)]
 pub struct SyncResponse {
     pub account_data: Events,
     pub device_lists: DeviceLists,
     /// Always present, zero counts included: clients replenish keys from these.
-    pub device_one_time_keys_count: BTreeMap<String, i64>,
+    pub device_one_time_keys_count: BTreeMap<String, u64>,
+    /// Always present, even empty: a client reads its absence as "fallback
+    /// keys unsupported".
     pub device_unused_fallback_key_types: Vec<String>,
     pub next_batch: String,
     pub presence: Events,
     pub rooms: Rooms,
-    pub to_device: Events,
+    pub to_device: ToDeviceEvents,
 }
 
 #[derive(Serialize)]
@@ -62,12 +67,6 @@ pub struct Rooms {
     pub invite: Map<String, Value>,
     pub join: Map<String, Value>,
     pub leave: Map<String, Value>,
-}
-
-#[derive(Serialize)]
-pub struct DeviceLists {
-    pub changed: Vec<String>,
-    pub left: Vec<String>,
 }
 
 pub async fn sync(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<SyncResponse> {
@@ -238,17 +237,17 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
         }
     }
 
-    let (changed, left) = match from {
+    let device_lists = match from {
         Some(f) => device_lists::changes(&mut c, &auth.user_id, &my_rooms, f, to).await?,
-        None => (vec![], vec![]),
+        None => DeviceLists::default(),
     };
     let has_news = !join.is_empty()
         || !invite.is_empty()
         || !leave.is_empty()
         || !to_device.is_empty()
         || !global_data.is_empty()
-        || !changed.is_empty()
-        || !left.is_empty();
+        || !device_lists.changed.is_empty()
+        || !device_lists.left.is_empty();
     let response = SyncResponse {
         next_batch: SyncToken {
             pos: to,
@@ -264,16 +263,13 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
             events: global_data,
         },
         presence: Events { events: vec![] },
-        to_device: Events {
+        to_device: ToDeviceEvents {
             events: to_device.into_iter().map(|(_, e)| e).collect(),
         },
-        device_lists: DeviceLists { changed, left },
-        device_one_time_keys_count: keys::one_time_key_counts(
-            &mut c,
-            &auth.user_id,
-            &auth.device_id,
-        )
-        .await?,
+        device_lists,
+        device_one_time_keys_count: crate::service::keys::wire_counts(
+            keys::one_time_key_counts(&mut c, &auth.user_id, &auth.device_id).await?,
+        ),
         device_unused_fallback_key_types: keys::unused_fallback_key_types(
             &mut c,
             &auth.user_id,

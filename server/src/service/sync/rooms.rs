@@ -8,6 +8,7 @@ use crate::error::ApiResult;
 use crate::store::events::{self, StoredEvent, Viewer};
 use crate::store::readable::Readable;
 use crate::store::{ephemeral, rooms};
+use cloister_proto::event::ClientEvent;
 
 /// What one room section is built from.
 pub struct RoomWindow<'a> {
@@ -66,7 +67,7 @@ async fn state_before(
     w: &RoomWindow<'_>,
     timeline: &Timeline,
     at: Option<i64>,
-) -> ApiResult<Vec<Value>> {
+) -> ApiResult<Vec<ClientEvent>> {
     let full = w.from.is_none() || w.full_state;
     if !full && !timeline.limited && !w.filter.lazy_load_members {
         return Ok(vec![]);
@@ -99,7 +100,7 @@ async fn state_before(
     Ok(out)
 }
 
-fn render(events: &[StoredEvent], viewer: Viewer<'_>, now: i64) -> Vec<Value> {
+fn render(events: &[StoredEvent], viewer: Viewer<'_>, now: i64) -> Vec<ClientEvent> {
     events
         .iter()
         .map(|e| e.to_client(Some(viewer), now))
