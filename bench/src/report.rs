@@ -1,0 +1,294 @@
+//! What a load run found, as JSON or as text for a person.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::procfs::ProcessReport;
+use crate::send::SendLog;
+use crate::stats::Summary;
+use crate::sync::SeenLog;
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Report {
+    pub scenario: &'static str,
+    pub label: Option<String>,
+    pub url: String,
+    pub mode: String,
+    pub users: u32,
+    pub rooms: u32,
+    pub syncers: u32,
+    pub in_flight: Option<u32>,
+    pub target_rate: Option<f64>,
+    pub warmup_s: f64,
+    pub duration_s: f64,
+    pub throughput: Throughput,
+    pub send_latency: Summary,
+    pub seen_latency: Summary,
+    pub completeness: Completeness,
+    pub errors: Errors,
+    pub server: Option<ProcessReport>,
+    pub generator: ProcessReport,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct Throughput {
+    /// Messages accepted (200 with an event id) whose send started in the
+    /// measured window, per second of it.
+    pub accepted: u64,
+    pub accepted_per_s: f64,
+    /// Sends answered with success inside the window, whenever started.
+    pub acknowledged_in_window: u64,
+    pub acknowledged_in_window_per_s: f64,
+    /// Sends started in the window (rate mode: offered, including the ones
+    /// dropped for backlog).
+    pub attempted: u64,
+    /// First sightings of measured messages by syncing users.
+    pub delivered: u64,
+    pub delivered_per_s: f64,
+    pub sync_requests: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct Completeness {
+    /// Every accepted message of the run (warm-up included) times the
+    /// syncing members of its room.
+    pub expected_deliveries: u64,
+    /// Of those, never seen by the end of the drain.
+    pub missing: u64,
+    /// A message seen twice by the same user.
+    pub duplicates: u64,
+    /// Seen by someone although its send was not acknowledged (timed out
+    /// or failed after the server stored it).
+    pub unacknowledged_seen: u64,
+    pub limited_syncs: u64,
+    pub backfilled: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct Errors {
+    pub send_failed: u64,
+    pub send_429: u64,
+    pub sync_failed: u64,
+    pub sync_429: u64,
+    /// Rate mode: sends skipped because a user already had its maximum
+    /// outstanding (the server fell behind the offered rate).
+    pub backlog_dropped: u64,
+    pub by_kind: BTreeMap<String, u64>,
+}
+
+/// Folds the per-user logs into totals and the completeness check.
+pub(crate) struct Tally {
+    pub throughput: Throughput,
+    pub send_latency: Summary,
+    pub seen_latency: Summary,
+    pub completeness: Completeness,
+    pub errors: Errors,
+}
+
+/// `sends[u]` is user u's log and `rooms_of_sender[u]` its room;
+/// `seen[u]` is Some for users that synced; `syncing_members[r]` lists
+/// the syncing users of room r.
+pub(crate) fn tally(
+    sends: &[SendLog],
+    rooms_of_sender: &[usize],
+    seen: &[Option<&SeenLog>],
+    syncing_members: &[Vec<u32>],
+    measured_seconds: f64,
+) -> Tally {
+    let mut t = Throughput::default();
+    let mut c = Completeness::default();
+    let mut e = Errors::default();
+    let mut send_lat = vec![];
+    let mut acknowledged: std::collections::HashSet<u64> = std::collections::HashSet::new();
+    for (user, log) in sends.iter().enumerate() {
+        t.accepted += log.accepted_measured;
+        t.acknowledged_in_window += log.acknowledged_in_window;
+        t.attempted += log.attempted_measured;
+        send_lat.extend_from_slice(&log.latencies_us);
+        e.send_failed += log.failed;
+        e.send_429 += log.rate_limited;
+        e.backlog_dropped += log.backlog_dropped;
+        for (kind, n) in &log.errors {
+            *e.by_kind.entry(kind.clone()).or_default() += n;
+        }
+        let members = &syncing_members[rooms_of_sender[user]];
+        for &seq in &log.accepted {
+            let key = (user as u64) << 32 | u64::from(seq);
+            acknowledged.insert(key);
+            c.expected_deliveries += members.len() as u64;
+            c.missing += members
+                .iter()
+                .filter(|&&m| seen[m as usize].is_some_and(|s| !s.seen.contains(&key)))
+                .count() as u64;
+        }
+    }
+    let mut seen_lat = vec![];
+    let mut unacknowledged: std::collections::HashSet<u64> = std::collections::HashSet::new();
+    for log in seen.iter().flatten() {
+        t.delivered += log.seen_measured;
+        t.sync_requests += log.requests;
+        seen_lat.extend_from_slice(&log.latencies_us);
+        c.duplicates += log.duplicates;
+        c.limited_syncs += log.limited;
+        c.backfilled += log.backfilled;
+        e.sync_429 += log.rate_limited;
+        for (kind, n) in &log.errors {
+            e.sync_failed += n;
+            *e.by_kind.entry(kind.clone()).or_default() += n;
+        }
+        unacknowledged.extend(log.seen.iter().filter(|k| !acknowledged.contains(k)));
+    }
+    c.unacknowledged_seen = unacknowledged.len() as u64;
+    let per_s = |n: u64| {
+        if measured_seconds > 0.0 {
+            n as f64 / measured_seconds
+        } else {
+            0.0
+        }
+    };
+    t.accepted_per_s = per_s(t.accepted);
+    t.acknowledged_in_window_per_s = per_s(t.acknowledged_in_window);
+    t.delivered_per_s = per_s(t.delivered);
+    Tally {
+        throughput: t,
+        send_latency: Summary::from_micros(send_lat),
+        seen_latency: Summary::from_micros(seen_lat),
+        completeness: c,
+        errors: e,
+    }
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.1}"))
+}
+
+fn opt(v: Option<f64>, unit: &str) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.2}{unit}"))
+}
+
+fn latency_line(name: &str, s: &Summary) -> String {
+    format!(
+        "{name:<22} n={:<8} p50 {} ms  p95 {} ms  p99 {} ms  max {} ms\n",
+        s.count,
+        ms(s.p50_ms),
+        ms(s.p95_ms),
+        ms(s.p99_ms),
+        ms(s.max_ms)
+    )
+}
+
+fn process_line(name: &str, p: &ProcessReport) -> String {
+    format!(
+        "{name:<22} cpu {} cores  rss start {}  peak {}  end {}  (VmHWM {})\n",
+        opt(p.cpu_cores, ""),
+        opt(p.rss_start_mib, " MiB"),
+        opt(p.rss_peak_mib, " MiB"),
+        opt(p.rss_end_mib, " MiB"),
+        opt(p.rss_hwm_mib, " MiB"),
+    )
+}
+
+impl Report {
+    pub(crate) fn to_text(&self) -> String {
+        let mut out = String::new();
+        let load = match (self.in_flight, self.target_rate) {
+            (Some(k), _) => format!("closed loop, {k} in flight per user"),
+            (_, Some(r)) => format!("{r} msg/s offered"),
+            _ => self.mode.clone(),
+        };
+        let _ = writeln!(
+            out,
+            "{} — {} users, {} rooms, {} syncing; {load}; {:.0} s measured after {:.0} s warm-up",
+            self.label.as_deref().unwrap_or(&self.url),
+            self.users,
+            self.rooms,
+            self.syncers,
+            self.duration_s,
+            self.warmup_s
+        );
+        let t = &self.throughput;
+        let _ = writeln!(
+            out,
+            "{:<22} {:.1} msg/s accepted ({} of {} sends), {:.1} deliveries/s ({} /sync requests)",
+            "throughput",
+            t.accepted_per_s,
+            t.accepted,
+            t.attempted,
+            t.delivered_per_s,
+            t.sync_requests
+        );
+        out.push_str(&latency_line("send latency", &self.send_latency));
+        out.push_str(&latency_line("send→seen latency", &self.seen_latency));
+        let c = &self.completeness;
+        let _ = writeln!(
+            out,
+            "{:<22} {} missing of {} expected deliveries, {} duplicates, {} unacknowledged seen, {} limited syncs ({} backfilled)",
+            "completeness", c.missing, c.expected_deliveries, c.duplicates, c.unacknowledged_seen, c.limited_syncs, c.backfilled
+        );
+        let e = &self.errors;
+        let _ = writeln!(
+            out,
+            "{:<22} send {} failed ({} × 429), sync {} failed ({} × 429), {} dropped for backlog",
+            "errors", e.send_failed, e.send_429, e.sync_failed, e.sync_429, e.backlog_dropped
+        );
+        for (kind, n) in &e.by_kind {
+            let _ = writeln!(out, "{:<22}   {n} × {kind}", "");
+        }
+        match &self.server {
+            Some(s) => out.push_str(&process_line("server", s)),
+            None => out.push_str(
+                "server                 (no --server-pid: CPU and memory not measured)\n",
+            ),
+        }
+        out.push_str(&process_line("generator", &self.generator));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completeness_counts_missing_duplicates_and_unacknowledged() {
+        // Users 0 and 1 in room 0, both syncing; user 1 sent two messages.
+        let sends = vec![
+            SendLog::default(),
+            SendLog {
+                accepted: vec![0, 1],
+                accepted_measured: 2,
+                attempted_measured: 3,
+                failed: 1,
+                latencies_us: vec![1_000, 3_000],
+                ..SendLog::default()
+            },
+        ];
+        let key = |seq: u64| (1u64 << 32) | seq;
+        let a = SeenLog {
+            seen: [key(0), key(1), key(2)].into(),
+            seen_measured: 2,
+            latencies_us: vec![5_000, 7_000],
+            duplicates: 1,
+            ..SeenLog::default()
+        };
+        let b = SeenLog {
+            seen: [key(0)].into(),
+            seen_measured: 1,
+            latencies_us: vec![6_000],
+            ..SeenLog::default()
+        };
+        let t = tally(&sends, &[0, 0], &[Some(&a), Some(&b)], &[vec![0, 1]], 2.0);
+        assert_eq!(t.completeness.expected_deliveries, 4);
+        assert_eq!(t.completeness.missing, 1);
+        assert_eq!(t.completeness.duplicates, 1);
+        assert_eq!(t.completeness.unacknowledged_seen, 1);
+        assert_eq!(t.throughput.accepted, 2);
+        assert_eq!(t.throughput.accepted_per_s, 1.0);
+        assert_eq!(t.throughput.delivered, 3);
+        assert_eq!(t.seen_latency.p50_ms, Some(6.0));
+        assert_eq!(t.send_latency.max_ms, Some(3.0));
+        assert_eq!(t.errors.send_failed, 1);
+    }
+}

@@ -1,0 +1,274 @@
+//! The receiving side: users long-poll `/sync` the way clients do and note
+//! when each of the run's messages first reaches them.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::matrix::{retrying, Http, Session};
+use crate::payload::id_of_content;
+use crate::send::{unix_us, Clock};
+
+/// What an Element-like client asks for: a long timeline (so a busy room
+/// rarely comes back `limited`), lazy-loaded members, no presence.
+pub(crate) const DEFAULT_FILTER: &str = r#"{"room":{"timeline":{"limit":1000},"state":{"lazy_load_members":true}},"presence":{"not_types":["*"]}}"#;
+
+/// Pages of `/messages` fetched to fill one `limited` gap.
+const BACKFILL_PAGES: usize = 10;
+
+/// One user's view of the run.
+#[derive(Debug, Default)]
+pub(crate) struct SeenLog {
+    /// Keys (`MessageId::key`) of the run's messages this user has seen.
+    pub seen: HashSet<u64>,
+    /// Send-to-seen latency of each measured message, first sighting only.
+    pub latencies_us: Vec<u64>,
+    /// Measured messages seen (one per message: duplicates not counted).
+    pub seen_measured: u64,
+    /// A message this user had already seen came again in a later sync.
+    pub duplicates: u64,
+    pub requests: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub rate_limited: u64,
+    /// Incremental syncs with a `limited` room timeline (a gap the client
+    /// must fill from `/messages`).
+    pub limited: u64,
+    /// Messages found by filling such gaps.
+    pub backfilled: u64,
+}
+
+impl SeenLog {
+    /// Notes one timeline event; `fresh` is false for backfilled pages,
+    /// where meeting a known message is how the gap's end is found.
+    /// Returns whether it was one of this run's messages already seen.
+    pub(crate) fn note(&mut self, event: &Value, clock: &Clock, now_us: u64, fresh: bool) -> bool {
+        if event.get("type").and_then(Value::as_str) != Some("m.room.encrypted") {
+            return false;
+        }
+        let Some(id) = event.get("content").and_then(id_of_content) else {
+            return false;
+        };
+        if id.run != clock.run {
+            return false;
+        }
+        if !self.seen.insert(id.key()) {
+            if fresh {
+                self.duplicates += 1;
+            }
+            return true;
+        }
+        if !fresh {
+            self.backfilled += 1;
+        }
+        if clock.measured(id.sent_at_us) {
+            self.seen_measured += 1;
+            self.latencies_us.push(now_us.saturating_sub(id.sent_at_us));
+        }
+        false
+    }
+
+    fn error(&mut self, what: &str, f: &crate::matrix::Failure) {
+        *self
+            .errors
+            .entry(format!("{what} {}", f.kind()))
+            .or_default() += 1;
+        if f.is_rate_limited() {
+            self.rate_limited += 1;
+        }
+    }
+}
+
+/// Walks the joined rooms of a sync response: each event is noted, and
+/// each limited timeline's `prev_batch` is returned for backfilling.
+pub(crate) fn note_sync(
+    log: &mut SeenLog,
+    body: &Value,
+    clock: &Clock,
+    now_us: u64,
+) -> Vec<(String, String)> {
+    let mut gaps = vec![];
+    let Some(rooms) = body.pointer("/rooms/join").and_then(Value::as_object) else {
+        return gaps;
+    };
+    for (room_id, room) in rooms {
+        let Some(timeline) = room.get("timeline") else {
+            continue;
+        };
+        for event in timeline
+            .get("events")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            log.note(event, clock, now_us, true);
+        }
+        if timeline.get("limited").and_then(Value::as_bool) == Some(true) {
+            if let Some(prev) = timeline.get("prev_batch").and_then(Value::as_str) {
+                gaps.push((room_id.clone(), prev.to_owned()));
+            }
+        }
+    }
+    gaps
+}
+
+pub(crate) struct Syncer {
+    pub http: Http,
+    pub session: Session,
+    pub run: u32,
+    /// Set once sending starts, which is after every initial sync.
+    pub window: Arc<OnceLock<Clock>>,
+    pub timeout_ms: u64,
+    /// The `/sync` filter, inline JSON.
+    pub filter: String,
+    pub log: Arc<Mutex<SeenLog>>,
+    /// Counts syncers past their initial sync, so sending starts only when
+    /// every receiver is listening.
+    pub ready: Arc<AtomicU32>,
+}
+
+impl Syncer {
+    fn clock(&self) -> Clock {
+        self.window.get().copied().unwrap_or(Clock {
+            run: self.run,
+            measure_from_us: 0,
+            measure_until_us: 0,
+        })
+    }
+
+    /// Long-polls until `stop` turns true. The initial sync is retried at
+    /// most 30 times; after it, errors are counted and the loop goes on
+    /// (pausing briefly) until stopped.
+    pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let initial = retrying(30, || self.http.sync(&self.session, None, 0, &self.filter)).await?;
+        let mut since = next_batch(&initial)?;
+        self.ready.fetch_add(1, Ordering::SeqCst);
+        while !*stop.borrow() {
+            let request =
+                self.http
+                    .sync(&self.session, Some(&since), self.timeout_ms, &self.filter);
+            let result = tokio::select! {
+                r = request => r,
+                _ = stop.changed() => break,
+            };
+            self.log.lock().expect("seen log").requests += 1;
+            let body = match result {
+                Ok(body) => body,
+                Err(f) => {
+                    self.log.lock().expect("seen log").error("sync", &f);
+                    let pause = f.retry_after_ms.unwrap_or(200).clamp(10, 5_000);
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                    continue;
+                }
+            };
+            let now = unix_us();
+            let gaps = {
+                let mut log = self.log.lock().expect("seen log");
+                let gaps = note_sync(&mut log, &body, &self.clock(), now);
+                log.limited += gaps.len() as u64;
+                gaps
+            };
+            for (room_id, prev_batch) in gaps {
+                self.backfill(&room_id, prev_batch).await;
+            }
+            since = next_batch(&body)?;
+        }
+        Ok(())
+    }
+
+    /// Fills a limited timeline's gap from `/messages`, back to the first
+    /// message already seen (or BACKFILL_PAGES pages).
+    async fn backfill(&self, room_id: &str, mut from: String) {
+        for _ in 0..BACKFILL_PAGES {
+            let page = match self
+                .http
+                .messages_before(&self.session, room_id, &from, 1000)
+                .await
+            {
+                Ok(page) => page,
+                Err(f) => {
+                    self.log.lock().expect("seen log").error("messages", &f);
+                    return;
+                }
+            };
+            let now = unix_us();
+            let clock = self.clock();
+            let chunk = page.get("chunk").and_then(Value::as_array);
+            let mut met_known = false;
+            {
+                let mut log = self.log.lock().expect("seen log");
+                for event in chunk.into_iter().flatten() {
+                    met_known |= log.note(event, &clock, now, false);
+                }
+            }
+            match page.get("end").and_then(Value::as_str) {
+                Some(end) if !met_known && chunk.is_some_and(|c| !c.is_empty()) => {
+                    from = end.to_owned();
+                }
+                _ => return,
+            }
+        }
+    }
+}
+
+fn next_batch(body: &Value) -> anyhow::Result<String> {
+    body.get("next_batch")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("sync answer lacks next_batch"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::{megolm_content, DeviceKeys, MessageId};
+    use serde_json::json;
+
+    fn event(id: MessageId) -> Value {
+        json!({"type": "m.room.encrypted", "event_id": "$x", "sender": "@a:l",
+               "content": megolm_content(&id, &DeviceKeys::new("D"))})
+    }
+
+    #[test]
+    fn sync_bodies_are_read_for_latency_duplicates_and_gaps() {
+        let clock = Clock {
+            run: 9,
+            measure_from_us: 1_000,
+            measure_until_us: 2_000,
+        };
+        let id = |seq, at| MessageId {
+            run: 9,
+            sender: 3,
+            seq,
+            sent_at_us: at,
+        };
+        let other_run = MessageId {
+            run: 8,
+            ..id(1, 1_500)
+        };
+        let body = json!({"next_batch": "s2", "rooms": {"join": {
+            "!a:l": {"timeline": {"limited": false, "events": [
+                event(id(1, 1_500)), event(id(2, 500)), event(other_run),
+                {"type": "m.room.member", "content": {"membership": "join"}},
+            ]}},
+            "!b:l": {"timeline": {"limited": true, "prev_batch": "p1", "events": [event(id(1, 1_500))]}},
+        }}});
+        let mut log = SeenLog::default();
+        let gaps = note_sync(&mut log, &body, &clock, 1_800);
+        assert_eq!(gaps, vec![("!b:l".to_owned(), "p1".to_owned())]);
+        assert_eq!(log.seen.len(), 2);
+        // id 2 was sent in the warm-up: seen, but not measured.
+        assert_eq!(log.latencies_us, vec![300]);
+        assert_eq!(log.seen_measured, 1);
+        assert_eq!(log.duplicates, 1);
+        // Backfilled copies of known messages end a gap, and are no duplicates.
+        assert!(log.note(&event(id(2, 500)), &clock, 1_900, false));
+        assert_eq!(log.duplicates, 1);
+        assert!(!log.note(&event(id(3, 1_600)), &clock, 1_900, false));
+        assert_eq!((log.backfilled, log.latencies_us.len()), (1, 2));
+        assert_eq!(next_batch(&body).unwrap(), "s2");
+    }
+}
