@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod extract;

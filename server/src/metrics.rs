@@ -1,9 +1,10 @@
 //! Counters for operators' monitoring, served in the Prometheus text format
 //! at `/_cloister/metrics`. They hold counts only — nothing about anyone.
-//! Today they cover the retention purge, whose failures must be impossible
-//! to miss; an alert on `cloister_purge_failures_total` increasing, or on
+//! They cover the retention purge, whose failures must be impossible to
+//! miss (an alert on `cloister_purge_failures_total` increasing, or on
 //! `cloister_purge_last_success_timestamp_seconds` falling behind, catches a
-//! purge that stopped working.
+//! purge that stopped working), and, per node, long-polls and the wake-ups
+//! exchanged with other nodes on one PostgreSQL.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -21,6 +22,17 @@ pub struct Metrics {
     purged_to_device: AtomicU64,
     purged_backup_keys: AtomicU64,
     purged_devices: AtomicU64,
+    /// `/sync` requests waiting right now.
+    pub long_polls: AtomicI64,
+    /// Wake-up payloads sent to and received from other nodes.
+    pub cluster_sent: AtomicU64,
+    pub cluster_received: AtomicU64,
+    /// Every waiting long-poll woken because a wake-up may have been lost.
+    pub wake_all_reconnect: AtomicU64,
+    pub wake_all_peer_lost: AtomicU64,
+    pub wake_all_peer_asked: AtomicU64,
+    /// 1 while this node holds the lock that runs the background jobs.
+    pub jobs_leader: AtomicI64,
 }
 
 impl Metrics {
@@ -90,6 +102,39 @@ impl Metrics {
         ] {
             let _ = writeln!(out, "cloister_purged_total{{kind=\"{kind}\"}} {}", get(c));
         }
+        self.render_cluster(&mut out);
         out
+    }
+
+    fn render_cluster(&self, out: &mut String) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let gauge = |c: &AtomicI64| c.load(Ordering::Relaxed).max(0);
+        let _ = write!(
+            out,
+            "# HELP cloister_sync_long_polls /sync requests waiting for news on this node.\n\
+             # TYPE cloister_sync_long_polls gauge\n\
+             cloister_sync_long_polls {}\n\
+             # HELP cloister_cluster_notifications_sent_total Wake-up notifications this node sent to other nodes.\n\
+             # TYPE cloister_cluster_notifications_sent_total counter\n\
+             cloister_cluster_notifications_sent_total {}\n\
+             # HELP cloister_cluster_notifications_received_total Wake-up notifications received from other nodes.\n\
+             # TYPE cloister_cluster_notifications_received_total counter\n\
+             cloister_cluster_notifications_received_total {}\n\
+             # HELP cloister_cluster_wake_all_total Times every waiting long-poll was woken because a wake-up may have been lost.\n\
+             # TYPE cloister_cluster_wake_all_total counter\n\
+             cloister_cluster_wake_all_total{{reason=\"reconnect\"}} {}\n\
+             cloister_cluster_wake_all_total{{reason=\"peer_lost\"}} {}\n\
+             cloister_cluster_wake_all_total{{reason=\"peer_asked\"}} {}\n\
+             # HELP cloister_jobs_leader 1 while this node runs the background jobs (purge, checkpoints, expiries).\n\
+             # TYPE cloister_jobs_leader gauge\n\
+             cloister_jobs_leader {}\n",
+            gauge(&self.long_polls),
+            get(&self.cluster_sent),
+            get(&self.cluster_received),
+            get(&self.wake_all_reconnect),
+            get(&self.wake_all_peer_lost),
+            get(&self.wake_all_peer_asked),
+            gauge(&self.jobs_leader),
+        );
     }
 }

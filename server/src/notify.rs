@@ -3,25 +3,52 @@
 //! Writers name the users a change concerns; each waiting sync watches its
 //! own user's counter. Subscribing before reading the store means a change
 //! that lands between the read and the wait still wakes the request. With
-//! several nodes on one PostgreSQL this in-process notifier will be fed by
-//! `LISTEN/NOTIFY`; the interface stays the same.
+//! several nodes on one PostgreSQL, [`Notifier::notify`] also queues the
+//! users in an [`Outbox`] that `cluster` sends to the other nodes, whose
+//! listeners call [`Notifier::wake`]; writers do not know the difference.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+
+/// Beyond this many users waiting to be sent, the next message to the
+/// other nodes says "everyone": cheaper than the list, and bounds memory
+/// while the database is unreachable.
+const MAX_PENDING_USERS: usize = 10_000;
 
 #[derive(Clone, Default)]
 pub struct Notifier {
     inner: Arc<Inner>,
 }
 
-#[derive(Default)]
 struct Inner {
     users: Mutex<HashMap<String, watch::Sender<u64>>>,
     shutdown: tokio::sync::Notify,
-    shutting_down: std::sync::atomic::AtomicBool,
+    shutting_down: AtomicBool,
+    /// Set on PostgreSQL when the server starts: changes made here must
+    /// also reach the long-polls of other nodes.
+    outbox: OnceLock<Arc<Outbox>>,
+    /// Tells this node's wake-ups from other nodes' on the shared channel.
+    node_id: String,
+    metrics: Arc<Metrics>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            users: Mutex::default(),
+            shutdown: tokio::sync::Notify::new(),
+            shutting_down: AtomicBool::new(false),
+            outbox: OnceLock::new(),
+            node_id: format!("{:012x}", rand::random::<u64>() >> 16),
+            metrics: Arc::default(),
+        }
+    }
 }
 
 pub struct Subscription {
@@ -30,6 +57,21 @@ pub struct Subscription {
 }
 
 impl Notifier {
+    /// A notifier that counts waiting long-polls in `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Notifier {
+            inner: Arc::new(Inner {
+                metrics,
+                ..Inner::default()
+            }),
+        }
+    }
+
+    /// A random id for this process, fresh at each start.
+    pub fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
+
     pub fn subscribe(&self, user_id: &str) -> Subscription {
         let mut users = self.inner.users.lock().expect("notifier lock");
         // Drop senders nobody watches any more, so the map tracks live syncs.
@@ -46,7 +88,22 @@ impl Notifier {
         }
     }
 
+    /// Wakes the users' long-polls on this node and, with several nodes,
+    /// on the others. Call it after the change has committed.
     pub fn notify<'a>(&self, user_ids: impl IntoIterator<Item = &'a str>) {
+        match self.inner.outbox.get() {
+            None => self.wake(user_ids),
+            Some(outbox) => {
+                let user_ids: Vec<&str> = user_ids.into_iter().collect();
+                self.wake(user_ids.iter().copied());
+                outbox.push(user_ids);
+            }
+        }
+    }
+
+    /// Wakes the users' long-polls on this node only: for what another
+    /// node announced.
+    pub fn wake<'a>(&self, user_ids: impl IntoIterator<Item = &'a str>) {
         let users = self.inner.users.lock().expect("notifier lock");
         for user in user_ids {
             if let Some(tx) = users.get(user) {
@@ -55,19 +112,30 @@ impl Notifier {
         }
     }
 
+    /// Wakes every long-poll on this node, for when a wake-up may have been
+    /// lost: each re-reads and, finding nothing new, waits again.
+    pub fn wake_all(&self) {
+        let users = self.inner.users.lock().expect("notifier lock");
+        for tx in users.values() {
+            tx.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// From now on, [`notify`](Self::notify) also queues its users for the
+    /// other nodes. Returns the queue (the same one if called again).
+    pub fn forward_to_other_nodes(&self) -> Arc<Outbox> {
+        self.inner.outbox.get_or_init(Arc::default).clone()
+    }
+
     /// Ends every wait at once, so graceful shutdown is not held up by
     /// long-polls.
     pub fn shutdown(&self) {
-        self.inner
-            .shutting_down
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
         self.inner.shutdown.notify_waiters();
     }
 
     pub fn is_shutting_down(&self) -> bool {
-        self.inner
-            .shutting_down
-            .load(std::sync::atomic::Ordering::SeqCst)
+        self.inner.shutting_down.load(Ordering::SeqCst)
     }
 }
 
@@ -79,10 +147,167 @@ impl Subscription {
             return false;
         }
         let inner = self.notifier.inner.clone();
+        // Counted by a guard: a client that hangs up drops this future.
+        let _waiting = Waiting::start(&inner.metrics);
         tokio::select! {
             changed = self.rx.changed() => changed.is_ok(),
             _ = tokio::time::sleep(timeout) => false,
             _ = inner.shutdown.notified() => false,
         }
+    }
+}
+
+struct Waiting<'a>(&'a Metrics);
+
+impl<'a> Waiting<'a> {
+    fn start(metrics: &'a Metrics) -> Self {
+        metrics.long_polls.fetch_add(1, Ordering::Relaxed);
+        Waiting(metrics)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.long_polls.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Users whose long-polls other nodes should wake, gathered until the
+/// sender is free: a burst of notifications leaves as a few messages.
+#[derive(Default)]
+pub struct Outbox {
+    pending: Mutex<Batch>,
+    ready: tokio::sync::Notify,
+}
+
+/// What one turn of the sender takes from the [`Outbox`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    pub users: BTreeSet<String>,
+    /// Wake every long-poll instead of naming users.
+    pub everyone: bool,
+    /// Send something even if nothing changed, to show this node is alive.
+    pub heartbeat: bool,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && !self.everyone && !self.heartbeat
+    }
+
+    /// Adds `other`, e.g. a batch that could not be sent to the next one.
+    pub fn merge(&mut self, other: Batch) {
+        self.everyone |= other.everyone;
+        self.heartbeat |= other.heartbeat;
+        self.users.extend(other.users);
+        self.bound();
+    }
+
+    fn bound(&mut self) {
+        if self.everyone || self.users.len() > MAX_PENDING_USERS {
+            self.everyone = true;
+            self.users.clear();
+        }
+    }
+}
+
+impl Outbox {
+    fn push(&self, user_ids: Vec<&str>) {
+        if user_ids.is_empty() {
+            return;
+        }
+        let mut pending = self.pending.lock().expect("outbox lock");
+        if !pending.everyone {
+            pending
+                .users
+                .extend(user_ids.into_iter().map(str::to_owned));
+            pending.bound();
+        }
+        drop(pending);
+        self.ready.notify_one();
+    }
+
+    /// Asks the sender to show the other nodes this node is alive.
+    pub fn heartbeat(&self) {
+        self.pending.lock().expect("outbox lock").heartbeat = true;
+        self.ready.notify_one();
+    }
+
+    /// Waits until something is pending and takes all of it.
+    pub async fn next(&self) -> Batch {
+        loop {
+            let batch = self.take();
+            if !batch.is_empty() {
+                return batch;
+            }
+            // A push between `take` and here left a permit: no lost wake-up.
+            self.ready.notified().await;
+        }
+    }
+
+    /// Takes whatever is pending now (possibly nothing).
+    pub fn take(&self) -> Batch {
+        std::mem::take(&mut *self.pending.lock().expect("outbox lock"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn notify_wakes_here_and_queues_for_other_nodes() {
+        let notifier = Notifier::default();
+        let mut alice = notifier.subscribe("@alice:x");
+        notifier.notify(["@alice:x"]);
+        assert!(alice.wait(Duration::from_secs(1)).await);
+
+        let outbox = notifier.forward_to_other_nodes();
+        notifier.notify(["@alice:x", "@bob:x"]);
+        notifier.notify(["@bob:x"]);
+        let batch = outbox.next().await;
+        assert_eq!(
+            batch.users.into_iter().collect::<Vec<_>>(),
+            ["@alice:x", "@bob:x"]
+        );
+        assert!(alice.wait(Duration::from_secs(1)).await);
+
+        // What other nodes announce is woken here, never sent back.
+        notifier.wake(["@alice:x"]);
+        assert!(alice.wait(Duration::from_secs(1)).await);
+        notifier.wake_all();
+        assert!(alice.wait(Duration::from_secs(1)).await);
+        assert!(outbox.take().is_empty());
+    }
+
+    #[tokio::test]
+    async fn too_many_pending_users_become_everyone() {
+        let notifier = Notifier::default();
+        let outbox = notifier.forward_to_other_nodes();
+        let names: Vec<String> = (0..=MAX_PENDING_USERS)
+            .map(|i| format!("@u{i}:x"))
+            .collect();
+        notifier.notify(names.iter().map(String::as_str));
+        notifier.notify(["@late:x"]);
+        let batch = outbox.next().await;
+        assert!(batch.everyone && batch.users.is_empty());
+    }
+
+    #[tokio::test]
+    async fn waiting_long_polls_are_counted() {
+        let metrics = Arc::new(Metrics::default());
+        let notifier = Notifier::new(metrics.clone());
+        let mut sub = notifier.subscribe("@a:x");
+        let waiting = tokio::spawn(async move { sub.wait(Duration::from_secs(30)).await });
+        for _ in 0..100 {
+            if metrics.long_polls.load(Ordering::Relaxed) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(metrics.long_polls.load(Ordering::Relaxed), 1);
+        waiting.abort();
+        let _ = waiting.await;
+        assert_eq!(metrics.long_polls.load(Ordering::Relaxed), 0);
     }
 }

@@ -53,6 +53,8 @@ impl Server {
     ) -> std::io::Result<()> {
         let notifier = self.state.notifier.clone();
         let store = self.state.store.clone();
+        // Before the first request: its notifications must reach other nodes.
+        let cluster = crate::cluster::start(&self.state);
         let housekeeping = tokio::spawn(crate::service::housekeeping::run(self.state.clone()));
         let app = crate::api::router(self.state);
         let result = axum::serve(
@@ -65,7 +67,12 @@ impl Server {
             notifier.shutdown();
         })
         .await;
+        // Dropping their connections ends this node's sessions: the jobs'
+        // lock is free for another node at once.
         housekeeping.abort();
+        for task in cluster {
+            task.abort();
+        }
         store.close().await;
         result
     }

@@ -22,6 +22,7 @@ pub mod client;
 pub mod keys;
 pub mod personal;
 pub mod postgres;
+pub mod process;
 pub mod server;
 
 use std::future::Future;
@@ -31,6 +32,7 @@ pub use client::{assert_refused, encode, errcode, megolm_content, Client};
 pub use cloister_server::clock::ManualClock;
 pub use cloister_server::config::Config;
 pub use keys::DeviceKeys;
+pub use process::ServerProcess;
 pub use server::{Backend, TestServer};
 
 /// How long one behaviour test may run before it fails as hung.

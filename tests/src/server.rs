@@ -50,7 +50,8 @@ pub struct TestServer {
     // Dropped after `running` (field order): the server closes its database
     // before the database and the directory go away.
     database: Option<TestDatabase>,
-    data_dir: TempDir,
+    /// Shared with the nodes started by [`TestServer::start_peer`].
+    data_dir: Arc<TempDir>,
 }
 
 /// The default test configuration: registration open, rate limiting off,
@@ -122,10 +123,36 @@ impl TestServer {
             running: None,
             url: String::new(),
             database,
-            data_dir,
+            data_dir: Arc::new(data_dir),
         };
         server.boot(false).await;
         server
+    }
+
+    /// Starts another node of this server (PostgreSQL only): its own
+    /// listener and process state, the same database, data directory (audit
+    /// keys, media) and clock — a second `cloister serve` behind the same
+    /// load balancer. Stop peers before this server, which owns the database.
+    pub async fn start_peer(&self) -> TestServer {
+        assert_eq!(
+            self.backend,
+            Backend::Postgres,
+            "several nodes share one PostgreSQL database"
+        );
+        let mut config = self.config.clone();
+        config.listen.set_port(0);
+        let mut peer = TestServer {
+            backend: self.backend,
+            config,
+            clock: self.clock.clone(),
+            manual_clock: self.manual_clock.clone(),
+            running: None,
+            url: String::new(),
+            database: None,
+            data_dir: self.data_dir.clone(),
+        };
+        peer.boot(false).await;
+        peer
     }
 
     /// Binds and spawns the server. When the configured port is 0, picks a
@@ -250,6 +277,12 @@ impl TestServer {
         self.shutdown().await;
         tweak(&mut self.config);
         self.boot(true).await;
+    }
+
+    /// Graceful stop of this node alone: the database and the data
+    /// directory stay, for its peers, until [`stop`](Self::stop).
+    pub async fn stop_node(&mut self) {
+        self.shutdown().await;
     }
 
     /// Graceful stop; drops the PostgreSQL database and the data directory.

@@ -30,6 +30,7 @@ pub struct Context {
 impl Context {
     pub fn new(config: Config, store: Store, clock: Arc<dyn Clock>, audit: Auditor) -> Self {
         let rl = &config.rate_limit;
+        let metrics = Arc::new(Metrics::default());
         Context {
             limiter: RateLimiter::new(rl.per_second, rl.burst),
             login_limiter: RateLimiter::new(rl.login_per_second, rl.login_burst),
@@ -40,9 +41,9 @@ impl Context {
             config: Arc::new(config),
             store,
             clock,
-            notifier: Notifier::default(),
+            notifier: Notifier::new(metrics.clone()),
             audit: Arc::new(audit),
-            metrics: Arc::default(),
+            metrics,
         }
     }
 

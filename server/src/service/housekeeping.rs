@@ -1,16 +1,28 @@
 //! Periodic work the server does on its own, off the request path: announcing
 //! typing notices that timed out, signing audit checkpoints, the retention
-//! purge and deleting expired user-interactive auth sessions. Each task is
-//! idempotent, so several nodes may run it against one PostgreSQL.
+//! purge and deleting expired user-interactive auth sessions.
+//!
+//! With several nodes on one PostgreSQL, one node at a time runs them: the
+//! one holding a session-level advisory lock (`store::lock`). When it dies
+//! its session ends, and another node takes the lock at its next tick. Each
+//! task is idempotent, so the moment of overlap a lost session can cause
+//! (a node notices within a tick that its lock connection is gone) is
+//! harmless; the lock is there so the work is not done once per node.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::service::Context;
-use crate::store::{ephemeral, rooms, users};
+use crate::store::lock::SessionLock;
+use crate::store::{ephemeral, rooms, users, Backend};
 
 const TICK: Duration = Duration::from_secs(1);
 /// Expired sessions are harmless until deleted, so once a minute will do.
 const UIA_PURGE_EVERY_MS: i64 = 60 * 1000;
+/// The advisory lock of the background jobs: "cloister" in ASCII. Advisory
+/// locks are per database, so deployments sharing a PostgreSQL server on
+/// different databases do not compete.
+const JOBS_LOCK: i64 = 0x636c_6f69_7374_6572;
 
 /// Runs until the notifier shuts down.
 pub async fn run(state: Context) {
@@ -23,10 +35,26 @@ pub async fn run(state: Context) {
         .as_millis()
         .unwrap_or(i64::MAX);
     // Measured on the server's clock, so a test's manual clock drives it.
+    // A node that is not running the jobs keeps its schedule where it is:
+    // taking over from a node that died, it purges at once if one is due
+    // by its own start, so failovers cannot postpone the purge forever.
     let mut next_purge = state.now_ms().saturating_add(purge_every);
     let mut next_uia_purge = state.now_ms();
+    let mut leader = Leadership::new(&state);
     while !state.notifier.is_shutting_down() {
         ticker.tick().await;
+        // All four jobs need only one node. The purge deletes rows in
+        // batches and unlinks files on shared storage: several nodes would
+        // race for the same rows and each write a `purge_run` entry. Two
+        // nodes signing checkpoints would sign the same tree twice. The
+        // session purge is one DELETE that any node could repeat, to no
+        // purpose. Typing expiries are announced at most once (the update
+        // is conditional), but every node would scan each second and
+        // contend for the stream counter; the new leader takes over within
+        // a tick, so notices still clear on time.
+        if !leader.leads(&state).await {
+            continue;
+        }
         if state.now_ms() >= next_uia_purge {
             next_uia_purge = state.now_ms().saturating_add(UIA_PURGE_EVERY_MS);
             if let Err(err) = purge_expired_uia_sessions(&state).await {
@@ -46,6 +74,65 @@ pub async fn run(state: Context) {
             // Loud on purpose: unsigned entries are not yet tamper-evident.
             tracing::error!(error = %err, "signing an audit checkpoint failed; retrying next tick");
         }
+    }
+}
+
+/// Whether this node runs the jobs: always on SQLite (one node by
+/// construction), on PostgreSQL while it holds [`JOBS_LOCK`].
+struct Leadership {
+    lock: Option<SessionLock>,
+    leading: bool,
+    failing: bool,
+}
+
+impl Leadership {
+    fn new(state: &Context) -> Self {
+        let lock = (state.store.backend() == Backend::Postgres).then(|| {
+            let name = format!("cloister-jobs-{}", state.notifier.node_id());
+            state.store.session_lock(JOBS_LOCK, &name)
+        });
+        if lock.is_none() {
+            state.metrics.jobs_leader.store(1, Ordering::Relaxed);
+        }
+        Leadership {
+            lock,
+            leading: false,
+            failing: false,
+        }
+    }
+
+    async fn leads(&mut self, state: &Context) -> bool {
+        let Some(lock) = &mut self.lock else {
+            return true;
+        };
+        let leading = match lock.hold().await {
+            Ok(held) => {
+                self.failing = false;
+                held
+            }
+            Err(err) => {
+                if !self.failing {
+                    tracing::warn!(error = %err, "cannot reach the background jobs' lock; this node runs no jobs until it can");
+                }
+                self.failing = true;
+                false
+            }
+        };
+        if leading != self.leading {
+            if leading {
+                tracing::info!(
+                    "this node now runs the background jobs (purge, checkpoints, expiries)"
+                );
+            } else {
+                tracing::warn!("this node lost the background jobs' lock; another node takes over");
+            }
+            self.leading = leading;
+            state
+                .metrics
+                .jobs_leader
+                .store(leading.into(), Ordering::Relaxed);
+        }
+        leading
     }
 }
 

@@ -27,6 +27,7 @@ pub mod events;
 pub mod file_modes;
 pub mod holds;
 pub mod keys;
+pub mod lock;
 pub mod media;
 pub mod personal_data;
 pub mod purge;
@@ -61,6 +62,9 @@ pub struct Store {
     write_lock: Option<Arc<Mutex<()>>>,
     /// Set while a [`Store::reclaim_soon`] checkpoint is waiting to run.
     reclaim_pending: Arc<AtomicBool>,
+    /// For the connections that must not come from the pool: a session that
+    /// holds a lock, or listens, for as long as the node runs.
+    url: Arc<str>,
 }
 
 /// A write transaction. Dropping it without `commit` rolls back.
@@ -234,11 +238,17 @@ impl Store {
             backend,
             write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
             reclaim_pending: Arc::default(),
+            url: url.into(),
         })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The `database_url` the store was opened with.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     pub fn pool(&self) -> &AnyPool {
