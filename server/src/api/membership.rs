@@ -46,7 +46,15 @@ pub(super) async fn invite(
     Body(body): Body<Target>,
 ) -> ApiResult<Json<EmptyResponse>> {
     let reason = body.reason.as_deref();
-    membership::invite(&state, &auth.user_id, &room_id, &body.user_id, reason).await?;
+    membership::set(
+        &state,
+        &auth.user_id,
+        &room_id,
+        &body.user_id,
+        "invite",
+        reason,
+    )
+    .await?;
     Ok(Json(EmptyResponse {}))
 }
 
@@ -57,7 +65,8 @@ pub(super) async fn leave(
     Path(room_id): Path<String>,
     Body(body): Body<Reason>,
 ) -> ApiResult<Json<EmptyResponse>> {
-    membership::leave(&state, &auth.user_id, &room_id, body.reason.as_deref()).await?;
+    let (user, reason) = (&auth.user_id, body.reason.as_deref());
+    membership::set(&state, user, &room_id, user, "leave", reason).await?;
     Ok(Json(EmptyResponse {}))
 }
 
@@ -69,7 +78,15 @@ pub(super) async fn kick(
     Body(body): Body<Target>,
 ) -> ApiResult<Json<EmptyResponse>> {
     let reason = body.reason.as_deref();
-    membership::kick(&state, &auth.user_id, &room_id, &body.user_id, reason).await?;
+    membership::set(
+        &state,
+        &auth.user_id,
+        &room_id,
+        &body.user_id,
+        "leave",
+        reason,
+    )
+    .await?;
     Ok(Json(EmptyResponse {}))
 }
 
@@ -81,7 +98,15 @@ pub(super) async fn ban(
     Body(body): Body<Target>,
 ) -> ApiResult<Json<EmptyResponse>> {
     let reason = body.reason.as_deref();
-    membership::ban(&state, &auth.user_id, &room_id, &body.user_id, reason).await?;
+    membership::set(
+        &state,
+        &auth.user_id,
+        &room_id,
+        &body.user_id,
+        "ban",
+        reason,
+    )
+    .await?;
     Ok(Json(EmptyResponse {}))
 }
 

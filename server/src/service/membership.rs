@@ -19,46 +19,18 @@ pub async fn join(
     Ok(room_id)
 }
 
-pub async fn invite(
+/// What one member does to another, or to themselves: sets `target`'s
+/// membership to `membership` (`invite`, `leave` — leaving or kicking —, or
+/// `ban`), authorized by `service::events` like any member event.
+pub async fn set(
     ctx: &Context,
     sender: &str,
     room_id: &str,
     target: &str,
+    membership: &str,
     reason: Option<&str>,
 ) -> ApiResult<()> {
-    change_membership(ctx, room_id, sender, target, "invite", reason, None).await?;
-    Ok(())
-}
-
-pub async fn leave(
-    ctx: &Context,
-    user_id: &str,
-    room_id: &str,
-    reason: Option<&str>,
-) -> ApiResult<()> {
-    change_membership(ctx, room_id, user_id, user_id, "leave", reason, None).await?;
-    Ok(())
-}
-
-pub async fn kick(
-    ctx: &Context,
-    sender: &str,
-    room_id: &str,
-    target: &str,
-    reason: Option<&str>,
-) -> ApiResult<()> {
-    change_membership(ctx, room_id, sender, target, "leave", reason, None).await?;
-    Ok(())
-}
-
-pub async fn ban(
-    ctx: &Context,
-    sender: &str,
-    room_id: &str,
-    target: &str,
-    reason: Option<&str>,
-) -> ApiResult<()> {
-    change_membership(ctx, room_id, sender, target, "ban", reason, None).await?;
+    change_membership(ctx, room_id, sender, target, membership, reason, None).await?;
     Ok(())
 }
 
