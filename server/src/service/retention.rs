@@ -147,6 +147,12 @@ pub async fn cutoff(
         .cutoff(now))
 }
 
+/// [`cutoff`] for a room whose `m.room.retention` content (if any) the
+/// caller has already read.
+pub fn cutoff_from_content(state: &Context, content: Option<&Value>, now: i64) -> i64 {
+    policy_from_content(state, content).max_lifetime.cutoff(now)
+}
+
 /// Whether `event` has expired under a room cutoff.
 pub fn is_expired(event: &StoredEvent, cutoff: i64) -> bool {
     event.state_key.is_none() && event.origin_server_ts < cutoff

@@ -100,22 +100,6 @@ pub async fn typing(
     Ok(changed.then_some(users))
 }
 
-/// Rooms whose receipts or typing notices changed in `(from, to]`.
-pub async fn rooms_changed_between(
-    c: &mut AnyConnection,
-    from: i64,
-    to: i64,
-) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT room_id FROM receipts WHERE stream_pos > $1 AND stream_pos <= $2 \
-         UNION SELECT room_id FROM typing WHERE stream_pos > $1 AND stream_pos <= $2",
-    )
-    .bind(from)
-    .bind(to)
-    .fetch_all(c)
-    .await
-}
-
 /// (room_id, stream_pos) of an event, for receipt validation and ordering.
 pub async fn event_room_and_pos(
     c: &mut AnyConnection,

@@ -226,6 +226,58 @@ pub async fn current_state(
     .collect()
 }
 
+/// Part of a room's current state, for an incremental sync that needs only
+/// a few of its events: the member events whose state keys are in
+/// `member_keys`, and the state events set at positions strictly between
+/// the two ends of `gap` — of every type, or, when `member_keys` is given,
+/// of every type but `m.room.member`. Reading the whole state instead costs
+/// a row per member on every sync of a busy room.
+pub async fn current_state_part(
+    c: &mut AnyConnection,
+    room_id: &str,
+    member_keys: Option<&[&str]>,
+    gap: Option<(i64, i64)>,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let mut wanted = Vec::new();
+    if let Some(keys) = member_keys.filter(|k| !k.is_empty()) {
+        let params: Vec<String> = (0..keys.len()).map(|i| format!("${}", i + 2)).collect();
+        wanted.push(format!(
+            "(s.event_type = 'm.room.member' AND s.state_key IN ({}))",
+            params.join(", ")
+        ));
+    }
+    if let Some((after, before)) = gap {
+        // Positions come from the database as integers: safe to inline.
+        let types = if member_keys.is_some() {
+            "s.event_type <> 'm.room.member' AND "
+        } else {
+            ""
+        };
+        wanted.push(format!(
+            "({types}e.stream_pos > {after} AND e.stream_pos < {before})"
+        ));
+    }
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {} FROM current_state s JOIN events e ON e.event_id = s.event_id \
+         WHERE s.room_id = $1 AND ({}) ORDER BY e.stream_pos",
+        prefixed("e"),
+        wanted.join(" OR ")
+    );
+    let mut query = sqlx::query(&sql).bind(room_id);
+    for key in member_keys.unwrap_or_default() {
+        query = query.bind(*key);
+    }
+    query
+        .fetch_all(c)
+        .await?
+        .into_iter()
+        .map(from_row)
+        .collect()
+}
+
 /// The room's state as it stood at stream position `at` (inclusive): the
 /// latest state event per (type, key) at or before `at`. Used for rooms the
 /// viewer has left, whose later state they may not see.
@@ -297,21 +349,6 @@ pub async fn range(
     .into_iter()
     .map(from_row)
     .collect()
-}
-
-/// Rooms with events in `(from, to]`.
-pub async fn rooms_with_events_between(
-    c: &mut AnyConnection,
-    from: i64,
-    to: i64,
-) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT DISTINCT room_id FROM events WHERE stream_pos > $1 AND stream_pos <= $2",
-    )
-    .bind(from)
-    .bind(to)
-    .fetch_all(c)
-    .await
 }
 
 /// Membership events in `(from, to]` of the given rooms' (for device-list tracking).

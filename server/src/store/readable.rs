@@ -182,11 +182,17 @@ pub async fn backfill(tx: &mut WriteTx) -> Result<(), sqlx::Error> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn event(pos: i64, class: &str, event_type: &str, state_key: Option<&str>) -> StoredEvent {
+    /// An event at `pos`, sent under history visibility `class`.
+    pub(crate) fn event(
+        pos: i64,
+        class: &str,
+        event_type: &str,
+        state_key: Option<&str>,
+    ) -> StoredEvent {
         StoredEvent {
             pos,
             event_id: format!("$e{pos}"),

@@ -10,7 +10,7 @@ pub mod filter;
 pub mod rooms;
 pub mod tokens;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -138,25 +138,23 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
     }
     let mut room_data = rooms::room_account_data(&data_changes);
 
-    let my_rooms = store::rooms::rooms_for_user(&mut c, &auth.user_id).await?;
-    let rooms_with_news: BTreeSet<String> = match from {
-        Some(f) => store::events::rooms_with_events_between(&mut c, f, to)
-            .await?
-            .into_iter()
-            .collect(),
-        None => BTreeSet::new(),
-    };
     // An incremental sync reads only rooms where something happened, so a
-    // long-poll costs a few queries, not several per joined room.
-    let rooms_with_ephemeral: BTreeSet<String> = match from {
-        Some(f) => store::ephemeral::rooms_changed_between(&mut c, f, to)
-            .await?
-            .into_iter()
-            .collect(),
-        None => BTreeSet::new(),
-    };
+    // long-poll costs a few queries, not several per joined room. An
+    // initial sync asks about an empty window: every room is sent anyway.
+    let sync_rooms = store::rooms::rooms_for_sync(
+        &mut c,
+        &auth.user_id,
+        from.unwrap_or(to),
+        to,
+        retention::RETENTION_EVENT,
+    )
+    .await?;
     let (mut join, mut invite, mut leave) = (Map::new(), Map::new(), Map::new());
-    for (room_id, membership) in &my_rooms {
+    // Joined rooms whose window is known to hold no membership events.
+    let mut no_member_events = vec![false; sync_rooms.len()];
+    for (i, room) in sync_rooms.iter().enumerate() {
+        let (room_id, membership) = (&room.room_id, &room.membership);
+        let cutoff = retention::cutoff_from_content(state, room.state_content.as_ref(), now);
         let changed_since = from.is_none_or(|f| membership.pos > f);
         let data = match room_data.remove(room_id) {
             Some(Value::Array(list)) => list,
@@ -166,19 +164,28 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
             "join" => {
                 let quiet = !req.full_state
                     && from.is_some_and(|f| membership.span_start_pos <= f)
-                    && !rooms_with_news.contains(room_id)
-                    && !rooms_with_ephemeral.contains(room_id)
+                    && !room.has_events
+                    && !room.has_ephemeral
                     && data.is_empty();
                 if quiet {
+                    no_member_events[i] = true;
                     continue;
                 }
-                let Some(access) =
-                    crate::service::visibility::access(&mut c, room_id, &auth.user_id).await?
-                else {
-                    continue;
-                };
                 // A room joined since the token is new to the client: send it whole.
                 let joined_since = from.is_some_and(|f| membership.span_start_pos > f);
+                let has_new_events = joined_since || room.has_events;
+                let access = if from.is_some() && !joined_since && !membership.forgotten {
+                    crate::service::visibility::current_member(
+                        &auth.user_id,
+                        membership.span_start_pos,
+                    )
+                } else {
+                    match crate::service::visibility::access(&mut c, room_id, &auth.user_id).await?
+                    {
+                        Some(access) => access,
+                        None => continue,
+                    }
+                };
                 let window = rooms::RoomWindow {
                     room_id,
                     viewer,
@@ -188,16 +195,13 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
                     filter: &req.filter,
                     full_state: req.full_state,
                     now,
-                    cutoff: retention::cutoff(state, &mut c, room_id, now).await?,
+                    cutoff,
                 };
-                if let Some(section) = rooms::joined(
-                    &mut c,
-                    &window,
-                    data,
-                    joined_since || rooms_with_news.contains(room_id),
-                )
-                .await?
-                {
+                let joined =
+                    rooms::joined(&mut c, &window, data, has_new_events, room.has_ephemeral)
+                        .await?;
+                no_member_events[i] = !joined.members_may_have_changed;
+                if let Some(section) = joined.section {
                     join.insert(room_id.clone(), section);
                 }
             }
@@ -226,7 +230,7 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
                     filter: &req.filter,
                     full_state: req.full_state,
                     now,
-                    cutoff: retention::cutoff(state, &mut c, room_id, now).await?,
+                    cutoff,
                 };
                 leave.insert(
                     room_id.clone(),
@@ -238,7 +242,17 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
     }
 
     let device_lists = match from {
-        Some(f) => device_lists::changes(&mut c, &auth.user_id, &my_rooms, f, to).await?,
+        Some(f) => {
+            // Leaving out rooms without membership events spares a query
+            // each and changes nothing: all it would read there are those.
+            let my_rooms: Vec<_> = sync_rooms
+                .into_iter()
+                .zip(no_member_events)
+                .filter(|(_, none)| !none)
+                .map(|(r, _)| (r.room_id, r.membership))
+                .collect();
+            device_lists::changes(&mut c, &auth.user_id, &my_rooms, f, to).await?
+        }
         None => DeviceLists::default(),
     };
     let has_news = !join.is_empty()

@@ -59,6 +59,10 @@ async fn timeline(c: &mut AnyConnection, w: &RoomWindow<'_>) -> ApiResult<Timeli
     })
 }
 
+/// Beyond this many senders, one bound parameter each would be too many for
+/// SQLite; the whole state is read and filtered instead.
+const MAX_MEMBER_KEYS: usize = 500;
+
 /// State the client lacks before the timeline starts: all of it on an
 /// initial sync, the changes in the skipped gap on a limited incremental
 /// one, nothing otherwise. Lazy loading keeps only the members who speak.
@@ -72,13 +76,29 @@ async fn state_before(
     if !full && !timeline.limited && !w.filter.lazy_load_members {
         return Ok(vec![]);
     }
-    let all = match at {
-        Some(pos) => events::state_at(&mut *c, w.room_id, pos).await?,
-        None => events::current_state(&mut *c, w.room_id).await?,
-    };
     let timeline_start = timeline.events.first().map_or(w.to + 1, |e| e.pos);
     let in_timeline = |e: &StoredEvent| timeline.events.iter().any(|t| t.event_id == e.event_id);
     let speakers: Vec<&str> = timeline.events.iter().map(|e| e.sender.as_str()).collect();
+    let all = match at {
+        Some(pos) => events::state_at(&mut *c, w.room_id, pos).await?,
+        None if full => events::current_state(&mut *c, w.room_id).await?,
+        // Incremental: read only what the filter below can keep.
+        None => {
+            let mut keys: Vec<&str> = speakers.clone();
+            keys.push(w.viewer.user_id);
+            keys.sort_unstable();
+            keys.dedup();
+            let gap = timeline
+                .limited
+                .then_some((w.from.unwrap_or(0), timeline_start));
+            if w.filter.lazy_load_members && keys.len() > MAX_MEMBER_KEYS {
+                events::current_state(&mut *c, w.room_id).await?
+            } else {
+                let keys = w.filter.lazy_load_members.then_some(keys.as_slice());
+                events::current_state_part(&mut *c, w.room_id, keys, gap).await?
+            }
+        }
+    };
     let mut out = Vec::new();
     for event in &all {
         if event.pos > w.to || in_timeline(event) {
@@ -107,16 +127,36 @@ fn render(events: &[StoredEvent], viewer: Viewer<'_>, now: i64) -> Vec<ClientEve
         .collect()
 }
 
+/// What [`joined`] found.
+pub struct Joined {
+    /// The `rooms.join` entry; None when nothing changed for an incremental sync.
+    pub section: Option<Value>,
+    /// The window may hold membership events of the room. When false,
+    /// device-list tracking has nothing to read there.
+    pub members_may_have_changed: bool,
+}
+
 /// A `rooms.join` entry; None when nothing changed for an incremental sync.
+/// `has_ephemeral`: receipts or typing changed in the window (ignored when
+/// `w.from` is None).
 pub async fn joined(
     c: &mut AnyConnection,
     w: &RoomWindow<'_>,
     account_data: Vec<Value>,
     has_new_events: bool,
-) -> ApiResult<Option<Value>> {
+    has_ephemeral: bool,
+) -> ApiResult<Joined> {
     let from = w.from.unwrap_or(-1);
-    let receipts = ephemeral::receipts(&mut *c, w.room_id, w.viewer.user_id, from, w.to).await?;
-    let typing = ephemeral::typing(&mut *c, w.room_id, from, w.to, w.now).await?;
+    // Both answer None when nothing changed in the window, which the caller
+    // already knows for every room from one query.
+    let (receipts, typing) = if w.from.is_none() || has_ephemeral {
+        (
+            ephemeral::receipts(&mut *c, w.room_id, w.viewer.user_id, from, w.to).await?,
+            ephemeral::typing(&mut *c, w.room_id, from, w.to, w.now).await?,
+        )
+    } else {
+        (None, None)
+    };
     if w.from.is_some()
         && !w.full_state
         && !has_new_events
@@ -124,7 +164,11 @@ pub async fn joined(
         && typing.is_none()
         && account_data.is_empty()
     {
-        return Ok(None);
+        // No events in the window, so no membership events either.
+        return Ok(Joined {
+            section: None,
+            members_may_have_changed: false,
+        });
     }
     let timeline = if w.from.is_none() || has_new_events {
         self::timeline(&mut *c, w).await?
@@ -143,22 +187,58 @@ pub async fn joined(
     if let Some(user_ids) = typing {
         ephemeral_events.push(json!({ "type": "m.typing", "content": { "user_ids": user_ids } }));
     }
-    let joined = rooms::members(&mut *c, w.room_id, &["join"]).await?;
-    let invited = rooms::members(&mut *c, w.room_id, &["invite"]).await?;
-    let heroes: Vec<&String> = joined
-        .iter()
-        .chain(invited.iter())
-        .filter(|u| *u != w.viewer.user_id)
-        .take(5)
-        .collect();
-    Ok(Some(json!({
+    let send_summary = members_may_have_changed(w, &timeline);
+    let summary = if send_summary {
+        self::summary(&mut *c, w).await?
+    } else {
+        json!({})
+    };
+    let section = json!({
         "timeline": { "events": render(&timeline.events, w.viewer, w.now), "limited": timeline.limited, "prev_batch": timeline.prev_batch },
         "state": { "events": state },
         "ephemeral": { "events": ephemeral_events },
         "account_data": { "events": account_data },
-        "summary": { "m.joined_member_count": joined.len(), "m.invited_member_count": invited.len(), "m.heroes": heroes },
+        "summary": summary,
         "unread_notifications": {},
-    })))
+    });
+    Ok(Joined {
+        section: Some(section),
+        // Incremental without new events: the window holds no events at all.
+        members_may_have_changed: (w.from.is_none() || has_new_events) && send_summary,
+    })
+}
+
+/// Member counts and heroes change only with membership events. An
+/// incremental sync whose timeline holds every event of the window (not
+/// limited) and no member event leaves the client's summary as it was, so
+/// the summary is sent empty, as Synapse does: clients keep the fields they
+/// have (the spec: "omitted if unchanged since the last sync"). This holds
+/// because an incremental joined room is read with a readable window that
+/// covers all of `(from, to]` (see `visibility::current_member`), and state
+/// events never expire.
+fn members_may_have_changed(w: &RoomWindow<'_>, timeline: &Timeline) -> bool {
+    w.from.is_none()
+        || w.full_state
+        || timeline.limited
+        || timeline
+            .events
+            .iter()
+            .any(|e| e.event_type == "m.room.member")
+}
+
+async fn summary(c: &mut AnyConnection, w: &RoomWindow<'_>) -> ApiResult<Value> {
+    let members = rooms::members_with_membership(&mut *c, w.room_id, &["join", "invite"]).await?;
+    let (joined, invited): (Vec<_>, Vec<_>) = members.iter().partition(|(_, m)| m == "join");
+    let heroes: Vec<&String> = joined
+        .iter()
+        .chain(invited.iter())
+        .map(|(u, _)| u)
+        .filter(|u| *u != w.viewer.user_id)
+        .take(5)
+        .collect();
+    Ok(
+        json!({ "m.joined_member_count": joined.len(), "m.invited_member_count": invited.len(), "m.heroes": heroes }),
+    )
 }
 
 /// A `rooms.leave` entry: the history up to the departure, and no further.

@@ -1,0 +1,129 @@
+//! What an incremental /sync carries besides the timeline, on both
+//! backends: the state before a limited timeline (the gap), lazy-loaded
+//! members (the speakers and the viewer, not the whole room), and a room
+//! summary that is sent when membership may have changed and left empty
+//! otherwise. The server reads only parts of the room's state for these, so
+//! the answers are pinned here.
+
+use cloister_tests::{both_backends, encode, Backend, Client, TestServer};
+use serde_json::{json, Value};
+
+const LAZY: &str = r#"{"room":{"timeline":{"limit":2},"state":{"lazy_load_members":true}}}"#;
+
+fn token(sync: &Value) -> String {
+    sync["next_batch"].as_str().expect("next_batch").to_owned()
+}
+
+async fn sync_with(client: &Client, since: &str, filter: &str) -> Value {
+    let path = format!(
+        "/_matrix/client/v3/sync?since={}&filter={}&timeout=0",
+        encode(since),
+        encode(filter)
+    );
+    let (status, body) = client.get(&path).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// (type, state key) of a room's `state` section, in order.
+fn state_of(sync: &Value, room: &str) -> Vec<(String, String)> {
+    sync["rooms"]["join"][room]["state"]["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no state section: {sync}"))
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_owned(),
+                e["state_key"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn members(state: &[(String, String)]) -> Vec<&str> {
+    let mut keys: Vec<&str> = state
+        .iter()
+        .filter(|(t, _)| t == "m.room.member")
+        .map(|(_, k)| k.as_str())
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
+async fn gap_state_lazy_members_and_summary(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let url = server.url();
+    let alice = Client::register(&url, "alice", "pw").await;
+    let bob = Client::register(&url, "bob", "pw").await;
+    let carol = Client::register(&url, "carol", "pw").await;
+    let room = alice
+        .create_room(json!({ "invite": [bob.user_id, carol.user_id] }))
+        .await;
+    bob.join(&room).await;
+    carol.join(&room).await;
+    let since = token(&bob.sync(None, 0).await);
+
+    // In the window: a state change and carol's message, then two of alice's.
+    let (status, body) = alice
+        .put_state(&room, "m.room.name", "", json!({ "name": "Gap" }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    carol.send_encrypted(&room, "c1").await;
+    alice.send_encrypted(&room, "a1").await;
+    alice.send_encrypted(&room, "a2").await;
+
+    // Limited and lazy: the gap's state, and only the speakers' and the
+    // viewer's member events.
+    let lazy = sync_with(&bob, &since, LAZY).await;
+    let section = &lazy["rooms"]["join"][&room];
+    assert_eq!(section["timeline"]["limited"], true, "{lazy}");
+    let state = state_of(&lazy, &room);
+    assert!(
+        state.contains(&("m.room.name".into(), String::new())),
+        "{state:?}"
+    );
+    let mut want = vec![alice.user_id.as_str(), bob.user_id.as_str()];
+    want.sort_unstable();
+    assert_eq!(members(&state), want, "carol spoke only in the gap");
+    // The gap could have held membership changes: the summary comes along.
+    assert_eq!(section["summary"]["m.joined_member_count"], 3, "{lazy}");
+
+    // Limited, not lazy: the gap's state alone (nobody joined in it).
+    let full = sync_with(&bob, &since, r#"{"room":{"timeline":{"limit":2}}}"#).await;
+    assert_eq!(
+        state_of(&full, &room),
+        vec![("m.room.name".to_owned(), String::new())]
+    );
+
+    // Not limited: every speaker's member event and the viewer's, no gap
+    // state, and an empty summary since no membership changed.
+    let all = r#"{"room":{"timeline":{"limit":10},"state":{"lazy_load_members":true}}}"#;
+    let whole = sync_with(&bob, &since, all).await;
+    let section = &whole["rooms"]["join"][&room];
+    assert_eq!(section["timeline"]["limited"], false, "{whole}");
+    assert_eq!(section["timeline"]["events"].as_array().unwrap().len(), 4);
+    let state = state_of(&whole, &room);
+    let mut want = vec![
+        alice.user_id.as_str(),
+        bob.user_id.as_str(),
+        carol.user_id.as_str(),
+    ];
+    want.sort_unstable();
+    assert_eq!(members(&state), want, "{state:?}");
+    assert_eq!(section["summary"], json!({}), "{whole}");
+
+    // A departure in the window: the summary is sent again, up to date.
+    let since = token(&whole);
+    let (status, body) = carol.leave(&room).await;
+    assert_eq!(status, 200, "{body}");
+    let after = sync_with(&bob, &since, all).await;
+    let summary = &after["rooms"]["join"][&room]["summary"];
+    assert_eq!(summary["m.joined_member_count"], 2, "{after}");
+    assert_eq!(summary["m.invited_member_count"], 0, "{after}");
+    assert_eq!(summary["m.heroes"], json!([alice.user_id]), "{after}");
+}
+
+both_backends!(
+    gap_state_lazy_members_and_summary,
+    gap_state_lazy_members_and_summary
+);
