@@ -47,11 +47,72 @@ pub struct ClientEvent {
     pub unsigned: Map<String, Value>,
 }
 
+/// A relation an event declares in `content["m.relates_to"]` (spec:
+/// "Forming relationships between events"). A rich reply alone
+/// (`m.in_reply_to` without `rel_type`) is not one: it is only a hint for
+/// display, and servers neither index nor aggregate it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Relation<'a> {
+    /// `m.thread`, `m.replace`, `m.reference`, `m.annotation`, or a custom type.
+    pub rel_type: &'a str,
+    /// The event related to (the parent).
+    pub event_id: &'a str,
+}
+
+/// Longest `rel_type` read as a relation; longer ones are ignored rather
+/// than indexed, as no spec or MSC type comes near it.
+const MAX_REL_TYPE: usize = 255;
+
+/// The relation `content` declares, if it declares a well-formed one. The
+/// field sits outside the ciphertext of `m.room.encrypted` events, so this
+/// works for encrypted events too.
+pub fn relation(content: &Value) -> Option<Relation<'_>> {
+    let relates_to = content.get("m.relates_to")?;
+    let rel_type = relates_to.get("rel_type")?.as_str()?;
+    let event_id = relates_to.get("event_id")?.as_str()?;
+    if rel_type.is_empty() || rel_type.len() > MAX_REL_TYPE || !event_id.starts_with('$') {
+        return None;
+    }
+    Some(Relation { rel_type, event_id })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::round_trip;
     use serde_json::json;
+
+    #[test]
+    fn relations_are_read_from_clear_and_encrypted_content() {
+        let thread = json!({"msgtype": "m.text", "body": "x",
+            "m.relates_to": {"rel_type": "m.thread", "event_id": "$root"}});
+        assert_eq!(
+            relation(&thread),
+            Some(Relation {
+                rel_type: "m.thread",
+                event_id: "$root"
+            })
+        );
+        let encrypted = json!({"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "c",
+            "m.relates_to": {"rel_type": "m.replace", "event_id": "$orig"}});
+        assert_eq!(relation(&encrypted).map(|r| r.rel_type), Some("m.replace"));
+    }
+
+    #[test]
+    fn replies_and_malformed_relations_are_not_relations() {
+        for content in [
+            json!({"m.relates_to": {"m.in_reply_to": {"event_id": "$x"}}}),
+            json!({"m.relates_to": {"rel_type": "m.thread"}}),
+            json!({"m.relates_to": {"rel_type": "m.thread", "event_id": 5}}),
+            json!({"m.relates_to": {"rel_type": "m.thread", "event_id": "no-sigil"}}),
+            json!({"m.relates_to": {"rel_type": "", "event_id": "$x"}}),
+            json!({"m.relates_to": {"rel_type": "x".repeat(256), "event_id": "$x"}}),
+            json!({"m.relates_to": "$x"}),
+            json!({}),
+        ] {
+            assert_eq!(relation(&content), None, "{content}");
+        }
+    }
 
     #[test]
     fn message_event_matches_the_spec_example() {

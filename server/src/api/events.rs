@@ -146,10 +146,12 @@ pub(super) async fn messages(
         limit: q.limit.unwrap_or(10).clamp(1, 1000),
         lazy_members,
     };
-    let page = event_reads::page(&state, &auth.user_id, &room_id, &request).await?;
+    let page = event_reads::page(&state, &auth, &room_id, &request).await?;
     let now = state.now_ms();
+    let mut chunk = for_reader(&page.chunk, &auth, now);
+    page.bundles.attach(&mut chunk);
     Ok(Json(MessagesResponse {
-        chunk: for_reader(&page.chunk, &auth, now),
+        chunk,
         end: page.end,
         start: page.start,
         state: page
@@ -164,8 +166,11 @@ pub(super) async fn event(
     auth: Auth,
     Path((room_id, event_id)): Path<(String, String)>,
 ) -> ApiResult<Json<ClientEvent>> {
-    let event = event_reads::event_for_reader(&state, &auth.user_id, &room_id, &event_id).await?;
-    Ok(Json(one_for_reader(&event, &auth, state.now_ms())))
+    let (event, bundles) =
+        event_reads::event_for_reader(&state, &auth, &room_id, &event_id).await?;
+    let mut event = one_for_reader(&event, &auth, state.now_ms());
+    bundles.attach_one(&mut event);
+    Ok(Json(event))
 }
 
 #[derive(Deserialize)]
@@ -190,13 +195,20 @@ pub(super) async fn context(
     Path((room_id, event_id)): Path<(String, String)>,
     Query(q): Query<ContextQuery>,
 ) -> ApiResult<Json<ContextResponse>> {
-    let context = event_reads::context(&state, &auth.user_id, &room_id, &event_id, q.limit).await?;
+    let context = event_reads::context(&state, &auth, &room_id, &event_id, q.limit).await?;
     let now = state.now_ms();
+    let bundled = |events: &[_]| {
+        let mut out = for_reader(events, &auth, now);
+        context.bundles.attach(&mut out);
+        out
+    };
+    let mut event = one_for_reader(&context.event, &auth, now);
+    context.bundles.attach_one(&mut event);
     Ok(Json(ContextResponse {
         end: context.end,
-        event: one_for_reader(&context.event, &auth, now),
-        events_after: for_reader(&context.after, &auth, now),
-        events_before: for_reader(&context.before, &auth, now),
+        event,
+        events_after: bundled(&context.after),
+        events_before: bundled(&context.before),
         start: context.start,
         state: for_reader(&context.state, &auth, now),
     }))

@@ -21,6 +21,7 @@ pub mod membership;
 pub mod metrics;
 pub mod profile;
 pub mod pushrules;
+pub mod relations;
 pub mod rooms;
 pub mod routes;
 pub mod sync;

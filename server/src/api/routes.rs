@@ -107,6 +107,11 @@ table! {
     get "/_matrix/client/v3/rooms/{room_id}/messages" => events::messages;
     get "/_matrix/client/v3/rooms/{room_id}/event/{event_id}" => events::event;
     get "/_matrix/client/v3/rooms/{room_id}/context/{event_id}" => events::context;
+    // relations.rs
+    get "/_matrix/client/v1/rooms/{room_id}/relations/{event_id}" => relations::all;
+    get "/_matrix/client/v1/rooms/{room_id}/relations/{event_id}/{rel_type}" => relations::by_rel_type;
+    get "/_matrix/client/v1/rooms/{room_id}/relations/{event_id}/{rel_type}/{event_type}" => relations::by_rel_and_event_type;
+    get "/_matrix/client/v1/rooms/{room_id}/threads" => relations::threads;
     // sync.rs
     get "/_matrix/client/v3/sync" => sync::sync_handler;
     // keys.rs

@@ -6,6 +6,7 @@
 use cloister_proto::event::ClientEvent;
 
 use crate::error::{ApiError, ApiResult};
+use crate::service::relations::{self, Bundles};
 use crate::service::retention;
 use crate::service::session::Auth;
 use crate::service::sync::tokens;
@@ -24,11 +25,14 @@ pub fn for_reader(events: &[StoredEvent], reader: &Auth, now: i64) -> Vec<Client
 }
 
 pub fn one_for_reader(event: &StoredEvent, reader: &Auth, now: i64) -> ClientEvent {
-    let viewer = Viewer {
+    event.to_client(Some(viewer(reader)), now)
+}
+
+pub fn viewer(reader: &Auth) -> Viewer<'_> {
+    Viewer {
         user_id: &reader.user_id,
         device_id: &reader.device_id,
-    };
-    event.to_client(Some(viewer), now)
+    }
 }
 
 /// A `/messages` request, its parameters checked but its tokens not yet
@@ -44,56 +48,101 @@ pub struct PageRequest<'a> {
 
 pub struct Page {
     pub start: String,
+    /// Aggregations of the chunk's children (`unsigned.m.relations`).
+    pub bundles: Bundles,
     /// Where the next page starts; `None` when this one reached the end.
     pub end: Option<String>,
     pub chunk: Vec<StoredEvent>,
     pub members: Option<Vec<StoredEvent>>,
 }
 
+/// The stream positions a page covers, from its `from` and `to` tokens
+/// (a token names the gap before a stream position).
+pub struct Window {
+    /// The gap the page starts at.
+    pub start: i64,
+    /// Inclusive bounds of the positions the page may hold.
+    pub low: i64,
+    pub high: i64,
+    pub backwards: bool,
+}
+
+impl Window {
+    pub async fn parse(
+        c: &mut Conn,
+        from: Option<&str>,
+        to: Option<&str>,
+        backwards: bool,
+    ) -> ApiResult<Window> {
+        let parse = |t: &str| {
+            tokens::parse_gap(t).ok_or_else(|| ApiError::invalid_param("invalid pagination token"))
+        };
+        let start = match from {
+            Some(t) => parse(t)?,
+            None if backwards => crate::store::current_pos(c).await? + 1,
+            None => 0,
+        };
+        let to_gap = to.map(parse).transpose()?;
+        let (low, high) = if backwards {
+            (to_gap.unwrap_or(0), start - 1)
+        } else {
+            (start, to_gap.map_or(i64::MAX, |g| g - 1))
+        };
+        Ok(Window {
+            start,
+            low,
+            high,
+            backwards,
+        })
+    }
+
+    /// The token of the next page; `None` when `chunk` (at most `limit`
+    /// events, in the page's order) reached the end.
+    pub fn next(&self, chunk: &[StoredEvent], limit: i64) -> Option<String> {
+        match chunk.last() {
+            Some(last) if chunk.len() as i64 == limit => Some(tokens::gap(if self.backwards {
+                last.pos
+            } else {
+                last.pos + 1
+            })),
+            _ => None,
+        }
+    }
+}
+
 /// One page of a room's history as `reader` may see it.
 pub async fn page(
     ctx: &Context,
-    reader: &str,
+    reader: &Auth,
     room_id: &str,
     req: &PageRequest<'_>,
 ) -> ApiResult<Page> {
     let mut conn = ctx.store.read().await?;
-    let access = visibility::require(&mut conn, room_id, reader).await?;
-    let parse = |t: &str| {
-        tokens::parse_gap(t).ok_or_else(|| ApiError::invalid_param("invalid pagination token"))
-    };
-    // A token names the gap before stream position `gap`.
-    let from_gap = match req.from {
-        Some(t) => parse(t)?,
-        None if req.backwards => crate::store::current_pos(&mut conn).await? + 1,
-        None => 0,
-    };
-    let to_gap = req.to.map(parse).transpose()?;
+    let access = visibility::require(&mut conn, room_id, &reader.user_id).await?;
+    let window = Window::parse(&mut conn, req.from, req.to, req.backwards).await?;
     let cutoff = retention::cutoff(ctx, &mut conn, room_id, ctx.now_ms()).await?;
-    let (low, high) = if req.backwards {
-        (to_gap.unwrap_or(0), from_gap - 1)
-    } else {
-        (from_gap, to_gap.map_or(i64::MAX, |g| g - 1))
-    };
     let chunk = events::range(
         &mut conn,
         room_id,
-        low,
-        high,
+        window.low,
+        window.high,
         req.limit,
         req.backwards,
         cutoff,
         &access.events,
     )
     .await?;
-    let end = match chunk.last() {
-        Some(last) if chunk.len() as i64 == req.limit => Some(tokens::gap(if req.backwards {
-            last.pos
-        } else {
-            last.pos + 1
-        })),
-        _ => None,
-    };
+    let end = window.next(&chunk, req.limit);
+    let bundles = relations::bundle(
+        &mut conn,
+        room_id,
+        &chunk,
+        &access.events,
+        cutoff,
+        viewer(reader),
+        ctx.now_ms(),
+    )
+    .await?;
     let members = if req.lazy_members {
         Some(member_events_for(&mut conn, room_id, &chunk, &access).await?)
     } else {
@@ -102,7 +151,8 @@ pub async fn page(
     Ok(Page {
         start: req
             .from
-            .map_or_else(|| tokens::gap(from_gap), str::to_owned),
+            .map_or_else(|| tokens::gap(window.start), str::to_owned),
+        bundles,
         end,
         chunk,
         members,
@@ -160,17 +210,28 @@ async fn visible_event(
     Ok((event, access))
 }
 
-/// One event of a room, if `reader` may see it and it has not expired.
+/// One event of a room, if `reader` may see it and it has not expired,
+/// with the aggregations of its children.
 pub async fn event_for_reader(
     ctx: &Context,
-    reader: &str,
+    reader: &Auth,
     room_id: &str,
     event_id: &str,
-) -> ApiResult<StoredEvent> {
+) -> ApiResult<(StoredEvent, Bundles)> {
     let mut conn = ctx.store.read().await?;
-    Ok(visible_event(ctx, &mut conn, reader, room_id, event_id)
-        .await?
-        .0)
+    let (event, access) = visible_event(ctx, &mut conn, &reader.user_id, room_id, event_id).await?;
+    let cutoff = retention::cutoff(ctx, &mut conn, room_id, ctx.now_ms()).await?;
+    let bundles = relations::bundle(
+        &mut conn,
+        room_id,
+        std::slice::from_ref(&event),
+        &access.events,
+        cutoff,
+        viewer(reader),
+        ctx.now_ms(),
+    )
+    .await?;
+    Ok((event, bundles))
 }
 
 pub struct EventContext {
@@ -182,19 +243,21 @@ pub struct EventContext {
     pub state: Vec<StoredEvent>,
     pub start: String,
     pub end: String,
+    /// Aggregations of the children of the event and those around it.
+    pub bundles: Bundles,
 }
 
 /// An event with up to `limit` visible events around it, split evenly
 /// before and after.
 pub async fn context(
     ctx: &Context,
-    reader: &str,
+    reader: &Auth,
     room_id: &str,
     event_id: &str,
     limit: Option<i64>,
 ) -> ApiResult<EventContext> {
     let mut conn = ctx.store.read().await?;
-    let (event, access) = visible_event(ctx, &mut conn, reader, room_id, event_id).await?;
+    let (event, access) = visible_event(ctx, &mut conn, &reader.user_id, room_id, event_id).await?;
     if limit.is_some_and(|l| l < 0) {
         return Err(ApiError::invalid_param("limit must not be negative"));
     }
@@ -226,7 +289,24 @@ pub async fn context(
         Some(at) => events::state_until(&mut conn, room_id, at).await?,
         None => Vec::new(),
     };
+    let shown: Vec<StoredEvent> = before
+        .iter()
+        .chain(std::iter::once(&event))
+        .chain(&after)
+        .cloned()
+        .collect();
+    let bundles = relations::bundle(
+        &mut conn,
+        room_id,
+        &shown,
+        &access.events,
+        cutoff,
+        viewer(reader),
+        ctx.now_ms(),
+    )
+    .await?;
     Ok(EventContext {
+        bundles,
         start: tokens::gap(before.last().map_or(event.pos, |e| e.pos)),
         end: tokens::gap(after.last().map_or(event.pos + 1, |e| e.pos + 1)),
         event,

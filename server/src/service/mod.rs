@@ -24,6 +24,7 @@ pub mod processing_report;
 pub mod profile;
 pub mod purge;
 pub mod pushrules;
+pub mod relations;
 pub mod retention;
 pub mod room_events;
 pub mod room_reads;

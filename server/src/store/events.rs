@@ -43,10 +43,10 @@ pub struct StoredEvent {
     pub history_visibility: Option<String>,
 }
 
-const COLUMNS: &str = "stream_pos, event_id, room_id, sender, sender_device, txn_id, event_type, state_key, content, \
+pub(super) const COLUMNS: &str = "stream_pos, event_id, room_id, sender, sender_device, txn_id, event_type, state_key, content, \
                        prev_content, redacts, redacted_by, origin_server_ts, history_visibility";
 
-fn from_row(r: sqlx::any::AnyRow) -> Result<StoredEvent, sqlx::Error> {
+pub(super) fn from_row(r: sqlx::any::AnyRow) -> Result<StoredEvent, sqlx::Error> {
     Ok(StoredEvent {
         pos: r.try_get(0)?,
         event_id: r.try_get(1)?,
@@ -104,7 +104,8 @@ pub async fn append(
     let content = serde_json::to_string(event.content).unwrap_or_else(|_| "{}".into());
     let prev = prev_content.as_ref().map(|p| p.to_string());
     let visibility = visibility_for(tx.conn(), event, prev_content.as_ref()).await?;
-    sqlx::query(&format!("INSERT INTO events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, $12, $13)"))
+    let relation = cloister_proto::event::relation(event.content);
+    sqlx::query(&format!("INSERT INTO events ({COLUMNS}, relates_to, rel_type) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, $12, $13, $14, $15)"))
         .bind(pos)
         .bind(&event_id)
         .bind(event.room_id)
@@ -118,6 +119,8 @@ pub async fn append(
         .bind(event.redacts)
         .bind(now)
         .bind(visibility.as_str())
+        .bind(relation.map(|r| r.event_id))
+        .bind(relation.map(|r| r.rel_type))
         .execute(tx.conn())
         .await?;
     Ok(StoredEvent {
@@ -161,14 +164,18 @@ async fn visibility_for(
 }
 
 /// Replaces an event's content with its `redacted` form and records who
-/// redacted it. The original content is gone from the database, not hidden.
+/// redacted it. The original content is gone from the database, not hidden;
+/// so is its relation, which the redaction algorithm strips (a redacted
+/// edit or thread reply no longer counts).
 pub async fn apply_redaction(
     tx: &mut WriteTx,
     target: &StoredEvent,
     redacted: &Value,
     redaction_id: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE events SET content = $1, redacted_by = $2 WHERE event_id = $3")
+    sqlx::query(
+        "UPDATE events SET content = $1, redacted_by = $2, relates_to = NULL, rel_type = NULL WHERE event_id = $3",
+    )
         .bind(redacted.to_string())
         .bind(redaction_id)
         .bind(&target.event_id)

@@ -32,6 +32,7 @@ pub mod media;
 pub mod personal_data;
 pub mod purge;
 pub mod readable;
+pub mod relations;
 pub mod rooms;
 pub mod subject;
 pub mod to_device;
@@ -170,6 +171,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "history_visibility",
         include_str!("migrations/0005_history_visibility.sql"),
+    ),
+    (
+        8,
+        "relations",
+        include_str!("migrations/0008_relations.sql"),
     ),
 ];
 
@@ -330,8 +336,10 @@ impl Store {
             sqlx::raw_sql(&sql.replace("{BLOB}", blob))
                 .execute(tx.conn())
                 .await?;
-            if *version == 5 {
-                readable::backfill(&mut tx).await?;
+            match *version {
+                5 => readable::backfill(&mut tx).await?,
+                8 => relations::backfill(&mut tx).await?,
+                _ => {}
             }
             sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")
                 .bind(*version)

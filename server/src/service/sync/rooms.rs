@@ -5,6 +5,7 @@ use sqlx::AnyConnection;
 
 use super::filter::SyncFilter;
 use crate::error::ApiResult;
+use crate::service::relations::{self, Bundles};
 use crate::store::events::{self, StoredEvent, Viewer};
 use crate::store::readable::Readable;
 use crate::store::{ephemeral, rooms};
@@ -120,11 +121,45 @@ async fn state_before(
     Ok(out)
 }
 
-fn render(events: &[StoredEvent], viewer: Viewer<'_>, now: i64) -> Vec<ClientEvent> {
-    events
+/// The timeline in the client format, with its events' aggregations.
+async fn render(
+    c: &mut AnyConnection,
+    w: &RoomWindow<'_>,
+    timeline: &Timeline,
+) -> ApiResult<Vec<ClientEvent>> {
+    let mut events: Vec<ClientEvent> = timeline
+        .events
         .iter()
-        .map(|e| e.to_client(Some(viewer), now))
-        .collect()
+        .map(|e| e.to_client(Some(w.viewer), w.now))
+        .collect();
+    bundles(c, w, timeline).await?.attach(&mut events);
+    Ok(events)
+}
+
+/// An incremental timeline that is not limited holds every event of its
+/// window, so every child of its events too (a child comes after its
+/// parent): its aggregations are computed from it without a query.
+async fn bundles(
+    c: &mut AnyConnection,
+    w: &RoomWindow<'_>,
+    timeline: &Timeline,
+) -> ApiResult<Bundles> {
+    if timeline.events.is_empty() {
+        return Ok(Bundles::default());
+    }
+    if w.from.is_some() && !timeline.limited {
+        return Ok(relations::bundle_batch(&timeline.events, w.viewer, w.now));
+    }
+    relations::bundle(
+        c,
+        w.room_id,
+        &timeline.events,
+        w.readable,
+        w.cutoff,
+        w.viewer,
+        w.now,
+    )
+    .await
 }
 
 /// What [`joined`] found.
@@ -193,8 +228,9 @@ pub async fn joined(
     } else {
         json!({})
     };
+    let events = render(&mut *c, w, &timeline).await?;
     let section = json!({
-        "timeline": { "events": render(&timeline.events, w.viewer, w.now), "limited": timeline.limited, "prev_batch": timeline.prev_batch },
+        "timeline": { "events": events, "limited": timeline.limited, "prev_batch": timeline.prev_batch },
         "state": { "events": state },
         "ephemeral": { "events": ephemeral_events },
         "account_data": { "events": account_data },
@@ -256,8 +292,9 @@ pub async fn left(
         Some(at) => state_before(&mut *c, &window, &timeline, Some(at.min(left_at))).await?,
         None => Vec::new(),
     };
+    let events = render(&mut *c, &window, &timeline).await?;
     Ok(json!({
-        "timeline": { "events": render(&timeline.events, w.viewer, w.now), "limited": timeline.limited, "prev_batch": timeline.prev_batch },
+        "timeline": { "events": events, "limited": timeline.limited, "prev_batch": timeline.prev_batch },
         "state": { "events": state },
         "account_data": { "events": [] },
     }))
