@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod ids;
+pub mod latency;
 pub mod metrics;
 pub mod notify;
 pub mod password;

@@ -4,12 +4,15 @@
 //! miss (an alert on `cloister_purge_failures_total` increasing, or on
 //! `cloister_purge_last_success_timestamp_seconds` falling behind, catches a
 //! purge that stopped working), and, per node, long-polls and the wake-ups
-//! exchanged with other nodes on one PostgreSQL.
+//! exchanged with other nodes on one PostgreSQL, events sent and delivered,
+//! the database pool, and request latency per route (`crate::latency`).
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use crate::latency::RouteLatency;
 use crate::service::purge::Summary;
+use crate::store::PoolStats;
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -33,6 +36,12 @@ pub struct Metrics {
     pub wake_all_peer_asked: AtomicU64,
     /// 1 while this node holds the lock that runs the background jobs.
     pub jobs_leader: AtomicI64,
+    /// Room events users sent (messages, state, membership, redactions).
+    pub events_sent: AtomicU64,
+    /// `/sync` responses, and the timeline events they delivered.
+    pub sync_responses: AtomicU64,
+    pub sync_events_delivered: AtomicU64,
+    pub requests: RouteLatency,
 }
 
 impl Metrics {
@@ -61,7 +70,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every counter.
-    pub fn render(&self) -> String {
+    pub fn render(&self, pool: &PoolStats) -> String {
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, value: String| {
             let _ = writeln!(
@@ -103,7 +112,48 @@ impl Metrics {
             let _ = writeln!(out, "cloister_purged_total{{kind=\"{kind}\"}} {}", get(c));
         }
         self.render_cluster(&mut out);
+        self.render_traffic(&mut out, pool);
+        self.requests.render(&mut out);
         out
+    }
+
+    fn render_traffic(&self, out: &mut String, pool: &PoolStats) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let _ = write!(
+            out,
+            "# HELP cloister_events_sent_total Room events users sent (messages, state, membership, redactions).\n\
+             # TYPE cloister_events_sent_total counter\n\
+             cloister_events_sent_total {}\n\
+             # HELP cloister_sync_responses_total /sync responses sent.\n\
+             # TYPE cloister_sync_responses_total counter\n\
+             cloister_sync_responses_total {}\n\
+             # HELP cloister_sync_events_delivered_total Timeline events delivered in /sync responses.\n\
+             # TYPE cloister_sync_events_delivered_total counter\n\
+             cloister_sync_events_delivered_total {}\n\
+             # HELP cloister_db_connections Database connections of this node's pool.\n\
+             # TYPE cloister_db_connections gauge\n\
+             cloister_db_connections{{state=\"max\"}} {}\n\
+             cloister_db_connections{{state=\"open\"}} {}\n\
+             cloister_db_connections{{state=\"idle\"}} {}\n\
+             # HELP cloister_db_acquired_total Connections handed out: reads, and write transactions begun.\n\
+             # TYPE cloister_db_acquired_total counter\n\
+             cloister_db_acquired_total{{kind=\"read\"}} {}\n\
+             cloister_db_acquired_total{{kind=\"write\"}} {}\n\
+             # HELP cloister_db_wait_seconds_total Time spent waiting for a connection (reads) or for a write transaction to begin.\n\
+             # TYPE cloister_db_wait_seconds_total counter\n\
+             cloister_db_wait_seconds_total{{kind=\"read\"}} {}\n\
+             cloister_db_wait_seconds_total{{kind=\"write\"}} {}\n",
+            get(&self.events_sent),
+            get(&self.sync_responses),
+            get(&self.sync_events_delivered),
+            pool.max,
+            pool.open,
+            pool.idle,
+            pool.reads,
+            pool.writes,
+            pool.read_wait_seconds,
+            pool.write_wait_seconds,
+        );
     }
 
     fn render_cluster(&self, out: &mut String) {

@@ -30,7 +30,7 @@ fn token(sync: &Value) -> String {
 
 /// One number from the node's Prometheus text, by its whole name and labels.
 fn metric(node: &TestServer, name: &str) -> u64 {
-    let text = node.state().metrics.render();
+    let text = node.state().render_metrics();
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))

@@ -401,8 +401,7 @@ async fn scheduled_purge(backend: Backend) {
     for _ in 0..100 {
         if server
             .state()
-            .metrics
-            .render()
+            .render_metrics()
             .contains("cloister_purge_runs_total 1")
         {
             break;
@@ -414,7 +413,7 @@ async fn scheduled_purge(backend: Backend) {
         0,
         "the scheduled purge ran"
     );
-    let rendered = server.state().metrics.render();
+    let rendered = server.state().render_metrics();
     assert!(
         rendered.contains("cloister_purged_total{kind=\"events\"} 1"),
         "{rendered}"
@@ -513,8 +512,7 @@ async fn failing_purge(backend: Backend) {
     assert_eq!(server.state().metrics.purge_failures(), 1);
     assert!(server
         .state()
-        .metrics
-        .render()
+        .render_metrics()
         .contains("cloister_purge_failures_total 1"));
 
     // The failed run is in the log, already covered by a signed checkpoint.

@@ -25,7 +25,7 @@ pub(super) async fn metrics(
     }
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        state.render_metrics(),
     )
         .into_response())
 }

@@ -68,7 +68,7 @@ pub fn router(state: Context) -> Router {
     api.layer(middleware::from_fn_with_state(state.clone(), rate_limit))
         .layer(middleware::from_fn(refuse_nul_in_uri))
         .layer(middleware::from_fn(matrix_error_shape))
-        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::internal().into_response()
         }))
@@ -179,16 +179,18 @@ async fn matrix_error_shape(req: Request, next: Next) -> Response {
 
 /// Logs the route template, never the raw URI: paths carry room and user
 /// ids, and the query string may carry an access token.
-async fn log_request(req: Request, next: Next) -> Response {
+async fn log_request(State(state): State<Context>, req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "<unmatched>".into());
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map(MatchedPath::as_str);
     let started = std::time::Instant::now();
     let mut response = next.run(req).await;
-    tracing::info!(%method, route, status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .requests
+        .observe(method.as_str(), route, elapsed);
+    tracing::info!(%method, route = route.unwrap_or("<unmatched>"), status = response.status().as_u16(), elapsed_ms = elapsed.as_millis() as u64, "request");
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

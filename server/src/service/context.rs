@@ -51,6 +51,11 @@ impl Context {
         self.clock.now_ms()
     }
 
+    /// Every metric of this node in the Prometheus text format.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(&self.store.pool_stats())
+    }
+
     pub fn server_name(&self) -> &str {
         &self.config.server_name
     }

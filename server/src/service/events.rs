@@ -81,13 +81,22 @@ pub async fn send(state: &Context, event: NewEvent<'_>) -> ApiResult<StoredEvent
     let stored = send_in(state, &mut tx, &event).await?;
     let audience = audience(tx.conn(), &stored).await?;
     tx.commit().await?;
+    announce(state, &stored, &audience);
+    Ok(stored)
+}
+
+/// After the commit: wakes the audience's long-polls and counts the event.
+fn announce(state: &Context, stored: &StoredEvent, audience: &[String]) {
     state.notifier.notify(audience.iter().map(String::as_str));
+    state
+        .metrics
+        .events_sent
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if stored.redacts.is_some() {
         // Redaction overwrote the content in the database, but SQLite keeps
         // the old page in its write-ahead log until a checkpoint.
         state.store.reclaim_soon();
     }
-    Ok(stored)
 }
 
 /// Like [`send`], but idempotent per (sender, device, `txn_id`): a retried
@@ -158,12 +167,7 @@ pub async fn send_idempotent(
     }
     let audience = audience(tx.conn(), &stored).await?;
     tx.commit().await?;
-    state.notifier.notify(audience.iter().map(String::as_str));
-    if stored.redacts.is_some() {
-        // Redaction overwrote the content in the database, but SQLite keeps
-        // the old page in its write-ahead log until a checkpoint.
-        state.store.reclaim_soon();
-    }
+    announce(state, &stored, &audience);
     Ok(stored.event_id)
 }
 

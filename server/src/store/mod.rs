@@ -39,9 +39,9 @@ pub mod to_device;
 pub mod users;
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row, Transaction};
@@ -66,6 +66,37 @@ pub struct Store {
     /// For the connections that must not come from the pool: a session that
     /// holds a lock, or listens, for as long as the node runs.
     url: Arc<str>,
+    waits: Arc<Waits>,
+}
+
+/// How long requests waited for a connection (reads) or for a write
+/// transaction to begin (on SQLite, behind the one writer before them).
+#[derive(Debug, Default)]
+struct Waits {
+    reads: AtomicU64,
+    read_wait_micros: AtomicU64,
+    writes: AtomicU64,
+    write_wait_micros: AtomicU64,
+}
+
+impl Waits {
+    fn record(count: &AtomicU64, micros: &AtomicU64, since: Instant) {
+        count.fetch_add(1, Ordering::Relaxed);
+        let waited = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
+        micros.fetch_add(waited, Ordering::Relaxed);
+    }
+}
+
+/// The pool's use, for the metrics endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStats {
+    pub max: u32,
+    pub open: u32,
+    pub idle: u32,
+    pub reads: u64,
+    pub read_wait_seconds: f64,
+    pub writes: u64,
+    pub write_wait_seconds: f64,
 }
 
 /// A write transaction. Dropping it without `commit` rolls back.
@@ -245,6 +276,7 @@ impl Store {
             write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
             reclaim_pending: Arc::default(),
             url: url.into(),
+            waits: Arc::default(),
         })
     }
 
@@ -263,15 +295,33 @@ impl Store {
 
     /// A connection for reads outside a transaction.
     pub async fn read(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, sqlx::Error> {
-        self.pool.acquire().await
+        let started = Instant::now();
+        let conn = self.pool.acquire().await;
+        Waits::record(&self.waits.reads, &self.waits.read_wait_micros, started);
+        conn
     }
 
     /// A connection for writes outside a transaction; see [`Autocommit`].
     pub async fn autocommit(&self) -> Result<Autocommit, sqlx::Error> {
-        Ok(Autocommit(self.pool.acquire().await?))
+        Ok(Autocommit(self.read().await?))
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        let w = &self.waits;
+        let secs = |micros: &AtomicU64| micros.load(Ordering::Relaxed) as f64 / 1e6;
+        PoolStats {
+            max: self.pool.options().get_max_connections(),
+            open: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            reads: w.reads.load(Ordering::Relaxed),
+            read_wait_seconds: secs(&w.read_wait_micros),
+            writes: w.writes.load(Ordering::Relaxed),
+            write_wait_seconds: secs(&w.write_wait_micros),
+        }
     }
 
     pub async fn write(&self) -> Result<WriteTx, sqlx::Error> {
+        let started = Instant::now();
         let guard = match &self.write_lock {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
@@ -298,6 +348,7 @@ impl Store {
             }
         });
         let (tx, guard) = receiver.await.map_err(|_| sqlx::Error::WorkerCrashed)??;
+        Waits::record(&self.waits.writes, &self.waits.write_wait_micros, started);
         Ok(WriteTx {
             tx: Some(tx),
             backend,

@@ -11,6 +11,7 @@ pub mod rooms;
 pub mod tokens;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -82,12 +83,29 @@ pub async fn sync(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<
             || remaining.is_zero()
             || state.notifier.is_shutting_down()
         {
-            return Ok(response);
+            return Ok(counted(state, response));
         }
         if !subscription.wait(remaining).await {
-            return Ok(build(state, auth, req).await?.0);
+            return Ok(counted(state, build(state, auth, req).await?.0));
         }
     }
+}
+
+/// Counts the response and the timeline events it delivers.
+fn counted(state: &Context, response: SyncResponse) -> SyncResponse {
+    let delivered: usize = response
+        .rooms
+        .join
+        .values()
+        .chain(response.rooms.leave.values())
+        .filter_map(|room| room["timeline"]["events"].as_array())
+        .map(Vec::len)
+        .sum();
+    let m = &state.metrics;
+    m.sync_responses.fetch_add(1, Ordering::Relaxed);
+    m.sync_events_delivered
+        .fetch_add(delivered as u64, Ordering::Relaxed);
+    response
 }
 
 async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(SyncResponse, bool)> {
