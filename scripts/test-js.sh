@@ -12,7 +12,8 @@
 #   CLOISTER_JS_VERBOSE=1 scripts/test-js.sh  # keep the SDK's debug logging
 #   CLOISTER_CLI=/path/to/cloister-cli scripts/test-js.sh  # use a prebuilt CLI
 #
-# Needs cargo, Node >= 20 and npm. The server's log is printed when a test fails.
+# Needs cargo, Node and npm (npm ci brings the Node >= 22 that matrix-js-sdk
+# needs, as the npm package "node"). The server's log is printed when a test fails.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -47,7 +48,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 if ! command -v node >/dev/null; then
-    echo "test-js: node is not installed (Node >= 20 is needed)" >&2
+    echo "test-js: node is not installed (Node.js and npm are needed to install the pinned Node >= 22)" >&2
     exit 1
 fi
 
@@ -103,13 +104,29 @@ if [[ -z "${CLOISTER_CLI:-}" ]]; then
     export CLOISTER_CLI="${CARGO_TARGET_DIR:-$ROOT/target}/debug/cloister-cli"
 fi
 
-if [[ ! -d "$JS_DIR/node_modules" ]]; then
-    echo "test-js: installing matrix-js-sdk (npm ci)" >&2
+# node_modules is not committed: install it from the lockfile when it is
+# missing or older than package-lock.json (npm ci writes
+# node_modules/.package-lock.json last).
+if [[ ! -f "$JS_DIR/node_modules/.package-lock.json" || "$JS_DIR/package-lock.json" -nt "$JS_DIR/node_modules/.package-lock.json" ]]; then
+    echo "test-js: installing matrix-js-sdk and Node.js from package-lock.json (npm ci)" >&2
     (cd "$JS_DIR" && npm ci --no-audit --no-fund)
 fi
 
+# matrix-js-sdk needs Node >= 22; the machine's Node may be older, so the
+# tests run on the Node that package.json pins (npm package "node").
+NODE="$JS_DIR/node_modules/.bin/node"
+if [[ ! -x "$NODE" ]]; then
+    NODE=node
+fi
+NODE_MAJOR="$("$NODE" -p 'process.versions.node.split(".")[0]')"
+if [[ "$NODE_MAJOR" -lt 22 ]]; then
+    echo "test-js: matrix-js-sdk needs Node >= 22, $NODE is $("$NODE" --version)" >&2
+    exit 1
+fi
+echo "test-js: running the tests on Node $("$NODE" --version)" >&2
+
 set +e
-node --test "$@" "$JS_DIR"/*.test.mjs
+"$NODE" --test "$@" "$JS_DIR"/*.test.mjs
 STATUS=$?
 set -e
 exit $STATUS

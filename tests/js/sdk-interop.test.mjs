@@ -7,6 +7,7 @@
 // Run: CLOISTER_URL=http://127.0.0.1:8008 CLOISTER_CLI=target/debug/cloister-cli node --test tests/js/sdk-interop.test.mjs
 // (scripts/test-js.sh builds the server and the CLI, starts a server, and does this for you.)
 // CLOISTER_JS_VERBOSE=1 keeps the JS SDK's debug/info logging.
+// The matrix-js-sdk client and the helpers it uses live in support.mjs.
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -15,67 +16,23 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { webcrypto as crypto } from "node:crypto";
-import { decryptAttachment, encryptAttachment, randomSuffix, register } from "./support.mjs";
+import {
+  BASE,
+  decryptAttachment,
+  encryptAttachment,
+  randomSuffix,
+  register,
+  startClient,
+  step,
+  stopClients,
+  waitFor,
+  waitForDecrypted,
+} from "./support.mjs";
 
-const warnings = [];
-if (!process.env.CLOISTER_JS_VERBOSE) {
-  console.debug = () => {};
-  console.info = () => {};
-  console.log = () => {};
-  console.warn = (...args) => {
-    warnings.push(args.map((a) => (a instanceof Error ? a.message : String(a))).join(" ").slice(0, 300));
-    if (warnings.length > 200) warnings.shift();
-  };
-  const realError = console.error;
-  console.error = (...args) => {
-    if (/Got room state event for unknown room/.test(String(args[0]))) return;
-    realError(...args);
-  };
-}
-
-// matrix-js-sdk arms long request timers it never clears; unref them so
-// the process can exit once the client is stopped.
-const realSetTimeout = globalThis.setTimeout;
-globalThis.setTimeout = function setTimeoutUnrefLong(callback, ms, ...args) {
-  const timer = realSetTimeout(callback, ms, ...args);
-  if (ms >= 10_000) timer?.unref?.();
-  return timer;
-};
-
-const sdk = await import("matrix-js-sdk");
-
-const BASE = (process.env.CLOISTER_URL ?? "").replace(/\/+$/, "");
 const CLI = process.env.CLOISTER_CLI ?? "";
 const SETUP_TIMEOUT_MS = 120_000;
 const TEST_TIMEOUT_MS = 90_000;
 const STEP_TIMEOUT_MS = 45_000;
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitFor(check, describe, timeoutMs = STEP_TIMEOUT_MS) {
-  const deadline = Date.now() + timeoutMs;
-  let lastError;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value;
-    } catch (e) {
-      lastError = e;
-    }
-    if (Date.now() > deadline) {
-      const why = typeof describe === "function" ? describe() : describe;
-      const cause = lastError ? `\n  last error: ${lastError.stack ?? lastError}` : "";
-      const sdkWarnings = warnings.length ? `\n  last SDK warnings:\n    ${warnings.slice(-10).join("\n    ")}` : "";
-      throw new Error(`timed out after ${timeoutMs / 1000} s: ${why}${cause}${sdkWarnings}`);
-    }
-    await sleep(200);
-  }
-}
-
-
-
-
-
 
 // ---------------------------------------------------------------------------
 // cloister-cli
@@ -114,46 +71,11 @@ async function cliListen(roomId, count) {
 }
 
 // ---------------------------------------------------------------------------
-// matrix-js-sdk
+// matrix-js-sdk (Bob)
 
 let bobClient = null;
 
-async function startClient(session) {
-  const client = sdk.createClient({
-    baseUrl: BASE,
-    userId: session.user_id,
-    accessToken: session.access_token,
-    deviceId: session.device_id,
-  });
-  bobClient = client;
-  await client.initRustCrypto({ useIndexedDB: false });
-  let state = null;
-  client.on(sdk.ClientEvent.Sync, (newState) => {
-    state = newState;
-  });
-  await client.startClient({ initialSyncLimit: 20 });
-  await waitFor(() => state === "PREPARED" || state === "SYNCING", `Bob's client never synced (state ${state})`);
-  return client;
-}
-
-async function waitForDecrypted(client, roomId, eventId) {
-  let seen = null;
-  return waitFor(
-    () => {
-      const event = client.getRoom(roomId)?.findEventById(eventId);
-      seen = event ?? null;
-      if (!event || event.isBeingDecrypted() || event.isDecryptionFailure()) return null;
-      return event.getClearContent() ? event : null;
-    },
-    () =>
-      !seen
-        ? `Bob never received ${eventId}`
-        : `Bob received ${eventId} but could not decrypt it (${seen.decryptionFailureReason ?? "pending"})`,
-  );
-}
-
-// Matrix v2 attachments with WebCrypto, as a web client does it.
-
+const waitForBobDecrypted = (eventId) => waitForDecrypted(bobClient, "Bob", ctx.roomId, eventId, STEP_TIMEOUT_MS);
 
 // ---------------------------------------------------------------------------
 
@@ -171,28 +93,33 @@ before(
 
     const login = await cli(["login", aliceName, "--password", alicePassword, "--device-name", "cloister-cli interop"]);
     assert.match(login, /logged in as @alice-cli-/);
-    const bob = await startClient(ctx.bobSession);
+    const bob = await startClient("bob", ctx.bobSession);
+    bobClient = bob;
 
     ctx.roomId = (await cli(["create-room", "--name", "sdk interop", "--invite", ctx.bobSession.user_id])).trim();
     assert.match(ctx.roomId, /^!/);
-    await waitFor(() => bob.getRoom(ctx.roomId)?.getMyMembership() === "invite", "Bob never saw the CLI's invite");
-    await bob.joinRoom(ctx.roomId);
-    await waitFor(() => bob.getCrypto().isEncryptionEnabledInRoom(ctx.roomId), "Bob does not see the room as encrypted");
+    await waitFor(
+      () => bob.getRoom(ctx.roomId)?.getMyMembership() === "invite",
+      "Bob never saw the CLI's invite",
+      STEP_TIMEOUT_MS,
+    );
+    await step("Bob's joinRoom", () => bob.joinRoom(ctx.roomId));
+    await waitFor(
+      () => bob.getCrypto().isEncryptionEnabledInRoom(ctx.roomId),
+      "Bob does not see the room as encrypted",
+      STEP_TIMEOUT_MS,
+    );
     // Bob's client must know the CLI device's keys before it can share a room key with it.
     await waitFor(async () => {
       const devices = await bob.getCrypto().getUserDeviceInfo([ctx.alice.user_id], true);
       return devices.get(ctx.alice.user_id)?.size > 0;
-    }, "Bob's client never learned Alice's (cloister-cli's) device keys");
+    }, "Bob's client never learned Alice's (cloister-cli's) device keys", STEP_TIMEOUT_MS);
   },
   { timeout: SETUP_TIMEOUT_MS },
 );
 
 after(async () => {
-  try {
-    bobClient?.stopClient();
-  } catch {
-    // ignore
-  }
+  stopClients();
   if (ctx.storeDir) await rm(ctx.storeDir, { recursive: true, force: true });
 });
 
@@ -200,7 +127,7 @@ test("a message from cloister-cli decrypts in matrix-js-sdk", { timeout: TEST_TI
   const text = `hello from the Cloister SDK ${randomSuffix()}`;
   const eventId = (await cli(["send", ctx.roomId, text])).trim();
   assert.match(eventId, /^\$/);
-  const event = await waitForDecrypted(bobClient, ctx.roomId, eventId);
+  const event = await waitForBobDecrypted(eventId);
   assert.equal(event.getWireType(), "m.room.encrypted");
   assert.equal(event.getType(), "m.room.message");
   assert.equal(event.getContent().body, text);
@@ -226,7 +153,7 @@ test("a file from cloister-cli decrypts in matrix-js-sdk", { timeout: TEST_TIMEO
   const path = join(ctx.storeDir, "from-cli.bin");
   await writeFile(path, plaintext);
   const eventId = (await cli(["send-file", ctx.roomId, path])).trim();
-  const event = await waitForDecrypted(bobClient, ctx.roomId, eventId);
+  const event = await waitForBobDecrypted(eventId);
   const content = event.getContent();
   assert.equal(content.msgtype, "m.file");
   assert.equal(content.body, "from-cli.bin");
