@@ -79,6 +79,10 @@ pub struct Limits {
     pub max_upload_size: usize,
     /// Longest long-poll `/sync` timeout honoured, in milliseconds.
     pub max_sync_timeout_ms: u64,
+    /// How long a woken long-poll waits for more news before it answers, in
+    /// milliseconds: under load a burst of events costs one response per
+    /// client instead of one per event. 0 answers at once.
+    pub sync_coalesce_ms: u64,
     /// Password hashes computed at once (each argon2id hash holds 19 MiB
     /// while it runs); the number of CPU cores by default.
     pub max_password_hashes: usize,
@@ -153,6 +157,7 @@ impl Default for Limits {
             max_event_size: 65_536,
             max_upload_size: 50 * 1024 * 1024,
             max_sync_timeout_ms: 60_000,
+            sync_coalesce_ms: 5,
             max_password_hashes: std::thread::available_parallelism().map_or(1, |n| n.get()),
             password_hash_queue: 64,
         }

@@ -88,6 +88,13 @@ pub async fn sync(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<
         if !subscription.wait(remaining).await {
             return Ok(counted(state, build(state, auth, req).await?.0));
         }
+        // Woken: let the rest of a burst arrive, so that it costs this
+        // client one response rather than one per event.
+        let window = Duration::from_millis(state.config.limits.sync_coalesce_ms)
+            .min(deadline.saturating_duration_since(Instant::now()));
+        if !window.is_zero() && !state.notifier.is_shutting_down() {
+            tokio::time::sleep(window).await;
+        }
     }
 }
 
