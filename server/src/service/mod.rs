@@ -24,6 +24,7 @@ pub mod processing_report;
 pub mod profile;
 pub mod purge;
 pub mod pushrules;
+pub mod restricted_join;
 pub mod retention;
 pub mod room_events;
 pub mod room_reads;
