@@ -169,6 +169,43 @@ pub(crate) const ROUTES: &[Route] = &[
         NONE,
         NONE,
     ),
+    // directory.rs
+    route(
+        "POST",
+        "/_matrix/client/v3/user_directory/search",
+        &["search_term", "limit"],
+        NONE,
+    ),
+    route(
+        "GET",
+        "/_matrix/client/v3/publicRooms",
+        NONE,
+        &["limit", "since", "server"],
+    ),
+    route(
+        "POST",
+        "/_matrix/client/v3/publicRooms",
+        &["limit", "since", "filter", "include_all_networks"],
+        &["server"],
+    ),
+    route(
+        "GET",
+        "/_matrix/client/v3/directory/list/room/{room_id}",
+        NONE,
+        NONE,
+    ),
+    route(
+        "PUT",
+        "/_matrix/client/v3/directory/list/room/{room_id}",
+        &["visibility"],
+        NONE,
+    ),
+    route(
+        "GET",
+        "/_matrix/client/v1/rooms/{room_id}/hierarchy",
+        NONE,
+        &["from", "limit", "max_depth", "suggested_only"],
+    ),
     // membership.rs
     route(
         "POST",
