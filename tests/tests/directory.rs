@@ -350,6 +350,16 @@ async fn room_directory(backend: Backend) {
         .post(&format!("{R}/publicRooms"), types(json!([null])))
         .await;
     assert_eq!(room_ids(&page).len(), 4);
+    let (_, page) = carol
+        .post(&format!("{R}/publicRooms"), types(json!([])))
+        .await;
+    let (status, all) = carol.get(&format!("{R}/publicRooms?limit=100000")).await;
+    assert_eq!(
+        (status, room_ids(&all).len()),
+        (200, 5),
+        "a huge limit is capped: {all}"
+    );
+    assert_eq!(room_ids(&page).len(), 5, "an empty list filters nothing");
 
     // Bad input.
     let cases = [
@@ -364,6 +374,12 @@ async fn room_directory(backend: Backend) {
         (
             carol.get(&format!("{R}/publicRooms?limit=-2")).await,
             "limit -2",
+        ),
+        (
+            carol
+                .get(&format!("{R}/publicRooms?limit=99999999999999999999"))
+                .await,
+            "limit beyond i64",
         ),
         (
             carol

@@ -161,7 +161,8 @@ pub struct ListRequest<'a> {
     pub limit: Option<i64>,
     pub since: Option<&'a str>,
     pub search_term: Option<&'a str>,
-    /// `None` for any type; a `None` inside for rooms without one.
+    /// `None` or empty for any type (ruma-based clients send `[]`); a
+    /// `None` inside for rooms without one.
     pub room_types: Option<Vec<Option<String>>>,
 }
 
@@ -225,7 +226,7 @@ pub async fn list(ctx: &Context, req: ListRequest<'_>) -> ApiResult<ListPage> {
             && req
                 .room_types
                 .as_ref()
-                .is_none_or(|types| types.contains(&r.room_type))
+                .is_none_or(|types| types.is_empty() || types.contains(&r.room_type))
     });
     let total = rooms.len() as i64;
     let key = |r: &RoomSummary| (-r.num_joined_members, r.room_id.clone());

@@ -391,7 +391,7 @@ async fn authorize_membership(
                 Some("ban") => Err(ApiError::forbidden("You are banned from this room")),
                 Some("join") | Some("invite") => Ok(()),
                 _ if auth.join_rule == "public" => Ok(()),
-                _ if auth.join_rule == "restricted" => {
+                _ if super::restricted_join::by_conditions(&auth.join_rule) => {
                     super::restricted_join::authorize(c, event, auth).await
                 }
                 _ => Err(ApiError::forbidden("You are not invited to this room")),

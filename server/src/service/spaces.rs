@@ -114,7 +114,7 @@ async fn may_see(c: &mut AnyConnection, room: &RoomSummary, user_id: &str) -> Ap
     if room.join_rule == "public" || room.world_readable {
         return Ok(true);
     }
-    Ok(room.join_rule == "restricted"
+    Ok(restricted_join::by_conditions(&room.join_rule)
         && restricted_join::meets_conditions(c, &room.join_rules, user_id).await?)
 }
 
