@@ -35,8 +35,9 @@ async fn set_name(client: &Client, name: &str) {
     assert_eq!(status, 200, "{body}");
 }
 
-/// Dave (deactivated) and Erin (erased) were in `room` with Alice.
-async fn gone_users(server: &TestServer, alice: &Client, room: &str) -> (String, String) {
+/// Dave (deactivated) and Erin (erased) were in `room` with Alice; the
+/// admin who removed them.
+async fn gone_users(server: &TestServer, alice: &Client, room: &str) -> (String, String, Client) {
     let url = server.url();
     let admin = server.register_admin("root").await;
     let mut ids = Vec::new();
@@ -53,7 +54,7 @@ async fn gone_users(server: &TestServer, alice: &Client, room: &str) -> (String,
         assert_eq!(status, 200, "{action}: {body}");
         ids.push(user.user_id);
     }
-    (ids[0].clone(), ids[1].clone())
+    (ids[0].clone(), ids[1].clone(), admin)
 }
 
 async fn user_directory(backend: Backend) {
@@ -93,7 +94,7 @@ async fn user_directory(backend: Backend) {
     assert!(found(&alice, "carol").await.is_empty());
 
     // Deactivated and erased room-mates are not.
-    let (dave, erin) = gone_users(&server, &alice, &room).await;
+    let (dave, erin, _) = gone_users(&server, &alice, &room).await;
     for term in ["dave", "erin", "gone"] {
         let hits = found(&alice, term).await;
         assert!(
@@ -177,7 +178,7 @@ async fn search_all_users(backend: Backend) {
     let room = alice.create_room(json!({})).await;
     // A stranger is found now; the gone and the server's own user are not.
     assert_eq!(found(&alice, "carol").await, vec![carol.user_id.clone()]);
-    let (dave, erin) = gone_users(&server, &alice, &room).await;
+    let (dave, erin, admin) = gone_users(&server, &alice, &room).await;
     for term in ["dave", "erin", "gone", "cloister"] {
         let hits = found(&alice, term).await;
         assert!(
@@ -198,6 +199,15 @@ async fn search_all_users(backend: Backend) {
     );
     assert!(body["retry_after_ms"].is_u64(), "{body}");
     assert_eq!(found(&carol, "alice").await, vec![alice.user_id.clone()]);
+    // The record of processing says whom the directory shows.
+    let (status, record) = admin
+        .get("/_cloister/admin/v1/report/processing?format=json")
+        .await;
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(
+        record["security_measures"]["directory_finds_everyone"],
+        json!(true)
+    );
     server.stop().await;
 }
 
