@@ -108,6 +108,17 @@ async fn user_directory(backend: Backend) {
         let staff = Client::register(&url, &format!("staff{i}"), "pw").await;
         assert_eq!(alice.invite(&room, &staff.user_id).await.0, 200);
         staff.join(&room).await;
+        if i == 2 {
+            set_name(&staff, "Zoë Ärger").await;
+        }
+    }
+    // Beyond ASCII, case-insensitively.
+    for term in ["ÄRG", "zoë", "ZOË ä"] {
+        assert_eq!(
+            found(&alice, term).await,
+            vec!["@staff2:localhost".to_owned()],
+            "{term}"
+        );
     }
     let (status, body) = search(&alice, json!({ "search_term": "staff", "limit": 2 })).await;
     assert_eq!(status, 200, "{body}");

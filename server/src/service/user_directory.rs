@@ -21,6 +21,27 @@ pub const MAX_LIMIT: i64 = 50;
 /// and the answer says `limited` either way.
 const MAX_CANDIDATES: i64 = 1000;
 
+/// A term with no ASCII letters or digits cannot narrow the query (below),
+/// so it reads up to this many accounts and matches them here.
+const MAX_UNNARROWED: i64 = 100_000;
+
+/// The longest run of ASCII letters and digits in the term, which every
+/// match contains: the database narrows the candidates by it. SQLite
+/// lower-cases ASCII only, so the rest of a word (`zoë` → `zo`) is matched
+/// after the query, here. Of a term that starts like a user id, only the
+/// localpart counts: the server name is in every id.
+fn narrowing(term: &str) -> Option<String> {
+    let searchable = match term.strip_prefix('@') {
+        Some(id) => id.split(':').next().unwrap_or(""),
+        None => term,
+    };
+    searchable
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .max_by_key(|run| run.len())
+        .filter(|run| !run.is_empty())
+        .map(str::to_owned)
+}
+
 pub struct Found {
     pub user_id: String,
     pub display_name: Option<String>,
@@ -102,13 +123,12 @@ pub async fn search(
             limited: false,
         });
     }
-    // SQLite lower-cases ASCII only, so only an ASCII word can narrow the
-    // query; anything else is matched here, after it.
-    let narrowing = term_words
-        .iter()
-        .filter(|w| w.is_ascii())
-        .max_by_key(|w| w.len())
-        .map(String::as_str);
+    let narrowing = narrowing(&term);
+    let cap = if narrowing.is_some() {
+        MAX_CANDIDATES
+    } else {
+        MAX_UNNARROWED
+    };
     let among = if ctx.config.directory.search_all_users {
         Among::Everyone
     } else {
@@ -119,12 +139,12 @@ pub async fn search(
         &mut conn,
         among,
         &ctx.system_user_id(),
-        narrowing,
-        MAX_CANDIDATES,
+        narrowing.as_deref(),
+        cap,
     )
     .await?;
     drop(conn);
-    let truncated = candidates.len() as i64 >= MAX_CANDIDATES;
+    let truncated = candidates.len() as i64 >= cap;
     let mut ranked: Vec<(u8, DirectoryUser)> = candidates
         .into_iter()
         .filter_map(|u| rank(&term, &term_words, &u).map(|r| (r, u)))
@@ -155,6 +175,15 @@ mod tests {
             displayname: name.map(str::to_owned),
             avatar_url: None,
         }
+    }
+
+    #[test]
+    fn narrowing_is_an_ascii_run_of_the_localpart() {
+        assert_eq!(narrowing("alice sm").as_deref(), Some("alice"));
+        assert_eq!(narrowing("@bob.sm:localhost").as_deref(), Some("bob"));
+        assert_eq!(narrowing("zoë"), Some("zo".into()));
+        assert_eq!(narrowing("мария"), None);
+        assert_eq!(narrowing("@:x"), None);
     }
 
     #[test]
