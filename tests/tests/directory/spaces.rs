@@ -188,7 +188,38 @@ async fn spaces_and_restricted_joins(backend: Backend) {
     );
 
     // Restricted join: a space member may join, vouched for by Alice; a
-    // stranger may not, not even naming a voucher herself.
+    // stranger may not, not even naming a voucher herself. A member event
+    // sent by hand needs a voucher who is a member who may invite.
+    let vouched =
+        |by: &str| json!({ "membership": "join", "join_authorised_via_users_server": by });
+    let (status, body) = bob
+        .put_state(
+            &restricted,
+            "m.room.member",
+            &bob.user_id,
+            vouched(&carol.user_id),
+        )
+        .await;
+    assert_refused((status, body.clone()), 403, "M_FORBIDDEN", "bad voucher");
+    let message = body["error"].as_str().unwrap();
+    assert!(
+        message.contains("join_authorised_via_users_server"),
+        "{message}"
+    );
+    let (status, body) = bob
+        .put_state(
+            &restricted,
+            "m.room.member",
+            &bob.user_id,
+            json!({ "membership": "join" }),
+        )
+        .await;
+    assert_refused((status, body.clone()), 403, "M_FORBIDDEN", "bad voucher");
+    let message = body["error"].as_str().unwrap();
+    assert!(
+        message.contains("join_authorised_via_users_server"),
+        "{message}"
+    );
     assert_eq!(bob.join(&restricted).await, restricted);
     let (_, member) = bob
         .get_state(&restricted, "m.room.member", &bob.user_id)
