@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod directory;
 mod processing;
 mod retention;
+pub use directory::Directory;
 pub use processing::Processing;
 pub use retention::{Lifetime, Retention};
 
@@ -36,6 +38,7 @@ pub struct Config {
     pub audit: Audit,
     pub retention: Retention,
     pub processing: Processing,
+    pub directory: Directory,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -146,6 +149,7 @@ impl Default for Config {
             audit: Audit::default(),
             retention: Retention::default(),
             processing: Processing::default(),
+            directory: Directory::default(),
         }
     }
 }

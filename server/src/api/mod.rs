@@ -11,6 +11,7 @@ pub mod admin_subjects;
 pub mod auth;
 pub mod backup;
 pub mod devices;
+pub mod directory;
 pub mod discovery;
 pub mod ephemeral;
 pub mod events;

@@ -92,6 +92,13 @@ table! {
     get "/_matrix/client/v3/directory/room/{alias}" => rooms::get_alias;
     delete "/_matrix/client/v3/directory/room/{alias}" => rooms::delete_alias;
     get "/_matrix/client/v3/rooms/{room_id}/aliases" => rooms::room_aliases;
+    // directory.rs
+    post "/_matrix/client/v3/user_directory/search" => directory::search_users;
+    get "/_matrix/client/v3/publicRooms" => directory::get_public_rooms;
+    post "/_matrix/client/v3/publicRooms" => directory::post_public_rooms;
+    get "/_matrix/client/v3/directory/list/room/{room_id}" => directory::get_visibility;
+    put "/_matrix/client/v3/directory/list/room/{room_id}" => directory::put_visibility;
+    get "/_matrix/client/v1/rooms/{room_id}/hierarchy" => directory::hierarchy;
     // membership.rs
     post "/_matrix/client/v3/join/{room_id_or_alias}" => membership::join;
     post "/_matrix/client/v3/rooms/{room_id}/join" => membership::join;

@@ -21,6 +21,8 @@ pub struct Context {
     pub notifier: Notifier,
     pub limiter: RateLimiter,
     pub login_limiter: RateLimiter,
+    /// User-directory searches, per user (`[directory]`).
+    pub directory_limiter: RateLimiter,
     /// Bounds the password hashes in flight (each takes 19 MiB).
     pub passwords: Passwords,
     pub audit: Arc<Auditor>,
@@ -34,6 +36,10 @@ impl Context {
         Context {
             limiter: RateLimiter::new(rl.per_second, rl.burst),
             login_limiter: RateLimiter::new(rl.login_per_second, rl.login_burst),
+            directory_limiter: RateLimiter::new(
+                config.directory.search_per_second,
+                config.directory.search_burst,
+            ),
             passwords: Passwords::new(
                 config.limits.max_password_hashes,
                 config.limits.password_hash_queue,

@@ -21,6 +21,8 @@ const SERVER_ONLY_TYPES: &[&str] = &[crate::service::holds::NOTICE_EVENT];
 pub struct AuthState {
     pub power_levels: Value,
     pub join_rule: String,
+    /// The whole `m.room.join_rules` content: a restricted room's `allow`.
+    pub join_rules: Value,
 }
 
 pub async fn auth_state(c: &mut AnyConnection, room_id: &str) -> Result<AuthState, sqlx::Error> {
@@ -28,16 +30,17 @@ pub async fn auth_state(c: &mut AnyConnection, room_id: &str) -> Result<AuthStat
     let power_levels =
         content(events::state_event(&mut *c, room_id, "m.room.power_levels", "").await?)
             .unwrap_or(Value::Null);
-    let join_rule = content(events::state_event(&mut *c, room_id, "m.room.join_rules", "").await?)
-        .and_then(|c| {
-            c.get("join_rule")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "invite".into());
+    let join_rules = content(events::state_event(&mut *c, room_id, "m.room.join_rules", "").await?)
+        .unwrap_or(Value::Null);
+    let join_rule = join_rules
+        .get("join_rule")
+        .and_then(Value::as_str)
+        .unwrap_or("invite")
+        .to_owned();
     Ok(AuthState {
         power_levels,
         join_rule,
+        join_rules,
     })
 }
 
@@ -392,6 +395,9 @@ async fn authorize_membership(
                 Some("ban") => Err(ApiError::forbidden("You are banned from this room")),
                 Some("join") | Some("invite") => Ok(()),
                 _ if auth.join_rule == "public" => Ok(()),
+                _ if super::restricted_join::by_conditions(&auth.join_rule) => {
+                    super::restricted_join::authorize(c, event, auth).await
+                }
                 _ => Err(ApiError::forbidden("You are not invited to this room")),
             }
         }

@@ -4,7 +4,7 @@
 
 use crate::error::{ApiError, ApiResult, ErrCode};
 use crate::service::rooms::change_membership;
-use crate::service::{aliases, Context};
+use crate::service::{aliases, restricted_join, Context};
 use crate::store::rooms;
 
 /// Joins `user_id` to a room named by id or alias; returns the room id.
@@ -15,7 +15,17 @@ pub async fn join(
     reason: Option<&str>,
 ) -> ApiResult<String> {
     let room_id = aliases::resolve(ctx, room_id_or_alias).await?;
-    change_membership(ctx, &room_id, user_id, user_id, "join", reason, None).await?;
+    let fields = restricted_join::join_fields(ctx, &room_id, user_id).await?;
+    change_membership(
+        ctx,
+        &room_id,
+        user_id,
+        user_id,
+        "join",
+        reason,
+        fields.as_ref(),
+    )
+    .await?;
     Ok(room_id)
 }
 

@@ -159,6 +159,9 @@ pub struct SecurityMeasures {
     /// count them); in-room key verification always does, and carries only
     /// public keys.
     pub reaction_keys_visible: bool,
+    /// Whether every user can find every active account by name
+    /// (`directory.search_all_users`), not only people they share a room with.
+    pub directory_finds_everyone: bool,
     pub audit_log_entries: i64,
     pub audit_latest_checkpoint: Option<CheckpointSummary>,
     pub audit_verifier_key: String,
@@ -282,6 +285,7 @@ pub async fn build(state: &Context) -> ApiResult<ProcessingRecord> {
             measures: SECURITY,
             plaintext_room_exemptions: state.config.encryption.plaintext_rooms.len(),
             reaction_keys_visible: state.config.encryption.plaintext_reactions,
+            directory_finds_everyone: state.config.directory.search_all_users,
             audit_log_entries,
             audit_latest_checkpoint: latest_checkpoint
                 .map(|(entries, ts)| CheckpointSummary { entries, ts }),
@@ -412,6 +416,11 @@ pub fn to_markdown(r: &ProcessingRecord) -> String {
         m.audit_log_entries,
         text(&m.audit_verifier_key)
     ));
+    o.push_str(if m.directory_finds_everyone {
+        "User directory: every user can find every active account by name.\n"
+    } else {
+        "User directory: users find only people who share a room with them or are in a published room.\n"
+    });
     o
 }
 

@@ -20,6 +20,7 @@ pub mod audit;
 pub mod backup;
 pub mod codec;
 pub mod devices;
+pub mod directory;
 pub mod ephemeral;
 pub mod erased;
 pub mod erasure;
@@ -202,6 +203,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "history_visibility",
         include_str!("migrations/0005_history_visibility.sql"),
+    ),
+    (
+        7,
+        "directory",
+        include_str!("migrations/0007_directory.sql"),
     ),
     (
         8,

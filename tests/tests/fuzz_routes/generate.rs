@@ -318,6 +318,12 @@ fn real_values(ids: &Ids, param: &str) -> Vec<String> {
             "custom",
         ]),
         "receipt_type" => words(&["m.read", "m.read.private", "m.fully_read"]),
+        "rel_type" => words(&[
+            "m.thread",
+            "m.annotation",
+            "m.replace",
+            "x".repeat(300).as_str(),
+        ]),
         "hold_id" => words(&["hold-1", "", "%2E%2E"]),
         other => panic!("unknown path parameter {other}"),
     }

@@ -169,6 +169,43 @@ pub(crate) const ROUTES: &[Route] = &[
         NONE,
         NONE,
     ),
+    // directory.rs
+    route(
+        "POST",
+        "/_matrix/client/v3/user_directory/search",
+        &["search_term", "limit"],
+        NONE,
+    ),
+    route(
+        "GET",
+        "/_matrix/client/v3/publicRooms",
+        NONE,
+        &["limit", "since", "server"],
+    ),
+    route(
+        "POST",
+        "/_matrix/client/v3/publicRooms",
+        &["limit", "since", "filter", "include_all_networks"],
+        &["server"],
+    ),
+    route(
+        "GET",
+        "/_matrix/client/v3/directory/list/room/{room_id}",
+        NONE,
+        NONE,
+    ),
+    route(
+        "PUT",
+        "/_matrix/client/v3/directory/list/room/{room_id}",
+        &["visibility"],
+        NONE,
+    ),
+    route(
+        "GET",
+        "/_matrix/client/v1/rooms/{room_id}/hierarchy",
+        NONE,
+        &["from", "limit", "max_depth", "suggested_only"],
+    ),
     // membership.rs
     route(
         "POST",
@@ -248,6 +285,31 @@ pub(crate) const ROUTES: &[Route] = &[
         "/_matrix/client/v3/rooms/{room_id}/context/{event_id}",
         NONE,
         &["limit"],
+    ),
+    // relations.rs
+    route(
+        "GET",
+        "/_matrix/client/v1/rooms/{room_id}/relations/{event_id}",
+        NONE,
+        &["from", "to", "limit", "dir", "recurse"],
+    ),
+    route(
+        "GET",
+        "/_matrix/client/v1/rooms/{room_id}/relations/{event_id}/{rel_type}",
+        NONE,
+        &["from", "to", "limit", "dir", "recurse"],
+    ),
+    route(
+        "GET",
+        "/_matrix/client/v1/rooms/{room_id}/relations/{event_id}/{rel_type}/{event_type}",
+        NONE,
+        &["from", "to", "limit", "dir", "recurse"],
+    ),
+    route(
+        "GET",
+        "/_matrix/client/v1/rooms/{room_id}/threads",
+        NONE,
+        &["include", "from", "limit"],
     ),
     // sync.rs
     route(
