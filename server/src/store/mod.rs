@@ -31,6 +31,7 @@ pub mod lock;
 pub mod media;
 pub mod personal_data;
 pub mod purge;
+pub mod push;
 pub mod readable;
 pub mod rooms;
 pub mod subject;
@@ -171,6 +172,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "history_visibility",
         include_str!("migrations/0005_history_visibility.sql"),
     ),
+    (6, "pushers", include_str!("migrations/0006_pushers.sql")),
 ];
 
 impl Store {
