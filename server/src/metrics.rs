@@ -4,7 +4,7 @@
 //! miss (an alert on `cloister_purge_failures_total` increasing, or on
 //! `cloister_purge_last_success_timestamp_seconds` falling behind, catches a
 //! purge that stopped working), and, per node, long-polls and the wake-ups
-//! exchanged with other nodes on one PostgreSQL.
+//! exchanged with other nodes on one PostgreSQL, and pushes to gateways.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -33,6 +33,11 @@ pub struct Metrics {
     pub wake_all_peer_asked: AtomicU64,
     /// 1 while this node holds the lock that runs the background jobs.
     pub jobs_leader: AtomicI64,
+    /// Pushes a gateway accepted, gave up on, retried; pushkeys it rejected.
+    pub pushes_sent: AtomicU64,
+    pub pushes_failed: AtomicU64,
+    pub push_retries: AtomicU64,
+    pub pushkeys_rejected: AtomicU64,
 }
 
 impl Metrics {
@@ -103,7 +108,39 @@ impl Metrics {
             let _ = writeln!(out, "cloister_purged_total{{kind=\"{kind}\"}} {}", get(c));
         }
         self.render_cluster(&mut out);
+        self.render_push(&mut out);
         out
+    }
+
+    fn render_push(&self, out: &mut String) {
+        for (name, help, c) in [
+            (
+                "cloister_pushes_sent_total",
+                "Pushes a push gateway accepted.",
+                &self.pushes_sent,
+            ),
+            (
+                "cloister_pushes_failed_total",
+                "Pushes given up on after retries or a 4xx answer.",
+                &self.pushes_failed,
+            ),
+            (
+                "cloister_push_retries_total",
+                "Push attempts that failed and were scheduled again.",
+                &self.push_retries,
+            ),
+            (
+                "cloister_pushkeys_rejected_total",
+                "Pushkeys a gateway rejected (their pushers were deleted).",
+                &self.pushkeys_rejected,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
     }
 
     fn render_cluster(&self, out: &mut String) {

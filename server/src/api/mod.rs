@@ -20,6 +20,7 @@ pub mod media;
 pub mod membership;
 pub mod metrics;
 pub mod profile;
+pub mod push;
 pub mod pushrules;
 pub mod rooms;
 pub mod routes;

@@ -25,6 +25,8 @@ pub struct Context {
     pub passwords: Passwords,
     pub audit: Arc<Auditor>,
     pub metrics: Arc<Metrics>,
+    /// One push-rule evaluation at a time on this node (`service::push`).
+    pub push_evaluation: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Context {
@@ -44,6 +46,7 @@ impl Context {
             notifier: Notifier::new(metrics.clone()),
             audit: Arc::new(audit),
             metrics,
+            push_evaluation: Arc::default(),
         }
     }
 

@@ -23,6 +23,7 @@ pub mod plaintext_events;
 pub mod processing_report;
 pub mod profile;
 pub mod purge;
+pub mod push;
 pub mod pushrules;
 pub mod retention;
 pub mod room_events;

@@ -189,6 +189,18 @@ pub async fn delete_failing_pushers(w: &mut impl Writer, cutoff: i64) -> Result<
     Ok(r.rows_affected())
 }
 
+/// Whether committed events wait for evaluation (one primary-key probe).
+pub async fn events_pending(c: &mut AnyConnection) -> Result<bool, sqlx::Error> {
+    let next: Option<i64> = sqlx::query_scalar(
+        "SELECT stream_pos FROM events \
+         WHERE stream_pos > (SELECT stream_pos FROM push_cursor WHERE id = 1) \
+         ORDER BY stream_pos LIMIT 1",
+    )
+    .fetch_optional(c)
+    .await?;
+    Ok(next.is_some())
+}
+
 pub async fn cursor(c: &mut AnyConnection) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT stream_pos FROM push_cursor WHERE id = 1")
         .fetch_one(c)
@@ -259,18 +271,16 @@ pub struct NewNotification<'a> {
 pub async fn insert_notification(
     tx: &mut WriteTx,
     n: &NewNotification<'_>,
-    eval_pos: i64,
     now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO notifications (user_id, room_id, event_id, stream_pos, eval_pos, highlight, actions, ts) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (user_id, event_id) DO NOTHING",
+        "INSERT INTO notifications (user_id, room_id, event_id, stream_pos, highlight, actions, ts) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id, event_id) DO NOTHING",
     )
     .bind(n.user_id)
     .bind(n.room_id)
     .bind(n.event_id)
     .bind(n.stream_pos)
-    .bind(eval_pos)
     .bind(codec::flag_param(n.highlight))
     .bind(Value::from(n.actions.to_vec()).to_string())
     .bind(now)
@@ -286,27 +296,26 @@ const READ_UP_TO: &str = "SELECT r.room_id, MAX(e.stream_pos) AS pos FROM receip
      WHERE r.user_id = $1 AND r.receipt_type IN ('m.read', 'm.read.private') \
      AND r.thread_id IN ('', 'main') GROUP BY r.room_id";
 
-/// Per room: (unread notifications, unread highlights, latest `eval_pos`),
-/// counting what was evaluated at or before `to`. One query for all rooms.
+/// Per room: (unread notifications, unread highlights) for events at or
+/// before `to`. One query for all rooms.
 pub async fn unread_counts(
     c: &mut AnyConnection,
     user_id: &str,
     to: i64,
-) -> Result<Vec<(String, i64, i64, i64)>, sqlx::Error> {
+) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
     let rows = sqlx::query(&format!(
         "SELECT n.room_id, \
            CAST(SUM(CASE WHEN n.stream_pos > COALESCE(r.pos, -1) THEN 1 ELSE 0 END) AS BIGINT), \
-           CAST(SUM(CASE WHEN n.stream_pos > COALESCE(r.pos, -1) AND n.highlight <> 0 THEN 1 ELSE 0 END) AS BIGINT), \
-           MAX(n.eval_pos) \
+           CAST(SUM(CASE WHEN n.stream_pos > COALESCE(r.pos, -1) AND n.highlight <> 0 THEN 1 ELSE 0 END) AS BIGINT) \
          FROM notifications n LEFT JOIN ({READ_UP_TO}) r ON r.room_id = n.room_id \
-         WHERE n.user_id = $1 AND n.eval_pos <= $2 GROUP BY n.room_id"
+         WHERE n.user_id = $1 AND n.stream_pos <= $2 GROUP BY n.room_id"
     ))
     .bind(user_id)
     .bind(to)
     .fetch_all(c)
     .await?;
     rows.into_iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
         .collect()
 }
 

@@ -92,6 +92,8 @@ pub async fn sync(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<
 
 async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(SyncResponse, bool)> {
     let now = state.now_ms();
+    // Before this response's connection is taken (see `catch_up`).
+    crate::service::push::catch_up(state).await?;
     // Reads, and deletes what the token acknowledges: no transaction needed.
     let mut c = state.store.autocommit().await?;
     let to = store::current_pos(&mut c).await?;
@@ -149,6 +151,8 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
         retention::RETENTION_EVENT,
     )
     .await?;
+    // Every joined room's notification counts in one query.
+    let mut counts = crate::service::push::unread_counts(&mut c, &auth.user_id, to).await?;
     let (mut join, mut invite, mut leave) = (Map::new(), Map::new(), Map::new());
     // Joined rooms whose window is known to hold no membership events.
     let mut no_member_events = vec![false; sync_rooms.len()];
@@ -162,6 +166,9 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
         };
         match membership.membership.as_str() {
             "join" => {
+                let unread = counts
+                    .remove(room_id)
+                    .unwrap_or_else(crate::service::push::zero_counts);
                 let quiet = !req.full_state
                     && from.is_some_and(|f| membership.span_start_pos <= f)
                     && !room.has_events
@@ -197,9 +204,12 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
                     now,
                     cutoff,
                 };
-                let joined =
-                    rooms::joined(&mut c, &window, data, has_new_events, room.has_ephemeral)
-                        .await?;
+                let news = rooms::News {
+                    has_new_events,
+                    has_ephemeral: room.has_ephemeral,
+                    unread,
+                };
+                let joined = rooms::joined(&mut c, &window, data, news).await?;
                 no_member_events[i] = !joined.members_may_have_changed;
                 if let Some(section) = joined.section {
                     join.insert(room_id.clone(), section);

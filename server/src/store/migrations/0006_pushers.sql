@@ -21,15 +21,13 @@ CREATE TABLE pushers (
 CREATE INDEX pushers_user ON pushers (user_id, device_id);
 
 -- What the rules said notify for, per user: /notifications lists them and
--- /sync counts those after the user's read receipt. `eval_pos` is the
--- stream position of the evaluation, so an incremental /sync knows which
--- rooms' counts changed in its window.
+-- /sync counts those after the user's read receipt. `stream_pos` is the
+-- event's.
 CREATE TABLE notifications (
     user_id TEXT NOT NULL,
     room_id TEXT NOT NULL,
     event_id TEXT NOT NULL,
     stream_pos BIGINT NOT NULL,
-    eval_pos BIGINT NOT NULL,
     highlight BIGINT NOT NULL,
     actions TEXT NOT NULL,
     ts BIGINT NOT NULL,
