@@ -425,6 +425,18 @@ pub async fn enqueue(tx: &mut WriteTx, row: &OutboxRow, now: i64) -> Result<(), 
     Ok(())
 }
 
+/// Whether any row is due: a read, so an idle sender does not take
+/// SQLite's write lock every time it looks.
+pub async fn any_due(c: &mut AnyConnection, now: i64) -> Result<bool, sqlx::Error> {
+    let due: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM push_outbox WHERE next_attempt_ts <= $1 AND lease_until <= $1 LIMIT 1",
+    )
+    .bind(now)
+    .fetch_optional(c)
+    .await?;
+    Ok(due.is_some())
+}
+
 /// Claims up to `limit` due rows until `lease_until`. The lease condition
 /// is repeated outside the subquery: on PostgreSQL a concurrent claimer
 /// that waited for the row re-checks it and skips rows just claimed.

@@ -120,6 +120,9 @@ async fn cleanup(state: &Context) -> Result<(), sqlx::Error> {
 
 async fn send_due(state: &Context, client: &reqwest::Client) -> Result<usize, sqlx::Error> {
     let now = state.now_ms();
+    if !push::any_due(&mut *state.store.read().await?, now).await? {
+        return Ok(0);
+    }
     let claimed = push::claim(
         &mut state.store.autocommit().await?,
         now,

@@ -151,8 +151,9 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
         retention::RETENTION_EVENT,
     )
     .await?;
-    // Every joined room's notification counts in one query.
-    let mut counts = crate::service::push::unread_counts(&mut c, &auth.user_id, to).await?;
+    // Every joined room's notification counts in one query, read once a
+    // joined room is sent: a quiet long-poll needs none.
+    let mut counts = None;
     let (mut join, mut invite, mut leave) = (Map::new(), Map::new(), Map::new());
     // Joined rooms whose window is known to hold no membership events.
     let mut no_member_events = vec![false; sync_rooms.len()];
@@ -166,9 +167,6 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
         };
         match membership.membership.as_str() {
             "join" => {
-                let unread = counts
-                    .remove(room_id)
-                    .unwrap_or_else(crate::service::push::zero_counts);
                 let quiet = !req.full_state
                     && from.is_some_and(|f| membership.span_start_pos <= f)
                     && !room.has_events
@@ -178,6 +176,15 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
                     no_member_events[i] = true;
                     continue;
                 }
+                let counts = match &mut counts {
+                    Some(counts) => counts,
+                    None => counts.insert(
+                        crate::service::push::unread_counts(&mut c, &auth.user_id, to).await?,
+                    ),
+                };
+                let unread = counts
+                    .remove(room_id)
+                    .unwrap_or_else(crate::service::push::zero_counts);
                 // A room joined since the token is new to the client: send it whole.
                 let joined_since = from.is_some_and(|f| membership.span_start_pos > f);
                 let has_new_events = joined_since || room.has_events;
