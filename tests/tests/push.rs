@@ -271,7 +271,7 @@ async fn muted_rooms_stay_silent(backend: Backend) {
 }
 
 async fn retries_and_rejections(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let mut server = TestServer::start(backend).await;
     let gateway = PushGateway::start().await;
     let (alice, bob, room) = pair(&server, &gateway).await;
 
@@ -319,6 +319,18 @@ async fn retries_and_rejections(backend: Backend) {
     })
     .await;
     assert!(gateway.requests_for(&after).is_empty());
+
+    // A push waiting for its retry is in the database: a restart keeps it.
+    let (status, body) = set_pusher(&bob, pusher(&gateway.url(), "bob-key-2")).await;
+    assert_eq!(status, 200, "{body}");
+    gateway.answer_next(Answer::Status(502));
+    let durable = alice.send_encrypted(&room, "m4").await;
+    gateway
+        .wait_for(&durable, Answer::Status(502), WITHIN)
+        .await;
+    server.restart().await;
+    gateway.wait_for(&durable, Answer::Accept, WITHIN).await;
+    assert_eq!(gateway.requests_for(&durable).len(), 2);
     server.stop().await;
 }
 
