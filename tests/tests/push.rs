@@ -500,6 +500,26 @@ async fn bad_pushers_are_refused(backend: Backend) {
     );
     assert!(pushkeys(&bob).await.is_empty());
     assert_eq!(pushkeys(&carol).await, ["shared"]);
+
+    // Deactivation deletes every device, and with them the pushers.
+    let admin = server.register_admin("admin").await;
+    let (status, body) = admin
+        .post(
+            &format!(
+                "/_cloister/admin/v1/users/{}/deactivate",
+                encode(&carol.user_id)
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let left = server
+        .count(
+            "SELECT COUNT(*) FROM pushers WHERE user_id = $1",
+            &carol.user_id,
+        )
+        .await;
+    assert_eq!(left, 0);
     server.stop().await;
 }
 
