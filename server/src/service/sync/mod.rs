@@ -211,12 +211,15 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
                     now,
                     cutoff,
                 };
-                let news = rooms::News {
+                let joined = rooms::joined(
+                    &mut c,
+                    &window,
+                    data,
                     has_new_events,
-                    has_ephemeral: room.has_ephemeral,
+                    room.has_ephemeral,
                     unread,
-                };
-                let joined = rooms::joined(&mut c, &window, data, news).await?;
+                )
+                .await?;
                 no_member_events[i] = !joined.members_may_have_changed;
                 if let Some(section) = joined.section {
                     join.insert(room_id.clone(), section);

@@ -136,29 +136,19 @@ pub struct Joined {
     pub members_may_have_changed: bool,
 }
 
-/// What changed in a joined room's window, as the caller knows it.
-pub struct News {
-    pub has_new_events: bool,
-    /// Receipts or typing changed in the window (ignored when `w.from` is
-    /// None).
-    pub has_ephemeral: bool,
-    /// `unread_notifications`: they change only with the room's events
-    /// and the user's receipts, which bring the room into the response.
-    pub unread: Value,
-}
-
 /// A `rooms.join` entry; None when nothing changed for an incremental sync.
+/// `has_ephemeral`: receipts or typing changed in the window (ignored when
+/// `w.from` is None). `unread`: `unread_notifications`, which change only
+/// with the room's events and the user's receipts, so they need no
+/// condition of their own here.
 pub async fn joined(
     c: &mut AnyConnection,
     w: &RoomWindow<'_>,
     account_data: Vec<Value>,
-    news: News,
+    has_new_events: bool,
+    has_ephemeral: bool,
+    unread: Value,
 ) -> ApiResult<Joined> {
-    let News {
-        has_new_events,
-        has_ephemeral,
-        unread,
-    } = news;
     let from = w.from.unwrap_or(-1);
     // Both answer None when nothing changed in the window, which the caller
     // already knows for every room from one query.
