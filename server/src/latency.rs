@@ -44,36 +44,43 @@ const METHODS: &[&str] = &["GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS"];
 /// request: templates come only from the route table, so the set is bounded.
 #[derive(Debug, Default)]
 pub struct RouteLatency {
-    series: RwLock<BTreeMap<(&'static str, String), Arc<Histogram>>>,
+    /// By route template, then by index into [`METHODS`]. Keyed by the
+    /// template alone so that a lookup borrows it instead of allocating.
+    series: RwLock<Series>,
     unmatched: Histogram,
 }
+
+type Series = BTreeMap<String, Vec<(usize, Arc<Histogram>)>>;
 
 impl RouteLatency {
     /// Records one request; `route` is the matched template, if any.
     pub fn observe(&self, method: &str, route: Option<&str>, elapsed: Duration) {
-        let method = METHODS.iter().find(|m| **m == method);
+        let method = METHODS.iter().position(|m| *m == method);
         let (Some(method), Some(route)) = (method, route) else {
             self.unmatched.observe(elapsed);
             return;
         };
-        let key = (*method, route.to_owned());
-        let known = self.read().get(&key).cloned();
-        let histogram = match known {
-            Some(h) => h,
-            None => self
-                .series
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(key)
-                .or_default()
-                .clone(),
-        };
+        let known = self
+            .read()
+            .get(route)
+            .and_then(|by_method| by_method.iter().find(|(m, _)| *m == method))
+            .map(|(_, h)| h.clone());
+        let histogram = known.unwrap_or_else(|| {
+            let mut series = self.series.write().unwrap_or_else(PoisonError::into_inner);
+            let by_method = series.entry(route.to_owned()).or_default();
+            match by_method.iter().find(|(m, _)| *m == method) {
+                Some((_, h)) => h.clone(),
+                None => {
+                    let h = Arc::new(Histogram::default());
+                    by_method.push((method, h.clone()));
+                    h
+                }
+            }
+        });
         histogram.observe(elapsed);
     }
 
-    fn read(
-        &self,
-    ) -> std::sync::RwLockReadGuard<'_, BTreeMap<(&'static str, String), Arc<Histogram>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Series> {
         // A panic while holding the lock cannot leave a histogram half
         // updated (its fields are atomics), so a poisoned lock is still good.
         self.series.read().unwrap_or_else(PoisonError::into_inner)
@@ -87,11 +94,12 @@ impl RouteLatency {
         );
         let series = self.read();
         let unmatched = ("ANY", "<unmatched>", &self.unmatched);
-        for (method, route, h) in series
-            .iter()
-            .map(|((m, r), h)| (*m, r.as_str(), &**h))
-            .chain(std::iter::once(unmatched))
-        {
+        let matched = series.iter().flat_map(|(route, by_method)| {
+            by_method
+                .iter()
+                .map(move |(m, h)| (METHODS[*m], route.as_str(), &**h))
+        });
+        for (method, route, h) in matched.chain(std::iter::once(unmatched)) {
             let count = h.count.load(Ordering::Relaxed);
             if count == 0 {
                 continue;

@@ -4,8 +4,9 @@
 //! miss (an alert on `cloister_purge_failures_total` increasing, or on
 //! `cloister_purge_last_success_timestamp_seconds` falling behind, catches a
 //! purge that stopped working), and, per node, long-polls and the wake-ups
-//! exchanged with other nodes on one PostgreSQL, events sent and delivered,
-//! the database pool, and request latency per route (`crate::latency`).
+//! exchanged with other nodes on one PostgreSQL, pushes to gateways, events
+//! sent and delivered, the database pool, and request latency per route
+//! (`crate::latency`).
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -42,6 +43,11 @@ pub struct Metrics {
     pub sync_responses: AtomicU64,
     pub sync_events_delivered: AtomicU64,
     pub requests: RouteLatency,
+    /// Pushes a gateway accepted, gave up on, retried; pushkeys it rejected.
+    pub pushes_sent: AtomicU64,
+    pub pushes_failed: AtomicU64,
+    pub push_retries: AtomicU64,
+    pub pushkeys_rejected: AtomicU64,
 }
 
 impl Metrics {
@@ -113,6 +119,7 @@ impl Metrics {
         }
         self.render_cluster(&mut out);
         self.render_traffic(&mut out, pool);
+        self.render_push(&mut out);
         self.requests.render(&mut out);
         out
     }
@@ -154,6 +161,37 @@ impl Metrics {
             pool.read_wait_seconds,
             pool.write_wait_seconds,
         );
+    }
+
+    fn render_push(&self, out: &mut String) {
+        for (name, help, c) in [
+            (
+                "cloister_pushes_sent_total",
+                "Pushes a push gateway accepted.",
+                &self.pushes_sent,
+            ),
+            (
+                "cloister_pushes_failed_total",
+                "Pushes given up on after retries or a 4xx answer.",
+                &self.pushes_failed,
+            ),
+            (
+                "cloister_push_retries_total",
+                "Push attempts that failed and were scheduled again.",
+                &self.push_retries,
+            ),
+            (
+                "cloister_pushkeys_rejected_total",
+                "Pushkeys a gateway rejected (their pushers were deleted).",
+                &self.pushkeys_rejected,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
     }
 
     fn render_cluster(&self, out: &mut String) {

@@ -38,6 +38,9 @@ impl Server {
         let auditor =
             crate::service::audit::Auditor::load_or_create(&config.data_dir, &config.server_name)?;
         let listener = TcpListener::bind(config.listen).await?;
+        // The bound address, not port 0: pusher URLs are checked against it.
+        let mut config = config;
+        config.listen = listener.local_addr()?;
         let state = Context::new(config, store, clock, auditor);
         Ok(Server { state, listener })
     }
@@ -56,6 +59,7 @@ impl Server {
         // Before the first request: its notifications must reach other nodes.
         let cluster = crate::cluster::start(&self.state);
         let housekeeping = tokio::spawn(crate::service::housekeeping::run(self.state.clone()));
+        let push = crate::service::push::sender::start(&self.state);
         let app = crate::api::router(self.state);
         let result = axum::serve(
             self.listener,
@@ -70,6 +74,9 @@ impl Server {
         // Dropping their connections ends this node's sessions: the jobs'
         // lock is free for another node at once.
         housekeeping.abort();
+        for task in push {
+            task.abort();
+        }
         for task in cluster {
             task.abort();
         }

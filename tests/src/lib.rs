@@ -23,6 +23,7 @@ pub mod keys;
 pub mod personal;
 pub mod postgres;
 pub mod process;
+pub mod push_gateway;
 pub mod server;
 
 use std::future::Future;

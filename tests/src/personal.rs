@@ -304,6 +304,8 @@ pub async fn populate(server: &TestServer, name: &str, bob_name: &str) -> Person
         )
         .await;
     assert_eq!(s, 401, "{r}");
+    // Notifications are recorded just after their events commit.
+    server.push_caught_up().await;
 
     Person {
         client: me,

@@ -250,6 +250,21 @@ impl TestServer {
         &self.running.as_ref().expect("server is running").state
     }
 
+    /// Evaluates push rules for every event committed so far, here and
+    /// now, instead of waiting for the server's background evaluator (which
+    /// may run concurrently: the two never evaluate an event twice). Tests
+    /// that count rows naming someone call it so notifications are settled.
+    pub async fn push_caught_up(&self) {
+        loop {
+            let done = cloister_server::service::push::evaluate_batch(self.state())
+                .await
+                .expect("evaluate push rules");
+            if done.events == 0 {
+                return;
+            }
+        }
+    }
+
     /// Registers `localpart` and makes it a server admin (as
     /// `cloister user create --admin` would), for the admin API.
     pub async fn register_admin(&self, localpart: &str) -> crate::Client {

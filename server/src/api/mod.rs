@@ -21,6 +21,7 @@ pub mod media;
 pub mod membership;
 pub mod metrics;
 pub mod profile;
+pub mod push;
 pub mod pushrules;
 pub mod relations;
 pub mod rooms;

@@ -178,6 +178,10 @@ table! {
     put "/_matrix/client/v3/pushrules/global/{kind}/{rule_id}/enabled" => pushrules::put_enabled;
     get "/_matrix/client/v3/pushrules/global/{kind}/{rule_id}/actions" => pushrules::get_actions;
     put "/_matrix/client/v3/pushrules/global/{kind}/{rule_id}/actions" => pushrules::put_actions;
+    // push.rs
+    get "/_matrix/client/v3/pushers" => push::get_pushers;
+    post "/_matrix/client/v3/pushers/set" => push::set_pusher;
+    get "/_matrix/client/v3/notifications" => push::notifications;
     // filters.rs
     post "/_matrix/client/v3/user/{user_id}/filter" => filters::create;
     get "/_matrix/client/v3/user/{user_id}/filter/{filter_id}" => filters::fetch;

@@ -27,6 +27,8 @@ pub struct Context {
     pub passwords: Passwords,
     pub audit: Arc<Auditor>,
     pub metrics: Arc<Metrics>,
+    /// One push-rule evaluation at a time on this node (`service::push`).
+    pub push_evaluation: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Context {
@@ -50,6 +52,7 @@ impl Context {
             notifier: Notifier::new(metrics.clone()),
             audit: Arc::new(audit),
             metrics,
+            push_evaluation: Arc::default(),
         }
     }
 

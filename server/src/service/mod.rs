@@ -24,6 +24,7 @@ pub mod plaintext_events;
 pub mod processing_report;
 pub mod profile;
 pub mod purge;
+pub mod push;
 pub mod pushrules;
 pub mod relations;
 pub mod restricted_join;

@@ -108,6 +108,20 @@ pub async fn build(state: &Context, user_id: &str) -> ApiResult<Value> {
         u,
     )
     .await?;
+    let push = json!({
+        "pushers": subject::rows(c, "pushers",
+            &[Col::Text("device_id"), Col::Text("app_id"), Col::Text("pushkey"), Col::Text("kind"),
+              Col::Text("app_display_name"), Col::Text("device_display_name"), Col::Text("profile_tag"),
+              Col::Text("lang"), Col::Json("data"), Col::Int("pushkey_ts"), Col::Int("failing_since")],
+            "user_id = $1", "app_id, pushkey", u).await?,
+        "notifications": subject::rows(c, "notifications",
+            &[Col::Text("room_id"), Col::Text("event_id"), Col::Flag("highlight"), Col::Json("actions"), Col::Int("ts")],
+            "user_id = $1", "stream_pos", u).await?,
+        "pending": subject::rows(c, "push_outbox",
+            &[Col::Text("app_id"), Col::Text("pushkey"), Col::Text("event_id"), Col::Text("room_id"),
+              Col::Int("unread"), Col::Int("attempts"), Col::Int("created_ts")],
+            "user_id = $1", "created_ts, id", u).await?,
+    });
     let rooms_created = subject::rows(
         c,
         "rooms",
@@ -335,6 +349,7 @@ pub async fn build(state: &Context, user_id: &str) -> ApiResult<Value> {
             "to_device": to_device,
             "receipts": receipts,
             "typing": typing,
+            "push": push,
             "transactions": transactions,
             "auth_sessions": auth_sessions,
             "legal_holds": legal_holds,

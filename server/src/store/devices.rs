@@ -95,7 +95,8 @@ pub async fn touch(
     Ok(())
 }
 
-/// Deletes the device with its tokens, keys and queued to-device messages.
+/// Deletes the device with its tokens, keys, pushers and queued to-device
+/// messages.
 /// Returns false if there was no such device.
 pub async fn delete(tx: &mut WriteTx, user_id: &str, device_id: &str) -> Result<bool, sqlx::Error> {
     for table in [
@@ -105,6 +106,8 @@ pub async fn delete(tx: &mut WriteTx, user_id: &str, device_id: &str) -> Result<
         "fallback_keys",
         "to_device",
         "txn_ids",
+        // Pushers belong to the device whose token made them (spec).
+        "pushers",
     ] {
         sqlx::query(&format!(
             "DELETE FROM {table} WHERE user_id = $1 AND device_id = $2"

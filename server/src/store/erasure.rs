@@ -42,6 +42,9 @@ const OWN_ROWS: &[(&str, &str, &str)] = &[
     ("typing", "user_id = $1", "deleted_typing"),
     ("txn_ids", "user_id = $1", "deleted_txn_ids"),
     ("uia_sessions", "user_id = $1", "deleted_uia_sessions"),
+    ("pushers", "user_id = $1", "deleted_pushers"),
+    ("notifications", "user_id = $1", "deleted_notifications"),
+    ("push_outbox", "user_id = $1", "deleted_push_outbox"),
 ];
 
 /// How many rows [`delete_own_rows`] would delete, per receipt count name.

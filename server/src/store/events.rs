@@ -196,6 +196,25 @@ pub async fn get(
         .transpose()
 }
 
+/// Events after stream position `pos`, oldest first (the push evaluator
+/// reads the stream with this).
+pub async fn after(
+    c: &mut AnyConnection,
+    pos: i64,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM events WHERE stream_pos > $1 ORDER BY stream_pos LIMIT $2"
+    ))
+    .bind(pos)
+    .bind(limit)
+    .fetch_all(c)
+    .await?
+    .into_iter()
+    .map(from_row)
+    .collect()
+}
+
 pub async fn state_event(
     c: &mut AnyConnection,
     room_id: &str,

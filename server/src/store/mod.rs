@@ -32,6 +32,7 @@ pub mod lock;
 pub mod media;
 pub mod personal_data;
 pub mod purge;
+pub mod push;
 pub mod readable;
 pub mod relations;
 pub mod rooms;
@@ -204,6 +205,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "history_visibility",
         include_str!("migrations/0005_history_visibility.sql"),
     ),
+    (6, "pushers", include_str!("migrations/0006_pushers.sql")),
     (
         7,
         "directory",

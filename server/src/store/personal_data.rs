@@ -36,6 +36,7 @@ const ACCOUNTS: &str = "provide the account and sign people in";
 const DELIVERY: &str = "deliver and store the users' (end-to-end encrypted) messages";
 const E2EE: &str = "let users' devices encrypt to each other (public keys only)";
 const SETTINGS: &str = "keep users' own settings and encrypted backups for them";
+const PUSH: &str = "tell users' phones that a message is waiting (event id only, never content)";
 const ACCOUNTABILITY: &str = "accountability: legal holds and their history";
 
 pub const PERSONAL: &[PersonalTable] = &[
@@ -215,6 +216,27 @@ pub const PERSONAL: &[PersonalTable] = &[
         purpose: DELIVERY,
     },
     PersonalTable {
+        table: "pushers",
+        user_columns: &["user_id"],
+        mention_columns: &[],
+        category: "push registrations: app id, pushkey (a phone's push token), gateway URL, device and app names, language",
+        purpose: PUSH,
+    },
+    PersonalTable {
+        table: "notifications",
+        user_columns: &["user_id"],
+        mention_columns: &[],
+        category: "which messages notified whom, highlighted or not, when (event ids only, kept 30 days)",
+        purpose: PUSH,
+    },
+    PersonalTable {
+        table: "push_outbox",
+        user_columns: &["user_id"],
+        mention_columns: &[],
+        category: "pushes waiting for the push gateway (event id, room id, unread count, pushkey), minutes at most",
+        purpose: PUSH,
+    },
+    PersonalTable {
         table: "legal_holds",
         user_columns: &["target", "set_by", "released_by"],
         mention_columns: &[],
@@ -249,6 +271,10 @@ pub const NOT_PERSONAL: &[OtherTable] = &[
     OtherTable {
         table: "registration_tokens",
         why: "hashes and use counts of invitation tokens; not linked to who used them",
+    },
+    OtherTable {
+        table: "push_cursor",
+        why: "one number: how far push rules have been evaluated",
     },
     OtherTable {
         table: "audit_checkpoints",

@@ -580,6 +580,30 @@ pub(crate) const ROUTES: &[Route] = &[
         &["actions"],
         NONE,
     ),
+    // push.rs
+    route("GET", "/_matrix/client/v3/pushers", NONE, NONE),
+    route(
+        "POST",
+        "/_matrix/client/v3/pushers/set",
+        &[
+            "pushkey",
+            "kind",
+            "app_id",
+            "app_display_name",
+            "device_display_name",
+            "profile_tag",
+            "lang",
+            "data",
+            "append",
+        ],
+        NONE,
+    ),
+    route(
+        "GET",
+        "/_matrix/client/v3/notifications",
+        NONE,
+        &["from", "limit", "only"],
+    ),
     // filters.rs
     route(
         "POST",

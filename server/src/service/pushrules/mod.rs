@@ -1,6 +1,6 @@
-//! Push rules. Clients evaluate them (the server cannot read encrypted
-//! events), so the server's job is to keep each user's rule set and hand it
-//! to every device. The whole set is stored as global account data of type
+//! Push rules. The server keeps each user's rule set, hands it to every
+//! device, and evaluates it (`evaluate`) for notification counts and pushes;
+//! clients refine the answer once they have decrypted an event. The whole set is stored as global account data of type
 //! `m.push_rules`, which is how `/sync` delivers it; `rules` holds the
 //! spec's defaults and the rule-set edits.
 
@@ -10,6 +10,7 @@ use crate::error::ApiResult;
 use crate::service::Context;
 use crate::store::account_data;
 
+pub mod evaluate;
 mod rules;
 
 use rules::with_defaults;
@@ -25,6 +26,12 @@ pub async fn load(state: &Context, user_id: &str) -> ApiResult<Value> {
     let stored =
         account_data::get(&mut *state.store.read().await?, user_id, "", PUSH_RULES).await?;
     Ok(with_defaults(stored, user_id))
+}
+
+/// The `global` rules in force for a user whose stored rule set is
+/// `stored` (None: never edited), defaults included.
+pub fn effective_global(stored: Option<Value>, user_id: &str) -> Value {
+    with_defaults(stored, user_id)["global"].take()
 }
 
 /// Applies `change` to the user's global rules and stores the result at a

@@ -117,6 +117,8 @@ fn counted(state: &Context, response: SyncResponse) -> SyncResponse {
 
 async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(SyncResponse, bool)> {
     let now = state.now_ms();
+    // Before this response's connection is taken (see `catch_up`).
+    crate::service::push::catch_up(state).await?;
     // Reads, and deletes what the token acknowledges: no transaction needed.
     let mut c = state.store.autocommit().await?;
     let to = store::current_pos(&mut c).await?;
@@ -174,6 +176,9 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
         retention::RETENTION_EVENT,
     )
     .await?;
+    // Every joined room's notification counts in one query, read once a
+    // joined room is sent: a quiet long-poll needs none.
+    let mut counts = None;
     let (mut join, mut invite, mut leave) = (Map::new(), Map::new(), Map::new());
     // Joined rooms whose window is known to hold no membership events.
     let mut no_member_events = vec![false; sync_rooms.len()];
@@ -196,6 +201,15 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
                     no_member_events[i] = true;
                     continue;
                 }
+                let counts = match &mut counts {
+                    Some(counts) => counts,
+                    None => counts.insert(
+                        crate::service::push::unread_counts(&mut c, &auth.user_id, to).await?,
+                    ),
+                };
+                let unread = counts
+                    .remove(room_id)
+                    .unwrap_or_else(crate::service::push::zero_counts);
                 // A room joined since the token is new to the client: send it whole.
                 let joined_since = from.is_some_and(|f| membership.span_start_pos > f);
                 let has_new_events = joined_since || room.has_events;
@@ -222,9 +236,15 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
                     now,
                     cutoff,
                 };
-                let joined =
-                    rooms::joined(&mut c, &window, data, has_new_events, room.has_ephemeral)
-                        .await?;
+                let joined = rooms::joined(
+                    &mut c,
+                    &window,
+                    data,
+                    has_new_events,
+                    room.has_ephemeral,
+                    unread,
+                )
+                .await?;
                 no_member_events[i] = !joined.members_may_have_changed;
                 if let Some(section) = joined.section {
                     join.insert(room_id.clone(), section);

@@ -173,13 +173,16 @@ pub struct Joined {
 
 /// A `rooms.join` entry; None when nothing changed for an incremental sync.
 /// `has_ephemeral`: receipts or typing changed in the window (ignored when
-/// `w.from` is None).
+/// `w.from` is None). `unread`: `unread_notifications`, which change only
+/// with the room's events and the user's receipts, so they need no
+/// condition of their own here.
 pub async fn joined(
     c: &mut AnyConnection,
     w: &RoomWindow<'_>,
     account_data: Vec<Value>,
     has_new_events: bool,
     has_ephemeral: bool,
+    unread: Value,
 ) -> ApiResult<Joined> {
     let from = w.from.unwrap_or(-1);
     // Both answer None when nothing changed in the window, which the caller
@@ -235,7 +238,7 @@ pub async fn joined(
         "ephemeral": { "events": ephemeral_events },
         "account_data": { "events": account_data },
         "summary": summary,
-        "unread_notifications": {},
+        "unread_notifications": unread,
     });
     Ok(Joined {
         section: Some(section),

@@ -1,0 +1,311 @@
+//! Notifications: which events notify whom (the user's push rules, read
+//! after the event committed), what `/notifications` and `/sync` count, and
+//! the pushes that leave for gateways (`sender`).
+//!
+//! Two background tasks, both durable through the database:
+//! - the evaluator reads the event stream from a cursor (`push_cursor`),
+//!   evaluates each joined member's rules, and in one transaction records
+//!   the notifications, queues one outbox row per pusher and moves the
+//!   cursor; a crash before that commit re-evaluates the same events, and
+//!   a second node's evaluator loses the cursor race and rolls back. A
+//!   `/sync` catches up first (`catch_up`), so its counts cover the events
+//!   it delivers;
+//! - the sender (`sender.rs`) claims due outbox rows with a lease and posts
+//!   them to the gateway, retrying with backoff.
+//!
+//! Nothing of an event's content, sender, type or room name is pushed: the
+//! request always has the Push Gateway API's `event_id_only` format.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::service::pushrules::effective_global;
+use crate::service::pushrules::evaluate::{evaluate, Notify, PushContext};
+use crate::service::session::Auth;
+use crate::service::{events as event_rules, retention, Context};
+use crate::store::events::{self, StoredEvent};
+use crate::store::push::{self, NewNotification, OutboxRow, PushMember, Pusher};
+
+pub mod pushers;
+pub mod sender;
+
+/// Events evaluated per transaction.
+const BATCH: i64 = 100;
+/// How long notifications are kept for `/notifications` and the counts.
+pub const NOTIFICATION_LIFETIME_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// What the evaluator needs of a room, read once per batch.
+struct RoomInfo {
+    /// Members with their effective `global` rules.
+    members: Vec<(PushMember, Value)>,
+    power_levels: Value,
+    pushers: Vec<Pusher>,
+}
+
+/// What one [`evaluate_batch`] did.
+pub struct Evaluated {
+    /// Events read: a full batch means more may be waiting.
+    pub events: usize,
+    /// Pushes queued for the sender.
+    pub queued: usize,
+}
+
+/// Evaluates the next batch of committed events.
+pub async fn evaluate_batch(state: &Context) -> Result<Evaluated, sqlx::Error> {
+    let none = Evaluated {
+        events: 0,
+        queued: 0,
+    };
+    let mut c = state.store.read().await?;
+    let from = push::cursor(&mut c).await?;
+    let batch = events::after(&mut c, from, BATCH).await?;
+    let Some(to) = batch.last().map(|e| e.pos) else {
+        return Ok(none);
+    };
+    let mut rooms: HashMap<String, RoomInfo> = HashMap::new();
+    let mut found: Vec<(&StoredEvent, String, Notify)> = Vec::new();
+    for event in &batch {
+        if !rooms.contains_key(&event.room_id) {
+            let members = push::members_for_push(&mut c, &event.room_id)
+                .await?
+                .into_iter()
+                .map(|mut m| {
+                    let global = effective_global(m.rules.take(), &m.user_id);
+                    (m, global)
+                })
+                .collect();
+            let power_levels = event_rules::auth_state(&mut c, &event.room_id)
+                .await?
+                .power_levels;
+            let pushers = push::room_pushers(&mut c, &event.room_id).await?;
+            rooms.insert(
+                event.room_id.clone(),
+                RoomInfo {
+                    members,
+                    power_levels,
+                    pushers,
+                },
+            );
+        }
+        let room = &rooms[&event.room_id];
+        let client_event = push_view(event);
+        let sender_power = event_rules::user_level(&room.power_levels, &event.sender);
+        let invitee = invitee(event);
+        let member_count = room
+            .members
+            .iter()
+            .filter(|(m, _)| m.joined && m.since_pos < event.pos)
+            .count() as u64;
+        for (member, global) in &room.members {
+            let user = &member.user_id;
+            // Members when the event was sent, and whom it invites; the
+            // evaluator runs a little later, when these may have changed.
+            let concerned =
+                member.joined && member.since_pos < event.pos || invitee == Some(user.as_str());
+            if *user == event.sender || !concerned {
+                continue;
+            }
+            let cx = PushContext {
+                event: &client_event,
+                user_id: user,
+                display_name: member.display_name.as_deref(),
+                member_count,
+                sender_power,
+                power_levels: &room.power_levels,
+            };
+            if let Some(notify) = evaluate(global, &cx) {
+                found.push((event, user.clone(), notify));
+            }
+        }
+    }
+    drop(c);
+
+    let now = state.now_ms();
+    let mut tx = state.store.write().await?;
+    if !push::advance_cursor(&mut tx, from, to).await? {
+        // Another evaluator committed these first; ours roll back, and the
+        // caller reads on from where it got.
+        return Ok(Evaluated {
+            events: batch.len(),
+            queued: 0,
+        });
+    }
+    for (event, user, notify) in &found {
+        let note = NewNotification {
+            user_id: user,
+            room_id: &event.room_id,
+            event_id: &event.event_id,
+            stream_pos: event.pos,
+            highlight: notify.highlight,
+            actions: &notify.actions,
+        };
+        push::insert_notification(&mut tx, &note, now).await?;
+    }
+    let mut queued = 0;
+    for (event, user, notify) in &found {
+        let room = &rooms[&event.room_id];
+        let mut unread = None;
+        for pusher in room.pushers.iter().filter(|p| p.user_id == *user) {
+            let unread = match unread {
+                Some(n) => n,
+                None => *unread.insert(push::total_unread(tx.conn(), user).await?),
+            };
+            let row = OutboxRow {
+                id: crate::ids::random_string(24),
+                user_id: user.clone(),
+                app_id: pusher.app_id.clone(),
+                pushkey: pusher.pushkey.clone(),
+                event_id: event.event_id.clone(),
+                room_id: event.room_id.clone(),
+                unread,
+                prio: if notify.highlight { "high" } else { "low" }.into(),
+                tweaks: tweaks(notify),
+                attempts: 0,
+                created_ts: now,
+            };
+            push::enqueue(&mut tx, &row, now).await?;
+            queued += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok(Evaluated {
+        events: batch.len(),
+        queued,
+    })
+}
+
+/// The user an `m.room.member` invite is for.
+fn invitee(e: &StoredEvent) -> Option<&str> {
+    (e.event_type == "m.room.member" && e.content["membership"] == "invite")
+        .then_some(e.state_key.as_deref())
+        .flatten()
+}
+
+/// The event as push rules address it: the client format's top-level keys.
+fn push_view(e: &StoredEvent) -> Value {
+    let mut v = json!({
+        "event_id": e.event_id,
+        "room_id": e.room_id,
+        "sender": e.sender,
+        "type": e.event_type,
+        "content": e.content,
+    });
+    if let Some(key) = &e.state_key {
+        v["state_key"] = json!(key);
+    }
+    v
+}
+
+/// The tweaks a gateway needs to present the notification.
+fn tweaks(n: &Notify) -> Value {
+    let mut t = json!({});
+    if n.highlight {
+        t["highlight"] = json!(true);
+    }
+    if let Some(sound) = &n.sound {
+        t["sound"] = json!(sound);
+    }
+    t
+}
+
+/// Evaluates what has committed so far before a /sync counts, so the
+/// counts a response carries cover the events it delivers: the background
+/// evaluator may not have run yet, and a count that changed after its
+/// event was delivered would reach the client only with the room's next
+/// activity. One evaluation at a time per node ([`Context::push_evaluation`]),
+/// so the syncs one message wakes wait for a single evaluation instead of
+/// each repeating it. Call without holding a connection: the evaluation
+/// takes its own, and waiters holding theirs could drain the pool.
+pub async fn catch_up(state: &Context) -> Result<(), sqlx::Error> {
+    /// A backlog (after a restart, say) is left to the background
+    /// evaluator beyond this, so no /sync waits long for it.
+    const MAX_BATCHES: usize = 3;
+    if !push::events_pending(&mut *state.store.read().await?).await? {
+        return Ok(());
+    }
+    let _one = state.push_evaluation.lock().await;
+    for _ in 0..MAX_BATCHES {
+        if (evaluate_batch(state).await?.events as i64) < BATCH {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Per joined room with notifications: `unread_notifications` for /sync.
+pub async fn unread_counts(
+    c: &mut sqlx::AnyConnection,
+    user_id: &str,
+    to: i64,
+) -> Result<HashMap<String, Value>, sqlx::Error> {
+    Ok(push::unread_counts(c, user_id, to)
+        .await?
+        .into_iter()
+        .map(|(room, n, h)| {
+            (
+                room,
+                json!({ "notification_count": n, "highlight_count": h }),
+            )
+        })
+        .collect())
+}
+
+/// `unread_notifications` of a room without notifications.
+pub fn zero_counts() -> Value {
+    json!({ "notification_count": 0, "highlight_count": 0 })
+}
+
+/// `GET /notifications`: newest first; `from` is the `next_token` of the
+/// previous page.
+pub async fn list(
+    state: &Context,
+    auth: &Auth,
+    from: Option<&str>,
+    limit: Option<i64>,
+    only: Option<&str>,
+) -> ApiResult<Value> {
+    let before = match from {
+        None => i64::MAX,
+        Some(token) => token
+            .parse::<i64>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| ApiError::invalid_param("from is not a token this server gave"))?,
+    };
+    let limit = limit.unwrap_or(20).clamp(1, 100);
+    let only_highlight = match only {
+        None => false,
+        Some("highlight") => true,
+        Some(_) => return Err(ApiError::invalid_param("only must be \"highlight\"")),
+    };
+    let now = state.now_ms();
+    let mut c = state.store.read().await?;
+    let rows = push::notifications(&mut c, &auth.user_id, before, limit, only_highlight).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        // Purged, expired or erased since: gone from here as from every view.
+        let Some(event) = events::get(&mut c, &row.event_id).await? else {
+            continue;
+        };
+        let cutoff = retention::cutoff(state, &mut c, &row.room_id, now).await?;
+        if retention::is_expired(&event, cutoff) {
+            continue;
+        }
+        out.push(json!({
+            "actions": row.actions,
+            "event": crate::service::event_reads::one_for_reader(&event, auth, now),
+            "read": row.read,
+            "room_id": row.room_id,
+            "ts": row.ts,
+        }));
+    }
+    let mut body = json!({ "notifications": out });
+    if rows.len() as i64 == limit {
+        if let Some(last) = rows.last() {
+            body["next_token"] = json!(last.stream_pos.to_string());
+        }
+    }
+    Ok(body)
+}
