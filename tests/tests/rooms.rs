@@ -185,17 +185,29 @@ async fn membership_and_power(backend: Backend) {
     let (_, list) = bob.get("/_matrix/client/v3/joined_rooms").await;
     assert_eq!(list["joined_rooms"], json!([room]));
 
-    // Creation refuses other room versions and non-Megolm encryption.
-    let (status, body) = alice
-        .post(
-            "/_matrix/client/v3/createRoom",
-            json!({ "room_version": "9" }),
-        )
-        .await;
+    // Version 9 (which Element asks for when a room is restricted to a
+    // space) and 10 are created; others and non-Megolm encryption refused.
+    let v9 = alice.create_room(json!({ "room_version": "9" })).await;
+    let (_, create) = alice.get_state(&v9, "m.room.create", "").await;
+    assert_eq!(create["room_version"], "9", "{create}");
+    let (_, caps) = alice.get("/_matrix/client/v3/capabilities").await;
     assert_eq!(
-        (status, errcode(&body)),
-        (400, Some("M_UNSUPPORTED_ROOM_VERSION"))
+        caps["capabilities"]["m.room_versions"],
+        json!({ "default": "10", "available": { "9": "stable", "10": "stable" } })
     );
+    for version in ["11", "8", "x"] {
+        let (status, body) = alice
+            .post(
+                "/_matrix/client/v3/createRoom",
+                json!({ "room_version": version }),
+            )
+            .await;
+        assert_eq!(
+            (status, errcode(&body)),
+            (400, Some("M_UNSUPPORTED_ROOM_VERSION")),
+            "room version {version}"
+        );
+    }
     let initial = json!([{ "type": "m.room.encryption", "state_key": "", "content": { "algorithm": "none" } }]);
     let (status, _) = alice
         .post(

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::service::rooms::ROOM_VERSION;
+use crate::service::rooms::{ROOM_VERSION, ROOM_VERSIONS};
 use crate::service::session::Auth;
 use crate::service::Context;
 
@@ -24,7 +24,10 @@ pub(super) async fn capabilities(_auth: Auth) -> Json<Value> {
     Json(json!({
         "capabilities": {
             "m.change_password": { "enabled": true },
-            "m.room_versions": { "default": ROOM_VERSION, "available": { ROOM_VERSION: "stable" } },
+            "m.room_versions": {
+                "default": ROOM_VERSION,
+                "available": ROOM_VERSIONS.iter().map(|v| (v.to_string(), json!("stable"))).collect::<serde_json::Map<_, _>>(),
+            },
             "m.set_displayname": { "enabled": true },
             "m.set_avatar_url": { "enabled": true },
             "m.3pid_changes": { "enabled": false },

@@ -12,8 +12,15 @@ use crate::service::Context;
 use crate::store::events::{self, NewEvent};
 use crate::store::{rooms, users};
 
-/// The room version every room here has.
+/// The room version new rooms get unless the client asks for another.
 pub const ROOM_VERSION: &str = "10";
+
+/// The room versions a room can be created with. Element asks for 9 when it
+/// creates a room restricted to a space's members (its preferred version
+/// for restricted joins); 9 and 10 share every rule this server applies
+/// (restricted joins, redaction), except that 10 refuses power levels given
+/// as strings, which this server refuses in every room.
+pub const ROOM_VERSIONS: &[&str] = &["9", "10"];
 
 #[derive(Deserialize, Default)]
 pub struct CreateRoom {
@@ -50,16 +57,17 @@ pub fn default_encryption() -> Value {
 }
 
 pub async fn create_room(state: &Context, creator: &str, req: CreateRoom) -> ApiResult<String> {
-    if req
-        .room_version
-        .as_deref()
-        .is_some_and(|v| v != ROOM_VERSION)
-    {
+    let version = req.room_version.as_deref().unwrap_or(ROOM_VERSION);
+    if !ROOM_VERSIONS.contains(&version) {
         return Err(ApiError::new(
             ErrCode::UnsupportedRoomVersion,
-            format!("Only room version {ROOM_VERSION} is supported"),
+            format!(
+                "Room version {version} is not supported; supported: {}",
+                ROOM_VERSIONS.join(", ")
+            ),
         ));
     }
+    let version = version.to_owned();
     if !req.invite_3pid.is_empty() {
         return Err(ApiError::invalid_param(
             "Third-party invites are not supported",
@@ -126,7 +134,7 @@ pub async fn create_room(state: &Context, creator: &str, req: CreateRoom) -> Api
         &mut tx,
         &room_id,
         creator,
-        ROOM_VERSION,
+        &version,
         req.visibility.as_deref() == Some("public"),
         now,
     )
@@ -134,7 +142,7 @@ pub async fn create_room(state: &Context, creator: &str, req: CreateRoom) -> Api
 
     let mut create = req.creation_content.clone().unwrap_or_default();
     create.insert("creator".into(), json!(creator));
-    create.insert("room_version".into(), json!(ROOM_VERSION));
+    create.insert("room_version".into(), json!(version));
     let mut power = json!({
         "users": { creator: 100 },
         "users_default": 0,

@@ -337,20 +337,35 @@ pub async fn put_fallback_key(
     Ok(())
 }
 
-/// Algorithms with a fallback key nobody has claimed yet, for `/sync`'s
-/// `device_unused_fallback_key_types`.
-pub async fn unused_fallback_key_types(
+/// What `/sync` tells a device about its own keys, in one query: how many
+/// one-time keys of each algorithm it has left (`signed_curve25519` always
+/// present), and the algorithms of its unused fallback keys, sorted.
+pub async fn device_key_state(
     c: &mut AnyConnection,
     user_id: &str,
     device_id: &str,
-) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT algorithm FROM fallback_keys WHERE user_id = $1 AND device_id = $2 AND used = 0 ORDER BY algorithm",
+) -> Result<(BTreeMap<String, i64>, Vec<String>), sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT 'otk', algorithm, COUNT(*) FROM one_time_keys WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm \
+         UNION ALL \
+         SELECT 'fallback', algorithm, 0 FROM fallback_keys WHERE user_id = $1 AND device_id = $2 AND used = 0",
     )
     .bind(user_id)
     .bind(device_id)
     .fetch_all(c)
-    .await
+    .await?;
+    let mut counts = BTreeMap::from([("signed_curve25519".to_owned(), 0)]);
+    let mut fallback = Vec::new();
+    for r in rows {
+        let algorithm: String = r.try_get(1)?;
+        if r.try_get::<String, _>(0)? == "otk" {
+            counts.insert(algorithm, r.try_get::<i64, _>(2)?);
+        } else {
+            fallback.push(algorithm);
+        }
+    }
+    fallback.sort_unstable();
+    Ok((counts, fallback))
 }
 
 /// `key_type` is `master`, `self_signing` or `user_signing`.

@@ -17,14 +17,11 @@ pub async fn changes(
     from: i64,
     to: i64,
 ) -> ApiResult<DeviceLists> {
-    let sharing: BTreeSet<String> = rooms::users_sharing_rooms(&mut *c, user_id)
-        .await?
-        .into_iter()
-        .collect();
+    // Who changed keys is asked first: usually nobody did and no membership
+    // moved, and then who shares a room with the user need not be read.
     let mut changed: BTreeSet<String> = keys::device_list_changes_between(&mut *c, from, to)
         .await?
         .into_iter()
-        .filter(|u| sharing.contains(u))
         .collect();
     let mut maybe_left = BTreeSet::new();
     for (room_id, membership) in my_rooms {
@@ -71,11 +68,18 @@ pub async fn changes(
             }
         }
     }
+    if changed.is_empty() && maybe_left.is_empty() {
+        return Ok(DeviceLists::default());
+    }
+    let sharing: BTreeSet<String> = rooms::users_sharing_rooms(&mut *c, user_id)
+        .await?
+        .into_iter()
+        .collect();
     let left: Vec<String> = maybe_left
         .into_iter()
         .filter(|u| u != user_id && !sharing.contains(u))
         .collect();
-    changed.retain(|u| !left.contains(u));
+    changed.retain(|u| sharing.contains(u) && !left.contains(u));
     Ok(DeviceLists {
         changed: changed.into_iter().collect(),
         left,

@@ -307,6 +307,8 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
         || !global_data.is_empty()
         || !device_lists.changed.is_empty()
         || !device_lists.left.is_empty();
+    let (key_counts, fallback_types) =
+        keys::device_key_state(&mut c, &auth.user_id, &auth.device_id).await?;
     let response = SyncResponse {
         next_batch: SyncToken {
             pos: to,
@@ -326,15 +328,8 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
             events: to_device.into_iter().map(|(_, e)| e).collect(),
         },
         device_lists,
-        device_one_time_keys_count: crate::service::keys::wire_counts(
-            keys::one_time_key_counts(&mut c, &auth.user_id, &auth.device_id).await?,
-        ),
-        device_unused_fallback_key_types: keys::unused_fallback_key_types(
-            &mut c,
-            &auth.user_id,
-            &auth.device_id,
-        )
-        .await?,
+        device_one_time_keys_count: crate::service::keys::wire_counts(key_counts),
+        device_unused_fallback_key_types: fallback_types,
     };
     Ok((response, has_news))
 }
