@@ -198,14 +198,13 @@ test("Bob joins a space, reads its hierarchy, and joins its members-only room wi
   // The child, as Element's "Add room" in a space makes one visible to the
   // space's members: join rule restricted to the space, m.space.parent in
   // the initial state, then m.space.child in the space with `via`.
-  // Element's createRoom also sends room_version "9" here
-  // (PreferredRoomVersions.RestrictedRooms), which this server refuses with
-  // 400 M_UNSUPPORTED_ROOM_VERSION (it has only "10", its default, which
-  // supports restricted joins); the test leaves the version to the server.
+  // Element asks for room version "9" here (its
+  // PreferredRoomVersions.RestrictedRooms), and so does this test.
   const childName = `Members only ${suffix}`;
   const { room_id: childId } = await step("Alice's createRoom of a room restricted to the space's members", () =>
     alice.createRoom({
       name: childName,
+      room_version: "9",
       preset: sdk.Preset.PrivateChat,
       initial_state: [
         { type: sdk.EventType.SpaceParent, state_key: spaceId, content: { canonical: true, via: [serverName] } },
