@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 mod directory;
+mod ldap;
 mod processing;
 mod retention;
 pub use directory::Directory;
+pub use ldap::Ldap;
 pub use processing::Processing;
 pub use retention::{Lifetime, Retention};
 
@@ -39,6 +41,7 @@ pub struct Config {
     pub retention: Retention,
     pub processing: Processing,
     pub directory: Directory,
+    pub ldap: Ldap,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -150,6 +153,7 @@ impl Default for Config {
             retention: Retention::default(),
             processing: Processing::default(),
             directory: Directory::default(),
+            ldap: Ldap::default(),
         }
     }
 }
@@ -247,6 +251,7 @@ impl Config {
             ));
         }
         self.retention.validate().map_err(ConfigError::Invalid)?;
+        self.ldap.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 

@@ -42,6 +42,8 @@ pub struct Metrics {
     pub sync_responses: AtomicU64,
     pub sync_events_delivered: AtomicU64,
     pub requests: RouteLatency,
+    /// Directory servers that failed to answer a login (`crate::ldap`).
+    pub ldap_errors: AtomicU64,
 }
 
 impl Metrics {
@@ -114,6 +116,13 @@ impl Metrics {
         self.render_cluster(&mut out);
         self.render_traffic(&mut out, pool);
         self.requests.render(&mut out);
+        let _ = writeln!(
+            out,
+            "# HELP cloister_ldap_errors_total LDAP directory servers that failed to answer a login (down, timed out, or refused the service account).\n\
+             # TYPE cloister_ldap_errors_total counter\n\
+             cloister_ldap_errors_total {}",
+            get(&self.ldap_errors)
+        );
         out
     }
 
