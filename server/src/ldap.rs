@@ -222,6 +222,15 @@ async fn search_then_bind(
         );
     }
     let (1, Some(entry)) = (entries.len(), entries.into_iter().next()) else {
+        // A wrong password costs a user bind; so does an unknown name, or
+        // the answer's timing would tell which names exist. The DN exists
+        // nowhere and the password is not the user's, so no account is
+        // charged a failed attempt and no password is sent.
+        let decoy = format!("cn=cloister-no-such-user,{}", config.base_dn);
+        let _ = ldap
+            .with_timeout(timeout)
+            .simple_bind(&decoy, "cloister-decoy")
+            .await?;
         return Ok(Verdict::Rejected);
     };
     let entry = SearchEntry::construct(entry);

@@ -1,6 +1,8 @@
 //! A real OpenLDAP `slapd` for one test: its own config, database and free
 //! port in a temporary directory, filled with a few people and a group, and
-//! killed when dropped. Needs Debian's `slapd` and `ldap-utils`.
+//! killed when dropped. It listens on `ldap://` (StartTLS too) and `ldaps://`
+//! with a certificate from a throwaway CA. Needs Debian's `slapd`, `ldap-utils`
+//! and `openssl`.
 //!
 //! The people (password in brackets):
 //! - `alice` (`alice-secret`): "Alice Liddell", in the `matrix` group
@@ -70,6 +72,7 @@ fn entries() -> String {
 pub struct TestDirectory {
     child: Option<Child>,
     port: u16,
+    tls_port: u16,
     dir: TempDir,
 }
 
@@ -84,6 +87,89 @@ fn binary(name: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("find a free port")
+        .port()
+}
+
+/// A throwaway CA and a certificate for 127.0.0.1 it signed, with openssl.
+fn make_certificates(root: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(root)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &[
+                "req",
+                "-x509",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=Cloister test CA",
+            ],
+            &ec[..],
+            &["-keyout", "ca.key", "-out", "ca.pem"],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"],
+            &ec[..],
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        root.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write the certificate extensions");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+}
+
 impl TestDirectory {
     /// Starts slapd and loads the people; returns once it answers.
     pub async fn start() -> TestDirectory {
@@ -94,6 +180,7 @@ impl TestDirectory {
         let root = dir.path();
         std::fs::create_dir(root.join("data")).expect("create slapd's data directory");
         std::fs::write(root.join("ad.schema"), AD_SCHEMA).expect("write the schema");
+        make_certificates(root);
         let conf = format!(
             "include /etc/ldap/schema/core.schema\n\
              include /etc/ldap/schema/cosine.schema\n\
@@ -101,6 +188,9 @@ impl TestDirectory {
              include {root}/ad.schema\n\
              modulepath /usr/lib/ldap\nmoduleload back_mdb\nmoduleload memberof\n\
              pidfile {root}/slapd.pid\n\
+             TLSCACertificateFile {root}/ca.pem\n\
+             TLSCertificateFile {root}/server.pem\n\
+             TLSCertificateKeyFile {root}/server.key\n\
              database mdb\nmaxsize 10485760\nsuffix \"{BASE_DN}\"\n\
              rootdn \"{ADMIN_DN}\"\nrootpw {ADMIN_PASSWORD}\ndirectory {root}/data\n\
              overlay memberof\n\
@@ -109,16 +199,15 @@ impl TestDirectory {
             root = root.display()
         );
         std::fs::write(root.join("slapd.conf"), conf).expect("write slapd.conf");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("find a free port")
-            .port();
+        let (port, tls_port) = (free_port(), free_port());
         let log = std::fs::File::create(root.join("slapd.log")).expect("create slapd.log");
         // `-d 0` keeps it in the foreground, so it dies with its Child handle
         // and needs no Debian init scripts.
         let child = Command::new(binary("slapd"))
             .args(["-d", "0", "-h"])
-            .arg(format!("ldap://127.0.0.1:{port}/"))
+            .arg(format!(
+                "ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{tls_port}/"
+            ))
             .arg("-f")
             .arg(root.join("slapd.conf"))
             .stdin(Stdio::null())
@@ -129,6 +218,7 @@ impl TestDirectory {
         let mut directory = TestDirectory {
             child: Some(child),
             port,
+            tls_port,
             dir,
         };
         directory.wait_until_listening().await;
@@ -139,10 +229,9 @@ impl TestDirectory {
     async fn wait_until_listening(&mut self) {
         let started = Instant::now();
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
+            let plain = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await;
+            let tls = tokio::net::TcpStream::connect(("127.0.0.1", self.tls_port)).await;
+            if plain.is_ok() && tls.is_ok() {
                 return;
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
@@ -184,6 +273,17 @@ impl TestDirectory {
 
     pub fn url(&self) -> String {
         format!("ldap://127.0.0.1:{}", self.port)
+    }
+
+    /// The same directory over TLS; its certificate is for 127.0.0.1,
+    /// issued by [`TestDirectory::ca_file`].
+    pub fn ldaps_url(&self) -> String {
+        format!("ldaps://127.0.0.1:{}", self.tls_port)
+    }
+
+    /// The test CA (PEM) that issued slapd's certificate.
+    pub fn ca_file(&self) -> String {
+        self.dir.path().join("ca.pem").display().to_string()
     }
 
     pub fn log(&self) -> String {

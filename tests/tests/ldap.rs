@@ -296,6 +296,48 @@ async fn deactivated_stays_out(backend: Backend) {
     server.stop().await;
 }
 
+async fn tls(backend: Backend) {
+    let directory = TestDirectory::start().await;
+    for (what, url, start_tls) in [
+        ("ldaps", directory.ldaps_url(), false),
+        ("StartTLS", directory.url(), true),
+    ] {
+        let server = TestServer::start_with(backend, |c| {
+            directory.configure(c);
+            c.ldap.urls = vec![url.clone()];
+            c.ldap.start_tls = start_tls;
+            c.ldap.ca_file = directory.ca_file();
+        })
+        .await;
+        let alice = login(&server.url(), "alice", "alice-secret").await;
+        assert_eq!(alice.unwrap().user_id, "@alice:localhost", "{what}");
+        server.stop().await;
+    }
+    // Without the test CA the certificate is not trusted: no login, and no
+    // password sent over an unverified connection (which also shows that
+    // StartTLS really was negotiated above).
+    for (what, url, start_tls) in [
+        ("ldaps", directory.ldaps_url(), false),
+        ("StartTLS", directory.url(), true),
+    ] {
+        let server = TestServer::start_with(backend, |c| {
+            directory.configure(c);
+            c.ldap.urls = vec![url.clone()];
+            c.ldap.start_tls = start_tls;
+        })
+        .await;
+        let (status, body) = login(&server.url(), "alice", "alice-secret")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (status, errcode(&body)),
+            (503, Some("M_UNKNOWN")),
+            "{what}: {body}"
+        );
+        server.stop().await;
+    }
+}
+
 /// `cloister serve` as a process configured by `CLOISTER_LDAP__*`
 /// variables, so its whole log can be read: no password in it.
 async fn passwords_never_logged(backend: Backend) {
@@ -328,4 +370,5 @@ both_backends!(
     down, directory_down;
     deactivated, deactivated_stays_out;
     no_password_in_log, passwords_never_logged;
+    over_tls, tls;
 );
