@@ -349,6 +349,23 @@ mod tests {
     }
 
     #[test]
+    fn group_filters_escape_the_dn_and_follow_nesting_on_ad() {
+        let mut config = Ldap {
+            required_group: "cn=staff (all),dc=example".into(),
+            ..Ldap::default()
+        };
+        assert_eq!(
+            group_filter(&config),
+            "(memberOf=cn=staff \\28all\\29,dc=example)"
+        );
+        config.active_directory = true;
+        assert_eq!(
+            group_filter(&config),
+            "(memberOf:1.2.840.113556.1.4.1941:=cn=staff \\28all\\29,dc=example)"
+        );
+    }
+
+    #[test]
     fn dn_values_are_escaped() {
         assert_eq!(escape_dn_value("a,b+c=d"), "a\\,b\\+c\\=d");
         assert_eq!(escape_dn_value("#x "), "\\#x\\ ");

@@ -93,6 +93,11 @@ impl Ldap {
         if self.bind_dn.is_empty() == self.bind_dn_template.is_empty() {
             return Err("ldap: set either bind_dn (a service account) or bind_dn_template".into());
         }
+        // An empty password makes the service bind anonymous (RFC 4513
+        // §5.1.2): it would "work" and then find nobody, or too much.
+        if !self.bind_dn.is_empty() && self.bind_password.is_empty() {
+            return Err("ldap.bind_password is required with bind_dn".into());
+        }
         if !self.bind_dn_template.is_empty() && !self.bind_dn_template.contains("{user}") {
             return Err("ldap.bind_dn_template must contain {user}".into());
         }
@@ -106,5 +111,60 @@ impl Ldap {
             return Err("ldap.user_filter must be a parenthesised LDAP filter".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn load(env: &[(&str, &str)]) -> Result<Config, String> {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::load(None, env).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn off_by_default_and_set_from_the_environment() {
+        assert!(!load(&[]).unwrap().ldap.enabled);
+        let config = load(&[
+            ("CLOISTER_LDAP__ENABLED", "true"),
+            (
+                "CLOISTER_LDAP__URLS",
+                r#"["ldaps://a.example", "ldap://b.example"]"#,
+            ),
+            ("CLOISTER_LDAP__BIND_DN", "cn=svc,dc=example,dc=org"),
+            ("CLOISTER_LDAP__BIND_PASSWORD", "svc-secret"),
+            ("CLOISTER_LDAP__BASE_DN", "dc=example,dc=org"),
+            (
+                "CLOISTER_LDAP__REQUIRED_GROUP",
+                "cn=matrix,dc=example,dc=org",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(config.ldap.urls.len(), 2);
+        assert_eq!(config.ldap.required_group, "cn=matrix,dc=example,dc=org");
+        assert!(!format!("{config:?}").contains("svc-secret"));
+    }
+
+    #[test]
+    fn incomplete_settings_are_refused() {
+        let on = ("CLOISTER_LDAP__ENABLED", "true");
+        let url = ("CLOISTER_LDAP__URLS", r#"["ldap://a.example"]"#);
+        let template = ("CLOISTER_LDAP__BIND_DN_TEMPLATE", "uid={user},dc=example");
+        assert!(load(&[on]).is_err(), "no URL");
+        assert!(load(&[on, url]).is_err(), "neither bind mode");
+        assert!(load(&[on, url, template]).is_ok());
+        let bad_url = ("CLOISTER_LDAP__URLS", r#"["http://a.example"]"#);
+        assert!(load(&[on, bad_url, template]).is_err());
+        let service = ("CLOISTER_LDAP__BIND_DN", "cn=svc,dc=example");
+        let base = ("CLOISTER_LDAP__BASE_DN", "dc=example");
+        assert!(
+            load(&[on, url, service, base]).is_err(),
+            "no service password"
+        );
+        assert!(
+            load(&[on, url, service, base, template]).is_err(),
+            "both modes"
+        );
     }
 }
