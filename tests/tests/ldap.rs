@@ -4,7 +4,7 @@
 //! what never reaches the database or the log.
 
 use cloister_tests::ldap::{TestDirectory, PEOPLE_DN};
-use cloister_tests::{both_backends, errcode, Backend, Client, ServerProcess, TestServer};
+use cloister_tests::{both_backends, encode, errcode, Backend, Client, ServerProcess, TestServer};
 use serde_json::{json, Value};
 
 const R: &str = "/_matrix/client/v3";
@@ -293,6 +293,30 @@ async fn deactivated_stays_out(backend: Backend) {
         "M_FORBIDDEN",
         "wrong password",
     );
+
+    // Erased, the account's directory mark goes with it (the personal-data
+    // registry lists the table), and the directory cannot recreate it.
+    let admin = server.register_admin("root").await;
+    let export = format!(
+        "/_cloister/admin/v1/users/{}/export",
+        encode(&alice.user_id)
+    );
+    let (status, doc) = admin.post(&export, json!({ "plain": true })).await;
+    assert_eq!(status, 200, "{doc}");
+    let rows = doc["sections"]["directory_login"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{doc}");
+    let erase = format!("/_cloister/admin/v1/users/{}/erase", encode(&alice.user_id));
+    let (status, body) = admin.post(&erase, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let marked = "SELECT COUNT(*) FROM ldap_accounts WHERE user_id = $1";
+    assert_eq!(server.count(marked, &alice.user_id).await, 0);
+    assert_forbidden(
+        login(&url, "alice", "alice-secret").await,
+        "M_USER_DEACTIVATED",
+        "erased",
+    );
+    let users = "SELECT COUNT(*) FROM users WHERE user_id = $1";
+    assert_eq!(server.count(users, &alice.user_id).await, 0);
     server.stop().await;
 }
 

@@ -42,6 +42,7 @@ const OWN_ROWS: &[(&str, &str, &str)] = &[
     ("typing", "user_id = $1", "deleted_typing"),
     ("txn_ids", "user_id = $1", "deleted_txn_ids"),
     ("uia_sessions", "user_id = $1", "deleted_uia_sessions"),
+    ("ldap_accounts", "user_id = $1", "deleted_ldap_accounts"),
 ];
 
 /// How many rows [`delete_own_rows`] would delete, per receipt count name.
