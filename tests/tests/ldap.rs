@@ -261,6 +261,28 @@ async fn directory_down(backend: Backend) {
     server.stop().await;
 }
 
+/// A server that accepts connections and never answers: `timeout_ms`
+/// bounds the wait.
+async fn directory_hangs(backend: Backend) {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("ldap://{}", silent.local_addr().unwrap());
+    let directory = TestDirectory::start().await;
+    let server = TestServer::start_with(backend, |c| {
+        directory.configure(c);
+        c.ldap.urls = vec![silent_url];
+        c.ldap.timeout_ms = 300;
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let (status, body) = login(&server.url(), "alice", "alice-secret")
+        .await
+        .unwrap_err();
+    assert_eq!((status, errcode(&body)), (503, Some("M_UNKNOWN")), "{body}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    drop(silent);
+    server.stop().await;
+}
+
 async fn deactivated_stays_out(backend: Backend) {
     let directory = TestDirectory::start().await;
     let server = TestServer::start_with(backend, |c| directory.configure(c)).await;
@@ -392,6 +414,7 @@ both_backends!(
     template, bind_dn_template_mode;
     active_directory, active_directory_disabled_account;
     down, directory_down;
+    hangs, directory_hangs;
     deactivated, deactivated_stays_out;
     no_password_in_log, passwords_never_logged;
     over_tls, tls;

@@ -205,7 +205,8 @@ pub struct PasswordLogin<'a> {
 }
 
 /// Signs in with a password. Unknown, deactivated and password-less
-/// accounts fail exactly as a wrong password does.
+/// accounts fail exactly as a wrong password does; with LDAP on, the
+/// directory's logins follow `ldap_login`'s rules instead.
 pub async fn login_with_password(
     state: &Context,
     ip: &str,
