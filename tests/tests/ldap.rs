@@ -92,6 +92,15 @@ async fn first_login_creates_the_account(backend: Backend) {
             injected,
         );
     }
+    // Names the directory would match loosely (spaces) are not asked for:
+    // each would be a rate-limit bucket of its own for one person.
+    for loose in [" alice", "alice ", "al ice"] {
+        assert_forbidden(
+            login(&url, loose, "alice-secret").await,
+            "M_FORBIDDEN",
+            loose,
+        );
+    }
     // Another server's user id is not the directory's.
     assert_forbidden(
         login(&url, "@alice:elsewhere.example", "alice-secret").await,

@@ -44,18 +44,23 @@ fn invalid() -> ApiError {
     ApiError::forbidden("Invalid username or password")
 }
 
-/// The name the directory knows: the localpart of a full user id of this
-/// server, or what the user typed. None for another server's user id.
+/// The name to ask the directory for: the localpart of a full user id of
+/// this server, or what the user typed. None for another server's user id,
+/// and for anything that is not a valid localpart (once lower-cased): the
+/// directory's matching ignores spaces and case, so `alice `, ` Alice` and
+/// `alice` would find one person under three rate-limit buckets.
 fn directory_name<'a>(state: &Context, typed: &'a str) -> Option<&'a str> {
-    match typed.strip_prefix('@') {
-        None => Some(typed),
+    let name = match typed.strip_prefix('@') {
+        None => typed,
         Some(rest) => {
             let (localpart, server) = rest.split_once(':')?;
-            server
-                .eq_ignore_ascii_case(state.server_name())
-                .then_some(localpart)
+            if !server.eq_ignore_ascii_case(state.server_name()) {
+                return None;
+            }
+            localpart
         }
-    }
+    };
+    crate::ids::is_valid_localpart(&name.to_lowercase()).then_some(name)
 }
 
 async fn ask(state: &Context, name: &str, password: &str) -> ApiResult<Verdict> {
