@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 mod directory;
+mod ldap;
 mod processing;
 mod retention;
 pub use directory::Directory;
+pub use ldap::Ldap;
 pub use processing::Processing;
 pub use retention::{Lifetime, Retention};
 
@@ -39,6 +41,7 @@ pub struct Config {
     pub retention: Retention,
     pub processing: Processing,
     pub directory: Directory,
+    pub ldap: Ldap,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,6 +155,7 @@ impl Default for Config {
             retention: Retention::default(),
             processing: Processing::default(),
             directory: Directory::default(),
+            ldap: Ldap::default(),
         }
     }
 }
@@ -249,6 +253,16 @@ impl Config {
             ));
         }
         self.retention.validate().map_err(ConfigError::Invalid)?;
+        self.ldap.validate().map_err(ConfigError::Invalid)?;
+        if self.ldap.enabled && self.registration == Registration::Open {
+            // Accounts are created at a person's first directory login; with
+            // open registration anyone could take a colleague's name first.
+            return Err(ConfigError::Invalid(
+                "registration = \"open\" cannot be combined with [ldap] enabled: anyone could register \
+                 a colleague's directory name before their first login; use \"token\" or \"closed\""
+                    .into(),
+            ));
+        }
         Ok(())
     }
 
@@ -354,6 +368,30 @@ mod tests {
         assert_eq!(config.registration, Registration::Token);
         assert_eq!(config.limits.max_upload_size, 5);
         assert_eq!(config.limits.max_event_size, 1000);
+    }
+
+    #[test]
+    fn open_registration_is_refused_next_to_ldap() {
+        let ldap = |registration: &str| {
+            let env: Vec<(String, String)> = [
+                ("CLOISTER_REGISTRATION", registration),
+                ("CLOISTER_LDAP__ENABLED", "true"),
+                ("CLOISTER_LDAP__URLS", "[\"ldap://127.0.0.1:1\"]"),
+                ("CLOISTER_LDAP__BASE_DN", "dc=example,dc=org"),
+                (
+                    "CLOISTER_LDAP__BIND_DN_TEMPLATE",
+                    "uid={user},dc=example,dc=org",
+                ),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+            Config::load(None, env)
+        };
+        let err = ldap("open").unwrap_err().to_string();
+        assert!(err.contains("cannot be combined with [ldap]"), "{err}");
+        ldap("token").unwrap();
+        ldap("closed").unwrap();
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod ids;
 pub mod latency;
+pub mod ldap;
 pub mod metrics;
 pub mod notify;
 pub mod password;

@@ -48,6 +48,8 @@ pub struct Metrics {
     pub pushes_failed: AtomicU64,
     pub push_retries: AtomicU64,
     pub pushkeys_rejected: AtomicU64,
+    /// Directory servers that failed to answer a login (`crate::ldap`).
+    pub ldap_errors: AtomicU64,
 }
 
 impl Metrics {
@@ -121,6 +123,13 @@ impl Metrics {
         self.render_traffic(&mut out, pool);
         self.render_push(&mut out);
         self.requests.render(&mut out);
+        let _ = writeln!(
+            out,
+            "# HELP cloister_ldap_errors_total LDAP directory servers that failed to answer a login (down, timed out, or refused the service account).\n\
+             # TYPE cloister_ldap_errors_total counter\n\
+             cloister_ldap_errors_total {}",
+            get(&self.ldap_errors)
+        );
         out
     }
 

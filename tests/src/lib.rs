@@ -20,6 +20,7 @@
 
 pub mod client;
 pub mod keys;
+pub mod ldap;
 pub mod personal;
 pub mod postgres;
 pub mod process;

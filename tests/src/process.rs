@@ -85,6 +85,14 @@ impl ServerProcess {
     /// database, data directory and server name, open registration and no
     /// rate limits, on a free port of 127.0.0.1. Returns once it answers.
     pub async fn start_peer(server: &TestServer) -> ServerProcess {
+        Self::start_peer_with_env(server, Vec::new()).await
+    }
+
+    /// Like [`ServerProcess::start_peer`], with more `CLOISTER_*` settings.
+    pub async fn start_peer_with_env(
+        server: &TestServer,
+        env: Vec<(String, String)>,
+    ) -> ServerProcess {
         let binary = cloister_binary().await;
         let log_dir = tempfile::Builder::new()
             .prefix("cloister-node-log-")
@@ -107,6 +115,7 @@ impl ServerProcess {
             .env("CLOISTER_RATE_LIMIT__ENABLED", "false")
             .env("RUST_LOG", "info,sqlx=warn")
             .env("NO_COLOR", "1")
+            .envs(env)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("share the log file"))
             .stderr(log_file)

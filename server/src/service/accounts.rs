@@ -14,7 +14,7 @@ use crate::ids;
 use crate::service::devices::{self, Session};
 use crate::service::session::hash_token;
 use crate::service::Context;
-use crate::service::{audit, erasure, uia};
+use crate::service::{audit, erasure, ldap_login, uia};
 use crate::store::users;
 
 fn check_login_rate(state: &Context, key: &str) -> ApiResult<()> {
@@ -205,7 +205,8 @@ pub struct PasswordLogin<'a> {
 }
 
 /// Signs in with a password. Unknown, deactivated and password-less
-/// accounts fail exactly as a wrong password does.
+/// accounts fail exactly as a wrong password does; with LDAP on, the
+/// directory's logins follow `ldap_login`'s rules instead.
 pub async fn login_with_password(
     state: &Context,
     ip: &str,
@@ -218,6 +219,14 @@ pub async fn login_with_password(
     };
     check_login_rate(state, &format!("login:{ip}"))?;
     check_login_rate(state, &format!("login:{user_id}"))?;
+    if ldap_login::decides(state, &user_id).await? {
+        let user_id = ldap_login::login(state, login.user, &user_id, login.password).await?;
+        let session =
+            devices::open_session(state, &user_id, login.device_id, login.device_display_name)
+                .await?;
+        tracing::info!("user logged in through the directory");
+        return Ok(session);
+    }
     let user = users::get(&mut *state.store.read().await?, &user_id).await?;
     let stored = user
         .filter(|u| !u.deactivated)
@@ -243,6 +252,12 @@ pub async fn change_password(
     new_password: Zeroizing<String>,
     keep_other_devices: bool,
 ) -> ApiResult<()> {
+    // A local password would outlive the directory's say over the account.
+    if ldap_login::is_ldap_account(state, user_id).await? {
+        return Err(ApiError::forbidden(
+            "This account's password is managed by the LDAP directory",
+        ));
+    }
     uia::check(state, &[&[uia::PASSWORD]], uia, Some(user_id)).await?;
     validate_password(&new_password)?;
     let hash = state.passwords.hash(new_password).await?;

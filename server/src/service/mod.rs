@@ -18,6 +18,7 @@ pub mod filters;
 pub mod holds;
 pub mod housekeeping;
 pub mod keys;
+pub mod ldap_login;
 pub mod media;
 pub mod membership;
 pub mod plaintext_events;

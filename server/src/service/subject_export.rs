@@ -286,6 +286,15 @@ pub async fn build(state: &Context, user_id: &str) -> ApiResult<Value> {
         u,
     )
     .await?;
+    let directory_login = subject::rows(
+        c,
+        "ldap_accounts",
+        &[Col::Int("created_ts")],
+        "user_id = $1",
+        "created_ts",
+        u,
+    )
+    .await?;
     let legal_holds = subject::rows(
         c,
         "legal_holds",
@@ -352,6 +361,7 @@ pub async fn build(state: &Context, user_id: &str) -> ApiResult<Value> {
             "push": push,
             "transactions": transactions,
             "auth_sessions": auth_sessions,
+            "directory_login": directory_login,
             "legal_holds": legal_holds,
             "audit_log": audit_log,
         },

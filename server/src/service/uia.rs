@@ -141,6 +141,12 @@ async fn complete_stage(
                     .unwrap_or_default()
                     .to_owned(),
             );
+            if state.config.ldap.enabled
+                && crate::service::ldap_login::is_ldap_account(state, user_id).await?
+            {
+                let ok = crate::service::ldap_login::confirm(state, user_id, &password).await?;
+                return Ok(if ok { Ok(()) } else { Err("Invalid password") });
+            }
             let stored = users::get(&mut *state.store.read().await?, user_id)
                 .await?
                 .and_then(|u| u.password_hash);

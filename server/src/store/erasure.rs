@@ -45,6 +45,7 @@ const OWN_ROWS: &[(&str, &str, &str)] = &[
     ("pushers", "user_id = $1", "deleted_pushers"),
     ("notifications", "user_id = $1", "deleted_notifications"),
     ("push_outbox", "user_id = $1", "deleted_push_outbox"),
+    ("ldap_accounts", "user_id = $1", "deleted_ldap_accounts"),
 ];
 
 /// How many rows [`delete_own_rows`] would delete, per receipt count name.

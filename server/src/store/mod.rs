@@ -28,6 +28,7 @@ pub mod events;
 pub mod file_modes;
 pub mod holds;
 pub mod keys;
+pub mod ldap;
 pub mod lock;
 pub mod media;
 pub mod personal_data;
@@ -215,6 +216,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         8,
         "relations",
         include_str!("migrations/0008_relations.sql"),
+    ),
+    (
+        10,
+        "ldap_accounts",
+        include_str!("migrations/0010_ldap_accounts.sql"),
     ),
 ];
 

@@ -69,6 +69,13 @@ pub const PERSONAL: &[PersonalTable] = &[
         purpose: ACCOUNTS,
     },
     PersonalTable {
+        table: "ldap_accounts",
+        user_columns: &["user_id"],
+        mention_columns: &[],
+        category: "which accounts sign in through the LDAP directory, and since when",
+        purpose: ACCOUNTS,
+    },
+    PersonalTable {
         table: "txn_ids",
         user_columns: &["user_id"],
         mention_columns: &[],
