@@ -268,24 +268,49 @@ pub struct NewNotification<'a> {
     pub actions: &'a [Value],
 }
 
-pub async fn insert_notification(
+/// Inserts notifications, many rows per statement: the evaluator holds the
+/// write lock meanwhile, and a statement per row kept sends waiting.
+pub async fn insert_notifications(
     tx: &mut WriteTx,
-    n: &NewNotification<'_>,
+    notes: &[NewNotification<'_>],
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO notifications (user_id, room_id, event_id, stream_pos, highlight, actions, ts) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id, event_id) DO NOTHING",
-    )
-    .bind(n.user_id)
-    .bind(n.room_id)
-    .bind(n.event_id)
-    .bind(n.stream_pos)
-    .bind(codec::flag_param(n.highlight))
-    .bind(Value::from(n.actions.to_vec()).to_string())
-    .bind(now)
-    .execute(tx.conn())
-    .await?;
+    /// 7 parameters a row; well under SQLite's limit of 32,766 per statement.
+    const ROWS: usize = 200;
+    for chunk in notes.chunks(ROWS) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p = |k: usize| format!("${}", i * 7 + k);
+                format!(
+                    "({}, {}, {}, {}, {}, {}, {})",
+                    p(1),
+                    p(2),
+                    p(3),
+                    p(4),
+                    p(5),
+                    p(6),
+                    p(7)
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO notifications (user_id, room_id, event_id, stream_pos, highlight, actions, ts) \
+             VALUES {} ON CONFLICT (user_id, event_id) DO NOTHING",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for n in chunk {
+            query = query
+                .bind(n.user_id)
+                .bind(n.room_id)
+                .bind(n.event_id)
+                .bind(n.stream_pos)
+                .bind(codec::flag_param(n.highlight))
+                .bind(Value::from(n.actions.to_vec()).to_string())
+                .bind(now);
+        }
+        query.execute(tx.conn()).await?;
+    }
     Ok(())
 }
 
