@@ -7,9 +7,10 @@
 //!   evaluates each joined member's rules, and in one transaction records
 //!   the notifications, queues one outbox row per pusher and moves the
 //!   cursor; a crash before that commit re-evaluates the same events, and
-//!   a second node's evaluator loses the cursor race and rolls back. A
-//!   `/sync` catches up first when it can do so quickly (`catch_up`), so
-//!   at everyday rates its counts cover the events it delivers;
+//!   a second node's evaluator loses the cursor race and rolls back. An
+//!   initial `/sync` catches up first when it can do so quickly
+//!   (`catch_up`); incremental ones count what has been evaluated, so an
+//!   event's count can reach the client with the room's next activity;
 //! - the sender (`sender.rs`) claims due outbox rows with a lease and posts
 //!   them to the gateway, retrying with backoff.
 //!
@@ -32,7 +33,7 @@ pub mod pushers;
 pub mod sender;
 
 /// Events evaluated per transaction.
-const BATCH: i64 = 100;
+pub(super) const BATCH: i64 = 100;
 /// How long notifications are kept for `/notifications` and the counts.
 pub const NOTIFICATION_LIFETIME_MS: i64 = 30 * 24 * 3600 * 1000;
 
@@ -211,9 +212,9 @@ fn tweaks(n: &Notify) -> Value {
     t
 }
 
-/// Evaluates what has committed so far before a /sync counts, so that at
-/// everyday rates the counts a response carries cover the events it
-/// delivers (the background evaluator may not have run yet).
+/// Evaluates what has committed so far before an initial /sync counts, so
+/// the counts a client starts from cover the events it is sent (the
+/// background evaluator may not have run yet).
 ///
 /// It never makes a /sync wait for long: when the background evaluator or
 /// another /sync is already evaluating, or the evaluation does not finish

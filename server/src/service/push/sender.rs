@@ -21,6 +21,8 @@ use crate::store::push::{self, OutboxRow};
 
 /// How often the loops look for work when nothing woke them.
 const POLL: Duration = Duration::from_millis(250);
+/// How long the evaluator lets events gather while they keep coming.
+const BUSY_POLL: Duration = Duration::from_millis(50);
 /// Rows one sender claims at a time, and sends concurrently.
 const CLAIM: i64 = 16;
 /// Longer than a request can take (the timeouts below), so a lease only
@@ -60,8 +62,15 @@ async fn evaluator(state: Context, wake: Arc<Notify>) {
                 if done.queued > 0 {
                     wake.notify_one();
                 }
+                if done.events as i64 >= super::BATCH {
+                    continue; // a backlog: more is waiting
+                }
                 if done.events > 0 {
-                    continue; // more may be waiting
+                    // Under load, let events gather so one transaction
+                    // evaluates many: a batch per event cost more than the
+                    // sends themselves.
+                    tokio::time::sleep(BUSY_POLL).await;
+                    continue;
                 }
             }
             Err(err) => {

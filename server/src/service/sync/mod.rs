@@ -117,8 +117,14 @@ fn counted(state: &Context, response: SyncResponse) -> SyncResponse {
 
 async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(SyncResponse, bool)> {
     let now = state.now_ms();
-    // Before this response's connection is taken (see `catch_up`).
-    crate::service::push::catch_up(state).await?;
+    if req.since.is_none() {
+        // An initial sync starts the client's counts, so they should be
+        // exact; incremental ones take what the background evaluator has
+        // done, as catching up there cost every long-poll CPU and time
+        // under load (docs/performance.md). Before this response's
+        // connection is taken (see `catch_up`).
+        crate::service::push::catch_up(state).await?;
+    }
     // Reads, and deletes what the token acknowledges: no transaction needed.
     let mut c = state.store.autocommit().await?;
     let to = store::current_pos(&mut c).await?;
