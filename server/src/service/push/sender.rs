@@ -22,7 +22,7 @@ use crate::store::push::{self, OutboxRow};
 /// How often the loops look for work when nothing woke them.
 const POLL: Duration = Duration::from_millis(250);
 /// How long the evaluator lets events gather while they keep coming.
-const BUSY_POLL: Duration = Duration::from_millis(50);
+const BUSY_POLL: Duration = Duration::from_millis(250);
 /// Rows one sender claims at a time, and sends concurrently.
 const CLAIM: i64 = 16;
 /// Longer than a request can take (the timeouts below), so a lease only
