@@ -194,20 +194,22 @@ async fn member_events_for(
     Ok(out)
 }
 
-async fn visible_event(
+/// One event with the reader's access to its room and the room's
+/// retention cutoff; 404 when the reader may not see it or it expired.
+pub async fn visible_event(
     ctx: &Context,
     c: &mut Conn,
     reader: &str,
     room_id: &str,
     event_id: &str,
-) -> ApiResult<(StoredEvent, Access)> {
+) -> ApiResult<(StoredEvent, Access, i64)> {
     let access = visibility::require(&mut *c, room_id, reader).await?;
     let event = events::get(&mut *c, event_id)
         .await?
         .filter(|e| e.room_id == room_id && access.events.allows(e))
         .ok_or_else(|| ApiError::not_found("Event not found"))?;
-    retention::require_unexpired(ctx, &mut *c, &event).await?;
-    Ok((event, access))
+    let cutoff = retention::require_unexpired(ctx, &mut *c, &event).await?;
+    Ok((event, access, cutoff))
 }
 
 /// One event of a room, if `reader` may see it and it has not expired,
@@ -219,8 +221,8 @@ pub async fn event_for_reader(
     event_id: &str,
 ) -> ApiResult<(StoredEvent, Bundles)> {
     let mut conn = ctx.store.read().await?;
-    let (event, access) = visible_event(ctx, &mut conn, &reader.user_id, room_id, event_id).await?;
-    let cutoff = retention::cutoff(ctx, &mut conn, room_id, ctx.now_ms()).await?;
+    let (event, access, cutoff) =
+        visible_event(ctx, &mut conn, &reader.user_id, room_id, event_id).await?;
     let bundles = relations::bundle(
         &mut conn,
         room_id,
@@ -257,12 +259,12 @@ pub async fn context(
     limit: Option<i64>,
 ) -> ApiResult<EventContext> {
     let mut conn = ctx.store.read().await?;
-    let (event, access) = visible_event(ctx, &mut conn, &reader.user_id, room_id, event_id).await?;
+    let (event, access, cutoff) =
+        visible_event(ctx, &mut conn, &reader.user_id, room_id, event_id).await?;
     if limit.is_some_and(|l| l < 0) {
         return Err(ApiError::invalid_param("limit must not be negative"));
     }
     let limit = limit.unwrap_or(10).clamp(0, 100);
-    let cutoff = retention::cutoff(ctx, &mut conn, room_id, ctx.now_ms()).await?;
     let before = events::range(
         &mut conn,
         room_id,

@@ -12,11 +12,11 @@ use serde_json::{json, Map, Value};
 use sqlx::AnyConnection;
 
 use crate::error::{ApiError, ApiResult};
-use crate::service::event_reads::{viewer, Window};
+use crate::service::event_reads::{viewer, visible_event, Window};
 use crate::service::session::Auth;
-use crate::service::visibility::{self, Access};
+use crate::service::visibility;
 use crate::service::{retention, Context};
-use crate::store::events::{self, StoredEvent, Viewer};
+use crate::store::events::{StoredEvent, Viewer};
 use crate::store::readable::Readable;
 use crate::store::relations::{self, RelationRow, ThreadActivity, BUNDLED};
 
@@ -235,8 +235,10 @@ pub async fn children(
     req: &RelationsRequest<'_>,
 ) -> ApiResult<RelationsPage> {
     let mut conn = ctx.store.read().await?;
-    let (access, cutoff) =
-        visible_parent(ctx, &mut conn, &reader.user_id, room_id, event_id).await?;
+    // 404 for a parent the reader may not see, so that nobody learns an
+    // event exists by asking for its relations.
+    let (_, access, cutoff) =
+        visible_event(ctx, &mut conn, &reader.user_id, room_id, event_id).await?;
     let window = Window::parse(&mut conn, req.from, req.to, req.backwards).await?;
     let chunk = relations::children(
         &mut conn,
@@ -274,25 +276,6 @@ pub async fn children(
         chunk,
         bundles,
     })
-}
-
-/// The room and the parent event as `reader` may see them (404 otherwise,
-/// so that nobody learns an event exists by asking for its relations).
-async fn visible_parent(
-    ctx: &Context,
-    c: &mut AnyConnection,
-    reader: &str,
-    room_id: &str,
-    event_id: &str,
-) -> ApiResult<(Access, i64)> {
-    let access = visibility::require(&mut *c, room_id, reader).await?;
-    let parent = events::get(&mut *c, event_id)
-        .await?
-        .filter(|e| e.room_id == room_id && access.events.allows(e))
-        .ok_or_else(|| ApiError::not_found("Event not found"))?;
-    retention::require_unexpired(ctx, &mut *c, &parent).await?;
-    let cutoff = retention::cutoff(ctx, &mut *c, room_id, ctx.now_ms()).await?;
-    Ok((access, cutoff))
 }
 
 pub struct ThreadsPage {

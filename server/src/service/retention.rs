@@ -159,17 +159,17 @@ pub fn is_expired(event: &StoredEvent, cutoff: i64) -> bool {
 }
 
 /// Refuses to serve an expired event, answering exactly as for one that
-/// never existed.
+/// never existed. Returns the room's cutoff, for reads around the event.
 pub async fn require_unexpired(
     state: &Context,
     c: &mut AnyConnection,
     event: &StoredEvent,
-) -> ApiResult<()> {
+) -> ApiResult<i64> {
     let cutoff = cutoff(state, c, &event.room_id, state.now_ms()).await?;
     if is_expired(event, cutoff) {
         Err(ApiError::not_found("Event not found"))
     } else {
-        Ok(())
+        Ok(cutoff)
     }
 }
 
