@@ -115,7 +115,7 @@ pub async fn build(state: &Context, user_id: &str) -> ApiResult<Value> {
               Col::Text("lang"), Col::Json("data"), Col::Int("pushkey_ts"), Col::Int("failing_since")],
             "user_id = $1", "app_id, pushkey", u).await?,
         "notifications": subject::rows(c, "notifications",
-            &[Col::Text("room_id"), Col::Text("event_id"), Col::Flag("highlight"), Col::Json("actions"), Col::Int("ts")],
+            &[Col::Text("room_id"), Col::Text("event_id"), Col::Text("thread_id"), Col::Flag("highlight"), Col::Json("actions"), Col::Int("ts")],
             "user_id = $1", "stream_pos", u).await?,
         "pending": subject::rows(c, "push_outbox",
             &[Col::Text("app_id"), Col::Text("pushkey"), Col::Text("event_id"), Col::Text("room_id"),

@@ -222,6 +222,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "ldap_accounts",
         include_str!("migrations/0010_ldap_accounts.sql"),
     ),
+    (
+        11,
+        "thread_notifications",
+        include_str!("migrations/0011_thread_notifications.sql"),
+    ),
 ];
 
 impl Store {

@@ -263,6 +263,8 @@ pub struct NewNotification<'a> {
     pub user_id: &'a str,
     pub room_id: &'a str,
     pub event_id: &'a str,
+    /// `main`, or the root of the thread the event is in.
+    pub thread_id: &'a str,
     pub stream_pos: i64,
     pub highlight: bool,
     pub actions: &'a [Value],
@@ -275,26 +277,20 @@ pub async fn insert_notifications(
     notes: &[NewNotification<'_>],
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    /// 7 parameters a row; well under SQLite's limit of 32,766 per statement.
+    const COLUMNS: usize = 8;
+    /// Well under SQLite's limit of 32,766 parameters per statement.
     const ROWS: usize = 200;
     for chunk in notes.chunks(ROWS) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
-                let p = |k: usize| format!("${}", i * 7 + k);
-                format!(
-                    "({}, {}, {}, {}, {}, {}, {})",
-                    p(1),
-                    p(2),
-                    p(3),
-                    p(4),
-                    p(5),
-                    p(6),
-                    p(7)
-                )
+                let row: Vec<String> = (1..=COLUMNS)
+                    .map(|k| format!("${}", i * COLUMNS + k))
+                    .collect();
+                format!("({})", row.join(", "))
             })
             .collect();
         let sql = format!(
-            "INSERT INTO notifications (user_id, room_id, event_id, stream_pos, highlight, actions, ts) \
+            "INSERT INTO notifications (user_id, room_id, event_id, thread_id, stream_pos, highlight, actions, ts) \
              VALUES {} ON CONFLICT (user_id, event_id) DO NOTHING",
             values.join(", ")
         );
@@ -304,6 +300,7 @@ pub async fn insert_notifications(
                 .bind(n.user_id)
                 .bind(n.room_id)
                 .bind(n.event_id)
+                .bind(n.thread_id)
                 .bind(n.stream_pos)
                 .bind(codec::flag_param(n.highlight))
                 .bind(Value::from(n.actions.to_vec()).to_string())
@@ -314,41 +311,69 @@ pub async fn insert_notifications(
     Ok(())
 }
 
-/// The receipts that reset a user's counts: `m.read` and `m.read.private`,
-/// unthreaded or on the main timeline; the latest event each room's reach.
-const READ_UP_TO: &str = "SELECT r.room_id, MAX(e.stream_pos) AS pos FROM receipts r \
-     JOIN events e ON e.event_id = r.event_id \
-     WHERE r.user_id = $1 AND r.receipt_type IN ('m.read', 'm.read.private') \
-     AND r.thread_id IN ('', 'main') GROUP BY r.room_id";
+/// `notifications n` joined with how far the user (`$1`) has read: `u.pos`
+/// for the unthreaded `m.read`/`m.read.private` receipts, which reach every
+/// thread, and `t.pos` for those of the notification's own thread (`main`
+/// or a root). A notification is unread when it is past both: see
+/// [`UNREAD`].
+const WITH_READ_POS: &str = "notifications n \
+     LEFT JOIN (SELECT r.room_id, MAX(e.stream_pos) AS pos FROM receipts r \
+       JOIN events e ON e.event_id = r.event_id \
+       WHERE r.user_id = $1 AND r.receipt_type IN ('m.read', 'm.read.private') \
+       AND r.thread_id = '' GROUP BY r.room_id) u ON u.room_id = n.room_id \
+     LEFT JOIN (SELECT r.room_id, r.thread_id, MAX(e.stream_pos) AS pos FROM receipts r \
+       JOIN events e ON e.event_id = r.event_id \
+       WHERE r.user_id = $1 AND r.receipt_type IN ('m.read', 'm.read.private') \
+       AND r.thread_id <> '' GROUP BY r.room_id, r.thread_id) t \
+       ON t.room_id = n.room_id AND t.thread_id = n.thread_id";
 
-/// Per room: (unread notifications, unread highlights) for events at or
-/// before `to`. One query for all rooms.
+/// The condition of an unread notification, over [`WITH_READ_POS`].
+const UNREAD: &str = "n.stream_pos > COALESCE(u.pos, -1) AND n.stream_pos > COALESCE(t.pos, -1)";
+
+/// Unread notifications of one thread of one room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadUnread {
+    pub room_id: String,
+    /// `main`, or a thread root's event id.
+    pub thread_id: String,
+    pub notifications: i64,
+    pub highlights: i64,
+}
+
+/// Per room and thread with notifications at or before `to`: the unread
+/// ones. One query for all rooms.
 pub async fn unread_counts(
     c: &mut AnyConnection,
     user_id: &str,
     to: i64,
-) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
+) -> Result<Vec<ThreadUnread>, sqlx::Error> {
     let rows = sqlx::query(&format!(
-        "SELECT n.room_id, \
-           CAST(SUM(CASE WHEN n.stream_pos > COALESCE(r.pos, -1) THEN 1 ELSE 0 END) AS BIGINT), \
-           CAST(SUM(CASE WHEN n.stream_pos > COALESCE(r.pos, -1) AND n.highlight <> 0 THEN 1 ELSE 0 END) AS BIGINT) \
-         FROM notifications n LEFT JOIN ({READ_UP_TO}) r ON r.room_id = n.room_id \
-         WHERE n.user_id = $1 AND n.stream_pos <= $2 GROUP BY n.room_id"
+        "SELECT n.room_id, n.thread_id, \
+           CAST(SUM(CASE WHEN {UNREAD} THEN 1 ELSE 0 END) AS BIGINT), \
+           CAST(SUM(CASE WHEN {UNREAD} AND n.highlight <> 0 THEN 1 ELSE 0 END) AS BIGINT) \
+         FROM {WITH_READ_POS} \
+         WHERE n.user_id = $1 AND n.stream_pos <= $2 GROUP BY n.room_id, n.thread_id"
     ))
     .bind(user_id)
     .bind(to)
     .fetch_all(c)
     .await?;
     rows.into_iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .map(|r| {
+            Ok(ThreadUnread {
+                room_id: r.try_get(0)?,
+                thread_id: r.try_get(1)?,
+                notifications: r.try_get(2)?,
+                highlights: r.try_get(3)?,
+            })
+        })
         .collect()
 }
 
 /// The user's unread notifications in all rooms: the badge a push carries.
 pub async fn total_unread(c: &mut AnyConnection, user_id: &str) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(&format!(
-        "SELECT COUNT(*) FROM notifications n LEFT JOIN ({READ_UP_TO}) r ON r.room_id = n.room_id \
-         WHERE n.user_id = $1 AND n.stream_pos > COALESCE(r.pos, -1)"
+        "SELECT COUNT(*) FROM {WITH_READ_POS} WHERE n.user_id = $1 AND {UNREAD}"
     ))
     .bind(user_id)
     .fetch_one(c)
@@ -375,8 +400,8 @@ pub async fn notifications(
 ) -> Result<Vec<NotificationRow>, sqlx::Error> {
     let rows = sqlx::query(&format!(
         "SELECT n.room_id, n.event_id, n.stream_pos, n.highlight, n.actions, n.ts, \
-           CAST(CASE WHEN n.stream_pos <= COALESCE(r.pos, -1) THEN 1 ELSE 0 END AS BIGINT) \
-         FROM notifications n LEFT JOIN ({READ_UP_TO}) r ON r.room_id = n.room_id \
+           CAST(CASE WHEN {UNREAD} THEN 0 ELSE 1 END AS BIGINT) \
+         FROM {WITH_READ_POS} \
          WHERE n.user_id = $1 AND n.stream_pos < $2 AND ($3 = 0 OR n.highlight <> 0) \
          ORDER BY n.stream_pos DESC LIMIT $4"
     ))

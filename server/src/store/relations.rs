@@ -229,6 +229,21 @@ pub async fn threads(
         .collect()
 }
 
+/// The root of the thread `event_id` replies in, if it is a thread reply.
+pub async fn thread_root(
+    c: &mut AnyConnection,
+    room_id: &str,
+    event_id: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT relates_to FROM events WHERE room_id = $1 AND event_id = $2 AND rel_type = 'm.thread'",
+    )
+    .bind(room_id)
+    .bind(event_id)
+    .fetch_optional(c)
+    .await
+}
+
 /// Fills in `relates_to` and `rel_type` for rows written before the columns
 /// existed, a batch at a time so a large database is not read at once.
 pub async fn backfill(tx: &mut WriteTx) -> Result<(), sqlx::Error> {

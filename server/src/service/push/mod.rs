@@ -17,7 +17,7 @@
 //! Nothing of an event's content, sender, type or room name is pushed: the
 //! request always has the Push Gateway API's `event_id_only` format.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{json, Value};
 
@@ -28,6 +28,7 @@ use crate::service::session::Auth;
 use crate::service::{events as event_rules, retention, Context};
 use crate::store::events::{self, StoredEvent};
 use crate::store::push::{self, NewNotification, OutboxRow, PushMember, Pusher};
+use crate::store::relations;
 
 pub mod pushers;
 pub mod sender;
@@ -67,6 +68,7 @@ pub async fn evaluate_batch(state: &Context) -> Result<Evaluated, sqlx::Error> {
     };
     let mut rooms: HashMap<String, RoomInfo> = HashMap::new();
     let mut found: Vec<(&StoredEvent, String, Notify)> = Vec::new();
+    let mut threads: HashMap<&str, String> = HashMap::new();
     for event in &batch {
         if !rooms.contains_key(&event.room_id) {
             let members = push::members_for_push(&mut c, &event.room_id)
@@ -120,6 +122,10 @@ pub async fn evaluate_batch(state: &Context) -> Result<Evaluated, sqlx::Error> {
                 found.push((event, user.clone(), notify));
             }
         }
+        if found.last().is_some_and(|(e, _, _)| e.pos == event.pos) {
+            let thread = thread_of(&mut c, event).await?;
+            threads.insert(&event.event_id, thread);
+        }
     }
     drop(c);
 
@@ -139,6 +145,7 @@ pub async fn evaluate_batch(state: &Context) -> Result<Evaluated, sqlx::Error> {
             user_id: user,
             room_id: &event.room_id,
             event_id: &event.event_id,
+            thread_id: &threads[event.event_id.as_str()],
             stream_pos: event.pos,
             highlight: notify.highlight,
             actions: &notify.actions,
@@ -175,6 +182,24 @@ pub async fn evaluate_batch(state: &Context) -> Result<Evaluated, sqlx::Error> {
     Ok(Evaluated {
         events: batch.len(),
         queued,
+    })
+}
+
+/// The thread an event counts in (spec: "Threaded read receipts"): a
+/// thread reply's root; for another relation (an edit or a reaction in a
+/// thread), its parent's thread; otherwise `main`. The relation is in the
+/// clear even in encrypted events.
+async fn thread_of(
+    c: &mut sqlx::AnyConnection,
+    event: &StoredEvent,
+) -> Result<String, sqlx::Error> {
+    const MAIN: &str = "main";
+    Ok(match cloister_proto::event::relation(&event.content) {
+        Some(r) if r.rel_type == "m.thread" => r.event_id.to_owned(),
+        Some(r) => relations::thread_root(c, &event.room_id, r.event_id)
+            .await?
+            .unwrap_or_else(|| MAIN.to_owned()),
+        None => MAIN.to_owned(),
     })
 }
 
@@ -240,27 +265,55 @@ pub async fn catch_up(state: &Context) -> Result<(), sqlx::Error> {
 /// How long a /sync may spend evaluating before it answers anyway.
 const CATCH_UP_BUDGET: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// Per joined room with notifications: `unread_notifications` for /sync.
+/// A joined room's unread notifications, as /sync reports them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RoomUnread {
+    /// (notifications, highlights) on the main timeline.
+    main: (i64, i64),
+    /// The same per thread root, for threads with any unread.
+    threads: BTreeMap<String, (i64, i64)>,
+}
+
+impl RoomUnread {
+    /// `unread_notifications`, and with a thread-aware filter also
+    /// `unread_thread_notifications` (spec: "Receiving notifications"):
+    /// then the first counts only the main timeline; otherwise it counts
+    /// every thread too.
+    pub fn render(&self, thread_aware: bool) -> (Value, Option<Value>) {
+        let counts = |(n, h): (i64, i64)| json!({ "notification_count": n, "highlight_count": h });
+        if !thread_aware {
+            let all = self
+                .threads
+                .values()
+                .fold(self.main, |(n, h), (tn, th)| (n + tn, h + th));
+            return (counts(all), None);
+        }
+        let threads: serde_json::Map<String, Value> = self
+            .threads
+            .iter()
+            .map(|(root, c)| (root.clone(), counts(*c)))
+            .collect();
+        (counts(self.main), Some(Value::Object(threads)))
+    }
+}
+
+/// Per joined room with notifications: its unread counts for /sync.
 pub async fn unread_counts(
     c: &mut sqlx::AnyConnection,
     user_id: &str,
     to: i64,
-) -> Result<HashMap<String, Value>, sqlx::Error> {
-    Ok(push::unread_counts(c, user_id, to)
-        .await?
-        .into_iter()
-        .map(|(room, n, h)| {
-            (
-                room,
-                json!({ "notification_count": n, "highlight_count": h }),
-            )
-        })
-        .collect())
-}
-
-/// `unread_notifications` of a room without notifications.
-pub fn zero_counts() -> Value {
-    json!({ "notification_count": 0, "highlight_count": 0 })
+) -> Result<HashMap<String, RoomUnread>, sqlx::Error> {
+    let mut rooms: HashMap<String, RoomUnread> = HashMap::new();
+    for row in push::unread_counts(c, user_id, to).await? {
+        let room = rooms.entry(row.room_id).or_default();
+        let counts = (row.notifications, row.highlights);
+        if row.thread_id == "main" {
+            room.main = counts;
+        } else if counts != (0, 0) {
+            room.threads.insert(row.thread_id, counts);
+        }
+    }
+    Ok(rooms)
 }
 
 /// `GET /notifications`: newest first; `from` is the `next_token` of the

@@ -1,5 +1,6 @@
 //! The parts of a Matrix filter that `/sync` honours: `room.timeline.limit`,
-//! `room.state.lazy_load_members` and `room.include_leave`; and the check
+//! `room.state.lazy_load_members`, `room.timeline.unread_thread_notifications`
+//! and `room.include_leave`; and the check
 //! that a filter has the spec's shape before it is stored or used.
 
 use serde::Deserialize;
@@ -104,6 +105,8 @@ pub struct SyncFilter {
     pub timeline_limit: i64,
     pub lazy_load_members: bool,
     pub include_leave: bool,
+    /// Counts per thread (`unread_thread_notifications`).
+    pub unread_thread_notifications: bool,
 }
 
 impl Default for SyncFilter {
@@ -112,6 +115,7 @@ impl Default for SyncFilter {
             timeline_limit: 10,
             lazy_load_members: false,
             include_leave: false,
+            unread_thread_notifications: false,
         }
     }
 }
@@ -149,6 +153,9 @@ impl SyncFilter {
                 .and_then(|r| r.get("include_leave"))
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
+            unread_thread_notifications: get("timeline", "unread_thread_notifications")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         }
     }
 }
@@ -161,14 +168,16 @@ mod tests {
     #[test]
     fn reads_the_supported_fields() {
         let f = SyncFilter::from_json(
-            &json!({"room": {"timeline": {"limit": 20}, "state": {"lazy_load_members": true}, "include_leave": true}}),
+            &json!({"room": {"timeline": {"limit": 20, "unread_thread_notifications": true},
+                    "state": {"lazy_load_members": true}, "include_leave": true}}),
         );
         assert_eq!(
             f,
             SyncFilter {
                 timeline_limit: 20,
                 lazy_load_members: true,
-                include_leave: true
+                include_leave: true,
+                unread_thread_notifications: true,
             }
         );
         assert_eq!(SyncFilter::from_json(&json!({})), SyncFilter::default());

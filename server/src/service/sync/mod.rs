@@ -215,7 +215,8 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
                 };
                 let unread = counts
                     .remove(room_id)
-                    .unwrap_or_else(crate::service::push::zero_counts);
+                    .unwrap_or_default()
+                    .render(req.filter.unread_thread_notifications);
                 // A room joined since the token is new to the client: send it whole.
                 let joined_since = from.is_some_and(|f| membership.span_start_pos > f);
                 let has_new_events = joined_since || room.has_events;

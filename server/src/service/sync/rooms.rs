@@ -173,7 +173,8 @@ pub struct Joined {
 
 /// A `rooms.join` entry; None when nothing changed for an incremental sync.
 /// `has_ephemeral`: receipts or typing changed in the window (ignored when
-/// `w.from` is None). `unread`: `unread_notifications`, which change only
+/// `w.from` is None). `unread`: `unread_notifications` and, for a
+/// thread-aware filter, `unread_thread_notifications`; they change only
 /// with the room's events and the user's receipts, so they need no
 /// condition of their own here.
 pub async fn joined(
@@ -182,7 +183,7 @@ pub async fn joined(
     account_data: Vec<Value>,
     has_new_events: bool,
     has_ephemeral: bool,
-    unread: Value,
+    unread: (Value, Option<Value>),
 ) -> ApiResult<Joined> {
     let from = w.from.unwrap_or(-1);
     // Both answer None when nothing changed in the window, which the caller
@@ -232,7 +233,8 @@ pub async fn joined(
         json!({})
     };
     let events = render(&mut *c, w, &timeline).await?;
-    let section = json!({
+    let (unread, unread_threads) = unread;
+    let mut section = json!({
         "timeline": { "events": events, "limited": timeline.limited, "prev_batch": timeline.prev_batch },
         "state": { "events": state },
         "ephemeral": { "events": ephemeral_events },
@@ -240,6 +242,9 @@ pub async fn joined(
         "summary": summary,
         "unread_notifications": unread,
     });
+    if let Some(threads) = unread_threads {
+        section["unread_thread_notifications"] = threads;
+    }
     Ok(Joined {
         section: Some(section),
         // Incremental without new events: the window holds no events at all.
