@@ -40,7 +40,7 @@ pub const PSEUDONYM_PREFIX: &str = "ps1:";
 pub const SYSTEM_ACTOR: &str = "system";
 /// Limits that keep entries small.
 pub const MAX_TARGET_LEN: usize = 256;
-pub const MAX_DETAILS: usize = 32;
+pub const MAX_DETAILS: usize = 64;
 pub const MAX_DETAIL_KEY_LEN: usize = 64;
 
 /// Why an entry was refused.
@@ -50,7 +50,7 @@ pub enum EntryError {
     BadActor,
     #[error("target must be 1..=256 characters without control characters, and no raw user id")]
     BadTarget,
-    #[error("details keys must match [a-z][a-z0-9_]{{0,63}}, at most 32 of them")]
+    #[error("details keys must match [a-z][a-z0-9_]{{0,63}}, at most 64 of them")]
     BadDetails,
 }
 

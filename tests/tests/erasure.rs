@@ -214,7 +214,16 @@ async fn erasure_removes_every_trace(backend: Backend) {
         .find(|e| e["action"] == "erasure")
         .expect("an erasure entry");
     assert_eq!(entry["target"], pseudonym);
-    assert_eq!(entry["details"], receipt["counts"]);
+    // Every non-zero count of the receipt (zeros say nothing in a log).
+    let nonzero: serde_json::Map<String, Value> = receipt["counts"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, n)| n.as_u64() != Some(0))
+        .map(|(k, n)| (k.clone(), n.clone()))
+        .collect();
+    assert!(nonzero.len() > 5, "{receipt}");
+    assert_eq!(entry["details"], Value::Object(nonzero));
     assert_eq!(entry["seq"], receipt["audit_seq"]);
     assert!(!log.to_string().contains(&uid));
 
