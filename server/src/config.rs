@@ -228,10 +228,11 @@ impl Config {
             }
             set_path(&mut table, &path, parse_env_value(&value));
         }
-        let config: Config = toml::Value::Table(table)
+        let mut config: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
         config.validate()?;
+        config.ldap.read_secrets().map_err(ConfigError::Invalid)?;
         Ok(config)
     }
 
@@ -376,7 +377,7 @@ mod tests {
             let env: Vec<(String, String)> = [
                 ("CLOISTER_REGISTRATION", registration),
                 ("CLOISTER_LDAP__ENABLED", "true"),
-                ("CLOISTER_LDAP__URLS", "[\"ldap://127.0.0.1:1\"]"),
+                ("CLOISTER_LDAP__URL", "[\"ldap://127.0.0.1:1\"]"),
                 ("CLOISTER_LDAP__BASE_DN", "dc=example,dc=org"),
                 (
                     "CLOISTER_LDAP__BIND_DN_TEMPLATE",

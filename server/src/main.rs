@@ -49,6 +49,9 @@ enum Command {
     /// exports and the record of processing.
     #[command(subcommand)]
     Admin(cli::admin::AdminCommand),
+    /// The LDAP directory: sync accounts with it now.
+    #[command(subcommand)]
+    Ldap(cli::ldap::LdapCommand),
 }
 
 #[derive(Subcommand)]
@@ -165,6 +168,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Audit(cmd) => audit_command(cmd, config).await,
         Command::Admin(cmd) => cli::admin::run(cmd, config).await,
+        Command::Ldap(cmd) => cli::ldap::run(cmd, config).await,
     }
 }
 

@@ -48,8 +48,13 @@ pub struct Metrics {
     pub pushes_failed: AtomicU64,
     pub push_retries: AtomicU64,
     pub pushkeys_rejected: AtomicU64,
-    /// Directory servers that failed to answer a login (`crate::ldap`).
+    /// Directory servers that failed to answer a login or sync (`crate::ldap`).
     pub ldap_errors: AtomicU64,
+    /// Directory syncs completed, failed or held back, and the accounts
+    /// they deactivated (`service::ldap_sync`).
+    pub ldap_syncs: AtomicU64,
+    pub ldap_sync_failures: AtomicU64,
+    pub ldap_sync_deactivations: AtomicU64,
 }
 
 impl Metrics {
@@ -125,10 +130,22 @@ impl Metrics {
         self.requests.render(&mut out);
         let _ = writeln!(
             out,
-            "# HELP cloister_ldap_errors_total LDAP directory servers that failed to answer a login (down, timed out, or refused the service account).\n\
+            "# HELP cloister_ldap_errors_total LDAP directory servers that failed to answer a login or sync (down, timed out, or refused the service account).\n\
              # TYPE cloister_ldap_errors_total counter\n\
-             cloister_ldap_errors_total {}",
-            get(&self.ldap_errors)
+             cloister_ldap_errors_total {}\n\
+             # HELP cloister_ldap_syncs_total Directory syncs that completed.\n\
+             # TYPE cloister_ldap_syncs_total counter\n\
+             cloister_ldap_syncs_total {}\n\
+             # HELP cloister_ldap_sync_failures_total Directory syncs that could not reach the directory or were held back by ldap.sync_max_deactivations.\n\
+             # TYPE cloister_ldap_sync_failures_total counter\n\
+             cloister_ldap_sync_failures_total {}\n\
+             # HELP cloister_ldap_sync_deactivations_total Accounts the directory sync deactivated.\n\
+             # TYPE cloister_ldap_sync_deactivations_total counter\n\
+             cloister_ldap_sync_deactivations_total {}",
+            get(&self.ldap_errors),
+            get(&self.ldap_syncs),
+            get(&self.ldap_sync_failures),
+            get(&self.ldap_sync_deactivations),
         );
         out
     }

@@ -4,11 +4,12 @@
 //! with a certificate from a throwaway CA. Needs Debian's `slapd`, `ldap-utils`
 //! and `openssl`.
 //!
-//! The people (password in brackets):
-//! - `alice` (`alice-secret`): "Alice Liddell", in the `matrix` group
-//! - `bob` (`bob-secret`): not in the group
-//! - `carol` (`carol-secret`): in the group, but disabled the AD way
-//!   (`userAccountControl` 514)
+//! The people (password in brackets), each with `mail` `<uid>@example.org`
+//! and a `departmentNumber`:
+//! - `alice` (`alice-secret`): "Alice Liddell", Finance, in the `matrix` group
+//! - `bob` (`bob-secret`): Parks, not in the group
+//! - `carol` (`carol-secret`): Finance, in the group, but disabled the AD
+//!   way (`userAccountControl` 514)
 //!
 //! Each has `sAMAccountName` too (its name capitalised), from a small
 //! stand-in schema, for the Active Directory settings.
@@ -38,12 +39,14 @@ SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
 objectclass ( 1.3.6.1.4.1.99999.2.1 NAME 'adLikeUser' AUXILIARY MAY ( userAccountControl $ sAMAccountName ) )
 ";
 
-fn person(uid: &str, name: &str, password: &str, uac: u32) -> String {
+/// The LDIF of one person (see the module's list for the attributes).
+pub fn person(uid: &str, name: &str, password: &str, uac: u32, department: &str) -> String {
     let sam = format!("{}{}", uid[..1].to_uppercase(), &uid[1..]);
     format!(
         "dn: uid={uid},{PEOPLE_DN}\nobjectClass: inetOrgPerson\nobjectClass: adLikeUser\n\
          uid: {uid}\ncn: {name}\nsn: {name}\ndisplayName: {name}\nuserPassword: {password}\n\
-         sAMAccountName: {sam}\nuserAccountControl: {uac}\n\n"
+         sAMAccountName: {sam}\nuserAccountControl: {uac}\nmail: {uid}@example.org\n\
+         departmentNumber: {department}\n\n"
     )
 }
 
@@ -56,9 +59,9 @@ fn entries() -> String {
          dn: {SERVICE_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n\
          cn: cloister\nuserPassword: {SERVICE_PASSWORD}\n\n"
     );
-    ldif += &person("alice", "Alice Liddell", "alice-secret", 512);
-    ldif += &person("bob", "Bob Builder", "bob-secret", 512);
-    ldif += &person("carol", "Carol Disabled", "carol-secret", 514);
+    ldif += &person("alice", "Alice Liddell", "alice-secret", 512, "Finance");
+    ldif += &person("bob", "Bob Builder", "bob-secret", 512, "Parks");
+    ldif += &person("carol", "Carol Disabled", "carol-secret", 514, "Finance");
     // Members are added after the people: the memberof overlay fills in
     // their `memberOf` as the group is written.
     ldif += &format!(
@@ -246,10 +249,21 @@ impl TestDirectory {
         }
     }
 
-    fn load(&self, ldif: &str) {
-        let path = self.dir.path().join("load.ldif");
+    /// Adds the entries of `ldif`, as the directory's administrator.
+    pub fn load(&self, ldif: &str) {
+        self.as_admin("ldapadd", ldif);
+    }
+
+    /// Applies LDIF change records (`changetype: modify`, `delete`, …), as
+    /// an administrator changing the directory would.
+    pub fn change(&self, ldif: &str) {
+        self.as_admin("ldapmodify", ldif);
+    }
+
+    fn as_admin(&self, tool: &str, ldif: &str) {
+        let path = self.dir.path().join("change.ldif");
         std::fs::write(&path, ldif).expect("write the LDIF");
-        let out = Command::new(binary("ldapadd"))
+        let out = Command::new(binary(tool))
             .args([
                 "-x",
                 "-H",
@@ -262,10 +276,10 @@ impl TestDirectory {
             ])
             .arg(&path)
             .output()
-            .expect("run ldapadd (apt-get install ldap-utils)");
+            .expect("run ldapadd/ldapmodify (apt-get install ldap-utils)");
         assert!(
             out.status.success(),
-            "ldapadd failed: {}\n{}",
+            "{tool} failed: {}\n{}",
             String::from_utf8_lossy(&out.stderr),
             self.log()
         );
@@ -303,12 +317,12 @@ impl TestDirectory {
     pub fn configure(&self, config: &mut Config) {
         let ldap = &mut config.ldap;
         ldap.enabled = true;
-        ldap.urls = vec![self.url()];
+        ldap.url = vec![self.url()];
         ldap.bind_dn = SERVICE_DN.into();
         ldap.bind_password = SERVICE_PASSWORD.into();
         ldap.base_dn = BASE_DN.into();
         ldap.user_filter = "(objectClass=inetOrgPerson)".into();
-        ldap.login_attribute = "uid".into();
+        ldap.localpart_attribute = "uid".into();
         ldap.display_name_attribute = "displayName".into();
         ldap.timeout_ms = 2000;
     }
@@ -317,7 +331,7 @@ impl TestDirectory {
     pub fn env(&self) -> Vec<(String, String)> {
         [
             ("CLOISTER_LDAP__ENABLED", "true".to_owned()),
-            ("CLOISTER_LDAP__URLS", format!("[\"{}\"]", self.url())),
+            ("CLOISTER_LDAP__URL", format!("[\"{}\"]", self.url())),
             ("CLOISTER_LDAP__BIND_DN", SERVICE_DN.to_owned()),
             ("CLOISTER_LDAP__BIND_PASSWORD", SERVICE_PASSWORD.to_owned()),
             ("CLOISTER_LDAP__BASE_DN", BASE_DN.to_owned()),

@@ -25,6 +25,27 @@ const TEST_ONLY_CARGO_VARS: &[&str] = &[
     "CARGO_TARGET_TMPDIR",
 ];
 
+/// Runs `cloister <args>` (an operator's command, not `serve`) against
+/// `server`'s data directory and database, with `env` on top.
+pub async fn run_command(
+    server: &TestServer,
+    args: &[&str],
+    env: Vec<(String, String)>,
+) -> std::process::Output {
+    Command::new(cloister_binary().await)
+        .args(args)
+        .env("CLOISTER_SERVER_NAME", server.server_name())
+        .env("CLOISTER_DATA_DIR", server.data_dir())
+        .env("CLOISTER_DATABASE_URL", server.database_url())
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .envs(env)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("run cloister {args:?}: {e}"))
+}
+
 /// `cloister serve` running as a child process; killed when dropped.
 pub struct ServerProcess {
     child: Child,

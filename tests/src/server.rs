@@ -244,6 +244,15 @@ impl TestServer {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// `GET /_cloister/metrics` from this machine: the Prometheus text.
+    pub async fn metrics(&self) -> String {
+        let response = reqwest::get(format!("{}/_cloister/metrics", self.url()))
+            .await
+            .expect("GET /_cloister/metrics");
+        assert_eq!(response.status(), 200, "the metrics endpoint answered");
+        response.text().await.expect("the metrics text")
+    }
+
     /// The running server's state (store, config, notifier): for tests that
     /// must look behind the HTTP API, e.g. at what was stored.
     pub fn state(&self) -> &Context {

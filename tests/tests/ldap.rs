@@ -207,7 +207,7 @@ async fn active_directory_disabled_account(backend: Backend) {
     let server = TestServer::start_with(backend, |c| {
         directory.configure(c);
         c.ldap.active_directory = true;
-        c.ldap.login_attribute = "sAMAccountName".into();
+        c.ldap.localpart_attribute = "sAMAccountName".into();
     })
     .await;
     let url = server.url();
@@ -231,7 +231,7 @@ async fn directory_down(backend: Backend) {
     drop(dead);
     let server = TestServer::start_with(backend, |c| {
         directory.configure(c);
-        c.ldap.urls.insert(0, dead_url);
+        c.ldap.url.insert(0, dead_url);
     })
     .await;
     let url = server.url();
@@ -260,12 +260,7 @@ async fn directory_down(backend: Backend) {
     let again = login(&url, "root", "admin-pw").await.unwrap();
     assert_eq!(again.user_id, admin.user_id);
     assert_eq!(alice.whoami().await["user_id"], "@alice:localhost");
-    let metrics = reqwest::get(format!("{url}/_cloister/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(metrics.contains("cloister_ldap_errors_total"), "{metrics}");
     server.stop().await;
 }
@@ -278,7 +273,7 @@ async fn directory_hangs(backend: Backend) {
     let directory = TestDirectory::start().await;
     let server = TestServer::start_with(backend, |c| {
         directory.configure(c);
-        c.ldap.urls = vec![silent_url];
+        c.ldap.url = vec![silent_url];
         c.ldap.timeout_ms = 300;
     })
     .await;
@@ -359,7 +354,7 @@ async fn tls(backend: Backend) {
     ] {
         let server = TestServer::start_with(backend, |c| {
             directory.configure(c);
-            c.ldap.urls = vec![url.clone()];
+            c.ldap.url = vec![url.clone()];
             c.ldap.start_tls = start_tls;
             c.ldap.ca_file = directory.ca_file();
         })
@@ -377,7 +372,7 @@ async fn tls(backend: Backend) {
     ] {
         let server = TestServer::start_with(backend, |c| {
             directory.configure(c);
-            c.ldap.urls = vec![url.clone()];
+            c.ldap.url = vec![url.clone()];
             c.ldap.start_tls = start_tls;
         })
         .await;

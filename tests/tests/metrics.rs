@@ -5,14 +5,6 @@
 use cloister_tests::{both_backends, encode, Backend, Client, TestServer};
 use serde_json::json;
 
-async fn scrape(server: &TestServer) -> String {
-    let response = reqwest::get(format!("{}/_cloister/metrics", server.url()))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.text().await.unwrap()
-}
-
 /// The value of the sample line that starts with `series ` exactly.
 fn sample(text: &str, series: &str) -> f64 {
     text.lines()
@@ -33,7 +25,7 @@ async fn traffic_is_counted_by_route(backend: Backend) {
         .as_str()
         .unwrap()
         .to_owned();
-    let before = scrape(&server).await;
+    let before = server.metrics().await;
 
     for i in 0..3 {
         alice.send_encrypted(&room, &format!("m{i}")).await;
@@ -46,7 +38,7 @@ async fn traffic_is_counted_by_route(backend: Backend) {
     assert_eq!(in_timeline, 3, "{delivered}");
     let (status, _) = bob.get("/_matrix/client/v3/no/such/endpoint").await;
     assert_eq!(status, 404);
-    let after = scrape(&server).await;
+    let after = server.metrics().await;
 
     let send =
         "method=\"PUT\",route=\"/_matrix/client/v3/rooms/{room_id}/send/{event_type}/{txn_id}\"";

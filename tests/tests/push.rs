@@ -293,12 +293,7 @@ async fn retries_and_rejections(backend: Backend) {
         pushkeys(&bob).await.is_empty().then_some(())
     })
     .await;
-    let metrics = reqwest::get(format!("{}/_cloister/metrics", server.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains("cloister_pushkeys_rejected_total 1"),
         "{metrics}"

@@ -29,6 +29,15 @@ pub(super) struct FoundUser {
     avatar_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     display_name: Option<String>,
+    /// Imported by directory sign-in where the operator configured it; not
+    /// in the spec, so namespaced.
+    #[serde(
+        rename = "org.cloister.department",
+        skip_serializing_if = "Option::is_none"
+    )]
+    department: Option<String>,
+    #[serde(rename = "org.cloister.mail", skip_serializing_if = "Option::is_none")]
+    mail: Option<String>,
     user_id: String,
 }
 
@@ -54,6 +63,8 @@ pub(super) async fn search_users(
             .map(|f| FoundUser {
                 avatar_url: f.avatar_url,
                 display_name: f.display_name,
+                department: f.attributes.department,
+                mail: f.attributes.mail,
                 user_id: f.user_id,
             })
             .collect(),

@@ -132,6 +132,8 @@ pub async fn deactivate_user(state: &Context, user_id: &str, entry: NewEntry) ->
     delete_all_except(state, user_id, None).await?;
     let mut tx = state.store.write().await?;
     users::set_deactivated(&mut tx, user_id).await?;
+    // Kept only so colleagues can find the person, which they no longer can.
+    crate::store::directory::delete_attributes(&mut tx, user_id).await?;
     audit::record(&mut tx, entry).await?;
     tx.commit().await?;
     tracing::info!("account deactivated");

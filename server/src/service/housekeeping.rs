@@ -1,6 +1,7 @@
 //! Periodic work the server does on its own, off the request path: announcing
 //! typing notices that timed out, signing audit checkpoints, the retention
-//! purge and deleting expired user-interactive auth sessions.
+//! purge, deleting expired user-interactive auth sessions and the LDAP
+//! directory sync.
 //!
 //! With several nodes on one PostgreSQL, one node at a time runs them: the
 //! one holding a session-level advisory lock (`store::lock`). When it dies
@@ -41,6 +42,11 @@ pub async fn run(state: Context) {
     let mut next_purge = state.now_ms().saturating_add(purge_every);
     let mut next_uia_purge = state.now_ms();
     let mut leader = Leadership::new(&state);
+    let ldap_every = state.config.ldap.sync_every_ms();
+    // The first sync a minute after start, not at once: a restart loop
+    // must not hammer the directory.
+    let mut next_ldap_sync = state.now_ms().saturating_add(60_000);
+    let mut ldap_sync: Option<tokio::task::JoinHandle<()>> = None;
     while !state.notifier.is_shutting_down() {
         ticker.tick().await;
         // All four jobs need only one node. The purge deletes rows in
@@ -65,6 +71,20 @@ pub async fn run(state: Context) {
             next_purge = state.now_ms().saturating_add(purge_every);
             if let Err(err) = crate::service::purge::run(&state).await {
                 tracing::error!(error = %err, "PURGE FAILED: could not record the purge run; retrying at the next interval");
+            }
+        }
+        if let Some(every) = ldap_every {
+            // In its own task: a large or slow directory must not hold up
+            // the other jobs, which tick every second.
+            let idle = ldap_sync.as_ref().is_none_or(|t| t.is_finished());
+            if idle && state.now_ms() >= next_ldap_sync {
+                next_ldap_sync = state.now_ms().saturating_add(every);
+                let state = state.clone();
+                ldap_sync = Some(tokio::spawn(async move {
+                    if let Err(err) = crate::service::ldap_sync::run(&state, false).await {
+                        tracing::warn!(error = %err.message, "the LDAP directory sync failed; retrying at the next interval");
+                    }
+                }));
             }
         }
         if let Err(err) = announce_typing_expiries(&state).await {

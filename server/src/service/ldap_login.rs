@@ -13,7 +13,7 @@ use crate::error::{ApiError, ApiResult, ErrCode};
 use crate::ldap::{self, Verdict};
 use crate::service::accounts::validate_new_user_id;
 use crate::service::{audit, erasure, Context};
-use crate::store::{ldap as store, users};
+use crate::store::{directory, ldap as store, users};
 
 /// Whether `user_id` was created by the directory.
 pub async fn is_ldap_account(state: &Context, user_id: &str) -> ApiResult<bool> {
@@ -143,7 +143,12 @@ async fn admit(state: &Context, user: ldap::DirectoryUser) -> ApiResult<String> 
                 "This account has been deactivated",
             ))
         }
-        Some(_) if is_ldap_account(state, &user_id).await? => return Ok(user_id),
+        Some(_) if is_ldap_account(state, &user_id).await? => {
+            let mut tx = state.store.write().await?;
+            directory::set_attributes(&mut tx, &user_id, &user.attributes, state.now_ms()).await?;
+            tx.commit().await?;
+            return Ok(user_id);
+        }
         Some(_) => {
             // The directory must not take over a local account (an admin's).
             tracing::warn!("directory login names a local account; refused");
@@ -165,6 +170,7 @@ async fn admit(state: &Context, user: ldap::DirectoryUser) -> ApiResult<String> 
     let mut tx = state.store.write().await?;
     if users::create(&mut tx, &user_id, None, false, &display_name, now).await? {
         store::mark(&mut tx, &user_id, now).await?;
+        directory::set_attributes(&mut tx, &user_id, &user.attributes, now).await?;
         let details = Details::new().with("ldap", 1).expect("a valid detail name");
         audit::record(
             &mut tx,

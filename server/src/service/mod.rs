@@ -19,6 +19,7 @@ pub mod holds;
 pub mod housekeeping;
 pub mod keys;
 pub mod ldap_login;
+pub mod ldap_sync;
 pub mod media;
 pub mod membership;
 pub mod plaintext_events;

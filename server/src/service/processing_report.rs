@@ -22,8 +22,18 @@ pub const FORMAT: &str = "cloister.processing_record";
 const RECIPIENTS: &[&str] = &[
     "the server administrators named by the controller (they cannot read messages or files: those are end-to-end encrypted)",
     "the people a user communicates with, for what the user sends them",
-    "nobody else: this server does not federate with other Matrix servers and calls no third-party services",
+    "the push gateways of the apps users register for notifications (Apple's and Google's services behind them): an event id, a room id, an unread count and the device's push token, never content, sender or room name",
 ];
+
+/// Recipients that depend on the configuration, then the closing line.
+fn recipients(state: &Context) -> Vec<&'static str> {
+    let mut out = RECIPIENTS.to_vec();
+    if state.config.ldap.enabled {
+        out.push("the institution's LDAP / Active Directory directory (`[ldap]`): the login name and password of each directory sign-in, to check them, and the searches of the directory sync");
+    }
+    out.push("nobody else: this server does not federate with other Matrix servers");
+    out
+}
 
 const SECURITY: &[&str] = &[
     "end-to-end encryption of messages and files on users' devices; the server refuses unencrypted messages (docs/api.md)",
@@ -50,7 +60,7 @@ pub struct ProcessingRecord {
     pub data_categories: Vec<DataCategory>,
     pub pseudonymous_data: Vec<TableNote>,
     pub no_personal_data: Vec<TableNote>,
-    pub recipients: &'static [&'static str],
+    pub recipients: Vec<&'static str>,
     pub transfers: Transfers,
     pub retention: RetentionInForce,
     pub legal_holds: LegalHolds,
@@ -262,7 +272,7 @@ pub async fn build(state: &Context) -> ApiResult<ProcessingRecord> {
             .collect(),
         pseudonymous_data: PSEUDONYMOUS.iter().map(table_note).collect(),
         no_personal_data: NOT_PERSONAL.iter().map(table_note).collect(),
-        recipients: RECIPIENTS,
+        recipients: recipients(state),
         transfers: Transfers {
             third_countries: "none: the server sends data to no other server or service",
             federation: false,
@@ -354,7 +364,7 @@ pub fn to_markdown(r: &ProcessingRecord) -> String {
         o.push_str(&format!("- `{}`: {}\n", text(c.table), text(c.what)));
     }
     o.push_str("\n## Recipients\n\n");
-    bullets(&mut o, r.recipients);
+    bullets(&mut o, &r.recipients);
     o.push_str(&format!(
         "\n## Transfers to third countries\n\n{}\n\n",
         text(r.transfers.third_countries)

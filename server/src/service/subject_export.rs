@@ -295,6 +295,19 @@ pub async fn build(state: &Context, user_id: &str) -> ApiResult<Value> {
         u,
     )
     .await?;
+    let directory_attributes = subject::rows(
+        c,
+        "directory_attributes",
+        &[
+            Col::Text("mail"),
+            Col::Text("department"),
+            Col::Int("updated_ts"),
+        ],
+        "user_id = $1",
+        "updated_ts",
+        u,
+    )
+    .await?;
     let legal_holds = subject::rows(
         c,
         "legal_holds",
@@ -362,6 +375,7 @@ pub async fn build(state: &Context, user_id: &str) -> ApiResult<Value> {
             "transactions": transactions,
             "auth_sessions": auth_sessions,
             "directory_login": directory_login,
+            "directory_attributes": directory_attributes,
             "legal_holds": legal_holds,
             "audit_log": audit_log,
         },

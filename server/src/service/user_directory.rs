@@ -4,14 +4,15 @@
 //! never appear, and erased ones have no account row left to find.
 //!
 //! A match is case-insensitive: every word of the search term must begin a
-//! word of the user's localpart or display name (`"ali sm"` finds
-//! "Alice Smith"), or the term must begin the user id. Attributes imported
-//! by directory sign-in (mail, department) would be more words to match:
-//! `store::directory::candidates` is the one query to extend.
+//! word of the user's localpart, display name, department or the local
+//! part of their mail (`"ali sm"` finds "Alice Smith", `"fin"` everyone in
+//! Finance), or the term must begin the user id or the mail address. The
+//! mail's domain is no word to match: it is everyone's. Mail and department
+//! are those directory sign-in imported, where the operator configured it.
 
 use crate::error::{ApiError, ApiResult};
 use crate::service::Context;
-use crate::store::directory::{self, Among, DirectoryUser};
+use crate::store::directory::{self, Among, Attributes, DirectoryUser};
 
 pub const DEFAULT_LIMIT: i64 = 10;
 pub const MAX_LIMIT: i64 = 50;
@@ -46,6 +47,7 @@ pub struct Found {
     pub user_id: String,
     pub display_name: Option<String>,
     pub avatar_url: Option<String>,
+    pub attributes: Attributes,
 }
 
 pub struct SearchResult {
@@ -70,8 +72,14 @@ fn rank(term: &str, term_words: &[String], user: &DirectoryUser) -> Option<u8> {
     if term.starts_with('@') && user.user_id.to_lowercase().starts_with(term) {
         return Some(0);
     }
+    let mail = user.attributes.mail.as_deref().unwrap_or("");
+    if term.contains('@') && !term.starts_with('@') && mail.to_lowercase().starts_with(term) {
+        return Some(0);
+    }
     let mut theirs = words(localpart);
     theirs.extend(words(name));
+    theirs.extend(words(mail.split('@').next().unwrap_or("")));
+    theirs.extend(words(user.attributes.department.as_deref().unwrap_or("")));
     let all_match = !term_words.is_empty()
         && term_words
             .iter()
@@ -159,6 +167,7 @@ pub async fn search(
                 user_id: u.user_id,
                 display_name: u.displayname,
                 avatar_url: u.avatar_url,
+                attributes: u.attributes,
             })
             .collect(),
         limited,
@@ -174,6 +183,7 @@ mod tests {
             user_id: id.into(),
             displayname: name.map(str::to_owned),
             avatar_url: None,
+            attributes: Attributes::default(),
         }
     }
 
@@ -198,6 +208,17 @@ mod tests {
         assert_eq!(r("alice bob"), None);
         assert_eq!(r("@alice.sm"), Some(0));
         assert_eq!(r("@smith"), Some(1));
+        let mut staff = user("@u123:x", Some("Alice"));
+        staff.attributes = Attributes {
+            mail: Some("a.liddell@city.example".into()),
+            department: Some("Finance & Payroll".into()),
+        };
+        let r = |t: &str| rank(&t.to_lowercase(), &words(t), &staff);
+        assert_eq!(r("fin"), Some(1));
+        assert_eq!(r("alice payroll"), Some(0));
+        assert_eq!(r("liddell"), Some(1));
+        assert_eq!(r("a.liddell@ci"), Some(0));
+        assert_eq!(r("city"), None, "the mail's domain is everyone's");
         let zoe = user("@zoe:x", Some("Zoë Ärger"));
         assert_eq!(rank("är", &words("är"), &zoe), Some(1));
         assert_eq!(rank("zoë", &words("ZOË"), &zoe), Some(0));

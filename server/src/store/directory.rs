@@ -1,6 +1,6 @@
 //! The room directory (which rooms are published), the state its entries
 //! and space hierarchies are summarised from, and the user directory's
-//! candidates.
+//! candidates with the attributes directory sign-in imported for them.
 
 use std::collections::HashMap;
 
@@ -158,6 +158,66 @@ pub struct DirectoryUser {
     pub user_id: String,
     pub displayname: Option<String>,
     pub avatar_url: Option<String>,
+    pub attributes: Attributes,
+}
+
+/// What directory sign-in imported of a person (`directory_attributes`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attributes {
+    pub mail: Option<String>,
+    pub department: Option<String>,
+}
+
+/// Stores `user_id`'s imported attributes; none at all deletes the row.
+pub async fn set_attributes(
+    tx: &mut WriteTx,
+    user_id: &str,
+    attributes: &Attributes,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    if attributes == &Attributes::default() {
+        return delete_attributes(tx, user_id).await;
+    }
+    sqlx::query(
+        "INSERT INTO directory_attributes (user_id, mail, department, updated_ts) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO UPDATE SET \
+         mail = excluded.mail, department = excluded.department, updated_ts = excluded.updated_ts",
+    )
+    .bind(user_id)
+    .bind(attributes.mail.as_deref())
+    .bind(attributes.department.as_deref())
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+pub async fn delete_attributes(tx: &mut WriteTx, user_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM directory_attributes WHERE user_id = $1")
+        .bind(user_id)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
+
+/// Every user's imported attributes.
+pub async fn all_attributes(
+    c: &mut AnyConnection,
+) -> Result<HashMap<String, Attributes>, sqlx::Error> {
+    sqlx::query("SELECT user_id, mail, department FROM directory_attributes")
+        .fetch_all(c)
+        .await?
+        .into_iter()
+        .map(|r| {
+            Ok((
+                r.try_get(0)?,
+                Attributes {
+                    mail: r.try_get(1)?,
+                    department: r.try_get(2)?,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Whom a search looks among.
@@ -169,9 +229,9 @@ pub enum Among<'a> {
 }
 
 /// Active accounts (not deactivated; erased ones have no row) among
-/// `among`, except `excluded`, whose user id or display name contains
-/// `contains` (lower case ASCII, compared with the lower-cased columns),
-/// ordered by user id, at most `cap` of them.
+/// `among`, except `excluded`, whose user id, display name, mail or
+/// department contains `contains` (lower case ASCII, compared with the
+/// lower-cased columns), ordered by user id, at most `cap` of them.
 pub async fn candidates(
     c: &mut AnyConnection,
     among: Among<'_>,
@@ -180,7 +240,8 @@ pub async fn candidates(
     cap: i64,
 ) -> Result<Vec<DirectoryUser>, sqlx::Error> {
     let mut sql = String::from(
-        "SELECT u.user_id, u.displayname, u.avatar_url FROM users u \
+        "SELECT u.user_id, u.displayname, u.avatar_url, a.mail, a.department FROM users u \
+         LEFT JOIN directory_attributes a ON a.user_id = u.user_id \
          WHERE u.deactivated = 0 AND u.user_id <> $1",
     );
     let searcher = match among {
@@ -199,7 +260,9 @@ pub async fn candidates(
         let n = if searcher.is_some() { 3 } else { 2 };
         sql.push_str(&format!(
             " AND (LOWER(u.user_id) LIKE ${n} ESCAPE '\\' \
-             OR LOWER(COALESCE(u.displayname, '')) LIKE ${n} ESCAPE '\\')"
+             OR LOWER(COALESCE(u.displayname, '')) LIKE ${n} ESCAPE '\\' \
+             OR LOWER(COALESCE(a.mail, '')) LIKE ${n} ESCAPE '\\' \
+             OR LOWER(COALESCE(a.department, '')) LIKE ${n} ESCAPE '\\')"
         ));
         let escaped = word
             .replace('\\', "\\\\")
@@ -224,6 +287,10 @@ pub async fn candidates(
                 user_id: r.try_get(0)?,
                 displayname: r.try_get(1)?,
                 avatar_url: r.try_get(2)?,
+                attributes: Attributes {
+                    mail: r.try_get(3)?,
+                    department: r.try_get(4)?,
+                },
             })
         })
         .collect()

@@ -46,6 +46,11 @@ const OWN_ROWS: &[(&str, &str, &str)] = &[
     ("notifications", "user_id = $1", "deleted_notifications"),
     ("push_outbox", "user_id = $1", "deleted_push_outbox"),
     ("ldap_accounts", "user_id = $1", "deleted_ldap_accounts"),
+    (
+        "directory_attributes",
+        "user_id = $1",
+        "deleted_directory_attributes",
+    ),
 ];
 
 /// How many rows [`delete_own_rows`] would delete, per receipt count name.

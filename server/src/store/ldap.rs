@@ -21,3 +21,13 @@ pub async fn mark(tx: &mut WriteTx, user_id: &str, now: i64) -> Result<(), sqlx:
         .await?;
     Ok(())
 }
+
+/// The directory's accounts that are not deactivated, by user id.
+pub async fn active_accounts(c: &mut AnyConnection) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT l.user_id FROM ldap_accounts l JOIN users u ON u.user_id = l.user_id \
+         WHERE u.deactivated = 0 ORDER BY l.user_id",
+    )
+    .fetch_all(c)
+    .await
+}

@@ -227,6 +227,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "thread_notifications",
         include_str!("migrations/0011_thread_notifications.sql"),
     ),
+    (
+        12,
+        "directory_attributes",
+        include_str!("migrations/0012_directory_attributes.sql"),
+    ),
 ];
 
 impl Store {

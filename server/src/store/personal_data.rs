@@ -76,6 +76,13 @@ pub const PERSONAL: &[PersonalTable] = &[
         purpose: ACCOUNTS,
     },
     PersonalTable {
+        table: "directory_attributes",
+        user_columns: &["user_id"],
+        mention_columns: &[],
+        category: "mail address and department imported from the institution's directory (only when configured)",
+        purpose: "let colleagues find each other in the user directory",
+    },
+    PersonalTable {
         table: "txn_ids",
         user_columns: &["user_id"],
         mention_columns: &[],

@@ -1,7 +1,9 @@
 //! Checking a password against an LDAP directory (OpenLDAP, Active
 //! Directory): search-then-bind with a service account, or a direct bind
-//! through a DN template. Decides nothing about accounts — that is
-//! `service::ldap_login` — it only says what the directory answered.
+//! through a DN template; and listing the directory's people for the
+//! periodic sync (`listing`). Decides nothing about accounts — that is
+//! `service::ldap_login` and `service::ldap_sync` — it only says what the
+//! directory answered.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,6 +12,10 @@ use std::time::Duration;
 use ldap3::{ldap_escape, Ldap as LdapClient, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
 
 use crate::config::Ldap;
+pub use crate::store::directory::Attributes;
+
+mod listing;
+pub use listing::{list_people, ListedPerson, Standing};
 
 /// AD's matching rule that follows nested group membership.
 const LDAP_MATCHING_RULE_IN_CHAIN: &str = "1.2.840.113556.1.4.1941";
@@ -24,6 +30,24 @@ pub struct DirectoryUser {
     /// The login attribute's value as the directory stores it.
     pub login: String,
     pub display_name: Option<String>,
+    /// What the directory gives of the person for the user directory; only
+    /// read when the operator names the attributes.
+    pub attributes: Attributes,
+}
+
+/// Mail and department, when `ldap.mail_attribute` and
+/// `ldap.department_attribute` name them.
+fn attributes_of(config: &Ldap, entry: &SearchEntry) -> Attributes {
+    let read = |name: &str| {
+        (!name.is_empty())
+            .then(|| first(entry, name))
+            .flatten()
+            .map(str::to_owned)
+    };
+    Attributes {
+        mail: read(&config.mail_attribute),
+        department: read(&config.department_attribute),
+    }
 }
 
 /// What the directory said about a login. Policy refusals are only
@@ -67,17 +91,32 @@ pub async fn authenticate(
         return Ok(Verdict::Rejected);
     }
     let op_timeout = Duration::from_millis(config.timeout_ms);
-    for url in &config.urls {
-        // A backstop over the whole exchange: per-operation timeouts reset
-        // on every reply, so a trickling server could otherwise hold us.
-        let attempt = tokio::time::timeout(
-            op_timeout * 6,
-            check_on(config, url, login, password, op_timeout),
-        )
-        .await
-        .unwrap_or(Err(Failure::Timeout));
-        match attempt {
-            Ok(verdict) => return Ok(verdict),
+    // A backstop over the whole exchange: per-operation timeouts reset on
+    // every reply, so a trickling server could otherwise hold us.
+    on_each_server(config, errors, op_timeout * 6, |url| {
+        check_on(config, url, login, password, op_timeout)
+    })
+    .await
+}
+
+/// Runs `attempt` against each configured server in turn until one
+/// answers, each within `backstop`; counts and logs the failures.
+async fn on_each_server<'a, T, F, Fut>(
+    config: &'a Ldap,
+    errors: &AtomicU64,
+    backstop: Duration,
+    attempt: F,
+) -> Result<T, Unreachable>
+where
+    F: Fn(&'a str) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Failure>>,
+{
+    for url in &config.url {
+        let outcome = tokio::time::timeout(backstop, attempt(url))
+            .await
+            .unwrap_or(Err(Failure::Timeout));
+        match outcome {
+            Ok(answer) => return Ok(answer),
             Err(e) => {
                 errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(url = %url, error = %e, "LDAP directory server failed");
@@ -136,29 +175,52 @@ async fn check_on(
     verdict
 }
 
+/// What a login reads of an entry. Mail and department only when the
+/// operator names them: they are imported for the user directory.
 fn attributes(config: &Ldap) -> Vec<&str> {
-    // Not `mail_attribute`: nothing at login uses the address, so it is
-    // not read (data minimisation).
     let mut attrs = vec![
-        config.login_attribute.as_str(),
+        config.localpart_attribute.as_str(),
         config.display_name_attribute.as_str(),
     ];
-    if config.active_directory {
-        attrs.push("userAccountControl");
-    }
+    attrs.extend(profile_attributes(config));
     attrs
 }
 
-/// The filter that finds `login`'s entry: the operator's `user_filter` and
-/// the login attribute, the login escaped (RFC 4515) so that `*)(uid=*`
-/// matches only a user literally named so.
+/// The attributes besides login and display name that login and sync read.
+fn profile_attributes(config: &Ldap) -> impl Iterator<Item = &str> {
+    let uac = config.active_directory.then_some("userAccountControl");
+    [
+        config.mail_attribute.as_str(),
+        config.department_attribute.as_str(),
+    ]
+    .into_iter()
+    .filter(|a| !a.is_empty())
+    .chain(uac)
+}
+
+/// The filter that finds `login`'s entry: the operator's `user_filter`
+/// with the login in place of `{username}`, or ANDed with
+/// `(localpart_attribute=<login>)`. The login is escaped (RFC 4515), so
+/// `*)(uid=*` matches only a user literally named so.
 pub fn user_filter(config: &Ldap, login: &str) -> String {
-    format!(
-        "(&{}({}={}))",
-        config.user_filter,
-        config.login_attribute,
-        ldap_escape(login)
-    )
+    with_login(config, &ldap_escape(login))
+}
+
+/// [`user_filter`] for an escaped value, or `*` for everyone with a login.
+fn with_login(config: &Ldap, value: &str) -> String {
+    if config.user_filter.contains("{username}") {
+        config.user_filter.replace("{username}", value)
+    } else {
+        format!(
+            "(&{}({}={}))",
+            config.user_filter, config.localpart_attribute, value
+        )
+    }
+}
+
+/// Everyone `user_filter` admits who has a login: what the sync lists.
+fn everyone_filter(config: &Ldap) -> String {
+    with_login(config, "*")
 }
 
 fn group_filter(config: &Ldap) -> String {
@@ -312,23 +374,29 @@ fn first<'a>(entry: &'a SearchEntry, name: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
+/// Whether Active Directory marks the entry's account disabled.
+fn disabled(config: &Ldap, entry: &SearchEntry) -> bool {
+    config.active_directory
+        && first(entry, "userAccountControl")
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|uac| uac & UAC_ACCOUNT_DISABLED != 0)
+}
+
 fn judge(config: &Ldap, entry: &SearchEntry, in_group: bool) -> Verdict {
-    if config.active_directory {
-        let uac = first(entry, "userAccountControl").and_then(|v| v.parse::<u64>().ok());
-        if uac.is_some_and(|uac| uac & UAC_ACCOUNT_DISABLED != 0) {
-            return Verdict::Disabled;
-        }
+    if disabled(config, entry) {
+        return Verdict::Disabled;
     }
     if !in_group {
         return Verdict::NotInGroup;
     }
-    let Some(login) = first(entry, &config.login_attribute) else {
+    let Some(login) = first(entry, &config.localpart_attribute) else {
         tracing::warn!("LDAP entry has no login attribute");
         return Verdict::Rejected;
     };
     Verdict::Accepted(DirectoryUser {
         login: login.to_owned(),
         display_name: first(entry, &config.display_name_attribute).map(str::to_owned),
+        attributes: attributes_of(config, entry),
     })
 }
 
@@ -345,6 +413,22 @@ mod tests {
         assert_eq!(
             user_filter(&config, "*)(uid=*"),
             "(&(objectClass=inetOrgPerson)(uid=\\2a\\29\\28uid=\\2a))"
+        );
+    }
+
+    #[test]
+    fn a_username_placeholder_takes_the_login() {
+        let config = Ldap {
+            user_filter: "(&(objectClass=user)(sAMAccountName={username}))".into(),
+            ..Ldap::default()
+        };
+        assert_eq!(
+            user_filter(&config, "a*"),
+            "(&(objectClass=user)(sAMAccountName=a\\2a))"
+        );
+        assert_eq!(
+            everyone_filter(&config),
+            "(&(objectClass=user)(sAMAccountName=*))"
         );
     }
 
