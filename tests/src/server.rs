@@ -244,6 +244,16 @@ impl TestServer {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// How many audit entries' JSON matches the SQL `LIKE` `pattern`, e.g.
+    /// `%"account_deactivated"%"ldap_disabled"%`.
+    pub async fn audit_count(&self, pattern: &str) -> i64 {
+        self.count(
+            "SELECT COUNT(*) FROM audit_entries WHERE entry LIKE $1",
+            pattern,
+        )
+        .await
+    }
+
     /// `GET /_cloister/metrics` from this machine: the Prometheus text.
     pub async fn metrics(&self) -> String {
         let response = reqwest::get(format!("{}/_cloister/metrics", self.url()))

@@ -26,15 +26,6 @@ fn assert_forbidden(got: Result<Client, (u16, Value)>, code: &str, what: &str) {
     }
 }
 
-async fn audit_count(server: &TestServer, pattern: &str) -> i64 {
-    server
-        .count(
-            "SELECT COUNT(*) FROM audit_entries WHERE entry LIKE $1",
-            pattern,
-        )
-        .await
-}
-
 async fn first_login_creates_the_account(backend: Backend) {
     let directory = TestDirectory::start().await;
     let server = TestServer::start_with(backend, |c| {
@@ -56,7 +47,7 @@ async fn first_login_creates_the_account(backend: Backend) {
     let marked = "SELECT COUNT(*) FROM ldap_accounts WHERE user_id = $1";
     assert_eq!(server.count(marked, &alice.user_id).await, 1);
     assert_eq!(
-        audit_count(&server, "%\"account_created\"%\"ldap\"%").await,
+        server.audit_count("%\"account_created\"%\"ldap\"%").await,
         1
     );
 
@@ -64,7 +55,7 @@ async fn first_login_creates_the_account(backend: Backend) {
         let again = login(&url, name, "alice-secret").await.unwrap();
         assert_eq!(again.user_id, "@alice:localhost", "{name}");
     }
-    assert_eq!(audit_count(&server, "%\"account_created\"%").await, 1);
+    assert_eq!(server.audit_count("%\"account_created\"%").await, 1);
 
     // Wrong password and unknown user: the same answer.
     assert_forbidden(
@@ -113,7 +104,7 @@ async fn first_login_creates_the_account(backend: Backend) {
         "M_FORBIDDEN",
         "not in group",
     );
-    assert_eq!(audit_count(&server, "%ldap_not_in_group%").await, 1);
+    assert_eq!(server.audit_count("%ldap_not_in_group%").await, 1);
     let bob = "SELECT COUNT(*) FROM users WHERE user_id = $1";
     assert_eq!(server.count(bob, "@bob:localhost").await, 0);
 
@@ -219,7 +210,7 @@ async fn active_directory_disabled_account(backend: Backend) {
         "M_FORBIDDEN",
         "disabled",
     );
-    assert_eq!(audit_count(&server, "%ldap_disabled%").await, 1);
+    assert_eq!(server.audit_count("%ldap_disabled%").await, 1);
     server.stop().await;
 }
 

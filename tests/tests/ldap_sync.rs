@@ -14,15 +14,6 @@ use serde_json::{json, Value};
 
 const R: &str = "/_matrix/client/v3";
 
-async fn audit_count(server: &TestServer, pattern: &str) -> i64 {
-    server
-        .count(
-            "SELECT COUNT(*) FROM audit_entries WHERE entry LIKE $1",
-            pattern,
-        )
-        .await
-}
-
 /// `POST /user_directory/search` as `c`: (user id, mail, department) found.
 async fn search(c: &Client, term: &str) -> Vec<(String, Value, Value)> {
     let (status, body) = c
@@ -148,11 +139,15 @@ async fn sync_follows_the_directory(backend: Backend) {
     assert!(signed_in(&alice).await);
     assert!(signed_in(&admin).await, "local accounts are not the sync's");
     assert_eq!(
-        audit_count(&server, "%\"account_deactivated\"%\"ldap_entry_gone\"%").await,
+        server
+            .audit_count("%\"account_deactivated\"%\"ldap_entry_gone\"%")
+            .await,
         1
     );
     assert_eq!(
-        audit_count(&server, "%\"account_deactivated\"%\"ldap_not_in_group\"%").await,
+        server
+            .audit_count("%\"account_deactivated\"%\"ldap_not_in_group\"%")
+            .await,
         1
     );
     // Deactivated people leave the directory and their attributes go.
@@ -255,7 +250,9 @@ async fn held_back_and_forced(backend: Backend) {
     assert_eq!(reasons, ["ldap_entry_gone", "ldap_disabled"], "{report}");
     assert!(!signed_in(&alice).await && !signed_in(&bob).await);
     assert_eq!(
-        audit_count(&server, "%\"account_deactivated\"%\"ldap_disabled\"%").await,
+        server
+            .audit_count("%\"account_deactivated\"%\"ldap_disabled\"%")
+            .await,
         1
     );
     server.stop().await;
