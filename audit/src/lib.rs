@@ -4,7 +4,8 @@
 //! leaves of an RFC 6962 / RFC 9162 Merkle tree; the log signs tree heads
 //! with Ed25519 as C2SP tlog-checkpoints in C2SP signed notes; an export of
 //! the log can be verified offline with nothing but the log's public key; and
-//! exports can be sealed to a recipient's X25519 key. No I/O, no clock: the
+//! exports can be sealed to a recipient's X25519 key. A verifier that kept an
+//! earlier checkpoint can prove a later export extends it (no rollback). No I/O, no clock: the
 //! server supplies storage ([`log::AuditStore`]) and timestamps.
 //!
 //! Formats are specified in the module docs and in `audit/FORMAT.md`.
@@ -17,6 +18,7 @@ pub mod log;
 pub mod merkle;
 pub mod note;
 pub mod seal;
+pub mod trust;
 pub mod verify;
 
 pub use checkpoint::{
@@ -27,4 +29,5 @@ pub use export::AuditExport;
 pub use log::{AuditLog, AuditStore, ConsistencyProof, InclusionProof, MemoryStore};
 pub use merkle::Hash;
 pub use note::{NoteSigner, NoteVerifier};
+pub use trust::{verify_extends, RollbackFailure};
 pub use verify::{verify_checkpoint_consistency, verify_export, verify_inclusion, Failure, Report};

@@ -20,8 +20,9 @@
 //!
 //! Entries after the last matching checkpoint are covered by no signature;
 //! the report counts them. Removing entries *and* every checkpoint covering
-//! them cannot be seen from inside one export: compare its latest checkpoint
-//! with one obtained earlier, using [`verify_checkpoint_consistency`].
+//! them cannot be seen from inside one export: check the export against a
+//! checkpoint obtained earlier with [`crate::trust::verify_extends`], or two
+//! checkpoints with [`verify_checkpoint_consistency`].
 
 use std::collections::HashMap;
 use std::fmt;
@@ -166,6 +167,9 @@ pub struct Report {
     pub checkpoints_matching: usize,
     /// The largest checkpoint that is signed and matches the entries.
     pub latest: Option<Checkpoint>,
+    /// That checkpoint's signed note, to keep as the next trusted one
+    /// (see [`crate::trust`]).
+    pub latest_note: Option<String>,
     /// Entries after `latest`, covered by no signature yet.
     pub unsigned_entries: u64,
     /// Every failed check; empty when the export verifies.
@@ -352,6 +356,7 @@ pub fn verify_export(export: &AuditExport, key: &NoteVerifier) -> Report {
         matches[i] = Some(tree.root_at(c.size).ok() == Some(c.root));
     }
     let mut latest: Option<Checkpoint> = None;
+    let mut latest_note = None;
     let mut matching = 0;
     for (i, m) in matches.iter().enumerate() {
         let Some(c) = &opened[i] else { continue };
@@ -360,6 +365,7 @@ pub fn verify_export(export: &AuditExport, key: &NoteVerifier) -> Report {
                 matching += 1;
                 if latest.as_ref().is_none_or(|l| c.size >= l.size) {
                     latest = Some(c.clone());
+                    latest_note = Some(export.checkpoints[i].note.clone());
                 }
             }
             Some(false) => {
@@ -390,6 +396,7 @@ pub fn verify_export(export: &AuditExport, key: &NoteVerifier) -> Report {
         checkpoints: export.checkpoints.len(),
         checkpoints_matching: matching,
         latest,
+        latest_note,
         unsigned_entries,
         failures,
     }

@@ -1,11 +1,11 @@
 //! `cloister`: run the homeserver and administer it from the command line.
 
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use cloister_audit::{Action, AuditExport, Target};
+use cloister_audit::{Action, Target};
 use cloister_server::config::{Config, LogFormat};
 use cloister_server::service::audit;
 use cloister_server::service::session::hash_token;
@@ -71,6 +71,15 @@ enum AuditCommand {
         /// The verifier key printed by `cloister audit key`.
         #[arg(long)]
         key: String,
+        /// A checkpoint kept from an earlier verification (its signed note,
+        /// as `--save-trusted` wrote it): the log must extend it, so a
+        /// truncated, rolled-back or forked log fails.
+        #[arg(long)]
+        trusted: Option<PathBuf>,
+        /// After a successful verification, write the newest checkpoint
+        /// here, to pass as `--trusted` next time (may be the same file).
+        #[arg(long)]
+        save_trusted: Option<PathBuf>,
     },
 }
 
@@ -109,8 +118,14 @@ enum TokenCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Audit(AuditCommand::Verify { export, key }) = &cli.command {
-        return verify_export(export, key);
+    if let Command::Audit(AuditCommand::Verify {
+        export,
+        key,
+        trusted,
+        save_trusted,
+    }) = &cli.command
+    {
+        return cli::audit_verify::run(export, key, trusted.as_deref(), save_trusted.as_deref());
     }
     let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
         Ok(config) => config,
@@ -193,50 +208,6 @@ async fn audit_command(cmd: AuditCommand, config: Config) -> anyhow::Result<()> 
     }
     state.store.close().await;
     Ok(())
-}
-
-/// Exit 0 when the export verifies, 1 when any check fails, 2 on bad input.
-fn verify_export(path: &Path, key: &str) -> ExitCode {
-    let key = match cloister_audit::NoteVerifier::parse(key.trim()) {
-        Ok(key) => key,
-        Err(e) => {
-            eprintln!("cloister: invalid verifier key: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let export = std::fs::read(path)
-        .map_err(|e| e.to_string())
-        .and_then(|bytes| AuditExport::from_json(&bytes).map_err(|e| e.to_string()));
-    let export = match export {
-        Ok(export) => export,
-        Err(e) => {
-            eprintln!("cloister: cannot read {}: {e}", path.display());
-            return ExitCode::from(2);
-        }
-    };
-    let report = cloister_audit::verify_export(&export, &key);
-    println!("origin:      {}", report.origin);
-    println!("entries:     {}", report.entries);
-    println!(
-        "checkpoints: {} ({} signed by this key and matching)",
-        report.checkpoints, report.checkpoints_matching
-    );
-    if let Some(latest) = &report.latest {
-        println!("latest:      {} entries", latest.size);
-    }
-    println!(
-        "unsigned:    {} entries after the latest checkpoint",
-        report.unsigned_entries
-    );
-    if report.failures.is_empty() {
-        println!("OK: the log is complete and unaltered up to the latest checkpoint");
-        ExitCode::SUCCESS
-    } else {
-        for failure in &report.failures {
-            println!("FAILED: {failure}");
-        }
-        ExitCode::FAILURE
-    }
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

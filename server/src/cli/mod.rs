@@ -2,6 +2,7 @@
 //! directly, as the operator: each is audited like its admin API twin.
 
 pub(crate) mod admin;
+pub(crate) mod audit_verify;
 pub(crate) mod compliance;
 pub(crate) mod ldap;
 pub(crate) mod subject;
