@@ -118,6 +118,16 @@ impl Checkpoint {
     }
 }
 
+impl Checkpoint {
+    /// The origin line of a signed checkpoint note, before any check: to
+    /// pick the key to check it with.
+    pub fn origin_of_note(note: &str) -> Option<&str> {
+        note.split_once('\n')
+            .map(|(origin, _)| origin)
+            .filter(|o| !o.is_empty())
+    }
+}
+
 /// A checkpoint together with the signed note that carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedCheckpoint {

@@ -5,7 +5,9 @@
 //! with Ed25519 as C2SP tlog-checkpoints in C2SP signed notes; an export of
 //! the log can be verified offline with nothing but the log's public key; and
 //! exports can be sealed to a recipient's X25519 key. A verifier that kept an
-//! earlier checkpoint can prove a later export extends it (no rollback). No I/O, no clock: the
+//! earlier checkpoint can prove a later export extends it (no rollback), and
+//! witnesses (C2SP tlog-witness) cosign only checkpoints that extend what
+//! they saw, so a fork shown to two parties is caught. No I/O, no clock: the
 //! server supplies storage ([`log::AuditStore`]) and timestamps.
 //!
 //! Formats are specified in the module docs and in `audit/FORMAT.md`.
@@ -20,6 +22,7 @@ pub mod note;
 pub mod seal;
 pub mod trust;
 pub mod verify;
+pub mod witness;
 
 pub use checkpoint::{
     open_checkpoint, Checkpoint, CheckpointSigner, SignedCheckpoint, VerifiedCheckpoint,

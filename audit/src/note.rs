@@ -23,7 +23,7 @@
 use base64::{engine::general_purpose::STANDARD, Engine};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 /// The algorithm byte of Ed25519 keys in key strings and key ids.
 pub const ALG_ED25519: u8 = 0x01;
@@ -45,9 +45,15 @@ impl std::fmt::Display for KeyId {
 impl KeyId {
     /// The id of an Ed25519 key: `SHA-256(name || "\n" || 0x01 || key)[..4]`.
     pub fn ed25519(name: &str, key: &VerifyingKey) -> KeyId {
+        KeyId::of(name, ALG_ED25519, key)
+    }
+
+    /// `SHA-256(name || "\n" || alg || key)[..4]`: `alg` is 0x01 for note
+    /// signatures, 0x04 for Ed25519 cosignatures (`crate::witness`).
+    pub fn of(name: &str, alg: u8, key: &VerifyingKey) -> KeyId {
         let mut h = Sha256::new();
         h.update(name.as_bytes());
-        h.update([b'\n', ALG_ED25519]);
+        h.update([b'\n', alg]);
         h.update(key.as_bytes());
         let d = h.finalize();
         KeyId([d[0], d[1], d[2], d[3]])
@@ -98,6 +104,60 @@ fn decode_b64(s: &str) -> Option<Vec<u8>> {
     STANDARD.decode(s).ok()
 }
 
+/// Splits `<name>+<hex id>+<base64(alg || 32 bytes)>` (a verifier key, or
+/// a signer key after `PRIVATE+KEY+`): the name, the id as written, and
+/// the 32 bytes, which must follow the algorithm byte `alg`.
+pub(crate) fn split_key_string(
+    key: &str,
+    alg: u8,
+) -> Result<(&str, KeyId, Zeroizing<[u8; 32]>), NoteError> {
+    let mut parts = key.splitn(3, '+');
+    let (Some(name), Some(hex), Some(b64)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(NoteError::MalformedKey);
+    };
+    if !is_valid_name(name) {
+        return Err(NoteError::InvalidName(name.to_owned()));
+    }
+    let id = KeyId::parse(hex).ok_or(NoteError::MalformedKey)?;
+    let raw = Zeroizing::new(decode_b64(b64).ok_or(NoteError::MalformedKey)?);
+    match raw.split_first() {
+        Some((&found, bytes)) if found == alg => {
+            let bytes: [u8; 32] = bytes.try_into().map_err(|_| NoteError::MalformedKey)?;
+            Ok((name, id, Zeroizing::new(bytes)))
+        }
+        Some((&found, _)) => Err(NoteError::UnknownAlgorithm(found)),
+        None => Err(NoteError::MalformedKey),
+    }
+}
+
+/// [`split_key_string`] for a verifier key: the name, id and public key.
+pub(crate) fn parse_public_key(
+    vkey: &str,
+    alg: u8,
+) -> Result<(&str, KeyId, VerifyingKey), NoteError> {
+    let (name, id, bytes) = split_key_string(vkey, alg)?;
+    let key = VerifyingKey::from_bytes(&bytes).map_err(|_| NoteError::MalformedKey)?;
+    Ok((name, id, key))
+}
+
+/// `<name>+<hex id>+<base64(alg || bytes)>`; wiped when dropped, as it
+/// may hold a private key.
+pub(crate) fn key_string(name: &str, id: KeyId, alg: u8, bytes: &[u8; 32]) -> Zeroizing<String> {
+    let mut raw = Zeroizing::new([0u8; 33]);
+    raw[0] = alg;
+    raw[1..].copy_from_slice(bytes);
+    let encoded = Zeroizing::new(STANDARD.encode(raw.as_ref()));
+    let id = id.to_string();
+    // Sized up front so that no reallocation leaves a copy behind.
+    let mut out = Zeroizing::new(String::with_capacity(
+        name.len() + 1 + id.len() + 1 + encoded.len(),
+    ));
+    for part in [name, "+", &id, "+", &encoded] {
+        out.push_str(part);
+    }
+    out
+}
+
 /// A public key that checks signatures on notes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoteVerifier {
@@ -120,28 +180,12 @@ impl NoteVerifier {
 
     /// Parses `<name>+<hex id>+<base64(0x01 || public key)>`.
     pub fn parse(vkey: &str) -> Result<Self, NoteError> {
-        let mut parts = vkey.splitn(3, '+');
-        let (Some(name), Some(hex), Some(b64)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(NoteError::MalformedKey);
-        };
-        if !is_valid_name(name) {
-            return Err(NoteError::InvalidName(name.to_owned()));
+        let (name, id, key) = parse_public_key(vkey, ALG_ED25519)?;
+        let v = NoteVerifier::new(name, key)?;
+        if v.id != id {
+            return Err(NoteError::KeyIdMismatch);
         }
-        let id = KeyId::parse(hex).ok_or(NoteError::MalformedKey)?;
-        let raw = decode_b64(b64).ok_or(NoteError::MalformedKey)?;
-        match raw.split_first() {
-            Some((&ALG_ED25519, key)) => {
-                let key: [u8; 32] = key.try_into().map_err(|_| NoteError::MalformedKey)?;
-                let key = VerifyingKey::from_bytes(&key).map_err(|_| NoteError::MalformedKey)?;
-                let v = NoteVerifier::new(name, key)?;
-                if v.id != id {
-                    return Err(NoteError::KeyIdMismatch);
-                }
-                Ok(v)
-            }
-            Some((&alg, _)) => Err(NoteError::UnknownAlgorithm(alg)),
-            None => Err(NoteError::MalformedKey),
-        }
+        Ok(v)
     }
 
     pub fn name(&self) -> &str {
@@ -157,7 +201,7 @@ impl NoteVerifier {
     }
 
     /// Checks one raw 64-byte signature over `msg` (strict Ed25519).
-    fn check(&self, msg: &[u8], sig: &[u8]) -> bool {
+    pub(crate) fn check(&self, msg: &[u8], sig: &[u8]) -> bool {
         let Ok(sig) = Signature::from_slice(sig) else {
             return false;
         };
@@ -167,9 +211,8 @@ impl NoteVerifier {
 
 impl std::fmt::Display for NoteVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut raw = vec![ALG_ED25519];
-        raw.extend_from_slice(self.key.as_bytes());
-        write!(f, "{}+{}+{}", self.name, self.id, STANDARD.encode(raw))
+        let key = key_string(&self.name, self.id, ALG_ED25519, self.key.as_bytes());
+        f.write_str(&key)
     }
 }
 
@@ -214,44 +257,20 @@ impl NoteSigner {
         let rest = skey
             .strip_prefix("PRIVATE+KEY+")
             .ok_or(NoteError::MalformedKey)?;
-        let mut parts = rest.splitn(3, '+');
-        let (Some(name), Some(hex), Some(b64)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(NoteError::MalformedKey);
-        };
-        if !is_valid_name(name) {
-            return Err(NoteError::InvalidName(name.to_owned()));
+        let (name, id, seed) = split_key_string(rest, ALG_ED25519)?;
+        let s = NoteSigner::new(name, SigningKey::from_bytes(&seed))?;
+        if s.id != id {
+            return Err(NoteError::KeyIdMismatch);
         }
-        let id = KeyId::parse(hex).ok_or(NoteError::MalformedKey)?;
-        let raw = Zeroizing::new(decode_b64(b64).ok_or(NoteError::MalformedKey)?);
-        match raw.split_first() {
-            Some((&ALG_ED25519, seed)) => {
-                let mut seed: [u8; 32] = seed.try_into().map_err(|_| NoteError::MalformedKey)?;
-                let key = SigningKey::from_bytes(&seed);
-                seed.zeroize();
-                let s = NoteSigner::new(name, key)?;
-                if s.id != id {
-                    return Err(NoteError::KeyIdMismatch);
-                }
-                Ok(s)
-            }
-            Some((&alg, _)) => Err(NoteError::UnknownAlgorithm(alg)),
-            None => Err(NoteError::MalformedKey),
-        }
+        Ok(s)
     }
 
     /// The signer key string; keep it secret. Wiped when dropped.
     pub fn to_signer_key_string(&self) -> Zeroizing<String> {
-        let mut raw = Zeroizing::new([0u8; 33]);
-        raw[0] = ALG_ED25519;
-        raw[1..].copy_from_slice(self.key.as_bytes());
-        let encoded = Zeroizing::new(STANDARD.encode(raw.as_ref()));
-        let id = self.id.to_string();
-        // Sized up front so that no reallocation leaves a copy behind.
-        let len = "PRIVATE+KEY+".len() + self.name.len() + 1 + id.len() + 1 + encoded.len();
-        let mut out = Zeroizing::new(String::with_capacity(len));
-        for part in ["PRIVATE+KEY+", &self.name, "+", &id, "+", &encoded] {
-            out.push_str(part);
-        }
+        let key = key_string(&self.name, self.id, ALG_ED25519, self.key.as_bytes());
+        let mut out = Zeroizing::new(String::with_capacity("PRIVATE+KEY+".len() + key.len()));
+        out.push_str("PRIVATE+KEY+");
+        out.push_str(&key);
         out
     }
 
