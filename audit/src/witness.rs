@@ -211,7 +211,9 @@ impl AddCheckpoint {
         if old.len() > 1 && old.starts_with('0') {
             return Err(bad("the old size has a leading zero"));
         }
-        let old_size = old.parse().map_err(|_| bad("the old size is not a number"))?;
+        let old_size = old
+            .parse()
+            .map_err(|_| bad("the old size is not a number"))?;
         let proof = lines
             .map(|l| {
                 STANDARD

@@ -49,13 +49,43 @@ pub struct Config {
 pub struct Audit {
     /// How often new audit entries get a signed checkpoint, in seconds.
     pub checkpoint_interval_secs: u64,
+    /// Witnesses each new checkpoint is sent to (C2SP tlog-witness), e.g.
+    /// `cloister audit witness` on a machine the DPO's office runs.
+    pub witnesses: Vec<AuditWitness>,
+}
+
+/// One witness: where it listens and its public key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditWitness {
+    /// The submission prefix: `add-checkpoint` is posted below it.
+    pub url: String,
+    /// Its cosignature key, `<name>+<id>+<base64>`, as the witness printed it.
+    pub key: String,
 }
 
 impl Default for Audit {
     fn default() -> Self {
         Audit {
             checkpoint_interval_secs: 3600,
+            witnesses: Vec::new(),
         }
+    }
+}
+
+impl Audit {
+    fn validate(&self) -> Result<(), String> {
+        for w in &self.witnesses {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                return Err(format!(
+                    "audit.witnesses: {:?} is not an http(s) URL",
+                    w.url
+                ));
+            }
+            cloister_audit::witness::CosignatureVerifier::parse(&w.key)
+                .map_err(|e| format!("audit.witnesses: the key for {}: {e}", w.url))?;
+        }
+        Ok(())
     }
 }
 
@@ -255,6 +285,7 @@ impl Config {
         }
         self.retention.validate().map_err(ConfigError::Invalid)?;
         self.ldap.validate().map_err(ConfigError::Invalid)?;
+        self.audit.validate().map_err(ConfigError::Invalid)?;
         if self.ldap.enabled && self.registration == Registration::Open {
             // Accounts are created at a person's first directory login; with
             // open registration anyone could take a colleague's name first.

@@ -80,6 +80,30 @@ enum AuditCommand {
         /// here, to pass as `--trusted` next time (may be the same file).
         #[arg(long)]
         save_trusted: Option<PathBuf>,
+        /// A witness's key (`cloister audit witness` prints it); repeatable.
+        #[arg(long = "witness")]
+        witnesses: Vec<String>,
+        /// How many of those witnesses must have cosigned the newest
+        /// checkpoint (default: 1 when any --witness is given).
+        #[arg(long)]
+        min_witnesses: Option<usize>,
+    },
+    /// Run a witness for audit logs (C2SP tlog-witness) on another machine:
+    /// it cosigns a log's checkpoints only while they extend what it saw.
+    /// Needs no server, database or config.
+    Witness {
+        /// Where to listen, e.g. 0.0.0.0:7380 (put TLS in front of it).
+        #[arg(long, default_value = "127.0.0.1:7380")]
+        listen: std::net::SocketAddr,
+        /// Where its key and the checkpoints it saw are kept.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The witness's name, for a new key (e.g. dpo.example.org/witness).
+        #[arg(long)]
+        name: Option<String>,
+        /// The verifier key of each audit log to follow (`cloister audit key`).
+        #[arg(long = "log", required = true)]
+        logs: Vec<String>,
     },
 }
 
@@ -118,14 +142,44 @@ enum TokenCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Audit(AuditCommand::Verify {
-        export,
-        key,
-        trusted,
-        save_trusted,
-    }) = &cli.command
-    {
-        return cli::audit_verify::run(export, key, trusted.as_deref(), save_trusted.as_deref());
+    match &cli.command {
+        Command::Audit(AuditCommand::Verify {
+            export,
+            key,
+            trusted,
+            save_trusted,
+            witnesses,
+            min_witnesses,
+        }) => {
+            let checks = cli::audit_verify::Checks {
+                trusted: trusted.as_deref(),
+                save_trusted: save_trusted.as_deref(),
+                witnesses,
+                min_witnesses: *min_witnesses,
+            };
+            return cli::audit_verify::run(export, key, &checks);
+        }
+        Command::Audit(AuditCommand::Witness {
+            listen,
+            dir,
+            name,
+            logs,
+        }) => {
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            return match runtime.block_on(cli::audit_witness::run(
+                *listen,
+                dir,
+                name.as_deref(),
+                logs,
+            )) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("cloister: {err:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
     }
     let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
         Ok(config) => config,
@@ -204,7 +258,9 @@ async fn audit_command(cmd: AuditCommand, config: Config) -> anyhow::Result<()> 
                 None => std::io::Write::write_all(&mut std::io::stdout(), &json)?,
             }
         }
-        AuditCommand::Verify { .. } => unreachable!("handled before the configuration is loaded"),
+        AuditCommand::Verify { .. } | AuditCommand::Witness { .. } => {
+            unreachable!("handled before the configuration is loaded")
+        }
     }
     state.store.close().await;
     Ok(())

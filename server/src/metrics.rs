@@ -55,6 +55,9 @@ pub struct Metrics {
     pub ldap_syncs: AtomicU64,
     pub ldap_sync_failures: AtomicU64,
     pub ldap_sync_deactivations: AtomicU64,
+    /// Audit checkpoints a witness cosigned, or did not (down, refused).
+    pub audit_witness_cosignatures: AtomicU64,
+    pub audit_witness_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -141,11 +144,19 @@ impl Metrics {
              cloister_ldap_sync_failures_total {}\n\
              # HELP cloister_ldap_sync_deactivations_total Accounts the directory sync deactivated.\n\
              # TYPE cloister_ldap_sync_deactivations_total counter\n\
-             cloister_ldap_sync_deactivations_total {}",
+             cloister_ldap_sync_deactivations_total {}\n\
+             # HELP cloister_audit_witness_cosignatures_total Audit checkpoints a witness cosigned.\n\
+             # TYPE cloister_audit_witness_cosignatures_total counter\n\
+             cloister_audit_witness_cosignatures_total {}\n\
+             # HELP cloister_audit_witness_failures_total Audit checkpoints a witness did not cosign (unreachable or refused).\n\
+             # TYPE cloister_audit_witness_failures_total counter\n\
+             cloister_audit_witness_failures_total {}",
             get(&self.ldap_errors),
             get(&self.ldap_syncs),
             get(&self.ldap_sync_failures),
             get(&self.ldap_sync_deactivations),
+            get(&self.audit_witness_cosignatures),
+            get(&self.audit_witness_failures),
         );
         out
     }

@@ -1,27 +1,35 @@
-//! `cloister audit verify EXPORT --key KEY [--trusted FILE] [--save-trusted FILE]`:
-//! checks an exported audit log offline, with no server, database or
-//! configuration. With `--trusted`, the log must also extend a checkpoint
-//! the verifier kept from an earlier run, which is what shows a log that
-//! was truncated together with its checkpoints, rolled back or forked.
+//! `cloister audit verify EXPORT --key KEY [--trusted FILE] [--save-trusted FILE]
+//! [--witness KEY]... [--min-witnesses N]`: checks an exported audit log
+//! offline, with no server, database or configuration. With `--trusted`, the
+//! log must also extend a checkpoint the verifier kept from an earlier run,
+//! which is what shows a log that was truncated together with its
+//! checkpoints, rolled back or forked. With `--witness`, its newest
+//! checkpoint must carry that many witnesses' cosignatures: a witness
+//! cosigns only what extends what it saw, so a fork shown to someone else
+//! goes without them.
 //!
 //! Exit 0 when everything verifies, 1 when a check fails, 2 on bad input.
 
 use std::path::Path;
 use std::process::ExitCode;
 
+use cloister_audit::witness::{cosigned_by, CosignatureVerifier};
 use cloister_audit::{open_checkpoint, verify_export, verify_extends, AuditExport, NoteVerifier};
+
+/// What to check besides the export itself.
+pub(crate) struct Checks<'a> {
+    pub trusted: Option<&'a Path>,
+    pub save_trusted: Option<&'a Path>,
+    pub witnesses: &'a [String],
+    pub min_witnesses: Option<usize>,
+}
 
 fn bad_input(message: String) -> ExitCode {
     eprintln!("cloister: {message}");
     ExitCode::from(2)
 }
 
-pub(crate) fn run(
-    path: &Path,
-    key: &str,
-    trusted: Option<&Path>,
-    save_trusted: Option<&Path>,
-) -> ExitCode {
+pub(crate) fn run(path: &Path, key: &str, checks: &Checks<'_>) -> ExitCode {
     let key = match NoteVerifier::parse(key.trim()) {
         Ok(key) => key,
         Err(e) => return bad_input(format!("invalid verifier key: {e}")),
@@ -33,7 +41,25 @@ pub(crate) fn run(
         Ok(export) => export,
         Err(e) => return bad_input(format!("cannot read {}: {e}", path.display())),
     };
-    let trusted = match trusted.map(|t| (t, std::fs::read_to_string(t))) {
+    let witnesses = match checks
+        .witnesses
+        .iter()
+        .map(|w| CosignatureVerifier::parse(w.trim()).map_err(|e| format!("--witness {w:?}: {e}")))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(w) => w,
+        Err(e) => return bad_input(e),
+    };
+    let required = checks
+        .min_witnesses
+        .unwrap_or(usize::from(!witnesses.is_empty()));
+    if required > witnesses.len() {
+        return bad_input(format!(
+            "--min-witnesses {required} but only {} --witness keys",
+            witnesses.len()
+        ));
+    }
+    let trusted = match checks.trusted.map(|t| (t, std::fs::read_to_string(t))) {
         None => None,
         Some((t, Err(e))) => return bad_input(format!("cannot read {}: {e}", t.display())),
         Some((t, Ok(note))) => match open_checkpoint(&note, &key) {
@@ -78,11 +104,37 @@ pub(crate) fn run(
             }
         }
     }
+    if required > 0 {
+        let cosigned = report
+            .latest_note
+            .as_deref()
+            .and_then(|note| open_checkpoint(note, &key).ok())
+            .map(|c| {
+                cosigned_by(&c, &witnesses)
+                    .into_iter()
+                    .map(|w| w.name().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        if cosigned.len() >= required {
+            println!(
+                "witnessed:   the latest checkpoint is cosigned by {}",
+                cosigned.join(", ")
+            );
+        } else {
+            ok = false;
+            println!(
+                "FAILED: the latest checkpoint carries {} of the {required} witness cosignatures required: \
+                 no witness vouches that this is the history it saw",
+                cosigned.len()
+            );
+        }
+    }
     if !ok {
         return ExitCode::FAILURE;
     }
     println!("OK: the log is complete and unaltered up to the latest checkpoint");
-    if let (Some(out), Some(note)) = (save_trusted, &report.latest_note) {
+    if let (Some(out), Some(note)) = (checks.save_trusted, &report.latest_note) {
         if let Err(e) = std::fs::write(out, note) {
             return bad_input(format!("cannot write {}: {e}", out.display()));
         }

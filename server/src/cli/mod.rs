@@ -3,6 +3,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod audit_verify;
+pub(crate) mod audit_witness;
 pub(crate) mod compliance;
 pub(crate) mod ldap;
 pub(crate) mod subject;

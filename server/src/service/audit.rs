@@ -92,7 +92,11 @@ impl Auditor {
 
     /// The public key a DPO verifies exports with (`<name>+<id>+<key>`).
     pub fn verifier_key(&self) -> String {
-        self.signer.verifier().to_string()
+        self.verifier().to_string()
+    }
+
+    pub fn verifier(&self) -> cloister_audit::NoteVerifier {
+        self.signer.verifier()
     }
 
     pub fn actor(&self, user_id: &str) -> Actor {
@@ -166,17 +170,21 @@ async fn load(state: &Context) -> anyhow::Result<AuditLog<MemoryStore>> {
 }
 
 /// Signs a checkpoint of the whole log now and stores it; returns the note.
+/// With witnesses configured, the note carries the cosignatures of those
+/// that gave one (`service::witnesses`).
 pub async fn checkpoint(state: &Context) -> anyhow::Result<String> {
     let mut log = load(state).await?;
+    let earlier = audit::checkpoints(&mut *state.store.read().await?).await?;
     let signed = log.checkpoint(&state.audit.signer)?;
+    let note = crate::service::witnesses::cosign(state, &log, &signed.note, &earlier).await;
     audit::put_checkpoint(
         &mut state.store.autocommit().await?,
         log.size() as i64,
-        &signed.note,
+        &note,
         state.now_ms(),
     )
     .await?;
-    Ok(signed.note)
+    Ok(note)
 }
 
 /// Signs a checkpoint when entries arrived since the last one and the

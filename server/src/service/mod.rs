@@ -42,5 +42,6 @@ pub mod to_device;
 pub mod uia;
 pub mod user_directory;
 pub mod visibility;
+pub mod witnesses;
 
 pub use context::Context;

@@ -44,6 +44,20 @@ pub fn create_private_file(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Writes `bytes` to `path` (created with mode 0600, or truncated) and
+/// syncs it to disk.
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
 /// Removes group and other access from `path` if it has any; a missing path
 /// or a symbolic link (whose target may not be ours) is left alone.
 pub fn tighten(path: &Path) -> io::Result<Option<Tightened>> {
