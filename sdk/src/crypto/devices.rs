@@ -16,6 +16,7 @@ use vodozemac::{Curve25519PublicKey, Ed25519PublicKey};
 use super::canonical_json::verify_signature;
 use super::error::CryptoError;
 use super::events::{CryptoEvent, KeyChangeWarning};
+use super::identities::{self, DeviceTrust, Local, UserIdentity};
 use super::requests::{DeviceRef, KeysQueryResponse};
 
 /// What the local user decided about a device.
@@ -48,6 +49,8 @@ pub struct Device {
     pub display_name: Option<String>,
     /// What the local user decided about the device.
     pub local_trust: LocalTrust,
+    /// Whether its owner's self-signing key signed it (cross-signing).
+    pub cross_signed: bool,
 }
 
 impl Device {
@@ -125,6 +128,7 @@ impl Device {
             algorithms,
             display_name,
             local_trust: LocalTrust::Unset,
+            cross_signed: false,
         })
     }
 
@@ -136,6 +140,8 @@ impl Device {
 #[derive(Default)]
 pub(crate) struct UserDevices {
     pub(crate) devices: BTreeMap<String, Device>,
+    /// Their cross-signing identity, if they have one.
+    pub(crate) identity: Option<UserIdentity>,
     pub(crate) tracked: bool,
     pub(crate) outdated: bool,
     /// Bumped on every invalidation, so a query answered after a newer
@@ -260,7 +266,7 @@ impl DeviceStore {
     /// users in `generations`.
     pub(crate) fn receive_query_response(
         &mut self,
-        response: KeysQueryResponse,
+        mut response: KeysQueryResponse,
         generations: &HashMap<String, u64>,
     ) -> QueryOutcome {
         let mut outcome = QueryOutcome::default();
@@ -269,8 +275,13 @@ impl DeviceStore {
                 servers: response.failures.keys().cloned().collect(),
             });
         }
-        let mut device_keys = response.device_keys;
-        for (user, generation) in generations {
+        let mut device_keys = std::mem::take(&mut response.device_keys);
+        // Our own first: whether others are verified depends on it.
+        let mut users: Vec<&String> = generations.keys().collect();
+        users.sort_by_key(|u| **u != self.own_user);
+        for user in users {
+            let generation = generations[user];
+            self.update_identity(&response, user, &mut outcome);
             // A user the server did not list (its `failures`) is not a user
             // without devices: their known devices stay. They are not
             // retried in a loop either; the next `device_lists.changed` will.
@@ -278,12 +289,78 @@ impl DeviceStore {
                 self.update_user(user, listed, &mut outcome);
             }
             if let Some(entry) = self.users.get_mut(user) {
-                if entry.generation == *generation {
+                if entry.generation == generation {
                     entry.outdated = false;
                 }
             }
         }
         outcome
+    }
+
+    /// Takes `user`'s cross-signing identity from `response`. A response
+    /// without one keeps what we knew: the spec has no way to delete an
+    /// identity, only to replace it, which is reported.
+    fn update_identity(
+        &mut self,
+        response: &KeysQueryResponse,
+        user: &str,
+        outcome: &mut QueryOutcome,
+    ) {
+        let local = Local {
+            user_id: &self.own_user,
+            device_id: &self.own_device,
+            device_key: &self.own_keys.ed25519,
+        };
+        let identity = match identities::from_query(response, user, &local) {
+            Ok(Some(identity)) => identity,
+            Ok(None) => return,
+            Err(error) => {
+                outcome.events.push(CryptoEvent::InvalidCrossSigningKeys {
+                    user_id: user.to_owned(),
+                    reason: error.to_string(),
+                });
+                return;
+            }
+        };
+        let own = self.identity(&self.own_user).cloned();
+        let entry = self.users.entry(user.to_owned()).or_default();
+        if let Some(known) = &entry.identity {
+            if known.master != identity.master {
+                let own = if user == self.own_user {
+                    Some(known)
+                } else {
+                    own.as_ref()
+                };
+                outcome.events.push(CryptoEvent::IdentityChanged {
+                    user_id: user.to_owned(),
+                    was_verified: known.is_verified(own),
+                });
+            }
+        }
+        entry.identity = Some(identity);
+    }
+
+    pub(crate) fn identity(&self, user: &str) -> Option<&UserIdentity> {
+        self.users.get(user)?.identity.as_ref()
+    }
+
+    /// How far `user`'s `device` can be trusted; None for an unknown device.
+    pub(crate) fn device_trust(&self, user: &str, device: &str) -> Option<DeviceTrust> {
+        let d = self.get(user, device)?;
+        Some(if d.is_blocked() {
+            DeviceTrust::Blocked
+        } else if d.is_verified() {
+            DeviceTrust::Verified
+        } else {
+            match self.identity(user) {
+                None => DeviceTrust::Unverified,
+                Some(_) if !d.cross_signed => DeviceTrust::NotSignedByOwner,
+                Some(owner) if owner.is_verified(self.identity(&self.own_user)) => {
+                    DeviceTrust::Verified
+                }
+                Some(_) => DeviceTrust::CrossSigned,
+            }
+        })
     }
 
     fn update_user(
@@ -297,7 +374,13 @@ impl DeviceStore {
         for (device_id, json) in listed {
             seen.push(device_id.clone());
             let device = match Device::from_device_keys(user, &device_id, &json) {
-                Ok(device) => device,
+                Ok(mut device) => {
+                    device.cross_signed = entry
+                        .identity
+                        .as_ref()
+                        .is_some_and(|i| identities::signs_device(i, &json));
+                    device
+                }
                 Err(error) => {
                     outcome.events.push(CryptoEvent::InvalidDeviceKeys {
                         user_id: user.to_owned(),
@@ -340,6 +423,7 @@ impl DeviceStore {
                 Some(known) => {
                     known.display_name = device.display_name;
                     known.algorithms = device.algorithms;
+                    known.cross_signed = device.cross_signed;
                 }
                 None => {
                     entry.devices.insert(device_id, device);

@@ -36,6 +36,22 @@ pub enum CryptoEvent {
         /// What was wrong with them.
         reason: String,
     },
+    /// A user's cross-signing identity (master key) was replaced: "this
+    /// person's keys changed". Their devices are no longer verified through
+    /// the old identity; `was_verified` says whether the old one was.
+    IdentityChanged {
+        /// Whose identity.
+        user_id: String,
+        /// Whether the local user had verified the old identity.
+        was_verified: bool,
+    },
+    /// A user's cross-signing keys failed validation and were ignored.
+    InvalidCrossSigningKeys {
+        /// Whose keys.
+        user_id: String,
+        /// What was wrong with them.
+        reason: String,
+    },
     /// A device is gone from its owner's device list.
     DeviceRemoved {
         /// The device's owner.

@@ -14,6 +14,7 @@ use super::account::Account;
 use super::devices::{Device, DeviceStore, LocalTrust};
 use super::error::CryptoError;
 use super::events::CryptoEvent;
+use super::identities::{DeviceTrust, UserIdentity};
 use super::megolm::{InboundGroupSessions, OutboundGroupSession};
 use super::olm::OlmSessions;
 use super::persist::PersistState;
@@ -232,6 +233,27 @@ impl OlmMachine {
     /// Every known device of `user_id` with verified keys.
     pub fn user_devices(&self, user_id: &str) -> Vec<Device> {
         self.devices.user_devices(user_id).cloned().collect()
+    }
+
+    /// `user_id`'s cross-signing identity, as the last `/keys/query` gave
+    /// it (checked: every key chains to the master key).
+    pub fn user_identity(&self, user_id: &str) -> Option<UserIdentity> {
+        self.devices.identity(user_id).cloned()
+    }
+
+    /// Whether the local user verified `user_id`'s identity: their master
+    /// key is signed by our user-signing key (or, for our own, by this
+    /// device).
+    pub fn is_identity_verified(&self, user_id: &str) -> bool {
+        self.devices
+            .identity(user_id)
+            .is_some_and(|i| i.is_verified(self.devices.identity(&self.user_id)))
+    }
+
+    /// How far a known device can be trusted, from local decisions and
+    /// cross-signing; None for a device we do not know.
+    pub fn device_trust(&self, user_id: &str, device_id: &str) -> Option<DeviceTrust> {
+        self.devices.device_trust(user_id, device_id)
     }
 
     /// Record the user's decision about a device. Blocking a device that

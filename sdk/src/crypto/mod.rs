@@ -12,6 +12,7 @@ mod canonical_json;
 mod devices;
 mod error;
 mod events;
+mod identities;
 mod machine;
 mod megolm;
 mod olm;
@@ -31,6 +32,7 @@ pub use canonical_json::canonical_json;
 pub use devices::{Device, LocalTrust};
 pub use error::{AttachmentError, CryptoError};
 pub use events::{CryptoEvent, KeyChangeWarning};
+pub use identities::{DeviceTrust, UserIdentity};
 pub use machine::{OlmMachine, SyncChanges};
 pub use megolm::EncryptionSettings;
 #[cfg(feature = "client")]

@@ -10,6 +10,7 @@ use zeroize::Zeroizing;
 
 use super::devices::{Device, LocalTrust, UserDevices};
 use super::error::CryptoError;
+use super::identities::UserIdentity;
 use super::machine::{OlmMachine, OutgoingKeyRequest, QueuedOlmMessage};
 use super::persist::{corrupt, to_vec_secret};
 use super::requests::{
@@ -26,6 +27,19 @@ struct DeviceRecord {
     algorithms: Vec<String>,
     display_name: Option<String>,
     local_trust: LocalTrust,
+    // Stores written before cross-signing lack these: read as not signed.
+    #[serde(default)]
+    cross_signed: bool,
+}
+
+/// A cross-signing identity: public keys (unpadded base64) and which of the
+/// local user's keys signed the master key.
+#[derive(Serialize, Deserialize)]
+struct IdentityRecord {
+    master: String,
+    self_signing: String,
+    user_signing: Option<String>,
+    master_signed_by: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -35,6 +49,8 @@ struct UserRecord {
     outdated: bool,
     generation: u64,
     devices: Vec<DeviceRecord>,
+    #[serde(default)]
+    identity: Option<IdentityRecord>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -108,8 +124,15 @@ impl OlmMachine {
                         algorithms: d.algorithms.clone(),
                         display_name: d.display_name.clone(),
                         local_trust: d.local_trust,
+                        cross_signed: d.cross_signed,
                     })
                     .collect(),
+                identity: u.identity.as_ref().map(|i| IdentityRecord {
+                    master: i.master.to_base64(),
+                    self_signing: i.self_signing.to_base64(),
+                    user_signing: i.user_signing.map(|k| k.to_base64()),
+                    master_signed_by: i.master_signed_by.clone(),
+                }),
             })
             .collect();
         users.sort_by(|a, b| a.user_id.cmp(&b.user_id));
@@ -186,13 +209,28 @@ impl OlmMachine {
                     algorithms: d.algorithms,
                     display_name: d.display_name,
                     local_trust: d.local_trust,
+                    cross_signed: d.cross_signed,
                 };
                 devices.insert(d.device_id, device);
             }
+            let key = |b64: &str| {
+                Ed25519PublicKey::from_base64(b64).map_err(|e| corrupt("cross-signing key", e))
+            };
+            let identity = match user.identity {
+                None => None,
+                Some(i) => Some(UserIdentity {
+                    user_id: user.user_id.clone(),
+                    master: key(&i.master)?,
+                    self_signing: key(&i.self_signing)?,
+                    user_signing: i.user_signing.as_deref().map(key).transpose()?,
+                    master_signed_by: i.master_signed_by,
+                }),
+            };
             self.devices.users.insert(
                 user.user_id,
                 UserDevices {
                     devices,
+                    identity,
                     tracked: user.tracked,
                     outdated: user.outdated,
                     generation: user.generation,

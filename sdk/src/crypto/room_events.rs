@@ -183,6 +183,7 @@ impl OlmMachine {
                 algorithms: vec![super::OLM_V1.to_owned(), MEGOLM_V1.to_owned()],
                 display_name: None,
                 local_trust: super::LocalTrust::Verified,
+                cross_signed: false,
             })
         } else {
             self.devices
