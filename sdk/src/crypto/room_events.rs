@@ -209,8 +209,13 @@ impl OlmMachine {
         } else if is_own_device {
             VerificationState::Verified
         } else {
+            // Verified locally, or through cross-signing by a verified owner.
+            let trusted = |d: &Device| {
+                self.devices.device_trust(&d.user_id, &d.device_id)
+                    == Some(super::DeviceTrust::Verified)
+            };
             match &sender_device {
-                Some(d) if d.is_verified() => VerificationState::Verified,
+                Some(d) if trusted(d) => VerificationState::Verified,
                 Some(_) => VerificationState::Unverified(UnverifiedReason::DeviceNotVerified),
                 None => VerificationState::Unverified(UnverifiedReason::UnknownDevice),
             }
