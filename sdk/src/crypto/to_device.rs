@@ -250,8 +250,9 @@ impl OlmMachine {
         }
     }
 
-    /// Answer `m.room_key_request` from our own verified devices with the
-    /// key, exported at the first index we know.
+    /// Answer `m.room_key_request` from our own verified devices (marked so
+    /// here, or cross-signed by our verified identity) with the key,
+    /// exported at the first index we know.
     fn receive_key_request(&mut self, event: &Value) {
         let sender = sender_of(event);
         let content = event.get("content").cloned().unwrap_or(Value::Null);
@@ -276,11 +277,8 @@ impl OlmMachine {
         if sender != self.user_id {
             return ignore(self, "keys are only forwarded to our own devices");
         }
-        if !self
-            .devices
-            .get(&sender, &device_id)
-            .is_some_and(|d| d.is_verified())
-        {
+        // Verified locally, or cross-signed by our own verified identity.
+        if self.devices.device_trust(&sender, &device_id) != Some(super::DeviceTrust::Verified) {
             return ignore(self, "the requesting device is not verified");
         }
         let body = content.get("body").cloned().unwrap_or(Value::Null);
