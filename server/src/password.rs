@@ -12,6 +12,11 @@
 //!
 //! The limiter belongs to the server's state (the CLI makes its own), so
 //! several servers in one process (the tests) each keep their own bound.
+//!
+//! Kept buffers are 19 MiB each, so a server at rest would hold them all
+//! for nothing: [`Passwords::release_idle`] (called by the housekeeping
+//! loop) frees those unused for a while and asks glibc to give the freed
+//! pages back (`malloc_trim`), which it otherwise would not.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -85,6 +90,33 @@ impl Passwords {
                 hash_into(password.as_bytes(), salt.as_salt(), memory)
             })
             .await?
+    }
+
+    /// Frees the kept buffers no hash used for `idle`; returns how many.
+    pub fn release_idle(&self, idle: Duration) -> usize {
+        let released = {
+            let mut buffers = self
+                .limiter
+                .buffers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let before = buffers.len();
+            buffers.retain(|b| b.since.elapsed() < idle);
+            before - buffers.len()
+        };
+        if released > 0 {
+            return_freed_memory();
+        }
+        released
+    }
+
+    /// Buffers kept for reuse right now.
+    pub fn kept_buffers(&self) -> usize {
+        self.limiter
+            .buffers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Whether `password` matches `stored`, compared in constant time. A
@@ -198,7 +230,25 @@ struct Limiter {
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
     /// Working memory of idle slots; never more buffers than slots.
-    buffers: Mutex<Vec<Box<[Block]>>>,
+    buffers: Mutex<Vec<Kept>>,
+}
+
+/// A zeroed buffer waiting for the next hash, and since when.
+struct Kept {
+    memory: Box<[Block]>,
+    since: std::time::Instant,
+}
+
+/// Gives the pages of freed buffers back to the operating system. glibc
+/// keeps large freed blocks in its heaps (sourceware bug 14581) unless
+/// asked; other allocators return them on their own.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own heaps; it takes no
+    // pointers and is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The right to run one hash, with its working memory.
@@ -258,7 +308,8 @@ impl Slot {
                 .buffers
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .pop();
+                .pop()
+                .map(|kept| kept.memory);
             reused.unwrap_or_else(|| {
                 vec![Block::new(); Params::default().block_count()].into_boxed_slice()
             })
@@ -277,7 +328,10 @@ impl Drop for Slot {
                 .buffers
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .push(memory);
+                .push(Kept {
+                    memory,
+                    since: std::time::Instant::now(),
+                });
         }
     }
 }
@@ -322,6 +376,22 @@ mod tests {
         assert!(check("correct horse", Some(a.clone())).await.unwrap());
         assert!(!check("wrong", Some(a)).await.unwrap());
         assert!(!check("x", None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn idle_buffers_are_released() {
+        let passwords = Passwords::new(2, 0);
+        let pw = |s: &str| Zeroizing::new(s.to_owned());
+        passwords.hash(pw("one")).await.unwrap();
+        passwords.hash(pw("two")).await.unwrap();
+        assert_eq!(passwords.kept_buffers(), 1, "one after the other: one buffer");
+        assert_eq!(passwords.release_idle(Duration::from_secs(60)), 0);
+        assert_eq!(passwords.kept_buffers(), 1, "recently used: kept");
+        assert_eq!(passwords.release_idle(Duration::ZERO), 1);
+        assert_eq!(passwords.kept_buffers(), 0);
+        // The next hash allocates again.
+        passwords.hash(pw("three")).await.unwrap();
+        assert_eq!(passwords.kept_buffers(), 1);
     }
 
     #[test]

@@ -18,6 +18,8 @@ use crate::store::lock::SessionLock;
 use crate::store::{ephemeral, rooms, users, Backend};
 
 const TICK: Duration = Duration::from_secs(1);
+/// Password-hashing buffers (19 MiB each) unused this long are freed.
+const PASSWORD_BUFFER_IDLE: Duration = Duration::from_secs(60);
 /// Expired sessions are harmless until deleted, so once a minute will do.
 const UIA_PURGE_EVERY_MS: i64 = 60 * 1000;
 /// The advisory lock of the background jobs: "cloister" in ASCII. Advisory
@@ -49,6 +51,9 @@ pub async fn run(state: Context) {
     let mut ldap_sync: Option<tokio::task::JoinHandle<()>> = None;
     while !state.notifier.is_shutting_down() {
         ticker.tick().await;
+        // Every node hashes passwords, so every node gives back what it
+        // no longer uses, leader or not.
+        state.passwords.release_idle(PASSWORD_BUFFER_IDLE);
         // All four jobs need only one node. The purge deletes rows in
         // batches and unlinks files on shared storage: several nodes would
         // race for the same rows and each write a `purge_run` entry. Two
