@@ -384,7 +384,11 @@ mod tests {
         let pw = |s: &str| Zeroizing::new(s.to_owned());
         passwords.hash(pw("one")).await.unwrap();
         passwords.hash(pw("two")).await.unwrap();
-        assert_eq!(passwords.kept_buffers(), 1, "one after the other: one buffer");
+        assert_eq!(
+            passwords.kept_buffers(),
+            1,
+            "one after the other: one buffer"
+        );
         assert_eq!(passwords.release_idle(Duration::from_secs(60)), 0);
         assert_eq!(passwords.kept_buffers(), 1, "recently used: kept");
         assert_eq!(passwords.release_idle(Duration::ZERO), 1);

@@ -4,48 +4,21 @@
 //! database), `report processing`, `erase`, and `user create` refusing an
 //! erased id.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+
+use cloister_tests::process::{cloister_binary, run_command};
 
 use cloister_tests::personal::scan;
 use cloister_tests::{both_backends, Backend, Client, TestServer};
 use serde_json::Value;
 
-/// The `cloister` binary: `$CLOISTER_BIN`, or `target/<profile>/cloister`
-/// beside this test, built once if missing (this package cannot name
-/// another package's binary with `CARGO_BIN_EXE_`).
-fn binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Ok(bin) = std::env::var("CLOISTER_BIN") {
-            return PathBuf::from(bin);
-        }
-        let exe = std::env::current_exe().unwrap();
-        let dir = exe.parent().unwrap().parent().unwrap();
-        let bin = dir.join("cloister");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "cloister-server", "--bin", "cloister"])
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the cloister binary failed");
-        assert!(bin.exists(), "{} is missing", bin.display());
-        bin
-    })
-}
-
-fn run(server: &TestServer, args: &[&str]) -> Output {
-    let mut cmd = Command::new(binary());
-    cmd.args(args)
-        .env_clear()
-        .env("CLOISTER_DATA_DIR", server.data_dir())
-        .env("CLOISTER_PROCESSING__CONTROLLER", "Praxis Muster");
-    if server.backend() == Backend::Postgres {
-        cmd.env("CLOISTER_DATABASE_URL", server.database_url());
-    }
-    cmd.output().expect("run cloister")
+/// `cloister <args>` against `server`'s data, as the operator would run it.
+async fn run(server: &TestServer, args: &[&str]) -> Output {
+    let env = vec![(
+        "CLOISTER_PROCESSING__CONTROLLER".to_owned(),
+        "Praxis Muster".to_owned(),
+    )];
+    run_command(server, args, env).await
 }
 
 fn ok(out: &Output) -> String {
@@ -72,7 +45,8 @@ async fn cli_round_trip(backend: Backend) {
     let public = ok(&run(
         &server,
         &["admin", "keygen", "--out", secret.to_str().unwrap()],
-    ));
+    )
+    .await);
     let public = public.trim();
     assert_eq!(public.len(), 43, "unpadded base64 of 32 bytes: {public}");
     #[cfg(unix)]
@@ -92,16 +66,17 @@ async fn cli_round_trip(backend: Backend) {
             "--out",
             sealed.to_str().unwrap(),
         ],
-    ));
+    )
+    .await);
     assert_eq!(&std::fs::read(&sealed).unwrap()[..4], b"CLSL");
-    let refused = run(&server, &["admin", "export", "alice"]);
+    let refused = run(&server, &["admin", "export", "alice"]).await;
     assert!(
         !refused.status.success(),
         "--recipient or --plain is required"
     );
 
     // Opening needs no database: run it with an empty data directory.
-    let out = Command::new(binary())
+    let out = Command::new(cloister_binary().await)
         .args([
             "admin",
             "open-export",
@@ -126,7 +101,7 @@ async fn cli_round_trip(backend: Backend) {
     let (other, _) = cloister_audit::seal::generate_recipient_key();
     let wrong = work.path().join("wrong.key");
     std::fs::write(&wrong, base64_key(other.as_bytes())).unwrap();
-    let out = Command::new(binary())
+    let out = Command::new(cloister_binary().await)
         .args([
             "admin",
             "open-export",
@@ -139,27 +114,25 @@ async fn cli_round_trip(backend: Backend) {
         .unwrap();
     assert!(!out.status.success(), "a wrong key does not open it");
 
-    let plain = ok(&run(
-        &server,
-        &["admin", "export", "@alice:localhost", "--plain"],
-    ));
+    let plain = ok(&run(&server, &["admin", "export", "@alice:localhost", "--plain"]).await);
     let plain: Value = serde_json::from_str(&plain).unwrap();
     assert_eq!(plain["user_id"], alice.user_id);
 
-    let report = ok(&run(&server, &["admin", "report", "processing"]));
+    let report = ok(&run(&server, &["admin", "report", "processing"]).await);
     assert!(report.contains("Praxis Muster"), "{report}");
     let report: Value = serde_json::from_str(&ok(&run(
         &server,
         &["admin", "report", "processing", "--json"],
-    )))
+    )
+    .await))
     .unwrap();
     assert_eq!(report["controller"], "Praxis Muster");
 
     let receipt: Value =
-        serde_json::from_str(&ok(&run(&server, &["admin", "erase", "alice"]))).unwrap();
+        serde_json::from_str(&ok(&run(&server, &["admin", "erase", "alice"]).await)).unwrap();
     assert_eq!(receipt["counts"]["deleted_account"], 1, "{receipt}");
     assert!(scan(&server, &alice.user_id).await.is_empty());
-    let again = run(&server, &["user", "create", "alice", "--password", "x"]);
+    let again = run(&server, &["user", "create", "alice", "--password", "x"]).await;
     assert!(
         !again.status.success(),
         "an erased id cannot be created again"
