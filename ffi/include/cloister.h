@@ -47,6 +47,42 @@
 #define CLOISTER_VERSION_NUMBER (((CLOISTER_VERSION_MAJOR * 10000) + (CLOISTER_VERSION_MINOR * 100)) + CLOISTER_VERSION_PATCH)
 
 /**
+ * How far a device can be trusted (`cloister_client_device_trust`).
+ * Stable values.
+ */
+enum cloister_device_trust
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+  /**
+   * Verified: marked so by the user, or signed by its owner's
+   * self-signing key where the user verified the owner's identity.
+   */
+  CLOISTER_DEVICE_TRUST_VERIFIED = 0,
+  /**
+   * Signed by its owner's self-signing key; the owner is not verified.
+   */
+  CLOISTER_DEVICE_TRUST_CROSS_SIGNED = 1,
+  /**
+   * Its owner has a cross-signing identity that did not sign it: show
+   * it as suspicious.
+   */
+  CLOISTER_DEVICE_TRUST_NOT_SIGNED_BY_OWNER = 2,
+  /**
+   * Its owner has no cross-signing identity.
+   */
+  CLOISTER_DEVICE_TRUST_UNVERIFIED = 3,
+  /**
+   * Blocked by the user: it gets no room keys.
+   */
+  CLOISTER_DEVICE_TRUST_BLOCKED = 4,
+};
+#ifndef __cplusplus
+typedef uint32_t cloister_device_trust;
+#endif // __cplusplus
+
+/**
  * How a room event travelled. Stable values.
  */
 enum cloister_encryption
@@ -115,6 +151,32 @@ enum cloister_event_kind
 };
 #ifndef __cplusplus
 typedef uint32_t cloister_event_kind;
+#endif // __cplusplus
+
+/**
+ * The user's decision about a device (`cloister_client_set_device_trust`).
+ * Stable values.
+ */
+enum cloister_local_trust
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+  /**
+   * No decision (the default).
+   */
+  CLOISTER_LOCAL_TRUST_UNSET = 0,
+  /**
+   * Checked out of band: trusted.
+   */
+  CLOISTER_LOCAL_TRUST_VERIFIED = 1,
+  /**
+   * Never send it room keys; rooms it had a key for rotate.
+   */
+  CLOISTER_LOCAL_TRUST_BLOCKED = 2,
+};
+#ifndef __cplusplus
+typedef uint32_t cloister_local_trust;
 #endif // __cplusplus
 
 /**
@@ -484,6 +546,28 @@ cloister_result cloister_client_rooms(const struct cloister_client *client,
 cloister_result cloister_client_room_members(const struct cloister_client *client,
                                              const char *room_id,
                                              struct cloister_string_list **out_members);
+
+/**
+ * Write how far `user_id`'s device `device_id` can be trusted to
+ * `*out_trust`. `CLOISTER_RESULT_NOT_FOUND` for a device this client does
+ * not know (it learns devices as it syncs with rooms they are in).
+ */
+cloister_result cloister_client_device_trust(const struct cloister_client *client,
+                                             const char *user_id,
+                                             const char *device_id,
+                                             cloister_device_trust *out_trust);
+
+/**
+ * Record the user's decision about a device: one of the
+ * `CLOISTER_LOCAL_TRUST_*` values (others give
+ * `CLOISTER_RESULT_INVALID_ARGUMENT`). Blocking a device rotates the keys
+ * of rooms it held one for. `CLOISTER_RESULT_NOT_FOUND` for an unknown
+ * device.
+ */
+cloister_result cloister_client_set_device_trust(const struct cloister_client *client,
+                                                 const char *user_id,
+                                                 const char *device_id,
+                                                 uint32_t trust);
 
 /**
  * The event's kind; 0 for a NULL event.

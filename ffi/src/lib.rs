@@ -23,6 +23,7 @@
 #![allow(clippy::missing_safety_doc)]
 
 mod client;
+mod devices;
 mod event;
 mod log;
 mod messages;
@@ -32,6 +33,7 @@ mod sync;
 mod types;
 
 pub use client::*;
+pub use devices::*;
 pub use event::*;
 pub use log::*;
 pub use messages::*;

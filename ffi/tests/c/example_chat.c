@@ -195,6 +195,22 @@ int main(int argc, char **argv) {
     CHECK(bob, cloister_client_send_text(bob, room, "hi Alice", NULL));
     inbox_wait(&inbox, "hi Alice", NULL);
 
+    /* Trust: to Bob, Alice's device is unverified until he compares its
+     * fingerprint with her (out of band) and marks it verified; then her
+     * messages say so. */
+    cloister_device_trust trust = CLOISTER_DEVICE_TRUST_BLOCKED;
+    CHECK(bob, cloister_client_device_trust(bob, alice_id, alice_device, &trust));
+    EXPECT(trust == CLOISTER_DEVICE_TRUST_UNVERIFIED);
+    CHECK(bob, cloister_client_set_device_trust(bob, alice_id, alice_device, CLOISTER_LOCAL_TRUST_VERIFIED));
+    CHECK(bob, cloister_client_device_trust(bob, alice_id, alice_device, &trust));
+    EXPECT(trust == CLOISTER_DEVICE_TRUST_VERIFIED);
+    EXPECT(cloister_client_device_trust(bob, alice_id, "NO-SUCH-DEVICE", &trust) == CLOISTER_RESULT_NOT_FOUND);
+    EXPECT(cloister_client_set_device_trust(bob, alice_id, alice_device, 7) == CLOISTER_RESULT_INVALID_ARGUMENT);
+    CHECK(alice, cloister_client_send_text(alice, room, "verified hello", NULL));
+    cloister_event *checked = wait_for(bob, CLOISTER_EVENT_MESSAGE, room, body_is, "verified hello");
+    EXPECT(cloister_event_is_verified(checked));
+    cloister_event_free(checked);
+
     /* A file from a buffer: Bob downloads it to memory and to a path. */
     size_t size = 100000;
     unsigned char *data = malloc(size);

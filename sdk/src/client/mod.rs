@@ -34,7 +34,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, Mutex, MutexGuard};
 
-use crate::crypto::{Device, LocalTrust, OlmMachine, OutgoingRequest, RECORD_KINDS};
+use crate::crypto::{Device, DeviceTrust, LocalTrust, OlmMachine, OutgoingRequest, RECORD_KINDS};
 use crate::store::{StateStore, StoreChanges};
 
 pub use events::{Encryption, TimelineEvent};
@@ -322,6 +322,16 @@ impl Client {
     /// them (users sharing an encrypted room with us, and ourselves).
     pub async fn user_devices(&self, user_id: &str) -> Vec<Device> {
         self.inner.machine.lock().await.user_devices(user_id)
+    }
+
+    /// How far a known device can be trusted: the user's own decision,
+    /// then cross-signing. None for a device this client does not know.
+    pub async fn device_trust(&self, user_id: &str, device_id: &str) -> Option<DeviceTrust> {
+        self.inner
+            .machine
+            .lock()
+            .await
+            .device_trust(user_id, device_id)
     }
 
     /// Record the user's decision about a device (after comparing its
