@@ -82,6 +82,11 @@ static void null_arguments(const char *url, const char *dir) {
     EXPECT_CODE(cloister_client_room_members(NULL, "!r:s", &list), CLOISTER_RESULT_NULL_ARGUMENT);
     EXPECT_CODE(cloister_client_room_messages(NULL, "!r:s", NULL, 10, &events), CLOISTER_RESULT_NULL_ARGUMENT);
     EXPECT_CODE(cloister_client_devices(NULL, &list), CLOISTER_RESULT_NULL_ARGUMENT);
+    cloister_device_trust trust = CLOISTER_DEVICE_TRUST_BLOCKED;
+    EXPECT_CODE(cloister_client_device_trust(NULL, "@u:s", "D", &trust), CLOISTER_RESULT_NULL_ARGUMENT);
+    EXPECT_CODE(cloister_client_set_device_trust(NULL, "@u:s", "D", CLOISTER_LOCAL_TRUST_VERIFIED),
+                CLOISTER_RESULT_NULL_ARGUMENT);
+    EXPECT(trust == CLOISTER_DEVICE_TRUST_BLOCKED);
     EXPECT(text == SENTINEL && list == SENTINEL && event == SENTINEL && events == SENTINEL &&
            buffer == SENTINEL);
     EXPECT(!cloister_client_is_logged_in(NULL));
@@ -142,6 +147,10 @@ static void bad_strings_and_stores(const char *url, const char *dir) {
     EXPECT_CODE(cloister_client_send_text(client, "!r:localhost", "hi", NULL), CLOISTER_RESULT_NOT_LOGGED_IN);
     EXPECT(last_error_contains(client, "not logged in"));
     EXPECT_CODE(cloister_client_sync_start(client), CLOISTER_RESULT_NOT_LOGGED_IN);
+    cloister_device_trust trust;
+    EXPECT_CODE(cloister_client_device_trust(client, "@u:localhost", "D", &trust), CLOISTER_RESULT_NOT_LOGGED_IN);
+    EXPECT_CODE(cloister_client_device_trust(client, NULL, "D", &trust), CLOISTER_RESULT_NULL_ARGUMENT);
+    EXPECT_CODE(cloister_client_set_device_trust(client, "@u:localhost", "D", 3), CLOISTER_RESULT_INVALID_ARGUMENT);
     EXPECT_CODE(cloister_client_login(client, "\xff", "pw", NULL), CLOISTER_RESULT_INVALID_UTF8);
     cloister_client_free(client);
 }
