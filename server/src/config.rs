@@ -52,6 +52,9 @@ pub struct Audit {
     /// Witnesses each new checkpoint is sent to (C2SP tlog-witness), e.g.
     /// `cloister audit witness` on a machine the DPO's office runs.
     pub witnesses: Vec<AuditWitness>,
+    /// A directory (say, a share the DPO's office controls) where each new
+    /// checkpoint is also written, as `<size>.checkpoint`; empty: none.
+    pub checkpoint_drop_dir: String,
 }
 
 /// One witness: where it listens and its public key.
@@ -69,6 +72,7 @@ impl Default for Audit {
         Audit {
             checkpoint_interval_secs: 3600,
             witnesses: Vec::new(),
+            checkpoint_drop_dir: String::new(),
         }
     }
 }

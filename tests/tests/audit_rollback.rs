@@ -104,6 +104,42 @@ async fn truncation_is_caught_against_a_kept_checkpoint(backend: Backend) {
     server.stop().await;
 }
 
+/// With `audit.checkpoint_drop_dir`, each checkpoint is also written where
+/// the DPO keeps it, ready for `--trusted`.
+async fn checkpoints_are_dropped_for_the_dpo(backend: Backend) {
+    let share = tempfile::tempdir().unwrap();
+    let drop_dir = share.path().to_str().unwrap().to_owned();
+    let server = TestServer::start_with(backend, |c| c.audit.checkpoint_drop_dir = drop_dir).await;
+    Client::register(&server.url(), "alice", "pw").await;
+    let note = cloister_server::service::audit::checkpoint(server.state())
+        .await
+        .unwrap();
+    let size = server.audit_count("%").await;
+    let dropped = share.path().join(format!("{size}.checkpoint"));
+    assert_eq!(std::fs::read_to_string(&dropped).unwrap(), note);
+    let leftovers: Vec<_> = std::fs::read_dir(share.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    Client::register(&server.url(), "bob", "pw").await;
+    let export_file = share.path().join("export.json");
+    export(&server, &export_file).await;
+    let (_, key) = cloister(&server, &["audit", "key"]).await;
+    let (ok, out) = verify(
+        &server,
+        key.trim(),
+        &export_file,
+        &["--trusted", dropped.to_str().unwrap()],
+    )
+    .await;
+    assert!(ok, "{out}");
+    server.stop().await;
+}
+
 both_backends!(
     truncated, truncation_is_caught_against_a_kept_checkpoint;
+    dropped, checkpoints_are_dropped_for_the_dpo;
 );

@@ -184,7 +184,27 @@ pub async fn checkpoint(state: &Context) -> anyhow::Result<String> {
         state.now_ms(),
     )
     .await?;
+    drop_checkpoint(state, log.size(), &note);
     Ok(note)
+}
+
+/// Writes the checkpoint to `audit.checkpoint_drop_dir`, if set, for a DPO
+/// to keep outside the server (`cloister audit verify --trusted` reads the
+/// file as it is). Written to a temporary name and renamed, so a reader
+/// never sees half a note. A failure is logged, not fatal: the checkpoint
+/// is already stored.
+fn drop_checkpoint(state: &Context, size: u64, note: &str) {
+    let dir = &state.config.audit.checkpoint_drop_dir;
+    if dir.is_empty() {
+        return;
+    }
+    let dir = Path::new(dir);
+    let path = dir.join(format!("{size}.checkpoint"));
+    let tmp = dir.join(format!(".{size}.checkpoint.tmp"));
+    let written = std::fs::write(&tmp, note).and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(err) = written {
+        tracing::error!(dir = %dir.display(), error = %err, "writing the audit checkpoint to checkpoint_drop_dir failed");
+    }
 }
 
 /// Signs a checkpoint when entries arrived since the last one and the
