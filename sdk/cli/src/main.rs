@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use cloister_sdk::client::{Client, ClientError, CreateRoom, Direction, TimelineEvent};
+use cloister_sdk::crypto::{DeviceTrust, LocalTrust};
 use cloister_sdk::store::{SqliteStore, StoreError};
 
 use output::{print_event, Inbox};
@@ -115,8 +116,39 @@ enum Command {
     },
     /// Download and decrypt the file of a file message.
     Download { event_id: String, path: PathBuf },
-    /// List this account's devices.
-    Devices,
+    /// List this account's devices, or with a user id that user's devices
+    /// as this device knows them: fingerprint and trust.
+    Devices { user: Option<String> },
+    /// Record your decision about another device, after comparing its
+    /// fingerprint with its owner out of band.
+    Trust {
+        user: String,
+        device: String,
+        decision: TrustDecision,
+    },
+}
+
+/// What `trust` records.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TrustDecision {
+    /// Trusted: its messages show as verified.
+    Verified,
+    /// Never send it room keys.
+    Blocked,
+    /// Back to no decision.
+    Unset,
+}
+
+/// How `devices USER` prints a trust level.
+fn trust_word(trust: Option<DeviceTrust>) -> &'static str {
+    match trust {
+        Some(DeviceTrust::Verified) => "verified",
+        Some(DeviceTrust::CrossSigned) => "cross-signed (owner not verified)",
+        Some(DeviceTrust::NotSignedByOwner) => "NOT SIGNED BY ITS OWNER",
+        Some(DeviceTrust::Unverified) => "unverified",
+        Some(DeviceTrust::Blocked) => "blocked",
+        None => "unknown",
+    }
 }
 
 fn default_store_dir() -> PathBuf {
@@ -288,7 +320,41 @@ async fn run(cli: &Cli) -> Result<ExitCode, String> {
             std::fs::write(path, &data).map_err(|e| format!("{}: {e}", path.display()))?;
             println!("saved {} bytes to {}", data.len(), path.display());
         }
-        Command::Devices => {
+        Command::Devices { user: Some(user) } => {
+            for device in client.user_devices(user).await {
+                let trust = client.device_trust(user, &device.device_id).await;
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    device.device_id,
+                    device.ed25519.to_base64(),
+                    trust_word(trust),
+                    device.display_name.unwrap_or_default()
+                );
+            }
+        }
+        Command::Trust {
+            user,
+            device,
+            decision,
+        } => {
+            let trust = match decision {
+                TrustDecision::Verified => LocalTrust::Verified,
+                TrustDecision::Blocked => LocalTrust::Blocked,
+                TrustDecision::Unset => LocalTrust::Unset,
+            };
+            if !client
+                .set_device_trust(user, device, trust)
+                .await
+                .map_err(fail)?
+            {
+                return Err(format!(
+                    "{user} has no device {device} that this device knows (sync first)"
+                ));
+            }
+            let now = client.device_trust(user, device).await;
+            println!("{user} {device}: {}", trust_word(now));
+        }
+        Command::Devices { user: None } => {
             for device in client.devices().await.map_err(fail)? {
                 println!(
                     "{}{}\t{}",

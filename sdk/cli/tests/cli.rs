@@ -183,6 +183,36 @@ async fn scenario() {
         ["hello bob, from a script", "hi alice", "notes.txt"]
     );
 
+    // Alice compares Bob's fingerprint with him, marks his device verified,
+    // and his next message shows as verified.
+    let whoami = bob.ok(&["whoami"]).await;
+    let bob_device = whoami
+        .lines()
+        .find_map(|l| l.strip_prefix("device:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let devices = alice.ok(&["devices", &bob_id]).await;
+    assert!(
+        devices.starts_with(&format!("{bob_device}\t")) && devices.contains("\tunverified\t"),
+        "{devices}"
+    );
+    let out = alice.ok(&["trust", &bob_id, &bob_device, "verified"]).await;
+    assert!(out.trim().ends_with(": verified"), "{out}");
+    assert!(alice
+        .ok(&["devices", &bob_id])
+        .await
+        .contains("\tverified\t"));
+    let refused = alice
+        .run(&["trust", &bob_id, "NO-SUCH-DEVICE", "verified"])
+        .await;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no device NO-SUCH-DEVICE"));
+    bob.ok(&["send", &room, "verified now"]).await;
+    let got = alice.listen(&room, 1).await;
+    assert_eq!(body(&got[0]), "verified now");
+    assert_eq!(got[0]["encryption"]["verified"], true, "{}", got[0]);
+
     bob.ok(&["logout"]).await;
     let output = bob.run(&["rooms"]).await;
     assert!(String::from_utf8_lossy(&output.stderr).contains("not logged in"));
