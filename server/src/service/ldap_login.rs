@@ -144,9 +144,16 @@ async fn admit(state: &Context, user: ldap::DirectoryUser) -> ApiResult<String> 
             ))
         }
         Some(_) if is_ldap_account(state, &user_id).await? => {
-            let mut tx = state.store.write().await?;
-            directory::set_attributes(&mut tx, &user_id, &user.attributes, state.now_ms()).await?;
-            tx.commit().await?;
+            // Only where attributes are imported: otherwise every login
+            // would take the write lock for nothing (the sync removes rows
+            // left from an earlier configuration).
+            let ldap = &state.config.ldap;
+            if !(ldap.mail_attribute.is_empty() && ldap.department_attribute.is_empty()) {
+                let mut tx = state.store.write().await?;
+                directory::set_attributes(&mut tx, &user_id, &user.attributes, state.now_ms())
+                    .await?;
+                tx.commit().await?;
+            }
             return Ok(user_id);
         }
         Some(_) => {
