@@ -564,7 +564,7 @@ cloister_result cloister_client_device_trust(const struct cloister_client *clien
  * of rooms it held one for. `CLOISTER_RESULT_NOT_FOUND` for an unknown
  * device.
  */
-cloister_result cloister_client_set_device_trust(const struct cloister_client *client,
+cloister_result cloister_client_set_device_trust(struct cloister_client *client,
                                                  const char *user_id,
                                                  const char *device_id,
                                                  uint32_t trust);

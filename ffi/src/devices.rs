@@ -96,7 +96,7 @@ pub unsafe extern "C" fn cloister_client_device_trust(
 /// device.
 #[no_mangle]
 pub unsafe extern "C" fn cloister_client_set_device_trust(
-    client: *const cloister_client,
+    client: *mut cloister_client,
     user_id: *const c_char,
     device_id: *const c_char,
     trust: u32,
