@@ -216,85 +216,114 @@ impl std::fmt::Display for NoteVerifier {
     }
 }
 
-/// A private key that signs notes. The Ed25519 key is wiped on drop.
+/// An Ed25519 private key under a name, with the algorithm byte its key
+/// id and key strings carry: 0x01 for note signatures, 0x04 for witness
+/// cosignatures (`crate::witness`). The key is wiped on drop.
 #[derive(Clone)]
-pub struct NoteSigner {
-    name: String,
-    id: KeyId,
-    key: SigningKey,
+pub(crate) struct NamedKey {
+    pub(crate) name: String,
+    pub(crate) id: KeyId,
+    pub(crate) key: SigningKey,
+    alg: u8,
 }
 
-impl std::fmt::Debug for NoteSigner {
+impl std::fmt::Debug for NamedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NoteSigner")
+        f.debug_struct("NamedKey")
             .field("name", &self.name)
             .field("id", &self.id)
             .finish_non_exhaustive()
     }
 }
 
-impl NoteSigner {
-    pub fn new(name: &str, key: SigningKey) -> Result<Self, NoteError> {
+impl NamedKey {
+    pub(crate) fn new(name: &str, key: SigningKey, alg: u8) -> Result<Self, NoteError> {
         if !is_valid_name(name) {
             return Err(NoteError::InvalidName(name.to_owned()));
         }
-        Ok(NoteSigner {
+        Ok(NamedKey {
             name: name.to_owned(),
-            id: KeyId::ed25519(name, &key.verifying_key()),
+            id: KeyId::of(name, alg, &key.verifying_key()),
             key,
+            alg,
         })
     }
 
     /// A new key from the operating system's random number generator.
-    pub fn generate(name: &str) -> Result<Self, NoteError> {
+    pub(crate) fn generate(name: &str, alg: u8) -> Result<Self, NoteError> {
         let mut seed = Zeroizing::new([0u8; 32]);
         getrandom::fill(seed.as_mut()).expect("the operating system has no random numbers");
-        NoteSigner::new(name, SigningKey::from_bytes(&seed))
+        NamedKey::new(name, SigningKey::from_bytes(&seed), alg)
     }
 
-    /// Parses `PRIVATE+KEY+<name>+<hex id>+<base64(0x01 || seed)>`.
-    pub fn parse(skey: &str) -> Result<Self, NoteError> {
+    /// Parses `PRIVATE+KEY+<name>+<hex id>+<base64(alg || seed)>`.
+    pub(crate) fn parse(skey: &str, alg: u8) -> Result<Self, NoteError> {
         let rest = skey
             .strip_prefix("PRIVATE+KEY+")
             .ok_or(NoteError::MalformedKey)?;
-        let (name, id, seed) = split_key_string(rest, ALG_ED25519)?;
-        let s = NoteSigner::new(name, SigningKey::from_bytes(&seed))?;
-        if s.id != id {
+        let (name, id, seed) = split_key_string(rest, alg)?;
+        let key = NamedKey::new(name, SigningKey::from_bytes(&seed), alg)?;
+        if key.id != id {
             return Err(NoteError::KeyIdMismatch);
         }
-        Ok(s)
+        Ok(key)
     }
 
-    /// The signer key string; keep it secret. Wiped when dropped.
-    pub fn to_signer_key_string(&self) -> Zeroizing<String> {
-        let key = key_string(&self.name, self.id, ALG_ED25519, self.key.as_bytes());
+    /// The private key string; keep it secret. Wiped when dropped.
+    pub(crate) fn to_key_string(&self) -> Zeroizing<String> {
+        let key = key_string(&self.name, self.id, self.alg, self.key.as_bytes());
         let mut out = Zeroizing::new(String::with_capacity("PRIVATE+KEY+".len() + key.len()));
         out.push_str("PRIVATE+KEY+");
         out.push_str(&key);
         out
     }
+}
+
+/// A private key that signs notes. The Ed25519 key is wiped on drop.
+#[derive(Clone, Debug)]
+pub struct NoteSigner(NamedKey);
+
+impl NoteSigner {
+    pub fn new(name: &str, key: SigningKey) -> Result<Self, NoteError> {
+        NamedKey::new(name, key, ALG_ED25519).map(NoteSigner)
+    }
+
+    /// A new key from the operating system's random number generator.
+    pub fn generate(name: &str) -> Result<Self, NoteError> {
+        NamedKey::generate(name, ALG_ED25519).map(NoteSigner)
+    }
+
+    /// Parses `PRIVATE+KEY+<name>+<hex id>+<base64(0x01 || seed)>`.
+    pub fn parse(skey: &str) -> Result<Self, NoteError> {
+        NamedKey::parse(skey, ALG_ED25519).map(NoteSigner)
+    }
+
+    /// The signer key string; keep it secret. Wiped when dropped.
+    pub fn to_signer_key_string(&self) -> Zeroizing<String> {
+        self.0.to_key_string()
+    }
 
     pub fn verifier(&self) -> NoteVerifier {
         NoteVerifier {
-            name: self.name.clone(),
-            id: self.id,
-            key: self.key.verifying_key(),
+            name: self.0.name.clone(),
+            id: self.0.id,
+            key: self.0.key.verifying_key(),
         }
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
 
     pub fn key_id(&self) -> KeyId {
-        self.id
+        self.0.id
     }
 
     /// The signature line (with its newline) for `text`.
     fn signature_line(&self, text: &str) -> String {
-        let mut blob = self.id.0.to_vec();
-        blob.extend_from_slice(&self.key.sign(text.as_bytes()).to_bytes());
-        format!("{SIG_PREFIX}{} {}\n", self.name, STANDARD.encode(blob))
+        let mut blob = self.0.id.0.to_vec();
+        blob.extend_from_slice(&self.0.key.sign(text.as_bytes()).to_bytes());
+        format!("{SIG_PREFIX}{} {}\n", self.0.name, STANDARD.encode(blob))
     }
 }
 

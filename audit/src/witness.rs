@@ -22,8 +22,8 @@ use zeroize::Zeroizing;
 use crate::checkpoint::{open_checkpoint, Checkpoint, VerifiedCheckpoint};
 use crate::merkle::{self, Hash};
 use crate::note::{
-    is_valid_name, key_string, parse_public_key, split_key_string, KeyId, NoteError, NoteSignature,
-    NoteVerifier, SIG_PREFIX,
+    key_string, parse_public_key, KeyId, NamedKey, NoteError, NoteSignature, NoteVerifier,
+    SIG_PREFIX,
 };
 
 /// The algorithm byte of Ed25519 cosignature/v1 keys.
@@ -36,76 +36,43 @@ fn cosigned_message(text: &str, time: u64) -> String {
 }
 
 /// A witness's private key. The Ed25519 key is wiped on drop.
-#[derive(Clone)]
-pub struct Cosigner {
-    name: String,
-    id: KeyId,
-    key: SigningKey,
-}
-
-impl std::fmt::Debug for Cosigner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cosigner")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
+#[derive(Clone, Debug)]
+pub struct Cosigner(NamedKey);
 
 impl Cosigner {
     pub fn new(name: &str, key: SigningKey) -> Result<Self, NoteError> {
-        if !is_valid_name(name) {
-            return Err(NoteError::InvalidName(name.to_owned()));
-        }
-        Ok(Cosigner {
-            name: name.to_owned(),
-            id: KeyId::of(name, ALG_COSIGNATURE_V1, &key.verifying_key()),
-            key,
-        })
+        NamedKey::new(name, key, ALG_COSIGNATURE_V1).map(Cosigner)
     }
 
     pub fn generate(name: &str) -> Result<Self, NoteError> {
-        let mut seed = Zeroizing::new([0u8; 32]);
-        getrandom::fill(seed.as_mut()).expect("the operating system has no random numbers");
-        Cosigner::new(name, SigningKey::from_bytes(&seed))
+        NamedKey::generate(name, ALG_COSIGNATURE_V1).map(Cosigner)
     }
 
     /// Parses `PRIVATE+KEY+<name>+<hex id>+<base64(0x04 || seed)>`.
     pub fn parse(skey: &str) -> Result<Self, NoteError> {
-        let rest = skey
-            .strip_prefix("PRIVATE+KEY+")
-            .ok_or(NoteError::MalformedKey)?;
-        let (name, id, seed) = split_key_string(rest, ALG_COSIGNATURE_V1)?;
-        let c = Cosigner::new(name, SigningKey::from_bytes(&seed))?;
-        if c.id != id {
-            return Err(NoteError::KeyIdMismatch);
-        }
-        Ok(c)
+        NamedKey::parse(skey, ALG_COSIGNATURE_V1).map(Cosigner)
     }
 
     /// The private key string; keep it secret.
     pub fn to_key_string(&self) -> Zeroizing<String> {
-        let key = key_string(&self.name, self.id, ALG_COSIGNATURE_V1, self.key.as_bytes());
-        let mut out = Zeroizing::new(String::with_capacity("PRIVATE+KEY+".len() + key.len()));
-        out.push_str("PRIVATE+KEY+");
-        out.push_str(&key);
-        out
+        self.0.to_key_string()
     }
 
     pub fn verifier(&self) -> CosignatureVerifier {
         CosignatureVerifier {
-            name: self.name.clone(),
-            id: self.id,
-            key: self.key.verifying_key(),
+            name: self.0.name.clone(),
+            id: self.0.id,
+            key: self.0.key.verifying_key(),
         }
     }
 
     /// The cosignature line (with its newline) on a checkpoint's note text.
     pub fn cosign(&self, text: &str, time: u64) -> String {
-        let signature = self.key.sign(cosigned_message(text, time).as_bytes());
-        let mut blob = self.id.0.to_vec();
+        let signature = self.0.key.sign(cosigned_message(text, time).as_bytes());
+        let mut blob = self.0.id.0.to_vec();
         blob.extend_from_slice(&time.to_be_bytes());
         blob.extend_from_slice(&signature.to_bytes());
-        format!("{SIG_PREFIX}{} {}\n", self.name, STANDARD.encode(blob))
+        format!("{SIG_PREFIX}{} {}\n", self.0.name, STANDARD.encode(blob))
     }
 }
 
@@ -350,7 +317,7 @@ mod tests {
         assert_eq!(v, c.verifier());
         assert_eq!(
             v.id,
-            KeyId::of("witness.example/w1", 0x04, &c.key.verifying_key())
+            KeyId::of("witness.example/w1", 0x04, &c.0.key.verifying_key())
         );
         // A log's note key is not a cosigner key, and the other way round.
         let log = CheckpointSigner::generate("log.example").unwrap();
