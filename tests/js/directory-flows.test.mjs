@@ -18,6 +18,7 @@ import assert from "node:assert/strict";
 import {
   BASE,
   api,
+  path,
   randomSuffix,
   register,
   sdk,
@@ -42,8 +43,6 @@ const TEST_TIMEOUT_MS = 90_000;
 const DIRECTORY_TIMEOUT_MS = 15_000;
 
 const ctx = {};
-
-const path = (strings, ...values) => strings.reduce((out, s, i) => out + encodeURIComponent(values[i - 1]) + s);
 
 before(
   async () => {

@@ -19,6 +19,7 @@ import assert from "node:assert/strict";
 import {
   BASE,
   api,
+  path,
   cryptoApi,
   failedRequests,
   randomSuffix,
@@ -42,8 +43,6 @@ const { CryptoEvent, VerificationPhase, VerifierEvent } = cryptoApi;
 const phaseName = (phase) => VerificationPhase[phase] ?? String(phase);
 
 const ctx = {};
-
-const path = (strings, ...values) => strings.reduce((out, s, i) => out + encodeURIComponent(values[i - 1]) + s);
 
 before(
   async () => {

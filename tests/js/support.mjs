@@ -66,6 +66,11 @@ export function fromB64(text) {
   return new Uint8Array(Buffer.from(text, "base64"));
 }
 
+/** A path template with every interpolated value URL-encoded:
+ * path`/rooms/${roomId}/event/${eventId}`. */
+export const path = (strings, ...values) =>
+  strings.reduce((out, s, i) => out + encodeURIComponent(values[i - 1]) + s);
+
 export async function api(method, path, { token, body } = {}) {
   const headers = {};
   if (token) headers.Authorization = `Bearer ${token}`;
