@@ -12,10 +12,12 @@ mod directory;
 mod ldap;
 mod processing;
 mod retention;
+mod sso;
 pub use directory::Directory;
 pub use ldap::Ldap;
 pub use processing::Processing;
 pub use retention::{Lifetime, Retention};
+pub use sso::{Oidc, PasswordLoginMode, Saml, Sso};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -42,6 +44,11 @@ pub struct Config {
     pub processing: Processing,
     pub directory: Directory,
     pub ldap: Ldap,
+    pub sso: Sso,
+    /// OpenID Connect providers, `[[oidc]]` tables.
+    pub oidc: Vec<Oidc>,
+    /// SAML 2.0 identity providers, `[[saml]]` tables.
+    pub saml: Vec<Saml>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -190,6 +197,9 @@ impl Default for Config {
             processing: Processing::default(),
             directory: Directory::default(),
             ldap: Ldap::default(),
+            sso: Sso::default(),
+            oidc: Vec::new(),
+            saml: Vec::new(),
         }
     }
 }
@@ -250,8 +260,7 @@ impl Config {
             }
             None => toml::Table::new(),
         };
-        let known = toml::Table::try_from(Config::default())
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let known = known_keys()?;
         for (name, value) in env {
             let Some(key) = name.strip_prefix("CLOISTER_") else {
                 continue;
@@ -267,6 +276,12 @@ impl Config {
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
         config.validate()?;
         config.ldap.read_secrets().map_err(ConfigError::Invalid)?;
+        for provider in &mut config.oidc {
+            provider.read_secret().map_err(ConfigError::Invalid)?;
+        }
+        for provider in &mut config.saml {
+            provider.read_certificates().map_err(ConfigError::Invalid)?;
+        }
         Ok(config)
     }
 
@@ -290,6 +305,24 @@ impl Config {
         self.retention.validate().map_err(ConfigError::Invalid)?;
         self.ldap.validate().map_err(ConfigError::Invalid)?;
         self.audit.validate().map_err(ConfigError::Invalid)?;
+        sso::validate_providers(&self.oidc, &self.saml).map_err(ConfigError::Invalid)?;
+        if self.sso.password_login != PasswordLoginMode::On
+            && self.oidc.is_empty()
+            && self.saml.is_empty()
+        {
+            return Err(ConfigError::Invalid(
+                "sso.password_login is not \"on\" but no [[oidc]] or [[saml]] provider is configured: \
+                 nobody could sign in"
+                    .into(),
+            ));
+        }
+        if self.ldap.enabled && self.sso.password_login != PasswordLoginMode::On {
+            return Err(ConfigError::Invalid(
+                "[ldap] signs people in with their password: it cannot be combined with \
+                 sso.password_login other than \"on\""
+                    .into(),
+            ));
+        }
         if self.ldap.enabled && self.registration == Registration::Open {
             // Accounts are created at a person's first directory login; with
             // open registration anyone could take a colleague's name first.
@@ -331,10 +364,37 @@ impl Config {
     }
 }
 
+/// Every key an environment variable may set: the defaults, plus one
+/// default element for each list of tables, so `CLOISTER_OIDC__0__ISSUER`
+/// is known although there are no providers by default.
+fn known_keys() -> Result<toml::Table, ConfigError> {
+    let mut known = toml::Table::try_from(Config::default())
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let provider =
+        toml::Value::try_from(Oidc::default()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    known.insert("oidc".into(), toml::Value::Array(vec![provider]));
+    let provider =
+        toml::Value::try_from(Saml::default()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    known.insert("saml".into(), toml::Value::Array(vec![provider]));
+    Ok(known)
+}
+
+/// A list index in an environment variable's path (`OIDC__0__ID`); small,
+/// so a typo cannot make the loader build a huge list.
+fn list_index(segment: &str) -> Option<usize> {
+    segment.parse().ok().filter(|&i| i < 64)
+}
+
 fn is_known_key(known: &toml::Table, path: &[String]) -> bool {
     match path {
         [] => false,
         [last] => known.contains_key(last),
+        [first, index, rest @ ..] if matches!(known.get(first), Some(toml::Value::Array(_))) => {
+            let Some(toml::Value::Array(items)) = known.get(first) else {
+                return false;
+            };
+            matches!(items.first(), Some(toml::Value::Table(t)) if list_index(index).is_some() && is_known_key(t, rest))
+        }
         [first, rest @ ..] => {
             matches!(known.get(first), Some(toml::Value::Table(t)) if is_known_key(t, rest))
         }
@@ -348,11 +408,29 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
             table.insert(last.clone(), value);
         }
         [first, rest @ ..] => {
-            let entry = table
-                .entry(first.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if let toml::Value::Table(inner) = entry {
-                set_path(inner, rest, value);
+            let entry = table.entry(first.clone()).or_insert_with(|| {
+                match rest.first().and_then(|s| list_index(s)) {
+                    Some(_) => toml::Value::Array(Vec::new()),
+                    None => toml::Value::Table(toml::Table::new()),
+                }
+            });
+            match entry {
+                toml::Value::Table(inner) => set_path(inner, rest, value),
+                toml::Value::Array(items) => {
+                    let Some((index, rest)) = rest.split_first() else {
+                        return;
+                    };
+                    let Some(index) = list_index(index) else {
+                        return;
+                    };
+                    while items.len() <= index {
+                        items.push(toml::Value::Table(toml::Table::new()));
+                    }
+                    if let toml::Value::Table(inner) = &mut items[index] {
+                        set_path(inner, rest, value);
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -428,6 +506,108 @@ mod tests {
         assert!(err.contains("cannot be combined with [ldap]"), "{err}");
         ldap("token").unwrap();
         ldap("closed").unwrap();
+    }
+
+    #[test]
+    fn identity_providers_come_from_the_file_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "from-file\n").unwrap();
+        std::fs::write(
+            &path,
+            format!(
+                "[[oidc]]\nid = \"keycloak\"\nissuer = \"https://id.example.org/realms/staff\"\n\
+                 client_id = \"cloister\"\nclient_secret_file = {:?}\n",
+                secret.display().to_string()
+            ),
+        )
+        .unwrap();
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let config = Config::load(
+            Some(&path),
+            env(&[
+                ("CLOISTER_OIDC__0__NAME", "Staff login"),
+                ("CLOISTER_OIDC__1__ID", "entra"),
+                ("CLOISTER_OIDC__1__ISSUER", "https://login.example.com/v2.0"),
+                ("CLOISTER_OIDC__1__CLIENT_ID", "abc"),
+                ("CLOISTER_OIDC__1__CLIENT_SECRET", "s3cret"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.oidc.len(), 2);
+        assert_eq!(config.oidc[0].display_name(), "Staff login");
+        assert_eq!(config.oidc[0].client_secret, "from-file");
+        assert_eq!(config.oidc[1].id, "entra");
+        assert_eq!(config.oidc[1].localpart_claim, "preferred_username");
+        assert!(!format!("{:?}", config.oidc[1]).contains("s3cret"));
+
+        let twice = Config::load(
+            Some(&path),
+            env(&[
+                ("CLOISTER_OIDC__1__ID", "keycloak"),
+                ("CLOISTER_OIDC__1__ISSUER", "https://other.example.org"),
+                ("CLOISTER_OIDC__1__CLIENT_ID", "x"),
+            ]),
+        );
+        assert!(twice.unwrap_err().to_string().contains("share the id"));
+        let not_a_url = Config::load(
+            Some(&path),
+            env(&[("CLOISTER_OIDC__0__ISSUER", "id.example.org")]),
+        );
+        assert!(not_a_url
+            .unwrap_err()
+            .to_string()
+            .contains("not an http(s) URL"));
+    }
+
+    #[test]
+    fn a_saml_provider_without_its_certificate_stops_the_start() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            let mut all = vec![
+                ("CLOISTER_SAML__0__ID", "uni"),
+                (
+                    "CLOISTER_SAML__0__IDP_ENTITY_ID",
+                    "https://idp.example.edu/idp",
+                ),
+                (
+                    "CLOISTER_SAML__0__IDP_SSO_URL",
+                    "https://idp.example.edu/sso",
+                ),
+            ];
+            all.extend_from_slice(pairs);
+            all.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let err = Config::load(None, env(&[])).unwrap_err().to_string();
+        assert!(err.contains("idp_certificate_file is required"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate").unwrap();
+        let path = empty.display().to_string();
+        let err = Config::load(
+            None,
+            env(&[("CLOISTER_SAML__0__IDP_CERTIFICATE_FILE", &path)]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("holds no PEM certificate"), "{err}");
+        let two = dir.path().join("two.pem");
+        let block = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        std::fs::write(&two, format!("{block}{block}")).unwrap();
+        let path = two.display().to_string();
+        let config = Config::load(
+            None,
+            env(&[("CLOISTER_SAML__0__IDP_CERTIFICATE_FILE", &path)]),
+        )
+        .unwrap();
+        assert_eq!(config.saml[0].idp_certificates.len(), 2);
     }
 
     #[test]
