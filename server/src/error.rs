@@ -80,6 +80,15 @@ impl ApiError {
         Self::new(ErrCode::UnknownToken, "Unrecognised access token")
             .with("soft_logout", Value::Bool(false))
     }
+    /// A token its identity provider logged out: the client signs in again
+    /// on the same device and keeps its encryption keys.
+    pub fn soft_logged_out() -> Self {
+        Self::new(
+            ErrCode::UnknownToken,
+            "Signed out by the identity provider; sign in again",
+        )
+        .with("soft_logout", Value::Bool(true))
+    }
     pub fn unrecognized(msg: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrCode::Unrecognized, msg)
     }

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use cloister_audit::{Action, Target};
 use cloister_server::config::{Config, LogFormat};
-use cloister_server::service::audit;
 use cloister_server::service::session::hash_token;
+use cloister_server::service::{audit, sso_links};
 use cloister_server::store::users;
 use cloister_server::{ids, Server};
 
@@ -125,6 +125,26 @@ enum UserCommand {
     },
     /// Leave all rooms, delete all devices and lock the account.
     Deactivate { name: String },
+    /// Link an account to a person at an identity provider: their OIDC
+    /// `sub` or SAML persistent NameID (or subject-id).
+    Link {
+        name: String,
+        /// The provider's `id` in `[[oidc]]` or `[[saml]]`.
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        subject: String,
+    },
+    /// Remove a link made by `link` or by a sign-in.
+    Unlink {
+        name: String,
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        subject: String,
+    },
+    /// List an account's identity links as `issuer<TAB>subject`.
+    Links { name: String },
 }
 
 #[derive(Subcommand)]
@@ -380,6 +400,30 @@ async fn user_command(cmd: UserCommand, config: Config) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
             println!("deactivated {id}");
+        }
+        UserCommand::Link {
+            name,
+            provider,
+            subject,
+        } => {
+            let id = user_id(&config, &name);
+            sso_links::link_account(&state, &id, &provider, &subject).await?;
+            println!("linked {id} to {subject} at {provider}");
+        }
+        UserCommand::Unlink {
+            name,
+            provider,
+            subject,
+        } => {
+            let id = user_id(&config, &name);
+            sso_links::unlink_account(&state, &id, &provider, &subject).await?;
+            println!("unlinked {id} from {subject} at {provider}");
+        }
+        UserCommand::Links { name } => {
+            let id = user_id(&config, &name);
+            for (issuer, subject) in sso_links::links(&state, &id).await? {
+                println!("{issuer}\t{subject}");
+            }
         }
     }
     state.store.close().await;

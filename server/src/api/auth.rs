@@ -8,11 +8,12 @@ use serde_json::Value;
 use zeroize::Zeroizing;
 
 use super::EmptyResponse;
+use crate::config::PasswordLoginMode;
 use crate::error::{ApiError, ApiResult, ErrCode};
 use crate::extract::{Auth, Body};
 use crate::service::accounts::{self, NewAccount, PasswordLogin};
 use crate::service::devices::{self, Session};
-use crate::service::Context;
+use crate::service::{sso, Context};
 
 /// The `ClientIp` of a request, for per-address login limits.
 pub struct ClientIp(pub String);
@@ -160,6 +161,18 @@ pub(super) async fn token_validity(
 pub(super) struct LoginFlow {
     #[serde(rename = "type")]
     kind: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    identity_providers: Vec<IdentityProvider>,
+}
+
+#[derive(Serialize)]
+pub(super) struct IdentityProvider {
+    id: String,
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    icon: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    brand: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -168,12 +181,35 @@ pub(super) struct LoginFlowsResponse {
 }
 
 /// `GET /_matrix/client/v3/login`
-pub(super) async fn login_flows() -> Json<LoginFlowsResponse> {
-    Json(LoginFlowsResponse {
-        flows: vec![LoginFlow {
+pub(super) async fn login_flows(State(state): State<Context>) -> Json<LoginFlowsResponse> {
+    let mut flows = Vec::new();
+    if state.config.sso.password_login != PasswordLoginMode::Off {
+        flows.push(LoginFlow {
             kind: "m.login.password",
-        }],
-    })
+            identity_providers: Vec::new(),
+        });
+    }
+    let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    let providers: Vec<IdentityProvider> = sso::providers(&state)
+        .into_iter()
+        .map(|p| IdentityProvider {
+            id: p.id.to_owned(),
+            name: p.name.to_owned(),
+            icon: some(p.icon),
+            brand: some(p.brand),
+        })
+        .collect();
+    if !providers.is_empty() {
+        flows.push(LoginFlow {
+            kind: "m.login.sso",
+            identity_providers: providers,
+        });
+        flows.push(LoginFlow {
+            kind: "m.login.token",
+            identity_providers: Vec::new(),
+        });
+    }
+    Json(LoginFlowsResponse { flows })
 }
 
 #[derive(Deserialize)]
@@ -183,6 +219,8 @@ pub(super) struct LoginBody {
     identifier: Option<Value>,
     user: Option<String>,
     password: Option<String>,
+    /// `m.login.token`
+    token: Option<String>,
     device_id: Option<String>,
     initial_device_display_name: Option<String>,
 }
@@ -214,6 +252,21 @@ pub(super) async fn login(
     ClientIp(ip): ClientIp,
     Body(body): Body<LoginBody>,
 ) -> ApiResult<Json<LoginResponse>> {
+    if body.kind == "m.login.token" {
+        let token = body
+            .token
+            .as_deref()
+            .ok_or_else(|| ApiError::missing_param("token is required"))?;
+        let session = sso::login_with_token(
+            &state,
+            &ip,
+            token,
+            body.device_id.as_deref(),
+            body.initial_device_display_name.as_deref(),
+        )
+        .await?;
+        return Ok(Json(LoginResponse::new(&state, session)));
+    }
     if body.kind != "m.login.password" {
         return Err(ApiError::new(ErrCode::Unknown, "Unsupported login type"));
     }

@@ -26,6 +26,7 @@ pub mod pushrules;
 pub mod relations;
 pub mod rooms;
 pub mod routes;
+pub mod sso;
 pub mod sync;
 pub mod to_device;
 
@@ -150,11 +151,15 @@ async fn matrix_error_shape(req: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let is_json = response
+    // JSON is already the shape; HTML is a page meant for a person's
+    // browser (single sign-on), deliberately not JSON.
+    let shaped = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if is_json {
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
+        });
+    if shaped {
         return response;
     }
     let errcode = match status {

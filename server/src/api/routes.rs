@@ -64,6 +64,14 @@ table! {
     get "/_matrix/client/v1/register/m.login.registration_token/validity" => auth::token_validity;
     get "/_matrix/client/v3/login" => auth::login_flows;
     post "/_matrix/client/v3/login" => auth::login;
+    // sso.rs
+    get "/_matrix/client/v3/login/sso/redirect" => sso::redirect;
+    get "/_matrix/client/v3/login/sso/redirect/{idp_id}" => sso::redirect_to;
+    get "/_cloister/client/oidc/callback" => sso::oidc_callback;
+    post "/_cloister/client/oidc/backchannel_logout" => sso::oidc_backchannel_logout;
+    get "/_matrix/client/v3/auth/{auth_type}/fallback/web" => sso::uia_fallback;
+    get "/_cloister/client/saml/metadata" => sso::saml_metadata;
+    post "/_cloister/client/saml/acs" => sso::saml_acs;
     post "/_matrix/client/v3/logout" => auth::logout;
     post "/_matrix/client/v3/logout/all" => auth::logout_all;
     // account.rs

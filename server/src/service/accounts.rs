@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 
 use cloister_audit::Action;
 
-use crate::config::Registration;
+use crate::config::{PasswordLoginMode, Registration};
 use crate::error::{ApiError, ApiResult, ErrCode};
 use crate::ids;
 use crate::service::devices::{self, Session};
@@ -17,7 +17,7 @@ use crate::service::Context;
 use crate::service::{audit, erasure, ldap_login, uia};
 use crate::store::users;
 
-fn check_login_rate(state: &Context, key: &str) -> ApiResult<()> {
+pub(crate) fn check_login_rate(state: &Context, key: &str) -> ApiResult<()> {
     if state.config.rate_limit.enabled {
         state
             .login_limiter
@@ -196,6 +196,12 @@ pub async fn registration_token_valid(state: &Context, ip: &str, token: &str) ->
     .await?)
 }
 
+fn password_login_off() -> ApiError {
+    ApiError::forbidden(
+        "Password login is switched off here; sign in with your organisation's single sign-on",
+    )
+}
+
 /// A password login: `user` is a localpart or a full user id.
 pub struct PasswordLogin<'a> {
     pub user: &'a str,
@@ -219,6 +225,9 @@ pub async fn login_with_password(
     };
     check_login_rate(state, &format!("login:{ip}"))?;
     check_login_rate(state, &format!("login:{user_id}"))?;
+    if state.config.sso.password_login == PasswordLoginMode::Off {
+        return Err(password_login_off());
+    }
     if ldap_login::decides(state, &user_id).await? {
         let user_id = ldap_login::login(state, login.user, &user_id, login.password).await?;
         let session =
@@ -227,14 +236,18 @@ pub async fn login_with_password(
         tracing::info!("user logged in through the directory");
         return Ok(session);
     }
-    let user = users::get(&mut *state.store.read().await?, &user_id).await?;
-    let stored = user
-        .filter(|u| !u.deactivated)
-        .and_then(|u| u.password_hash);
+    let user = users::get(&mut *state.store.read().await?, &user_id)
+        .await?
+        .filter(|u| !u.deactivated);
+    let is_admin = user.as_ref().is_some_and(|u| u.is_admin);
+    let stored = user.and_then(|u| u.password_hash);
     if !state.passwords.check(login.password, stored).await? {
         tracing::info!("failed login attempt");
         audit::record_alone(state, audit::by_user(state, &user_id, Action::LoginFailed)).await?;
         return Err(ApiError::forbidden("Invalid username or password"));
+    }
+    if state.config.sso.password_login == PasswordLoginMode::Admins && !is_admin {
+        return Err(password_login_off());
     }
     let session =
         devices::open_session(state, &user_id, login.device_id, login.device_display_name).await?;

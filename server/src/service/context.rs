@@ -11,6 +11,7 @@ use crate::notify::Notifier;
 use crate::password::Passwords;
 use crate::ratelimit::RateLimiter;
 use crate::service::audit::Auditor;
+use crate::service::oidc::OidcProviders;
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -29,6 +30,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// One push-rule evaluation at a time on this node (`service::push`).
     pub push_evaluation: Arc<tokio::sync::Mutex<()>>,
+    /// OpenID Connect providers' discovery documents and keys, cached.
+    pub oidc: Arc<OidcProviders>,
 }
 
 impl Context {
@@ -53,6 +56,7 @@ impl Context {
             audit: Arc::new(audit),
             metrics,
             push_evaluation: Arc::default(),
+            oidc: Arc::default(),
         }
     }
 

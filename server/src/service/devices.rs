@@ -134,6 +134,8 @@ pub async fn deactivate_user(state: &Context, user_id: &str, entry: NewEntry) ->
     users::set_deactivated(&mut tx, user_id).await?;
     // Kept only so colleagues can find the person, which they no longer can.
     crate::store::directory::delete_attributes(&mut tx, user_id).await?;
+    // The person at the identity provider is no longer anyone here.
+    crate::store::sso::unlink_all(&mut tx, user_id).await?;
     audit::record(&mut tx, entry).await?;
     tx.commit().await?;
     tracing::info!("account deactivated");

@@ -71,6 +71,11 @@ pub async fn run(state: Context) {
             if let Err(err) = purge_expired_uia_sessions(&state).await {
                 tracing::warn!(error = %err, "deleting expired auth sessions failed; retrying next minute");
             }
+            // Sign-ins abandoned at the identity provider and unspent login
+            // tokens: the same schedule, the same kind of leftover.
+            if let Err(err) = crate::service::sso::purge_expired(&state).await {
+                tracing::warn!(error = %err, "deleting expired sign-ins failed; retrying next minute");
+            }
         }
         if state.now_ms() >= next_purge {
             next_purge = state.now_ms().saturating_add(purge_every);

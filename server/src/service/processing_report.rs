@@ -31,6 +31,9 @@ fn recipients(state: &Context) -> Vec<&'static str> {
     if state.config.ldap.enabled {
         out.push("the institution's LDAP / Active Directory directory (`[ldap]`): the login name and password of each directory sign-in, to check them, and the searches of the directory sync");
     }
+    if !(state.config.oidc.is_empty() && state.config.saml.is_empty()) {
+        out.push("the institution's single sign-on identity providers (`[[oidc]]`, `[[saml]]`): that a person signs in here and when (the sign-in request), and for OpenID Connect the logout of those sessions");
+    }
     out.push("nobody else: this server does not federate with other Matrix servers");
     out
 }

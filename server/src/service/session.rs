@@ -23,7 +23,8 @@ pub fn hash_token(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-/// The live session an access token belongs to, if any.
+/// The live session an access token belongs to, if any; an error for a
+/// token its identity provider logged out softly.
 pub async fn authenticate(state: &Context, token: &str) -> Result<Option<Auth>, ApiError> {
     // The same connection stamps the device's last-seen time below.
     let mut conn = state.store.autocommit().await?;
@@ -31,6 +32,9 @@ pub async fn authenticate(state: &Context, token: &str) -> Result<Option<Auth>, 
     let Some(found) = found.filter(|f| !f.deactivated) else {
         return Ok(None);
     };
+    if found.soft_logout {
+        return Err(ApiError::soft_logged_out());
+    }
     // "Last seen" for the device list, coarse on purpose: at most one
     // write per device every few minutes, and no IP address kept.
     let now = state.now_ms();

@@ -308,6 +308,33 @@ pub async fn build(state: &Context, user_id: &str) -> ApiResult<Value> {
         u,
     )
     .await?;
+    let identity_links = subject::rows(
+        c,
+        "identity_links",
+        &[
+            Col::Text("issuer"),
+            Col::Text("subject"),
+            Col::Int("created_ts"),
+        ],
+        "user_id = $1",
+        "created_ts",
+        u,
+    )
+    .await?;
+    let sso_devices = subject::rows(
+        c,
+        "sso_devices",
+        &[
+            Col::Text("device_id"),
+            Col::Text("issuer"),
+            Col::Text("session_id"),
+            Col::Int("created_ts"),
+        ],
+        "user_id = $1",
+        "created_ts",
+        u,
+    )
+    .await?;
     let legal_holds = subject::rows(
         c,
         "legal_holds",
@@ -376,12 +403,14 @@ pub async fn build(state: &Context, user_id: &str) -> ApiResult<Value> {
             "auth_sessions": auth_sessions,
             "directory_login": directory_login,
             "directory_attributes": directory_attributes,
+            "single_sign_on": { "identity_links": identity_links, "devices": sso_devices },
             "legal_holds": legal_holds,
             "audit_log": audit_log,
         },
         "not_included": {
             "password": "only an argon2id hash is stored; it cannot be turned back into the password",
             "access_tokens": "only SHA-256 hashes are stored",
+            "login_tokens": "single sign-on login tokens: only SHA-256 hashes are stored, for two minutes",
             "media_files": "uploaded files are encrypted by the uploader's client; download them with a client, or ask the administrator for the encrypted files",
             "other_users_private_data": others_private,
         },

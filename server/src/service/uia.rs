@@ -13,6 +13,8 @@ use crate::store::users::{self, UiaSession};
 pub const PASSWORD: &str = "m.login.password";
 pub const DUMMY: &str = "m.login.dummy";
 pub const REGISTRATION_TOKEN: &str = "m.login.registration_token";
+/// Completed through the fallback page, by signing in at the provider.
+pub const SSO: &str = "m.login.sso";
 
 /// Sessions older than this must start over.
 pub(crate) const SESSION_LIFETIME_MS: i64 = 15 * 60 * 1000;
@@ -22,10 +24,13 @@ pub(crate) const SESSION_LIFETIME_MS: i64 = 15 * 60 * 1000;
 /// `user_id` is the account being acted on (None while registering).
 pub async fn check(
     state: &Context,
-    flows: &[&[&str]],
+    flows: &[&[&'static str]],
     auth: Option<&Value>,
     user_id: Option<&str>,
 ) -> ApiResult<()> {
+    let owned = flows_for(state, flows, user_id).await?;
+    let flows: Vec<&[&str]> = owned.iter().map(Vec::as_slice).collect();
+    let flows = flows.as_slice();
     let now = state.now_ms();
     let Some(auth) = auth.filter(|a| a.is_object()) else {
         let session_id = crate::ids::random_string(24);
@@ -71,6 +76,17 @@ pub async fn check(
     };
     drop(conn);
     let stage = auth.get("type").and_then(Value::as_str).unwrap_or_default();
+    // The SSO stage is completed by the fallback page, never by a body; a
+    // retry after it (with or without `type`) only asks whether it is done.
+    if stage.is_empty() || stage == SSO {
+        let mut conn = state.store.autocommit().await?;
+        if is_done(flows, &session.completed) {
+            users::delete_uia_session(&mut conn, &session_id).await?;
+            return Ok(());
+        }
+        users::put_uia_session(&mut conn, &session_id, &session).await?;
+        return Err(challenge(flows, &session_id, &session.completed, None));
+    }
     if !flows.iter().any(|f| f.contains(&stage)) {
         return Err(ApiError::bad_json(format!(
             "auth type {stage:?} is not offered here"
@@ -90,17 +106,77 @@ pub async fn check(
     if !session.completed.iter().any(|s| s == stage) {
         session.completed.push(stage.to_owned());
     }
-    let done = flows.iter().any(|flow| {
-        flow.iter()
-            .all(|s| session.completed.iter().any(|c| c == s))
-    });
-    if done {
+    if is_done(flows, &session.completed) {
         users::delete_uia_session(&mut conn, &session_id).await?;
         Ok(())
     } else {
         users::put_uia_session(&mut conn, &session_id, &session).await?;
         Err(challenge(flows, &session_id, &session.completed, None))
     }
+}
+
+fn is_done(flows: &[&[&str]], completed: &[String]) -> bool {
+    flows
+        .iter()
+        .any(|flow| flow.iter().all(|s| completed.iter().any(|c| c == s)))
+}
+
+/// The flows offered for `user_id`: where a password is asked, an account
+/// that signs in through an identity provider is offered `m.login.sso` —
+/// instead, when it has no password at all.
+async fn flows_for(
+    state: &Context,
+    flows: &[&[&'static str]],
+    user_id: Option<&str>,
+) -> ApiResult<Vec<Vec<&'static str>>> {
+    let mut out: Vec<Vec<&'static str>> = flows.iter().map(|f| f.to_vec()).collect();
+    let Some(user_id) = user_id else {
+        return Ok(out);
+    };
+    if !out.iter().any(|f| f.as_slice() == [PASSWORD]) {
+        return Ok(out);
+    }
+    let mut conn = state.store.read().await?;
+    if !crate::store::sso::is_linked(&mut conn, user_id).await? {
+        return Ok(out);
+    }
+    let has_password = users::get(&mut conn, user_id)
+        .await?
+        .is_some_and(|u| u.password_hash.is_some());
+    drop(conn);
+    let ldap = crate::service::ldap_login::is_ldap_account(state, user_id).await?;
+    if !has_password && !ldap {
+        out.retain(|f| f.as_slice() != [PASSWORD]);
+    }
+    out.push(vec![SSO]);
+    Ok(out)
+}
+
+/// The account a UIA session is for, while it is alive.
+pub async fn session_user(state: &Context, session_id: &str) -> ApiResult<Option<String>> {
+    let session = users::get_uia_session(&mut *state.store.read().await?, session_id).await?;
+    Ok(session
+        .filter(|s| state.now_ms() - s.created_ts < SESSION_LIFETIME_MS)
+        .and_then(|s| s.user_id))
+}
+
+/// Marks the SSO stage of `session_id` complete: `user_id` has just
+/// signed in at their provider. False when the session is gone or is
+/// another account's.
+pub async fn complete_sso(state: &Context, session_id: &str, user_id: &str) -> ApiResult<bool> {
+    let mut conn = state.store.autocommit().await?;
+    let Some(mut session) = users::get_uia_session(&mut conn, session_id).await? else {
+        return Ok(false);
+    };
+    let alive = state.now_ms() - session.created_ts < SESSION_LIFETIME_MS;
+    if !alive || session.user_id.as_deref() != Some(user_id) {
+        return Ok(false);
+    }
+    if !session.completed.iter().any(|s| s == SSO) {
+        session.completed.push(SSO.to_owned());
+    }
+    users::put_uia_session(&mut conn, session_id, &session).await?;
+    Ok(true)
 }
 
 /// Ok(Err(message)) is a failed attempt the client may retry.

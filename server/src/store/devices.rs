@@ -108,6 +108,7 @@ pub async fn delete(tx: &mut WriteTx, user_id: &str, device_id: &str) -> Result<
         "txn_ids",
         // Pushers belong to the device whose token made them (spec).
         "pushers",
+        "sso_devices",
     ] {
         sqlx::query(&format!(
             "DELETE FROM {table} WHERE user_id = $1 AND device_id = $2"

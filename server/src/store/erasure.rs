@@ -46,6 +46,9 @@ const OWN_ROWS: &[(&str, &str, &str)] = &[
     ("notifications", "user_id = $1", "deleted_notifications"),
     ("push_outbox", "user_id = $1", "deleted_push_outbox"),
     ("ldap_accounts", "user_id = $1", "deleted_ldap_accounts"),
+    ("identity_links", "user_id = $1", "deleted_identity_links"),
+    ("sso_devices", "user_id = $1", "deleted_sso_devices"),
+    ("login_tokens", "user_id = $1", "deleted_login_tokens"),
     (
         "directory_attributes",
         "user_id = $1",

@@ -37,6 +37,7 @@ pub mod push;
 pub mod readable;
 pub mod relations;
 pub mod rooms;
+pub mod sso;
 pub mod subject;
 pub mod to_device;
 pub mod users;
@@ -232,6 +233,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "directory_attributes",
         include_str!("migrations/0012_directory_attributes.sql"),
     ),
+    (13, "sso", include_str!("migrations/0013_sso.sql")),
 ];
 
 impl Store {

@@ -76,6 +76,27 @@ pub const PERSONAL: &[PersonalTable] = &[
         purpose: ACCOUNTS,
     },
     PersonalTable {
+        table: "identity_links",
+        user_columns: &["user_id"],
+        mention_columns: &[],
+        category: "which person at an identity provider (issuer and its subject id) an account is",
+        purpose: ACCOUNTS,
+    },
+    PersonalTable {
+        table: "sso_devices",
+        user_columns: &["user_id"],
+        mention_columns: &[],
+        category: "which devices a single sign-on opened, with the provider's session id, for the provider's logout",
+        purpose: ACCOUNTS,
+    },
+    PersonalTable {
+        table: "login_tokens",
+        user_columns: &["user_id"],
+        mention_columns: &[],
+        category: "single-use sign-in tokens (hashed) between the identity provider and the app, valid two minutes",
+        purpose: ACCOUNTS,
+    },
+    PersonalTable {
         table: "directory_attributes",
         user_columns: &["user_id"],
         mention_columns: &[],
@@ -281,6 +302,14 @@ pub const NOT_PERSONAL: &[OtherTable] = &[
     OtherTable {
         table: "schema_migrations",
         why: "which database migrations ran",
+    },
+    OtherTable {
+        table: "sso_pending",
+        why: "sign-ins in progress at an identity provider: random state, nonce and the app's return URL; no user yet",
+    },
+    OtherTable {
+        table: "saml_seen_assertions",
+        why: "ids of SAML assertions already used, until they expire (replay protection); no user",
     },
     OtherTable {
         table: "registration_tokens",

@@ -10,6 +10,7 @@ pub struct TokenOwner {
     pub is_admin: bool,
     pub deactivated: bool,
     pub last_seen_ts: Option<i64>,
+    pub soft_logout: bool,
 }
 
 pub struct User {
@@ -26,7 +27,7 @@ pub async fn user_for_token(
     token_hash: &[u8],
 ) -> Result<Option<TokenOwner>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT t.user_id, t.device_id, u.is_admin, u.deactivated, d.last_seen_ts FROM access_tokens t \
+        "SELECT t.user_id, t.device_id, u.is_admin, u.deactivated, d.last_seen_ts, t.soft_logout FROM access_tokens t \
          JOIN users u ON u.user_id = t.user_id \
          LEFT JOIN devices d ON d.user_id = t.user_id AND d.device_id = t.device_id WHERE t.token_hash = $1",
     )
@@ -40,6 +41,7 @@ pub async fn user_for_token(
             is_admin: super::codec::flag(&r, 2)?,
             deactivated: super::codec::flag(&r, 3)?,
             last_seen_ts: r.try_get(4)?,
+            soft_logout: super::codec::flag(&r, 5)?,
         })
     })
     .transpose()
@@ -170,6 +172,23 @@ pub async fn delete_tokens_for_device(
         .execute(tx.conn())
         .await?;
     Ok(())
+}
+
+/// Ends the sessions of a device "softly": its tokens stop working but
+/// say so with `soft_logout`, and the device and its keys stay.
+pub async fn soft_logout_device(
+    tx: &mut WriteTx,
+    user_id: &str,
+    device_id: &str,
+) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE access_tokens SET soft_logout = 1 WHERE user_id = $1 AND device_id = $2 AND soft_logout = 0",
+    )
+    .bind(user_id)
+    .bind(device_id)
+    .execute(tx.conn())
+    .await?;
+    Ok(r.rows_affected())
 }
 
 /// Consumes one use of a registration token; false when it is unknown,

@@ -325,6 +325,9 @@ fn real_values(ids: &Ids, param: &str) -> Vec<String> {
             "x".repeat(300).as_str(),
         ]),
         "hold_id" => words(&["hold-1", "", "%2E%2E"]),
+        // The fuzzed server has no providers: every id is unknown.
+        "idp_id" => words(&["keycloak", "", "%2E%2E"]),
+        "auth_type" => words(&["m.login.sso", "m.login.password", "x"]),
         other => panic!("unknown path parameter {other}"),
     }
 }

@@ -51,6 +51,39 @@ pub(crate) const ROUTES: &[Route] = &[
         ],
         NONE,
     ),
+    // sso.rs: browser pages; without `Accept: text/html`, Matrix errors
+    route(
+        "GET",
+        "/_matrix/client/v3/login/sso/redirect",
+        NONE,
+        &["redirectUrl"],
+    ),
+    route(
+        "GET",
+        "/_matrix/client/v3/login/sso/redirect/{idp_id}",
+        NONE,
+        &["redirectUrl"],
+    ),
+    route(
+        "GET",
+        "/_cloister/client/oidc/callback",
+        NONE,
+        &["code", "state", "error"],
+    ),
+    route(
+        "POST",
+        "/_cloister/client/oidc/backchannel_logout",
+        NONE,
+        NONE,
+    ),
+    route(
+        "GET",
+        "/_matrix/client/v3/auth/{auth_type}/fallback/web",
+        NONE,
+        &["session", "idp"],
+    ),
+    route("GET", "/_cloister/client/saml/metadata", NONE, NONE),
+    route("POST", "/_cloister/client/saml/acs", NONE, NONE),
     route("POST", "/_matrix/client/v3/logout", NONE, NONE),
     route("POST", "/_matrix/client/v3/logout/all", NONE, NONE),
     // account.rs
