@@ -18,13 +18,16 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`); they fail, never skip,
 //! when it is missing.
 
+pub mod browser;
 pub mod client;
 pub mod keys;
 pub mod ldap;
+pub mod oidc;
 pub mod personal;
 pub mod postgres;
 pub mod process;
 pub mod push_gateway;
+pub mod saml;
 pub mod server;
 
 use std::future::Future;
