@@ -2,8 +2,9 @@
 # Interop test with a real client: builds Cloister (and cloister-cli), starts
 # it on a free port with a throwaway data directory (SQLite), and runs the
 # matrix-js-sdk tests in tests/js/ against it (sdk-interop.test.mjs pairs
-# matrix-js-sdk with our SDK via cloister-cli). Exits with the test runner's
-# status.
+# matrix-js-sdk with our SDK via cloister-cli; sso-login.test.mjs starts its
+# own server from CLOISTER_BIN, with the OpenID provider of tests/oidc-provider).
+# Exits with the test runner's status.
 #
 #   scripts/test-js.sh                       # build, start, test, stop
 #   scripts/test-js.sh --test-name-pattern=attachment   # extra args go to `node --test`
@@ -63,6 +64,8 @@ if [[ -z "${CLOISTER_URL:-}" ]]; then
         cargo build -p cloister-server --bin cloister
         BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/cloister"
     fi
+    # sso-login.test.mjs starts its own server, configured with an OpenID provider.
+    export CLOISTER_BIN="$BIN"
 
     PORT="$(node -e 'const s = require("net").createServer(); s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });')"
     DATA_DIR="$(mktemp -d -t cloister-js-XXXXXX)"
@@ -110,6 +113,27 @@ fi
 if [[ ! -f "$JS_DIR/node_modules/.package-lock.json" || "$JS_DIR/package-lock.json" -nt "$JS_DIR/node_modules/.package-lock.json" ]]; then
     echo "test-js: installing matrix-js-sdk and Node.js from package-lock.json (npm ci)" >&2
     (cd "$JS_DIR" && npm ci --no-audit --no-fund)
+fi
+
+# sso-login.test.mjs runs the OpenID provider the Rust tests use
+# (tests/src/oidc.rs); install it the same way: npm ci when
+# node_modules/.cloister-installed-package-lock.json is not a copy of
+# package-lock.json, under the same lock, and that copy written after.
+OIDC_DIR="$ROOT/tests/oidc-provider"
+install_oidc_provider() {
+    if ! cmp -s "$OIDC_DIR/package-lock.json" "$OIDC_DIR/node_modules/.cloister-installed-package-lock.json"; then
+        echo "test-js: installing oidc-provider from tests/oidc-provider/package-lock.json (npm ci)" >&2
+        (cd "$OIDC_DIR" && npm ci --no-audit --no-fund </dev/null)
+        cp "$OIDC_DIR/package-lock.json" "$OIDC_DIR/node_modules/.cloister-installed-package-lock.json"
+    fi
+}
+if command -v flock >/dev/null; then
+    (
+        flock 9
+        install_oidc_provider
+    ) 9>"${TMPDIR:-/tmp}/cloister-oidc-provider-npm-ci.lock"
+else
+    install_oidc_provider
 fi
 
 # matrix-js-sdk needs Node >= 22; the machine's Node may be older, so the
