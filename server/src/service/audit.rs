@@ -138,6 +138,15 @@ pub fn by_system(state: &Context, action: Action) -> NewEntry {
     NewEntry::new(state.now_ms().max(0) as u64, Actor::system(), action)
 }
 
+/// An action the system took on `user_id`'s account on someone else's
+/// behalf (an identity provider, the operator's CLI), named by `detail`.
+pub fn system_on_account(state: &Context, user_id: &str, detail: &str) -> NewEntry {
+    let details = Details::new().with(detail, 1).expect("a valid detail name");
+    by_system(state, Action::AdminCall)
+        .target(state.audit.target(user_id))
+        .details(details)
+}
+
 pub fn count(n: u64) -> Details {
     Details::new()
         .with("count", n)

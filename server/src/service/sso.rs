@@ -7,7 +7,7 @@
 //! module never sees a provider's token or assertion, only the identity it
 //! proved.
 
-use cloister_audit::{Action, Details, Target};
+use cloister_audit::{Action, Details};
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, ApiResult, ErrCode};
@@ -470,17 +470,8 @@ pub async fn provider_logout(
     for (user_id, device_id) in &targets {
         if users::soft_logout_device(&mut tx, user_id, device_id).await? > 0 {
             ended += 1;
-            let details = Details::new()
-                .with("sso_soft_logout", 1)
-                .expect("a valid detail name");
-            let target: Target = state.audit.target(user_id);
-            audit::record(
-                &mut tx,
-                audit::by_system(state, Action::AdminCall)
-                    .target(target)
-                    .details(details),
-            )
-            .await?;
+            let entry = audit::system_on_account(state, user_id, "sso_soft_logout");
+            audit::record(&mut tx, entry).await?;
         }
     }
     tx.commit().await?;

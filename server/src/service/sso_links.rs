@@ -2,8 +2,6 @@
 //! `links`): how a local account moves to single sign-on, and how a name
 //! conflict a sign-in refused is settled. Each change is audited.
 
-use cloister_audit::{Action, Details};
-
 use crate::service::sso::providers;
 use crate::service::{audit, Context};
 use crate::store::sso as store;
@@ -53,13 +51,11 @@ pub async fn link_account(
         let other = store::linked_user(&mut *state.store.read().await?, issuer, subject).await?;
         return Err(LinkError::LinkedElsewhere(other.unwrap_or_default()));
     }
-    let details = Details::new()
-        .with("sso_link", 1)
-        .expect("a valid detail name");
-    let entry = audit::by_system(state, Action::AdminCall)
-        .target(state.audit.target(user_id))
-        .details(details);
-    audit::record(&mut tx, entry).await?;
+    audit::record(
+        &mut tx,
+        audit::system_on_account(state, user_id, "sso_link"),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -78,13 +74,11 @@ pub async fn unlink_account(
     }
     let mut tx = state.store.write().await?;
     store::unlink(&mut tx, issuer, subject).await?;
-    let details = Details::new()
-        .with("sso_unlink", 1)
-        .expect("a valid detail name");
-    let entry = audit::by_system(state, Action::AdminCall)
-        .target(state.audit.target(user_id))
-        .details(details);
-    audit::record(&mut tx, entry).await?;
+    audit::record(
+        &mut tx,
+        audit::system_on_account(state, user_id, "sso_unlink"),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
