@@ -90,13 +90,6 @@ fn binary(name: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("find a free port")
-        .port()
-}
-
 /// A throwaway CA and a certificate for 127.0.0.1 it signed, with openssl.
 fn make_certificates(root: &Path) {
     let openssl = |args: &[&str]| {
@@ -202,7 +195,7 @@ impl TestDirectory {
             root = root.display()
         );
         std::fs::write(root.join("slapd.conf"), conf).expect("write slapd.conf");
-        let (port, tls_port) = (free_port(), free_port());
+        let (port, tls_port) = (crate::free_port(), crate::free_port());
         let log = std::fs::File::create(root.join("slapd.log")).expect("create slapd.log");
         // `-d 0` keeps it in the foreground, so it dies with its Child handle
         // and needs no Debian init scripts.

@@ -20,6 +20,7 @@
 
 pub mod browser;
 pub mod client;
+mod harness;
 pub mod keys;
 pub mod ldap;
 pub mod oidc;
@@ -39,6 +40,15 @@ pub use cloister_server::config::Config;
 pub use keys::DeviceKeys;
 pub use process::ServerProcess;
 pub use server::{Backend, TestServer};
+
+/// A port of 127.0.0.1 free a moment ago, for a program that must know it
+/// before it starts (an identity provider registering the server's URLs).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("find a free port")
+        .port()
+}
 
 /// How long one behaviour test may run before it fails as hung.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(180);

@@ -40,9 +40,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tempfile::TempDir;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::{oneshot, OnceCell};
+use tokio::process::Command;
+use tokio::sync::OnceCell;
+
+use crate::harness::{install_once, Program};
 
 pub const CLIENT_ID: &str = "cloister";
 pub const CLIENT_SECRET: &str = "cloister-oidc-test-secret";
@@ -56,13 +57,7 @@ const INSTALLED_LOCKFILE: &str = ".cloister-installed-package-lock.json";
 
 /// A running oidc-provider; killed on drop.
 pub struct OidcProvider {
-    child: Child,
-    // Node exits when this closes, so even a test process killed with
-    // SIGKILL leaves no provider behind.
-    _stdin: ChildStdin,
-    issuer: String,
-    http: reqwest::Client,
-    log: PathBuf,
+    program: Program,
     _log_dir: TempDir,
 }
 
@@ -75,23 +70,11 @@ fn harness_dir() -> PathBuf {
 /// lockfile says; once per process, and one process at a time.
 async fn install_packages() {
     static INSTALLED: OnceCell<()> = OnceCell::const_new();
-    INSTALLED
-        .get_or_init(|| async {
-            tokio::task::spawn_blocking(install_under_lock)
-                .await
-                .expect("npm ci panicked")
-        })
-        .await;
+    install_once(&INSTALLED, "cloister-oidc-provider-npm-ci.lock", install).await;
 }
 
-fn install_under_lock() {
+fn install() {
     let dir = harness_dir();
-    // Outside the repository; shared by checkouts, which only serialises them.
-    let lock_path = std::env::temp_dir().join("cloister-oidc-provider-npm-ci.lock");
-    let lock = std::fs::File::create(&lock_path)
-        .unwrap_or_else(|e| panic!("create {}: {e}", lock_path.display()));
-    lock.lock()
-        .unwrap_or_else(|e| panic!("lock {}: {e}", lock_path.display()));
     let lockfile = std::fs::read(dir.join("package-lock.json")).expect("read package-lock.json");
     let installed = dir.join("node_modules").join(INSTALLED_LOCKFILE);
     if std::fs::read(&installed).is_ok_and(|copy| copy == lockfile) {
@@ -124,55 +107,33 @@ impl OidcProvider {
             .tempdir()
             .expect("create a directory for the provider's log");
         let log = log_dir.path().join("provider.log");
-        let log_file = std::fs::File::create(&log).expect("create the provider's log");
         let node = std::env::var_os("CLOISTER_TEST_NODE").unwrap_or_else(|| "node".into());
-        let mut child = Command::new(&node)
+        let mut command = Command::new(&node);
+        command
             .arg("provider.mjs")
             .current_dir(harness_dir())
             .env("OIDC_PORT", "0")
             .env("OIDC_REDIRECT_URI", redirect_uri)
             .env("OIDC_BACKCHANNEL_LOGOUT_URI", backchannel_logout_uri)
             .env("OIDC_CLIENT_SECRET", CLIENT_SECRET)
-            .env("OIDC_EXIT_ON_STDIN_EOF", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(log_file)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {node:?} provider.mjs (is Node installed?): {e}"));
-        let stdin = child.stdin.take().expect("the provider's stdin");
-        let issuer = read_issuer(&mut child);
-        let mut provider = OidcProvider {
-            child,
-            _stdin: stdin,
-            issuer: String::new(),
-            http: reqwest::Client::new(),
-            log,
+            .env("OIDC_EXIT_ON_STDIN_EOF", "1");
+        let what = format!("{node:?} provider.mjs (is Node installed?)");
+        let program = Program::start(command, &log, "ISSUER", &what, START_TIMEOUT).await;
+        OidcProvider {
+            program,
             _log_dir: log_dir,
-        };
-        provider.issuer = match tokio::time::timeout(START_TIMEOUT, issuer).await {
-            Ok(Ok(issuer)) => issuer,
-            Ok(Err(_)) => {
-                let status = provider.child.wait().await.expect("wait for node");
-                panic!("oidc-provider exited ({status}):\n{}", provider.log())
-            }
-            Err(_) => panic!(
-                "oidc-provider did not listen within {START_TIMEOUT:?}:\n{}",
-                provider.log()
-            ),
-        };
-        provider
+        }
     }
 
     /// `http://127.0.0.1:<port>` (no trailing slash), as in its discovery
     /// document at `<issuer>/.well-known/openid-configuration`.
     pub fn issuer(&self) -> String {
-        self.issuer.clone()
+        self.program.url.clone()
     }
 
     /// What the provider logged so far: each request, and its errors.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.program.log()
     }
 
     /// Who signs in at the login interactions from now on, and the
@@ -180,7 +141,8 @@ impl OidcProvider {
     /// in ID tokens and from userinfo. With an `email`, `email_verified`
     /// is `true` unless given.
     pub async fn sign_in_as(&self, sub: &str, claims: Value) {
-        self.control("next-login", json!({ "sub": sub, "claims": claims }))
+        self.program
+            .control("next-login", json!({ "sub": sub, "claims": claims }))
             .await;
     }
 
@@ -188,12 +150,15 @@ impl OidcProvider {
     /// place of theirs before the provider sees them: ID tokens signed as
     /// ever, with the wrong nonce.
     pub async fn override_nonce(&self, nonce: Option<&str>) {
-        self.control("nonce", json!({ "nonce": nonce })).await;
+        self.program
+            .control("nonce", json!({ "nonce": nonce }))
+            .await;
     }
 
     /// The lifetime of ID tokens issued from now on (at least 1 second).
     pub async fn set_id_token_ttl(&self, seconds: u64) {
-        self.control("id-token-ttl", json!({ "seconds": seconds }))
+        self.program
+            .control("id-token-ttl", json!({ "seconds": seconds }))
             .await;
     }
 
@@ -202,7 +167,7 @@ impl OidcProvider {
     /// new `kid`. (oidc-provider cannot change keys in place: a new
     /// instance takes over the port, with the same sessions and settings.)
     pub async fn rotate_keys(&self) -> String {
-        let answer = self.control("rotate-keys", json!({})).await;
+        let answer = self.program.control("rotate-keys", json!({})).await;
         answer["kid"].as_str().expect("a kid").to_owned()
     }
 
@@ -213,16 +178,15 @@ impl OidcProvider {
     /// when unreachable], "deliveries": [{"sid", "status", "body",
     /// "logout_token", "error"}], "sessions_ended": n}`.
     pub async fn backchannel_logout(&self, sub: &str) -> Value {
-        self.control("backchannel-logout", json!({ "sub": sub }))
+        self.program
+            .control("backchannel-logout", json!({ "sub": sub }))
             .await
     }
 
     /// The `sid`s of `sub`'s sessions at the provider, as its ID and logout
     /// tokens carry them.
     pub async fn session_ids(&self, sub: &str) -> Vec<String> {
-        let url = format!("{}/control/sessions", self.issuer);
-        let request = self.http.get(url).query(&[("sub", sub)]);
-        let answer = self.answer(request, "sessions").await;
+        let answer = self.program.query("sessions", &[("sub", sub)]).await;
         answer["sessions"]
             .as_array()
             .expect("a list of sessions")
@@ -230,43 +194,4 @@ impl OidcProvider {
             .filter_map(|session| session["sid"].as_str().map(str::to_owned))
             .collect()
     }
-
-    async fn control(&self, action: &str, body: Value) -> Value {
-        let url = format!("{}/control/{action}", self.issuer);
-        self.answer(self.http.post(url).json(&body), action).await
-    }
-
-    async fn answer(&self, request: reqwest::RequestBuilder, action: &str) -> Value {
-        let response = request
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("/control/{action}: {e}\n{}", self.log()));
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        assert!(
-            status.is_success(),
-            "/control/{action}: {status} {body}\n{}",
-            self.log()
-        );
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("/control/{action}: {e}: {body}"))
-    }
-}
-
-/// The issuer from the provider's `ISSUER <url>` line; stdout is read to
-/// its end so the provider never blocks on it. Fails if stdout closes first.
-fn read_issuer(child: &mut Child) -> oneshot::Receiver<String> {
-    let stdout = child.stdout.take().expect("the provider's stdout");
-    let (tx, rx) = oneshot::channel();
-    tokio::spawn(async move {
-        let mut tx = Some(tx);
-        let mut lines = BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(issuer) = line.strip_prefix("ISSUER ") {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(issuer.to_owned());
-                }
-            }
-        }
-    });
-    rx
 }

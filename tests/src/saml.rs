@@ -173,11 +173,11 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use tempfile::TempDir;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::{oneshot, OnceCell};
+use tokio::process::Command;
+use tokio::sync::OnceCell;
 
 use crate::browser::{Browser, Page};
+use crate::harness::{install_once, Program};
 
 /// The audience of `wrong_audience` responses: another SP the IdP knows.
 pub const OTHER_SP_ENTITY_ID: &str = "https://other-sp.example.org/saml/metadata";
@@ -214,14 +214,8 @@ const INSTALLED_REQUIREMENTS: &str = ".cloister-installed-requirements.txt";
 
 /// A running pysaml2 identity provider; killed on drop.
 pub struct SamlIdp {
-    child: Child,
-    // idp.py exits when this closes, so even a test process killed with
-    // SIGKILL leaves no IdP behind.
-    _stdin: ChildStdin,
-    url: String,
+    program: Program,
     certificate: String,
-    http: reqwest::Client,
-    log: PathBuf,
     // Its key, certificate, log and pysaml2's temporary files.
     _dir: TempDir,
 }
@@ -243,24 +237,12 @@ fn venv_python() -> PathBuf {
 /// it holds what the file says; once per process, one process at a time.
 async fn install_packages() {
     static INSTALLED: OnceCell<()> = OnceCell::const_new();
-    INSTALLED
-        .get_or_init(|| async {
-            tokio::task::spawn_blocking(install_under_lock)
-                .await
-                .expect("installing pysaml2 panicked")
-        })
-        .await;
+    install_once(&INSTALLED, "cloister-saml-idp-venv.lock", install).await;
 }
 
-fn install_under_lock() {
+fn install() {
     let dir = harness_dir();
     let venv = venv_dir();
-    // Outside the repository; shared by checkouts, which only serialises them.
-    let lock_path = std::env::temp_dir().join("cloister-saml-idp-venv.lock");
-    let lock = std::fs::File::create(&lock_path)
-        .unwrap_or_else(|e| panic!("create {}: {e}", lock_path.display()));
-    lock.lock()
-        .unwrap_or_else(|e| panic!("lock {}: {e}", lock_path.display()));
     let requirements =
         std::fs::read(dir.join("requirements.txt")).expect("read saml-idp/requirements.txt");
     let installed = venv.join(INSTALLED_REQUIREMENTS);
@@ -330,8 +312,8 @@ impl SamlIdp {
             .tempdir()
             .expect("create a directory for the IdP");
         let log = dir.path().join("idp.log");
-        let log_file = std::fs::File::create(&log).expect("create the IdP's log");
-        let mut child = Command::new(venv_python())
+        let mut command = Command::new(venv_python());
+        command
             .arg("idp.py")
             .current_dir(harness_dir())
             .env("SAML_SP_ENTITY_ID", sp_entity_id)
@@ -341,51 +323,29 @@ impl SamlIdp {
             .env("SAML_EXIT_ON_STDIN_EOF", "1")
             // pysaml2 writes the documents it hands to xmlsec1 here.
             .env("TMPDIR", dir.path())
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(log_file)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {} idp.py: {e}", venv_python().display()));
-        let stdin = child.stdin.take().expect("the IdP's stdin");
-        let url = read_url(&mut child);
-        let mut idp = SamlIdp {
-            child,
-            _stdin: stdin,
-            url: String::new(),
-            certificate: String::new(),
-            http: reqwest::Client::new(),
-            log,
-            _dir: dir,
-        };
-        idp.url = match tokio::time::timeout(START_TIMEOUT, url).await {
-            Ok(Ok(url)) => url,
-            Ok(Err(_)) => {
-                let status = idp.child.wait().await.expect("wait for idp.py");
-                panic!("the SAML IdP exited ({status}):\n{}", idp.log())
-            }
-            Err(_) => panic!(
-                "the SAML IdP did not listen within {START_TIMEOUT:?}:\n{}",
-                idp.log()
-            ),
-        };
-        let cert = idp._dir.path().join("idp-cert.pem");
-        idp.certificate = std::fs::read_to_string(&cert)
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        let what = format!("{} idp.py (the SAML IdP)", venv_python().display());
+        let program = Program::start(command, &log, "IDP", &what, START_TIMEOUT).await;
+        let cert = dir.path().join("idp-cert.pem");
+        let certificate = std::fs::read_to_string(&cert)
             .unwrap_or_else(|e| panic!("read {}: {e}", cert.display()));
-        idp
+        SamlIdp {
+            program,
+            certificate,
+            _dir: dir,
+        }
     }
 
     /// `http://127.0.0.1:<port>/metadata`: the IdP's entityID, the `Issuer`
     /// of its responses and assertions, and where its metadata is.
     pub fn entity_id(&self) -> String {
-        format!("{}/metadata", self.url)
+        format!("{}/metadata", self.program.url)
     }
 
     /// `http://127.0.0.1:<port>/sso`: its SingleSignOnService
     /// (HTTP-Redirect binding).
     pub fn sso_url(&self) -> String {
-        format!("{}/sso", self.url)
+        format!("{}/sso", self.program.url)
     }
 
     /// Its signing certificate, PEM (`-----BEGIN CERTIFICATE-----…`).
@@ -395,35 +355,37 @@ impl SamlIdp {
 
     /// What the IdP logged so far: each request, and its errors.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.program.log()
     }
 
     /// Who signs in from now on: the persistent NameID and the attributes,
     /// `{"name": ["value", …]}` (a lone string is one value), each an
     /// `Attribute` named exactly so.
     pub async fn sign_in_as(&self, name_id: &str, attributes: Value) {
-        self.control(
-            "next-login",
-            json!({ "name_id": name_id, "attributes": attributes }),
-        )
-        .await;
+        self.program
+            .control(
+                "next-login",
+                json!({ "name_id": name_id, "attributes": attributes }),
+            )
+            .await;
     }
 
     /// Who the forged assertions of the `xsw_*` modes are for, and whose
     /// NameID `tampered` puts in, in place of [`EVIL_NAME_ID`] and
     /// [`EVIL_UID`].
     pub async fn set_evil(&self, name_id: &str, attributes: Value) {
-        self.control(
-            "evil",
-            json!({ "name_id": name_id, "attributes": attributes }),
-        )
-        .await;
+        self.program
+            .control(
+                "evil",
+                json!({ "name_id": name_id, "attributes": attributes }),
+            )
+            .await;
     }
 
     /// How responses are made from now on: one of [`MODES`], described in
     /// the module's doc.
     pub async fn set_mode(&self, mode: &str) {
-        self.control("mode", json!({ "mode": mode })).await;
+        self.program.control("mode", json!({ "mode": mode })).await;
     }
 
     /// An IdP-initiated (unsolicited) response for whoever signs in now, as
@@ -431,11 +393,11 @@ impl SamlIdp {
     /// `SubjectConfirmationData`): the form the IdP would have the browser
     /// post to the ACS, with `RelayState` when given.
     pub async fn unsolicited(&self, relay_state: Option<&str>) -> PostForm {
-        let mut request = self.http.get(format!("{}/control/unsolicited", self.url));
-        if let Some(relay_state) = relay_state {
-            request = request.query(&[("relay_state", relay_state)]);
-        }
-        let answer = self.answer(request, "unsolicited").await;
+        let query: &[(&str, &str)] = match relay_state {
+            Some(relay_state) => &[("relay_state", relay_state)],
+            None => &[],
+        };
+        let answer = self.program.query("unsolicited", query).await;
         let mut fields = vec![(
             "SAMLResponse".to_owned(),
             answer["SAMLResponse"]
@@ -455,49 +417,9 @@ impl SamlIdp {
     /// The XML of the last response made (by `/sso` or
     /// [`SamlIdp::unsolicited`]), or "" before the first.
     pub async fn last_response(&self) -> String {
-        let request = self.http.get(format!("{}/control/last-response", self.url));
-        let answer = self.answer(request, "last-response").await;
+        let answer = self.program.query("last-response", &[]).await;
         answer["xml"].as_str().expect("the XML").to_owned()
     }
-
-    async fn control(&self, action: &str, body: Value) -> Value {
-        let url = format!("{}/control/{action}", self.url);
-        self.answer(self.http.post(url).json(&body), action).await
-    }
-
-    async fn answer(&self, request: reqwest::RequestBuilder, action: &str) -> Value {
-        let response = request
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("/control/{action}: {e}\n{}", self.log()));
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        assert!(
-            status.is_success(),
-            "/control/{action}: {status} {body}\n{}",
-            self.log()
-        );
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("/control/{action}: {e}: {body}"))
-    }
-}
-
-/// The URL from idp.py's `IDP <url>` line; stdout is read to its end so the
-/// IdP never blocks on it. Fails if stdout closes first.
-fn read_url(child: &mut Child) -> oneshot::Receiver<String> {
-    let stdout = child.stdout.take().expect("the IdP's stdout");
-    let (tx, rx) = oneshot::channel();
-    tokio::spawn(async move {
-        let mut tx = Some(tx);
-        let mut lines = BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(url) = line.strip_prefix("IDP ") {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(url.to_owned());
-                }
-            }
-        }
-    });
-    rx
 }
 
 /// An HTML form to post, as an IdP's HTTP-POST binding page holds it.

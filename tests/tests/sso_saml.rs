@@ -3,23 +3,16 @@
 //! POST to the Assertion Consumer Service, `m.login.token` — and the forged
 //! responses every service provider must refuse.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 
 use cloister_server::config::{Config, Saml};
 use cloister_tests::browser::{Browser, Page};
 use cloister_tests::saml::{PostForm, SamlIdp, EVIL_NAME_ID, EVIL_UID};
-use cloister_tests::{encode, errcode, Backend, Client, ServerProcess, TestServer};
+use cloister_tests::{encode, errcode, free_port, Backend, Client, ServerProcess, TestServer};
 use serde_json::{json, Value};
 
 /// The app's `redirectUrl`; on `sso.client_allowlist`.
 const APP: &str = "http://app.example/after-login";
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 struct Sso {
     server: TestServer,
