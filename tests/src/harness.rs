@@ -52,7 +52,10 @@ pub(crate) struct Program {
 impl Program {
     /// Spawns `command` with its stderr in `log` and waits up to `timeout`
     /// for the stdout line `<prefix> <url>`; panics with the log if the
-    /// program exits or stays silent.
+    /// program exits. One that stays silent is killed and started again,
+    /// twice at most: about one start in a hundred of oidc-provider under a
+    /// loaded test run never announced itself, and a test should not fail
+    /// for the harness's program.
     pub(crate) async fn start(
         mut command: Command,
         log: &Path,
@@ -60,35 +63,49 @@ impl Program {
         what: &str,
         timeout: Duration,
     ) -> Program {
-        let log_file = std::fs::File::create(log).expect("create the program's log");
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(log_file)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {what}: {e}"));
-        let stdin = child.stdin.take().expect("the program's stdin");
-        let url = announced(&mut child, prefix);
-        let mut program = Program {
-            child,
-            _stdin: stdin,
-            url: String::new(),
-            log: log.to_owned(),
-            http: reqwest::Client::new(),
-        };
-        program.url = match tokio::time::timeout(timeout, url).await {
-            Ok(Ok(url)) => url,
-            Ok(Err(_)) => {
-                let status = program.child.wait().await.expect("wait for the program");
-                panic!("{what} exited ({status}):\n{}", program.log())
+        const ATTEMPTS: u32 = 3;
+        for attempt in 1..=ATTEMPTS {
+            let log_file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .expect("open the program's log");
+            let mut child = command
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(log_file)
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap_or_else(|e| panic!("start {what}: {e}"));
+            let stdin = child.stdin.take().expect("the program's stdin");
+            let url = announced(&mut child, prefix);
+            let mut program = Program {
+                child,
+                _stdin: stdin,
+                url: String::new(),
+                log: log.to_owned(),
+                http: reqwest::Client::new(),
+            };
+            match tokio::time::timeout(timeout, url).await {
+                Ok(Ok(url)) => {
+                    program.url = url;
+                    return program;
+                }
+                Ok(Err(_)) => {
+                    let status = program.child.wait().await.expect("wait for the program");
+                    panic!("{what} exited ({status}):\n{}", program.log())
+                }
+                Err(_) if attempt < ATTEMPTS => {
+                    eprintln!("{what} did not listen within {timeout:?}; starting it again");
+                    let _ = program.child.kill().await;
+                }
+                Err(_) => panic!(
+                    "{what} did not listen within {timeout:?}, {ATTEMPTS} times:\n{}",
+                    program.log()
+                ),
             }
-            Err(_) => panic!(
-                "{what} did not listen within {timeout:?}:\n{}",
-                program.log()
-            ),
-        };
-        program
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
     /// What the program logged so far.

@@ -48,9 +48,10 @@ use crate::harness::{install_once, Program};
 pub const CLIENT_ID: &str = "cloister";
 pub const CLIENT_SECRET: &str = "cloister-oidc-test-secret";
 
-/// How long node may take to print its issuer (after `npm ci`); generous,
-/// as a test building the `cloister` binary meanwhile can starve it of CPU.
-const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long node may take to print its issuer (after `npm ci`), per
+/// attempt; generous, as a test building the `cloister` binary meanwhile
+/// can starve it of CPU.
+const START_TIMEOUT: Duration = Duration::from_secs(40);
 
 /// `npm ci`'s copy of the lockfile it installed, in `node_modules`.
 const INSTALLED_LOCKFILE: &str = ".cloister-installed-package-lock.json";
