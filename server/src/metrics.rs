@@ -55,6 +55,12 @@ pub struct Metrics {
     pub ldap_syncs: AtomicU64,
     pub ldap_sync_failures: AtomicU64,
     pub ldap_sync_deactivations: AtomicU64,
+    /// Single sign-ons completed (login tokens issued), refused (any
+    /// reason; the audit log has which), and devices an identity provider
+    /// logged out softly (`service::sso`).
+    pub sso_logins: AtomicU64,
+    pub sso_refusals: AtomicU64,
+    pub sso_soft_logouts: AtomicU64,
     /// Audit checkpoints a witness cosigned, or did not (down, refused).
     pub audit_witness_cosignatures: AtomicU64,
     pub audit_witness_failures: AtomicU64,
@@ -130,6 +136,7 @@ impl Metrics {
         self.render_cluster(&mut out);
         self.render_traffic(&mut out, pool);
         self.render_push(&mut out);
+        self.render_sso(&mut out);
         self.requests.render(&mut out);
         let _ = writeln!(
             out,
@@ -201,34 +208,54 @@ impl Metrics {
     }
 
     fn render_push(&self, out: &mut String) {
-        for (name, help, c) in [
-            (
-                "cloister_pushes_sent_total",
-                "Pushes a push gateway accepted.",
-                &self.pushes_sent,
-            ),
-            (
-                "cloister_pushes_failed_total",
-                "Pushes given up on after retries or a 4xx answer.",
-                &self.pushes_failed,
-            ),
-            (
-                "cloister_push_retries_total",
-                "Push attempts that failed and were scheduled again.",
-                &self.push_retries,
-            ),
-            (
-                "cloister_pushkeys_rejected_total",
-                "Pushkeys a gateway rejected (their pushers were deleted).",
-                &self.pushkeys_rejected,
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                c.load(Ordering::Relaxed)
-            );
-        }
+        render_counters(
+            out,
+            &[
+                (
+                    "cloister_pushes_sent_total",
+                    "Pushes a push gateway accepted.",
+                    &self.pushes_sent,
+                ),
+                (
+                    "cloister_pushes_failed_total",
+                    "Pushes given up on after retries or a 4xx answer.",
+                    &self.pushes_failed,
+                ),
+                (
+                    "cloister_push_retries_total",
+                    "Push attempts that failed and were scheduled again.",
+                    &self.push_retries,
+                ),
+                (
+                    "cloister_pushkeys_rejected_total",
+                    "Pushkeys a gateway rejected (their pushers were deleted).",
+                    &self.pushkeys_rejected,
+                ),
+            ],
+        );
+    }
+
+    fn render_sso(&self, out: &mut String) {
+        render_counters(
+            out,
+            &[
+                (
+                    "cloister_sso_logins_total",
+                    "Single sign-ons completed at an identity provider (login tokens issued).",
+                    &self.sso_logins,
+                ),
+                (
+                    "cloister_sso_refusals_total",
+                    "Single sign-ons refused, for any reason (the audit log names it).",
+                    &self.sso_refusals,
+                ),
+                (
+                    "cloister_sso_soft_logouts_total",
+                    "Devices an identity provider logged out softly (back-channel logout).",
+                    &self.sso_soft_logouts,
+                ),
+            ],
+        );
     }
 
     fn render_cluster(&self, out: &mut String) {
@@ -260,6 +287,17 @@ impl Metrics {
             get(&self.wake_all_peer_lost),
             get(&self.wake_all_peer_asked),
             gauge(&self.jobs_leader),
+        );
+    }
+}
+
+/// Plain counters, each with its help and type lines.
+fn render_counters(out: &mut String, counters: &[(&str, &str, &AtomicU64)]) {
+    for (name, help, c) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            c.load(Ordering::Relaxed)
         );
     }
 }

@@ -8,6 +8,8 @@
 //! proved.
 
 use cloister_audit::{Action, Details};
+use std::sync::atomic::Ordering;
+
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, ApiResult, ErrCode};
@@ -315,6 +317,7 @@ async fn complete(
     )
     .await?;
     tx.commit().await?;
+    state.metrics.sso_logins.fetch_add(1, Ordering::Relaxed);
     let redirect = with_login_token(&pending.client_redirect, &token);
     let allowlisted =
         state.config.sso.client_allowlist.iter().any(|prefix| {
@@ -476,6 +479,10 @@ pub async fn provider_logout(
     }
     tx.commit().await?;
     if ended > 0 {
+        state
+            .metrics
+            .sso_soft_logouts
+            .fetch_add(ended, Ordering::Relaxed);
         tracing::info!(devices = ended, "identity provider logged devices out");
     }
     Ok(ended)
@@ -484,6 +491,7 @@ pub async fn provider_logout(
 /// Audits a refused sign-in (`user_id` when the account is known).
 pub async fn audit_refusal(state: &Context, error: &SsoError, user_id: Option<&str>) {
     tracing::info!(reason = error.detail(), "single sign-on refused");
+    state.metrics.sso_refusals.fetch_add(1, Ordering::Relaxed);
     let details = Details::new()
         .with(error.detail(), 1)
         .expect("a valid detail name");

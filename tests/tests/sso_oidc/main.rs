@@ -208,6 +208,11 @@ async fn a_provider_signs_people_in_and_links_them_on_issuer_and_subject() {
                 .await,
             1
         );
+        let metrics = sso.server.metrics().await;
+        assert!(
+            metrics.contains("\ncloister_sso_logins_total 2\n"),
+            "{metrics}"
+        );
 
         // No password: the account cannot sign in with one.
         let (status, _) = Client::anonymous(&sso.server.url())
@@ -331,6 +336,14 @@ async fn refused_sign_ins_show_a_page_and_are_audited() {
         ))
         .await;
     assert_refused(&sso, &page, 400, "not a web address", "sso_bad_redirect").await;
+    // Seven refusals above, each counted for the operator's dashboards.
+    let metrics = sso.server.metrics().await;
+    let refusals: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cloister_sso_refusals_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("cloister_sso_refusals_total");
+    assert!(refusals >= 7, "{metrics}");
     sso.server.stop().await;
 }
 
@@ -406,6 +419,11 @@ async fn back_channel_logout_is_a_soft_logout_that_keeps_the_device() {
         "{found}"
     );
     assert_eq!(sso.server.audit_count("%sso_soft_logout%").await, 1);
+    let metrics = sso.server.metrics().await;
+    assert!(
+        metrics.contains("\ncloister_sso_soft_logouts_total 1\n"),
+        "{metrics}"
+    );
 
     // Signing in again on the same device continues it.
     let back = sso.login("sub-hana", "hana", Some("PHONE")).await;
