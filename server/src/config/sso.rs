@@ -206,12 +206,9 @@ impl Saml {
         Ok(())
     }
 
+    /// The button label: `name`, or the id when there is none.
     pub fn display_name(&self) -> &str {
-        if self.name.is_empty() {
-            &self.id
-        } else {
-            &self.name
-        }
+        label(&self.name, &self.id)
     }
 
     /// Reads the certificates of `idp_certificate_file`, each PEM block
@@ -238,6 +235,14 @@ impl Saml {
             ));
         }
         Ok(())
+    }
+}
+
+fn label<'a>(name: &'a str, id: &'a str) -> &'a str {
+    if name.is_empty() {
+        id
+    } else {
+        name
     }
 }
 
@@ -288,12 +293,9 @@ impl Oidc {
         Ok(())
     }
 
+    /// The button label: `name`, or the id when there is none.
     pub fn display_name(&self) -> &str {
-        if self.name.is_empty() {
-            &self.id
-        } else {
-            &self.name
-        }
+        label(&self.name, &self.id)
     }
 }
 
