@@ -12,6 +12,7 @@ pub mod extract;
 pub mod ids;
 pub mod latency;
 pub mod ldap;
+pub mod markup;
 pub mod metrics;
 pub mod notify;
 pub mod password;

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use crate::error::{ApiError, ErrCode};
+use crate::markup::escape;
 use crate::service::sso::{self, SsoError};
 use crate::service::{oidc, saml, uia, Context};
 
@@ -20,23 +21,9 @@ pub(super) struct RedirectQuery {
     redirect_url: Option<String>,
 }
 
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// A small page; every dynamic part of `body` must come escaped. No script
-/// and no outside resources, which the CSP also enforces.
+/// and no outside resources, which the CSP also enforces. (`Cache-Control:
+/// no-store` comes from the router's layer, as on every answer.)
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -55,7 +42,6 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; form-action 'none'; frame-ancestors 'none'"),
     );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
@@ -104,11 +90,7 @@ fn failure(error: &SsoError, accepts: Accepts) -> Response {
 
 /// Redirects the browser to `url` (a provider or the app).
 fn go(url: &str) -> Response {
-    let mut response = Redirect::to(url).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    Redirect::to(url).into_response()
 }
 
 async fn begin(state: &Context, idp_id: &str, query: RedirectQuery, accepts: Accepts) -> Response {
@@ -319,7 +301,7 @@ pub(super) async fn oidc_backchannel_logout(State(state): State<Context>, body: 
         .find(|(k, _)| k == "logout_token")
         .map(|(_, v)| v.into_owned());
     let refused = |description: &str| {
-        let mut response = (
+        (
             StatusCode::BAD_REQUEST,
             // OAuth's error fields for the provider, Matrix's for the rest.
             axum::Json(serde_json::json!({
@@ -328,11 +310,7 @@ pub(super) async fn oidc_backchannel_logout(State(state): State<Context>, body: 
                 "errcode": "M_INVALID_PARAM",
             })),
         )
-            .into_response();
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        response
+            .into_response()
     };
     let Some(token) = token else {
         return refused("logout_token is missing");
@@ -352,13 +330,7 @@ pub(super) async fn oidc_backchannel_logout(State(state): State<Context>, body: 
     )
     .await
     {
-        Ok(_) => {
-            let mut response = StatusCode::OK.into_response();
-            response
-                .headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            response
-        }
+        Ok(_) => StatusCode::OK.into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }

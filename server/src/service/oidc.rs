@@ -240,7 +240,12 @@ pub async fn finish(
     // The claims as sent, now that the token is verified: the crate's
     // typed claims drop the ones it does not know (`sid`, or a `upn` an
     // operator maps to the localpart).
-    let mut fields = jwt_part(&id_token.to_string(), 1).ok_or(SsoError::Internal)?;
+    let id_token_text = id_token.to_string();
+    let mut fields = id_token_text
+        .split('.')
+        .nth(1)
+        .and_then(json_part)
+        .ok_or(SsoError::Internal)?;
     if provider.userinfo {
         let info: CoreUserInfoClaims = client
             .user_info(
@@ -278,9 +283,8 @@ pub async fn finish(
     })
 }
 
-/// Part `index` of a compact JWT (0 header, 1 claims), decoded as JSON.
-fn jwt_part(jwt: &str, index: usize) -> Option<Value> {
-    let part = jwt.split('.').nth(index)?;
+/// One base64url part of a compact JWT (header or claims), as JSON.
+fn json_part(part: &str) -> Option<Value> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(part)
         .ok()?;
@@ -307,8 +311,8 @@ pub async fn verify_logout_token(state: &Context, token: &str) -> Result<LogoutR
     else {
         return Err(bad());
     };
-    let header = jwt_part(token, 0).ok_or_else(bad)?;
-    let claims = jwt_part(token, 1).ok_or_else(bad)?;
+    let header = json_part(header_b64).ok_or_else(bad)?;
+    let claims = json_part(claims_b64).ok_or_else(bad)?;
     let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(signature_b64)
         .map_err(|_| bad())?;

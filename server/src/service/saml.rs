@@ -10,8 +10,9 @@
 use base64::Engine;
 
 use crate::config::Saml;
+use crate::markup::escape;
 use crate::service::saml_response::{self, Assertion, Refusal, PERSISTENT, STATUS_SUCCESS};
-use crate::service::sso::{Identity, ProviderRequest, SsoError};
+use crate::service::sso::{append_query, Identity, ProviderRequest, SsoError};
 use crate::service::Context;
 use crate::store::sso::Pending;
 
@@ -34,13 +35,6 @@ pub fn acs_url(state: &Context) -> String {
     format!("{}{ACS_PATH}", state.config.public_baseurl())
 }
 
-fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// The SP metadata an IdP administrator imports.
 pub fn metadata(state: &Context) -> String {
     format!(
@@ -52,8 +46,8 @@ pub fn metadata(state: &Context) -> String {
          <md:AssertionConsumerService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST\" \
          Location=\"{}\" index=\"0\" isDefault=\"true\"/>\
          </md:SPSSODescriptor></md:EntityDescriptor>\n",
-        xml_escape(&entity_id(state)),
-        xml_escape(&acs_url(state)),
+        escape(&entity_id(state)),
+        escape(&acs_url(state)),
     )
 }
 
@@ -78,9 +72,9 @@ pub fn authn_request(state: &Context, provider: &Saml) -> ProviderRequest {
          <samlp:NameIDPolicy Format=\"{PERSISTENT}\" AllowCreate=\"true\"/>\
          </samlp:AuthnRequest>",
         instant(state.now_ms()),
-        xml_escape(&provider.idp_sso_url),
-        xml_escape(&acs_url(state)),
-        xml_escape(&entity_id(state)),
+        escape(&provider.idp_sso_url),
+        escape(&acs_url(state)),
+        escape(&entity_id(state)),
     );
     let deflated = miniz_oxide::deflate::compress_to_vec(xml.as_bytes(), 6);
     let encoded = base64::engine::general_purpose::STANDARD.encode(deflated);
@@ -88,13 +82,8 @@ pub fn authn_request(state: &Context, provider: &Saml) -> ProviderRequest {
         .append_pair("SAMLRequest", &encoded)
         .append_pair("RelayState", &relay_state)
         .finish();
-    let separator = if provider.idp_sso_url.contains('?') {
-        '&'
-    } else {
-        '?'
-    };
     ProviderRequest {
-        url: format!("{}{separator}{query}", provider.idp_sso_url),
+        url: append_query(&provider.idp_sso_url, &query),
         state: relay_state,
         nonce: request_id,
         pkce_verifier: String::new(),
@@ -114,8 +103,8 @@ fn refused(refusal: Refusal) -> SsoError {
     }
 }
 
-fn parse_time(text: Option<&str>) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(text?)
+fn parse_time(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|t| t.timestamp_millis())
 }
@@ -239,27 +228,21 @@ fn check(
     }
     let now = state.now_ms();
     let skew = provider.clock_skew.as_millis().unwrap_or(0);
-    let not_before = parse_time(a.not_before.as_deref());
-    let ends = [
-        a.not_on_or_after.as_deref(),
-        bearer.not_on_or_after.as_deref(),
-    ];
-    if a.not_before.is_some() && not_before.is_none() {
-        return invalid("sso_malformed_response");
-    }
-    if not_before.is_some_and(|t| now + skew < t) {
+    // An optional time must parse when present; a required one must be there.
+    let optional = |text: &Option<String>| match text {
+        Some(text) => parse_time(text).map(Some).ok_or(SsoError::Invalid {
+            reason: "sso_malformed_response",
+        }),
+        None => Ok(None),
+    };
+    if optional(&a.not_before)?.is_some_and(|t| now + skew < t) {
         return invalid("sso_not_yet_valid");
     }
     // The bearer's NotOnOrAfter is required (SAML profiles, 4.1.4.2).
-    let Some(bearer_end) = parse_time(ends[1]) else {
+    let Some(bearer_end) = optional(&bearer.not_on_or_after)? else {
         return invalid("sso_malformed_response");
     };
-    let conditions_end = match ends[0] {
-        Some(text) => parse_time(Some(text)).ok_or(SsoError::Invalid {
-            reason: "sso_malformed_response",
-        })?,
-        None => bearer_end,
-    };
+    let conditions_end = optional(&a.not_on_or_after)?.unwrap_or(bearer_end);
     let end = bearer_end.min(conditions_end);
     if now - skew >= end {
         return invalid("sso_expired");

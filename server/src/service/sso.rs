@@ -10,11 +10,10 @@
 use cloister_audit::{Action, Details};
 use std::sync::atomic::Ordering;
 
-use sha2::{Digest, Sha256};
-
 use crate::error::{ApiError, ApiResult, ErrCode};
 use crate::service::accounts::validate_new_user_id;
 use crate::service::devices::{self, Session};
+use crate::service::session::hash_token;
 use crate::service::{audit, erasure, oidc, saml, uia, Context};
 use crate::store::sso::{self as store, LoginGrant, Pending};
 use crate::store::{directory, users};
@@ -268,6 +267,16 @@ pub async fn finish(
     }
 }
 
+/// How long a sign-in at a provider may take (`sso.login_timeout`).
+fn login_timeout_ms(state: &Context) -> i64 {
+    state
+        .config
+        .sso
+        .login_timeout
+        .as_millis()
+        .unwrap_or(i64::MAX)
+}
+
 /// Takes the sign-in a provider's answer names by `state`: once, and only
 /// within `sso.login_timeout`; None when there is no such sign-in (any
 /// more).
@@ -275,12 +284,7 @@ pub async fn take_pending(state: &Context, state_param: &str) -> Result<Option<P
     let mut tx = state.store.write().await?;
     let pending = store::take_pending(&mut tx, state_param).await?;
     tx.commit().await?;
-    let timeout = state
-        .config
-        .sso
-        .login_timeout
-        .as_millis()
-        .unwrap_or(i64::MAX);
+    let timeout = login_timeout_ms(state);
     Ok(pending.filter(|p| state.now_ms().saturating_sub(p.created_ts) <= timeout))
 }
 
@@ -311,7 +315,7 @@ async fn complete(
     let mut tx = state.store.write().await?;
     store::insert_login_token(
         &mut tx,
-        &hash(&token),
+        &hash_token(&token),
         &grant,
         state.now_ms() + LOGIN_TOKEN_LIFETIME_MS,
     )
@@ -395,10 +399,17 @@ async fn account_for(state: &Context, identity: &Identity) -> Result<String, Sso
     Ok(user_id)
 }
 
-/// `url` with `loginToken` added to its query, before any fragment: Element
-/// Web returns to `https://app/#/room/…` and reads the token from the
-/// query string, where the spec puts it.
+/// `url` with `loginToken` added to its query: Element Web returns to
+/// `https://app/#/room/…` and reads the token from the query string,
+/// where the spec puts it.
 fn with_login_token(url: &str, token: &str) -> String {
+    let token: String = form_urlencoded::byte_serialize(token.as_bytes()).collect();
+    append_query(url, &format!("loginToken={token}"))
+}
+
+/// `url` with the encoded `query` added to its query string, before any
+/// fragment (an app's or a provider's address may carry both).
+pub fn append_query(url: &str, query: &str) -> String {
     let (base, fragment) = match url.split_once('#') {
         Some((base, fragment)) => (base, Some(fragment)),
         None => (url, None),
@@ -408,13 +419,8 @@ fn with_login_token(url: &str, token: &str) -> String {
         Some(_) if base.ends_with('?') || base.ends_with('&') => "",
         Some(_) => "&",
     };
-    let token: String = form_urlencoded::byte_serialize(token.as_bytes()).collect();
     let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
-    format!("{base}{separator}loginToken={token}{fragment}")
-}
-
-fn hash(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
+    format!("{base}{separator}{query}{fragment}")
 }
 
 /// `m.login.token`: spends the token once and opens a session on
@@ -430,7 +436,7 @@ pub async fn login_with_token(
     // Tokens are 40 random characters; the limit still keeps guessing loud.
     crate::service::accounts::check_login_rate(state, &format!("login:{ip}"))?;
     let mut tx = state.store.write().await?;
-    let grant = store::take_login_token(&mut tx, &hash(token), state.now_ms()).await?;
+    let grant = store::take_login_token(&mut tx, &hash_token(token), state.now_ms()).await?;
     tx.commit().await?;
     let invalid = || ApiError::forbidden("Invalid or expired login token");
     let grant = grant.ok_or_else(invalid)?;
@@ -507,12 +513,7 @@ pub async fn audit_refusal(state: &Context, error: &SsoError, user_id: Option<&s
 /// Drops expired sign-ins and login tokens (housekeeping).
 pub async fn purge_expired(state: &Context) -> Result<u64, sqlx::Error> {
     let now = state.now_ms();
-    let timeout = state
-        .config
-        .sso
-        .login_timeout
-        .as_millis()
-        .unwrap_or(i64::MAX);
+    let timeout = login_timeout_ms(state);
     let mut tx = state.store.write().await?;
     let n = store::purge_expired(&mut tx, now.saturating_sub(timeout), now).await?;
     tx.commit().await?;
