@@ -197,3 +197,89 @@ fn cross_signing_decides_device_trust() {
         "the forged chain did not replace the identity"
     );
 }
+
+/// Save what changed into `saved` (as a store would) and rebuild the
+/// machine from everything saved.
+fn reload_saved(
+    saved: &mut std::collections::BTreeMap<(String, String), Vec<u8>>,
+    machine: &mut OlmMachine,
+) -> OlmMachine {
+    let changes = machine.pending_changes().unwrap();
+    for record in changes.upserts {
+        saved.insert(
+            (record.kind.clone(), record.id.clone()),
+            record.data.to_vec(),
+        );
+    }
+    for key in changes.deletes {
+        saved.remove(&key);
+    }
+    machine.mark_changes_saved();
+    let records = saved.iter().map(|((kind, id), data)| CryptoRecord {
+        kind: kind.clone(),
+        id: id.clone(),
+        data: Zeroizing::new(data.clone()),
+    });
+    OlmMachine::from_records(records).unwrap()
+}
+
+#[test]
+fn bootstrap_keeps_its_keys_until_uploaded_and_through_a_reload() {
+    let mut alice = OlmMachine::new(ALICE, "A1").unwrap();
+    let mut saved = std::collections::BTreeMap::new();
+    let first = alice.bootstrap_cross_signing(false).unwrap();
+    let master = first.master_key.clone().unwrap();
+    // Each key is signed by the master key and names its usage.
+    assert_eq!(master["usage"], json!(["master"]));
+    let master_id = master["keys"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    for (key, usage) in [
+        (&first.self_signing_key, "self_signing"),
+        (&first.user_signing_key, "user_signing"),
+    ] {
+        let key = key.as_ref().unwrap();
+        assert_eq!(key["usage"], json!([usage]));
+        assert!(key["signatures"][ALICE][&master_id].is_string(), "{key}");
+    }
+    // An upload cut short, and a restart: the same identity is offered.
+    let mut alice = reload_saved(&mut saved, &mut alice);
+    assert_eq!(alice.bootstrap_cross_signing(false).unwrap(), first);
+    assert!(!alice.has_cross_signing_keys());
+    alice.mark_cross_signing_uploaded().unwrap();
+    assert!(alice.has_cross_signing_keys());
+    // The signatures that follow: this device on the master key, and the
+    // self-signing key on this device.
+    let requests = alice.outgoing_requests().unwrap();
+    let signed: Vec<(String, String)> = requests
+        .iter()
+        .filter_map(|r| match &r.body {
+            RequestBody::SignaturesUpload(s) => Some(s.0.clone()),
+            _ => None,
+        })
+        .flat_map(|users| {
+            users
+                .into_iter()
+                .flat_map(|(user, keys)| keys.into_keys().map(move |k| (user.clone(), k)))
+        })
+        .collect();
+    let master_key = master_id.trim_start_matches("ed25519:").to_owned();
+    assert!(
+        signed.contains(&(ALICE.to_owned(), master_key)),
+        "{signed:?}"
+    );
+    assert!(
+        signed.contains(&(ALICE.to_owned(), "A1".to_owned())),
+        "{signed:?}"
+    );
+    // Once published, a second bootstrap needs an explicit reset.
+    let mut alice = reload_saved(&mut saved, &mut alice);
+    assert!(alice.has_cross_signing_keys());
+    assert!(alice.bootstrap_cross_signing(false).is_err());
+    let reset = alice.bootstrap_cross_signing(true).unwrap();
+    assert_ne!(reset.master_key, first.master_key);
+}

@@ -42,6 +42,19 @@ pub enum CryptoError {
         signer: String,
     },
 
+    /// A cross-signing step that cannot be taken (no identity, a key this
+    /// device does not hold, a signature the server refused).
+    #[error("cross-signing: {0}")]
+    CrossSigning(String),
+    /// A verification that does not exist or cannot take this step now.
+    #[error("verification {flow_id}: {reason}")]
+    Verification {
+        /// The verification's transaction id.
+        flow_id: String,
+        /// Why the step was refused.
+        reason: String,
+    },
+
     /// `mark_request_as_sent` was given an id the core did not hand out
     /// (or already marked).
     #[error("no outgoing request with id {0}")]

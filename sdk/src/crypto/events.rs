@@ -128,4 +128,20 @@ pub enum CryptoEvent {
         /// The type of the dropped message.
         event_type: String,
     },
+    /// A verification changed phase (requested, ready, emoji to show,
+    /// done, cancelled…): look it up with `OlmMachine::verification`.
+    VerificationChanged {
+        /// The flow.
+        flow_id: String,
+        /// Who it is with.
+        other_user: String,
+    },
+    /// A verification succeeded but the cross-signing signature that should
+    /// follow could not be made; the device is still verified locally.
+    VerificationSigningFailed {
+        /// The flow.
+        flow_id: String,
+        /// Why.
+        reason: String,
+    },
 }

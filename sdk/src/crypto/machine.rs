@@ -11,6 +11,7 @@ use serde_json::Value;
 use vodozemac::olm::IdentityKeys;
 
 use super::account::Account;
+use super::cross_signing::PrivateIdentity;
 use super::devices::{Device, DeviceStore, LocalTrust};
 use super::error::CryptoError;
 use super::events::CryptoEvent;
@@ -22,6 +23,7 @@ use super::requests::{
     DeviceRef, KeysClaimResponse, KeysQueryRequest, KeysQueryResponse, KeysUploadResponse,
     OutgoingRequest, PendingKind, RequestBody, RequestQueue, KEYS_TIMEOUT_MS,
 };
+use super::verification::Flow;
 use super::zeroize_json;
 
 /// What the crypto core needs from one `/sync` response.
@@ -117,6 +119,11 @@ pub struct OlmMachine {
     pub(crate) last_now_ms: u64,
     /// What the store last saved.
     pub(crate) persist: PersistState,
+    /// The private cross-signing keys this device holds.
+    pub(crate) cross_signing: Option<PrivateIdentity>,
+    /// Interactive verifications by flow id (in memory only: their
+    /// ephemeral keys cannot be stored).
+    pub(crate) verifications: BTreeMap<String, Flow>,
 }
 
 impl std::fmt::Debug for OlmMachine {
@@ -179,6 +186,8 @@ impl OlmMachine {
             events: Vec::new(),
             last_now_ms: 0,
             persist: PersistState::default(),
+            cross_signing: None,
+            verifications: BTreeMap::new(),
         })
     }
 
@@ -366,6 +375,10 @@ impl OlmMachine {
             PendingKind::ToDevice { .. } => {
                 self.requests.take(request_id);
             }
+            PendingKind::Signatures { user_id } => {
+                self.requests.take(request_id);
+                self.receive_signatures_response(&user_id, response)?;
+            }
         }
         Ok(())
     }
@@ -390,6 +403,7 @@ impl OlmMachine {
                 .filter(valid)
                 .map(String::as_str),
         );
+        self.expire_verifications(changes.now_ms);
         let mut for_app = Vec::new();
         for event in changes.to_device_events {
             if let Some(event) = self.receive_to_device(event, changes.now_ms) {

@@ -9,6 +9,7 @@
 mod account;
 pub mod attachments;
 mod canonical_json;
+mod cross_signing;
 mod devices;
 mod error;
 mod events;
@@ -23,12 +24,14 @@ mod retention;
 mod room_events;
 mod sharing;
 mod to_device;
+mod verification;
 
 pub use account::TARGET_ONE_TIME_KEYS;
 pub use attachments::{
     decrypt_attachment, encrypt_attachment, EncryptedAttachment, EncryptedFile, JsonWebKey,
 };
 pub use canonical_json::canonical_json;
+pub use cross_signing::SigningKeysUploadRequest;
 pub use devices::{Device, LocalTrust};
 pub use error::{AttachmentError, CryptoError};
 pub use events::{CryptoEvent, KeyChangeWarning};
@@ -38,17 +41,18 @@ pub use megolm::EncryptionSettings;
 #[cfg(feature = "client")]
 pub(crate) use persist::to_vec_secret;
 pub use persist::{
-    CryptoChanges, CryptoRecord, RECORD_ACCOUNT, RECORD_INBOUND, RECORD_KINDS, RECORD_OLM,
-    RECORD_OUTBOUND, RECORD_STATE,
+    CryptoChanges, CryptoRecord, RECORD_ACCOUNT, RECORD_CROSS_SIGNING, RECORD_INBOUND,
+    RECORD_KINDS, RECORD_OLM, RECORD_OUTBOUND, RECORD_STATE,
 };
 #[cfg(feature = "client")]
 pub(crate) use requests::percent_encode;
 pub use requests::{
     KeysClaimRequest, KeysQueryRequest, KeysUploadRequest, OutgoingRequest, RequestBody,
-    ToDeviceRequest,
+    SignaturesUploadRequest, ToDeviceRequest,
 };
 pub use retention::{RetentionPolicy, ShredReport};
 pub use room_events::{Decrypted, UnverifiedReason, VerificationState};
+pub use verification::{SasEmoji, VerificationInfo, VerificationPhase};
 
 use serde_json::Value;
 use zeroize::Zeroize;

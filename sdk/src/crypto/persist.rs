@@ -22,6 +22,7 @@ use vodozemac::{Curve25519PublicKey, Ed25519PublicKey};
 use zeroize::Zeroizing;
 
 use super::account::Account;
+use super::cross_signing::{PrivateIdentity, PrivateIdentityRecord};
 use super::devices::DeviceStore;
 use super::error::CryptoError;
 use super::machine::OlmMachine;
@@ -41,13 +42,16 @@ pub const RECORD_OLM: &str = "crypto.olm";
 pub const RECORD_INBOUND: &str = "crypto.inbound";
 /// One record per room with an outbound Megolm session.
 pub const RECORD_OUTBOUND: &str = "crypto.outbound";
+/// The private cross-signing keys this device holds, when it holds any.
+pub const RECORD_CROSS_SIGNING: &str = "crypto.cross_signing";
 /// Every record kind the crypto core writes.
-pub const RECORD_KINDS: [&str; 5] = [
+pub const RECORD_KINDS: [&str; 6] = [
     RECORD_ACCOUNT,
     RECORD_STATE,
     RECORD_OLM,
     RECORD_INBOUND,
     RECORD_OUTBOUND,
+    RECORD_CROSS_SIGNING,
 ];
 
 /// One piece of persisted state. `data` holds secrets in the clear and is
@@ -289,6 +293,9 @@ impl OlmMachine {
             ),
             (RECORD_STATE.to_owned(), String::new(), self.state_record()?),
         ];
+        if let Some(record) = self.private_identity_record()? {
+            diffed.push((RECORD_CROSS_SIGNING.to_owned(), String::new(), record));
+        }
         for (room_id, session) in &self.outbound {
             diffed.push((
                 RECORD_OUTBOUND.to_owned(),
@@ -382,7 +389,9 @@ impl OlmMachine {
             match record.kind.as_str() {
                 RECORD_ACCOUNT => account = Some(record),
                 RECORD_STATE => state = Some(record),
-                RECORD_OLM | RECORD_INBOUND | RECORD_OUTBOUND => rest.push(record),
+                RECORD_OLM | RECORD_INBOUND | RECORD_OUTBOUND | RECORD_CROSS_SIGNING => {
+                    rest.push(record)
+                }
                 _ => {}
             }
         }
@@ -415,6 +424,12 @@ impl OlmMachine {
             match record.kind.as_str() {
                 RECORD_OLM => machine.load_olm(&record)?,
                 RECORD_INBOUND => machine.load_inbound(&record)?,
+                RECORD_CROSS_SIGNING => {
+                    let parsed: PrivateIdentityRecord = serde_json::from_slice(&record.data)
+                        .map_err(|e| corrupt("cross-signing keys", e))?;
+                    machine.cross_signing = Some(PrivateIdentity::from_record(&parsed)?);
+                    hashes.insert((record.kind.clone(), record.id.clone()), hash(&record.data));
+                }
                 _ => {
                     machine.load_outbound(&record)?;
                     hashes.insert((record.kind.clone(), record.id.clone()), hash(&record.data));

@@ -15,7 +15,7 @@ use super::machine::{OlmMachine, OutgoingKeyRequest, QueuedOlmMessage};
 use super::persist::{corrupt, to_vec_secret};
 use super::requests::{
     DeviceRef, KeysClaimRequest, KeysQueryRequest, KeysUploadRequest, OutgoingRequest, Pending,
-    PendingKind, RequestBody, RequestQueue, ToDeviceRequest,
+    PendingKind, RequestBody, RequestQueue, SignaturesUploadRequest, ToDeviceRequest,
 };
 use super::zeroize_json;
 
@@ -63,6 +63,7 @@ enum BodyRecord {
         txn_id: String,
         messages: BTreeMap<String, BTreeMap<String, Value>>,
     },
+    SignaturesUpload(SignaturesUploadRequest),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -146,6 +147,7 @@ impl OlmMachine {
                     RequestBody::KeysUpload(r) => BodyRecord::KeysUpload(r.clone()),
                     RequestBody::KeysQuery(r) => BodyRecord::KeysQuery(r.clone()),
                     RequestBody::KeysClaim(r) => BodyRecord::KeysClaim(r.clone()),
+                    RequestBody::SignaturesUpload(r) => BodyRecord::SignaturesUpload(r.clone()),
                     RequestBody::ToDevice(r) => BodyRecord::ToDevice {
                         event_type: r.event_type.clone(),
                         txn_id: r.txn_id.clone(),
@@ -247,6 +249,7 @@ impl OlmMachine {
                 BodyRecord::KeysUpload(r) => RequestBody::KeysUpload(r),
                 BodyRecord::KeysQuery(r) => RequestBody::KeysQuery(r),
                 BodyRecord::KeysClaim(r) => RequestBody::KeysClaim(r),
+                BodyRecord::SignaturesUpload(r) => RequestBody::SignaturesUpload(r),
                 BodyRecord::ToDevice {
                     event_type,
                     txn_id,

@@ -42,9 +42,17 @@ pub enum RequestBody {
     KeysQuery(KeysQueryRequest),
     /// Claim one-time keys to start Olm sessions.
     KeysClaim(KeysClaimRequest),
-    /// Send to-device messages (room keys, key requests).
+    /// Send to-device messages (room keys, key requests, verification).
     ToDevice(ToDeviceRequest),
+    /// Publish cross-signing signatures.
+    SignaturesUpload(SignaturesUploadRequest),
 }
+
+/// `POST /_matrix/client/v3/keys/signatures/upload`: user id → key id (a
+/// device id, or a master key in unpadded base64) → the signed object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SignaturesUploadRequest(pub BTreeMap<String, BTreeMap<String, Value>>);
 
 /// `PUT /_matrix/client/v3/sendToDevice/{event_type}/{txn_id}`: the path
 /// parameters, and a body shaped as
@@ -85,6 +93,9 @@ impl OutgoingRequest {
             RequestBody::KeysUpload(_) => "/_matrix/client/v3/keys/upload".to_owned(),
             RequestBody::KeysQuery(_) => "/_matrix/client/v3/keys/query".to_owned(),
             RequestBody::KeysClaim(_) => "/_matrix/client/v3/keys/claim".to_owned(),
+            RequestBody::SignaturesUpload(_) => {
+                "/_matrix/client/v3/keys/signatures/upload".to_owned()
+            }
             RequestBody::ToDevice(r) => format!(
                 "/_matrix/client/v3/sendToDevice/{}/{}",
                 percent_encode(&r.event_type),
@@ -100,6 +111,7 @@ impl OutgoingRequest {
             RequestBody::KeysQuery(r) => serde_json::to_value(r),
             RequestBody::KeysClaim(r) => serde_json::to_value(r),
             RequestBody::ToDevice(r) => serde_json::to_value(r),
+            RequestBody::SignaturesUpload(r) => serde_json::to_value(r),
         };
         // These types hold only strings, integers and JSON values, whose
         // serialization cannot fail.
@@ -137,6 +149,10 @@ pub(crate) enum PendingKind {
     /// `room_key` names the outbound session whose key this request carries.
     ToDevice {
         room_key: Option<(String, String)>,
+    },
+    /// Signatures on `user_id`'s keys, who is queried again afterwards.
+    Signatures {
+        user_id: String,
     },
 }
 

@@ -11,6 +11,7 @@ use super::machine::{check_room_id, OlmMachine, OutgoingKeyRequest, QueuedOlmMes
 use super::megolm::{AddOutcome, InboundGroupSession, KeyOrigin};
 use super::olm::{self, parse_envelope, DecryptedOlm, OlmEnvelope};
 use super::requests::{PendingKind, RequestBody, ToDeviceRequest};
+use super::verification::VERIFICATION_EVENTS;
 use super::{describe_json_error, zeroize_json, MEGOLM_V1};
 
 /// A new Olm session is made at most this often per device, so that a
@@ -26,6 +27,10 @@ impl OlmMachine {
             "m.room.encrypted" => self.receive_encrypted_to_device(&event, now_ms),
             "m.room_key_request" => {
                 self.receive_key_request(&event);
+                None
+            }
+            t if VERIFICATION_EVENTS.contains(&t) => {
+                self.receive_verification_event(&event, now_ms);
                 None
             }
             "m.room_key" | "m.forwarded_room_key" => {
@@ -99,6 +104,15 @@ impl OlmMachine {
                 None
             }
             "m.dummy" => None,
+            t if VERIFICATION_EVENTS.contains(&t) => {
+                let event = json!({
+                    "type": t,
+                    "sender": decrypted.sender,
+                    "content": decrypted.content.take(),
+                });
+                self.receive_verification_event(&event, self.last_now_ms);
+                None
+            }
             _ => Some(json!({
                 "type": decrypted.event_type,
                 "sender": decrypted.sender,

@@ -147,6 +147,9 @@ impl FakeHomeserver {
                 }
                 json!({})
             }
+            RequestBody::SignaturesUpload(_) => panic!(
+                "the test double keeps no cross-signing keys: test signatures against the real server (tests/tests/sdk_verification.rs)"
+            ),
         }
     }
 

@@ -1,0 +1,359 @@
+//! This device's cross-signing private keys (spec: "Cross-signing"):
+//! bootstrapping an identity, and the signatures it makes — on the master
+//! key by this device, on own devices by the self-signing key, on other
+//! users' master keys by the user-signing key once they are verified.
+//!
+//! Reading identities and computing trust is [`super::identities`]; this
+//! module only makes signatures and the requests that publish them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use vodozemac::{Ed25519PublicKey, Ed25519SecretKey};
+use zeroize::Zeroizing;
+
+use super::canonical_json::{add_signature, signable_bytes};
+use super::devices::Device;
+use super::error::CryptoError;
+use super::machine::OlmMachine;
+use super::requests::{PendingKind, RequestBody, SignaturesUploadRequest};
+
+pub use cloister_proto::keys::SigningKeysUploadRequest;
+
+/// The private halves of the local user's cross-signing keys, as far as
+/// this device holds them. A device that bootstrapped holds all three; one
+/// verified later may hold none (and only gains them from secret storage).
+pub(crate) struct PrivateIdentity {
+    pub master: Option<Ed25519SecretKey>,
+    pub self_signing: Option<Ed25519SecretKey>,
+    pub user_signing: Option<Ed25519SecretKey>,
+    /// The server accepted the public keys.
+    pub uploaded: bool,
+}
+
+/// How [`PrivateIdentity`] is persisted (inside an encrypted store record):
+/// the 32-byte seeds in unpadded base64.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct PrivateIdentityRecord {
+    master: Option<String>,
+    self_signing: Option<String>,
+    user_signing: Option<String>,
+    uploaded: bool,
+}
+
+impl Drop for PrivateIdentityRecord {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for seed in [
+            &mut self.master,
+            &mut self.self_signing,
+            &mut self.user_signing,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            seed.zeroize();
+        }
+    }
+}
+
+impl PrivateIdentity {
+    fn generate() -> Self {
+        Self {
+            master: Some(Ed25519SecretKey::new()),
+            self_signing: Some(Ed25519SecretKey::new()),
+            user_signing: Some(Ed25519SecretKey::new()),
+            uploaded: false,
+        }
+    }
+
+    pub(crate) fn to_record(&self) -> PrivateIdentityRecord {
+        let seed = |k: &Option<Ed25519SecretKey>| k.as_ref().map(Ed25519SecretKey::to_base64);
+        PrivateIdentityRecord {
+            master: seed(&self.master),
+            self_signing: seed(&self.self_signing),
+            user_signing: seed(&self.user_signing),
+            uploaded: self.uploaded,
+        }
+    }
+
+    pub(crate) fn from_record(record: &PrivateIdentityRecord) -> Result<Self, CryptoError> {
+        let key = |seed: &Option<String>| {
+            seed.as_deref()
+                .map(|s| {
+                    Ed25519SecretKey::from_base64(s).map_err(|e| CryptoError::Malformed {
+                        what: "cross-signing keys",
+                        reason: format!("stored state does not load: {e}"),
+                    })
+                })
+                .transpose()
+        };
+        Ok(Self {
+            master: key(&record.master)?,
+            self_signing: key(&record.self_signing)?,
+            user_signing: key(&record.user_signing)?,
+            uploaded: record.uploaded,
+        })
+    }
+
+    /// The public master key: who the local user is.
+    pub(crate) fn master_public(&self) -> Option<Ed25519PublicKey> {
+        self.master.as_ref().map(Ed25519SecretKey::public_key)
+    }
+}
+
+/// `ed25519:<key>`, the id of a cross-signing key.
+pub(crate) fn key_id(key: &Ed25519PublicKey) -> String {
+    format!("ed25519:{}", key.to_base64())
+}
+
+/// A cross-signing key object as the spec shapes it, without signatures.
+/// Identities are read back from exactly these fields, so rebuilding the
+/// object gives the bytes its signatures cover.
+pub(crate) fn key_object(user_id: &str, usage: &str, key: &Ed25519PublicKey) -> Value {
+    let public = key.to_base64();
+    json!({
+        "user_id": user_id,
+        "usage": [usage],
+        "keys": { format!("ed25519:{public}"): public },
+    })
+}
+
+/// A device-keys object rebuilt from a checked [`Device`]: the fields that
+/// the spec defines and that clients publish. A device whose published
+/// object carried other fields gets a signature the server refuses, which
+/// is reported; it is never silently trusted.
+pub(crate) fn device_object(device: &Device) -> Value {
+    json!({
+        "user_id": device.user_id,
+        "device_id": device.device_id,
+        "algorithms": device.algorithms,
+        "keys": {
+            format!("curve25519:{}", device.device_id): device.curve25519.to_base64(),
+            format!("ed25519:{}", device.device_id): device.ed25519.to_base64(),
+        },
+    })
+}
+
+/// Sign `object` as `user_id` with `key`, under the key's own id.
+fn sign_with(object: &mut Value, user_id: &str, key: &Ed25519SecretKey) -> Result<(), CryptoError> {
+    let map = object.as_object_mut().expect("key objects are objects");
+    let signature = key.sign(signable_bytes(map)?.as_bytes());
+    add_signature(map, user_id, &key_id(&key.public_key()), &signature);
+    Ok(())
+}
+
+impl OlmMachine {
+    /// Create this user's cross-signing identity (master, self-signing and
+    /// user-signing keys) and return the
+    /// `POST /_matrix/client/v3/keys/device_signing/upload` body that
+    /// publishes it. The server may ask for user-interactive auth (always
+    /// when an identity exists already); send it with the `auth` the server
+    /// asked for, then call
+    /// [`mark_cross_signing_uploaded`](Self::mark_cross_signing_uploaded).
+    ///
+    /// Until then, calling this again returns the same keys, so an upload
+    /// cut short is retried without a second identity. `reset` replaces an
+    /// identity this device already published.
+    pub fn bootstrap_cross_signing(
+        &mut self,
+        reset: bool,
+    ) -> Result<SigningKeysUploadRequest, CryptoError> {
+        match &self.cross_signing {
+            Some(p) if p.uploaded && !reset => {
+                return Err(CryptoError::CrossSigning(
+                    "this device already published a cross-signing identity; reset replaces it"
+                        .into(),
+                ))
+            }
+            // An upload cut short: the same keys again.
+            Some(p)
+                if !p.uploaded
+                    && p.master.is_some()
+                    && p.self_signing.is_some()
+                    && p.user_signing.is_some() => {}
+            _ => {
+                if !reset && self.devices.identity(&self.user_id).is_some() {
+                    return Err(CryptoError::CrossSigning(
+                        "the account has a cross-signing identity already (made by another device): verify this device from that one, or reset".into(),
+                    ));
+                }
+                self.cross_signing = Some(PrivateIdentity::generate());
+            }
+        }
+        let keys = self.cross_signing.as_ref().expect("set above");
+        let (Some(master), Some(ssk), Some(usk)) =
+            (&keys.master, &keys.self_signing, &keys.user_signing)
+        else {
+            unreachable!("generated or kept with all three keys");
+        };
+        let user = self.user_id.as_str();
+        let master_key = key_object(user, "master", &master.public_key());
+        let mut self_signing_key = key_object(user, "self_signing", &ssk.public_key());
+        sign_with(&mut self_signing_key, user, master)?;
+        let mut user_signing_key = key_object(user, "user_signing", &usk.public_key());
+        sign_with(&mut user_signing_key, user, master)?;
+        Ok(SigningKeysUploadRequest {
+            auth: None,
+            master_key: Some(master_key),
+            self_signing_key: Some(self_signing_key),
+            user_signing_key: Some(user_signing_key),
+        })
+    }
+
+    /// The server accepted the keys from
+    /// [`bootstrap_cross_signing`](Self::bootstrap_cross_signing): queue
+    /// the signatures that make this device trusted (its master key signed
+    /// by this device, this device signed by the self-signing key).
+    pub fn mark_cross_signing_uploaded(&mut self) -> Result<(), CryptoError> {
+        let keys = self
+            .cross_signing
+            .as_mut()
+            .ok_or_else(|| CryptoError::CrossSigning("nothing was bootstrapped".into()))?;
+        keys.uploaded = true;
+        let own = self.user_id.clone();
+        // Our identity is re-read from the server, now with its signatures.
+        self.devices.mark_changed([own.as_str()]);
+        self.sign_own_identity()?;
+        let device = self.device_id.clone();
+        self.sign_own_device(&device)
+    }
+
+    /// Whether this device holds the private cross-signing keys, and the
+    /// server has them.
+    pub fn has_cross_signing_keys(&self) -> bool {
+        self.cross_signing
+            .as_ref()
+            .is_some_and(|p| p.uploaded && p.self_signing.is_some())
+    }
+
+    /// Sign our master key (as the server holds it) with this device's key:
+    /// this device vouches for the identity, and others' devices see this
+    /// device as belonging to it. Used after bootstrap and after this device
+    /// verified another own device that showed our master key.
+    pub(crate) fn sign_own_identity(&mut self) -> Result<(), CryptoError> {
+        let master = self
+            .cross_signing
+            .as_ref()
+            .and_then(PrivateIdentity::master_public)
+            .or_else(|| self.devices.identity(&self.user_id).map(|i| i.master))
+            .ok_or_else(|| CryptoError::CrossSigning("no cross-signing identity known".into()))?;
+        let mut object = key_object(&self.user_id, "master", &master);
+        let map = object.as_object_mut().expect("an object");
+        let signature = self.account.sign(&signable_bytes(map)?);
+        add_signature(
+            map,
+            &self.user_id,
+            &format!("ed25519:{}", self.device_id),
+            &signature,
+        );
+        self.queue_signatures(self.user_id.clone(), master.to_base64(), object);
+        Ok(())
+    }
+
+    /// Sign one of our own devices with the self-signing key (after it was
+    /// verified), so that everyone who trusts our identity trusts it.
+    pub fn sign_own_device(&mut self, device_id: &str) -> Result<(), CryptoError> {
+        let ssk = self
+            .cross_signing
+            .as_ref()
+            .and_then(|p| p.self_signing.as_ref())
+            .ok_or_else(|| {
+                CryptoError::CrossSigning("this device does not hold the self-signing key".into())
+            })?;
+        let mut object = if device_id == self.device_id {
+            // This device is not among the queried ones: its own keys.
+            let mut keys = self.account.device_keys()?;
+            if let Some(map) = keys.as_object_mut() {
+                map.remove("signatures");
+                map.remove("unsigned");
+            }
+            keys
+        } else {
+            let device = self.devices.get(&self.user_id, device_id).ok_or_else(|| {
+                CryptoError::CrossSigning(format!("unknown own device {device_id}"))
+            })?;
+            device_object(device)
+        };
+        sign_with(&mut object, &self.user_id, ssk)?;
+        self.queue_signatures(self.user_id.clone(), device_id.to_owned(), object);
+        Ok(())
+    }
+
+    /// Sign `user_id`'s master key with our user-signing key (after they
+    /// were verified): their identity, and every device it signs, becomes
+    /// verified for all our devices.
+    pub fn sign_user(&mut self, user_id: &str) -> Result<(), CryptoError> {
+        let usk = self
+            .cross_signing
+            .as_ref()
+            .and_then(|p| p.user_signing.as_ref())
+            .ok_or_else(|| {
+                CryptoError::CrossSigning("this device does not hold the user-signing key".into())
+            })?;
+        let identity = self.devices.identity(user_id).ok_or_else(|| {
+            CryptoError::CrossSigning(format!("{user_id} has no cross-signing identity"))
+        })?;
+        let mut object = key_object(user_id, "master", &identity.master);
+        sign_with(&mut object, &self.user_id, usk)?;
+        let target = identity.master.to_base64();
+        self.queue_signatures(user_id.to_owned(), target, object);
+        Ok(())
+    }
+
+    /// Queue a `/keys/signatures/upload` of one signed object; the user it
+    /// concerns is queried again once the server took it.
+    fn queue_signatures(&mut self, user_id: String, key: String, object: Value) {
+        let mut objects = BTreeMap::new();
+        objects.insert(key, object);
+        let mut signed = BTreeMap::new();
+        signed.insert(user_id.clone(), objects);
+        self.requests.push(
+            RequestBody::SignaturesUpload(SignaturesUploadRequest(signed)),
+            PendingKind::Signatures { user_id },
+        );
+    }
+
+    /// A signatures upload came back: what the server refused is an error
+    /// (retrying would not change its mind); the user is queried again.
+    pub(crate) fn receive_signatures_response(
+        &mut self,
+        user_id: &str,
+        response: &Value,
+    ) -> Result<(), CryptoError> {
+        self.devices.mark_changed([user_id]);
+        let failures = response
+            .get("failures")
+            .and_then(Value::as_object)
+            .filter(|f| !f.is_empty());
+        match failures {
+            None => Ok(()),
+            Some(failures) => Err(CryptoError::CrossSigning(format!(
+                "the server refused signatures: {}",
+                describe_failures(failures)
+            ))),
+        }
+    }
+
+    pub(crate) fn private_identity_record(
+        &self,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, CryptoError> {
+        self.cross_signing
+            .as_ref()
+            .map(|p| super::persist::to_vec_secret(&p.to_record()))
+            .transpose()
+    }
+}
+
+/// `user: key: errcode` for each refused object; errors hold no secrets.
+fn describe_failures(failures: &Map<String, Value>) -> String {
+    let mut parts = Vec::new();
+    for (user, keys) in failures {
+        for (key, error) in keys.as_object().into_iter().flatten() {
+            let code = error.get("errcode").and_then(Value::as_str).unwrap_or("?");
+            parts.push(format!("{user} {key}: {code}"));
+        }
+    }
+    parts.join(", ")
+}
