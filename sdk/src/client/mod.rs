@@ -27,6 +27,7 @@ mod retention;
 mod rooms;
 mod state;
 mod sync;
+mod verification;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
