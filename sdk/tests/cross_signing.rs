@@ -282,4 +282,9 @@ fn bootstrap_keeps_its_keys_until_uploaded_and_through_a_reload() {
     assert!(alice.bootstrap_cross_signing(false).is_err());
     let reset = alice.bootstrap_cross_signing(true).unwrap();
     assert_ne!(reset.master_key, first.master_key);
+    // Until the server takes the new identity (it asks for the password),
+    // the published one stays in use, also across a restart.
+    let mut alice = reload_saved(&mut saved, &mut alice);
+    assert!(alice.has_cross_signing_keys());
+    assert_eq!(alice.bootstrap_cross_signing(true).unwrap(), reset);
 }

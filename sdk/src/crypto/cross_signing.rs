@@ -28,8 +28,58 @@ pub(crate) struct PrivateIdentity {
     pub master: Option<Ed25519SecretKey>,
     pub self_signing: Option<Ed25519SecretKey>,
     pub user_signing: Option<Ed25519SecretKey>,
-    /// The server accepted the public keys.
-    pub uploaded: bool,
+}
+
+/// The identity this device uses, and a new one on its way to the server:
+/// a replacement the server has not accepted (it wants the password, say)
+/// must not cost the identity in use.
+#[derive(Default)]
+pub(crate) struct CrossSigningKeys {
+    /// Accepted by the server: the keys signatures are made with.
+    pub published: Option<PrivateIdentity>,
+    /// Made by a bootstrap, not yet accepted.
+    pub pending: Option<PrivateIdentity>,
+}
+
+/// How [`CrossSigningKeys`] is persisted.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct CrossSigningRecord {
+    published: Option<PrivateIdentityRecord>,
+    pending: Option<PrivateIdentityRecord>,
+}
+
+impl CrossSigningKeys {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.published.is_none() && self.pending.is_none()
+    }
+
+    pub(crate) fn to_record(&self) -> CrossSigningRecord {
+        CrossSigningRecord {
+            published: self.published.as_ref().map(PrivateIdentity::to_record),
+            pending: self.pending.as_ref().map(PrivateIdentity::to_record),
+        }
+    }
+
+    pub(crate) fn from_record(record: &CrossSigningRecord) -> Result<Self, CryptoError> {
+        let load = |r: &Option<PrivateIdentityRecord>| {
+            r.as_ref().map(PrivateIdentity::from_record).transpose()
+        };
+        Ok(Self {
+            published: load(&record.published)?,
+            pending: load(&record.pending)?,
+        })
+    }
+
+    /// A published key, for signing.
+    fn key(
+        &self,
+        pick: impl Fn(&PrivateIdentity) -> Option<&Ed25519SecretKey>,
+        what: &str,
+    ) -> Result<&Ed25519SecretKey, CryptoError> {
+        self.published.as_ref().and_then(pick).ok_or_else(|| {
+            CryptoError::CrossSigning(format!("this device does not hold the {what} key"))
+        })
+    }
 }
 
 /// How [`PrivateIdentity`] is persisted (inside an encrypted store record):
@@ -39,7 +89,6 @@ pub(crate) struct PrivateIdentityRecord {
     master: Option<String>,
     self_signing: Option<String>,
     user_signing: Option<String>,
-    uploaded: bool,
 }
 
 impl Drop for PrivateIdentityRecord {
@@ -64,7 +113,6 @@ impl PrivateIdentity {
             master: Some(Ed25519SecretKey::new()),
             self_signing: Some(Ed25519SecretKey::new()),
             user_signing: Some(Ed25519SecretKey::new()),
-            uploaded: false,
         }
     }
 
@@ -74,7 +122,6 @@ impl PrivateIdentity {
             master: seed(&self.master),
             self_signing: seed(&self.self_signing),
             user_signing: seed(&self.user_signing),
-            uploaded: self.uploaded,
         }
     }
 
@@ -93,7 +140,6 @@ impl PrivateIdentity {
             master: key(&record.master)?,
             self_signing: key(&record.self_signing)?,
             user_signing: key(&record.user_signing)?,
-            uploaded: record.uploaded,
         })
     }
 
@@ -160,33 +206,27 @@ impl OlmMachine {
         &mut self,
         reset: bool,
     ) -> Result<SigningKeysUploadRequest, CryptoError> {
-        match &self.cross_signing {
-            Some(p) if p.uploaded && !reset => {
-                return Err(CryptoError::CrossSigning(
-                    "this device already published a cross-signing identity; reset replaces it"
-                        .into(),
-                ))
-            }
-            // An upload cut short: the same keys again.
-            Some(p)
-                if !p.uploaded
-                    && p.master.is_some()
-                    && p.self_signing.is_some()
-                    && p.user_signing.is_some() => {}
-            _ => {
-                if !reset && self.devices.identity(&self.user_id).is_some() {
-                    return Err(CryptoError::CrossSigning(
-                        "the account has a cross-signing identity already (made by another device): verify this device from that one, or reset".into(),
-                    ));
-                }
-                self.cross_signing = Some(PrivateIdentity::generate());
-            }
+        if self.cross_signing.published.is_some() && !reset {
+            return Err(CryptoError::CrossSigning(
+                "this device already published a cross-signing identity; reset replaces it".into(),
+            ));
         }
-        let keys = self.cross_signing.as_ref().expect("set above");
+        let resumable = self.cross_signing.pending.as_ref().is_some_and(|p| {
+            p.master.is_some() && p.self_signing.is_some() && p.user_signing.is_some()
+        });
+        if !resumable {
+            if !reset && self.devices.identity(&self.user_id).is_some() {
+                return Err(CryptoError::CrossSigning(
+                    "the account has a cross-signing identity already (made by another device): verify this device from that one, or reset".into(),
+                ));
+            }
+            self.cross_signing.pending = Some(PrivateIdentity::generate());
+        }
+        let keys = self.cross_signing.pending.as_ref().expect("set above");
         let (Some(master), Some(ssk), Some(usk)) =
             (&keys.master, &keys.self_signing, &keys.user_signing)
         else {
-            unreachable!("generated or kept with all three keys");
+            unreachable!("generated or resumed with all three keys");
         };
         let user = self.user_id.as_str();
         let master_key = key_object(user, "master", &master.public_key());
@@ -207,11 +247,12 @@ impl OlmMachine {
     /// the signatures that make this device trusted (its master key signed
     /// by this device, this device signed by the self-signing key).
     pub fn mark_cross_signing_uploaded(&mut self) -> Result<(), CryptoError> {
-        let keys = self
+        let pending = self
             .cross_signing
-            .as_mut()
+            .pending
+            .take()
             .ok_or_else(|| CryptoError::CrossSigning("nothing was bootstrapped".into()))?;
-        keys.uploaded = true;
+        self.cross_signing.published = Some(pending);
         let own = self.user_id.clone();
         // Our identity is re-read from the server, now with its signatures.
         self.devices.mark_changed([own.as_str()]);
@@ -224,8 +265,9 @@ impl OlmMachine {
     /// server has them.
     pub fn has_cross_signing_keys(&self) -> bool {
         self.cross_signing
+            .published
             .as_ref()
-            .is_some_and(|p| p.uploaded && p.self_signing.is_some())
+            .is_some_and(|p| p.self_signing.is_some())
     }
 
     /// Sign our master key (as the server holds it) with this device's key:
@@ -234,10 +276,7 @@ impl OlmMachine {
     /// verified another own device that showed our master key.
     pub(crate) fn sign_own_identity(&mut self) -> Result<(), CryptoError> {
         let master = self
-            .cross_signing
-            .as_ref()
-            .and_then(PrivateIdentity::master_public)
-            .or_else(|| self.devices.identity(&self.user_id).map(|i| i.master))
+            .own_master_key()
             .ok_or_else(|| CryptoError::CrossSigning("no cross-signing identity known".into()))?;
         let mut object = key_object(&self.user_id, "master", &master);
         let map = object.as_object_mut().expect("an object");
@@ -257,11 +296,7 @@ impl OlmMachine {
     pub fn sign_own_device(&mut self, device_id: &str) -> Result<(), CryptoError> {
         let ssk = self
             .cross_signing
-            .as_ref()
-            .and_then(|p| p.self_signing.as_ref())
-            .ok_or_else(|| {
-                CryptoError::CrossSigning("this device does not hold the self-signing key".into())
-            })?;
+            .key(|p| p.self_signing.as_ref(), "self-signing")?;
         let mut object = if device_id == self.device_id {
             // This device is not among the queried ones: its own keys.
             let mut keys = self.account.device_keys()?;
@@ -287,11 +322,7 @@ impl OlmMachine {
     pub fn sign_user(&mut self, user_id: &str) -> Result<(), CryptoError> {
         let usk = self
             .cross_signing
-            .as_ref()
-            .and_then(|p| p.user_signing.as_ref())
-            .ok_or_else(|| {
-                CryptoError::CrossSigning("this device does not hold the user-signing key".into())
-            })?;
+            .key(|p| p.user_signing.as_ref(), "user-signing")?;
         let identity = self.devices.identity(user_id).ok_or_else(|| {
             CryptoError::CrossSigning(format!("{user_id} has no cross-signing identity"))
         })?;
@@ -336,13 +367,23 @@ impl OlmMachine {
         }
     }
 
+    /// Our master key: the published one this device made, else the one
+    /// the server lists for us.
+    pub(crate) fn own_master_key(&self) -> Option<Ed25519PublicKey> {
+        self.cross_signing
+            .published
+            .as_ref()
+            .and_then(PrivateIdentity::master_public)
+            .or_else(|| self.devices.identity(&self.user_id).map(|i| i.master))
+    }
+
     pub(crate) fn private_identity_record(
         &self,
     ) -> Result<Option<Zeroizing<Vec<u8>>>, CryptoError> {
-        self.cross_signing
-            .as_ref()
-            .map(|p| super::persist::to_vec_secret(&p.to_record()))
-            .transpose()
+        if self.cross_signing.is_empty() {
+            return Ok(None);
+        }
+        super::persist::to_vec_secret(&self.cross_signing.to_record()).map(Some)
     }
 }
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 use vodozemac::olm::IdentityKeys;
 
 use super::account::Account;
-use super::cross_signing::PrivateIdentity;
+use super::cross_signing::CrossSigningKeys;
 use super::devices::{Device, DeviceStore, LocalTrust};
 use super::error::CryptoError;
 use super::events::CryptoEvent;
@@ -120,7 +120,7 @@ pub struct OlmMachine {
     /// What the store last saved.
     pub(crate) persist: PersistState,
     /// The private cross-signing keys this device holds.
-    pub(crate) cross_signing: Option<PrivateIdentity>,
+    pub(crate) cross_signing: CrossSigningKeys,
     /// Interactive verifications by flow id (in memory only: their
     /// ephemeral keys cannot be stored).
     pub(crate) verifications: BTreeMap<String, Flow>,
@@ -186,7 +186,7 @@ impl OlmMachine {
             events: Vec::new(),
             last_now_ms: 0,
             persist: PersistState::default(),
-            cross_signing: None,
+            cross_signing: CrossSigningKeys::default(),
             verifications: BTreeMap::new(),
         })
     }

@@ -22,7 +22,7 @@ use vodozemac::{Curve25519PublicKey, Ed25519PublicKey};
 use zeroize::Zeroizing;
 
 use super::account::Account;
-use super::cross_signing::{PrivateIdentity, PrivateIdentityRecord};
+use super::cross_signing::{CrossSigningKeys, CrossSigningRecord};
 use super::devices::DeviceStore;
 use super::error::CryptoError;
 use super::machine::OlmMachine;
@@ -425,9 +425,9 @@ impl OlmMachine {
                 RECORD_OLM => machine.load_olm(&record)?,
                 RECORD_INBOUND => machine.load_inbound(&record)?,
                 RECORD_CROSS_SIGNING => {
-                    let parsed: PrivateIdentityRecord = serde_json::from_slice(&record.data)
+                    let parsed: CrossSigningRecord = serde_json::from_slice(&record.data)
                         .map_err(|e| corrupt("cross-signing keys", e))?;
-                    machine.cross_signing = Some(PrivateIdentity::from_record(&parsed)?);
+                    machine.cross_signing = CrossSigningKeys::from_record(&parsed)?;
                     hashes.insert((record.kind.clone(), record.id.clone()), hash(&record.data));
                 }
                 _ => {

@@ -306,9 +306,9 @@ impl OlmMachine {
         if keys.contains(&format!("ed25519:{device}")) {
             self.set_local_trust(&user, &device, LocalTrust::Verified);
         }
-        let private = self.cross_signing.as_ref();
-        let has_ssk = private.is_some_and(|p| p.uploaded && p.self_signing.is_some());
-        let has_usk = private.is_some_and(|p| p.uploaded && p.user_signing.is_some());
+        let private = self.cross_signing.published.as_ref();
+        let has_ssk = private.is_some_and(|p| p.self_signing.is_some());
+        let has_usk = private.is_some_and(|p| p.user_signing.is_some());
         // Signing failures (a key dropped meanwhile) leave the local trust
         // in place; they are reported, not fatal.
         let mut results = Vec::new();
@@ -337,11 +337,7 @@ impl OlmMachine {
             format!("ed25519:{}", self.device_id),
             self.account.identity_keys().ed25519.to_base64(),
         )];
-        let master = self
-            .cross_signing
-            .as_ref()
-            .and_then(|p| p.master_public())
-            .or_else(|| self.devices.identity(&self.user_id).map(|i| i.master));
+        let master = self.own_master_key();
         if let Some(master) = master {
             let key = master.to_base64();
             keys.push((format!("ed25519:{key}"), key));
