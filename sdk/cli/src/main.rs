@@ -9,6 +9,7 @@
 //! `listen`, so scripts do not lose messages between commands.
 
 mod output;
+mod verify;
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -126,6 +127,43 @@ enum Command {
         device: String,
         decision: TrustDecision,
     },
+    /// Cross-signing: one identity that vouches for all your devices.
+    CrossSigning {
+        #[command(subcommand)]
+        action: CrossSigningAction,
+    },
+    /// Verify a device by comparing emoji: `verify USER [DEVICE]` asks
+    /// them, `verify --incoming` answers the next request. Prints the emoji
+    /// and asks on standard input whether they match the other screen.
+    Verify {
+        /// Whom to verify (yourself for your other devices).
+        #[arg(required_unless_present = "incoming")]
+        user: Option<String>,
+        /// Only this device of theirs [default: all they have].
+        device: Option<String>,
+        /// Wait for another device's request instead of sending one.
+        #[arg(long, conflicts_with = "user")]
+        incoming: bool,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+}
+
+/// What `cross-signing` does.
+#[derive(Subcommand)]
+enum CrossSigningAction {
+    /// Create your cross-signing identity on this device (the server may ask
+    /// for your password; replacing an identity always does).
+    Setup {
+        /// Replace the identity you have (everyone will see it changed).
+        #[arg(long)]
+        reset: bool,
+        #[arg(long, env = "CLOISTER_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+    /// Whether a user's identity (yours by default) is verified.
+    Status { user: Option<String> },
 }
 
 /// What `trust` records.
@@ -353,6 +391,21 @@ async fn run(cli: &Cli) -> Result<ExitCode, String> {
             }
             let now = client.device_trust(user, device).await;
             println!("{user} {device}: {}", trust_word(now));
+        }
+        Command::CrossSigning {
+            action: CrossSigningAction::Setup { reset, password },
+        } => verify::setup(&client, password.as_deref(), *reset).await?,
+        Command::CrossSigning {
+            action: CrossSigningAction::Status { user },
+        } => verify::status(&client, user.as_deref()).await,
+        Command::Verify {
+            user,
+            device,
+            timeout,
+            ..
+        } => {
+            let target = user.as_deref().map(|u| (u, device.as_deref()));
+            return verify::run(&client, target, Duration::from_secs(*timeout)).await;
         }
         Command::Devices { user: None } => {
             for device in client.devices().await.map_err(fail)? {

@@ -2,7 +2,9 @@
 //! `cloister-tests` harness, SQLite): two users, each with a store
 //! directory, share an encrypted room; text and a file go both ways;
 //! messages that arrive during another command are kept for `listen`; a
-//! wrong store passphrase fails clearly.
+//! wrong store passphrase fails clearly. Two users set up cross-signing
+//! and verify each other by emoji, answering the prompt as a person would
+//! after comparing the screens; a "no" cancels on both sides.
 
 use std::path::Path;
 use std::process::Output;
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use cloister_tests::{unique, Backend, Client as RawClient, TestServer};
 use serde_json::Value;
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
 
 const PASSWORD: &str = "a long enough password";
 
@@ -72,6 +75,61 @@ impl User {
         out.lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
+    }
+}
+
+/// A `verify` run in the background, its output read line by line and its
+/// prompt answered on standard input.
+struct Verifying {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Verifying {
+    fn start(user: &User, args: &[&str]) -> Self {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cloister-cli"))
+            .arg("--store")
+            .arg(user.store.path())
+            .args(args)
+            .env("CLOISTER_STORE_PASSPHRASE", &user.passphrase)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        Self {
+            child,
+            lines: tokio::io::BufReader::new(stdout).lines(),
+        }
+    }
+
+    /// The rest of the line that starts with `prefix`.
+    async fn line(&mut self, prefix: &str) -> String {
+        while let Some(line) = self.lines.next_line().await.unwrap() {
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return rest.to_owned();
+            }
+        }
+        panic!("cloister-cli ended before printing {prefix:?}");
+    }
+
+    async fn answer(&mut self, text: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin
+            .write_all(format!("{text}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+
+    /// Whether it exited successfully, and its last line.
+    async fn finish(mut self) -> (bool, String) {
+        let mut last = String::new();
+        while let Some(line) = self.lines.next_line().await.unwrap() {
+            last = line;
+        }
+        (self.child.wait().await.unwrap().success(), last)
     }
 }
 
@@ -225,4 +283,94 @@ fn copy_dir(from: &Path, to: &Path) {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_cli_users_verify_each_other_by_emoji() {
+    tokio::time::timeout(Duration::from_secs(300), verification())
+        .await
+        .expect("timed out");
+}
+
+async fn verification() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let url = server.url();
+    let (alice_name, bob_name) = (unique("alice"), unique("bob"));
+    RawClient::register(&url, &alice_name, PASSWORD).await;
+    RawClient::register(&url, &bob_name, PASSWORD).await;
+    let (alice_id, bob_id) = (server.user_id(&alice_name), server.user_id(&bob_name));
+    let alice = User::new(&url, "alice store secret");
+    let bob = User::new(&url, "bob store secret");
+    for (user, name) in [(&alice, &alice_name), (&bob, &bob_name)] {
+        user.ok(&["login", name, "--password", PASSWORD]).await;
+        let out = user.ok(&["cross-signing", "setup"]).await;
+        assert!(out.contains("this device is trusted"), "{out}");
+    }
+    let own = alice.ok(&["cross-signing", "status"]).await;
+    assert!(own.contains("identity verified"), "{own}");
+    assert!(own.contains("holds the private"), "{own}");
+    // Replacing the identity without the password is refused clearly.
+    let refused = alice.run(&["cross-signing", "setup", "--reset"]).await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("asks for your password"), "{stderr}");
+
+    let room = alice
+        .ok(&["create-room", "--invite", &bob_id])
+        .await
+        .trim()
+        .to_owned();
+    bob.ok(&["join", &room]).await;
+    alice.ok(&["rooms"]).await;
+    let before = alice.ok(&["cross-signing", "status", &bob_id]).await;
+    assert!(before.contains("not verified"), "{before}");
+
+    // Bob says no: both sides end without trusting anything.
+    let mut bob_side = Verifying::start(&bob, &["verify", "--incoming", "--timeout", "60"]);
+    let mut alice_side = Verifying::start(&alice, &["verify", &bob_id, "--timeout", "60"]);
+    let (a, b) = (
+        alice_side.line("emoji: ").await,
+        bob_side.line("emoji: ").await,
+    );
+    assert_eq!(a, b);
+    bob_side.answer("n").await;
+    alice_side.answer("y").await;
+    let (bob_ok, bob_last) = bob_side.finish().await;
+    let (alice_ok, alice_last) = alice_side.finish().await;
+    assert!(!bob_ok && !alice_ok, "{bob_last} / {alice_last}");
+    assert!(alice_last.contains("m.mismatched_sas"), "{alice_last}");
+
+    // Then both say yes.
+    let mut bob_side = Verifying::start(&bob, &["verify", "--incoming", "--timeout", "60"]);
+    let mut alice_side = Verifying::start(&alice, &["verify", &bob_id, "--timeout", "60"]);
+    let request = bob_side.line("verification request from ").await;
+    assert!(request.starts_with(&alice_id), "{request}");
+    let (a, b) = (
+        alice_side.line("emoji: ").await,
+        bob_side.line("emoji: ").await,
+    );
+    assert_eq!(a, b);
+    assert_eq!(a.split(' ').count(), 7, "{a}");
+    assert_eq!(
+        alice_side.line("numbers: ").await,
+        bob_side.line("numbers: ").await
+    );
+    alice_side.answer("y").await;
+    bob_side.answer("yes").await;
+    let (alice_ok, alice_last) = alice_side.finish().await;
+    let (bob_ok, bob_last) = bob_side.finish().await;
+    assert!(alice_ok, "{alice_last}");
+    assert!(bob_ok, "{bob_last}");
+    assert!(
+        alice_last.starts_with(&format!("verified {bob_id}")),
+        "{alice_last}"
+    );
+
+    // Each user-signing key signed the other's identity.
+    let after = alice.ok(&["cross-signing", "status", &bob_id]).await;
+    assert!(after.contains("identity verified"), "{after}");
+    let after = bob.ok(&["cross-signing", "status", &alice_id]).await;
+    assert!(after.contains("identity verified"), "{after}");
+    let devices = alice.ok(&["devices", &bob_id]).await;
+    assert!(devices.contains("\tverified\t"), "{devices}");
 }
