@@ -19,6 +19,7 @@ import assert from "node:assert/strict";
 import {
   BASE,
   api,
+  bootstrapCrossSigning,
   path,
   cryptoApi,
   failedRequests,
@@ -33,6 +34,7 @@ import {
   waitFor,
   waitForDecrypted,
   waitForDeviceKeys,
+  waitForSas,
 } from "./support.mjs";
 
 const SETUP_TIMEOUT_MS = 90_000;
@@ -209,76 +211,6 @@ test("Bob replies in a thread, Alice decrypts it, and the thread summary shows t
 
 // ---------------------------------------------------------------------------
 // c. Verifying another user in a DM by emoji
-
-/**
- * The UIA callback of bootstrapCrossSigning, as Element's: first without
- * auth (the server needs none to set up the first keys, MSC3967); when the
- * server answers 401 with UIA flows, again with m.login.password and the
- * account's password. `uia` records what the server asked for.
- */
-function passwordAuth(session, password, label, uia) {
-  return async (makeRequest) => {
-    try {
-      await makeRequest(null);
-      uia.required = false;
-      return;
-    } catch (e) {
-      if (e?.httpStatus !== 401 || !e.data?.flows) {
-        throw new Error(
-          `${label}: POST /keys/device_signing/upload without auth answered neither 200 nor 401 with UIA flows: ` +
-            `HTTP ${e?.httpStatus} ${JSON.stringify(e?.data)}`,
-          { cause: e },
-        );
-      }
-      uia.required = true;
-      uia.challenge = e.data;
-    }
-    assert.ok(
-      uia.challenge.flows.some((flow) => flow.stages?.length === 1 && flow.stages[0] === "m.login.password"),
-      `${label}: /keys/device_signing/upload offers no m.login.password flow: ${JSON.stringify(uia.challenge)}`,
-    );
-    assert.ok(uia.challenge.session, `${label}: the UIA challenge has no session: ${JSON.stringify(uia.challenge)}`);
-    await makeRequest({
-      type: "m.login.password",
-      identifier: { type: "m.id.user", user: session.user_id },
-      password,
-      session: uia.challenge.session,
-    });
-  };
-}
-
-/** Sets up the user's cross-signing keys; returns what the UIA callback saw. */
-async function bootstrapCrossSigning(client, session, password, label) {
-  const crypto = client.getCrypto();
-  const uia = { required: null, challenge: null };
-  const what = "bootstrapCrossSigning";
-  await step(`${label}'s ${what} (POST /keys/device_signing/upload with UIA, /keys/signatures/upload)`, () =>
-    crypto.bootstrapCrossSigning({ authUploadDeviceSigningKeys: passwordAuth(session, password, label, uia) }),
-  );
-  assert.notEqual(uia.required, null, `${label}'s ${what} never uploaded signing keys`);
-  await waitFor(
-    () => crypto.isCrossSigningReady(),
-    `${label}'s client is not cross-signing ready after its ${what}`,
-  );
-  const status = await crypto.getCrossSigningStatus();
-  const cached = status.privateKeysCachedLocally;
-  assert.ok(
-    status.publicKeysOnDevice && cached.masterKey && cached.selfSigningKey && cached.userSigningKey,
-    `${label}'s cross-signing status: ${JSON.stringify(status)}`,
-  );
-  return uia;
-}
-
-/** Waits for a verifier's emoji (SAS) and returns the callbacks. */
-async function waitForSas(verifier, label) {
-  return waitFor(
-    () => {
-      const sas = verifier.getShowSasCallbacks();
-      return sas?.sas?.emoji ? sas : null;
-    },
-    `${label}'s verifier never showed emoji (m.key.verification.accept/key were not exchanged)`,
-  );
-}
 
 test("Alice verifies Bob in a DM by comparing emoji, and both see each other as verified", { timeout: VERIFICATION_TIMEOUT_MS }, async () => {
   const { alice, bob, aliceSession, bobSession } = ctx;

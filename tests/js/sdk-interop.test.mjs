@@ -2,7 +2,10 @@
 // cloister-cli (the Cloister SDK: vodozemac Olm/Megolm, encrypted store),
 // Bob uses matrix-js-sdk with its Rust crypto. They share an encrypted room
 // on the homeserver at CLOISTER_URL; text and a file go both ways and are
-// decrypted on each side.
+// decrypted on each side. Then they verify each other by emoji over
+// to-device messages, each side asking once: the CLI prints its emoji and
+// the test answers its prompt only after comparing them with js-sdk's,
+// and both end with the other's identity cross-signing verified.
 //
 // Run: CLOISTER_URL=http://127.0.0.1:8008 CLOISTER_CLI=target/debug/cloister-cli node --test tests/js/sdk-interop.test.mjs
 // (scripts/test-js.sh builds the server and the CLI, starts a server, and does this for you.)
@@ -11,13 +14,15 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { webcrypto as crypto } from "node:crypto";
 import {
   BASE,
+  bootstrapCrossSigning,
+  cryptoApi,
   decryptAttachment,
   encryptAttachment,
   randomSuffix,
@@ -27,6 +32,7 @@ import {
   stopClients,
   waitFor,
   waitForDecrypted,
+  waitForSas,
 } from "./support.mjs";
 
 const CLI = process.env.CLOISTER_CLI ?? "";
@@ -61,6 +67,47 @@ function cli(args, timeoutMs = STEP_TIMEOUT_MS) {
   });
 }
 
+/**
+ * Runs an interactive cloister-cli command (verify): its output is read line
+ * by line, its prompt answered on its standard input.
+ */
+function cliInteractive(args) {
+  const child = spawn(CLI, ["--homeserver", BASE, "--store", ctx.storeDir, ...args], {
+    env: { ...process.env, CLOISTER_STORE_PASSPHRASE: ctx.storePassphrase },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  const lines = [];
+  let partial = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk) => {
+    partial += chunk;
+    let end;
+    while ((end = partial.indexOf("\n")) >= 0) {
+      lines.push(partial.slice(0, end));
+      partial = partial.slice(end + 1);
+    }
+  });
+  child.stderr.on("data", (chunk) => (stderr += chunk));
+  const exited = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
+  const describe = () => `cloister-cli ${args.join(" ")} printed: ${JSON.stringify(lines)}; stderr: ${stderr.trim()}`;
+  return {
+    describe,
+    exited,
+    /** The rest of the first line starting with `prefix`. */
+    line: (prefix) =>
+      waitFor(
+        () => lines.find((l) => l.startsWith(prefix))?.slice(prefix.length),
+        () => `cloister-cli never printed ${JSON.stringify(prefix)}; ${describe()}`,
+        STEP_TIMEOUT_MS,
+      ),
+    answer: (text) => child.stdin.write(`${text}\n`),
+    kill: () => child.kill(),
+  };
+}
+
+/** The same emoji, whatever variation selectors each side adds. */
+const plainEmoji = (list) => list.map((e) => e.replace(/\uFE0F/g, ""));
+
 /** `listen ROOM --count N --json`: the decrypted events cloister-cli printed. */
 async function cliListen(roomId, count) {
   const out = await cli(["listen", roomId, "--count", String(count), "--timeout", "40", "--json"], 60_000);
@@ -89,7 +136,8 @@ before(
     const aliceName = `alice-cli-${suffix}`;
     const alicePassword = `alice-password-${suffix}`;
     ctx.alice = await register(aliceName, alicePassword, "sdk-interop");
-    ctx.bobSession = await register(`bob-js-${suffix}`, `bob-password-${suffix}`, "sdk-interop");
+    ctx.bobPassword = `bob-password-${suffix}`;
+    ctx.bobSession = await register(`bob-js-${suffix}`, ctx.bobPassword, "sdk-interop");
 
     const login = await cli(["login", aliceName, "--password", alicePassword, "--device-name", "cloister-cli interop"]);
     assert.match(login, /logged in as @alice-cli-/);
@@ -189,4 +237,89 @@ test("a file from matrix-js-sdk decrypts in cloister-cli", { timeout: TEST_TIMEO
   assert.match(saved, /^saved \d+ bytes/);
   const downloaded = await readFile(out);
   assert.ok(downloaded.equals(Buffer.from(plaintext)), "cloister-cli decrypted the file to different bytes");
+});
+
+// ---------------------------------------------------------------------------
+// Emoji verification between the Cloister SDK and matrix-js-sdk (to-device)
+
+const { CryptoEvent, VerificationPhase } = cryptoApi;
+const VERIFICATION_TIMEOUT_MS = 150_000;
+
+/** Bob's SAS on `request` once it started: emoji compared with the CLI's, then confirmed on both. */
+async function compareAndConfirm(request, verifying) {
+  const verifier = request.verifier;
+  const verified = verifier.verify();
+  const sas = await waitForSas(verifier, "Bob");
+  const cliEmoji = (await verifying.line("emoji: ")).split(" ");
+  assert.deepEqual(
+    plainEmoji(cliEmoji),
+    plainEmoji(sas.sas.emoji.map(([emoji]) => emoji)),
+    "cloister-cli and matrix-js-sdk show different emoji",
+  );
+  const numbers = (await verifying.line("numbers: ")).split(" ").map(Number);
+  assert.deepEqual(numbers, sas.sas.decimal, "different numbers");
+  verifying.answer("y");
+  await sas.confirm();
+  await step("Bob's verifier.verify()", () => verified);
+  const code = await verifying.exited;
+  assert.equal(code, 0, `cloister-cli verify failed: ${verifying.describe()}`);
+  assert.match(await verifying.line("verified "), /^@/);
+}
+
+test("cloister-cli and matrix-js-sdk verify each other by emoji, each asking once", { timeout: VERIFICATION_TIMEOUT_MS }, async () => {
+  const aliceId = ctx.alice.user_id;
+  const bobId = ctx.bobSession.user_id;
+  const aliceDevice = (await cli(["whoami"])).match(/^device:\s+(\S+)/m)[1];
+  assert.match(await cli(["cross-signing", "setup"]), /this device is trusted/);
+  await bootstrapCrossSigning(bobClient, ctx.bobSession, ctx.bobPassword, "Bob");
+  await waitFor(
+    () => bobClient.getCrypto().userHasCrossSigningKeys(aliceId, true),
+    "Bob's client never learned the CLI user's cross-signing keys",
+  );
+  const bobVerifies = async () => (await bobClient.getCrypto().getUserVerificationStatus(aliceId)).isCrossSigningVerified();
+  assert.equal(await bobVerifies(), false);
+  const aliceVerifies = async () => /identity verified/.test(await cli(["cross-signing", "status", bobId]));
+  assert.equal(await aliceVerifies(), false);
+
+  // 1. matrix-js-sdk asks; the CLI answers.
+  const answering = cliInteractive(["verify", "--incoming", "--timeout", "90"]);
+  try {
+    const request = await step("Bob's requestDeviceVerification", () =>
+      bobClient.getCrypto().requestDeviceVerification(aliceId, aliceDevice),
+    );
+    await waitFor(
+      () => request.phase === VerificationPhase.Ready,
+      () => `the CLI never answered m.key.verification.ready (phase ${request.phase}); ${answering.describe()}`,
+    );
+    assert.ok(request.otherPartySupportsMethod("m.sas.v1"));
+    await step("Bob's startVerification(m.sas.v1)", () => request.startVerification("m.sas.v1"));
+    await compareAndConfirm(request, answering);
+  } finally {
+    answering.kill();
+  }
+  // Each signed the other's master key with its user-signing key.
+  await waitFor(bobVerifies, "Bob does not see the CLI user as cross-signing verified");
+  await waitFor(aliceVerifies, "the CLI does not see Bob's identity as verified");
+
+  // 2. The CLI asks; matrix-js-sdk accepts and the CLI starts SAS.
+  const incoming = new Promise((resolve) => bobClient.once(CryptoEvent.VerificationRequestReceived, resolve));
+  const asking = cliInteractive(["verify", bobId, bobClient.getDeviceId(), "--timeout", "90"]);
+  try {
+    const request = await step("Bob's VerificationRequestReceived", () => incoming);
+    assert.equal(request.otherUserId, aliceId);
+    await step("Bob's VerificationRequest.accept", () => request.accept());
+    await waitFor(
+      () => (request.phase === VerificationPhase.Started ? request.verifier : null),
+      () => `the CLI never sent m.key.verification.start (phase ${request.phase}); ${asking.describe()}`,
+    );
+    await compareAndConfirm(request, asking);
+    await waitFor(
+      () => request.phase === VerificationPhase.Done,
+      `Bob's request never reached Done (phase ${request.phase})`,
+    );
+  } finally {
+    asking.kill();
+  }
+  const trust = await bobClient.getCrypto().getDeviceVerificationStatus(aliceId, aliceDevice);
+  assert.ok(trust?.isVerified(), `Bob's view of the CLI device: ${JSON.stringify(trust)}`);
 });

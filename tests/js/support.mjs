@@ -356,3 +356,76 @@ export async function waitForDeviceKeys(session, other, what) {
     `${what}'s device keys never appeared in /keys/query (did /keys/upload succeed?)`,
   );
 }
+
+// ---------------------------------------------------------------------------
+// Cross-signing and verification, as Element does them
+
+/**
+ * The UIA callback of bootstrapCrossSigning, as Element's: first without
+ * auth (the server needs none to set up the first keys, MSC3967); when the
+ * server answers 401 with UIA flows, again with m.login.password and the
+ * account's password. `uia` records what the server asked for.
+ */
+export function passwordAuth(session, password, label, uia) {
+  return async (makeRequest) => {
+    try {
+      await makeRequest(null);
+      uia.required = false;
+      return;
+    } catch (e) {
+      if (e?.httpStatus !== 401 || !e.data?.flows) {
+        throw new Error(
+          `${label}: POST /keys/device_signing/upload without auth answered neither 200 nor 401 with UIA flows: ` +
+            `HTTP ${e?.httpStatus} ${JSON.stringify(e?.data)}`,
+          { cause: e },
+        );
+      }
+      uia.required = true;
+      uia.challenge = e.data;
+    }
+    assert.ok(
+      uia.challenge.flows.some((flow) => flow.stages?.length === 1 && flow.stages[0] === "m.login.password"),
+      `${label}: /keys/device_signing/upload offers no m.login.password flow: ${JSON.stringify(uia.challenge)}`,
+    );
+    assert.ok(uia.challenge.session, `${label}: the UIA challenge has no session: ${JSON.stringify(uia.challenge)}`);
+    await makeRequest({
+      type: "m.login.password",
+      identifier: { type: "m.id.user", user: session.user_id },
+      password,
+      session: uia.challenge.session,
+    });
+  };
+}
+
+/** Sets up the user's cross-signing keys; returns what the UIA callback saw. */
+export async function bootstrapCrossSigning(client, session, password, label) {
+  const crypto = client.getCrypto();
+  const uia = { required: null, challenge: null };
+  const what = "bootstrapCrossSigning";
+  await step(`${label}'s ${what} (POST /keys/device_signing/upload with UIA, /keys/signatures/upload)`, () =>
+    crypto.bootstrapCrossSigning({ authUploadDeviceSigningKeys: passwordAuth(session, password, label, uia) }),
+  );
+  assert.notEqual(uia.required, null, `${label}'s ${what} never uploaded signing keys`);
+  await waitFor(
+    () => crypto.isCrossSigningReady(),
+    `${label}'s client is not cross-signing ready after its ${what}`,
+  );
+  const status = await crypto.getCrossSigningStatus();
+  const cached = status.privateKeysCachedLocally;
+  assert.ok(
+    status.publicKeysOnDevice && cached.masterKey && cached.selfSigningKey && cached.userSigningKey,
+    `${label}'s cross-signing status: ${JSON.stringify(status)}`,
+  );
+  return uia;
+}
+
+/** Waits for a verifier's emoji (SAS) and returns the callbacks. */
+export async function waitForSas(verifier, label) {
+  return waitFor(
+    () => {
+      const sas = verifier.getShowSasCallbacks();
+      return sas?.sas?.emoji ? sas : null;
+    },
+    `${label}'s verifier never showed emoji (m.key.verification.accept/key were not exchanged)`,
+  );
+}
