@@ -148,6 +148,14 @@ enum cloister_event_kind
    * re-keyed. `cloister_event_body` lists the change.
    */
   CLOISTER_EVENT_KEY_CHANGE = 6,
+  /**
+   * A verification changed phase (a request arrived, the other side
+   * answered, emoji to show, done, cancelled):
+   * `cloister_event_verification_flow` names it, `cloister_event_sender`
+   * is the other user, `cloister_event_body` the phase's name; ask
+   * `cloister_client_verification_phase` for where it stands.
+   */
+  CLOISTER_EVENT_VERIFICATION = 7,
 };
 #ifndef __cplusplus
 typedef uint32_t cloister_event_kind;
@@ -343,6 +351,51 @@ enum cloister_result
 };
 #ifndef __cplusplus
 typedef uint32_t cloister_result;
+#endif // __cplusplus
+
+/**
+ * Where a verification stands (`cloister_client_verification_phase`).
+ * Stable values.
+ */
+enum cloister_verification_phase
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+  /**
+   * Requested; the other side has not accepted yet. When the request is
+   * theirs, `cloister_client_verification_accept` accepts it.
+   */
+  CLOISTER_VERIFICATION_REQUESTED = 0,
+  /**
+   * Both ready: either side may `cloister_client_verification_start_sas`.
+   */
+  CLOISTER_VERIFICATION_READY = 1,
+  /**
+   * SAS is being negotiated.
+   */
+  CLOISTER_VERIFICATION_STARTED = 2,
+  /**
+   * Show `cloister_client_verification_sas`'s emoji (or numbers) and ask
+   * the user whether they match the other screen.
+   */
+  CLOISTER_VERIFICATION_SHOW_SAS = 3,
+  /**
+   * This side confirmed; waiting for the other.
+   */
+  CLOISTER_VERIFICATION_CONFIRMED = 4,
+  /**
+   * Verified: the other device is trusted (and cross-signed when the
+   * keys allow).
+   */
+  CLOISTER_VERIFICATION_DONE = 5,
+  /**
+   * Ended without verifying (cancelled, mismatch, timeout).
+   */
+  CLOISTER_VERIFICATION_CANCELLED = 6,
+};
+#ifndef __cplusplus
+typedef uint32_t cloister_verification_phase;
 #endif // __cplusplus
 
 /**
@@ -585,7 +638,13 @@ const char *cloister_event_room_id(const struct cloister_event *event);
 const char *cloister_event_event_id(const struct cloister_event *event);
 
 /**
- * The sender (room events), inviter (invites) or user whose keys changed.
+ * The flow id of a `CLOISTER_EVENT_VERIFICATION` (NULL for other kinds).
+ */
+const char *cloister_event_verification_flow(const struct cloister_event *event);
+
+/**
+ * The sender (room events), inviter (invites), user whose keys changed,
+ * or the other user of a verification.
  */
 const char *cloister_event_sender(const struct cloister_event *event);
 
@@ -845,6 +904,101 @@ const char *cloister_string_list_get(const struct cloister_string_list *list, si
  * Free a string list. NULL is a no-op.
  */
 void cloister_string_list_free(struct cloister_string_list *list);
+
+/**
+ * Create this account's cross-signing identity on this device, which
+ * becomes its first trusted device. `password` (may be NULL) answers the
+ * server's user-interactive auth: needed when replacing an identity
+ * (`reset`), sometimes the first time. Errors: `CLOISTER_RESULT_INVALID_STATE`
+ * when an identity exists and `reset` is false, `CLOISTER_RESULT_FORBIDDEN`
+ * when the server wants a password that was not given or was wrong.
+ */
+cloister_result cloister_client_bootstrap_cross_signing(struct cloister_client *client,
+                                                        const char *password,
+                                                        bool reset);
+
+/**
+ * Write whether `user_id`'s cross-signing identity is verified to
+ * `*out_verified` (for the own user: this device vouches for it).
+ */
+cloister_result cloister_client_identity_verified(const struct cloister_client *client,
+                                                  const char *user_id,
+                                                  bool *out_verified);
+
+/**
+ * Ask `user_id` to verify: their device `device_id`, or every device of
+ * theirs this client knows when NULL (for the own user: every other own
+ * device). Writes the flow id (free with `cloister_string_free`) to
+ * `*out_flow_id`. `CLOISTER_RESULT_INVALID_STATE` when no device of theirs
+ * is known yet.
+ */
+cloister_result cloister_client_request_verification(struct cloister_client *client,
+                                                     const char *user_id,
+                                                     const char *device_id,
+                                                     char **out_flow_id);
+
+/**
+ * Accept another device's request (phase `REQUESTED`, theirs).
+ * `CLOISTER_RESULT_INVALID_STATE` at any other moment or for an unknown
+ * flow; the flow goes on unchanged.
+ */
+cloister_result cloister_client_verification_accept(struct cloister_client *client,
+                                                    const char *flow_id);
+
+/**
+ * Start emoji verification on a `READY` flow.
+ */
+cloister_result cloister_client_verification_start_sas(struct cloister_client *client,
+                                                       const char *flow_id);
+
+/**
+ * The user says the emoji match (phase `SHOW_SAS`).
+ */
+cloister_result cloister_client_verification_confirm(struct cloister_client *client,
+                                                     const char *flow_id);
+
+/**
+ * The user says the emoji differ: the flow is cancelled on both sides.
+ */
+cloister_result cloister_client_verification_mismatch(struct cloister_client *client,
+                                                      const char *flow_id);
+
+/**
+ * Cancel a verification (the user gave up).
+ */
+cloister_result cloister_client_verification_cancel(struct cloister_client *client,
+                                                    const char *flow_id);
+
+/**
+ * Write a flow's phase to `*out_phase`. `CLOISTER_RESULT_NOT_FOUND` for a
+ * flow this client does not know (or forgot, ten minutes after it ended).
+ */
+cloister_result cloister_client_verification_phase(const struct cloister_client *client,
+                                                   const char *flow_id,
+                                                   cloister_verification_phase *out_phase);
+
+/**
+ * In phase `SHOW_SAS`: write the seven emoji (indices into the spec's
+ * table; see `cloister_sas_emoji_symbol` and `cloister_sas_emoji_name`)
+ * to `out_emoji`, an array of 7, and the three numbers (1000–9191) to
+ * `out_decimals`, an array of 3; nothing is written on error. `CLOISTER_RESULT_INVALID_STATE` in any other phase.
+ */
+cloister_result cloister_client_verification_sas(const struct cloister_client *client,
+                                                 const char *flow_id,
+                                                 uint8_t *out_emoji,
+                                                 uint16_t *out_decimals);
+
+/**
+ * The emoji with this index (0–63) as a static UTF-8 string; NULL beyond.
+ * Never free it.
+ */
+const char *cloister_sas_emoji_symbol(uint8_t index);
+
+/**
+ * The English name of the emoji with this index (the spec's; translate
+ * it with the spec's table); NULL beyond 63. Never free it.
+ */
+const char *cloister_sas_emoji_name(uint8_t index);
 
 #ifdef __cplusplus
 }  // extern "C"

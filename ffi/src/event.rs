@@ -35,6 +35,12 @@ pub enum cloister_event_kind {
     /// encrypted room with us) changed: a device was added, removed or
     /// re-keyed. `cloister_event_body` lists the change.
     CLOISTER_EVENT_KEY_CHANGE = 6,
+    /// A verification changed phase (a request arrived, the other side
+    /// answered, emoji to show, done, cancelled):
+    /// `cloister_event_verification_flow` names it, `cloister_event_sender`
+    /// is the other user, `cloister_event_body` the phase's name; ask
+    /// `cloister_client_verification_phase` for where it stands.
+    CLOISTER_EVENT_VERIFICATION = 7,
 }
 
 pub use cloister_event_kind::*;
@@ -69,6 +75,8 @@ pub struct cloister_event {
     membership: Option<CString>,
     state_key: Option<CString>,
     content_json: Option<CString>,
+    /// The verification a `CLOISTER_EVENT_VERIFICATION` is about.
+    flow_id: Option<CString>,
     timestamp: u64,
     encryption: cloister_encryption,
     verified: bool,
@@ -91,6 +99,7 @@ impl cloister_event {
             membership: None,
             state_key: None,
             content_json: None,
+            flow_id: None,
             timestamp: 0,
             encryption: CLOISTER_ENCRYPTION_NONE,
             verified: false,
@@ -147,6 +156,14 @@ impl cloister_event {
         out
     }
 
+    pub(crate) fn verification(flow_id: &str, other_user: &str, phase: &str) -> Self {
+        let mut out = Self::bare(CLOISTER_EVENT_VERIFICATION);
+        out.flow_id = Some(c_string(flow_id));
+        out.sender = Some(c_string(other_user));
+        out.body = Some(c_string(phase));
+        out
+    }
+
     pub(crate) fn key_change(user_id: &str, description: &str) -> Self {
         let mut out = Self::bare(CLOISTER_EVENT_KEY_CHANGE);
         out.sender = Some(c_string(user_id));
@@ -191,7 +208,18 @@ pub unsafe extern "C" fn cloister_event_event_id(event: *const cloister_event) -
     field(event, |e| &e.event_id)
 }
 
-/// The sender (room events), inviter (invites) or user whose keys changed.
+/// The flow id of a `CLOISTER_EVENT_VERIFICATION` (NULL for other kinds).
+#[no_mangle]
+pub unsafe extern "C" fn cloister_event_verification_flow(
+    event: *const cloister_event,
+) -> *const c_char {
+    // SAFETY: NULL or an event from this library, not yet freed (header contract).
+    let event = unsafe { event.as_ref() };
+    field(event, |e| &e.flow_id)
+}
+
+/// The sender (room events), inviter (invites), user whose keys changed,
+/// or the other user of a verification.
 #[no_mangle]
 pub unsafe extern "C" fn cloister_event_sender(event: *const cloister_event) -> *const c_char {
     // SAFETY: NULL or an event from this library, not yet freed (header contract).

@@ -31,6 +31,7 @@ mod result;
 mod runtime;
 mod sync;
 mod types;
+mod verification;
 
 pub use client::*;
 pub use devices::*;
@@ -40,6 +41,7 @@ pub use messages::*;
 pub use result::*;
 pub use sync::*;
 pub use types::*;
+pub use verification::*;
 
 use std::ffi::c_char;
 

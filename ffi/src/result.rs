@@ -6,6 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use cloister_proto::ErrCode;
 use cloister_sdk::client::ClientError;
+use cloister_sdk::crypto::CryptoError;
 use cloister_sdk::store::StoreError;
 
 /// What every fallible call returns. `CLOISTER_RESULT_OK` is 0; the values
@@ -254,6 +255,10 @@ impl From<ClientError> for Error {
             ClientError::Expired { .. } => CLOISTER_RESULT_NOT_FOUND,
             ClientError::Network { .. } => CLOISTER_RESULT_NETWORK,
             ClientError::InvalidResponse { .. } => CLOISTER_RESULT_INVALID_RESPONSE,
+            // A verification or cross-signing step at the wrong moment.
+            ClientError::Crypto(
+                CryptoError::Verification { .. } | CryptoError::CrossSigning(_),
+            ) => CLOISTER_RESULT_INVALID_STATE,
             ClientError::Crypto(_) | ClientError::Attachment(_) => CLOISTER_RESULT_CRYPTO,
             ClientError::Store(StoreError::WrongPassphrase) => CLOISTER_RESULT_WRONG_PASSPHRASE,
             ClientError::Store(StoreError::InUse(_)) => CLOISTER_RESULT_STORE_IN_USE,

@@ -18,6 +18,7 @@ use crate::event::cloister_event;
 use crate::result::*;
 use crate::runtime::{block_on, runtime};
 use crate::types::out;
+use crate::verification::{cloister_verification_phase, phase_to_c};
 
 /// How long one `/sync` long-poll waits for news.
 const POLL: Duration = Duration::from_secs(30);
@@ -240,9 +241,37 @@ impl KeyTracker {
     }
 }
 
+/// The phase of each verification as last reported, to tell the app about
+/// changes (requests arriving, the other side answering) as events.
+#[derive(Default)]
+struct VerificationTracker {
+    known: HashMap<String, cloister_verification_phase>,
+}
+
+impl VerificationTracker {
+    async fn check(&mut self, client: &Client) -> Vec<cloister_event> {
+        let mut events = Vec::new();
+        let current = client.verifications().await;
+        for info in &current {
+            let phase = phase_to_c(&info.phase);
+            if self.known.insert(info.flow_id.clone(), phase) != Some(phase) {
+                events.push(cloister_event::verification(
+                    &info.flow_id,
+                    &info.other_user,
+                    phase.name(),
+                ));
+            }
+        }
+        self.known
+            .retain(|flow, _| current.iter().any(|i| &i.flow_id == flow));
+        events
+    }
+}
+
 async fn sync_loop(shared: Arc<Shared>, client: Client, mut stopped: watch::Receiver<bool>) {
     let mut backoff = MIN_BACKOFF;
     let mut keys = KeyTracker::default();
+    let mut verifications = VerificationTracker::default();
     loop {
         let result = tokio::select! {
             _ = stopped.changed() => return,
@@ -265,6 +294,7 @@ async fn sync_loop(shared: Arc<Shared>, client: Client, mut stopped: watch::Rece
                     events.push(cloister_event::sync_failed(&error));
                 }
                 events.extend(keys.check(&client).await);
+                events.extend(verifications.check(&client).await);
                 shared.deliver(events);
             }
             Err(error) => {

@@ -173,6 +173,39 @@ async fn c_negative_cases_return_their_documented_codes() {
     negative(None).await;
 }
 
+/// Two C clients verify each other by emoji (SAS); optionally under
+/// valgrind.
+async fn verification(valgrind: Option<&Path>) {
+    let work = tempfile::tempdir().unwrap();
+    let exe = compile("verification", Link::Dynamic, work.path());
+    let server = TestServer::start(Backend::Sqlite).await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let args = [
+        server.url(),
+        alice,
+        bob,
+        PASSWORD.to_owned(),
+        work.path().display().to_string(),
+    ];
+    run(&exe, &args, valgrind).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c_clients_verify_each_other_by_emoji() {
+    verification(None).await;
+}
+
+/// The SAS state machine from C under valgrind: no invalid accesses, no
+/// definite leaks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c_verification_under_valgrind() {
+    if let Some(suppressions) = valgrind_suppressions() {
+        verification(Some(&suppressions)).await;
+    }
+}
+
 /// One handle, several threads: concurrent sends while sync runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c_threads_share_one_client() {

@@ -81,6 +81,13 @@ const TABLE: [(&str, &str); 64] = [
     ("📌", "Pin"),
 ];
 
+impl SasEmoji {
+    /// The emoji with this index in the spec's table; None beyond 63.
+    pub fn from_index(index: u8) -> Option<Self> {
+        (index < 64).then(|| emoji(index))
+    }
+}
+
 /// The emoji with this index (the low six bits count).
 pub(crate) fn emoji(index: u8) -> SasEmoji {
     let index = index & 63;
