@@ -23,6 +23,7 @@
 mod events;
 mod http;
 mod messages;
+mod recovery;
 mod retention;
 mod rooms;
 mod state;
@@ -41,6 +42,7 @@ use crate::store::{StateStore, StoreChanges};
 pub use events::{Encryption, TimelineEvent};
 pub use http::ClientError;
 pub use messages::{Direction, Messages};
+pub use recovery::RecoveryReport;
 pub use rooms::CreateRoom;
 pub use state::{Membership, Room, Session};
 pub use sync::{SyncLoop, SyncSummary};
@@ -435,11 +437,26 @@ impl Client {
                 return Ok(());
             }
             for request in &requests {
-                self.send_crypto_request(request).await?;
+                match self.send_crypto_request(request).await {
+                    // The backup was replaced or deleted by another device:
+                    // stop uploading to it rather than retry forever.
+                    Err(error) if is_gone_backup(request, &error) => {
+                        let mut machine = self.inner.machine.lock().await;
+                        machine.disable_backup();
+                        self.save(None, &mut machine, None).await?;
+                    }
+                    other => other?,
+                }
             }
         }
         Ok(())
     }
+}
+
+fn is_gone_backup(request: &OutgoingRequest, error: &ClientError) -> bool {
+    matches!(request.body, crate::crypto::RequestBody::BackupKeys { .. })
+        && (matches!(error, ClientError::Server { status: 404, .. })
+            || error.code() == Some(cloister_proto::ErrCode::WrongRoomKeysVersion))
 }
 
 /// `/_matrix/client/v3/rooms/{room_id}/…`

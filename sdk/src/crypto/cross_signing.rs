@@ -149,6 +149,13 @@ impl PrivateIdentity {
     }
 }
 
+/// Secret storage names of the cross-signing private keys.
+pub const SECRET_MASTER: &str = "m.cross_signing.master";
+/// The self-signing key's secret name.
+pub const SECRET_SELF_SIGNING: &str = "m.cross_signing.self_signing";
+/// The user-signing key's secret name.
+pub const SECRET_USER_SIGNING: &str = "m.cross_signing.user_signing";
+
 /// `ed25519:<key>`, the id of a cross-signing key.
 pub(crate) fn key_id(key: &Ed25519PublicKey) -> String {
     format!("ed25519:{}", key.to_base64())
@@ -365,6 +372,77 @@ impl OlmMachine {
                 describe_failures(failures)
             ))),
         }
+    }
+
+    /// The private keys this device holds, as secret storage names them
+    /// (`m.cross_signing.master` …) with their seeds in unpadded base64.
+    pub fn cross_signing_secrets(&self) -> Vec<(&'static str, Zeroizing<String>)> {
+        let Some(keys) = &self.cross_signing.published else {
+            return Vec::new();
+        };
+        [
+            (SECRET_MASTER, &keys.master),
+            (SECRET_SELF_SIGNING, &keys.self_signing),
+            (SECRET_USER_SIGNING, &keys.user_signing),
+        ]
+        .into_iter()
+        .filter_map(|(name, key)| Some((name, Zeroizing::new(key.as_ref()?.to_base64()))))
+        .collect()
+    }
+
+    /// Take the private keys from secret storage (seeds in base64, padded
+    /// or not). Each must match the public key the server lists for our
+    /// identity, or nothing is taken. This device then vouches for the
+    /// identity and signs itself, so a device restored with the recovery
+    /// key is trusted without an emoji comparison.
+    pub fn import_cross_signing_secrets(
+        &mut self,
+        master: Option<&str>,
+        self_signing: Option<&str>,
+        user_signing: Option<&str>,
+    ) -> Result<(), CryptoError> {
+        let identity = self
+            .devices
+            .identity(&self.user_id)
+            .cloned()
+            .ok_or_else(|| {
+                CryptoError::CrossSigning(
+                    "our cross-signing identity is not known yet (sync first)".into(),
+                )
+            })?;
+        let parse = |seed: Option<&str>, public: Option<Ed25519PublicKey>, what: &str| {
+            let Some(seed) = seed else {
+                return Ok(None);
+            };
+            let key =
+                Ed25519SecretKey::from_base64(seed.trim().trim_end_matches('=')).map_err(|_| {
+                    CryptoError::CrossSigning(format!("the stored {what} key is invalid"))
+                })?;
+            if Some(key.public_key()) != public {
+                return Err(CryptoError::CrossSigning(format!(
+                    "the stored {what} key does not match the account's identity"
+                )));
+            }
+            Ok(Some(key))
+        };
+        let keys = PrivateIdentity {
+            master: parse(master, Some(identity.master), "master")?,
+            self_signing: parse(self_signing, Some(identity.self_signing), "self-signing")?,
+            user_signing: parse(user_signing, identity.user_signing, "user-signing")?,
+        };
+        if keys.master.is_none() && keys.self_signing.is_none() && keys.user_signing.is_none() {
+            return Err(CryptoError::CrossSigning(
+                "no cross-signing key was given".into(),
+            ));
+        }
+        let can_sign_self = keys.self_signing.is_some();
+        self.cross_signing.published = Some(keys);
+        self.sign_own_identity()?;
+        if can_sign_self {
+            let device = self.device_id.clone();
+            self.sign_own_device(&device)?;
+        }
+        Ok(())
     }
 
     /// Our master key: the published one this device made, else the one

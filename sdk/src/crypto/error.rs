@@ -46,6 +46,14 @@ pub enum CryptoError {
     /// device does not hold, a signature the server refused).
     #[error("cross-signing: {0}")]
     CrossSigning(String),
+    /// Secret storage refused: a wrong recovery key or passphrase, a secret
+    /// that is missing or does not authenticate.
+    #[error("secret storage: {0}")]
+    SecretStorage(String),
+    /// Key backup refused: no backup, a backup key that does not match, a
+    /// backup whose signatures are not trusted.
+    #[error("key backup: {0}")]
+    Backup(String),
     /// A verification that does not exist or cannot take this step now.
     #[error("verification {flow_id}: {reason}")]
     Verification {

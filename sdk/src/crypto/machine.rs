@@ -11,6 +11,7 @@ use serde_json::Value;
 use vodozemac::olm::IdentityKeys;
 
 use super::account::Account;
+use super::backup::BackupState;
 use super::cross_signing::CrossSigningKeys;
 use super::devices::{Device, DeviceStore, LocalTrust};
 use super::error::CryptoError;
@@ -124,6 +125,8 @@ pub struct OlmMachine {
     /// Interactive verifications by flow id (in memory only: their
     /// ephemeral keys cannot be stored).
     pub(crate) verifications: BTreeMap<String, Flow>,
+    /// The key backup this device uploads to.
+    pub(crate) backup: BackupState,
 }
 
 impl std::fmt::Debug for OlmMachine {
@@ -188,6 +191,7 @@ impl OlmMachine {
             persist: PersistState::default(),
             cross_signing: CrossSigningKeys::default(),
             verifications: BTreeMap::new(),
+            backup: BackupState::default(),
         })
     }
 
@@ -307,6 +311,7 @@ impl OlmMachine {
         }
         self.queue_device_query(None);
         self.flush_olm_queue()?;
+        self.queue_backup()?;
         Ok(self.requests.all())
     }
 
@@ -374,6 +379,10 @@ impl OlmMachine {
             }
             PendingKind::ToDevice { .. } => {
                 self.requests.take(request_id);
+            }
+            PendingKind::Backup { sessions } => {
+                self.requests.take(request_id);
+                self.mark_backed_up(&sessions);
             }
             PendingKind::Signatures { user_id } => {
                 self.requests.take(request_id);

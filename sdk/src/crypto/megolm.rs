@@ -160,6 +160,8 @@ pub(crate) struct InboundGroupSession {
     /// Set once retention ratcheted the session forward: no copy of the key
     /// may bring back the indices below it.
     pub retention_floor: Option<u32>,
+    /// Uploaded to the current key backup.
+    pub backed_up: bool,
 }
 
 impl InboundGroupSession {
@@ -208,7 +210,16 @@ impl InboundGroupSession {
             session,
             received_at_ms: None,
             retention_floor: None,
+            backed_up: false,
         })
+    }
+
+    /// Who sent the room key directly (not for forwarded keys).
+    pub(crate) fn origin_user(&self) -> Option<&str> {
+        match &self.origin {
+            KeyOrigin::Direct { sender } => Some(sender),
+            KeyOrigin::Forwarded { .. } => None,
+        }
     }
 
     /// The same session, noted as received at `now_ms`.
@@ -270,6 +281,28 @@ pub(crate) fn session_record_id(room_id: &str, session_id: &str) -> String {
 }
 
 impl InboundGroupSessions {
+    /// Sessions not in the current backup yet.
+    pub(crate) fn unbacked(&self) -> impl Iterator<Item = (&SessionRef, &InboundGroupSession)> {
+        self.sessions.iter().filter(|(_, s)| !s.backed_up)
+    }
+
+    pub(crate) fn set_backed_up(&mut self, key: &SessionRef, backed_up: bool) {
+        if let Some(session) = self.sessions.get_mut(key) {
+            if session.backed_up != backed_up {
+                session.backed_up = backed_up;
+                self.dirty.mark(&session_record_id(&key.0, &key.1));
+            }
+        }
+    }
+
+    /// A new backup: every session goes up again.
+    pub(crate) fn mark_all_unbacked(&mut self) {
+        let keys: Vec<SessionRef> = self.sessions.keys().cloned().collect();
+        for key in keys {
+            self.set_backed_up(&key, false);
+        }
+    }
+
     pub(crate) fn get(&self, room_id: &str, session_id: &str) -> Option<&InboundGroupSession> {
         self.sessions
             .get(&(room_id.to_owned(), session_id.to_owned()))

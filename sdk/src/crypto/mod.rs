@@ -8,6 +8,7 @@
 
 mod account;
 pub mod attachments;
+mod backup;
 mod canonical_json;
 mod cross_signing;
 mod devices;
@@ -22,6 +23,7 @@ mod persist_state;
 mod requests;
 mod retention;
 mod room_events;
+mod secret_storage;
 mod sharing;
 mod to_device;
 mod verification;
@@ -30,8 +32,11 @@ pub use account::TARGET_ONE_TIME_KEYS;
 pub use attachments::{
     decrypt_attachment, encrypt_attachment, EncryptedAttachment, EncryptedFile, JsonWebKey,
 };
+pub use backup::{BackupImport, MEGOLM_BACKUP_V1, SECRET_BACKUP};
 pub use canonical_json::canonical_json;
-pub use cross_signing::SigningKeysUploadRequest;
+pub use cross_signing::{
+    SigningKeysUploadRequest, SECRET_MASTER, SECRET_SELF_SIGNING, SECRET_USER_SIGNING,
+};
 pub use devices::{Device, LocalTrust};
 pub use error::{AttachmentError, CryptoError};
 pub use events::{CryptoEvent, KeyChangeWarning};
@@ -41,8 +46,8 @@ pub use megolm::EncryptionSettings;
 #[cfg(feature = "client")]
 pub(crate) use persist::to_vec_secret;
 pub use persist::{
-    CryptoChanges, CryptoRecord, RECORD_ACCOUNT, RECORD_CROSS_SIGNING, RECORD_INBOUND,
-    RECORD_KINDS, RECORD_OLM, RECORD_OUTBOUND, RECORD_STATE,
+    CryptoChanges, CryptoRecord, RECORD_ACCOUNT, RECORD_BACKUP, RECORD_CROSS_SIGNING,
+    RECORD_INBOUND, RECORD_KINDS, RECORD_OLM, RECORD_OUTBOUND, RECORD_STATE,
 };
 #[cfg(feature = "client")]
 pub(crate) use requests::percent_encode;
@@ -52,6 +57,9 @@ pub use requests::{
 };
 pub use retention::{RetentionPolicy, ShredReport};
 pub use room_events::{Decrypted, UnverifiedReason, VerificationState};
+pub use secret_storage::{
+    PassphraseInfo, SecretStorageKey, PASSPHRASE_ITERATIONS, SECRET_STORAGE_V1,
+};
 pub use verification::{SasEmoji, VerificationInfo, VerificationPhase};
 
 use serde_json::Value;

@@ -22,6 +22,7 @@ use vodozemac::{Curve25519PublicKey, Ed25519PublicKey};
 use zeroize::Zeroizing;
 
 use super::account::Account;
+use super::backup::{BackupRecord, BackupState};
 use super::cross_signing::{CrossSigningKeys, CrossSigningRecord};
 use super::devices::DeviceStore;
 use super::error::CryptoError;
@@ -44,14 +45,17 @@ pub const RECORD_INBOUND: &str = "crypto.inbound";
 pub const RECORD_OUTBOUND: &str = "crypto.outbound";
 /// The private cross-signing keys this device holds, when it holds any.
 pub const RECORD_CROSS_SIGNING: &str = "crypto.cross_signing";
+/// The key backup this device uploads to, and its key when held.
+pub const RECORD_BACKUP: &str = "crypto.backup";
 /// Every record kind the crypto core writes.
-pub const RECORD_KINDS: [&str; 6] = [
+pub const RECORD_KINDS: [&str; 7] = [
     RECORD_ACCOUNT,
     RECORD_STATE,
     RECORD_OLM,
     RECORD_INBOUND,
     RECORD_OUTBOUND,
     RECORD_CROSS_SIGNING,
+    RECORD_BACKUP,
 ];
 
 /// One piece of persisted state. `data` holds secrets in the clear and is
@@ -199,6 +203,8 @@ struct InboundRecord {
     received_at_ms: Option<u64>,
     #[serde(default)]
     retention_floor: Option<u32>,
+    #[serde(default)]
+    backed_up: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -275,6 +281,7 @@ impl OlmMachine {
                 .unwrap_or_default(),
             received_at_ms: session.received_at_ms,
             retention_floor: session.retention_floor,
+            backed_up: session.backed_up,
         }))
     }
 
@@ -295,6 +302,9 @@ impl OlmMachine {
         ];
         if let Some(record) = self.private_identity_record()? {
             diffed.push((RECORD_CROSS_SIGNING.to_owned(), String::new(), record));
+        }
+        if let Some(record) = self.backup_record()? {
+            diffed.push((RECORD_BACKUP.to_owned(), String::new(), record));
         }
         for (room_id, session) in &self.outbound {
             diffed.push((
@@ -389,9 +399,8 @@ impl OlmMachine {
             match record.kind.as_str() {
                 RECORD_ACCOUNT => account = Some(record),
                 RECORD_STATE => state = Some(record),
-                RECORD_OLM | RECORD_INBOUND | RECORD_OUTBOUND | RECORD_CROSS_SIGNING => {
-                    rest.push(record)
-                }
+                RECORD_OLM | RECORD_INBOUND | RECORD_OUTBOUND | RECORD_CROSS_SIGNING
+                | RECORD_BACKUP => rest.push(record),
                 _ => {}
             }
         }
@@ -424,6 +433,12 @@ impl OlmMachine {
             match record.kind.as_str() {
                 RECORD_OLM => machine.load_olm(&record)?,
                 RECORD_INBOUND => machine.load_inbound(&record)?,
+                RECORD_BACKUP => {
+                    let parsed: BackupRecord = serde_json::from_slice(&record.data)
+                        .map_err(|e| corrupt("key backup", e))?;
+                    machine.backup = BackupState::from_record(&parsed)?;
+                    hashes.insert((record.kind.clone(), record.id.clone()), hash(&record.data));
+                }
                 RECORD_CROSS_SIGNING => {
                     let parsed: CrossSigningRecord = serde_json::from_slice(&record.data)
                         .map_err(|e| corrupt("cross-signing keys", e))?;
@@ -470,6 +485,7 @@ impl OlmMachine {
             session: vodozemac::megolm::InboundGroupSession::from_pickle(r.pickle),
             received_at_ms: r.received_at_ms,
             retention_floor: r.retention_floor,
+            backed_up: r.backed_up,
         };
         self.inbound.sessions.insert(key.clone(), session);
         self.inbound.seen.insert(key.clone(), r.seen);

@@ -64,6 +64,10 @@ enum BodyRecord {
         messages: BTreeMap<String, BTreeMap<String, Value>>,
     },
     SignaturesUpload(SignaturesUploadRequest),
+    BackupKeys {
+        version: String,
+        body: Value,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -148,6 +152,10 @@ impl OlmMachine {
                     RequestBody::KeysQuery(r) => BodyRecord::KeysQuery(r.clone()),
                     RequestBody::KeysClaim(r) => BodyRecord::KeysClaim(r.clone()),
                     RequestBody::SignaturesUpload(r) => BodyRecord::SignaturesUpload(r.clone()),
+                    RequestBody::BackupKeys { version, body } => BodyRecord::BackupKeys {
+                        version: version.clone(),
+                        body: body.clone(),
+                    },
                     RequestBody::ToDevice(r) => BodyRecord::ToDevice {
                         event_type: r.event_type.clone(),
                         txn_id: r.txn_id.clone(),
@@ -250,6 +258,9 @@ impl OlmMachine {
                 BodyRecord::KeysQuery(r) => RequestBody::KeysQuery(r),
                 BodyRecord::KeysClaim(r) => RequestBody::KeysClaim(r),
                 BodyRecord::SignaturesUpload(r) => RequestBody::SignaturesUpload(r),
+                BodyRecord::BackupKeys { version, body } => {
+                    RequestBody::BackupKeys { version, body }
+                }
                 BodyRecord::ToDevice {
                     event_type,
                     txn_id,

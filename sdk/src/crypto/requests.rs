@@ -46,6 +46,14 @@ pub enum RequestBody {
     ToDevice(ToDeviceRequest),
     /// Publish cross-signing signatures.
     SignaturesUpload(SignaturesUploadRequest),
+    /// `PUT /_matrix/client/v3/room_keys/keys?version=…`: sessions for the
+    /// key backup.
+    BackupKeys {
+        /// The backup version.
+        version: String,
+        /// `{"rooms": {room: {"sessions": {id: key data}}}}`.
+        body: Value,
+    },
 }
 
 /// `POST /_matrix/client/v3/keys/signatures/upload`: user id → key id (a
@@ -82,7 +90,7 @@ impl OutgoingRequest {
     /// The HTTP method.
     pub fn method(&self) -> &'static str {
         match self.body {
-            RequestBody::ToDevice(_) => "PUT",
+            RequestBody::ToDevice(_) | RequestBody::BackupKeys { .. } => "PUT",
             _ => "POST",
         }
     }
@@ -96,6 +104,10 @@ impl OutgoingRequest {
             RequestBody::SignaturesUpload(_) => {
                 "/_matrix/client/v3/keys/signatures/upload".to_owned()
             }
+            RequestBody::BackupKeys { version, .. } => format!(
+                "/_matrix/client/v3/room_keys/keys?version={}",
+                percent_encode(version)
+            ),
             RequestBody::ToDevice(r) => format!(
                 "/_matrix/client/v3/sendToDevice/{}/{}",
                 percent_encode(&r.event_type),
@@ -112,6 +124,7 @@ impl OutgoingRequest {
             RequestBody::KeysClaim(r) => serde_json::to_value(r),
             RequestBody::ToDevice(r) => serde_json::to_value(r),
             RequestBody::SignaturesUpload(r) => serde_json::to_value(r),
+            RequestBody::BackupKeys { body, .. } => Ok(body.clone()),
         };
         // These types hold only strings, integers and JSON values, whose
         // serialization cannot fail.
@@ -153,6 +166,10 @@ pub(crate) enum PendingKind {
     /// Signatures on `user_id`'s keys, who is queried again afterwards.
     Signatures {
         user_id: String,
+    },
+    /// These (room, session) go into the key backup.
+    Backup {
+        sessions: Vec<(String, String)>,
     },
 }
 
@@ -219,6 +236,17 @@ impl RequestQueue {
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Pending> {
         self.pending.values()
+    }
+
+    pub(crate) fn has_backup(&self) -> bool {
+        self.iter()
+            .any(|p| matches!(p.kind, PendingKind::Backup { .. }))
+    }
+
+    /// Forget queued backup uploads (the backup changed or went away).
+    pub(crate) fn drop_backups(&mut self) {
+        self.pending
+            .retain(|_, p| !matches!(p.kind, PendingKind::Backup { .. }));
     }
 
     pub(crate) fn has_upload(&self) -> bool {

@@ -163,7 +163,7 @@ impl OlmMachine {
         self.store_room_key(&decrypted.sender, session, false);
     }
 
-    fn store_room_key(
+    pub(crate) fn store_room_key(
         &mut self,
         sender: &str,
         session: Result<InboundGroupSession, CryptoError>,

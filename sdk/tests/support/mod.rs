@@ -48,6 +48,8 @@ pub(crate) struct FakeHomeserver {
     device_list_changes: BTreeMap<DeviceKey, BTreeSet<String>>,
     seen_txns: BTreeSet<(String, String, String)>,
     next_event: u64,
+    /// Key backup: room → session → key data (one backup version).
+    backup: BTreeMap<String, BTreeMap<String, Value>>,
 }
 
 impl FakeHomeserver {
@@ -146,6 +148,15 @@ impl FakeHomeserver {
                     }
                 }
                 json!({})
+            }
+            RequestBody::BackupKeys { body, .. } => {
+                let rooms = body["rooms"].as_object().cloned().unwrap_or_default();
+                for (room, sessions) in rooms {
+                    let sessions = sessions["sessions"].as_object().cloned().unwrap_or_default();
+                    self.backup.entry(room).or_default().extend(sessions);
+                }
+                let count: usize = self.backup.values().map(BTreeMap::len).sum();
+                json!({ "etag": count.to_string(), "count": count })
             }
             RequestBody::SignaturesUpload(_) => panic!(
                 "the test double keeps no cross-signing keys: test signatures against the real server (tests/tests/sdk_verification.rs)"
@@ -260,6 +271,16 @@ impl FakeHomeserver {
         self.one_time_keys
             .get(&(user.to_owned(), device.to_owned()))
             .map_or(0, BTreeMap::len)
+    }
+
+    /// The backup as `GET /room_keys/keys` returns it.
+    pub(crate) fn backup_keys(&self) -> Value {
+        let rooms: serde_json::Map<String, Value> = self
+            .backup
+            .iter()
+            .map(|(room, sessions)| (room.clone(), json!({ "sessions": sessions })))
+            .collect();
+        json!({ "rooms": rooms })
     }
 
     pub(crate) fn new_event_id(&mut self) -> String {
