@@ -9,6 +9,7 @@
 //! `listen`, so scripts do not lose messages between commands.
 
 mod output;
+mod recovery;
 mod verify;
 
 use std::io::IsTerminal as _;
@@ -127,6 +128,11 @@ enum Command {
         device: String,
         decision: TrustDecision,
     },
+    /// Recovery key, secret storage and key backup.
+    Recovery {
+        #[command(subcommand)]
+        action: RecoveryAction,
+    },
     /// Cross-signing: one identity that vouches for all your devices.
     CrossSigning {
         #[command(subcommand)]
@@ -147,6 +153,26 @@ enum Command {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
+    },
+}
+
+/// What `recovery` does.
+#[derive(Subcommand)]
+enum RecoveryAction {
+    /// Make a recovery key (printed once) that keeps your cross-signing keys
+    /// and your key backup's key on the server, encrypted; your room keys
+    /// go to the backup from now on.
+    Setup {
+        /// Derive the key from this passphrase instead (the recovery key
+        /// is still printed, as a fallback).
+        #[arg(long, env = "CLOISTER_RECOVERY_PASSPHRASE", hide_env_values = true)]
+        recovery_passphrase: Option<String>,
+    },
+    /// On a new device: take your history's keys and your trust back with
+    /// the recovery key (or passphrase).
+    Restore {
+        #[arg(long, env = "CLOISTER_RECOVERY_KEY", hide_env_values = true)]
+        key: Option<String>,
     },
 }
 
@@ -392,6 +418,14 @@ async fn run(cli: &Cli) -> Result<ExitCode, String> {
             let now = client.device_trust(user, device).await;
             println!("{user} {device}: {}", trust_word(now));
         }
+        Command::Recovery {
+            action: RecoveryAction::Setup {
+                recovery_passphrase,
+            },
+        } => recovery::setup(&client, recovery_passphrase.clone()).await?,
+        Command::Recovery {
+            action: RecoveryAction::Restore { key },
+        } => recovery::restore(&client, key.clone()).await?,
         Command::CrossSigning {
             action: CrossSigningAction::Setup { reset, password },
         } => verify::setup(&client, password.as_deref(), *reset).await?,

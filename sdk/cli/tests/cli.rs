@@ -374,3 +374,66 @@ async fn verification() {
     let devices = alice.ok(&["devices", &bob_id]).await;
     assert!(devices.contains("\tverified\t"), "{devices}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_cli_device_restores_history_with_the_recovery_key() {
+    tokio::time::timeout(Duration::from_secs(300), recovery())
+        .await
+        .expect("timed out");
+}
+
+async fn recovery() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let url = server.url();
+    let (alice_name, bob_name) = (unique("alice"), unique("bob"));
+    RawClient::register(&url, &alice_name, PASSWORD).await;
+    RawClient::register(&url, &bob_name, PASSWORD).await;
+    let bob_id = server.user_id(&bob_name);
+    let alice = User::new(&url, "alice store secret");
+    let bob = User::new(&url, "bob store secret");
+    alice
+        .ok(&["login", &alice_name, "--password", PASSWORD])
+        .await;
+    bob.ok(&["login", &bob_name, "--password", PASSWORD]).await;
+    // Recovery keeps the cross-signing keys: set them up first.
+    let refused = alice.run(&["recovery", "setup"]).await;
+    assert!(!refused.status.success());
+    alice.ok(&["cross-signing", "setup"]).await;
+
+    let room = alice
+        .ok(&["create-room", "--invite", &bob_id])
+        .await
+        .trim()
+        .to_owned();
+    bob.ok(&["join", &room]).await;
+    alice.ok(&["rooms"]).await;
+    bob.ok(&["send", &room, "kept for later"]).await;
+    assert_eq!(body(&alice.listen(&room, 1).await[0]), "kept for later");
+    let out = alice.ok(&["recovery", "setup"]).await;
+    let key = out
+        .lines()
+        .find_map(|l| l.strip_prefix("recovery key: "))
+        .expect("the recovery key is printed")
+        .to_owned();
+
+    // A second device with a new store: the history is unreadable until
+    // the recovery key restores it.
+    let laptop = User::new(&url, "laptop store secret");
+    laptop
+        .ok(&["login", &alice_name, "--password", PASSWORD])
+        .await;
+    let wrong = laptop
+        .run(&["recovery", "restore", "--key", "EsTc not a key"])
+        .await;
+    assert!(!wrong.status.success());
+    let restored = laptop.ok(&["recovery", "restore", "--key", &key]).await;
+    assert!(restored.contains("restored 1 room keys"), "{restored}");
+    assert!(restored.contains("this device is trusted"), "{restored}");
+    let history = laptop.ok(&["history", &room, "--json"]).await;
+    let bodies: Vec<String> = history
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|e| body(&e).to_owned())
+        .collect();
+    assert!(bodies.contains(&"kept for later".to_owned()), "{bodies:?}");
+}
