@@ -2,7 +2,9 @@
 // cloister-cli (the Cloister SDK: vodozemac Olm/Megolm, encrypted store),
 // Bob uses matrix-js-sdk with its Rust crypto. They share an encrypted room
 // on the homeserver at CLOISTER_URL; text and a file go both ways and are
-// decrypted on each side. Then they verify each other by emoji over
+// decrypted on each side. A key backup made by either is restored by the
+// other with the recovery key, and each reads the other's history. Then
+// they verify each other by emoji over
 // to-device messages, each side asking once: the CLI prints its emoji and
 // the test answers its prompt only after comparing them with js-sdk's,
 // and both end with the other's identity cross-signing verified.
@@ -21,12 +23,14 @@ import { join } from "node:path";
 import { webcrypto as crypto } from "node:crypto";
 import {
   BASE,
+  api,
   bootstrapCrossSigning,
   cryptoApi,
   decryptAttachment,
   encryptAttachment,
   randomSuffix,
   register,
+  sharedEncryptedRoom,
   startClient,
   step,
   stopClients,
@@ -46,11 +50,11 @@ const STEP_TIMEOUT_MS = 45_000;
 const ctx = {};
 
 /** Runs cloister-cli as Alice; resolves with stdout, rejects with stderr. */
-function cli(args, timeoutMs = STEP_TIMEOUT_MS) {
+function cli(args, timeoutMs = STEP_TIMEOUT_MS, storeDir = ctx.storeDir) {
   return new Promise((resolve, reject) => {
     execFile(
       CLI,
-      ["--homeserver", BASE, "--store", ctx.storeDir, ...args],
+      ["--homeserver", BASE, "--store", storeDir, ...args],
       {
         timeout: timeoutMs,
         env: { ...process.env, CLOISTER_STORE_PASSPHRASE: ctx.storePassphrase },
@@ -135,6 +139,7 @@ before(
     ctx.storePassphrase = `store-${suffix}`;
     const aliceName = `alice-cli-${suffix}`;
     const alicePassword = `alice-password-${suffix}`;
+    ctx.alicePassword = alicePassword;
     ctx.alice = await register(aliceName, alicePassword, "sdk-interop");
     ctx.bobPassword = `bob-password-${suffix}`;
     ctx.bobSession = await register(`bob-js-${suffix}`, ctx.bobPassword, "sdk-interop");
@@ -175,6 +180,7 @@ test("a message from cloister-cli decrypts in matrix-js-sdk", { timeout: TEST_TI
   const text = `hello from the Cloister SDK ${randomSuffix()}`;
   const eventId = (await cli(["send", ctx.roomId, text])).trim();
   assert.match(eventId, /^\$/);
+  ctx.cliMessage = { eventId, text };
   const event = await waitForBobDecrypted(eventId);
   assert.equal(event.getWireType(), "m.room.encrypted");
   assert.equal(event.getType(), "m.room.message");
@@ -322,4 +328,111 @@ test("cloister-cli and matrix-js-sdk verify each other by emoji, each asking onc
   }
   const trust = await bobClient.getCrypto().getDeviceVerificationStatus(aliceId, aliceDevice);
   assert.ok(trust?.isVerified(), `Bob's view of the CLI device: ${JSON.stringify(trust)}`);
+});
+
+// ---------------------------------------------------------------------------
+// Key backup and secret storage between the Cloister SDK and matrix-js-sdk
+
+const { decodeRecoveryKey } = cryptoApi;
+
+/** Secret storage callbacks that answer with one known key, as Element's after the user typed it. */
+function secretStorageCallbacks(getKey) {
+  return {
+    getSecretStorageKey: async ({ keys }) => {
+      const key = getKey();
+      const keyId = Object.keys(keys).find((id) => id === key?.keyId) ?? Object.keys(keys)[0];
+      return key ? [keyId, key.privateKey] : null;
+    },
+  };
+}
+
+test("a backup made by matrix-js-sdk is restored by cloister-cli with its recovery key", { timeout: VERIFICATION_TIMEOUT_MS }, async () => {
+  const suffix = randomSuffix();
+  const password = `dora-password-${suffix}`;
+  const name = `dora-js-${suffix}`;
+  const session = await register(name, password, "sdk-interop");
+  let generated = null;
+  const dora = await startClient("dora", session, {}, {
+    cryptoCallbacks: secretStorageCallbacks(() => generated && { keyId: null, privateKey: generated.privateKey }),
+  });
+  await bootstrapCrossSigning(dora, session, password, "Dora");
+  const crypto = dora.getCrypto();
+  await step("Dora's bootstrapSecretStorage with a new key backup", () =>
+    crypto.bootstrapSecretStorage({
+      createSecretStorageKey: async () => (generated = await crypto.createRecoveryKeyFromPassphrase()),
+      setupNewKeyBackup: true,
+    }),
+  );
+  const version = await crypto.getActiveSessionBackupVersion();
+  assert.ok(version, "js-sdk has no active backup after bootstrapSecretStorage");
+
+  // History Dora can read: a message from Bob in a room they share.
+  const roomId = await sharedEncryptedRoom({
+    inviter: bobClient,
+    inviterLabel: "Bob",
+    invitee: dora,
+    inviteeLabel: "Dora",
+    inviteeUserId: session.user_id,
+    createOptions: { name: "Dora's history" },
+  });
+  const text = `for Dora's backup ${randomSuffix()}`;
+  const { event_id: eventId } = await bobClient.sendMessage(roomId, { msgtype: "m.text", body: text });
+  await waitForDecrypted(dora, "Dora", roomId, eventId);
+  await waitFor(async () => {
+    const { status, json } = await api("GET", `/_matrix/client/v3/room_keys/keys?version=${version}`, {
+      token: session.access_token,
+    });
+    return status === 200 && json.rooms?.[roomId];
+  }, "js-sdk never uploaded the room key to its backup");
+
+  // Dora on a new device with cloister-cli and only the recovery key.
+  const store = await mkdtemp(join(tmpdir(), "cloister-cli-dora-"));
+  try {
+    await cli(["login", name, "--password", password], STEP_TIMEOUT_MS, store);
+    const restored = await cli(["recovery", "restore", "--key", generated.encodedPrivateKey], 60_000, store);
+    assert.match(restored, /restored [1-9]\d* room keys/, restored);
+    assert.match(restored, /this device is trusted/, restored);
+    const history = (await cli(["history", roomId, "--json"], STEP_TIMEOUT_MS, store))
+      .split("\n")
+      .filter((line) => line.trim())
+      .map((line) => JSON.parse(line));
+    const found = history.find((e) => e.event_id === eventId);
+    assert.ok(found, `cloister-cli's history lacks ${eventId}`);
+    assert.equal(found.content.body, text);
+    assert.equal(found.encryption.state, "decrypted");
+  } finally {
+    await rm(store, { recursive: true, force: true });
+  }
+});
+
+test("a backup made by cloister-cli is restored by matrix-js-sdk with its recovery key", { timeout: VERIFICATION_TIMEOUT_MS }, async () => {
+  assert.ok(ctx.cliMessage, "needs the message the CLI sent in an earlier test");
+  const status = await cli(["cross-signing", "status"]);
+  if (!/holds the private/.test(status)) await cli(["cross-signing", "setup"]);
+  const out = await cli(["recovery", "setup"], 60_000);
+  const recoveryKey = out.match(/^recovery key: (.+)$/m)?.[1];
+  assert.ok(recoveryKey, out);
+
+  // Alice signs in with matrix-js-sdk on a new device, with the recovery key.
+  const { status: loginStatus, json: login } = await api("POST", "/_matrix/client/v3/login", {
+    body: {
+      type: "m.login.password",
+      identifier: { type: "m.id.user", user: ctx.alice.user_id },
+      password: ctx.alicePassword,
+    },
+  });
+  assert.equal(loginStatus, 200, JSON.stringify(login));
+  const aliceJs = await startClient("alice-js", login, {}, {
+    cryptoCallbacks: secretStorageCallbacks(() => ({ keyId: null, privateKey: decodeRecoveryKey(recoveryKey) })),
+  });
+  const crypto = aliceJs.getCrypto();
+  await step("js-sdk's loadSessionBackupPrivateKeyFromSecretStorage", () =>
+    crypto.loadSessionBackupPrivateKeyFromSecretStorage(),
+  );
+  const check = await step("js-sdk's checkKeyBackupAndEnable", () => crypto.checkKeyBackupAndEnable());
+  assert.ok(check?.backupInfo, "js-sdk found no backup");
+  const result = await step("js-sdk's restoreKeyBackup", () => crypto.restoreKeyBackup());
+  assert.ok(result.imported >= 1, `js-sdk restored ${JSON.stringify(result)}`);
+  const event = await waitForDecrypted(aliceJs, "Alice (js)", ctx.roomId, ctx.cliMessage.eventId);
+  assert.equal(event.getContent().body, ctx.cliMessage.text);
 });

@@ -235,15 +235,17 @@ const clients = [];
 /**
  * Creates a matrix-js-sdk client with Rust crypto (in memory) for a session
  * from `register`, starts it and waits for its first /sync.
- * `startOptions` go to `startClient` (e.g. `{ threadSupport: true }`).
+ * `startOptions` go to `startClient` (e.g. `{ threadSupport: true }`),
+ * `clientOptions` to `createClient` (e.g. `{ cryptoCallbacks }`).
  */
-export async function startClient(label, session, startOptions = {}) {
+export async function startClient(label, session, startOptions = {}, clientOptions = {}) {
   const client = sdk.createClient({
     baseUrl: BASE,
     userId: session.user_id,
     accessToken: session.access_token,
     deviceId: session.device_id,
     fetchFn: recordingFetch(label),
+    ...clientOptions,
   });
   clients.push(client);
   await step(`${label}'s initRustCrypto`, () => client.initRustCrypto({ useIndexedDB: false }));
