@@ -869,6 +869,7 @@ cloister_result cloister_client_next_event(struct cloister_client *client,
 
 /**
  * Free a string this library returned through a `char **` out-parameter.
+ * Its bytes are overwritten first: some (a recovery key) are secrets.
  * NULL is a no-op.
  */
 void cloister_string_free(char *string);
@@ -999,6 +1000,31 @@ const char *cloister_sas_emoji_symbol(uint8_t index);
  * it with the spec's table); NULL beyond 63. Never free it.
  */
 const char *cloister_sas_emoji_name(uint8_t index);
+
+/**
+ * Set up recovery: a new recovery key that keeps this account's
+ * cross-signing keys and its key backup's key on the server, encrypted; the
+ * key backup is created when there is none, and room keys go to it from
+ * now on. Writes the recovery key (show it once; free with
+ * `cloister_string_free`) to `*out_recovery_key`. `passphrase` (may be
+ * NULL) derives the key from a passphrase instead; the recovery key still
+ * works too. `CLOISTER_RESULT_INVALID_STATE` when this device holds no
+ * cross-signing keys (bootstrap, or recover, first).
+ */
+cloister_result cloister_client_recovery_setup(struct cloister_client *client,
+                                               const char *passphrase,
+                                               char **out_recovery_key);
+
+/**
+ * Recover on this device with the recovery key (or passphrase): the
+ * cross-signing keys (the device becomes trusted) and every room key in
+ * the backup, so history decrypts. Writes how many room keys were restored
+ * to `*out_keys` (may be NULL). Errors: `CLOISTER_RESULT_CRYPTO` for a
+ * wrong key or an account without recovery set up.
+ */
+cloister_result cloister_client_recovery_restore(struct cloister_client *client,
+                                                 const char *recovery_key,
+                                                 size_t *out_keys);
 
 #ifdef __cplusplus
 }  // extern "C"

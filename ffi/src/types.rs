@@ -19,6 +19,7 @@ pub(crate) fn give_string(text: &str) -> *mut c_char {
 }
 
 /// Free a string this library returned through a `char **` out-parameter.
+/// Its bytes are overwritten first: some (a recovery key) are secrets.
 /// NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn cloister_string_free(string: *mut c_char) {
@@ -26,7 +27,8 @@ pub unsafe extern "C" fn cloister_string_free(string: *mut c_char) {
         if !string.is_null() {
             // SAFETY: not NULL, and by the header's contract a string this
             // library handed out (`CString::into_raw`), freed only once.
-            drop(unsafe { CString::from_raw(string) });
+            let owned = unsafe { CString::from_raw(string) };
+            zeroize::Zeroize::zeroize(&mut owned.into_bytes_with_nul());
         }
     })
 }

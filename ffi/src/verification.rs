@@ -326,3 +326,64 @@ pub extern "C" fn cloister_sas_emoji_name(index: u8) -> *const c_char {
             .map_or(std::ptr::null(), |(_, name)| name.as_ptr())
     })
 }
+
+/// Set up recovery: a new recovery key that keeps this account's
+/// cross-signing keys and its key backup's key on the server, encrypted; the
+/// key backup is created when there is none, and room keys go to it from
+/// now on. Writes the recovery key (show it once; free with
+/// `cloister_string_free`) to `*out_recovery_key`. `passphrase` (may be
+/// NULL) derives the key from a passphrase instead; the recovery key still
+/// works too. `CLOISTER_RESULT_INVALID_STATE` when this device holds no
+/// cross-signing keys (bootstrap, or recover, first).
+#[no_mangle]
+pub unsafe extern "C" fn cloister_client_recovery_setup(
+    client: *mut cloister_client,
+    passphrase: *const c_char,
+    out_recovery_key: *mut *mut c_char,
+) -> cloister_result {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
+    with_client(client, |shared| {
+        // SAFETY: NULL or writable (the header's contract for out-parameters).
+        let out_recovery_key = unsafe { out(out_recovery_key) }?;
+        // SAFETY: NULL or a NUL-terminated string that lives through the call.
+        let passphrase = unsafe { opt_str(passphrase) }?;
+        let current = shared.logged_in()?;
+        if !block_on(current.has_cross_signing_keys())? {
+            return Err(Error::new(
+                CLOISTER_RESULT_INVALID_STATE,
+                "this device holds no cross-signing keys: bootstrap or recover first",
+            ));
+        }
+        let key = block_on(current.setup_recovery(passphrase))??;
+        out_recovery_key.put(give_string(&key));
+        Ok(())
+    })
+}
+
+/// Recover on this device with the recovery key (or passphrase): the
+/// cross-signing keys (the device becomes trusted) and every room key in
+/// the backup, so history decrypts. Writes how many room keys were restored
+/// to `*out_keys` (may be NULL). Errors: `CLOISTER_RESULT_CRYPTO` for a
+/// wrong key or an account without recovery set up.
+#[no_mangle]
+pub unsafe extern "C" fn cloister_client_recovery_restore(
+    client: *mut cloister_client,
+    recovery_key: *const c_char,
+    out_keys: *mut usize,
+) -> cloister_result {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
+    with_client(client, |shared| {
+        // SAFETY: NULL or writable (the header's contract for out-parameters).
+        let out_keys = unsafe { crate::types::opt_out(out_keys) };
+        // SAFETY: NULL or a NUL-terminated string that lives through the call.
+        let recovery_key = unsafe { arg_str(recovery_key) }?;
+        let current = shared.logged_in()?;
+        let report = block_on(current.recover(recovery_key))??;
+        if let Some(out_keys) = out_keys {
+            out_keys.put(report.keys.imported);
+        }
+        Ok(())
+    })
+}

@@ -4,7 +4,9 @@
  * request as an event and accepts, Alice starts SAS, both show the emoji,
  * compare them (here: the test compares the two screens) and confirm.
  * Afterwards each trusts the other's device and, through cross-signing,
- * the other's identity. Run by ffi/tests/c_api.rs, also under valgrind.
+ * the other's identity. Then Alice sets up recovery, and a new device of
+ * hers restores her history's keys with the recovery key alone. Run by
+ * ffi/tests/c_api.rs, also under valgrind.
  *
  * usage: verification HOMESERVER_URL ALICE BOB PASSWORD WORK_DIR
  */
@@ -203,6 +205,38 @@ int main(int argc, char **argv) {
     EXPECT(str_eq(cloister_sas_emoji_symbol(0), "\xf0\x9f\x90\xb6")); /* 🐶 */
     EXPECT(str_eq(cloister_sas_emoji_name(63), "Pin"));
     EXPECT(cloister_sas_emoji_symbol(64) == NULL);
+
+    /* Recovery: Alice's message before setup is readable on a new device
+     * that has nothing but the recovery key. */
+    char *event_id = NULL;
+    CHECK(alice, cloister_client_send_text(alice, room, "kept in the backup", &event_id));
+    char *recovery_key = NULL;
+    CHECK(alice, cloister_client_recovery_setup(alice, NULL, &recovery_key));
+    EXPECT(strncmp(recovery_key, "Es", 2) == 0);
+    cloister_client *laptop = NULL;
+    snprintf(path, sizeof path, "%s/laptop.db", dir);
+    CHECK(NULL, cloister_client_new(url, path, "laptop passphrase", &laptop));
+    CHECK(laptop, cloister_client_login(laptop, argv[2], password, "verification (laptop)"));
+    EXPECT(cloister_client_recovery_restore(laptop, "EsTc not a recovery key", NULL) == CLOISTER_RESULT_CRYPTO);
+    size_t restored = 0;
+    CHECK(laptop, cloister_client_recovery_restore(laptop, recovery_key, &restored));
+    EXPECT(restored >= 1);
+    cloister_string_free(recovery_key);
+    cloister_event_list *history = NULL;
+    CHECK(laptop, cloister_client_room_messages(laptop, room, NULL, 50, &history));
+    int found = 0;
+    for (size_t i = 0; i < cloister_event_list_len(history); i++) {
+        const cloister_event *event = cloister_event_list_get(history, i);
+        if (str_eq(cloister_event_event_id(event), event_id)) {
+            EXPECT(cloister_event_encryption(event) == CLOISTER_ENCRYPTION_DECRYPTED);
+            EXPECT(str_eq(cloister_event_body(event), "kept in the backup"));
+            found = 1;
+        }
+    }
+    EXPECT(found);
+    cloister_event_list_free(history);
+    cloister_string_free(event_id);
+    cloister_client_free(laptop);
 
     cloister_client_free(alice);
     cloister_client_free(bob);
