@@ -212,3 +212,57 @@ fn public_key_of(machine: &OlmMachine) -> String {
     .public_key()
     .to_base64()
 }
+
+#[test]
+fn a_restored_key_for_expired_messages_is_not_kept() {
+    let mut server = FakeHomeserver::new();
+    let mut alice = login(&mut server, ALICE, "ALICE1");
+    let mut bob = login(&mut server, BOB, "BOB1");
+    sync(&mut server, &mut alice, T0);
+    let old = send_text(
+        &mut server,
+        &mut bob,
+        ROOM,
+        &[ALICE, BOB],
+        settings(),
+        "expires in an hour",
+        T0,
+    );
+    sync(&mut server, &mut alice, T0);
+    let mut version_info = alice.create_backup().unwrap();
+    version_info["version"] = json!("1");
+    alice.enable_backup("1").unwrap();
+    drive(&mut server, &mut alice);
+
+    // Two hours later a new device restores the backup; the room keeps
+    // messages for one hour.
+    let later = T0 + 2 * support::HOUR_MS;
+    let mut fresh = login(&mut server, ALICE, "ALICE2");
+    sync(&mut server, &mut fresh, later);
+    fresh
+        .import_backup_key(&alice.backup_key().unwrap(), &version_info)
+        .unwrap();
+    assert_eq!(
+        fresh.import_backup(&server.backup_keys()).unwrap().imported,
+        1
+    );
+    fresh
+        .apply_retention(ROOM, support::HOUR_MS, later)
+        .unwrap();
+    // The expired message is refused, and its key does not survive that.
+    assert!(matches!(
+        fresh.decrypt_room_event(ROOM, &old),
+        Err(cloister_sdk::crypto::CryptoError::Expired { .. })
+    ));
+    assert!(fresh.clear_retention(ROOM));
+    // With the policy lifted, the key no longer reaches that message.
+    let error = fresh.decrypt_room_event(ROOM, &old).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            cloister_sdk::crypto::CryptoError::MegolmDecryption(_)
+                | cloister_sdk::crypto::CryptoError::MissingRoomKey { .. }
+        ),
+        "the restored key was not shredded: {error:?}"
+    );
+}

@@ -126,10 +126,13 @@ fn an_expired_event_is_refused_even_while_its_key_is_held() {
     ));
     let live = text(&mut server, &mut alice, "live", later);
     assert_eq!(body_of(&mut bob, ROOM, &live), "live");
-    // The refusal did not mark the index as used: with the policy lifted the
-    // same event still decrypts (retention, not a replay, refused it).
+    // Seeing the expired message told the key when that message was sent:
+    // the key was ratcheted past it, so even with the policy lifted it no
+    // longer decrypts — shredded, not refused as a replay.
     bob.clear_retention(ROOM);
-    assert_eq!(body_of(&mut bob, ROOM, &old), "old");
+    let error = bob.decrypt_room_event(ROOM, &old).unwrap_err();
+    assert!(!matches!(error, CryptoError::Replay { .. }), "{error:?}");
+    assert_eq!(body_of(&mut bob, ROOM, &live), "live");
 }
 
 #[test]

@@ -155,6 +155,30 @@ impl OlmMachine {
         Ok(report)
     }
 
+    /// An expired event met a key we hold: ratchet the key past that
+    /// message (its index is read from the ciphertext's header; nothing is
+    /// decrypted). A key that arrived without its messages' times —
+    /// restored from a backup, forwarded by another device — thus loses an
+    /// expired message as soon as the message is seen, while later, live
+    /// messages of the same session still decrypt.
+    pub(crate) fn shred_for_expired_event(&mut self, room_id: &str, content: &Value) {
+        let (Some(session_id), Some(ciphertext)) = (
+            content.get("session_id").and_then(Value::as_str),
+            content.get("ciphertext").and_then(Value::as_str),
+        ) else {
+            return;
+        };
+        let Ok(message) = vodozemac::megolm::MegolmMessage::from_base64(ciphertext) else {
+            return;
+        };
+        let key = (room_id.to_owned(), session_id.to_owned());
+        let index = message.message_index();
+        let held = self.inbound.sessions.get(&key);
+        if held.is_some_and(|s| s.first_known_index() <= index) {
+            self.ratchet_inbound(&key, index.saturating_add(1));
+        }
+    }
+
     /// Forget a room's policy (its `m.room.retention` was removed). Keys
     /// already destroyed stay destroyed. Returns whether one was known.
     pub fn clear_retention(&mut self, room_id: &str) -> bool {

@@ -146,6 +146,7 @@ impl OlmMachine {
         // must still not reveal an expired message.
         if let Some(ts) = origin_server_ts {
             if self.is_expired(room_id, ts) {
+                self.shred_for_expired_event(room_id, content);
                 return Err(CryptoError::Expired {
                     room_id: room_id.to_owned(),
                     event_id: event_id.to_owned(),
