@@ -1,7 +1,8 @@
 //! End-to-end: cross-signing and emoji verification with the SDK's `Client`
 //! against the real Cloister server. Alice bootstraps cross-signing on her
-//! first device, verifies her second device by emoji (it ends up signed by
-//! her self-signing key, as Bob sees), then verifies Bob, whose identity
+//! first device, verifies her second device by emoji over to-device (it
+//! ends up signed by her self-signing key, as Bob sees), then verifies Bob
+//! in their room (in-room verification, as Element does), whose identity
 //! her user-signing key signs — so her second device trusts Bob without
 //! verifying him itself. Her keys survive a restart; replacing the identity
 //! needs her password.
@@ -51,14 +52,27 @@ async fn emoji(client: &Client, flow: &str) -> Option<Vec<&'static str>> {
     }
 }
 
-/// `requester` asks `responder` (a device of `user`) to verify, and both
-/// compare emoji and confirm, as two people would.
-async fn verify(requester: &Client, responder: &Client, user: &str, device: &str) {
+/// `requester` asks `responder` (a device of `user`) to verify — over
+/// to-device, or in the DM `room` — and both compare emoji and confirm, as
+/// two people would.
+async fn verify(
+    requester: &Client,
+    responder: &Client,
+    user: &str,
+    device: &str,
+    room: Option<&str>,
+) {
     let both = [requester, responder];
-    let flow = requester
-        .request_verification(user, &[device.to_owned()])
-        .await
-        .unwrap();
+    let flow = match room {
+        Some(room) => requester
+            .request_verification_in_room(room, user)
+            .await
+            .unwrap(),
+        None => requester
+            .request_verification(user, &[device.to_owned()])
+            .await
+            .unwrap(),
+    };
     until(&both, "the request arrives", || async {
         phase(responder, &flow).await == Some(VerificationPhase::Requested)
     })
@@ -170,7 +184,7 @@ async fn scenario() {
     );
 
     // Alice's new device asks her first one.
-    verify(&alice2, &alice1, &alice, &a1).await;
+    verify(&alice2, &alice1, &alice, &a1, None).await;
     until(&everyone, "the new device is cross-signed", || async {
         bob.user_devices(&alice)
             .await
@@ -207,7 +221,8 @@ async fn scenario() {
         alice2.device_trust(&bob_id, &b1).await,
         Some(DeviceTrust::CrossSigned)
     );
-    verify(&alice1, &bob, &bob_id, &b1).await;
+    // Other people are verified in a DM, as Element does.
+    verify(&alice1, &bob, &bob_id, &b1, Some(&room)).await;
     until(&everyone, "Alice's user-signing key signed Bob", || async {
         alice1.is_identity_verified(&bob_id).await && alice2.is_identity_verified(&bob_id).await
     })

@@ -2,7 +2,9 @@
 //! core's public API, with the test double for the server's to-device and
 //! key endpoints: both sides show the same emoji and end verified; a
 //! mismatch, a key swapped in transit, silence and a stranger's messages
-//! all end (or leave) the flow without trusting anything.
+//! all end (or leave) the flow without trusting anything. The same in a
+//! DM, as Element verifies other people: room events instead of to-device
+//! messages.
 //!
 //! Cross-signing signatures after a verification need the server's key
 //! storage and are tested against the real server in
@@ -12,7 +14,7 @@ mod support;
 
 use cloister_sdk::crypto::{DeviceTrust, OlmMachine, VerificationPhase};
 use serde_json::{json, Value};
-use support::{drive, login, sync, FakeHomeserver, ALICE, BOB, CAROL, T0};
+use support::{drive, login, sync, FakeHomeserver, ALICE, BOB, CAROL, ROOM, T0};
 
 const MINUTE_MS: u64 = 60 * 1000;
 
@@ -240,4 +242,68 @@ fn silence_times_out_and_stale_or_foreign_messages_are_ignored() {
     // Finished flows are forgotten after the same time.
     sync(&mut server, &mut alice, T0 + 30 * MINUTE_MS);
     assert!(alice.verification(&flow).is_none());
+}
+
+/// Send what both have and hand every room event to both (each sees its
+/// own echo, as in a real timeline), until nothing moves.
+fn settle_room(server: &mut FakeHomeserver, a: &mut OlmMachine, b: &mut OlmMachine) {
+    for _ in 0..8 {
+        drive(server, a);
+        drive(server, b);
+        for event in server.take_room_events() {
+            a.receive_verification_room_event(ROOM, &event, T0);
+            b.receive_verification_room_event(ROOM, &event, T0);
+        }
+    }
+}
+
+#[test]
+fn in_a_dm_both_sides_show_the_same_emoji_and_end_verified() {
+    let mut server = FakeHomeserver::new();
+    let (mut alice, mut bob) = pair(&mut server);
+    let provisional = alice.request_verification_in_room(ROOM, BOB, T0).unwrap();
+    drive(&mut server, &mut alice);
+    let flow = alice.verification_id(&provisional);
+    assert!(
+        flow.starts_with('$'),
+        "named after the request event: {flow}"
+    );
+    let request = server.take_room_events();
+    assert_eq!(
+        request[0]["content"]["msgtype"],
+        "m.key.verification.request"
+    );
+    assert_eq!(request[0]["content"]["to"], BOB);
+    for event in &request {
+        alice.receive_verification_room_event(ROOM, event, T0);
+        bob.receive_verification_room_event(ROOM, event, T0);
+    }
+    let incoming = bob.verification(&flow).expect("Bob sees the request");
+    assert_eq!(incoming.room_id.as_deref(), Some(ROOM));
+    assert!(!alice.verification(&flow).unwrap().phase.is_final());
+    bob.accept_verification(&flow).unwrap();
+    settle_room(&mut server, &mut alice, &mut bob);
+    assert_eq!(phase(&alice, &flow), VerificationPhase::Ready);
+    alice.start_sas(&flow).unwrap();
+    settle_room(&mut server, &mut alice, &mut bob);
+    assert_eq!(sas_of(&alice, &flow), sas_of(&bob, &flow));
+    alice.confirm_sas(&flow).unwrap();
+    bob.confirm_sas(&flow).unwrap();
+    settle_room(&mut server, &mut alice, &mut bob);
+    assert_eq!(phase(&alice, &flow), VerificationPhase::Done);
+    assert_eq!(phase(&bob, &flow), VerificationPhase::Done);
+    assert_eq!(alice.device_trust(BOB, "BOB1"), Some(DeviceTrust::Verified));
+    assert_eq!(
+        bob.device_trust(ALICE, "ALICE1"),
+        Some(DeviceTrust::Verified)
+    );
+    // No to-device message was used, and a stranger's event for the flow
+    // in the room is ignored.
+    let carol_cancel = json!({
+        "type": "m.key.verification.cancel", "sender": CAROL, "event_id": "$x",
+        "content": {"code": "m.user", "reason": "x",
+                    "m.relates_to": {"rel_type": "m.reference", "event_id": flow}},
+    });
+    bob.receive_verification_room_event(ROOM, &carol_cancel, T0);
+    assert_eq!(phase(&bob, &flow), VerificationPhase::Done);
 }

@@ -65,6 +65,14 @@ impl TimelineEvent {
         self.content.get("body").and_then(Value::as_str)
     }
 
+    /// Whether the event is part of an in-room key verification (the
+    /// request message, or an `m.key.verification.*` step).
+    pub fn is_verification(&self) -> bool {
+        self.event_type.starts_with("m.key.verification.")
+            || (self.event_type == "m.room.message"
+                && self.msgtype() == Some("m.key.verification.request"))
+    }
+
     /// The `msgtype` of a message event.
     pub fn msgtype(&self) -> Option<&str> {
         self.content.get("msgtype").and_then(Value::as_str)

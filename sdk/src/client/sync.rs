@@ -228,6 +228,7 @@ impl Client {
         if let Err(error) = self.send_crypto_requests().await {
             summary.crypto_error = Some(error.to_string());
         }
+        let mut verification_steps = false;
         // 3. Timelines decrypted, and earlier events whose key came now;
         //    then retention, which needs the timestamps of what was just
         //    decrypted to tell live sessions from expired ones.
@@ -240,6 +241,17 @@ impl Client {
                 .filter(|(room_id, event)| !raw_is_expired(&state, room_id, event, now))
                 .collect();
             summary.events = decrypt_timeline(&mut machine, &timeline);
+            for event in summary.events.iter().filter(|e| e.is_verification()) {
+                let raw = json!({
+                    "type": event.event_type,
+                    "sender": event.sender,
+                    "event_id": event.event_id,
+                    "origin_server_ts": event.origin_server_ts,
+                    "content": event.content,
+                });
+                machine.receive_verification_room_event(&event.room_id, &raw, now);
+                verification_steps = true;
+            }
             let waiting: Vec<TimelineEvent> = std::mem::take(&mut *retry_queue)
                 .into_iter()
                 .filter(|e| !event_is_expired(&state, e, now))
@@ -271,6 +283,13 @@ impl Client {
             self.save(None, &mut machine, None).await?;
         }
         drop(retry_queue);
+        // An in-room verification answers at once, not after the next
+        // long-poll.
+        if verification_steps {
+            if let Err(error) = self.send_crypto_requests().await {
+                summary.crypto_error = Some(error.to_string());
+            }
+        }
         for event in &summary.events {
             // No subscribers is not an error.
             let _ = self.inner.events.send(event.clone());

@@ -78,6 +78,28 @@ impl Client {
         Ok(flow)
     }
 
+    /// Ask `user_id` to verify in the DM `room_id`, as Element does for
+    /// other people. Returns the flow id (the request event's id).
+    pub async fn request_verification_in_room(
+        &self,
+        room_id: &str,
+        user_id: &str,
+    ) -> Result<String> {
+        let now = self.now();
+        let mut provisional = String::new();
+        self.with_machine(|m| {
+            provisional = m.request_verification_in_room(room_id, user_id, now)?;
+            Ok(())
+        })
+        .await?;
+        Ok(self
+            .inner
+            .machine
+            .lock()
+            .await
+            .verification_id(&provisional))
+    }
+
     /// Accept a verification request from another device.
     pub async fn accept_verification(&self, flow_id: &str) -> Result<()> {
         self.with_machine(|m| m.accept_verification(flow_id)).await

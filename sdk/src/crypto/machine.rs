@@ -127,6 +127,8 @@ pub struct OlmMachine {
     pub(crate) verifications: BTreeMap<String, Flow>,
     /// The key backup this device uploads to.
     pub(crate) backup: BackupState,
+    /// Provisional id → event id of in-room verification requests sent.
+    pub(crate) verification_aliases: HashMap<String, String>,
 }
 
 impl std::fmt::Debug for OlmMachine {
@@ -192,6 +194,7 @@ impl OlmMachine {
             cross_signing: CrossSigningKeys::default(),
             verifications: BTreeMap::new(),
             backup: BackupState::default(),
+            verification_aliases: HashMap::new(),
         })
     }
 
@@ -379,6 +382,14 @@ impl OlmMachine {
             }
             PendingKind::ToDevice { .. } => {
                 self.requests.take(request_id);
+            }
+            PendingKind::RoomEvent {
+                verification_request,
+            } => {
+                self.requests.take(request_id);
+                if let Some(provisional) = verification_request {
+                    self.verification_request_sent(&provisional, response);
+                }
             }
             PendingKind::Backup { sessions } => {
                 self.requests.take(request_id);

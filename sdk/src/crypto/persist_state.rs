@@ -68,6 +68,12 @@ enum BodyRecord {
         version: String,
         body: Value,
     },
+    RoomEvent {
+        room_id: String,
+        event_type: String,
+        txn_id: String,
+        content: Value,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -152,6 +158,17 @@ impl OlmMachine {
                     RequestBody::KeysQuery(r) => BodyRecord::KeysQuery(r.clone()),
                     RequestBody::KeysClaim(r) => BodyRecord::KeysClaim(r.clone()),
                     RequestBody::SignaturesUpload(r) => BodyRecord::SignaturesUpload(r.clone()),
+                    RequestBody::RoomEvent {
+                        room_id,
+                        event_type,
+                        txn_id,
+                        content,
+                    } => BodyRecord::RoomEvent {
+                        room_id: room_id.clone(),
+                        event_type: event_type.clone(),
+                        txn_id: txn_id.clone(),
+                        content: content.clone(),
+                    },
                     RequestBody::BackupKeys { version, body } => BodyRecord::BackupKeys {
                         version: version.clone(),
                         body: body.clone(),
@@ -258,6 +275,17 @@ impl OlmMachine {
                 BodyRecord::KeysQuery(r) => RequestBody::KeysQuery(r),
                 BodyRecord::KeysClaim(r) => RequestBody::KeysClaim(r),
                 BodyRecord::SignaturesUpload(r) => RequestBody::SignaturesUpload(r),
+                BodyRecord::RoomEvent {
+                    room_id,
+                    event_type,
+                    txn_id,
+                    content,
+                } => RequestBody::RoomEvent {
+                    room_id,
+                    event_type,
+                    txn_id,
+                    content,
+                },
                 BodyRecord::BackupKeys { version, body } => {
                     RequestBody::BackupKeys { version, body }
                 }

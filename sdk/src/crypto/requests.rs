@@ -46,6 +46,18 @@ pub enum RequestBody {
     ToDevice(ToDeviceRequest),
     /// Publish cross-signing signatures.
     SignaturesUpload(SignaturesUploadRequest),
+    /// `PUT /_matrix/client/v3/rooms/{room_id}/send/{event_type}/{txn_id}`:
+    /// an unencrypted room event (in-room verification).
+    RoomEvent {
+        /// The room.
+        room_id: String,
+        /// The event type.
+        event_type: String,
+        /// The transaction id: the same on a retry.
+        txn_id: String,
+        /// The event content.
+        content: Value,
+    },
     /// `PUT /_matrix/client/v3/room_keys/keys?version=…`: sessions for the
     /// key backup.
     BackupKeys {
@@ -90,7 +102,9 @@ impl OutgoingRequest {
     /// The HTTP method.
     pub fn method(&self) -> &'static str {
         match self.body {
-            RequestBody::ToDevice(_) | RequestBody::BackupKeys { .. } => "PUT",
+            RequestBody::ToDevice(_)
+            | RequestBody::BackupKeys { .. }
+            | RequestBody::RoomEvent { .. } => "PUT",
             _ => "POST",
         }
     }
@@ -104,6 +118,17 @@ impl OutgoingRequest {
             RequestBody::SignaturesUpload(_) => {
                 "/_matrix/client/v3/keys/signatures/upload".to_owned()
             }
+            RequestBody::RoomEvent {
+                room_id,
+                event_type,
+                txn_id,
+                ..
+            } => format!(
+                "/_matrix/client/v3/rooms/{}/send/{}/{}",
+                percent_encode(room_id),
+                percent_encode(event_type),
+                percent_encode(txn_id)
+            ),
             RequestBody::BackupKeys { version, .. } => format!(
                 "/_matrix/client/v3/room_keys/keys?version={}",
                 percent_encode(version)
@@ -125,6 +150,7 @@ impl OutgoingRequest {
             RequestBody::ToDevice(r) => serde_json::to_value(r),
             RequestBody::SignaturesUpload(r) => serde_json::to_value(r),
             RequestBody::BackupKeys { body, .. } => Ok(body.clone()),
+            RequestBody::RoomEvent { content, .. } => Ok(content.clone()),
         };
         // These types hold only strings, integers and JSON values, whose
         // serialization cannot fail.
@@ -166,6 +192,11 @@ pub(crate) enum PendingKind {
     /// Signatures on `user_id`'s keys, who is queried again afterwards.
     Signatures {
         user_id: String,
+    },
+    /// A room event; for an in-room verification request, the provisional
+    /// flow id, renamed after the event id the server answers with.
+    RoomEvent {
+        verification_request: Option<String>,
     },
     /// These (room, session) go into the key backup.
     Backup {

@@ -48,6 +48,8 @@ pub(crate) struct FakeHomeserver {
     device_list_changes: BTreeMap<DeviceKey, BTreeSet<String>>,
     seen_txns: BTreeSet<(String, String, String)>,
     next_event: u64,
+    /// Room events sent (in-room verification), in order; all in one room.
+    room_events: Vec<Value>,
     /// Key backup: room → session → key data (one backup version).
     backup: BTreeMap<String, BTreeMap<String, Value>>,
 }
@@ -148,6 +150,23 @@ impl FakeHomeserver {
                     }
                 }
                 json!({})
+            }
+            RequestBody::RoomEvent {
+                room_id,
+                event_type,
+                content,
+                ..
+            } => {
+                let event_id = self.new_event_id();
+                self.room_events.push(json!({
+                    "type": event_type,
+                    "sender": user,
+                    "event_id": event_id,
+                    "room_id": room_id,
+                    "origin_server_ts": T0,
+                    "content": content,
+                }));
+                json!({ "event_id": event_id })
             }
             RequestBody::BackupKeys { body, .. } => {
                 let rooms = body["rooms"].as_object().cloned().unwrap_or_default();
@@ -271,6 +290,12 @@ impl FakeHomeserver {
         self.one_time_keys
             .get(&(user.to_owned(), device.to_owned()))
             .map_or(0, BTreeMap::len)
+    }
+
+    /// The room events sent since the last call, as a timeline delivers
+    /// them (to every member, the sender included).
+    pub(crate) fn take_room_events(&mut self) -> Vec<Value> {
+        std::mem::take(&mut self.room_events)
     }
 
     /// The backup as `GET /room_keys/keys` returns it.

@@ -60,6 +60,9 @@ pub struct VerificationInfo {
     pub other_device: Option<String>,
     /// Whether this side sent the request.
     pub we_requested: bool,
+    /// The DM it runs in (verifying another person, as Element does); None
+    /// for to-device.
+    pub room_id: Option<String>,
     /// Where it stands.
     pub phase: VerificationPhase,
 }
@@ -112,6 +115,9 @@ pub(crate) type Side<'a> = (&'a str, &'a str);
 
 pub(crate) struct Flow {
     pub flow_id: String,
+    /// The DM a verification with another person runs in; None for
+    /// to-device (own devices).
+    pub room_id: Option<String>,
     pub other_user: String,
     pub other_device: Option<String>,
     /// The devices our request went to (all but the one that answers get a
@@ -161,6 +167,7 @@ impl Flow {
     ) -> Self {
         Self {
             flow_id,
+            room_id: None,
             other_user: other_user.to_owned(),
             other_device,
             requested_devices,
@@ -174,12 +181,35 @@ impl Flow {
         }
     }
 
+    /// The same flow, in a room (a DM with the other person).
+    pub(crate) fn in_room(mut self, room_id: &str) -> Self {
+        self.room_id = Some(room_id.to_owned());
+        self
+    }
+
+    /// A message's content for this flow's channel: to-device messages
+    /// name the flow by `transaction_id`, room events by an `m.reference`
+    /// to the request event.
+    pub(crate) fn wrap(&self, mut content: Value) -> Value {
+        if self.room_id.is_some() {
+            if let Some(map) = content.as_object_mut() {
+                map.remove("transaction_id");
+                map.insert(
+                    "m.relates_to".to_owned(),
+                    json!({ "rel_type": "m.reference", "event_id": self.flow_id }),
+                );
+            }
+        }
+        content
+    }
+
     pub(crate) fn info(&self) -> VerificationInfo {
         VerificationInfo {
             flow_id: self.flow_id.clone(),
             other_user: self.other_user.clone(),
             other_device: self.other_device.clone(),
             we_requested: self.we_requested,
+            room_id: self.room_id.clone(),
             phase: self.phase.clone(),
         }
     }
@@ -199,7 +229,7 @@ impl Flow {
         self.phase = VerificationPhase::Ready;
         Ok(Outcome::send(
             "m.key.verification.ready",
-            json!({ "from_device": my_device, "methods": [SAS_V1], "transaction_id": self.flow_id }),
+            self.wrap(json!({ "from_device": my_device, "methods": [SAS_V1], "transaction_id": self.flow_id })),
         ))
     }
 
@@ -228,7 +258,7 @@ impl Flow {
         if self.phase != VerificationPhase::Ready {
             return Err(unexpected("start: the flow is not ready"));
         }
-        let start = sas::start_content(&self.flow_id, my_device);
+        let start = self.wrap(sas::start_content(&self.flow_id, my_device));
         self.sas = SasState::WeStarted {
             sas: Sas::new(),
             start: start.clone(),
@@ -263,7 +293,12 @@ impl Flow {
         let (mac, methods) = sas::accept_methods(content)?;
         let ours = Sas::new();
         let commitment = sas::commitment(&ours.public_key().to_base64(), content)?;
-        let accept = sas::accept_content(&self.flow_id, mac, &methods, &commitment);
+        let accept = self.wrap(sas::accept_content(
+            &self.flow_id,
+            mac,
+            &methods,
+            &commitment,
+        ));
         self.sas = SasState::WeAccepted { sas: ours, mac };
         self.phase = VerificationPhase::Started;
         Ok(Outcome::send("m.key.verification.accept", accept))
@@ -287,7 +322,7 @@ impl Flow {
         };
         Ok(Outcome::send(
             "m.key.verification.key",
-            json!({ "transaction_id": self.flow_id, "key": key }),
+            self.wrap(json!({ "transaction_id": self.flow_id, "key": key })),
         ))
     }
 
@@ -320,7 +355,7 @@ impl Flow {
                     let established = sas.diffie_hellman_with_raw(&their_key).map_err(invalid)?;
                     let reply = Outcome::send(
                         "m.key.verification.key",
-                        json!({ "transaction_id": self.flow_id, "key": key }),
+                        self.wrap(json!({ "transaction_id": self.flow_id, "key": key })),
                     );
                     (established, mac, false, reply)
                 }
@@ -373,7 +408,7 @@ impl Flow {
             return Err(unexpected("confirmation: there is nothing to confirm"));
         };
         let info = sas::mac_info(me, self.their_side(), &self.flow_id);
-        let content = sas::mac_content(sas, *mac, &info, &self.flow_id, our_keys);
+        let content = self.wrap(sas::mac_content(sas, *mac, &info, &self.flow_id, our_keys));
         self.phase = VerificationPhase::Confirmed;
         let mut outcome = Outcome::send("m.key.verification.mac", content);
         if self.their_mac.is_some() {
@@ -419,7 +454,7 @@ impl Flow {
         Ok(Outcome {
             send: vec![(
                 "m.key.verification.done",
-                json!({ "transaction_id": self.flow_id }),
+                self.wrap(json!({ "transaction_id": self.flow_id })),
             )],
             verified_keys: Some(verified),
         })

@@ -172,27 +172,43 @@ impl OlmMachine {
             return;
         };
         if event_type == "m.key.verification.request" {
-            return self.receive_request(sender, &flow_id, &content, now_ms);
+            let timestamp = content
+                .get("timestamp")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            return self.receive_request(sender, &flow_id, &content, timestamp, now_ms, None);
         }
-        // Only the user the flow is with may move it; anything for a flow
-        // we do not know (or that ended) is dropped.
+        self.step_flow(&flow_id, sender, event_type, &content, now_ms, None);
+    }
+
+    /// Move a flow on with a message from `sender` (to-device, or a room
+    /// event in `room_id`). Only the user the flow is with may move it,
+    /// over the flow's own channel; anything for a flow we do not know (or
+    /// that ended) is dropped.
+    pub(crate) fn step_flow(
+        &mut self,
+        flow_id: &str,
+        sender: &str,
+        event_type: &str,
+        content: &Value,
+        now_ms: u64,
+        room_id: Option<&str>,
+    ) {
         let me = (self.user_id.clone(), self.device_id.clone());
-        let known = self.their_keys(&flow_id);
-        let Some(flow) = self
-            .verifications
-            .get_mut(&flow_id)
-            .filter(|f| f.other_user == sender && !f.phase.is_final())
-        else {
+        let known = self.their_keys(flow_id);
+        let Some(flow) = self.verifications.get_mut(flow_id).filter(|f| {
+            f.other_user == sender && !f.phase.is_final() && f.room_id.as_deref() == room_id
+        }) else {
             return;
         };
         flow.last_activity_ms = flow.last_activity_ms.max(now_ms);
         let me = (me.0.as_str(), me.1.as_str());
         let result = match event_type {
-            "m.key.verification.ready" => flow.receive_ready(&content),
-            "m.key.verification.start" => flow.receive_start(&content, me),
-            "m.key.verification.accept" => flow.receive_accept(&content),
-            "m.key.verification.key" => flow.receive_key(&content, me),
-            "m.key.verification.mac" => flow.receive_mac(&content, me, known),
+            "m.key.verification.ready" => flow.receive_ready(content),
+            "m.key.verification.start" => flow.receive_start(content, me),
+            "m.key.verification.accept" => flow.receive_accept(content),
+            "m.key.verification.key" => flow.receive_key(content, me),
+            "m.key.verification.mac" => flow.receive_mac(content, me, known),
             "m.key.verification.done" => flow.receive_done(),
             "m.key.verification.cancel" => {
                 let text = |f: &str| content.get(f).and_then(Value::as_str).unwrap_or("");
@@ -202,19 +218,23 @@ impl OlmMachine {
             _ => return,
         };
         if event_type == "m.key.verification.ready" && result.is_ok() {
-            self.cancel_other_requested_devices(&flow_id);
+            self.cancel_other_requested_devices(flow_id);
         }
-        self.apply(&flow_id, result);
+        self.apply(flow_id, result);
     }
 
-    fn receive_request(&mut self, sender: &str, flow_id: &str, content: &Value, now_ms: u64) {
+    pub(crate) fn receive_request(
+        &mut self,
+        sender: &str,
+        flow_id: &str,
+        content: &Value,
+        timestamp: u64,
+        now_ms: u64,
+        room_id: Option<&str>,
+    ) {
         let Some(from_device) = content.get("from_device").and_then(Value::as_str) else {
             return;
         };
-        let timestamp = content
-            .get("timestamp")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
         let fresh = timestamp + VERIFICATION_TIMEOUT_MS >= now_ms
             && timestamp <= now_ms + VERIFICATION_FUTURE_MS;
         let methods = content.get("methods").and_then(Value::as_array);
@@ -228,7 +248,10 @@ impl OlmMachine {
         if self.devices.get(sender, from_device).is_none() {
             self.devices.mark_changed([sender]);
         }
-        let flow = Flow::incoming(flow_id.to_owned(), sender, from_device, now_ms);
+        let mut flow = Flow::incoming(flow_id.to_owned(), sender, from_device, now_ms);
+        if let Some(room_id) = room_id {
+            flow = flow.in_room(room_id);
+        }
         self.verifications.insert(flow_id.to_owned(), flow);
         self.changed(flow_id);
     }
@@ -264,28 +287,36 @@ impl OlmMachine {
             return;
         };
         let user = flow.other_user.clone();
+        let room = flow.room_id.clone();
         let devices = match &flow.other_device {
             Some(device) => vec![device.clone()],
             None => flow.requested_devices.clone(),
         };
+        let mut messages = Vec::new();
+        let mut verified = None;
         match result {
             Ok(outcome) => {
-                for (event_type, content) in outcome.send {
-                    self.send_verification(&user, &devices, event_type, content);
-                }
-                if let Some(keys) = outcome.verified_keys {
-                    self.trust_verified_keys(flow_id, &keys);
-                }
+                messages = outcome.send;
+                verified = outcome.verified_keys;
             }
             Err(cancel) => {
                 flow.cancel(cancel.code, &cancel.reason, true);
-                let content = json!({
+                let content = flow.wrap(json!({
                     "transaction_id": flow_id,
                     "code": cancel.code,
                     "reason": cancel.reason,
-                });
-                self.send_verification(&user, &devices, "m.key.verification.cancel", content);
+                }));
+                messages.push(("m.key.verification.cancel", content));
             }
+        };
+        for (event_type, content) in messages {
+            match &room {
+                Some(room_id) => self.send_room_verification(room_id, event_type, content),
+                None => self.send_verification(&user, &devices, event_type, content),
+            }
+        }
+        if let Some(keys) = verified {
+            self.trust_verified_keys(flow_id, &keys);
         }
         self.changed(flow_id);
     }
@@ -395,7 +426,7 @@ impl OlmMachine {
         );
     }
 
-    fn changed(&mut self, flow_id: &str) {
+    pub(crate) fn changed(&mut self, flow_id: &str) {
         if let Some(flow) = self.verifications.get(flow_id) {
             self.events.push(CryptoEvent::VerificationChanged {
                 flow_id: flow_id.to_owned(),

@@ -15,6 +15,7 @@
 mod emoji;
 mod flow;
 mod machine;
+mod room;
 mod sas;
 
 pub use emoji::SasEmoji;
