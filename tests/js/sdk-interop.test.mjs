@@ -330,6 +330,46 @@ test("cloister-cli and matrix-js-sdk verify each other by emoji, each asking onc
   assert.ok(trust?.isVerified(), `Bob's view of the CLI device: ${JSON.stringify(trust)}`);
 });
 
+test("cloister-cli and matrix-js-sdk verify each other by emoji in their room, as Element verifies people", { timeout: VERIFICATION_TIMEOUT_MS }, async () => {
+  const aliceId = ctx.alice.user_id;
+  const bobId = ctx.bobSession.user_id;
+
+  // 1. matrix-js-sdk asks in the room (requestVerificationDM); the CLI answers.
+  const answering = cliInteractive(["verify", "--incoming", "--timeout", "90"]);
+  try {
+    const request = await step("Bob's requestVerificationDM", () =>
+      bobClient.getCrypto().requestVerificationDM(aliceId, ctx.roomId),
+    );
+    await waitFor(
+      () => request.phase === VerificationPhase.Ready,
+      () => `the CLI never answered the in-room request (phase ${request.phase}); ${answering.describe()}`,
+    );
+    const from = await answering.line("verification request from ");
+    assert.ok(from.startsWith(bobId), from);
+    await step("Bob's startVerification(m.sas.v1)", () => request.startVerification("m.sas.v1"));
+    await compareAndConfirm(request, answering);
+  } finally {
+    answering.kill();
+  }
+
+  // 2. The CLI asks in the room; matrix-js-sdk accepts and the CLI starts SAS.
+  const incoming = new Promise((resolve) => bobClient.once(CryptoEvent.VerificationRequestReceived, resolve));
+  const asking = cliInteractive(["verify", bobId, "--room", ctx.roomId, "--timeout", "90"]);
+  try {
+    const request = await step("Bob's VerificationRequestReceived (in the room)", () => incoming);
+    assert.equal(request.roomId, ctx.roomId, "js-sdk did not see an in-room request");
+    await step("Bob's VerificationRequest.accept", () => request.accept());
+    await waitFor(
+      () => (request.phase === VerificationPhase.Started ? request.verifier : null),
+      () => `the CLI never sent m.key.verification.start in the room (phase ${request.phase}); ${asking.describe()}`,
+    );
+    await compareAndConfirm(request, asking);
+    await waitFor(() => request.phase === VerificationPhase.Done, `Bob's request never reached Done (phase ${request.phase})`);
+  } finally {
+    asking.kill();
+  }
+});
+
 // ---------------------------------------------------------------------------
 // Key backup and secret storage between the Cloister SDK and matrix-js-sdk
 
@@ -422,7 +462,8 @@ test("a backup made by cloister-cli is restored by matrix-js-sdk with its recove
     },
   });
   assert.equal(loginStatus, 200, JSON.stringify(login));
-  const aliceJs = await startClient("alice-js", login, {}, {
+  // The CLI's message is old by now: a long enough first sync brings it.
+  const aliceJs = await startClient("alice-js", login, { initialSyncLimit: 200 }, {
     cryptoCallbacks: secretStorageCallbacks(() => ({ keyId: null, privateKey: decodeRecoveryKey(recoveryKey) })),
   });
   const crypto = aliceJs.getCrypto();

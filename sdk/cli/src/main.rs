@@ -147,6 +147,10 @@ enum Command {
         user: Option<String>,
         /// Only this device of theirs [default: all they have].
         device: Option<String>,
+        /// Ask in this room (a DM with them), as Element verifies other
+        /// people, instead of over to-device messages.
+        #[arg(long, conflicts_with = "device")]
+        room: Option<String>,
         /// Wait for another device's request instead of sending one.
         #[arg(long, conflicts_with = "user")]
         incoming: bool,
@@ -435,10 +439,15 @@ async fn run(cli: &Cli) -> Result<ExitCode, String> {
         Command::Verify {
             user,
             device,
+            room,
             timeout,
             ..
         } => {
-            let target = user.as_deref().map(|u| (u, device.as_deref()));
+            let target = user.as_deref().map(|user| verify::Target {
+                user,
+                device: device.as_deref(),
+                room: room.as_deref(),
+            });
             return verify::run(&client, target, Duration::from_secs(*timeout)).await;
         }
         Command::Devices { user: None } => {

@@ -57,21 +57,31 @@ pub(crate) async fn status(client: &Client, user: Option<&str>) {
     }
 }
 
-/// `verify USER [DEVICE]` (we ask) or `verify --incoming` (we answer the
-/// next request). Exit 0 once both sides confirmed and checked the keys.
+/// Whom `verify` asks: a user, one of their devices or all, over
+/// to-device or in a room (a DM, as Element does for other people).
+pub(crate) struct Target<'a> {
+    pub user: &'a str,
+    pub device: Option<&'a str>,
+    pub room: Option<&'a str>,
+}
+
+/// `verify USER [DEVICE] [--room ROOM]` (we ask) or `verify --incoming`
+/// (we answer the next request, either kind). Exit 0 once both sides
+/// confirmed and checked the keys.
 pub(crate) async fn run(
     client: &Client,
-    target: Option<(&str, Option<&str>)>,
+    target: Option<Target<'_>>,
     timeout: Duration,
 ) -> Result<ExitCode, String> {
     let deadline = Instant::now() + timeout;
     let flow = match target {
-        Some((user, device)) => {
+        Some(Target { user, device, room }) => {
             let devices: Vec<String> = device.into_iter().map(str::to_owned).collect();
-            let flow = client
-                .request_verification(user, &devices)
-                .await
-                .map_err(fail)?;
+            let flow = match room {
+                Some(room) => client.request_verification_in_room(room, user).await,
+                None => client.request_verification(user, &devices).await,
+            }
+            .map_err(fail)?;
             println!("requested verification of {user}; waiting for them to accept");
             flow
         }
