@@ -939,6 +939,17 @@ cloister_result cloister_client_request_verification(struct cloister_client *cli
                                                      char **out_flow_id);
 
 /**
+ * Ask `user_id` to verify in the room `room_id` (a DM with them), as
+ * Element verifies other people. Writes the flow id (the request event's
+ * id; free with `cloister_string_free`) to `*out_flow_id`. The flow then
+ * goes on exactly as one over to-device.
+ */
+cloister_result cloister_client_request_verification_in_room(struct cloister_client *client,
+                                                             const char *room_id,
+                                                             const char *user_id,
+                                                             char **out_flow_id);
+
+/**
  * Accept another device's request (phase `REQUESTED`, theirs).
  * `CLOISTER_RESULT_INVALID_STATE` at any other moment or for an unknown
  * flow; the flow goes on unchanged.

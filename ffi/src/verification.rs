@@ -139,6 +139,33 @@ pub unsafe extern "C" fn cloister_client_request_verification(
     })
 }
 
+/// Ask `user_id` to verify in the room `room_id` (a DM with them), as
+/// Element verifies other people. Writes the flow id (the request event's
+/// id; free with `cloister_string_free`) to `*out_flow_id`. The flow then
+/// goes on exactly as one over to-device.
+#[no_mangle]
+pub unsafe extern "C" fn cloister_client_request_verification_in_room(
+    client: *mut cloister_client,
+    room_id: *const c_char,
+    user_id: *const c_char,
+    out_flow_id: *mut *mut c_char,
+) -> cloister_result {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
+    with_client(client, |shared| {
+        // SAFETY: NULL or writable (the header's contract for out-parameters).
+        let out_flow_id = unsafe { out(out_flow_id) }?;
+        // SAFETY: NULL or NUL-terminated strings that live through the call.
+        let (room_id, user_id) = unsafe { (arg_str(room_id)?, arg_str(user_id)?) };
+        check_room_id(room_id)?;
+        check_user_id(user_id)?;
+        let current = shared.logged_in()?;
+        let flow = block_on(current.request_verification_in_room(room_id, user_id))??;
+        out_flow_id.put(give_string(&flow));
+        Ok(())
+    })
+}
+
 /// What a `flow_step` call does.
 #[derive(Clone, Copy)]
 enum Step {

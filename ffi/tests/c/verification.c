@@ -206,6 +206,25 @@ int main(int argc, char **argv) {
     EXPECT(str_eq(cloister_sas_emoji_name(63), "Pin"));
     EXPECT(cloister_sas_emoji_symbol(64) == NULL);
 
+    /* The same in their room, as Element verifies people: Bob asks. */
+    char *room_flow = NULL;
+    CHECK(bob, cloister_client_request_verification_in_room(bob, room, alice_id, &room_flow));
+    EXPECT(room_flow[0] == '$');
+    wait_phase(alice, room_flow, CLOISTER_VERIFICATION_REQUESTED);
+    CHECK(alice, cloister_client_verification_accept(alice, room_flow));
+    wait_phase(bob, room_flow, CLOISTER_VERIFICATION_READY);
+    CHECK(bob, cloister_client_verification_start_sas(bob, room_flow));
+    wait_phase(alice, room_flow, CLOISTER_VERIFICATION_SHOW_SAS);
+    wait_phase(bob, room_flow, CLOISTER_VERIFICATION_SHOW_SAS);
+    CHECK(alice, cloister_client_verification_sas(alice, room_flow, alice_emoji, alice_numbers));
+    CHECK(bob, cloister_client_verification_sas(bob, room_flow, bob_emoji, bob_numbers));
+    EXPECT(memcmp(alice_emoji, bob_emoji, sizeof alice_emoji) == 0);
+    CHECK(bob, cloister_client_verification_confirm(bob, room_flow));
+    CHECK(alice, cloister_client_verification_confirm(alice, room_flow));
+    wait_phase(alice, room_flow, CLOISTER_VERIFICATION_DONE);
+    wait_phase(bob, room_flow, CLOISTER_VERIFICATION_DONE);
+    cloister_string_free(room_flow);
+
     /* Recovery: Alice's message before setup is readable on a new device
      * that has nothing but the recovery key. */
     char *event_id = NULL;
