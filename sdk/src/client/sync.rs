@@ -228,7 +228,7 @@ impl Client {
         if let Err(error) = self.send_crypto_requests().await {
             summary.crypto_error = Some(error.to_string());
         }
-        let mut verification_steps = false;
+        let mut queued_requests = false;
         // 3. Timelines decrypted, and earlier events whose key came now;
         //    then retention, which needs the timestamps of what was just
         //    decrypted to tell live sessions from expired ones.
@@ -250,7 +250,7 @@ impl Client {
                     "content": event.content,
                 });
                 machine.receive_verification_room_event(&event.room_id, &raw, now);
-                verification_steps = true;
+                queued_requests = true;
             }
             let waiting: Vec<TimelineEvent> = std::mem::take(&mut *retry_queue)
                 .into_iter()
@@ -275,6 +275,14 @@ impl Client {
             for event in &summary.events {
                 if event.is_missing_key() && retry_queue.len() < MAX_RETRY_QUEUE {
                     retry_queue.push(event.clone());
+                    // Our verified devices may hold the key: ask them (one
+                    // open request per session). A late to-device message,
+                    // a forwarded key or a backup restore all end up in the
+                    // retry above.
+                    let raw = json!({ "content": event.content });
+                    if machine.request_room_key(&event.room_id, &raw).is_ok() {
+                        queued_requests = true;
+                    }
                 }
             }
             summary.events.retain(|e| !e.is_missing_key());
@@ -283,9 +291,9 @@ impl Client {
             self.save(None, &mut machine, None).await?;
         }
         drop(retry_queue);
-        // An in-room verification answers at once, not after the next
-        // long-poll.
-        if verification_steps {
+        // In-room verification steps and key requests go out at once, not
+        // after the next long-poll.
+        if queued_requests {
             if let Err(error) = self.send_crypto_requests().await {
                 summary.crypto_error = Some(error.to_string());
             }

@@ -212,11 +212,14 @@ impl OlmMachine {
         };
         // Only our own devices, and only ones the user verified, may hand us
         // keys we did not get from the session's creator.
+        // Verified locally or through cross-signing, as for answering
+        // requests.
         let from_verified_own_device = decrypted.sender == self.user_id
-            && decrypted
-                .sender_device
-                .as_ref()
-                .is_some_and(|d| d.is_verified() && d.device_id != self.device_id);
+            && decrypted.sender_device.as_ref().is_some_and(|d| {
+                d.device_id != self.device_id
+                    && self.devices.device_trust(&self.user_id, &d.device_id)
+                        == Some(super::identities::DeviceTrust::Verified)
+            });
         if !from_verified_own_device {
             return reject(self, "forwarded key not from a verified device of our own");
         }
@@ -338,6 +341,10 @@ impl OlmMachine {
         encrypted_event: &Value,
     ) -> Result<(), CryptoError> {
         check_room_id(room_id)?;
+        if self.devices.user_devices(&self.user_id).next().is_none() {
+            // No other device of ours to ask.
+            return Ok(());
+        }
         let content = encrypted_event.get("content").unwrap_or(&Value::Null);
         let session_id = content
             .get("session_id")

@@ -1,0 +1,112 @@
+//! End-to-end: a device that missed a room key asks the user's other,
+//! verified device for it, against the real server. Alice's second device
+//! signs in after Bob's message; its first sync finds no key and asks; her
+//! first device (which verified the second) forwards
+//! it; the waiting message then decrypts on the next sync, marked as
+//! decrypted with a forwarded key (not verified by its sender's device).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloister_sdk::client::{Client, CreateRoom, Encryption, TimelineEvent};
+use cloister_sdk::crypto::{DeviceTrust, LocalTrust};
+use cloister_sdk::store::MemoryStore;
+use cloister_tests::{unique, Backend, Client as RawClient, TestServer};
+
+const PASSWORD: &str = "a long enough password";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_key_is_asked_of_a_verified_own_device_and_the_message_decrypts() {
+    tokio::time::timeout(Duration::from_secs(240), scenario())
+        .await
+        .expect("the scenario timed out");
+}
+
+async fn scenario() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let url = server.url();
+    let (alice_name, bob_name) = (unique("alice"), unique("bob"));
+    RawClient::register(&url, &alice_name, PASSWORD).await;
+    RawClient::register(&url, &bob_name, PASSWORD).await;
+    let (alice, bob_id) = (server.user_id(&alice_name), server.user_id(&bob_name));
+    let login = |name: String| {
+        let url = url.clone();
+        async move {
+            Client::login(&url, &name, PASSWORD, Arc::new(MemoryStore::new()), None)
+                .await
+                .unwrap()
+        }
+    };
+    let alice1 = login(alice_name.clone()).await;
+    let bob = login(bob_name).await;
+    let room = alice1
+        .create_room(&CreateRoom {
+            invite: vec![bob_id.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        bob.sync_once(Duration::ZERO).await.unwrap();
+        if bob.room(&room).await.is_some() {
+            break;
+        }
+    }
+    bob.join(&room).await.unwrap();
+    alice1.sync_once(Duration::ZERO).await.unwrap();
+    let sent = bob
+        .send_text(&room, "before the second device")
+        .await
+        .unwrap();
+    alice1.sync_once(Duration::ZERO).await.unwrap();
+
+    // The second device signs in afterwards: Bob's key was never sent to it.
+    let alice2 = login(alice_name).await;
+    let a2 = alice2.device_id().to_owned();
+    // Alice's first device learns it and marks it verified (as after an
+    // emoji verification).
+    for _ in 0..20 {
+        alice1.sync_once(Duration::ZERO).await.unwrap();
+        if alice1.device_trust(&alice, &a2).await.is_some() {
+            break;
+        }
+    }
+    alice1
+        .set_device_trust(&alice, &a2, LocalTrust::Verified)
+        .await
+        .unwrap();
+    assert_eq!(
+        alice1.device_trust(&alice, &a2).await,
+        Some(DeviceTrust::Verified)
+    );
+    // And the second trusts the first (it would after the same emoji).
+    let first = alice1.device_id().to_owned();
+    let mut decrypted: Option<TimelineEvent> = None;
+    for round in 0..40 {
+        let summary = alice2.sync_once(Duration::ZERO).await.unwrap();
+        if round == 0 {
+            alice2
+                .set_device_trust(&alice, &first, LocalTrust::Verified)
+                .await
+                .unwrap();
+        }
+        if let Some(event) = summary.events.into_iter().find(|e| e.event_id == sent) {
+            decrypted = Some(event);
+            break;
+        }
+        alice1.sync_once(Duration::ZERO).await.unwrap();
+    }
+    let event = decrypted.expect("the message never decrypted on the second device");
+    assert_eq!(event.body(), Some("before the second device"));
+    match &event.encryption {
+        Encryption::Decrypted {
+            verified,
+            unverified_reason,
+            ..
+        } => {
+            assert!(!verified);
+            assert_eq!(unverified_reason.as_deref(), Some("forwarded key"));
+        }
+        other => panic!("not decrypted: {other:?}"),
+    }
+}
