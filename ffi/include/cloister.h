@@ -354,6 +354,44 @@ typedef uint32_t cloister_result;
 #endif // __cplusplus
 
 /**
+ * How far a decrypted event's sender can be trusted
+ * (`cloister_event_sender_trust`), as an app shows it next to the message.
+ * Stable values.
+ */
+enum cloister_sender_trust
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+  /**
+   * Not a decrypted event.
+   */
+  CLOISTER_SENDER_TRUST_NONE = 0,
+  /**
+   * Sent by a verified device (by emoji, by the user's decision, or
+   * through the verified sender's cross-signing), or by this device.
+   */
+  CLOISTER_SENDER_TRUST_VERIFIED = 1,
+  /**
+   * The sending device is known and its keys match, but it is not
+   * verified.
+   */
+  CLOISTER_SENDER_TRUST_DEVICE_NOT_VERIFIED = 2,
+  /**
+   * The sending device is not in its owner's device list (yet).
+   */
+  CLOISTER_SENDER_TRUST_UNKNOWN_DEVICE = 3,
+  /**
+   * Decrypted with a key forwarded by another own device or restored
+   * from the key backup: the sender cannot be authenticated.
+   */
+  CLOISTER_SENDER_TRUST_FORWARDED_KEY = 4,
+};
+#ifndef __cplusplus
+typedef uint32_t cloister_sender_trust;
+#endif // __cplusplus
+
+/**
  * Where a verification stands (`cloister_client_verification_phase`).
  * Stable values.
  */
@@ -693,6 +731,13 @@ uint32_t cloister_event_encryption(const struct cloister_event *event);
  * Whether a decrypted event's sending device is verified by this user.
  */
 bool cloister_event_is_verified(const struct cloister_event *event);
+
+/**
+ * How far a decrypted event's sender can be trusted (a
+ * `cloister_sender_trust`); `CLOISTER_SENDER_TRUST_NONE` for other events
+ * and NULL.
+ */
+cloister_sender_trust cloister_event_sender_trust(const struct cloister_event *event);
 
 /**
  * For `CLOISTER_EVENT_SYNC_ERROR`: the `cloister_result` of the failed

@@ -59,6 +59,38 @@ pub enum cloister_encryption {
 
 pub use cloister_encryption::*;
 
+/// How far a decrypted event's sender can be trusted
+/// (`cloister_event_sender_trust`), as an app shows it next to the message.
+/// Stable values.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum cloister_sender_trust {
+    /// Not a decrypted event.
+    CLOISTER_SENDER_TRUST_NONE = 0,
+    /// Sent by a verified device (by emoji, by the user's decision, or
+    /// through the verified sender's cross-signing), or by this device.
+    CLOISTER_SENDER_TRUST_VERIFIED = 1,
+    /// The sending device is known and its keys match, but it is not
+    /// verified.
+    CLOISTER_SENDER_TRUST_DEVICE_NOT_VERIFIED = 2,
+    /// The sending device is not in its owner's device list (yet).
+    CLOISTER_SENDER_TRUST_UNKNOWN_DEVICE = 3,
+    /// Decrypted with a key forwarded by another own device or restored
+    /// from the key backup: the sender cannot be authenticated.
+    CLOISTER_SENDER_TRUST_FORWARDED_KEY = 4,
+}
+
+pub use cloister_sender_trust::*;
+
+fn sender_trust(verified: bool, reason: Option<&str>) -> cloister_sender_trust {
+    match (verified, reason) {
+        (true, _) => CLOISTER_SENDER_TRUST_VERIFIED,
+        (false, Some("unknown device")) => CLOISTER_SENDER_TRUST_UNKNOWN_DEVICE,
+        (false, Some("forwarded key")) => CLOISTER_SENDER_TRUST_FORWARDED_KEY,
+        (false, _) => CLOISTER_SENDER_TRUST_DEVICE_NOT_VERIFIED,
+    }
+}
+
 /// One event, owned by the caller when returned by
 /// `cloister_client_next_event` (free it with `cloister_event_free`), or
 /// borrowed when passed to a callback or read from a `cloister_event_list`.
@@ -80,6 +112,7 @@ pub struct cloister_event {
     timestamp: u64,
     encryption: cloister_encryption,
     verified: bool,
+    trust: cloister_sender_trust,
     /// What a failed sync returned (sync errors only).
     result: cloister_result,
     /// The room event, for downloading its attachment.
@@ -103,6 +136,7 @@ impl cloister_event {
             timestamp: 0,
             encryption: CLOISTER_ENCRYPTION_NONE,
             verified: false,
+            trust: CLOISTER_SENDER_TRUST_NONE,
             result: CLOISTER_RESULT_OK,
             timeline: None,
         }
@@ -128,9 +162,14 @@ impl cloister_event {
         out.timestamp = event.origin_server_ts;
         match &event.encryption {
             Encryption::Plaintext => {}
-            Encryption::Decrypted { verified, .. } => {
+            Encryption::Decrypted {
+                verified,
+                unverified_reason,
+                ..
+            } => {
                 out.encryption = CLOISTER_ENCRYPTION_DECRYPTED;
                 out.verified = *verified;
+                out.trust = sender_trust(*verified, unverified_reason.as_deref());
             }
             Encryption::Undecryptable { reason, .. } => {
                 out.encryption = CLOISTER_ENCRYPTION_UNDECRYPTABLE;
@@ -300,6 +339,20 @@ pub unsafe extern "C" fn cloister_event_is_verified(event: *const cloister_event
     // SAFETY: NULL or an event from this library, not yet freed (header contract).
     let event = unsafe { event.as_ref() };
     guard_value(false, || event.is_some_and(|e| e.verified))
+}
+
+/// How far a decrypted event's sender can be trusted (a
+/// `cloister_sender_trust`); `CLOISTER_SENDER_TRUST_NONE` for other events
+/// and NULL.
+#[no_mangle]
+pub unsafe extern "C" fn cloister_event_sender_trust(
+    event: *const cloister_event,
+) -> cloister_sender_trust {
+    // SAFETY: NULL or an event from this library, not yet freed (header contract).
+    let event = unsafe { event.as_ref() };
+    guard_value(CLOISTER_SENDER_TRUST_NONE, || {
+        event.map_or(CLOISTER_SENDER_TRUST_NONE, |e| e.trust)
+    })
 }
 
 /// For `CLOISTER_EVENT_SYNC_ERROR`: the `cloister_result` of the failed

@@ -249,6 +249,8 @@ int main(int argc, char **argv) {
         if (str_eq(cloister_event_event_id(event), event_id)) {
             EXPECT(cloister_event_encryption(event) == CLOISTER_ENCRYPTION_DECRYPTED);
             EXPECT(str_eq(cloister_event_body(event), "kept in the backup"));
+            /* A key from the backup cannot authenticate its sender. */
+            EXPECT(cloister_event_sender_trust(event) == CLOISTER_SENDER_TRUST_FORWARDED_KEY);
             found = 1;
         }
     }
