@@ -5,15 +5,15 @@
 //! it; the waiting message then decrypts on the next sync, marked as
 //! decrypted with a forwarded key (not verified by its sender's device).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use cloister_sdk::client::{Client, CreateRoom, Encryption, TimelineEvent};
+use cloister_sdk::client::{CreateRoom, Encryption, TimelineEvent};
 use cloister_sdk::crypto::{DeviceTrust, LocalTrust};
-use cloister_sdk::store::MemoryStore;
-use cloister_tests::{unique, Backend, Client as RawClient, TestServer};
+use cloister_tests::{server_with_users, Backend};
 
-const PASSWORD: &str = "a long enough password";
+mod common;
+
+use common::PASSWORD;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_key_is_asked_of_a_verified_own_device_and_the_message_decrypts() {
@@ -23,22 +23,12 @@ async fn a_missing_key_is_asked_of_a_verified_own_device_and_the_message_decrypt
 }
 
 async fn scenario() {
-    let server = TestServer::start(Backend::Sqlite).await;
+    let (server, names) = server_with_users(Backend::Sqlite, &["alice", "bob"], PASSWORD).await;
     let url = server.url();
-    let (alice_name, bob_name) = (unique("alice"), unique("bob"));
-    RawClient::register(&url, &alice_name, PASSWORD).await;
-    RawClient::register(&url, &bob_name, PASSWORD).await;
+    let (alice_name, bob_name) = (names[0].clone(), names[1].clone());
     let (alice, bob_id) = (server.user_id(&alice_name), server.user_id(&bob_name));
-    let login = |name: String| {
-        let url = url.clone();
-        async move {
-            Client::login(&url, &name, PASSWORD, Arc::new(MemoryStore::new()), None)
-                .await
-                .unwrap()
-        }
-    };
-    let alice1 = login(alice_name.clone()).await;
-    let bob = login(bob_name).await;
+    let alice1 = common::login(&url, &alice_name).await;
+    let bob = common::login(&url, &bob_name).await;
     let room = alice1
         .create_room(&CreateRoom {
             invite: vec![bob_id.clone()],
@@ -61,7 +51,7 @@ async fn scenario() {
     alice1.sync_once(Duration::ZERO).await.unwrap();
 
     // The second device signs in afterwards: Bob's key was never sent to it.
-    let alice2 = login(alice_name).await;
+    let alice2 = common::login(&url, &alice_name).await;
     let a2 = alice2.device_id().to_owned();
     // Alice's first device learns it and marks it verified (as after an
     // emoji verification).

@@ -6,15 +6,15 @@
 //! cross-signing without an emoji comparison. A wrong recovery key is
 //! refused and changes nothing.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use cloister_sdk::client::{Client, CreateRoom, Direction};
 use cloister_sdk::crypto::DeviceTrust;
-use cloister_sdk::store::MemoryStore;
-use cloister_tests::{unique, Backend, Client as RawClient, TestServer};
+use cloister_tests::{server_with_users, Backend};
 
-const PASSWORD: &str = "a long enough password";
+mod common;
+
+use common::PASSWORD;
 
 async fn sync_until<F, Fut>(clients: &[&Client], what: &str, done: F)
 where
@@ -52,22 +52,12 @@ async fn history(client: &Client, room: &str) -> Vec<String> {
 }
 
 async fn scenario() {
-    let server = TestServer::start(Backend::Sqlite).await;
+    let (server, names) = server_with_users(Backend::Sqlite, &["alice", "bob"], PASSWORD).await;
     let url = server.url();
-    let (alice_name, bob_name) = (unique("alice"), unique("bob"));
-    RawClient::register(&url, &alice_name, PASSWORD).await;
-    RawClient::register(&url, &bob_name, PASSWORD).await;
+    let (alice_name, bob_name) = (names[0].clone(), names[1].clone());
     let (alice, bob_id) = (server.user_id(&alice_name), server.user_id(&bob_name));
-    let login = |name: String| {
-        let url = url.clone();
-        async move {
-            Client::login(&url, &name, PASSWORD, Arc::new(MemoryStore::new()), None)
-                .await
-                .unwrap()
-        }
-    };
-    let alice1 = login(alice_name.clone()).await;
-    let bob = login(bob_name.clone()).await;
+    let alice1 = common::login(&url, &alice_name).await;
+    let bob = common::login(&url, &bob_name).await;
     alice1.bootstrap_cross_signing(None, false).await.unwrap();
 
     let room = alice1
@@ -122,7 +112,7 @@ async fn scenario() {
     alice1.send_crypto_requests().await.unwrap();
 
     // A new device: nothing but the recovery key.
-    let alice2 = login(alice_name.clone()).await;
+    let alice2 = common::login(&url, &alice_name).await;
     alice2.sync_once(Duration::ZERO).await.unwrap();
     let before = history(&alice2, &room).await;
     assert!(

@@ -13,7 +13,7 @@ use std::time::Duration;
 use cloister_sdk::client::{Client, CreateRoom};
 use cloister_sdk::crypto::{DeviceTrust, VerificationPhase};
 use cloister_sdk::store::{KdfParams, MemoryStore, SqliteStore};
-use cloister_tests::{unique, Backend, Client as RawClient, TestServer};
+use cloister_tests::{server_with_users, Backend};
 
 const PASSWORD: &str = "a long enough password";
 
@@ -105,11 +105,9 @@ async fn cross_signing_and_emoji_verification_against_the_server() {
 }
 
 async fn scenario() {
-    let server = TestServer::start(Backend::Sqlite).await;
+    let (server, names) = server_with_users(Backend::Sqlite, &["alice", "bob"], PASSWORD).await;
     let url = server.url();
-    let (alice_name, bob_name) = (unique("alice"), unique("bob"));
-    RawClient::register(&url, &alice_name, PASSWORD).await;
-    RawClient::register(&url, &bob_name, PASSWORD).await;
+    let (alice_name, bob_name) = (names[0].clone(), names[1].clone());
     let (alice, bob_id) = (server.user_id(&alice_name), server.user_id(&bob_name));
 
     let store_dir = tempfile::tempdir().unwrap();

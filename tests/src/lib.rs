@@ -72,6 +72,24 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}{:08x}", rand::random::<u32>())
 }
 
+/// A server with one registered account per prefix (unique localparts, all
+/// with `password`): the start of most client scenarios. Returns the server
+/// and the localparts, in the order of `prefixes`.
+pub async fn server_with_users(
+    backend: Backend,
+    prefixes: &[&str],
+    password: &str,
+) -> (TestServer, Vec<String>) {
+    let server = TestServer::start(backend).await;
+    let mut names = Vec::with_capacity(prefixes.len());
+    for prefix in prefixes {
+        let name = unique(prefix);
+        Client::register(&server.url(), &name, password).await;
+        names.push(name);
+    }
+    (server, names)
+}
+
 /// `both_backends!(name, async_fn)` generates the module `name` with the
 /// tests `name::sqlite` and `name::postgres`, each calling
 /// `async_fn(Backend::…)` on a two-worker multi-threaded runtime with a

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use cloister_tests::{unique, Backend, Client as RawClient, TestServer};
+use cloister_tests::{server_with_users, Backend};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
 
@@ -145,11 +145,9 @@ async fn two_cli_users_exchange_messages_and_files() {
 }
 
 async fn scenario() {
-    let server = TestServer::start(Backend::Sqlite).await;
+    let (server, names) = server_with_users(Backend::Sqlite, &["alice", "bob"], PASSWORD).await;
     let url = server.url();
-    let (alice_name, bob_name) = (unique("alice"), unique("bob"));
-    RawClient::register(&url, &alice_name, PASSWORD).await;
-    RawClient::register(&url, &bob_name, PASSWORD).await;
+    let (alice_name, bob_name) = (names[0].clone(), names[1].clone());
     let bob_id = server.user_id(&bob_name);
     let alice = User::new(&url, "alice store secret");
     let bob = User::new(&url, "bob store secret");
@@ -293,11 +291,9 @@ async fn two_cli_users_verify_each_other_by_emoji() {
 }
 
 async fn verification() {
-    let server = TestServer::start(Backend::Sqlite).await;
+    let (server, names) = server_with_users(Backend::Sqlite, &["alice", "bob"], PASSWORD).await;
     let url = server.url();
-    let (alice_name, bob_name) = (unique("alice"), unique("bob"));
-    RawClient::register(&url, &alice_name, PASSWORD).await;
-    RawClient::register(&url, &bob_name, PASSWORD).await;
+    let (alice_name, bob_name) = (names[0].clone(), names[1].clone());
     let (alice_id, bob_id) = (server.user_id(&alice_name), server.user_id(&bob_name));
     let alice = User::new(&url, "alice store secret");
     let bob = User::new(&url, "bob store secret");
@@ -383,11 +379,9 @@ async fn a_new_cli_device_restores_history_with_the_recovery_key() {
 }
 
 async fn recovery() {
-    let server = TestServer::start(Backend::Sqlite).await;
+    let (server, names) = server_with_users(Backend::Sqlite, &["alice", "bob"], PASSWORD).await;
     let url = server.url();
-    let (alice_name, bob_name) = (unique("alice"), unique("bob"));
-    RawClient::register(&url, &alice_name, PASSWORD).await;
-    RawClient::register(&url, &bob_name, PASSWORD).await;
+    let (alice_name, bob_name) = (names[0].clone(), names[1].clone());
     let bob_id = server.user_id(&bob_name);
     let alice = User::new(&url, "alice store secret");
     let bob = User::new(&url, "bob store secret");
