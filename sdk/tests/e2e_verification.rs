@@ -15,7 +15,9 @@ use cloister_sdk::crypto::{DeviceTrust, VerificationPhase};
 use cloister_sdk::store::{KdfParams, MemoryStore, SqliteStore};
 use cloister_tests::{server_with_users, Backend};
 
-const PASSWORD: &str = "a long enough password";
+mod common;
+
+use common::PASSWORD;
 
 async fn sync_all(clients: &[&Client]) {
     for client in clients {
@@ -228,6 +230,69 @@ async fn scenario() {
     // Her second device trusts Bob through cross-signing alone.
     assert_eq!(
         alice2.device_trust(&bob_id, &b1).await,
+        Some(DeviceTrust::Verified)
+    );
+
+    // A third device of Alice's shows a QR code; her first scans it.
+    let alice3 = common::login(&url, &alice_name).await;
+    let a3 = alice3.device_id().to_owned();
+    let three = [&alice1, &alice3];
+    until(&three, "Alice's devices know each other", || async {
+        alice1.device_trust(&alice, &a3).await.is_some()
+            && alice3.device_trust(&alice, &a1).await.is_some()
+            // Cross-signed, as its identity (now known) says; not verified.
+            && alice3.device_trust(&alice, &a1).await == Some(DeviceTrust::CrossSigned)
+    })
+    .await;
+    let flow = alice3
+        .request_verification(&alice, std::slice::from_ref(&a1))
+        .await
+        .unwrap();
+    until(&three, "the request arrives", || async {
+        phase(&alice1, &flow).await == Some(VerificationPhase::Requested)
+    })
+    .await;
+    alice1.accept_verification(&flow).await.unwrap();
+    until(&three, "ready", || async {
+        phase(&alice3, &flow).await == Some(VerificationPhase::Ready)
+    })
+    .await;
+    let code = alice3.verification_qr_code(&flow).await.unwrap();
+    assert!(
+        code.starts_with(b"MATRIX\x02\x02"),
+        "a new device shows mode 2"
+    );
+    // A code for another flow is refused.
+    assert!(alice1
+        .scan_verification_qr_code("other", &code)
+        .await
+        .is_err());
+    alice1
+        .scan_verification_qr_code(&flow, &code)
+        .await
+        .unwrap();
+    until(&three, "the scan reaches the new device", || async {
+        phase(&alice3, &flow).await == Some(VerificationPhase::QrScanned)
+    })
+    .await;
+    alice3.confirm_qr_scanned(&flow).await.unwrap();
+    until(&three, "both done, the new device cross-signed", || async {
+        phase(&alice1, &flow).await == Some(VerificationPhase::Done)
+            && phase(&alice3, &flow).await == Some(VerificationPhase::Done)
+            && alice3.is_identity_verified(&alice).await
+            && alice1
+                .user_devices(&alice)
+                .await
+                .iter()
+                .any(|d| d.device_id == a3 && d.cross_signed)
+    })
+    .await;
+    assert_eq!(
+        alice1.device_trust(&alice, &a3).await,
+        Some(DeviceTrust::Verified)
+    );
+    assert_eq!(
+        alice3.device_trust(&alice, &a1).await,
         Some(DeviceTrust::Verified)
     );
 

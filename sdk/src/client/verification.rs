@@ -110,6 +110,24 @@ impl Client {
         self.with_machine(|m| m.start_sas(flow_id)).await
     }
 
+    /// The bytes of a QR code to show on a ready flow (render them in byte
+    /// mode); the other device scans it.
+    pub async fn verification_qr_code(&self, flow_id: &str) -> Result<Vec<u8>> {
+        let mut machine = self.inner.machine.lock().await;
+        Ok(machine.verification_qr_code(flow_id)?)
+    }
+
+    /// The camera read the other device's QR code: check it and answer.
+    pub async fn scan_verification_qr_code(&self, flow_id: &str, data: &[u8]) -> Result<()> {
+        self.with_machine(|m| m.scan_verification_qr_code(flow_id, data))
+            .await
+    }
+
+    /// The user confirmed that the other device finished scanning our code.
+    pub async fn confirm_qr_scanned(&self, flow_id: &str) -> Result<()> {
+        self.with_machine(|m| m.confirm_qr_scanned(flow_id)).await
+    }
+
     /// The user confirmed the emoji match.
     pub async fn confirm_sas(&self, flow_id: &str) -> Result<()> {
         self.with_machine(|m| m.confirm_sas(flow_id)).await

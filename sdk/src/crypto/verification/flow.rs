@@ -7,8 +7,9 @@ use serde_json::{json, Value};
 use vodozemac::sas::{EstablishedSas, Sas};
 
 use super::emoji::SasEmoji;
+use super::qr::QrState;
 use super::sas::{self, Cancel, MacMethod, Party};
-use super::SAS_V1;
+use super::{OUR_METHODS, SAS_V1};
 
 /// Where a verification stands, as an app shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -26,6 +27,9 @@ pub enum VerificationPhase {
         /// Three numbers of 1000–9191.
         decimals: (u16, u16, u16),
     },
+    /// The other device scanned the QR code we show: ask the user to
+    /// confirm it finished there, then `confirm_qr_scanned`.
+    QrScanned,
     /// We confirmed that they match; waiting for the other side.
     Confirmed,
     /// Both sides confirmed and checked each other's keys.
@@ -102,6 +106,10 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
+    pub(crate) fn send_one(event_type: &'static str, content: Value) -> Self {
+        Self::send(event_type, content)
+    }
+
     fn send(event_type: &'static str, content: Value) -> Self {
         Self {
             send: vec![(event_type, content)],
@@ -126,10 +134,28 @@ pub(crate) struct Flow {
     pub we_requested: bool,
     pub phase: VerificationPhase,
     pub last_activity_ms: u64,
+    /// The methods the other side offered (request or ready).
+    pub their_methods: Vec<String>,
+    /// The QR side of the flow, when a code was shown or scanned.
+    pub qr: Option<QrState>,
     sas: SasState,
     their_mac: Option<Value>,
     mac_verified: bool,
-    done_received: bool,
+    pub done_received: bool,
+}
+
+/// The `methods` of a request or ready.
+pub(crate) fn methods_of(content: &Value) -> Vec<String> {
+    content
+        .get("methods")
+        .and_then(Value::as_array)
+        .map(|m| {
+            m.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn unexpected(what: &str) -> Cancel {
@@ -174,6 +200,8 @@ impl Flow {
             we_requested,
             phase: VerificationPhase::Requested,
             last_activity_ms: now,
+            their_methods: Vec::new(),
+            qr: None,
             sas: SasState::Idle,
             their_mac: None,
             mac_verified: false,
@@ -229,7 +257,7 @@ impl Flow {
         self.phase = VerificationPhase::Ready;
         Ok(Outcome::send(
             "m.key.verification.ready",
-            self.wrap(json!({ "from_device": my_device, "methods": [SAS_V1], "transaction_id": self.flow_id })),
+            self.wrap(json!({ "from_device": my_device, "methods": OUR_METHODS, "transaction_id": self.flow_id })),
         ))
     }
 
@@ -249,6 +277,7 @@ impl Flow {
             ));
         }
         self.other_device = Some(from_device.to_owned());
+        self.their_methods = methods_of(content);
         self.phase = VerificationPhase::Ready;
         Ok(Outcome::default())
     }

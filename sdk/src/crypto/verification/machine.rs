@@ -8,9 +8,12 @@ use super::super::error::CryptoError;
 use super::super::events::CryptoEvent;
 use super::super::machine::OlmMachine;
 use super::super::requests::{PendingKind, RequestBody, ToDeviceRequest};
+use super::flow::methods_of;
 use super::flow::{Flow, Outcome};
 use super::sas::Cancel;
-use super::{VerificationInfo, SAS_V1, VERIFICATION_FUTURE_MS, VERIFICATION_TIMEOUT_MS};
+use super::{
+    VerificationInfo, OUR_METHODS, SAS_V1, VERIFICATION_FUTURE_MS, VERIFICATION_TIMEOUT_MS,
+};
 
 /// What an app call on a flow does.
 enum Action {
@@ -47,7 +50,7 @@ impl OlmMachine {
         let flow_id = self.requests.next_id();
         let content = json!({
             "from_device": self.device_id,
-            "methods": [SAS_V1],
+            "methods": OUR_METHODS,
             "timestamp": now_ms,
             "transaction_id": flow_id,
         });
@@ -140,7 +143,7 @@ impl OlmMachine {
         Ok(())
     }
 
-    fn live_flow(&mut self, flow_id: &str) -> Result<&mut Flow, CryptoError> {
+    pub(crate) fn live_flow(&mut self, flow_id: &str) -> Result<&mut Flow, CryptoError> {
         let error = |reason: &str| CryptoError::Verification {
             flow_id: flow_id.to_owned(),
             reason: reason.to_owned(),
@@ -202,6 +205,16 @@ impl OlmMachine {
             return;
         };
         flow.last_activity_ms = flow.last_activity_ms.max(now_ms);
+        let reciprocate = event_type == "m.key.verification.start"
+            && content.get("method").and_then(Value::as_str) == Some(super::qr::RECIPROCATE);
+        if reciprocate || (event_type == "m.key.verification.done" && flow.qr.is_some()) {
+            let result = if reciprocate {
+                self.receive_reciprocate(flow_id, content)
+            } else {
+                self.receive_qr_done(flow_id)
+            };
+            return self.apply(flow_id, result);
+        }
         let me = (me.0.as_str(), me.1.as_str());
         let result = match event_type {
             "m.key.verification.ready" => flow.receive_ready(content),
@@ -249,6 +262,7 @@ impl OlmMachine {
             self.devices.mark_changed([sender]);
         }
         let mut flow = Flow::incoming(flow_id.to_owned(), sender, from_device, now_ms);
+        flow.their_methods = methods_of(content);
         if let Some(room_id) = room_id {
             flow = flow.in_room(room_id);
         }
@@ -282,7 +296,7 @@ impl OlmMachine {
 
     /// Send what a transition produced; on a cancel, tell the other side
     /// and end the flow; when MACs verified, record the trust.
-    fn apply(&mut self, flow_id: &str, result: Result<Outcome, Cancel>) {
+    pub(crate) fn apply(&mut self, flow_id: &str, result: Result<Outcome, Cancel>) {
         let Some(flow) = self.verifications.get_mut(flow_id) else {
             return;
         };
@@ -323,7 +337,7 @@ impl OlmMachine {
 
     /// The other side proved these keys: their device becomes verified,
     /// and cross-signing makes it last (see the module docs).
-    fn trust_verified_keys(&mut self, flow_id: &str, keys: &[String]) {
+    pub(crate) fn trust_verified_keys(&mut self, flow_id: &str, keys: &[String]) {
         let Some(flow) = self.verifications.get(flow_id) else {
             return;
         };

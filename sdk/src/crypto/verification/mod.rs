@@ -15,6 +15,7 @@
 mod emoji;
 mod flow;
 mod machine;
+mod qr;
 mod room;
 mod sas;
 
@@ -23,6 +24,10 @@ pub use flow::{VerificationInfo, VerificationPhase};
 
 pub(crate) use flow::Flow;
 pub(crate) use sas::SAS_V1;
+
+/// The methods this SDK offers: emoji, and showing, scanning and
+/// answering QR codes.
+pub(crate) const OUR_METHODS: [&str; 4] = [SAS_V1, qr::QR_SHOW, qr::QR_SCAN, qr::RECIPROCATE];
 
 /// A request older than this, or a flow idle for longer, is dropped.
 pub(crate) const VERIFICATION_TIMEOUT_MS: u64 = 10 * 60 * 1000;

@@ -11,7 +11,7 @@ use super::super::error::CryptoError;
 use super::super::machine::{check_room_id, check_user_id, OlmMachine};
 use super::super::requests::{PendingKind, RequestBody};
 use super::flow::Flow;
-use super::{SAS_V1, VERIFICATION_EVENTS};
+use super::{OUR_METHODS, VERIFICATION_EVENTS};
 
 const REQUEST_MSGTYPE: &str = "m.key.verification.request";
 
@@ -36,7 +36,7 @@ impl OlmMachine {
                 self.user_id
             ),
             "from_device": self.device_id,
-            "methods": [SAS_V1],
+            "methods": OUR_METHODS,
             "to": user_id,
         });
         self.requests.push(
