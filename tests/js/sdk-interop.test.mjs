@@ -93,7 +93,8 @@ function cliInteractive(args) {
   });
   child.stderr.on("data", (chunk) => (stderr += chunk));
   const exited = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
-  const describe = () => `cloister-cli ${args.join(" ")} printed: ${JSON.stringify(lines)}; stderr: ${stderr.trim()}`;
+  // The prompt waiting for an answer has no newline yet: shown as `partial`.
+  const describe = () => `cloister-cli ${args.join(" ")} printed: ${JSON.stringify([...lines, partial])}; stderr: ${stderr.trim()}`;
   return {
     describe,
     exited,
@@ -146,7 +147,10 @@ before(
 
     const login = await cli(["login", aliceName, "--password", alicePassword, "--device-name", "cloister-cli interop"]);
     assert.match(login, /logged in as @alice-cli-/);
-    const bob = await startClient("bob", ctx.bobSession);
+    // Bob can scan codes too, as Element on a phone says it can.
+    const bob = await startClient("bob", ctx.bobSession, {}, {
+      verificationMethods: ["m.sas.v1", "m.qr_code.show.v1", "m.qr_code.scan.v1", "m.reciprocate.v1"],
+    });
     bobClient = bob;
 
     ctx.roomId = (await cli(["create-room", "--name", "sdk interop", "--invite", ctx.bobSession.user_id])).trim();
@@ -367,6 +371,71 @@ test("cloister-cli and matrix-js-sdk verify each other by emoji in their room, a
     await waitFor(() => request.phase === VerificationPhase.Done, `Bob's request never reached Done (phase ${request.phase})`);
   } finally {
     asking.kill();
+  }
+});
+
+test("cloister-cli and matrix-js-sdk verify each other by QR code, each showing it once", { timeout: VERIFICATION_TIMEOUT_MS }, async () => {
+  const aliceId = ctx.alice.user_id;
+  const aliceDevice = (await cli(["whoami"])).match(/^device:\s+(\S+)/m)[1];
+  const ready = async (answering) => {
+    const request = await step("Bob's requestDeviceVerification", () =>
+      bobClient.getCrypto().requestDeviceVerification(aliceId, aliceDevice),
+    );
+    await waitFor(
+      () => request.phase === VerificationPhase.Ready,
+      () => `the CLI never answered (phase ${request.phase}, cancelled with ${request.cancellationCode} by ${request.cancellingUserId}); ${answering.describe()}`,
+    );
+    return request;
+  };
+
+  // 1. The CLI shows its code; matrix-js-sdk scans it; the CLI's user confirms.
+  const showing = cliInteractive(["verify", "--incoming", "--method", "show", "--timeout", "90"]);
+  try {
+    const request = await ready(showing);
+    const code = Buffer.from(await showing.line("qr: "), "base64");
+    assert.ok(code.subarray(0, 6).equals(Buffer.from("MATRIX")), "not a Matrix QR code");
+    const verifier = await step("Bob's scanQRCode", () => request.scanQRCode(new Uint8ClampedArray(code)));
+    const verified = verifier.verify();
+    await waitFor(
+      () => showing.describe().includes("did it say so?"),
+      () => `the CLI never saw the scan; ${showing.describe()}`,
+    );
+    showing.answer("y");
+    await step("Bob's verifier.verify() (QR scanned)", () => verified);
+    await waitFor(
+      () => request.phase === VerificationPhase.Done,
+      () => `Bob's request never reached Done (phase ${request.phase}); ${showing.describe()}`,
+    );
+    assert.equal(await showing.exited, 0, `cloister-cli verify --method show failed: ${showing.describe()}`);
+  } finally {
+    showing.kill();
+  }
+
+  // 2. matrix-js-sdk shows its code; the CLI scans it (the test pastes it).
+  const scanning = cliInteractive(["verify", "--incoming", "--method", "scan", "--timeout", "90"]);
+  try {
+    const request = await ready(scanning);
+    const code = await step("Bob's generateQRCode", () => request.generateQRCode());
+    assert.ok(code, "js-sdk offers no QR code: the CLI's ready must list m.qr_code.scan.v1");
+    scanning.answer(Buffer.from(code).toString("base64"));
+    const verifier = await waitFor(
+      () => (request.phase === VerificationPhase.Started ? request.verifier : null),
+      () => `the CLI never answered the scan with m.reciprocate.v1 (phase ${request.phase}); ${scanning.describe()}`,
+    );
+    const verified = verifier.verify();
+    const callbacks = await waitFor(
+      () => verifier.getReciprocateQrCodeCallbacks(),
+      "js-sdk never asked to confirm the scan",
+    );
+    callbacks.confirm();
+    await step("Bob's verifier.verify() (QR shown)", () => verified);
+    await waitFor(
+      () => request.phase === VerificationPhase.Done,
+      () => `Bob's request never reached Done after the CLI's done (phase ${request.phase}); ${scanning.describe()}`,
+    );
+    assert.equal(await scanning.exited, 0, `cloister-cli verify --method scan failed: ${scanning.describe()}`);
+  } finally {
+    scanning.kill();
   }
 });
 

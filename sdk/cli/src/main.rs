@@ -154,6 +154,9 @@ enum Command {
         /// Wait for another device's request instead of sending one.
         #[arg(long, conflicts_with = "user")]
         incoming: bool,
+        /// Compare emoji, or show or scan a QR code.
+        #[arg(long, value_enum, default_value = "emoji")]
+        method: verify::Method,
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
@@ -440,6 +443,7 @@ async fn run(cli: &Cli) -> Result<ExitCode, String> {
             user,
             device,
             room,
+            method,
             timeout,
             ..
         } => {
@@ -448,7 +452,7 @@ async fn run(cli: &Cli) -> Result<ExitCode, String> {
                 device: device.as_deref(),
                 room: room.as_deref(),
             });
-            return verify::run(&client, target, Duration::from_secs(*timeout)).await;
+            return verify::run(&client, target, *method, Duration::from_secs(*timeout)).await;
         }
         Command::Devices { user: None } => {
             for device in client.devices().await.map_err(fail)? {

@@ -7,6 +7,8 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use cloister_sdk::client::{Client, ClientError};
 use cloister_sdk::crypto::{VerificationInfo, VerificationPhase};
 use tokio::io::AsyncBufReadExt as _;
@@ -57,6 +59,18 @@ pub(crate) async fn status(client: &Client, user: Option<&str>) {
     }
 }
 
+/// How `verify` verifies once both sides are ready.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Method {
+    /// Compare emoji (the requester starts).
+    Emoji,
+    /// Show a QR code (its content printed as base64) for the other device
+    /// to scan.
+    Show,
+    /// Scan the other device's QR code (its content pasted as base64).
+    Scan,
+}
+
 /// Whom `verify` asks: a user, one of their devices or all, over
 /// to-device or in a room (a DM, as Element does for other people).
 pub(crate) struct Target<'a> {
@@ -71,6 +85,7 @@ pub(crate) struct Target<'a> {
 pub(crate) async fn run(
     client: &Client,
     target: Option<Target<'_>>,
+    method: Method,
     timeout: Duration,
 ) -> Result<ExitCode, String> {
     let deadline = Instant::now() + timeout;
@@ -110,8 +125,34 @@ pub(crate) async fn run(
             return Err("the verification was forgotten".into());
         };
         match &info.phase {
-            VerificationPhase::Ready if info.we_requested => {
+            VerificationPhase::Ready if method == Method::Emoji && info.we_requested => {
                 client.start_sas(&flow).await.map_err(fail)?;
+            }
+            VerificationPhase::Ready if method == Method::Show && !shown => {
+                shown = true;
+                let code = client.verification_qr_code(&flow).await.map_err(fail)?;
+                println!("qr: {}", STANDARD.encode(code));
+                println!("(show this as a QR code, byte mode, for the other device to scan)");
+            }
+            VerificationPhase::Ready if method == Method::Scan => {
+                let line = read_line("Paste the other device's QR code content (base64): ").await?;
+                let code = STANDARD
+                    .decode(line.trim())
+                    .map_err(|_| "that is not base64".to_owned())?;
+                client
+                    .scan_verification_qr_code(&flow, &code)
+                    .await
+                    .map_err(fail)?;
+                println!("scanned; waiting for the other side");
+            }
+            VerificationPhase::QrScanned => {
+                if ask("The other device scanned the code: did it say so? [y/N] ").await? {
+                    client.confirm_qr_scanned(&flow).await.map_err(fail)?;
+                } else {
+                    client.cancel_verification(&flow).await.map_err(fail)?;
+                    println!("cancelled");
+                    return Ok(ExitCode::FAILURE);
+                }
             }
             VerificationPhase::ShowSas { emoji, decimals } if !shown => {
                 shown = true;
@@ -183,12 +224,18 @@ async fn wait_for(
 
 /// Ask a yes/no question on standard input; anything but yes is no.
 async fn ask(question: &str) -> Result<bool, String> {
-    print!("{question}");
+    let line = read_line(question).await?;
+    Ok(matches!(line.trim().to_lowercase().as_str(), "y" | "yes"))
+}
+
+/// One line from standard input, after a prompt.
+async fn read_line(prompt: &str) -> Result<String, String> {
+    print!("{prompt}");
     std::io::stdout().flush().map_err(fail)?;
     let mut line = String::new();
     tokio::io::BufReader::new(tokio::io::stdin())
         .read_line(&mut line)
         .await
         .map_err(fail)?;
-    Ok(matches!(line.trim().to_lowercase().as_str(), "y" | "yes"))
+    Ok(line)
 }
