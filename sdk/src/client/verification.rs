@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::http::{ClientError, Result, REQUEST_TIMEOUT};
+use super::http::{ClientError, Result};
 use super::Client;
 use crate::crypto::{OlmMachine, VerificationInfo};
 
@@ -34,15 +34,7 @@ impl Client {
                     "identifier": { "type": "m.id.user", "user": self.user_id() },
                     "password": password,
                 });
-                self.inner
-                    .http
-                    .json(
-                        reqwest::Method::POST,
-                        DEVICE_SIGNING_UPLOAD,
-                        Some(&body),
-                        REQUEST_TIMEOUT,
-                    )
-                    .await?;
+                self.inner.http.post(DEVICE_SIGNING_UPLOAD, &body).await?;
             }
             (Err(error), _) => return Err(error),
         }

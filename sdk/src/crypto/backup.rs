@@ -450,8 +450,12 @@ impl OlmMachine {
         .received_at(self.last_now_ms);
         let own = self.user_id.clone();
         let added = self.store_room_key(&own, Ok(session), true);
-        self.inbound
-            .set_backed_up(&(room_id.to_owned(), session_id.to_owned()), true);
+        if added {
+            // What came from the backup need not go up again; a session
+            // kept instead (ours, or a better copy) is judged on its own.
+            self.inbound
+                .set_backed_up(&(room_id.to_owned(), session_id.to_owned()), true);
+        }
         Ok(added)
     }
 
