@@ -431,6 +431,11 @@ enum cloister_verification_phase
    * Ended without verifying (cancelled, mismatch, timeout).
    */
   CLOISTER_VERIFICATION_CANCELLED = 6,
+  /**
+   * The other device scanned the QR code this one shows: ask the user
+   * whether it says so, then `cloister_client_verification_confirm_qr_scanned`.
+   */
+  CLOISTER_VERIFICATION_QR_SCANNED = 7,
 };
 #ifndef __cplusplus
 typedef uint32_t cloister_verification_phase;
@@ -1025,6 +1030,33 @@ cloister_result cloister_client_verification_mismatch(struct cloister_client *cl
  */
 cloister_result cloister_client_verification_cancel(struct cloister_client *client,
                                                     const char *flow_id);
+
+/**
+ * In phase `READY`, when the other side can scan: write the bytes of a QR
+ * code to show (render them in byte mode) to `*out_code` (free with
+ * `cloister_buffer_free`). `CLOISTER_RESULT_INVALID_STATE` when no code can
+ * be shown now (the other side cannot scan, or a key is not known yet).
+ */
+cloister_result cloister_client_verification_qr_code(struct cloister_client *client,
+                                                     const char *flow_id,
+                                                     struct cloister_buffer **out_code);
+
+/**
+ * In phase `READY`: the camera read the other device's QR code (`data`,
+ * `len` bytes). Its keys are checked; a code with other keys cancels the
+ * flow and returns `CLOISTER_RESULT_INVALID_STATE`.
+ */
+cloister_result cloister_client_verification_scan_qr_code(struct cloister_client *client,
+                                                          const char *flow_id,
+                                                          const uint8_t *data,
+                                                          size_t len);
+
+/**
+ * In phase `QR_SCANNED`: the user confirmed the other device says it
+ * scanned our code.
+ */
+cloister_result cloister_client_verification_confirm_qr_scanned(struct cloister_client *client,
+                                                                const char *flow_id);
 
 /**
  * Write a flow's phase to `*out_phase`. `CLOISTER_RESULT_NOT_FOUND` for a

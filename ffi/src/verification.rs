@@ -35,6 +35,9 @@ pub enum cloister_verification_phase {
     CLOISTER_VERIFICATION_DONE = 5,
     /// Ended without verifying (cancelled, mismatch, timeout).
     CLOISTER_VERIFICATION_CANCELLED = 6,
+    /// The other device scanned the QR code this one shows: ask the user
+    /// whether it says so, then `cloister_client_verification_confirm_qr_scanned`.
+    CLOISTER_VERIFICATION_QR_SCANNED = 7,
 }
 
 pub use cloister_verification_phase::*;
@@ -50,6 +53,7 @@ impl cloister_verification_phase {
             CLOISTER_VERIFICATION_CONFIRMED => "confirmed",
             CLOISTER_VERIFICATION_DONE => "done",
             CLOISTER_VERIFICATION_CANCELLED => "cancelled",
+            CLOISTER_VERIFICATION_QR_SCANNED => "qr_scanned",
         }
     }
 }
@@ -63,6 +67,7 @@ pub(crate) fn phase_to_c(phase: &VerificationPhase) -> cloister_verification_pha
         VerificationPhase::Confirmed => CLOISTER_VERIFICATION_CONFIRMED,
         VerificationPhase::Done => CLOISTER_VERIFICATION_DONE,
         VerificationPhase::Cancelled { .. } => CLOISTER_VERIFICATION_CANCELLED,
+        VerificationPhase::QrScanned => CLOISTER_VERIFICATION_QR_SCANNED,
     }
 }
 
@@ -174,6 +179,7 @@ enum Step {
     Confirm,
     Mismatch,
     Cancel,
+    ConfirmQrScanned,
 }
 
 fn flow_step(client: *mut cloister_client, flow_id: *const c_char, step: Step) -> cloister_result {
@@ -191,6 +197,7 @@ fn flow_step(client: *mut cloister_client, flow_id: *const c_char, step: Step) -
                 Step::Confirm => current.confirm_sas(flow).await,
                 Step::Mismatch => current.sas_mismatch(flow).await,
                 Step::Cancel => current.cancel_verification(flow).await,
+                Step::ConfirmQrScanned => current.confirm_qr_scanned(flow).await,
             }
         })??;
         Ok(())
@@ -242,6 +249,67 @@ pub unsafe extern "C" fn cloister_client_verification_cancel(
     flow_id: *const c_char,
 ) -> cloister_result {
     flow_step(client, flow_id, Step::Cancel)
+}
+
+/// In phase `READY`, when the other side can scan: write the bytes of a QR
+/// code to show (render them in byte mode) to `*out_code` (free with
+/// `cloister_buffer_free`). `CLOISTER_RESULT_INVALID_STATE` when no code can
+/// be shown now (the other side cannot scan, or a key is not known yet).
+#[no_mangle]
+pub unsafe extern "C" fn cloister_client_verification_qr_code(
+    client: *mut cloister_client,
+    flow_id: *const c_char,
+    out_code: *mut *mut crate::types::cloister_buffer,
+) -> cloister_result {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
+    with_client(client, |shared| {
+        // SAFETY: NULL or writable (the header's contract for out-parameters).
+        let out_code = unsafe { out(out_code) }?;
+        // SAFETY: NULL or a NUL-terminated string that lives through the call.
+        let flow = unsafe { arg_str(flow_id) }?;
+        let current = shared.logged_in()?;
+        let code = block_on(current.verification_qr_code(flow))??;
+        out_code.put(crate::types::cloister_buffer::new(code));
+        Ok(())
+    })
+}
+
+/// In phase `READY`: the camera read the other device's QR code (`data`,
+/// `len` bytes). Its keys are checked; a code with other keys cancels the
+/// flow and returns `CLOISTER_RESULT_INVALID_STATE`.
+#[no_mangle]
+pub unsafe extern "C" fn cloister_client_verification_scan_qr_code(
+    client: *mut cloister_client,
+    flow_id: *const c_char,
+    data: *const u8,
+    len: usize,
+) -> cloister_result {
+    // SAFETY: NULL or a handle not yet freed (header contract).
+    let client = unsafe { client.as_ref() };
+    with_client(client, |shared| {
+        // SAFETY: NULL or a NUL-terminated string that lives through the call.
+        let flow = unsafe { arg_str(flow_id) }?;
+        if data.is_null() {
+            return Err(Error::code(CLOISTER_RESULT_NULL_ARGUMENT));
+        }
+        // SAFETY: not NULL (checked); by the header's contract `len`
+        // readable bytes that live through the call.
+        let data = unsafe { std::slice::from_raw_parts(data, len) };
+        let current = shared.logged_in()?;
+        block_on(current.scan_verification_qr_code(flow, data))??;
+        Ok(())
+    })
+}
+
+/// In phase `QR_SCANNED`: the user confirmed the other device says it
+/// scanned our code.
+#[no_mangle]
+pub unsafe extern "C" fn cloister_client_verification_confirm_qr_scanned(
+    client: *mut cloister_client,
+    flow_id: *const c_char,
+) -> cloister_result {
+    flow_step(client, flow_id, Step::ConfirmQrScanned)
 }
 
 /// Write a flow's phase to `*out_phase`. `CLOISTER_RESULT_NOT_FOUND` for a

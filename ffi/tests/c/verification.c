@@ -225,6 +225,25 @@ int main(int argc, char **argv) {
     wait_phase(bob, room_flow, CLOISTER_VERIFICATION_DONE);
     cloister_string_free(room_flow);
 
+    /* And by QR code: Alice shows hers, Bob's camera reads it. */
+    char *qr_flow = NULL;
+    CHECK(alice, cloister_client_request_verification(alice, bob_id, bob_device, &qr_flow));
+    wait_phase(bob, qr_flow, CLOISTER_VERIFICATION_REQUESTED);
+    CHECK(bob, cloister_client_verification_accept(bob, qr_flow));
+    wait_phase(alice, qr_flow, CLOISTER_VERIFICATION_READY);
+    cloister_buffer *code = NULL;
+    CHECK(alice, cloister_client_verification_qr_code(alice, qr_flow, &code));
+    EXPECT(cloister_buffer_len(code) > 6 && memcmp(cloister_buffer_data(code), "MATRIX", 6) == 0);
+    EXPECT(cloister_client_verification_scan_qr_code(bob, qr_flow, NULL, 0) == CLOISTER_RESULT_NULL_ARGUMENT);
+    CHECK(bob, cloister_client_verification_scan_qr_code(bob, qr_flow, cloister_buffer_data(code),
+                                                         cloister_buffer_len(code)));
+    cloister_buffer_free(code);
+    wait_phase(alice, qr_flow, CLOISTER_VERIFICATION_QR_SCANNED);
+    CHECK(alice, cloister_client_verification_confirm_qr_scanned(alice, qr_flow));
+    wait_phase(alice, qr_flow, CLOISTER_VERIFICATION_DONE);
+    wait_phase(bob, qr_flow, CLOISTER_VERIFICATION_DONE);
+    cloister_string_free(qr_flow);
+
     /* Recovery: Alice's message before setup is readable on a new device
      * that has nothing but the recovery key. */
     char *event_id = NULL;
