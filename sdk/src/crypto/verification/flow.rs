@@ -288,6 +288,8 @@ impl Flow {
             return Err(unexpected("start: the flow is not ready"));
         }
         let start = self.wrap(sas::start_content(&self.flow_id, my_device));
+        // Emoji instead of a code we may have shown: the code is void.
+        self.qr = None;
         self.sas = SasState::WeStarted {
             sas: Sas::new(),
             start: start.clone(),
@@ -320,6 +322,8 @@ impl Flow {
             _ => return Err(unexpected("m.key.verification.start")),
         }
         let (mac, methods) = sas::accept_methods(content)?;
+        // They chose emoji over a code we may have shown: the code is void.
+        self.qr = None;
         let ours = Sas::new();
         let commitment = sas::commitment(&ours.public_key().to_base64(), content)?;
         let accept = self.wrap(sas::accept_content(
