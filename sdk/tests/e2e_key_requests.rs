@@ -1,9 +1,10 @@
 //! End-to-end: a device that missed a room key asks the user's other,
 //! verified device for it, against the real server. Alice's second device
 //! signs in after Bob's message; its first sync finds no key and asks; her
-//! first device (which verified the second) forwards
-//! it; the waiting message then decrypts on the next sync, marked as
-//! decrypted with a forwarded key (not verified by its sender's device).
+//! first device keeps the request until the user verifies the new device,
+//! then forwards the key; the waiting message decrypts on the next sync,
+//! marked as decrypted with a forwarded key (not verified by its sender's
+//! device).
 
 use std::time::Duration;
 
@@ -51,16 +52,31 @@ async fn scenario() {
     alice1.sync_once(Duration::ZERO).await.unwrap();
 
     // The second device signs in afterwards: Bob's key was never sent to it.
+    // Its first sync finds the message undecryptable and asks; the first
+    // device is not sure of it yet and keeps the request.
     let alice2 = common::login(&url, &alice_name).await;
     let a2 = alice2.device_id().to_owned();
-    // Alice's first device learns it and marks it verified (as after an
-    // emoji verification).
+    let first = alice1.device_id().to_owned();
+    let summary = alice2.sync_once(Duration::ZERO).await.unwrap();
+    assert!(summary.events.iter().all(|e| e.event_id != sent));
+    assert!(alice2
+        .undecrypted_events()
+        .await
+        .iter()
+        .any(|e| e.event_id == sent));
+    // The second trusts the first (it would after an emoji comparison).
+    alice2
+        .set_device_trust(&alice, &first, LocalTrust::Verified)
+        .await
+        .unwrap();
     for _ in 0..20 {
         alice1.sync_once(Duration::ZERO).await.unwrap();
         if alice1.device_trust(&alice, &a2).await.is_some() {
             break;
         }
     }
+    // Only once the first device verifies the second does it answer the
+    // request it kept.
     alice1
         .set_device_trust(&alice, &a2, LocalTrust::Verified)
         .await
@@ -69,22 +85,14 @@ async fn scenario() {
         alice1.device_trust(&alice, &a2).await,
         Some(DeviceTrust::Verified)
     );
-    // And the second trusts the first (it would after the same emoji).
-    let first = alice1.device_id().to_owned();
     let mut decrypted: Option<TimelineEvent> = None;
-    for round in 0..40 {
+    for _ in 0..40 {
+        alice1.sync_once(Duration::ZERO).await.unwrap();
         let summary = alice2.sync_once(Duration::ZERO).await.unwrap();
-        if round == 0 {
-            alice2
-                .set_device_trust(&alice, &first, LocalTrust::Verified)
-                .await
-                .unwrap();
-        }
         if let Some(event) = summary.events.into_iter().find(|e| e.event_id == sent) {
             decrypted = Some(event);
             break;
         }
-        alice1.sync_once(Duration::ZERO).await.unwrap();
     }
     let event = decrypted.expect("the message never decrypted on the second device");
     assert_eq!(event.body(), Some("before the second device"));

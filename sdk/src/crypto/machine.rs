@@ -129,6 +129,9 @@ pub struct OlmMachine {
     pub(crate) backup: BackupState,
     /// Provisional id → event id of in-room verification requests sent.
     pub(crate) verification_aliases: HashMap<String, String>,
+    /// Key requests of own devices that were not verified yet: (sender,
+    /// content), answered once they are. In memory only.
+    pub(crate) deferred_key_requests: Vec<(String, Value)>,
 }
 
 impl std::fmt::Debug for OlmMachine {
@@ -195,6 +198,7 @@ impl OlmMachine {
             verifications: BTreeMap::new(),
             backup: BackupState::default(),
             verification_aliases: HashMap::new(),
+            deferred_key_requests: Vec::new(),
         })
     }
 
@@ -279,6 +283,9 @@ impl OlmMachine {
         let known = self.devices.set_local_trust(user_id, device_id, trust);
         if known && trust == LocalTrust::Blocked {
             self.invalidate_sessions_shared_with(&(user_id.to_owned(), device_id.to_owned()));
+        }
+        if known && trust == LocalTrust::Verified {
+            self.retry_deferred_key_requests();
         }
         known
     }
@@ -374,6 +381,8 @@ impl OlmMachine {
                     self.invalidate_sessions_shared_with(device);
                 }
                 self.events.extend(outcome.events);
+                // Cross-signing may have made an asking device verified.
+                self.retry_deferred_key_requests();
             }
             PendingKind::Claim { devices } => {
                 let response: KeysClaimResponse = serde_json::from_value(response.clone())?;

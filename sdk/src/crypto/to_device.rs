@@ -12,6 +12,9 @@ use super::megolm::{AddOutcome, InboundGroupSession, KeyOrigin};
 use super::olm::{self, parse_envelope, DecryptedOlm, OlmEnvelope};
 use super::requests::{PendingKind, RequestBody, ToDeviceRequest};
 use super::verification::VERIFICATION_EVENTS;
+
+/// Requests of not-yet-verified own devices kept for a later answer.
+const MAX_DEFERRED_KEY_REQUESTS: usize = 256;
 use super::{describe_json_error, zeroize_json, MEGOLM_V1};
 
 /// A new Olm session is made at most this often per device, so that a
@@ -273,9 +276,43 @@ impl OlmMachine {
     fn receive_key_request(&mut self, event: &Value) {
         let sender = sender_of(event);
         let content = event.get("content").cloned().unwrap_or(Value::Null);
-        if content.get("action").and_then(Value::as_str) != Some("request") {
-            return;
+        let request_id = content
+            .get("request_id")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        match content.get("action").and_then(Value::as_str) {
+            Some("request") => self.answer_key_request(sender, content),
+            Some("request_cancellation") => {
+                let request_id = request_id.to_owned();
+                self.deferred_key_requests.retain(|(user, c)| {
+                    !(user == &sender && c["request_id"] == request_id.as_str())
+                });
+            }
+            _ => {}
         }
+    }
+
+    /// Answer the requests of own devices that were not verified when they
+    /// asked and are now (by emoji, by the user's decision, or because our
+    /// identity now signs them).
+    pub(crate) fn retry_deferred_key_requests(&mut self) {
+        let ready: Vec<(String, Value)> = {
+            let devices = &self.devices;
+            let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred_key_requests)
+                .into_iter()
+                .partition(|(user, content)| {
+                    let device = content["requesting_device_id"].as_str().unwrap_or("");
+                    devices.device_trust(user, device) == Some(super::DeviceTrust::Verified)
+                });
+            self.deferred_key_requests = later;
+            now
+        };
+        for (sender, content) in ready {
+            self.answer_key_request(sender, content);
+        }
+    }
+
+    fn answer_key_request(&mut self, sender: String, content: Value) {
         let device_id = content
             .get("requesting_device_id")
             .and_then(Value::as_str)
@@ -296,7 +333,13 @@ impl OlmMachine {
         }
         // Verified locally, or cross-signed by our own verified identity.
         if self.devices.device_trust(&sender, &device_id) != Some(super::DeviceTrust::Verified) {
-            return ignore(self, "the requesting device is not verified");
+            // Kept (a bounded number, in memory) in case the device is
+            // verified soon: a new device usually asks before that.
+            if self.deferred_key_requests.len() < MAX_DEFERRED_KEY_REQUESTS {
+                self.deferred_key_requests
+                    .push((sender.clone(), content.clone()));
+            }
+            return ignore(self, "the requesting device is not verified (yet)");
         }
         let body = content.get("body").cloned().unwrap_or(Value::Null);
         let field = |name: &str| body.get(name).and_then(Value::as_str).unwrap_or("");
