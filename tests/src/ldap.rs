@@ -174,7 +174,6 @@ impl TestDirectory {
             .tempdir()
             .expect("create a directory for slapd");
         let root = dir.path();
-        std::fs::create_dir(root.join("data")).expect("create slapd's data directory");
         std::fs::write(root.join("ad.schema"), AD_SCHEMA).expect("write the schema");
         make_certificates(root);
         let conf = format!(
@@ -195,10 +194,43 @@ impl TestDirectory {
             root = root.display()
         );
         std::fs::write(root.join("slapd.conf"), conf).expect("write slapd.conf");
+        let mut directory = TestDirectory {
+            child: None,
+            port: 0,
+            tls_port: 0,
+            dir,
+        };
+        // Free ports are picked before slapd binds them, so another test
+        // can take one in between (slapd then exits, or the probe reaches
+        // someone else's listener): start again on new ports, a few times.
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            directory.spawn();
+            let started = match directory.wait_until_listening().await {
+                Ok(()) => directory.as_admin("ldapadd", &entries()),
+                Err(error) => Err(error),
+            };
+            match started {
+                Ok(()) => return directory,
+                Err(error) => {
+                    failures.push(error);
+                    directory.stop();
+                }
+            }
+        }
+        panic!("slapd did not start: {failures:?}\n{}", directory.log());
+    }
+
+    /// Starts slapd on two new free ports, in the foreground (`-d 0`), so
+    /// that it dies with its Child handle and needs no init scripts.
+    fn spawn(&mut self) {
+        let root = self.dir.path();
+        // An empty database each time: a start that failed half-way may
+        // have loaded some of the people.
+        let _ = std::fs::remove_dir_all(root.join("data"));
+        std::fs::create_dir(root.join("data")).expect("create slapd's data directory");
         let (port, tls_port) = (crate::free_port(), crate::free_port());
         let log = std::fs::File::create(root.join("slapd.log")).expect("create slapd.log");
-        // `-d 0` keeps it in the foreground, so it dies with its Child handle
-        // and needs no Debian init scripts.
         let child = Command::new(binary("slapd"))
             .args(["-d", "0", "-h"])
             .arg(format!(
@@ -211,49 +243,45 @@ impl TestDirectory {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("start slapd (apt-get install slapd ldap-utils): {e}"));
-        let mut directory = TestDirectory {
-            child: Some(child),
-            port,
-            tls_port,
-            dir,
-        };
-        directory.wait_until_listening().await;
-        directory.load(&entries());
-        directory
+        self.child = Some(child);
+        self.port = port;
+        self.tls_port = tls_port;
     }
 
-    async fn wait_until_listening(&mut self) {
+    async fn wait_until_listening(&mut self) -> Result<(), String> {
         let started = Instant::now();
         loop {
             let plain = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await;
             let tls = tokio::net::TcpStream::connect(("127.0.0.1", self.tls_port)).await;
-            if plain.is_ok() && tls.is_ok() {
-                return;
-            }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!("slapd exited ({status}):\n{}", self.log());
+                return Err(format!("slapd exited ({status})"));
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "slapd did not listen:\n{}",
-                self.log()
-            );
+            if plain.is_ok() && tls.is_ok() {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                return Err("slapd did not listen within 20 s".into());
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// Adds the entries of `ldif`, as the directory's administrator.
     pub fn load(&self, ldif: &str) {
-        self.as_admin("ldapadd", ldif);
+        if let Err(error) = self.as_admin("ldapadd", ldif) {
+            panic!("{error}");
+        }
     }
 
     /// Applies LDIF change records (`changetype: modify`, `delete`, …), as
     /// an administrator changing the directory would.
     pub fn change(&self, ldif: &str) {
-        self.as_admin("ldapmodify", ldif);
+        if let Err(error) = self.as_admin("ldapmodify", ldif) {
+            panic!("{error}");
+        }
     }
 
-    fn as_admin(&self, tool: &str, ldif: &str) {
+    fn as_admin(&self, tool: &str, ldif: &str) -> Result<(), String> {
         let path = self.dir.path().join("change.ldif");
         std::fs::write(&path, ldif).expect("write the LDIF");
         let out = Command::new(binary(tool))
@@ -270,12 +298,15 @@ impl TestDirectory {
             .arg(&path)
             .output()
             .expect("run ldapadd/ldapmodify (apt-get install ldap-utils)");
-        assert!(
-            out.status.success(),
-            "{tool} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
-        );
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{tool} failed: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                self.log()
+            ))
+        }
     }
 
     pub fn url(&self) -> String {
