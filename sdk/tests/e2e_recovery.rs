@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use cloister_sdk::client::{Client, CreateRoom, Direction};
-use cloister_sdk::crypto::DeviceTrust;
+use cloister_sdk::crypto::{DeviceTrust, LocalTrust};
 use cloister_tests::{server_with_users, Backend};
 
 mod common;
@@ -153,4 +153,54 @@ async fn scenario() {
     // And it uploads what it receives to the same backup.
     assert_eq!(alice2.backup_version().await, alice1.backup_version().await);
     assert!(alice2.has_cross_signing_keys().await);
+
+    // A key that never reaches the new device (Bob blocked it) is fetched
+    // from the backup, where the first device put it, as soon as the
+    // message arrives; the first device is not syncing, so no forwarded key
+    // can be what decrypts it. A new room, so that no key the new device
+    // restored already covers the message.
+    sync_until(&[&bob], "Bob knows the new device", || async {
+        bob.device_trust(&alice, alice2.device_id()).await.is_some()
+    })
+    .await;
+    bob.set_device_trust(&alice, alice2.device_id(), LocalTrust::Blocked)
+        .await
+        .unwrap();
+    let second = bob
+        .create_room(&CreateRoom {
+            invite: vec![alice.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    sync_until(&[&alice1], "Alice is invited", || async {
+        alice1.room(&second).await.is_some()
+    })
+    .await;
+    alice1.join(&second).await.unwrap();
+    sync_until(&[&bob], "Bob sees Alice join", || async {
+        bob.active_members(&second)
+            .await
+            .map(|m| m.contains(&alice))
+            .unwrap_or(false)
+    })
+    .await;
+    let sent = bob.send_text(&second, "only in the backup").await.unwrap();
+    sync_until(&[&alice1], "the first device has the key", || async {
+        history(&alice1, &second)
+            .await
+            .contains(&"only in the backup".to_owned())
+    })
+    .await;
+    alice1.send_crypto_requests().await.unwrap();
+    let mut decrypted = None;
+    for _ in 0..20 {
+        let summary = alice2.sync_once(Duration::ZERO).await.unwrap();
+        if let Some(event) = summary.events.into_iter().find(|e| e.event_id == sent) {
+            decrypted = Some(event);
+            break;
+        }
+    }
+    let event = decrypted.expect("the new device never fetched the key from the backup");
+    assert_eq!(event.body(), Some("only in the backup"));
 }

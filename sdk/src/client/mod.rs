@@ -92,6 +92,8 @@ struct Inner {
     events: broadcast::Sender<TimelineEvent>,
     /// Replaces the system clock when set (see [`Client::set_clock`]).
     clock: std::sync::RwLock<Option<ClockFn>>,
+    /// (room, session) already asked of the key backup.
+    backup_tried: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 /// A source of "now" in milliseconds since the Unix epoch.
@@ -206,6 +208,7 @@ impl Client {
                 sync_lock: Mutex::new(Vec::new()),
                 events,
                 clock: std::sync::RwLock::new(None),
+                backup_tried: std::sync::Mutex::new(std::collections::HashSet::new()),
             }),
         }
     }

@@ -18,6 +18,40 @@ use crate::crypto::{OlmMachine, SyncChanges};
 
 /// Timeline events per room in one sync.
 const TIMELINE_LIMIT: u64 = 50;
+/// Sessions asked of the key backup are remembered up to this many.
+const MAX_BACKUP_TRIED: usize = 10_000;
+
+/// Decrypt again the events that waited for their key; those still missing
+/// it stay queued.
+fn retry_waiting(
+    machine: &mut OlmMachine,
+    state: &ClientState,
+    retry_queue: &mut Vec<TimelineEvent>,
+    now: u64,
+) -> Vec<TimelineEvent> {
+    let waiting: Vec<TimelineEvent> = std::mem::take(retry_queue)
+        .into_iter()
+        .filter(|e| !event_is_expired(state, e, now))
+        .collect();
+    let mut retried = Vec::new();
+    for old in waiting {
+        let raw = json!({
+            "type": "m.room.encrypted",
+            "event_id": old.event_id,
+            "sender": old.sender,
+            "origin_server_ts": old.origin_server_ts,
+            "content": old.content,
+        });
+        let event = to_timeline_event(machine, &old.room_id, &raw);
+        if event.is_missing_key() {
+            retry_queue.push(old);
+        } else {
+            retried.push(event);
+        }
+    }
+    retried
+}
+
 /// Undecryptable events kept for a retry when their key arrives.
 const MAX_RETRY_QUEUE: usize = 1000;
 
@@ -229,6 +263,7 @@ impl Client {
             summary.crypto_error = Some(error.to_string());
         }
         let mut queued_requests = false;
+        let mut missing: Vec<(String, String)> = Vec::new();
         // 3. Timelines decrypted, and earlier events whose key came now;
         //    then retention, which needs the timestamps of what was just
         //    decrypted to tell live sessions from expired ones.
@@ -252,29 +287,13 @@ impl Client {
                 machine.receive_verification_room_event(&event.room_id, &raw, now);
                 queued_requests = true;
             }
-            let waiting: Vec<TimelineEvent> = std::mem::take(&mut *retry_queue)
-                .into_iter()
-                .filter(|e| !event_is_expired(&state, e, now))
-                .collect();
-            let mut retried = Vec::new();
-            for old in waiting {
-                let raw = json!({
-                    "type": "m.room.encrypted",
-                    "event_id": old.event_id,
-                    "sender": old.sender,
-                    "origin_server_ts": old.origin_server_ts,
-                    "content": old.content,
-                });
-                let event = to_timeline_event(&mut machine, &old.room_id, &raw);
-                if event.is_missing_key() {
-                    retry_queue.push(old);
-                } else {
-                    retried.push(event);
-                }
-            }
+            let retried = retry_waiting(&mut machine, &state, &mut retry_queue, now);
             for event in &summary.events {
                 if event.is_missing_key() && retry_queue.len() < MAX_RETRY_QUEUE {
                     retry_queue.push(event.clone());
+                    if let Some(session) = event.content.get("session_id").and_then(Value::as_str) {
+                        missing.push((event.room_id.clone(), session.to_owned()));
+                    }
                     // Our verified devices may hold the key: ask them (one
                     // open request per session). A late to-device message,
                     // a forwarded key or a backup restore all end up in the
@@ -290,6 +309,17 @@ impl Client {
             apply_policies(&state, &mut machine, now);
             self.save(None, &mut machine, None).await?;
         }
+        // 4. Keys still missing may be in the key backup: fetch those, and
+        //    decrypt what waited for them now.
+        if !missing.is_empty() && self.fetch_from_backup(&missing).await {
+            let now = self.now();
+            let state = self.inner.state.lock().await;
+            let mut machine = self.inner.machine.lock().await;
+            let retried = retry_waiting(&mut machine, &state, &mut retry_queue, now);
+            apply_policies(&state, &mut machine, now);
+            self.save(None, &mut machine, None).await?;
+            summary.events.extend(retried);
+        }
         drop(retry_queue);
         // In-room verification steps and key requests go out at once, not
         // after the next long-poll.
@@ -303,6 +333,60 @@ impl Client {
             let _ = self.inner.events.send(event.clone());
         }
         Ok(summary)
+    }
+
+    /// Fetch the sessions of `missing` (room, session) from the key backup
+    /// when this device holds the backup's key; each session is asked for
+    /// once. Returns whether any key came.
+    async fn fetch_from_backup(&self, missing: &[(String, String)]) -> bool {
+        let version = {
+            let machine = self.inner.machine.lock().await;
+            match (machine.backup_version(), machine.backup_key()) {
+                (Some(version), Some(_)) => version,
+                _ => return false,
+            }
+        };
+        let wanted: Vec<(String, String)> = {
+            let mut tried = self
+                .inner
+                .backup_tried
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if tried.len() > MAX_BACKUP_TRIED {
+                tried.clear();
+            }
+            missing
+                .iter()
+                .filter(|key| tried.insert((*key).clone()))
+                .cloned()
+                .collect()
+        };
+        let mut rooms = serde_json::Map::new();
+        for (room_id, session_id) in wanted {
+            let path = format!(
+                "/_matrix/client/v3/room_keys/keys/{}/{}?version={}",
+                encode(&room_id),
+                encode(&session_id),
+                encode(&version)
+            );
+            // Not in the backup (404), or the server failing: the event
+            // waits for the key by the other ways.
+            if let Ok(data) = self.inner.http.get(&path).await {
+                let room = rooms
+                    .entry(room_id)
+                    .or_insert_with(|| json!({ "sessions": {} }));
+                room["sessions"][session_id] = data;
+            }
+        }
+        if rooms.is_empty() {
+            return false;
+        }
+        let mut machine = self.inner.machine.lock().await;
+        let imported = machine
+            .import_backup(&json!({ "rooms": rooms }))
+            .map(|report| report.imported)
+            .unwrap_or(0);
+        imported > 0
     }
 
     /// Undecryptable events waiting for their room key.
