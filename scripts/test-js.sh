@@ -3,8 +3,9 @@
 # it on a free port with a throwaway data directory (SQLite), and runs the
 # matrix-js-sdk tests in tests/js/ against it (sdk-interop.test.mjs pairs
 # matrix-js-sdk with our SDK via cloister-cli; sso-login.test.mjs starts its
-# own server from CLOISTER_BIN, with the OpenID provider of tests/oidc-provider).
-# Exits with the test runner's status.
+# own server from CLOISTER_BIN, with the OpenID provider of tests/oidc-provider;
+# audit-wasm.test.mjs runs the audit verifier built for WebAssembly against
+# exports the cloister binary writes). Exits with the test runner's status.
 #
 #   scripts/test-js.sh                       # build, start, test, stop
 #   scripts/test-js.sh --test-name-pattern=attachment   # extra args go to `node --test`
@@ -12,6 +13,7 @@
 #   CLOISTER_BIN=target/debug/cloister scripts/test-js.sh      # use an already built server binary
 #   CLOISTER_JS_VERBOSE=1 scripts/test-js.sh  # keep the SDK's debug logging
 #   CLOISTER_CLI=/path/to/cloister-cli scripts/test-js.sh  # use a prebuilt CLI
+#   CLOISTER_AUDIT_WASM=/path/to/cloister_audit_wasm.wasm scripts/test-js.sh  # a prebuilt verifier
 #
 # Needs cargo, Node and npm (npm ci brings the Node >= 22 that matrix-js-sdk
 # needs, as the npm package "node"). The server's log is printed when a test fails.
@@ -98,6 +100,13 @@ if [[ -z "${CLOISTER_URL:-}" ]]; then
     echo "test-js: server is up" >&2
 else
     echo "test-js: testing the server at $CLOISTER_URL" >&2
+fi
+
+# audit-wasm.test.mjs loads the audit verifier compiled to WebAssembly.
+if [[ -z "${CLOISTER_AUDIT_WASM:-}" ]]; then
+    echo "test-js: building the audit verifier for WebAssembly" >&2
+    CLOISTER_AUDIT_WASM="$("$ROOT/scripts/build-audit-wasm.sh")"
+    export CLOISTER_AUDIT_WASM
 fi
 
 # sdk-interop.test.mjs drives our SDK through cloister-cli.

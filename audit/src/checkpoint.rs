@@ -194,6 +194,7 @@ impl CheckpointSigner {
         })
     }
 
+    #[cfg(feature = "generate")]
     /// A fresh random key for `origin`.
     pub fn generate(origin: &str) -> Result<Self, CheckpointError> {
         Ok(CheckpointSigner {

@@ -292,6 +292,7 @@ impl Pseudonymizer {
         Pseudonymizer { key }
     }
 
+    #[cfg(feature = "generate")]
     /// A new random key.
     pub fn generate() -> Self {
         let mut key = [0u8; 32];

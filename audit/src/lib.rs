@@ -19,6 +19,7 @@ pub mod export;
 pub mod log;
 pub mod merkle;
 pub mod note;
+#[cfg(feature = "generate")]
 pub mod seal;
 pub mod trust;
 pub mod verify;

@@ -249,6 +249,7 @@ impl NamedKey {
         })
     }
 
+    #[cfg(feature = "generate")]
     /// A new key from the operating system's random number generator.
     pub(crate) fn generate(name: &str, alg: u8) -> Result<Self, NoteError> {
         let mut seed = Zeroizing::new([0u8; 32]);
@@ -288,6 +289,7 @@ impl NoteSigner {
         NamedKey::new(name, key, ALG_ED25519).map(NoteSigner)
     }
 
+    #[cfg(feature = "generate")]
     /// A new key from the operating system's random number generator.
     pub fn generate(name: &str) -> Result<Self, NoteError> {
         NamedKey::generate(name, ALG_ED25519).map(NoteSigner)

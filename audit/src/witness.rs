@@ -44,6 +44,7 @@ impl Cosigner {
         NamedKey::new(name, key, ALG_COSIGNATURE_V1).map(Cosigner)
     }
 
+    #[cfg(feature = "generate")]
     pub fn generate(name: &str) -> Result<Self, NoteError> {
         NamedKey::generate(name, ALG_COSIGNATURE_V1).map(Cosigner)
     }
