@@ -131,9 +131,11 @@ async fn register(server: &TestServer, prefix: &str) -> String {
     localpart
 }
 
-async fn example_chat(valgrind: Option<&Path>) {
+/// Run the C program `name` (usage: URL ALICE BOB PASSWORD WORK_DIR) with
+/// two new accounts on a fresh server.
+async fn alice_and_bob(name: &str, valgrind: Option<&Path>) {
     let work = tempfile::tempdir().unwrap();
-    let exe = compile("example_chat", Link::Dynamic, work.path());
+    let exe = compile(name, Link::Dynamic, work.path());
     let server = TestServer::start(Backend::Sqlite).await;
     let alice = register(&server, "alice").await;
     let bob = register(&server, "bob").await;
@@ -150,7 +152,7 @@ async fn example_chat(valgrind: Option<&Path>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c_example_chat_exchanges_encrypted_messages_and_files() {
-    example_chat(None).await;
+    alice_and_bob("example_chat", None).await;
 }
 
 async fn negative(valgrind: Option<&Path>) {
@@ -173,28 +175,11 @@ async fn c_negative_cases_return_their_documented_codes() {
     negative(None).await;
 }
 
-/// Two C clients verify each other by emoji (SAS); optionally under
-/// valgrind.
-async fn verification(valgrind: Option<&Path>) {
-    let work = tempfile::tempdir().unwrap();
-    let exe = compile("verification", Link::Dynamic, work.path());
-    let server = TestServer::start(Backend::Sqlite).await;
-    let alice = register(&server, "alice").await;
-    let bob = register(&server, "bob").await;
-    let args = [
-        server.url(),
-        alice,
-        bob,
-        PASSWORD.to_owned(),
-        work.path().display().to_string(),
-    ];
-    run(&exe, &args, valgrind).await;
-    server.stop().await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c_clients_verify_each_other_by_emoji() {
-    verification(None).await;
+    // Two C clients verify each other by emoji, by QR code, in their room,
+    // then one restores with the recovery key.
+    alice_and_bob("verification", None).await;
 }
 
 /// The SAS state machine from C under valgrind: no invalid accesses, no
@@ -202,7 +187,7 @@ async fn c_clients_verify_each_other_by_emoji() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c_verification_under_valgrind() {
     if let Some(suppressions) = valgrind_suppressions() {
-        verification(Some(&suppressions)).await;
+        alice_and_bob("verification", Some(&suppressions)).await;
     }
 }
 
@@ -272,7 +257,7 @@ fn valgrind_suppressions() -> Option<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c_example_chat_under_valgrind() {
     if let Some(suppressions) = valgrind_suppressions() {
-        example_chat(Some(&suppressions)).await;
+        alice_and_bob("example_chat", Some(&suppressions)).await;
     }
 }
 
