@@ -26,6 +26,7 @@ use super::machine::OlmMachine;
 use super::megolm::{InboundGroupSession, KeyOrigin, SessionRef};
 use super::requests::{PendingKind, RequestBody};
 use super::MEGOLM_V1;
+use cloister_proto::canonical::decode_b64;
 
 /// The backup algorithm.
 pub const MEGOLM_BACKUP_V1: &str = "m.megolm_backup.v1.curve25519-aes-sha2";
@@ -99,9 +100,7 @@ impl BackupState {
 /// A backup private key from base64 (padded or not).
 fn decode_key(text: &str) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
     let bytes = Zeroizing::new(
-        STANDARD_NO_PAD
-            .decode(text.trim().trim_end_matches('='))
-            .map_err(|_| backup_error("the backup key is not base64"))?,
+        decode_b64(text.trim()).ok_or_else(|| backup_error("the backup key is not base64"))?,
     );
     let mut key = Zeroizing::new([0u8; 32]);
     if bytes.len() != 32 {
@@ -119,7 +118,8 @@ fn auth_public_key(version_info: &Value) -> Result<Curve25519PublicKey, CryptoEr
     version_info
         .pointer("/auth_data/public_key")
         .and_then(Value::as_str)
-        .and_then(|k| Curve25519PublicKey::from_base64(k.trim_end_matches('=')).ok())
+        .and_then(decode_b64)
+        .and_then(|k| Curve25519PublicKey::from_slice(&k).ok())
         .ok_or_else(|| backup_error("the backup has no usable public key"))
 }
 
@@ -156,7 +156,7 @@ impl OlmMachine {
             .as_ref()
             .and_then(|p| p.master.as_ref())
         {
-            let key_id = format!("ed25519:{}", master.public_key().to_base64());
+            let key_id = super::identities::key_id(&master.public_key());
             add_signature(map, &self.user_id, &key_id, &master.sign(bytes.as_bytes()));
         }
         self.backup = super::backup::BackupState {

@@ -16,8 +16,10 @@ use zeroize::Zeroizing;
 use super::canonical_json::{add_signature, signable_bytes};
 use super::devices::Device;
 use super::error::CryptoError;
+use super::identities::key_id;
 use super::machine::OlmMachine;
 use super::requests::{PendingKind, RequestBody, SignaturesUploadRequest};
+use cloister_proto::canonical::decode_b64;
 
 pub use cloister_proto::keys::SigningKeysUploadRequest;
 
@@ -129,10 +131,8 @@ impl PrivateIdentity {
         let key = |seed: &Option<String>| {
             seed.as_deref()
                 .map(|s| {
-                    Ed25519SecretKey::from_base64(s).map_err(|e| CryptoError::Malformed {
-                        what: "cross-signing keys",
-                        reason: format!("stored state does not load: {e}"),
-                    })
+                    Ed25519SecretKey::from_base64(s)
+                        .map_err(|e| super::persist::corrupt("cross-signing keys", e))
                 })
                 .transpose()
         };
@@ -155,11 +155,6 @@ pub const SECRET_MASTER: &str = "m.cross_signing.master";
 pub const SECRET_SELF_SIGNING: &str = "m.cross_signing.self_signing";
 /// The user-signing key's secret name.
 pub const SECRET_USER_SIGNING: &str = "m.cross_signing.user_signing";
-
-/// `ed25519:<key>`, the id of a cross-signing key.
-pub(crate) fn key_id(key: &Ed25519PublicKey) -> String {
-    format!("ed25519:{}", key.to_base64())
-}
 
 /// A cross-signing key object as the spec shapes it, without signatures.
 /// Identities are read back from exactly these fields, so rebuilding the
@@ -414,10 +409,10 @@ impl OlmMachine {
             let Some(seed) = seed else {
                 return Ok(None);
             };
-            let key =
-                Ed25519SecretKey::from_base64(seed.trim().trim_end_matches('=')).map_err(|_| {
-                    CryptoError::CrossSigning(format!("the stored {what} key is invalid"))
-                })?;
+            let invalid = || CryptoError::CrossSigning(format!("the stored {what} key is invalid"));
+            let bytes = Zeroizing::new(decode_b64(seed.trim()).ok_or_else(invalid)?);
+            let seed: &[u8; 32] = bytes.as_slice().try_into().map_err(|_| invalid())?;
+            let key = Ed25519SecretKey::from_slice(seed);
             if Some(key.public_key()) != public {
                 return Err(CryptoError::CrossSigning(format!(
                     "the stored {what} key does not match the account's identity"

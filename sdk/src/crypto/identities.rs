@@ -96,7 +96,8 @@ fn cross_signing_key<'a>(
     Ok((key, object))
 }
 
-fn key_id(key: &Ed25519PublicKey) -> String {
+/// `ed25519:<key>`, the id of a cross-signing key.
+pub(crate) fn key_id(key: &Ed25519PublicKey) -> String {
     format!("ed25519:{}", key.to_base64())
 }
 

@@ -11,7 +11,7 @@
 //! key is told apart from a wrong secret.
 
 use aes::Aes256;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use ctr::cipher::{KeyIvInit, StreamCipher};
 use hkdf::Hkdf;
@@ -23,6 +23,7 @@ use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
 use super::error::CryptoError;
+use cloister_proto::canonical::decode_b64;
 
 /// The secret storage algorithm.
 pub const SECRET_STORAGE_V1: &str = "m.secret_storage.v1.aes-hmac-sha2";
@@ -42,9 +43,7 @@ fn malformed(reason: impl Into<String>) -> CryptoError {
 
 /// Base64 as clients write it here: padded on output, either way on input.
 fn decode(text: &str) -> Result<Vec<u8>, CryptoError> {
-    STANDARD_NO_PAD
-        .decode(text.trim_end_matches('='))
-        .map_err(|_| malformed("invalid base64"))
+    decode_b64(text).ok_or_else(|| malformed("invalid base64"))
 }
 
 /// How a key was derived from a passphrase (`m.pbkdf2`).

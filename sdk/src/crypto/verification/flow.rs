@@ -106,11 +106,7 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
-    pub(crate) fn send_one(event_type: &'static str, content: Value) -> Self {
-        Self::send(event_type, content)
-    }
-
-    fn send(event_type: &'static str, content: Value) -> Self {
+    pub(crate) fn send(event_type: &'static str, content: Value) -> Self {
         Self {
             send: vec![(event_type, content)],
             verified_keys: None,

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use super::super::devices::LocalTrust;
 use super::super::error::CryptoError;
 use super::super::events::CryptoEvent;
+use super::super::identities::key_id;
 use super::super::machine::OlmMachine;
 use super::super::requests::{PendingKind, RequestBody, ToDeviceRequest};
 use super::flow::methods_of;
@@ -346,8 +347,7 @@ impl OlmMachine {
             return;
         };
         let master = self.devices.identity(&user).map(|i| i.master);
-        let master_verified =
-            master.is_some_and(|m| keys.contains(&format!("ed25519:{}", m.to_base64())));
+        let master_verified = master.is_some_and(|m| keys.contains(&key_id(&m)));
         if keys.contains(&format!("ed25519:{device}")) {
             self.set_local_trust(&user, &device, LocalTrust::Verified);
         }

@@ -18,9 +18,11 @@ use subtle::ConstantTimeEq as _;
 use vodozemac::Ed25519PublicKey;
 
 use super::super::error::CryptoError;
+use super::super::identities::key_id;
 use super::super::machine::OlmMachine;
 use super::flow::{Outcome, VerificationPhase};
 use super::sas::Cancel;
+use cloister_proto::canonical::decode_b64;
 
 pub(crate) const QR_SHOW: &str = "m.qr_code.show.v1";
 pub(crate) const QR_SCAN: &str = "m.qr_code.scan.v1";
@@ -99,10 +101,6 @@ fn decode(data: &[u8]) -> Result<QrCode<'_>, CryptoError> {
         second: key(&rest[32..64])?,
         secret: &rest[64..],
     })
-}
-
-fn key_id(key: &Ed25519PublicKey) -> String {
-    format!("ed25519:{}", key.to_base64())
 }
 
 fn flow_error(flow_id: &str, reason: impl Into<String>) -> CryptoError {
@@ -239,7 +237,7 @@ impl OlmMachine {
         flow.phase = VerificationPhase::Confirmed;
         self.apply(
             flow_id,
-            Ok(Outcome::send_one("m.key.verification.start", start)),
+            Ok(Outcome::send("m.key.verification.start", start)),
         );
         Ok(())
     }
@@ -259,10 +257,7 @@ impl OlmMachine {
         } else {
             VerificationPhase::Confirmed
         };
-        self.apply(
-            flow_id,
-            Ok(Outcome::send_one("m.key.verification.done", done)),
-        );
+        self.apply(flow_id, Ok(Outcome::send("m.key.verification.done", done)));
         self.trust_verified_keys(flow_id, &trusts);
         Ok(())
     }
@@ -287,7 +282,7 @@ impl OlmMachine {
         let given = content
             .get("secret")
             .and_then(Value::as_str)
-            .and_then(|s| STANDARD_NO_PAD.decode(s.trim_end_matches('=')).ok())
+            .and_then(decode_b64)
             .unwrap_or_default();
         if !bool::from(given.as_slice().ct_eq(&secret)) {
             return Err(Cancel::new(
@@ -313,7 +308,7 @@ impl OlmMachine {
                 flow.phase = VerificationPhase::Done;
                 let done = flow.wrap(json!({ "transaction_id": flow_id }));
                 self.trust_verified_keys(flow_id, &trusts);
-                Ok(Outcome::send_one("m.key.verification.done", done))
+                Ok(Outcome::send("m.key.verification.done", done))
             }
             Some(QrState::Confirmed) => {
                 flow.qr = Some(QrState::Confirmed);
