@@ -8,11 +8,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod console;
 mod directory;
 mod ldap;
 mod processing;
 mod retention;
 mod sso;
+pub use console::Console;
 pub use directory::Directory;
 pub use ldap::Ldap;
 pub use processing::Processing;
@@ -49,6 +51,7 @@ pub struct Config {
     pub oidc: Vec<Oidc>,
     /// SAML 2.0 identity providers, `[[saml]]` tables.
     pub saml: Vec<Saml>,
+    pub console: Console,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -198,6 +201,7 @@ impl Default for Config {
             directory: Directory::default(),
             ldap: Ldap::default(),
             sso: Sso::default(),
+            console: Console::default(),
             oidc: Vec::new(),
             saml: Vec::new(),
         }
@@ -305,6 +309,7 @@ impl Config {
         self.retention.validate().map_err(ConfigError::Invalid)?;
         self.ldap.validate().map_err(ConfigError::Invalid)?;
         self.audit.validate().map_err(ConfigError::Invalid)?;
+        self.console.validate().map_err(ConfigError::Invalid)?;
         sso::validate_providers(&self.oidc, &self.saml).map_err(ConfigError::Invalid)?;
         if self.sso.password_login != PasswordLoginMode::On
             && self.oidc.is_empty()

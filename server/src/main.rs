@@ -7,13 +7,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use cloister_audit::{Action, Target};
 use cloister_server::config::{Config, LogFormat};
-use cloister_server::service::session::hash_token;
-use cloister_server::service::{audit, sso_links};
+use cloister_server::service::{audit, sso_links, staff};
 use cloister_server::store::users;
-use cloister_server::{ids, Server};
+use cloister_server::Server;
 
 mod cli;
-use cli::{now_ms, open_state, open_store, user_id};
+use cli::{open_state, open_store, user_id};
 use zeroize::Zeroizing;
 
 #[derive(Parser)]
@@ -242,17 +241,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::User(cmd) => user_command(cmd, config).await,
         Command::RegistrationToken(TokenCommand::Create { uses, hours }) => {
             let state = open_state(config).await?;
-            let token = ids::random_string(32);
-            let now = now_ms();
-            let expiry = hours.map(|h| now + h * 3_600_000);
-            let mut tx = state.store.write().await?;
-            users::create_registration_token(&mut tx, &hash_token(&token), uses, expiry, now)
-                .await?;
-            let entry = audit::by_system(&state, Action::AdminCall)
-                .target(Target::new("registration_token.create")?);
-            audit::record(&mut tx, entry).await?;
-            tx.commit().await?;
-            println!("{token}");
+            let new = staff::create_registration_token(&state, staff::By::Shell, uses, hours)
+                .await
+                .map_err(api_error)?;
+            println!("{}", new.token.as_str());
+            state.store.close().await;
             Ok(())
         }
         Command::Audit(cmd) => audit_command(cmd, config).await,
@@ -341,49 +334,18 @@ async fn user_command(cmd: UserCommand, config: Config) -> anyhow::Result<()> {
             password,
             admin,
         } => {
-            let localpart = name.to_lowercase();
-            anyhow::ensure!(
-                ids::is_valid_localpart(&localpart),
-                "user names may contain only a-z, 0-9 and . _ = - / +"
-            );
             let password = read_password(password)?;
-            let hash = cli_passwords().hash(password).await?;
-            let id = user_id(&config, &localpart);
-            anyhow::ensure!(
-                !cloister_server::service::erasure::is_erased(&state, &id).await?,
-                "user {id} was erased; its id cannot be used again"
-            );
-            let mut tx = state.store.write().await?;
-            let created =
-                users::create(&mut tx, &id, Some(&hash), admin, &localpart, now_ms()).await?;
-            anyhow::ensure!(created, "user {id} already exists");
-            audit::record(
-                &mut tx,
-                audit::by_system(&state, Action::AccountCreated).target(state.audit.target(&id)),
-            )
-            .await?;
-            tx.commit().await?;
+            let id = staff::create_account(&state, staff::By::Shell, &name, password, admin)
+                .await
+                .map_err(api_error)?;
             println!("created {id}{}", if admin { " (admin)" } else { "" });
         }
         UserCommand::ResetPassword { name, password } => {
             let id = user_id(&config, &name);
             let password = read_password(password)?;
-            let hash = cli_passwords().hash(password).await?;
-            let mut tx = state.store.write().await?;
-            anyhow::ensure!(
-                users::set_password_hash(&mut tx, &id, &hash).await?,
-                "no such user {id}"
-            );
-            let devices = cloister_server::store::devices::list(tx.conn(), &id).await?;
-            for device in devices {
-                users::delete_tokens_for_device(&mut tx, &id, &device.device_id).await?;
-            }
-            audit::record(
-                &mut tx,
-                audit::by_system(&state, Action::PasswordChanged).target(state.audit.target(&id)),
-            )
-            .await?;
-            tx.commit().await?;
+            staff::reset_password(&state, staff::By::Shell, &id, password)
+                .await
+                .map_err(api_error)?;
             println!("password reset for {id}; all sessions logged out");
         }
         UserCommand::Deactivate { name } => {
@@ -398,7 +360,7 @@ async fn user_command(cmd: UserCommand, config: Config) -> anyhow::Result<()> {
                 .target(state.audit.target(&id));
             cloister_server::service::devices::deactivate_user(&state, &id, entry)
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+                .map_err(api_error)?;
             println!("deactivated {id}");
         }
         UserCommand::Link {
@@ -430,7 +392,7 @@ async fn user_command(cmd: UserCommand, config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The CLI hashes one password at a time.
-fn cli_passwords() -> cloister_server::password::Passwords {
-    cloister_server::password::Passwords::new(1, 0)
+/// A refusal from a service, as the CLI reports it.
+fn api_error(e: cloister_server::error::ApiError) -> anyhow::Error {
+    anyhow::anyhow!("{}", e.message)
 }

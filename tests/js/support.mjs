@@ -9,6 +9,7 @@
 // CLOISTER_JS_VERBOSE=1 keeps the SDK's debug/info logging.
 
 import assert from "node:assert/strict";
+import { jsonOf } from "./http.mjs";
 import { webcrypto as crypto } from "node:crypto";
 
 export const BASE = (process.env.CLOISTER_URL ?? "").replace(/\/+$/, "");
@@ -85,15 +86,9 @@ export async function api(method, path, { token, body } = {}) {
   } catch (e) {
     throw new Error(`${method} ${path}: cannot reach ${BASE}: ${e.cause ?? e}`);
   }
-  const text = await response.text();
-  let json;
-  try {
-    json = text ? JSON.parse(text) : {};
-  } catch {
-    json = { non_json_body: text.slice(0, 300) };
-  }
-  return { status: response.status, json };
+  return { status: response.status, json: await jsonOf(response) };
 }
+
 
 /** Registers through user-interactive auth with m.login.dummy. */
 export async function register(localpart, password, label = "interop") {

@@ -20,6 +20,7 @@
 
 pub mod browser;
 pub mod client;
+pub mod console;
 mod harness;
 pub mod keys;
 pub mod ldap;

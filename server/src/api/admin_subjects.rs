@@ -1,17 +1,17 @@
 //! The data-subject part of the admin API: erasure (GDPR Art. 17),
 //! subject-access exports (Art. 15/20) and the record of processing
-//! (Art. 30). Every call goes through `admin::admit`: refused for
-//! non-admins, and audited either way.
+//! (Art. 30), shared with the console's DPO pages. Every call is audited
+//! as its [`Caller`] is extracted, and refused unless the caller may make it.
 
-use axum::extract::{MatchedPath, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use super::admin::admit;
+use super::admin::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Auth, Body};
+use crate::extract::Body;
 use crate::service::Context;
 use crate::service::{erasure, processing_report, subject_export};
 
@@ -25,15 +25,13 @@ fn local_user(state: &Context, user_id: &str) -> ApiResult<()> {
 
 /// `POST /_cloister/admin/v1/users/{userId}/erase`: erases the person
 /// (legal holds excepted) and answers with the receipt.
-pub(super) async fn erase(
+pub(super) async fn erase<C: Caller>(
     State(state): State<Context>,
-    auth: Auth,
-    route: MatchedPath,
+    caller: C,
     Path(user_id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    admit(&state, &auth, &route).await?;
     local_user(&state, &user_id)?;
-    let actor = state.audit.actor(&auth.user_id);
+    let actor = state.audit.actor(caller.user_id());
     Ok(Json(erasure::erase_user(&state, &user_id, actor).await?))
 }
 
@@ -49,14 +47,12 @@ pub(super) struct ExportBody {
 /// `{"recipient_key": "<unpadded base64 X25519 public key>"}` the export
 /// sealed to that key (`application/octet-stream`); with `{"plain": true}`
 /// the JSON itself.
-pub(super) async fn export(
+pub(super) async fn export<C: Caller>(
     State(state): State<Context>,
-    auth: Auth,
-    route: MatchedPath,
+    caller: C,
     Path(user_id): Path<String>,
     Body(body): Body<ExportBody>,
 ) -> ApiResult<Response> {
-    admit(&state, &auth, &route).await?;
     let recipient = match (&body.recipient_key, body.plain) {
         (Some(_), true) => {
             return Err(ApiError::invalid_param(
@@ -69,10 +65,15 @@ pub(super) async fn export(
             ))
         }
         (Some(key), false) => Some(subject_export::parse_recipient(key)?),
-        (None, true) => None,
+        (None, true) if C::PLAIN_EXPORTS => None,
+        (None, true) => {
+            return Err(ApiError::forbidden(
+                "Exports from the console are always sealed to a recipient_key",
+            ))
+        }
     };
     local_user(&state, &user_id)?;
-    let actor = state.audit.actor(&auth.user_id);
+    let actor = state.audit.actor(caller.user_id());
     let bytes = subject_export::export(&state, &user_id, actor, recipient.as_ref()).await?;
     let content_type = if recipient.is_some() {
         "application/octet-stream"
@@ -93,13 +94,11 @@ pub(super) struct ReportQuery {
 
 /// `GET /_cloister/admin/v1/report/processing?format=markdown|json`: the
 /// record of processing activities, Markdown by default.
-pub(super) async fn processing(
+pub(super) async fn processing<C: Caller>(
     State(state): State<Context>,
-    auth: Auth,
-    route: MatchedPath,
+    _: C,
     Query(query): Query<ReportQuery>,
 ) -> ApiResult<Response> {
-    admit(&state, &auth, &route).await?;
     let markdown = match query.format.as_deref() {
         None | Some("markdown") => true,
         Some("json") => false,

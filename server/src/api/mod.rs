@@ -10,6 +10,7 @@ pub mod admin_compliance;
 pub mod admin_subjects;
 pub mod auth;
 pub mod backup;
+pub mod console;
 pub mod devices;
 pub mod directory;
 pub mod discovery;
@@ -76,7 +77,23 @@ pub fn router(state: Context) -> Router {
             ApiError::internal().into_response()
         }))
         .layer(cors)
+        .layer(middleware::from_fn_with_state(state.clone(), console_layer))
         .with_state(state)
+}
+
+/// The console's answers, errors included, carry its security headers; a
+/// console switched off (`console.enabled = false`) is not there at all.
+async fn console_layer(State(state): State<Context>, req: Request, next: Next) -> Response {
+    if !req.uri().path().starts_with(console::PREFIX) {
+        return next.run(req).await;
+    }
+    let mut response = if state.config.console.enabled {
+        next.run(req).await
+    } else {
+        unrecognized().await.into_response()
+    };
+    console::headers(&mut response);
+    response
 }
 
 async fn unrecognized() -> ApiError {

@@ -40,24 +40,55 @@ table! {
     get "/_matrix/client/v3/capabilities" => discovery::capabilities;
     get "/health" => discovery::health;
     // admin.rs
-    get "/_cloister/admin/v1/audit/key" => admin::audit_key;
+    get "/_cloister/admin/v1/audit/key" => admin::audit_key::<admin::Admin>;
     post "/_cloister/admin/v1/audit/checkpoint" => admin::audit_checkpoint;
-    get "/_cloister/admin/v1/audit/export" => admin::audit_export;
+    get "/_cloister/admin/v1/audit/export" => admin::audit_export::<admin::Admin>;
     post "/_cloister/admin/v1/users/{user_id}/deactivate" => admin::deactivate_user;
     // admin_subjects.rs
-    post "/_cloister/admin/v1/users/{user_id}/erase" => admin_subjects::erase;
-    post "/_cloister/admin/v1/users/{user_id}/export" => admin_subjects::export;
-    get "/_cloister/admin/v1/report/processing" => admin_subjects::processing;
+    post "/_cloister/admin/v1/users/{user_id}/erase" => admin_subjects::erase::<admin::Admin>;
+    post "/_cloister/admin/v1/users/{user_id}/export" => admin_subjects::export::<admin::Admin>;
+    get "/_cloister/admin/v1/report/processing" => admin_subjects::processing::<admin::Admin>;
     // admin_compliance.rs
-    get "/_cloister/admin/v1/retention" => admin_compliance::server_retention;
-    get "/_cloister/admin/v1/rooms/{room_id}/retention" => admin_compliance::room_retention;
-    put "/_cloister/admin/v1/rooms/{room_id}/retention" => admin_compliance::set_room_retention;
-    post "/_cloister/admin/v1/purge" => admin_compliance::run_purge;
-    get "/_cloister/admin/v1/holds" => admin_compliance::list_holds;
-    post "/_cloister/admin/v1/holds" => admin_compliance::set_hold;
-    post "/_cloister/admin/v1/holds/{hold_id}/release" => admin_compliance::release_hold;
+    get "/_cloister/admin/v1/retention" => admin_compliance::server_retention::<admin::Admin>;
+    get "/_cloister/admin/v1/rooms/{room_id}/retention" => admin_compliance::room_retention::<admin::Admin>;
+    put "/_cloister/admin/v1/rooms/{room_id}/retention" => admin_compliance::set_room_retention::<admin::Admin>;
+    post "/_cloister/admin/v1/purge" => admin_compliance::run_purge::<admin::Admin>;
+    get "/_cloister/admin/v1/holds" => admin_compliance::list_holds::<admin::Admin>;
+    post "/_cloister/admin/v1/holds" => admin_compliance::set_hold::<admin::Admin>;
+    post "/_cloister/admin/v1/holds/{hold_id}/release" => admin_compliance::release_hold::<admin::Admin>;
     // metrics.rs
     get "/_cloister/metrics" => metrics::metrics;
+    // console/: the web console's page, its files and its API (cookie
+    // sessions; operator and DPO roles)
+    get "/_cloister/console/" => console::assets::index;
+    get "/_cloister/console/assets/{*path}" => console::assets::asset;
+    post "/_cloister/console/api/session" => console::session::sign_in;
+    get "/_cloister/console/api/session" => console::session::current;
+    delete "/_cloister/console/api/session" => console::session::sign_out;
+    get "/_cloister/console/api/users" => console::operator::users;
+    post "/_cloister/console/api/users" => console::operator::create_user;
+    get "/_cloister/console/api/users/{user_id}" => console::operator::user;
+    post "/_cloister/console/api/users/{user_id}/deactivate" => console::operator::deactivate;
+    post "/_cloister/console/api/users/{user_id}/password" => console::operator::reset_password;
+    delete "/_cloister/console/api/users/{user_id}/devices/{device_id}" => console::operator::delete_device;
+    get "/_cloister/console/api/registration_tokens" => console::operator::tokens;
+    post "/_cloister/console/api/registration_tokens" => console::operator::create_token;
+    delete "/_cloister/console/api/registration_tokens/{id}" => console::operator::delete_token;
+    get "/_cloister/console/api/health" => console::operator::health;
+    get "/_cloister/console/api/retention" => console::dpo::retention_overview;
+    get "/_cloister/console/api/rooms/{room_id}/retention" => admin_compliance::room_retention::<console::Dpo>;
+    put "/_cloister/console/api/rooms/{room_id}/retention" => admin_compliance::set_room_retention::<console::Dpo>;
+    post "/_cloister/console/api/purge" => admin_compliance::run_purge::<console::Dpo>;
+    get "/_cloister/console/api/holds" => admin_compliance::list_holds::<console::Dpo>;
+    post "/_cloister/console/api/holds" => admin_compliance::set_hold::<console::Dpo>;
+    post "/_cloister/console/api/holds/{hold_id}/release" => admin_compliance::release_hold::<console::Dpo>;
+    get "/_cloister/console/api/users/{user_id}/erasure" => console::dpo::erasure_preview;
+    post "/_cloister/console/api/users/{user_id}/erase" => console::dpo::erase;
+    post "/_cloister/console/api/users/{user_id}/export" => admin_subjects::export::<console::Dpo>;
+    get "/_cloister/console/api/audit/entries" => console::dpo::audit_entries;
+    get "/_cloister/console/api/audit/key" => admin::audit_key::<console::Dpo>;
+    get "/_cloister/console/api/audit/export" => admin::audit_export::<console::Dpo>;
+    get "/_cloister/console/api/processing" => admin_subjects::processing::<console::Dpo>;
     // auth.rs
     post "/_matrix/client/v3/register" => auth::register;
     get "/_matrix/client/v3/register/available" => auth::available;

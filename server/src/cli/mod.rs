@@ -6,6 +6,7 @@ pub(crate) mod audit_verify;
 pub(crate) mod audit_witness;
 pub(crate) mod compliance;
 pub(crate) mod ldap;
+pub(crate) mod roles;
 pub(crate) mod subject;
 
 use std::sync::Arc;
@@ -31,11 +32,6 @@ pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let store = Store::connect(&config.database_url()).await?;
     store.migrate().await?;
     Ok(store)
-}
-
-pub(crate) fn now_ms() -> i64 {
-    use cloister_server::clock::Clock;
-    SystemClock.now_ms()
 }
 
 /// A full user id from `name` (`alice` or `@alice:example.org`).

@@ -69,7 +69,7 @@ fn taken() -> ApiError {
 
 /// An erased id stays taken: its pseudonym is in the audit log, and a new
 /// account under it would inherit that history.
-async fn refuse_taken(state: &Context, user_id: &str) -> ApiResult<()> {
+pub(crate) async fn refuse_taken(state: &Context, user_id: &str) -> ApiResult<()> {
     if users::get(&mut *state.store.read().await?, user_id)
         .await?
         .is_some()
@@ -196,7 +196,7 @@ pub async fn registration_token_valid(state: &Context, ip: &str, token: &str) ->
     .await?)
 }
 
-fn password_login_off() -> ApiError {
+pub(crate) fn password_login_off() -> ApiError {
     ApiError::forbidden(
         "Password login is switched off here; sign in with your organisation's single sign-on",
     )
@@ -218,10 +218,45 @@ pub async fn login_with_password(
     ip: &str,
     login: PasswordLogin<'_>,
 ) -> ApiResult<Session> {
-    let user_id = if login.user.starts_with('@') {
-        login.user.to_lowercase()
+    let checked = check_password(state, ip, login.user, login.password).await?;
+    // The directory's own logins are not "password logins" in this sense.
+    if state.config.sso.password_login == PasswordLoginMode::Admins
+        && !checked.is_admin
+        && !checked.by_directory
+    {
+        return Err(password_login_off());
+    }
+    let session = devices::open_session(
+        state,
+        &checked.user_id,
+        login.device_id,
+        login.device_display_name,
+    )
+    .await?;
+    tracing::info!(directory = checked.by_directory, "user logged in");
+    Ok(session)
+}
+
+/// An account whose password was just checked.
+pub struct CheckedPassword {
+    pub user_id: String,
+    pub is_admin: bool,
+    pub by_directory: bool,
+}
+
+/// Checks `user`'s password (locally or at the LDAP directory) under the
+/// login attempt limits, without signing anything in. `password_login =
+/// "admins"` is the caller's to apply: who counts as staff differs.
+pub async fn check_password(
+    state: &Context,
+    ip: &str,
+    user: &str,
+    password: Zeroizing<String>,
+) -> ApiResult<CheckedPassword> {
+    let user_id = if user.starts_with('@') {
+        user.to_lowercase()
     } else {
-        state.user_id(&login.user.to_lowercase())
+        state.user_id(&user.to_lowercase())
     };
     check_login_rate(state, &format!("login:{ip}"))?;
     check_login_rate(state, &format!("login:{user_id}"))?;
@@ -229,30 +264,31 @@ pub async fn login_with_password(
         return Err(password_login_off());
     }
     if ldap_login::decides(state, &user_id).await? {
-        let user_id = ldap_login::login(state, login.user, &user_id, login.password).await?;
-        let session =
-            devices::open_session(state, &user_id, login.device_id, login.device_display_name)
-                .await?;
-        tracing::info!("user logged in through the directory");
-        return Ok(session);
+        let user_id = ldap_login::login(state, user, &user_id, password).await?;
+        let is_admin = users::get(&mut *state.store.read().await?, &user_id)
+            .await?
+            .is_some_and(|u| u.is_admin);
+        return Ok(CheckedPassword {
+            user_id,
+            is_admin,
+            by_directory: true,
+        });
     }
     let user = users::get(&mut *state.store.read().await?, &user_id)
         .await?
         .filter(|u| !u.deactivated);
     let is_admin = user.as_ref().is_some_and(|u| u.is_admin);
     let stored = user.and_then(|u| u.password_hash);
-    if !state.passwords.check(login.password, stored).await? {
+    if !state.passwords.check(password, stored).await? {
         tracing::info!("failed login attempt");
         audit::record_alone(state, audit::by_user(state, &user_id, Action::LoginFailed)).await?;
         return Err(ApiError::forbidden("Invalid username or password"));
     }
-    if state.config.sso.password_login == PasswordLoginMode::Admins && !is_admin {
-        return Err(password_login_off());
-    }
-    let session =
-        devices::open_session(state, &user_id, login.device_id, login.device_display_name).await?;
-    tracing::info!("user logged in");
-    Ok(session)
+    Ok(CheckedPassword {
+        user_id,
+        is_admin,
+        by_directory: false,
+    })
 }
 
 /// Changes the password of `user_id` after it is confirmed again; unless

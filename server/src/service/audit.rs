@@ -10,8 +10,8 @@
 use std::path::Path;
 
 use cloister_audit::{
-    Action, Actor, AuditExport, AuditLog, AuditStore, CheckpointSigner, Details, MemoryStore,
-    NewEntry, Pseudonymizer, Target,
+    Action, Actor, AuditEntry, AuditExport, AuditLog, AuditStore, CheckpointSigner, Details,
+    MemoryStore, NewEntry, Pseudonymizer, Target,
 };
 use zeroize::Zeroizing;
 
@@ -243,3 +243,60 @@ pub async fn checkpoint_if_due(state: &Context) -> anyhow::Result<bool> {
 pub async fn export(state: &Context) -> anyhow::Result<AuditExport> {
     Ok(load(state).await?.export()?)
 }
+
+/// Which entries to show when browsing the log.
+#[derive(Debug, Default)]
+pub struct Browse {
+    pub action: Option<Action>,
+    pub since_ts: Option<u64>,
+    pub until_ts: Option<u64>,
+    /// Only entries before this position (the previous page's cursor).
+    pub before: Option<u64>,
+    pub limit: usize,
+}
+
+/// A page of matching entries, newest first, and the cursor for the next
+/// page (None at the start of the log). Entries are read in chunks and
+/// filtered here, and one call reads at most [`BROWSE_SCAN`] of them, so
+/// a filter matching nothing costs a bounded amount however long the log.
+pub async fn browse(
+    state: &Context,
+    filter: &Browse,
+) -> Result<(Vec<AuditEntry>, Option<u64>), sqlx::Error> {
+    const CHUNK: i64 = 500;
+    let mut found = Vec::new();
+    let mut before = match filter.before {
+        Some(b) => b as i64,
+        None => audit::size(&mut *state.store.read().await?).await?,
+    };
+    let mut scanned = 0;
+    'scan: while before > 0 && scanned < BROWSE_SCAN {
+        let chunk = audit::entries_before(&mut *state.store.read().await?, before, CHUNK).await?;
+        if chunk.is_empty() {
+            before = 0;
+        }
+        for entry in chunk {
+            scanned += 1;
+            before = entry.seq as i64;
+            // Entries are appended in time order (under the log's lock), so
+            // once one is older than the window, every later one is too.
+            if filter.since_ts.is_some_and(|t| entry.ts < t) {
+                before = 0;
+                break 'scan;
+            }
+            let wanted = filter.action.is_none_or(|a| a == entry.action)
+                && filter.until_ts.is_none_or(|t| entry.ts <= t);
+            if wanted {
+                found.push(entry);
+                if found.len() >= filter.limit {
+                    break 'scan;
+                }
+            }
+        }
+    }
+    let next = (before > 0).then_some(before as u64);
+    Ok((found, next))
+}
+
+/// The most entries one [`browse`] call reads.
+pub const BROWSE_SCAN: usize = 5_000;

@@ -136,6 +136,7 @@ pub async fn deactivate_user(state: &Context, user_id: &str, entry: NewEntry) ->
     crate::store::directory::delete_attributes(&mut tx, user_id).await?;
     // The person at the identity provider is no longer anyone here.
     crate::store::sso::unlink_all(&mut tx, user_id).await?;
+    crate::store::console::delete_sessions_of(&mut tx, user_id).await?;
     audit::record(&mut tx, entry).await?;
     tx.commit().await?;
     tracing::info!("account deactivated");

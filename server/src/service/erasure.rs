@@ -143,6 +143,59 @@ impl Tally {
     }
 }
 
+/// What erasing a person would do, for the confirmation a DPO sees first:
+/// the counts the receipt will name (`deleted_*`, before holds), and the
+/// active holds that keep part of it.
+#[derive(Debug, serde::Serialize)]
+pub struct Preview {
+    pub user_id: String,
+    pub exists: bool,
+    pub erased: bool,
+    pub deletes: BTreeMap<&'static str, u64>,
+    pub holds: Vec<Hold>,
+}
+
+pub async fn preview(state: &Context, user_id: &str) -> ApiResult<Preview> {
+    let exists = users::get(&mut *state.store.read().await?, user_id)
+        .await?
+        .is_some();
+    let erased = is_erased(state, user_id).await?;
+    if !exists && !erased {
+        return Err(ApiError::not_found("Unknown user"));
+    }
+    let mut conn = state.store.read().await?;
+    let mut deletes: BTreeMap<&'static str, u64> = erasure::count_own_rows(&mut conn, user_id)
+        .await?
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let sent = subject::count(&mut conn, "events", "sender = $1", &[user_id]).await?;
+    let uploads = subject::uploads(&mut conn, user_id).await?;
+    deletes.insert("deleted_events", sent.max(0) as u64);
+    deletes.insert("deleted_media", uploads.len() as u64);
+    deletes.insert("deleted_account", u64::from(exists));
+    let rooms: BTreeSet<String> = crate::store::rooms::rooms_for_user(&mut conn, user_id)
+        .await?
+        .into_iter()
+        .map(|(room_id, _)| room_id)
+        .collect();
+    drop(conn);
+    let found = Holds::load(state, user_id).await?;
+    let mut holds = found.on_user;
+    for (room_id, on_room) in found.on_rooms {
+        if rooms.contains(&room_id) {
+            holds.extend(on_room);
+        }
+    }
+    Ok(Preview {
+        user_id: user_id.to_owned(),
+        exists,
+        erased,
+        deletes,
+        holds,
+    })
+}
+
 /// Erases `user_id`; `actor` is who asked (an admin's pseudonym, or the
 /// system for the operator's CLI). Returns the receipt.
 pub async fn erase_user(state: &Context, user_id: &str, actor: Actor) -> ApiResult<Value> {

@@ -173,6 +173,19 @@ pub async fn require_unexpired(
     }
 }
 
+/// Every room with an `m.room.retention` of its own, and its policy.
+pub async fn rooms_with_policies(state: &Context) -> ApiResult<Vec<(String, RoomPolicy)>> {
+    let rooms =
+        crate::store::rooms::rooms_with_state(&mut *state.store.read().await?, RETENTION_EVENT)
+            .await?;
+    let mut out = Vec::with_capacity(rooms.len());
+    for room_id in rooms {
+        let policy = policy_of_room(state, &room_id).await?;
+        out.push((room_id, policy));
+    }
+    Ok(out)
+}
+
 /// Sets a room's policy on an administrator's authority: an
 /// `m.room.retention` state event from the server, so members see the
 /// policy too. `content` is `{max_lifetime?, min_lifetime?}`; `{}` returns

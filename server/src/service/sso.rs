@@ -323,8 +323,14 @@ async fn complete(
     tx.commit().await?;
     state.metrics.sso_logins.fetch_add(1, Ordering::Relaxed);
     let redirect = with_login_token(&pending.client_redirect, &token);
-    let allowlisted =
-        state.config.sso.client_allowlist.iter().any(|prefix| {
+    // The console is this server's own page, not a third-party app.
+    let console = format!(
+        "{}{}",
+        state.config.public_baseurl().trim_end_matches('/'),
+        crate::service::console_session::CONSOLE_PATH
+    );
+    let allowlisted = pending.client_redirect.starts_with(&console)
+        || state.config.sso.client_allowlist.iter().any(|prefix| {
             !prefix.is_empty() && pending.client_redirect.starts_with(prefix.as_str())
         });
     Ok(Completion {
@@ -423,6 +429,26 @@ pub fn append_query(url: &str, query: &str) -> String {
     format!("{base}{separator}{query}{fragment}")
 }
 
+/// Spends a login token once: the grant it stood for, if the token was
+/// valid and its account is still active. For `m.login.token`, and for the
+/// web console's single sign-on.
+pub async fn redeem_login_token(state: &Context, ip: &str, token: &str) -> ApiResult<LoginGrant> {
+    // Tokens are 40 random characters; the limit still keeps guessing loud.
+    crate::service::accounts::check_login_rate(state, &format!("login:{ip}"))?;
+    let mut tx = state.store.write().await?;
+    let grant = store::take_login_token(&mut tx, &hash_token(token), state.now_ms()).await?;
+    tx.commit().await?;
+    let grant = grant.ok_or_else(|| ApiError::forbidden("Invalid or expired login token"))?;
+    let account = users::get(&mut *state.store.read().await?, &grant.user_id).await?;
+    if account.is_none_or(|a| a.deactivated) {
+        return Err(ApiError::new(
+            ErrCode::UserDeactivated,
+            "This account has been deactivated",
+        ));
+    }
+    Ok(grant)
+}
+
 /// `m.login.token`: spends the token once and opens a session on
 /// `device_id` (an existing device keeps its keys: the way back after a
 /// soft logout).
@@ -433,20 +459,7 @@ pub async fn login_with_token(
     device_id: Option<&str>,
     display_name: Option<&str>,
 ) -> ApiResult<Session> {
-    // Tokens are 40 random characters; the limit still keeps guessing loud.
-    crate::service::accounts::check_login_rate(state, &format!("login:{ip}"))?;
-    let mut tx = state.store.write().await?;
-    let grant = store::take_login_token(&mut tx, &hash_token(token), state.now_ms()).await?;
-    tx.commit().await?;
-    let invalid = || ApiError::forbidden("Invalid or expired login token");
-    let grant = grant.ok_or_else(invalid)?;
-    let account = users::get(&mut *state.store.read().await?, &grant.user_id).await?;
-    if account.is_none_or(|a| a.deactivated) {
-        return Err(ApiError::new(
-            ErrCode::UserDeactivated,
-            "This account has been deactivated",
-        ));
-    }
+    let grant = redeem_login_token(state, ip, token).await?;
     let session = devices::open_session(state, &grant.user_id, device_id, display_name).await?;
     let mut tx = state.store.write().await?;
     store::record_device(

@@ -38,6 +38,24 @@ pub async fn entries(c: &mut AnyConnection) -> Result<Vec<AuditEntry>, sqlx::Err
         .collect()
 }
 
+/// Up to `limit` entries before position `before`, newest first: a page of
+/// the log for browsing.
+pub async fn entries_before(
+    c: &mut AnyConnection,
+    before: i64,
+    limit: i64,
+) -> Result<Vec<AuditEntry>, sqlx::Error> {
+    let rows =
+        sqlx::query("SELECT entry FROM audit_entries WHERE seq < $1 ORDER BY seq DESC LIMIT $2")
+            .bind(before)
+            .bind(limit)
+            .fetch_all(c)
+            .await?;
+    rows.into_iter()
+        .map(|r| super::codec::json(&r, 0, "audit_entries.entry"))
+        .collect()
+}
+
 pub async fn size(c: &mut AnyConnection) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT COUNT(*) FROM audit_entries")
         .fetch_one(c)

@@ -50,6 +50,16 @@ pub fn decode<T: DeserializeOwned>(text: &str, column: &'static str) -> Result<T
     })
 }
 
+/// A `LIKE … ESCAPE '\'` pattern matching text that contains `word`, with
+/// LIKE's own wildcards in `word` taken literally.
+pub fn contains_pattern(word: &str) -> String {
+    let escaped = word
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;

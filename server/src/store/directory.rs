@@ -264,11 +264,7 @@ pub async fn candidates(
              OR LOWER(COALESCE(a.mail, '')) LIKE ${n} ESCAPE '\\' \
              OR LOWER(COALESCE(a.department, '')) LIKE ${n} ESCAPE '\\')"
         ));
-        let escaped = word
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        format!("%{escaped}%")
+        super::codec::contains_pattern(word)
     });
     sql.push_str(&format!(" ORDER BY u.user_id LIMIT {}", cap.max(0)));
     let mut query = sqlx::query(&sql).bind(excluded);

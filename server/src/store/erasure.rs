@@ -49,6 +49,12 @@ const OWN_ROWS: &[(&str, &str, &str)] = &[
     ("identity_links", "user_id = $1", "deleted_identity_links"),
     ("sso_devices", "user_id = $1", "deleted_sso_devices"),
     ("login_tokens", "user_id = $1", "deleted_login_tokens"),
+    ("staff_roles", "user_id = $1", "deleted_staff_roles"),
+    (
+        "console_sessions",
+        "user_id = $1",
+        "deleted_console_sessions",
+    ),
     (
         "directory_attributes",
         "user_id = $1",

@@ -19,6 +19,7 @@ pub mod account_data;
 pub mod audit;
 pub mod backup;
 pub mod codec;
+pub mod console;
 pub mod devices;
 pub mod directory;
 pub mod ephemeral;
@@ -234,6 +235,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0012_directory_attributes.sql"),
     ),
     (13, "sso", include_str!("migrations/0013_sso.sql")),
+    (14, "console", include_str!("migrations/0014_console.sql")),
 ];
 
 impl Store {

@@ -83,6 +83,20 @@ pub const PERSONAL: &[PersonalTable] = &[
         purpose: ACCOUNTS,
     },
     PersonalTable {
+        table: "staff_roles",
+        user_columns: &["user_id"],
+        mention_columns: &[],
+        category: "which accounts may use the web console, as operator or data-protection officer",
+        purpose: ACCOUNTS,
+    },
+    PersonalTable {
+        table: "console_sessions",
+        user_columns: &["user_id"],
+        mention_columns: &[],
+        category: "web console sign-ins (cookie and CSRF token stored only as SHA-256 hashes)",
+        purpose: ACCOUNTS,
+    },
+    PersonalTable {
         table: "sso_devices",
         user_columns: &["user_id"],
         mention_columns: &[],

@@ -360,3 +360,17 @@ pub async fn aliases_for_room(
         .fetch_all(c)
         .await
 }
+
+/// Rooms whose current state holds an event of `event_type` (any state
+/// key), in room id order.
+pub async fn rooms_with_state(
+    c: &mut AnyConnection,
+    event_type: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT room_id FROM current_state WHERE event_type = $1 ORDER BY room_id",
+    )
+    .bind(event_type)
+    .fetch_all(c)
+    .await
+}

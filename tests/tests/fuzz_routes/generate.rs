@@ -328,6 +328,9 @@ fn real_values(ids: &Ids, param: &str) -> Vec<String> {
         // The fuzzed server has no providers: every id is unknown.
         "idp_id" => words(&["keycloak", "", "%2E%2E"]),
         "auth_type" => words(&["m.login.sso", "m.login.password", "x"]),
+        // The console's files and registration-token handles.
+        "path" => words(&["app.js", "i18n/en.json", "verify.mjs", "../Cargo.toml", "x"]),
+        "id" => words(&["0123456789ab", "", "x"]),
         other => panic!("unknown path parameter {other}"),
     }
 }

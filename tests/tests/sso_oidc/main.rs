@@ -2,9 +2,11 @@
 //! under Node, tests/src/oidc.rs), driven the way a browser and an app do
 //! it: the SSO redirect, the provider, the callback, `m.login.token`.
 //! `accounts.rs` has what every provider shares: confirming sensitive
-//! actions at the provider, the password-login switch, operator links.
+//! actions at the provider, the password-login switch, operator links;
+//! `console.rs` the web console's sign-in through the provider.
 
 mod accounts;
+mod console;
 
 use std::net::{Ipv4Addr, SocketAddr};
 
