@@ -44,6 +44,7 @@ cleanup() {
         echo "---- end of server log ----" >&2
     fi
     [[ -n "$DATA_DIR" ]] && rm -rf "$DATA_DIR"
+    [[ -n "${WASM_FILE:-}" ]] && rm -f "$WASM_FILE"
     exit $status
 }
 trap cleanup EXIT
@@ -102,10 +103,19 @@ else
     echo "test-js: testing the server at $CLOISTER_URL" >&2
 fi
 
-# audit-wasm.test.mjs loads the audit verifier compiled to WebAssembly.
+# audit-wasm.test.mjs loads the audit verifier compiled to WebAssembly: the
+# one the server embeds for its console (server/build.rs), or else a build
+# of its own.
 if [[ -z "${CLOISTER_AUDIT_WASM:-}" ]]; then
-    echo "test-js: building the audit verifier for WebAssembly" >&2
-    CLOISTER_AUDIT_WASM="$("$ROOT/scripts/build-audit-wasm.sh")"
+    WASM_FILE="$(mktemp -t cloister-audit-XXXXXX.wasm)"
+    if curl -fsS -o "$WASM_FILE" "$CLOISTER_URL/_cloister/console/assets/audit_verify.wasm" 2>/dev/null; then
+        echo "test-js: using the audit verifier the server embeds" >&2
+        CLOISTER_AUDIT_WASM="$WASM_FILE"
+    else
+        rm -f "$WASM_FILE"
+        echo "test-js: building the audit verifier for WebAssembly" >&2
+        CLOISTER_AUDIT_WASM="$("$ROOT/scripts/build-audit-wasm.sh")"
+    fi
     export CLOISTER_AUDIT_WASM
 fi
 

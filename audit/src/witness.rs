@@ -143,6 +143,53 @@ pub fn cosigned_by<'a>(
         .collect()
 }
 
+/// Too few of the required witnesses cosigned the newest checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooFewCosignatures {
+    pub found: usize,
+    pub required: usize,
+}
+
+impl std::fmt::Display for TooFewCosignatures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the latest checkpoint carries {} of the {} witness cosignatures required: \
+             no witness vouches that this is the history it saw",
+            self.found, self.required
+        )
+    }
+}
+
+/// Whether the newest checkpoint of a verified export (its signed note,
+/// `latest_note` of the report) carries at least `required` cosignatures
+/// from `witnesses`: the names of those that cosigned it, or the shortfall.
+/// The one rule the command-line and the in-browser verifiers share.
+pub fn require_cosignatures(
+    latest_note: Option<&str>,
+    key: &NoteVerifier,
+    witnesses: &[CosignatureVerifier],
+    required: usize,
+) -> Result<Vec<String>, TooFewCosignatures> {
+    let cosigned: Vec<String> = latest_note
+        .and_then(|note| open_checkpoint(note, key).ok())
+        .map(|c| {
+            cosigned_by(&c, witnesses)
+                .into_iter()
+                .map(|w| w.name().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    if cosigned.len() >= required {
+        Ok(cosigned)
+    } else {
+        Err(TooFewCosignatures {
+            found: cosigned.len(),
+            required,
+        })
+    }
+}
+
 /// The body of an `add-checkpoint` request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddCheckpoint {

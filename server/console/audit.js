@@ -8,6 +8,7 @@ import { label, value } from "./render.js";
 
 const WASM = "/_cloister/console/assets/audit_verify.wasm";
 const TRUSTED_PREFIX = "cloister.console.trusted.";
+const WITNESSES_PREFIX = "cloister.console.witnesses.";
 
 export function actionName(action) {
   const names = {
@@ -59,6 +60,24 @@ function remember(key, note) {
   }
 }
 
+/** The witness keys and required count kept for a log: {keys, min}. */
+function witnessSettings(key) {
+  try {
+    const kept = JSON.parse(localStorage.getItem(WITNESSES_PREFIX + key) ?? "{}");
+    return { keys: String(kept.keys ?? ""), min: kept.min ?? "" };
+  } catch {
+    return { keys: "", min: "" };
+  }
+}
+
+function keepWitnessSettings(key, settings) {
+  try {
+    localStorage.setItem(WITNESSES_PREFIX + key, JSON.stringify(settings));
+  } catch {
+    // storage disabled: asked again next time
+  }
+}
+
 /** The size a checkpoint note commits to (its second line). */
 function noteSize(note) {
   const n = Number(String(note).split("\n")[1]);
@@ -89,8 +108,19 @@ async function renderVerify(box) {
     const n = size ?? 0;
     trustedLine.textContent = note ? plural(n, t("audit.trusted_one"), t("audit.trusted", { size: fmtNumber(n) })) : t("audit.no_trusted");
   };
-  key.input.addEventListener("change", showTrusted);
+  const witnessKeys = field(t("audit.witnesses"), { id: "witness-keys", rows: 3, spellcheck: "false", autocomplete: "off", class: "mono" }, { hint: t("audit.witnesses_hint"), kind: "textarea" });
+  const witnessMin = field(t("audit.witness_min"), { id: "witness-min", type: "number", min: 0, step: 1, inputmode: "numeric" }, { hint: t("audit.witness_min_hint") });
+  const showWitnesses = () => {
+    const kept = witnessSettings(key.input.value.trim());
+    witnessKeys.input.value = kept.keys;
+    witnessMin.input.value = kept.min;
+  };
+  key.input.addEventListener("change", () => {
+    showTrusted();
+    showWitnesses();
+  });
   showTrusted();
+  showWitnesses();
 
   const fromServer = h("button", { type: "button", class: "primary", id: "verify-server" }, t("audit.verify_server"));
   const file = field(t("audit.file"), { type: "file", accept: ".json,application/json", id: "verify-file" }, { hint: t("audit.file_hint") });
@@ -114,7 +144,10 @@ async function renderVerify(box) {
     try {
       const bytes = await getBytes();
       const trusted = remembered(keyText);
-      const report = v.verify(bytes, keyText, trusted);
+      const witnesses = witnessKeys.input.value.split("\n").map((l) => l.trim()).filter(Boolean);
+      const min = witnessMin.input.value === "" ? (witnesses.length ? 1 : 0) : Math.max(0, Math.floor(Number(witnessMin.input.value)));
+      keepWitnessSettings(keyText, { keys: witnessKeys.input.value, min: witnessMin.input.value });
+      const report = v.verify(bytes, keyText, trusted, witnesses, min);
       showReport(result, report, source, Boolean(trusted));
       if (report.ok && report.latest_note) {
         remember(keyText, report.latest_note);
@@ -147,6 +180,7 @@ async function renderVerify(box) {
     dl([[t("audit.origin"), info.origin ?? t("common.unknown")]]),
     key.row,
     h("div", { class: "trusted" }, trustedLine, forget),
+    h("details", { class: "witnesses", open: witnessKeys.input.value ? true : null }, h("summary", {}, t("audit.witnesses_title")), witnessKeys.row, witnessMin.row),
     h("div", { class: "actions" }, fromServer, h("a", { href: "/_cloister/console/api/audit/export", download: "audit-export.json", class: "button" }, t("audit.download"))),
     h("div", { class: "file-verify" }, file.row, fromFile),
     unavailable,
@@ -172,6 +206,7 @@ function showReport(container, report, source, usedTrusted) {
     [t("audit.latest_size"), fmtNumber(report.latest_size ?? 0)],
     [t("audit.unsigned"), fmtNumber(report.unsigned_entries ?? 0)],
     [t("audit.against_trusted"), usedTrusted ? t("common.yes") : t("common.no")],
+    [t("audit.witnessed_by"), report.witnessed_by?.length ? report.witnessed_by.join(", ") : t("audit.no_witnesses")],
   ]);
   const heading = h("h3", { tabindex: "-1" }, report.ok ? t("audit.ok_title") : t("audit.fail_title"));
   if (report.ok) {

@@ -24,6 +24,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createHash, generateKeyPairSync } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -350,6 +351,20 @@ if (SKIP) {
       writeFileSync(originalPath, JSON.stringify(original));
       result = await verifyFile(originalPath);
       assert.ok(!result.failed, `the untouched export verifies: ${result.text}`);
+      // A witness outside the server: once its cosignature is required, the
+      // server's checkpoints (which no witness cosigned here) no longer pass.
+      await page.click("details.witnesses summary");
+      await page.type("#witness-keys", witnessKey("dpo.example/witness"));
+      result = await verifyFile(originalPath);
+      assert.ok(result.failed, `a required witness cosignature is missing: ${result.text}`);
+      assert.match(result.text, /0 of the 1 witness cosignatures required/, result.text);
+      const keptWitnesses = await page.evaluate((k) => localStorage.getItem(`cloister.console.witnesses.${k}`), key);
+      assert.ok(keptWitnesses?.includes("dpo.example/witness"), `the witness keys are kept: ${keptWitnesses}`);
+      await page.$eval("#witness-keys", (el) => {
+        el.value = "";
+      });
+      result = await verifyFile(originalPath);
+      assert.ok(!result.failed, `without a witness requirement it verifies again: ${result.text}`);
       // Forgetting the checkpoint.
       await clickText(page, en["audit.forget"]);
       await clickText(page, en["audit.forget"], ".confirm:not([hidden])");
@@ -751,4 +766,14 @@ if (SKIP) {
       assert.equal(after.status, 401, `signed out: ${JSON.stringify(after)}`);
     }),
   );
+}
+
+/** A witness's public key as `cloister audit witness` prints it
+ * (`<name>+<hex key id>+<base64(0x04 || Ed25519 key)>`, C2SP). */
+function witnessKey(name) {
+  const { publicKey } = generateKeyPairSync("ed25519");
+  const raw = Buffer.from(publicKey.export({ format: "jwk" }).x, "base64url");
+  const blob = Buffer.concat([Buffer.from([4]), raw]);
+  const id = createHash("sha256").update(Buffer.concat([Buffer.from(`${name}\n`), blob])).digest().subarray(0, 4);
+  return `${name}+${id.toString("hex")}+${blob.toString("base64")}`;
 }

@@ -8,25 +8,39 @@
 //!
 //! - `cloister_audit_alloc(len) -> ptr` reserves `len` bytes for an input;
 //! - `cloister_audit_verify(export, export_len, key, key_len, trusted,
-//!   trusted_len, out_len) -> ptr` verifies an export (JSON) against the
-//!   log's public key (a C2SP note verifier key) and, when `trusted_len` is
-//!   not 0, checks that it extends a checkpoint kept from an earlier
-//!   verification (its signed note). It returns a JSON report's address and
-//!   writes its length to `*out_len` (a `usize`: 4 bytes, little-endian, in
-//!   WebAssembly);
+//!   trusted_len, witnesses, witnesses_len, min_witnesses, out_len) -> ptr`
+//!   verifies an export (JSON) against the log's public key (a C2SP note
+//!   verifier key); when `trusted_len` is not 0, checks that it extends a
+//!   checkpoint kept from an earlier verification (its signed note); and
+//!   requires `min_witnesses` cosignatures on the newest checkpoint from the
+//!   witness keys in `witnesses` (one per line). It returns a JSON report's
+//!   address and writes its length to `*out_len` (a `usize`: 4 bytes,
+//!   little-endian, in WebAssembly);
 //! - `cloister_audit_free(ptr, len)` releases an input or a report.
 //!
 //! The report: `{"ok", "origin", "entries", "checkpoints",
 //! "checkpoints_matching", "latest_size", "latest_note", "unsigned_entries",
-//! "failures": [text…]}`; `latest_note` is what to keep as the next trusted
-//! checkpoint.
+//! "witnessed_by": [name…], "failures": [text…]}`; `latest_note` is what to
+//! keep as the next trusted checkpoint.
 
+use cloister_audit::witness::{require_cosignatures, CosignatureVerifier};
 use cloister_audit::{open_checkpoint, verify_export, verify_extends, AuditExport, NoteVerifier};
 use serde_json::{json, Value};
 
-/// Verify `export` against `key`, and against `trusted` when given; the
-/// report as JSON (see the crate docs). Also the native entry point.
-pub fn verify_json(export: &[u8], key: &str, trusted: Option<&str>) -> Value {
+/// What an export is checked against besides the log's key.
+#[derive(Debug, Default)]
+pub struct Checks<'a> {
+    /// A checkpoint note kept from an earlier verification.
+    pub trusted: Option<&'a str>,
+    /// Witness keys (`cloister audit witness` prints them).
+    pub witnesses: Vec<&'a str>,
+    /// How many of them must have cosigned the newest checkpoint.
+    pub min_witnesses: usize,
+}
+
+/// Verify `export` against `key` and `checks`; the report as JSON (see the
+/// crate docs). Also the native entry point.
+pub fn verify_json(export: &[u8], key: &str, checks: &Checks<'_>) -> Value {
     let refused = |reason: String| json!({ "ok": false, "failures": [reason] });
     let key = match NoteVerifier::parse(key.trim()) {
         Ok(key) => key,
@@ -36,7 +50,21 @@ pub fn verify_json(export: &[u8], key: &str, trusted: Option<&str>) -> Value {
         Ok(export) => export,
         Err(e) => return refused(format!("not an audit export: {e}")),
     };
-    let trusted = match trusted.map(|note| open_checkpoint(note, &key)) {
+    let mut witnesses = Vec::with_capacity(checks.witnesses.len());
+    for w in &checks.witnesses {
+        match CosignatureVerifier::parse(w.trim()) {
+            Ok(w) => witnesses.push(w),
+            Err(e) => return refused(format!("the witness key {w:?} is not valid: {e}")),
+        }
+    }
+    if checks.min_witnesses > witnesses.len() {
+        return refused(format!(
+            "{} witness cosignatures required but only {} witness keys given",
+            checks.min_witnesses,
+            witnesses.len()
+        ));
+    }
+    let trusted = match checks.trusted.map(|note| open_checkpoint(note, &key)) {
         None => None,
         Some(Ok(checkpoint)) => Some(checkpoint),
         Some(Err(e)) => {
@@ -52,6 +80,18 @@ pub fn verify_json(export: &[u8], key: &str, trusted: Option<&str>) -> Value {
             failures.push(failure.to_string());
         }
     }
+    let witnessed_by = match require_cosignatures(
+        report.latest_note.as_deref(),
+        &key,
+        &witnesses,
+        checks.min_witnesses,
+    ) {
+        Ok(names) => names,
+        Err(shortfall) => {
+            failures.push(shortfall.to_string());
+            Vec::new()
+        }
+    };
     json!({
         "ok": failures.is_empty(),
         "origin": report.origin,
@@ -61,6 +101,7 @@ pub fn verify_json(export: &[u8], key: &str, trusted: Option<&str>) -> Value {
         "latest_size": report.latest.as_ref().map(|c| c.size),
         "latest_note": report.latest_note,
         "unsigned_entries": report.unsigned_entries,
+        "witnessed_by": witnessed_by,
         "failures": failures,
     })
 }
@@ -120,19 +161,29 @@ pub unsafe extern "C" fn cloister_audit_verify(
     key_len: usize,
     trusted: *const u8,
     trusted_len: usize,
+    witnesses: *const u8,
+    witnesses_len: usize,
+    min_witnesses: u32,
     out_len: *mut usize,
 ) -> *mut u8 {
     // SAFETY: this function's contract, pair by pair.
-    let (export, key, trusted) = unsafe {
+    let (export, key, trusted, witnesses) = unsafe {
         (
             input(export, export_len),
             input(key, key_len),
             input(trusted, trusted_len),
+            input(witnesses, witnesses_len),
         )
     };
     let key = String::from_utf8_lossy(key);
     let trusted = (!trusted.is_empty()).then(|| String::from_utf8_lossy(trusted));
-    let report = verify_json(export, &key, trusted.as_deref()).to_string();
+    let witnesses = String::from_utf8_lossy(witnesses);
+    let checks = Checks {
+        trusted: trusted.as_deref(),
+        witnesses: witnesses.lines().filter(|l| !l.trim().is_empty()).collect(),
+        min_witnesses: min_witnesses as usize,
+    };
+    let report = verify_json(export, &key, &checks).to_string();
     let (ptr, len) = give(report.into_bytes().into_boxed_slice());
     // SAFETY: NULL or writable (this function's contract).
     if let Some(out) = unsafe { out_len.as_mut() } {
@@ -163,6 +214,16 @@ mod tests {
     }
 
     fn through_the_abi(export: &[u8], key: &str, trusted: &str) -> Value {
+        witnessed_through_the_abi(export, key, trusted, "", 0)
+    }
+
+    fn witnessed_through_the_abi(
+        export: &[u8],
+        key: &str,
+        trusted: &str,
+        witnesses: &str,
+        min_witnesses: u32,
+    ) -> Value {
         let copy = |bytes: &[u8]| {
             let ptr = cloister_audit_alloc(bytes.len());
             // SAFETY: `ptr` holds `bytes.len()` bytes reserved just now.
@@ -170,12 +231,26 @@ mod tests {
             (ptr, bytes.len())
         };
         let (e, k, t) = (copy(export), copy(key.as_bytes()), copy(trusted.as_bytes()));
+        let w = copy(witnesses.as_bytes());
         let mut len = 0usize;
         // SAFETY: each pair was reserved and written above; `len` is ours.
-        let ptr = unsafe { cloister_audit_verify(e.0, e.1, k.0, k.1, t.0, t.1, &mut len) };
+        let ptr = unsafe {
+            cloister_audit_verify(
+                e.0,
+                e.1,
+                k.0,
+                k.1,
+                t.0,
+                t.1,
+                w.0,
+                w.1,
+                min_witnesses,
+                &mut len,
+            )
+        };
         // SAFETY: the report the module handed out, read then freed once.
         let report = unsafe { std::slice::from_raw_parts(ptr, len) }.to_vec();
-        for (ptr, len) in [e, k, t, (ptr, len)] {
+        for (ptr, len) in [e, k, t, w, (ptr, len)] {
             // SAFETY: each allocation is freed once.
             unsafe { cloister_audit_free(ptr, len) };
         }
@@ -223,5 +298,48 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("not an audit export"));
+    }
+
+    #[test]
+    fn witness_cosignatures_can_be_required() {
+        use cloister_audit::witness::Cosigner;
+        let signer = CheckpointSigner::generate(ORIGIN).unwrap();
+        let key = signer.verifier().to_string();
+        let mut export = log(&signer, 10).export().unwrap();
+        let witness = Cosigner::generate("dpo.example/witness").unwrap();
+        let other = Cosigner::generate("elsewhere.example/witness").unwrap();
+        let (w, o) = (witness.verifier().to_string(), other.verifier().to_string());
+        let both = format!("{w}\n{o}\n");
+
+        // Not cosigned: verifies, but not when a cosignature is required.
+        let bytes = export.to_json();
+        assert_eq!(through_the_abi(&bytes, &key, "")["ok"], true);
+        let report = witnessed_through_the_abi(&bytes, &key, "", &both, 1);
+        assert_eq!(report["ok"], false, "{report}");
+        assert!(report["failures"][0]
+            .as_str()
+            .unwrap()
+            .contains("0 of the 1 witness cosignatures"));
+
+        // The witness cosigns the newest checkpoint's text.
+        let note = &mut export.checkpoints.last_mut().unwrap().note;
+        let text_end = note.find("\n\n").unwrap() + 1;
+        let cosignature = witness.cosign(&note[..text_end], 1_700_000_000);
+        note.push_str(&cosignature);
+        let bytes = export.to_json();
+        let report = witnessed_through_the_abi(&bytes, &key, "", &both, 1);
+        assert_eq!(report["ok"], true, "{report}");
+        assert_eq!(report["witnessed_by"], json!(["dpo.example/witness"]));
+        let report = witnessed_through_the_abi(&bytes, &key, "", &both, 2);
+        assert_eq!(report["ok"], false, "{report}");
+
+        // More required than keys given, and a bad key, are refused.
+        let report = witnessed_through_the_abi(&bytes, &key, "", &w, 2);
+        assert!(report["failures"][0]
+            .as_str()
+            .unwrap()
+            .contains("only 1 witness keys"));
+        let report = witnessed_through_the_abi(&bytes, &key, "", "nonsense", 1);
+        assert_eq!(report["ok"], false, "{report}");
     }
 }

@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use cloister_audit::witness::{cosigned_by, CosignatureVerifier};
+use cloister_audit::witness::{require_cosignatures, CosignatureVerifier};
 use cloister_audit::{open_checkpoint, verify_export, verify_extends, AuditExport, NoteVerifier};
 
 /// What to check besides the export itself.
@@ -105,29 +105,15 @@ pub(crate) fn run(path: &Path, key: &str, checks: &Checks<'_>) -> ExitCode {
         }
     }
     if required > 0 {
-        let cosigned = report
-            .latest_note
-            .as_deref()
-            .and_then(|note| open_checkpoint(note, &key).ok())
-            .map(|c| {
-                cosigned_by(&c, &witnesses)
-                    .into_iter()
-                    .map(|w| w.name().to_owned())
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
-        if cosigned.len() >= required {
-            println!(
+        match require_cosignatures(report.latest_note.as_deref(), &key, &witnesses, required) {
+            Ok(names) => println!(
                 "witnessed:   the latest checkpoint is cosigned by {}",
-                cosigned.join(", ")
-            );
-        } else {
-            ok = false;
-            println!(
-                "FAILED: the latest checkpoint carries {} of the {required} witness cosignatures required: \
-                 no witness vouches that this is the history it saw",
-                cosigned.len()
-            );
+                names.join(", ")
+            ),
+            Err(shortfall) => {
+                ok = false;
+                println!("FAILED: {shortfall}");
+            }
         }
     }
     if !ok {
