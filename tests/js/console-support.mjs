@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, readdirSync } from "node:fs";
+import { createRequire } from "node:module";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -318,4 +319,55 @@ export async function downloaded(dir, name, timeout = 20_000) {
     if (Date.now() > deadline) throw new Error(`no download ${name} in ${dir} (found: ${files.join(", ") || "nothing"})`);
     await sleep(100);
   }
+}
+
+// ---------------------------------------------------------------------------
+// Accessibility: axe-core (WCAG 2.1 A and AA rules) in the page as it is
+
+/** The WCAG 2.0 and 2.1 level A and AA rules. */
+export const WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"];
+let axeSource = null;
+
+/**
+ * Runs axe-core on the page as it stands (or only on the elements matching
+ * the selectors `within`) and returns its WCAG 2.1 A/AA violations as
+ * readable lines, each headed by `where`: rule, impact, element, help, and
+ * the failure summary with the rule's help page.
+ *
+ * axe's source is evaluated through the DevTools protocol (Runtime.evaluate,
+ * which the page's CSP does not govern; a <script> tag would be refused by
+ * it), so the console is checked as served, under its own strict CSP:
+ * nothing bypasses or weakens it.
+ */
+export async function axeViolations(page, where, within = null) {
+  axeSource ??= readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+  if (!(await page.evaluate(() => typeof window.axe === "object"))) {
+    await page.evaluate(axeSource);
+    // No outerHTML copied into the results: a fifth faster, and unused here.
+    await page.evaluate(() => window.axe.configure({ noHtml: true }));
+  }
+  const violations = await page.evaluate(
+    (tags, include) =>
+      window.axe
+        .run(include ? { include: include.map((s) => [s]) } : document, { runOnly: { type: "tag", values: tags }, resultTypes: ["violations"] })
+        .then((r) =>
+          r.violations.map((v) => ({
+            id: v.id,
+            impact: v.impact,
+            help: v.help,
+            url: v.helpUrl,
+            nodes: v.nodes.map((n) => ({ target: n.target.flat(Infinity).join(" "), summary: n.failureSummary })),
+          })),
+        ),
+    WCAG_TAGS,
+    within,
+  );
+  return violations.flatMap((v) =>
+    v.nodes.map((n) => `${where}: ${v.id} (${v.impact}) at ${n.target}: ${v.help}\n      ${n.summary.replace(/\n\s*/g, " ")} ${v.url}`),
+  );
+}
+
+/** Fails with every violation found, one per line, when there are any. */
+export function assertAccessible(found) {
+  assert.ok(found.length === 0, `axe-core (WCAG 2.1 AA) found ${found.length} violation(s):\n    ${found.join("\n    ")}`);
 }

@@ -10,9 +10,15 @@
 //     manages that user's devices, password and account;
 //   - each role reaches only its own pages, in the browser and at the API;
 //   - every page in English, German, Spanish and Catalan (headings from the
-//     catalogs, no raw keys, <html lang>, localized durations), and at 360 px;
+//     catalogs, no raw keys, <html lang>, localized durations), and at 360 px
+//     in English and German (no sideways scrolling);
 //   - the whole erasure flow with the keyboard alone;
-//   - sign-in refusals and a session that ends.
+//   - sign-in refusals and a session that ends;
+//   - axe-core's WCAG 2.1 A and AA rules pass on every page in English and
+//     German, at desktop width and at 360 px, and on the states between:
+//     sign-in (refused, single sign-on, session ended), confirmations, the
+//     erasure preview, refusal and receipt, verified and failed audit-log
+//     verification, a token shown once, another role's page refused.
 //
 // Screenshots of every page go to tests/js/artifacts/console/; with
 // CLOISTER_DOC_SCREENSHOTS=docs/console a few are written there for the docs.
@@ -33,6 +39,8 @@ import {
   CHROMIUM,
   LANGS,
   Server,
+  assertAccessible,
+  axeViolations,
   clickText,
   consoleUrl,
   downloaded,
@@ -73,6 +81,10 @@ const PAGES = [
   { path: "processing", title: "processing.title", nav: "nav.processing", role: "dpo" },
 ];
 const en = CATALOGS.en;
+/** The audit page's verification and the status line (its entries are checked with the page). */
+const VERIFY = ["section[aria-labelledby=verify-h]", "#status"];
+/** The languages whose pages axe-core checks, at desktop width and at 360 px. */
+const AXE_LANGS = ["en", "de"];
 
 let server;
 let browser;
@@ -84,6 +96,29 @@ let recipientKey;
 
 function fill(text, vars) {
   return text.replace(/\{(\w+)\}/g, (m, k) => (k in vars ? String(vars[k]) : m));
+}
+
+/**
+ * axe-core's WCAG 2.1 A/AA check for one test's page: check(where) runs it
+ * on the page as it stands (with { narrow: true } at 360 px as well; with
+ * { within: [selectors] } only there, where the rest of a large page is
+ * checked by the walk over every page), and done() fails with every
+ * violation found: rule, impact, element and help.
+ */
+function accessibility(page) {
+  const found = [];
+  return {
+    async check(where, { narrow = false, within = null } = {}) {
+      found.push(...(await axeViolations(page, where, within)));
+      if (narrow) {
+        const wide = page.viewport();
+        await page.setViewport({ width: 360, height: 740 });
+        found.push(...(await axeViolations(page, `${where} (360 px)`, within)));
+        await page.setViewport(wide);
+      }
+    },
+    done: () => assertAccessible(found),
+  };
 }
 
 /** A test body whose failure carries the page's problems, a screenshot and the server log. */
@@ -163,6 +198,7 @@ if (SKIP) {
       mkdirSync(downloads, { recursive: true });
       const page = await newPage(browser, { downloads });
       pages.push(page);
+      const a11y = accessibility(page);
       await signIn(page, server, "dpo", PASSWORD);
 
       // A DPO lands on the first DPO page and sees only DPO entries.
@@ -189,9 +225,11 @@ if (SKIP) {
       );
       const roomsTable = await textOf(page, "section[aria-labelledby=rooms-h]");
       assert.match(roomsTable, /30 days/, `the rooms table shows the lifetime in words: ${roomsTable}`);
+      await a11y.check("retention, a room's policy saved", { within: ["section[aria-labelledby=set-h]", "#status"] });
 
       // A purge by hand; its summary replaces "no run yet".
       await clickText(page, en["retention.purge_now"]);
+      await a11y.check("retention, a purge to confirm");
       await clickText(page, en["retention.purge_now"], ".confirm");
       await page.waitForFunction((want) => document.getElementById("status")?.textContent === want, {}, en["retention.purge_done"]);
       const purge = await textOf(page, "section[aria-labelledby=purge-h]");
@@ -230,6 +268,7 @@ if (SKIP) {
       await page.waitForSelector("#preview-h");
       let preview = await textOf(page, "section[aria-labelledby=preview-h]");
       assert.ok(preview.includes("CASE-2026-18"), `the preview names the hold: ${preview}`);
+      await a11y.check("erasure preview with a hold");
 
       // …until it is released.
       await go(page, "holds", en["holds.title"]);
@@ -263,6 +302,7 @@ if (SKIP) {
       await page.type("#erase-confirm", "@someone-else:localhost");
       await clickText(page, en["erasure.erase"]);
       await page.waitForFunction((want) => document.body.innerText.includes(want), {}, fill(en["erasure.mismatch"], { user: ids.eve }));
+      await a11y.check("erasure confirmation, refused", { narrow: true });
       await page.$eval("#erase-confirm", (el) => {
         el.value = "";
       });
@@ -272,6 +312,9 @@ if (SKIP) {
       const receipt = await textOf(page, "section[aria-labelledby=receipt-h]");
       assert.ok(receipt.includes(fill(en["erasure.done"], { user: ids.eve })), receipt);
       assert.ok(receipt.includes(en["field.pseudonym"]), `the receipt shows the pseudonym: ${receipt}`);
+      // The categories with nothing in them, unfolded.
+      await page.$eval("section[aria-labelledby=receipt-h]", (el) => el.querySelector("details")?.setAttribute("open", ""));
+      await a11y.check("erasure receipt", { narrow: true });
       await page.$eval("#receipt-h", (el) => el.scrollIntoView({ block: "start" }));
       await shot(page, "erasure-receipt", { doc: "erasure-receipt", fullPage: true });
       await clickText(page, en["erasure.download_receipt"]);
@@ -286,6 +329,7 @@ if (SKIP) {
       await page.type("#export-form input[name=recipient_key]", recipientKey);
       await clickText(page, en["exports.create"]);
       await page.waitForSelector("#export-download");
+      await a11y.check("exports, a sealed export ready", { within: ["section[aria-labelledby=export-h]", "#status"] });
       await shot(page, "exports");
       await page.click("#export-download");
       const sealed = await downloaded(downloads, "export-frank.sealed");
@@ -310,6 +354,7 @@ if (SKIP) {
       assert.ok(remembered && remembered.split("\n").length > 2, `the checkpoint is remembered: ${remembered}`);
       await waitText(page, "#trusted-line", fill(en["audit.trusted"], { size: Number(remembered.split("\n")[1]).toLocaleString("en") }));
       await page.$eval("#verify-result", (el) => el.scrollIntoView({ block: "end" }));
+      await a11y.check("audit, verified", { within: VERIFY });
       await shot(page, "audit-verified", { doc: "audit-verified" });
 
       // …a copy with one entry changed fails…
@@ -334,6 +379,7 @@ if (SKIP) {
       assert.ok(result.text.toLowerCase().includes(en["audit.fail_title"].toLowerCase()), result.text);
       const failHeading = await page.$eval("#verify-fail h3", (el) => getComputedStyle(el).textTransform);
       assert.equal(failHeading, "uppercase", "a failure is shown prominently");
+      await a11y.check("audit, verification failed", { narrow: true, within: VERIFY });
       await page.$eval("#verify-result", (el) => el.scrollIntoView({ block: "end" }));
       await shot(page, "audit-tampered", { doc: "audit-tampered" });
 
@@ -367,6 +413,7 @@ if (SKIP) {
       assert.ok(!result.failed, `without a witness requirement it verifies again: ${result.text}`);
       // Forgetting the checkpoint.
       await clickText(page, en["audit.forget"]);
+      await a11y.check("audit, witnesses open, forgetting to confirm", { within: VERIFY });
       await clickText(page, en["audit.forget"], ".confirm:not([hidden])");
       await waitText(page, "#trusted-line", en["audit.no_trusted"]);
       assert.equal(await page.evaluate((k) => localStorage.getItem(`cloister.console.trusted.${k}`), key), null);
@@ -398,6 +445,7 @@ if (SKIP) {
       await shot(page, "processing-print", { fullPage: true });
       await page.emulateMediaType(null);
       assert.deepEqual(page.problems.filter((p) => !/HTTP 401 GET .*session/.test(p)), [], "no errors in the page");
+      a11y.done();
     }),
   );
 
@@ -407,6 +455,7 @@ if (SKIP) {
     withDiagnostics("operator", async (t, pages) => {
       const page = await newPage(browser);
       pages.push(page);
+      const a11y = accessibility(page);
       await signIn(page, server, "op", PASSWORD);
       await waitText(page, "h1", en["users.title"]);
       const nav = await page.$$eval("#nav-list a", (as) => as.map((a) => a.getAttribute("href")));
@@ -419,6 +468,7 @@ if (SKIP) {
       const newbie = "@newbie:localhost";
       await page.waitForFunction((want) => document.getElementById("status")?.textContent === want, {}, fill(en["users.created_ok"], { user: newbie }));
       await page.waitForFunction((u) => [...document.querySelectorAll("table a")].some((a) => a.textContent === u), {}, newbie);
+      await a11y.check("users, a user created", { within: ["section[aria-labelledby=create-h]", "#status"] });
       await shot(page, "users", { doc: "users" });
       // The account works, and its sign-in adds a device.
       const login = await server.login("newbie", PASSWORD);
@@ -427,6 +477,7 @@ if (SKIP) {
       // Its page: the device, signed out; a new password; deactivation.
       await go(page, `users/${encodeURIComponent(newbie)}`, fill(en["user.title"], { user: newbie }));
       await page.waitForFunction((d) => document.body.innerText.includes(d), {}, login.json.device_id);
+      await a11y.check("a user's page with a device", { narrow: true });
       await shot(page, "user");
       await clickText(page, en["user.sign_out_device"]);
       await clickText(page, en["user.sign_out_device"], ".confirm:not([hidden])");
@@ -443,6 +494,7 @@ if (SKIP) {
       await clickText(page, en["user.deactivate"]);
       await clickText(page, en["user.deactivate"], ".confirm:not([hidden])");
       await waitText(page, "section[aria-labelledby=deact-h] p", en["user.is_deactivated"]);
+      await a11y.check("a user's page, deactivated", { within: ["section[aria-labelledby=deact-h]", "#status"] });
       assert.notEqual((await server.login("newbie", "another-password-2")).status, 200, "a deactivated account cannot sign in");
 
       // A registration token, shown once.
@@ -461,6 +513,7 @@ if (SKIP) {
       assert.ok(made && made.expiry_ts > Date.now(), JSON.stringify(tokens.json));
       assert.ok(!JSON.stringify(tokens.json).includes(token), "the list does not carry the token itself");
       await page.waitForFunction((id) => document.body.innerText.includes(id), {}, made.id);
+      await a11y.check("tokens, a new token shown once", { within: ["section[aria-labelledby=new-token-h]", "#status"] });
       await shot(page, "tokens", { doc: "tokens" });
       // Shown once: not after coming back to the page.
       await go(page, "health", en["health.title"]);
@@ -484,6 +537,7 @@ if (SKIP) {
       }
       await shot(page, "health");
       assert.deepEqual(page.problems.filter((p) => !/HTTP 401 GET .*session/.test(p)), [], "no errors in the page");
+      a11y.done();
     }),
   );
 
@@ -496,6 +550,7 @@ if (SKIP) {
       pages.push(dpo, op);
       await signIn(dpo, server, "dpo", PASSWORD);
       await signIn(op, server, "op", PASSWORD);
+      const a11y = accessibility(dpo);
       const role = { dpo: en["role.dpo"], operator: en["role.operator"] };
       for (const [page, mine] of [
         [dpo, "dpo"],
@@ -512,8 +567,12 @@ if (SKIP) {
           }
         }
         await go(page, mine === "dpo" ? "users" : "retention");
+        if (mine === "dpo") await a11y.check("another role's page refused");
         await shot(page, `refused-${mine}`);
       }
+      await go(dpo, "no-such-page", en["notfound.title"]);
+      await a11y.check("no such page");
+      a11y.done();
       // The server refuses as well.
       for (const path of ["users?q=&limit=50", "registration_tokens", "health", `users/${encodeURIComponent(ids.frank)}`]) {
         const answer = await pageApi(dpo, "GET", path);
@@ -536,7 +595,7 @@ if (SKIP) {
   );
 
   test(
-    "every page in English, German, Spanish and Catalan, and at 360 px",
+    "every page in English, German, Spanish and Catalan, and at 360 px, and axe-core's WCAG 2.1 AA rules on each",
     { timeout: TIMEOUT * 2 },
     withDiagnostics("languages", async (t, pages) => {
       const page = await newPage(browser);
@@ -550,6 +609,8 @@ if (SKIP) {
       });
       assert.equal(put.status, 200, JSON.stringify(put));
       const thirtyDays = { en: "30 days", de: "30 Tage", es: "30 días", ca: "30 dies" };
+      // axe-core's WCAG 2.1 AA check: every page, both roles', in two languages, at both widths.
+      const a11y = accessibility(page);
 
       for (const lang of LANGS) {
         const catalog = CATALOGS[lang];
@@ -567,6 +628,7 @@ if (SKIP) {
             const text = await textOf(page, "section[aria-labelledby=rooms-h]");
             assert.ok(text.includes(thirtyDays[lang]), `${lang}: the room's lifetime reads ${thirtyDays[lang]}: ${text}`);
           }
+          if (AXE_LANGS.includes(lang)) await a11y.check(`${lang} #/${p.path}`);
           await shot(page, `${p.path}-${lang}`);
         }
         await page.evaluate(() => {
@@ -580,15 +642,19 @@ if (SKIP) {
       assert.equal(await page.evaluate(() => document.documentElement.lang), "ca");
       await waitText(page, "h1", CATALOGS.ca["users.title"]);
 
-      // 360 px wide: no sideways scrolling on any page.
-      await page.select("#lang", "en");
-      await page.waitForFunction(() => document.documentElement.lang === "en");
+      // 360 px wide: no sideways scrolling on any page, in English and in German's longer words.
       await page.setViewport({ width: 360, height: 740 });
-      for (const p of PAGES) {
-        await go(page, p.path, en[p.title]);
-        const width = await page.evaluate(() => document.documentElement.scrollWidth);
-        assert.ok(width <= 360, `#/${p.path} is ${width} px wide at a 360 px viewport`);
-        await shot(page, `${p.path}-360`, { fullPage: true });
+      for (const lang of AXE_LANGS) {
+        await page.select("#lang", lang);
+        await page.waitForFunction((l) => document.documentElement.lang === l, {}, lang);
+        await waitReady(page);
+        for (const p of PAGES) {
+          await go(page, p.path, CATALOGS[lang][p.title]);
+          const width = await page.evaluate(() => document.documentElement.scrollWidth);
+          assert.ok(width <= 360, `${lang}: #/${p.path} is ${width} px wide at a 360 px viewport`);
+          await a11y.check(`${lang} 360 px #/${p.path}`);
+          if (lang === "en") await shot(page, `${p.path}-360`, { fullPage: true });
+        }
       }
       // A phone, in German, for the docs.
       await page.setViewport({ width: 390, height: 844 });
@@ -598,6 +664,7 @@ if (SKIP) {
       await page.evaluate(() => document.activeElement?.blur());
       await shot(page, "holds-390-de", { doc: "mobile-holds-de" });
       await page.select("#lang", "en");
+      a11y.done();
     }),
   );
 
@@ -607,15 +674,27 @@ if (SKIP) {
     withDiagnostics("no-wasm", async (t, pages) => {
       const page = await newPage(browser);
       pages.push(page);
-      // As a build without the wasm32 target serves it: 404.
+      // As a build without the wasm32 target serves it: 404. And, for the
+      // sign-in page's single sign-on buttons, a server with two identity providers.
       await page.setRequestInterception(true);
       page.on("request", (request) => {
         if (request.url().endsWith("/assets/audit_verify.wasm")) {
           request.respond({ status: 404, contentType: "application/json", body: '{"errcode":"M_NOT_FOUND","error":"No such console file"}' });
+        } else if (request.method() === "GET" && new URL(request.url()).pathname === "/_matrix/client/v3/login") {
+          const identity_providers = [
+            { id: "oidc-uni", name: "University login" },
+            { id: "saml-staff", name: "Staff SAML" },
+          ];
+          const flows = [{ type: "m.login.password" }, { type: "m.login.sso", identity_providers }];
+          request.respond({ status: 200, contentType: "application/json", body: JSON.stringify({ flows }) });
         } else {
           request.continue();
         }
       });
+      const a11y = accessibility(page);
+      await page.goto(consoleUrl(server), { waitUntil: "domcontentloaded" });
+      await page.waitForSelector("ul.sso a.button", { visible: true });
+      await a11y.check("sign-in with single sign-on");
       await signIn(page, server, "dpo", PASSWORD);
       await go(page, "audit", en["audit.title"]);
       await page.waitForSelector("#verify-unavailable:not([hidden])");
@@ -624,6 +703,8 @@ if (SKIP) {
       assert.equal(await page.$eval("#verify-file-button", (el) => el.disabled), true);
       // The rest of the page works.
       await page.waitForSelector("section[aria-labelledby=entries-h] table");
+      await a11y.check("audit without the verifier", { within: VERIFY });
+      a11y.done();
       await shot(page, "audit-no-wasm");
     }),
   );
@@ -700,6 +781,8 @@ if (SKIP) {
       pages.push(page);
       await page.goto(consoleUrl(server), { waitUntil: "domcontentloaded" });
       await page.waitForSelector("#signin input[name=user]", { visible: true });
+      const a11y = accessibility(page);
+      await a11y.check("sign-in", { narrow: true });
       await shot(page, "signin");
       const attempt = async (user, password) => {
         await page.$eval("#signin input[name=user]", (el) => {
@@ -712,6 +795,7 @@ if (SKIP) {
         return page.$eval("#signin .error", (el) => el.textContent);
       };
       assert.ok((await attempt("dpo", "wrong password")).startsWith(en["signin.refused"]));
+      await a11y.check("sign-in refused");
       await page.$eval("#signin .error", (el) => {
         el.hidden = true;
       });
@@ -751,6 +835,7 @@ if (SKIP) {
       await go(page, "holds");
       await page.waitForSelector("#signin");
       await page.waitForFunction((want) => document.getElementById("page").innerText.includes(want), {}, en["signin.ended"]);
+      await a11y.check("sign-in after the session ended");
       await shot(page, "session-ended");
 
       // Signing in again returns to the page; signing out ends the session at the server.
@@ -764,6 +849,7 @@ if (SKIP) {
       await waitText(page, "#status", en["signin.signed_out"]);
       const after = await pageApi(page, "GET", "session");
       assert.equal(after.status, 401, `signed out: ${JSON.stringify(after)}`);
+      a11y.done();
     }),
   );
 }
