@@ -16,6 +16,7 @@ pub mod event;
 pub mod ids;
 pub mod keys;
 pub mod redaction;
+pub mod sliding_sync;
 pub mod sync;
 pub mod to_device;
 pub mod tokens;

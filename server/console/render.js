@@ -118,6 +118,8 @@ function fieldLabels() {
     deleted_push_outbox: t("field.deleted_push_outbox"),
     deleted_pushers: t("field.deleted_pushers"),
     deleted_receipts: t("field.deleted_receipts"),
+    deleted_sliding_sync_positions: t("field.deleted_sliding_sync_positions"),
+    deleted_sliding_sync_rooms: t("field.deleted_sliding_sync_rooms"),
     deleted_sso_devices: t("field.deleted_sso_devices"),
     deleted_staff_roles: t("field.deleted_staff_roles"),
     deleted_to_device: t("field.deleted_to_device"),

@@ -380,6 +380,22 @@ impl Client {
         }
     }
 
+    /// One simplified sliding sync (MSC4186) request: (status, body).
+    pub async fn sliding_sync(
+        &self,
+        pos: Option<&str>,
+        timeout_ms: u64,
+        body: Value,
+    ) -> (u16, Value) {
+        let mut path = format!(
+            "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync?timeout={timeout_ms}"
+        );
+        if let Some(pos) = pos {
+            path.push_str(&format!("&pos={}", encode(pos)));
+        }
+        self.post(&path, body).await
+    }
+
     // ----- rooms -------------------------------------------------------------
 
     /// `POST /createRoom`; returns the room id. Panics unless 200.

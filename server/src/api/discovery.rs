@@ -11,7 +11,11 @@ use crate::service::Context;
 /// `GET /_matrix/client/versions`
 pub(super) async fn versions() -> Json<Value> {
     let versions: Vec<String> = (1..=11).map(|minor| format!("v1.{minor}")).collect();
-    Json(json!({ "versions": versions, "unstable_features": {} }))
+    Json(json!({
+        "versions": versions,
+        // Simplified sliding sync (MSC4186), under the name clients look for.
+        "unstable_features": { "org.matrix.simplified_msc3575": true },
+    }))
 }
 
 /// `GET /.well-known/matrix/client`

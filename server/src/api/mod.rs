@@ -27,6 +27,7 @@ pub mod pushrules;
 pub mod relations;
 pub mod rooms;
 pub mod routes;
+pub mod sliding_sync;
 pub mod sso;
 pub mod sync;
 pub mod to_device;

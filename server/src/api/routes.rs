@@ -160,6 +160,8 @@ table! {
     get "/_matrix/client/v1/rooms/{room_id}/threads" => relations::threads;
     // sync.rs
     get "/_matrix/client/v3/sync" => sync::sync_handler;
+    // sliding_sync.rs
+    post "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync" => sliding_sync::sync;
     // keys.rs
     post "/_matrix/client/v3/keys/upload" => keys::upload;
     post "/_matrix/client/v3/keys/query" => keys::query;

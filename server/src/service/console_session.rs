@@ -191,6 +191,14 @@ pub async fn authenticate(state: &Context, cookie: &str) -> ApiResult<Staff> {
     })
 }
 
+/// Deletes sessions past their idle or absolute limit (they are refused
+/// anyway; this keeps the table to the sessions that can still be used).
+pub async fn purge_expired(state: &Context) -> Result<u64, sqlx::Error> {
+    let now = state.now_ms();
+    let mut conn = state.store.autocommit().await?;
+    console::purge_sessions(&mut conn, now - idle_ms(state), now).await
+}
+
 /// Ends the session (sign-out).
 pub async fn sign_out(state: &Context, staff: &Staff) -> ApiResult<()> {
     let mut conn = state.store.autocommit().await?;

@@ -76,6 +76,12 @@ pub async fn run(state: Context) {
             if let Err(err) = crate::service::sso::purge_expired(&state).await {
                 tracing::warn!(error = %err, "deleting expired sign-ins failed; retrying next minute");
             }
+            if let Err(err) = crate::service::console_session::purge_expired(&state).await {
+                tracing::warn!(error = %err, "deleting expired console sessions failed; retrying next minute");
+            }
+            if let Err(err) = crate::service::sliding_sync::purge_idle(&state).await {
+                tracing::warn!(error = %err, "forgetting idle sliding-sync connections failed; retrying next minute");
+            }
         }
         if state.now_ms() >= next_purge {
             next_purge = state.now_ms().saturating_add(purge_every);

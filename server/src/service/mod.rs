@@ -40,6 +40,7 @@ pub mod rooms;
 pub mod saml;
 pub mod saml_response;
 pub mod session;
+pub mod sliding_sync;
 pub mod spaces;
 pub mod sso;
 pub mod sso_links;

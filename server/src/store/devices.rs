@@ -109,6 +109,8 @@ pub async fn delete(tx: &mut WriteTx, user_id: &str, device_id: &str) -> Result<
         // Pushers belong to the device whose token made them (spec).
         "pushers",
         "sso_devices",
+        "sliding_sync_positions",
+        "sliding_sync_rooms",
     ] {
         sqlx::query(&format!(
             "DELETE FROM {table} WHERE user_id = $1 AND device_id = $2"

@@ -34,6 +34,16 @@ const OWN_ROWS: &[(&str, &str, &str)] = &[
         "user_id = $1 OR sender = $1",
         "deleted_to_device",
     ),
+    (
+        "sliding_sync_positions",
+        "user_id = $1",
+        "deleted_sliding_sync_positions",
+    ),
+    (
+        "sliding_sync_rooms",
+        "user_id = $1",
+        "deleted_sliding_sync_rooms",
+    ),
     ("backup_keys", "user_id = $1", "deleted_backup_keys"),
     ("backup_versions", "user_id = $1", "deleted_backup_versions"),
     ("account_data", "user_id = $1", "deleted_account_data"),

@@ -38,6 +38,7 @@ pub mod push;
 pub mod readable;
 pub mod relations;
 pub mod rooms;
+pub mod sliding_sync;
 pub mod sso;
 pub mod subject;
 pub mod to_device;
@@ -236,6 +237,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (13, "sso", include_str!("migrations/0013_sso.sql")),
     (14, "console", include_str!("migrations/0014_console.sql")),
+    (
+        15,
+        "sliding_sync",
+        include_str!("migrations/0015_sliding_sync.sql"),
+    ),
 ];
 
 impl Store {

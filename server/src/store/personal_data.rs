@@ -237,6 +237,20 @@ pub const PERSONAL: &[PersonalTable] = &[
         purpose: E2EE,
     },
     PersonalTable {
+        table: "sliding_sync_positions",
+        user_columns: &["user_id"],
+        mention_columns: &[],
+        category: "where a device's sliding sync connection stands (stream positions, list sizes)",
+        purpose: DELIVERY,
+    },
+    PersonalTable {
+        table: "sliding_sync_rooms",
+        user_columns: &["user_id"],
+        mention_columns: &[],
+        category: "which rooms a device's sliding sync connection has been sent, and up to where",
+        purpose: DELIVERY,
+    },
+    PersonalTable {
         table: "backup_versions",
         user_columns: &["user_id"],
         mention_columns: &[],

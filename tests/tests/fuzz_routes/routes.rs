@@ -351,6 +351,19 @@ pub(crate) const ROUTES: &[Route] = &[
         NONE,
         &["since", "timeout", "full_state", "filter"],
     ),
+    // sliding_sync.rs
+    route(
+        "POST",
+        "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync",
+        &[
+            "conn_id",
+            "txn_id",
+            "lists",
+            "room_subscriptions",
+            "extensions",
+        ],
+        &["pos", "timeout"],
+    ),
     // keys.rs
     route(
         "POST",

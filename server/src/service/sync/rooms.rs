@@ -29,13 +29,14 @@ pub struct RoomWindow<'a> {
     pub cutoff: i64,
 }
 
-struct Timeline {
-    events: Vec<StoredEvent>,
-    limited: bool,
-    prev_batch: String,
+/// Also read by sliding sync, whose timelines follow the same rules.
+pub(crate) struct Timeline {
+    pub(crate) events: Vec<StoredEvent>,
+    pub(crate) limited: bool,
+    pub(crate) prev_batch: String,
 }
 
-async fn timeline(c: &mut AnyConnection, w: &RoomWindow<'_>) -> ApiResult<Timeline> {
+pub(crate) async fn timeline(c: &mut AnyConnection, w: &RoomWindow<'_>) -> ApiResult<Timeline> {
     let low = w.from.map_or(0, |f| f + 1);
     let limit = w.filter.timeline_limit;
     let mut events = events::range(
@@ -122,7 +123,7 @@ async fn state_before(
 }
 
 /// The timeline in the client format, with its events' aggregations.
-async fn render(
+pub(crate) async fn render(
     c: &mut AnyConnection,
     w: &RoomWindow<'_>,
     timeline: &Timeline,
