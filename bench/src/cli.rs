@@ -12,6 +12,26 @@ pub(crate) enum Scenario {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SyncApi {
+    /// `GET /_matrix/client/v3/sync` with --sync-filter.
+    V3,
+    /// Simplified sliding sync (MSC4186): `POST
+    /// /_matrix/client/unstable/org.matrix.simplified_msc3575/sync` with
+    /// --sliding-request.
+    Sliding,
+}
+
+impl SyncApi {
+    /// The name the report gives it (the value of `--sync`).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            SyncApi::V3 => "v3",
+            SyncApi::Sliding => "sliding",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Mode {
     /// Every user keeps --in-flight sends outstanding: finds the most the
     /// server accepts.
@@ -65,6 +85,10 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 15.0)]
     pub drain: f64,
 
+    /// The sync API every syncing user long-polls.
+    #[arg(long = "sync", value_enum, default_value_t = SyncApi::V3)]
+    pub sync: SyncApi,
+
     /// Users that long-poll /sync (the first K, which covers the rooms
     /// evenly); default all.
     #[arg(long)]
@@ -78,6 +102,13 @@ pub(crate) struct Args {
     /// does: a long timeline, lazy-loaded members, no presence.
     #[arg(long, default_value = crate::sync::DEFAULT_FILTER)]
     pub sync_filter: String,
+
+    /// `--sync sliding`: the request body (JSON), sent with every request;
+    /// the default asks for the user's first 20 rooms with their last 10
+    /// events, and the to-device and E2EE extensions, as a mobile client
+    /// does.
+    #[arg(long, default_value = crate::sync::DEFAULT_SLIDING_REQUEST)]
+    pub sliding_request: String,
 
     /// The server's process id: CPU and RSS are read from /proc/PID.
     #[arg(long)]
@@ -159,11 +190,15 @@ impl Args {
         if let Some(k) = self.syncers {
             anyhow::ensure!(k <= self.users, "--syncers must not exceed --users");
         }
-        anyhow::ensure!(
-            serde_json::from_str::<serde_json::Value>(&self.sync_filter)
-                .is_ok_and(|f| f.is_object()),
-            "--sync-filter must be a JSON object"
-        );
+        for (name, text) in [
+            ("--sync-filter", &self.sync_filter),
+            ("--sliding-request", &self.sliding_request),
+        ] {
+            anyhow::ensure!(
+                serde_json::from_str::<serde_json::Value>(text).is_ok_and(|f| f.is_object()),
+                "{name} must be a JSON object"
+            );
+        }
         anyhow::ensure!(
             self.url.starts_with("http://") || self.url.starts_with("https://"),
             "--url must be an http:// or https:// URL"
@@ -200,6 +235,11 @@ mod tests {
         let a = parse(&[]).unwrap();
         assert_eq!((a.users, a.rooms, a.in_flight), (100, 10, 2));
         assert_eq!(a.mode, Mode::Closed);
+        assert_eq!(a.sync, SyncApi::V3);
+        assert_eq!(
+            parse(&["--sync", "sliding"]).unwrap().sync,
+            SyncApi::Sliding
+        );
         assert_eq!(a.syncer_count(), 100);
         assert_eq!(a.localpart(7), "bench7");
     }
@@ -214,6 +254,8 @@ mod tests {
         assert!(parse(&["--register", "--login"]).is_err());
         assert!(parse(&["--url", "127.0.0.1:8008"]).is_err());
         assert!(parse(&["--sync-filter", "not json"]).is_err());
+        assert!(parse(&["--sliding-request", "[]"]).is_err());
+        assert!(parse(&["--sync", "v2"]).is_err());
         assert!(parse(&["--mode", "rate", "--rate", "100"]).is_ok());
     }
 }

@@ -36,6 +36,10 @@ fn scenario(v: &Value) -> String {
 
 const LOAD_ROWS: &[(&str, Cell)] = &[
     ("scenario", scenario),
+    // Reports from before `--sync` existed were all `/v3/sync`.
+    ("sync", |v| {
+        v.get("sync").and_then(Value::as_str).unwrap_or("v3").into()
+    }),
     ("accepted msg/s (sent in window)", |v| {
         num(v, "/throughput/accepted_per_s", 1)
     }),
@@ -69,7 +73,13 @@ const LOAD_ROWS: &[(&str, Cell)] = &[
             num(v, "/errors/sync_429", 0)
         )
     }),
+    ("sync responses/s", |v| {
+        num(v, "/throughput/sync_responses_per_s", 1)
+    }),
     ("server CPU (cores)", |v| num(v, "/server/cpu_cores", 2)),
+    ("server CPU ms per sync response", |v| {
+        num(v, "/server_cpu_ms_per_sync_response", 2)
+    }),
     ("server RSS peak / end (MiB)", |v| {
         format!(
             "{} / {}",
@@ -185,13 +195,18 @@ mod tests {
             "send_latency": {"p50_ms": 1.0, "p95_ms": 2.0, "p99_ms": 3.0, "max_ms": 4.0},
             "completeness": {"missing": 0, "expected_deliveries": 2468},
             "server": {"cpu_cores": 0.5}});
-        let b = json!({"scenario": "load", "target_rate": 100.0, "throughput": {"accepted_per_s": 99.0}});
+        let b = json!({"scenario": "load", "sync": "sliding", "target_rate": 100.0,
+            "throughput": {"accepted_per_s": 99.0, "sync_responses_per_s": 512.34},
+            "server_cpu_ms_per_sync_response": 0.714});
         let t = table(&[("Cloister".into(), a), ("Synapse".into(), b)]);
         assert!(t.starts_with("| | Cloister | Synapse |\n|---|---|---|\n"));
         assert!(t.contains("| accepted msg/s (sent in window) | 123.5 | 99.0 |"));
         assert!(t.contains("| send ms p50/p95/p99/max | 1.0 / 2.0 / 3.0 / 4.0 | - / - / - / - |"));
         assert!(t.contains("| missing / expected deliveries | 0 / 2468 | - / - |"));
         assert!(t.contains("closed, 2 in flight"));
+        assert!(t.contains("| sync | v3 | sliding |"));
+        assert!(t.contains("| sync responses/s | - | 512.3 |"));
+        assert!(t.contains("| server CPU ms per sync response | - | 0.71 |"));
         assert!(t.contains("100 msg/s offered"));
     }
 

@@ -293,15 +293,50 @@ impl Http {
         timeout_ms: u64,
         filter: &str,
     ) -> Result<Value, Failure> {
-        let mut path = format!(
+        let path = format!(
             "/_matrix/client/v3/sync?timeout={timeout_ms}&filter={}",
             encode(filter)
         );
-        if let Some(since) = since {
-            path.push_str(&format!("&since={}", encode(since)));
+        self.long_poll(s, path, since.map(|t| ("since", t)), timeout_ms, None)
+            .await
+    }
+
+    /// Simplified sliding sync (MSC4186); without `pos` a new connection.
+    pub(crate) async fn sliding_sync(
+        &self,
+        s: &Session,
+        pos: Option<&str>,
+        timeout_ms: u64,
+        body: &Value,
+    ) -> Result<Value, Failure> {
+        let path = format!(
+            "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync?timeout={timeout_ms}"
+        );
+        self.long_poll(s, path, pos.map(|p| ("pos", p)), timeout_ms, Some(body))
+            .await
+    }
+
+    /// A sync request: `path` with its query so far, plus the token to
+    /// continue from; POST with a body, GET without. It may take the
+    /// long-poll's timeout on top of the usual one.
+    async fn long_poll(
+        &self,
+        s: &Session,
+        mut path: String,
+        token: Option<(&str, &str)>,
+        timeout_ms: u64,
+        body: Option<&Value>,
+    ) -> Result<Value, Failure> {
+        if let Some((name, value)) = token {
+            path.push_str(&format!("&{name}={}", encode(value)));
         }
+        let method = if body.is_some() {
+            Method::POST
+        } else {
+            Method::GET
+        };
         let timeout = REQUEST_TIMEOUT + Duration::from_millis(timeout_ms);
-        self.request(Method::GET, &path, Some(&s.access_token), None, timeout)
+        self.request(method, &path, Some(&s.access_token), body, timeout)
             .await
     }
 

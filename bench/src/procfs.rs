@@ -66,10 +66,14 @@ pub(crate) fn clock_ticks_per_second() -> u64 {
     }
 }
 
+/// CPU seconds a process used between two samples.
+pub(crate) fn cpu_seconds(start: &Sample, end: &Sample) -> f64 {
+    end.cpu_ticks.saturating_sub(start.cpu_ticks) as f64 / clock_ticks_per_second() as f64
+}
+
 /// CPU cores a process used on average between two samples.
 pub(crate) fn cores_used(start: &Sample, end: &Sample, wall: Duration) -> f64 {
-    let secs =
-        end.cpu_ticks.saturating_sub(start.cpu_ticks) as f64 / clock_ticks_per_second() as f64;
+    let secs = cpu_seconds(start, end);
     if wall.is_zero() {
         0.0
     } else {
@@ -127,6 +131,8 @@ impl PeakWatcher {
 pub(crate) struct ProcessReport {
     pub pid: Option<u32>,
     pub cpu_cores: Option<f64>,
+    /// CPU time used over the window, user plus system.
+    pub cpu_seconds: Option<f64>,
     pub rss_start_mib: Option<f64>,
     pub rss_peak_mib: Option<f64>,
     pub rss_end_mib: Option<f64>,
@@ -145,17 +151,19 @@ impl ProcessReport {
         peak_kib: u64,
         end: Option<Sample>,
     ) -> ProcessReport {
-        let (cpu, start_rss) = match window {
+        let (cpu, cpu_secs, start_rss) = match window {
             Some((a, b)) => (
                 Some(cores_used(&a.sample, &b.sample, b.at - a.at)),
+                Some(cpu_seconds(&a.sample, &b.sample)),
                 Some(mib(a.sample.rss_kib)),
             ),
-            None => (None, None),
+            None => (None, None, None),
         };
         let peak = peak_kib.max(end.map_or(0, |e| e.rss_kib));
         ProcessReport {
             pid,
             cpu_cores: cpu,
+            cpu_seconds: cpu_secs,
             rss_start_mib: start_rss,
             rss_peak_mib: (peak > 0).then(|| mib(peak)),
             rss_end_mib: end.map(|e| mib(e.rss_kib)),
@@ -210,6 +218,7 @@ mod tests {
         };
         let cores = cores_used(&a, &b, Duration::from_secs(2));
         assert!((cores - 1.5).abs() < 1e-9);
+        assert!((cpu_seconds(&a, &b) - 3.0).abs() < 1e-9);
         assert_eq!(cores_used(&a, &b, Duration::ZERO), 0.0);
     }
 }

@@ -16,6 +16,8 @@ pub(crate) struct Report {
     pub label: Option<String>,
     pub url: String,
     pub mode: String,
+    /// The sync API the users long-polled: `v3` or `sliding`.
+    pub sync: &'static str,
     pub users: u32,
     pub rooms: u32,
     pub syncers: u32,
@@ -29,6 +31,10 @@ pub(crate) struct Report {
     pub completeness: Completeness,
     pub errors: Errors,
     pub server: Option<ProcessReport>,
+    /// The server's CPU time in the window over the sync answers that
+    /// arrived in it (sends and the rest included: the same load in both
+    /// sync modes makes the figures comparable).
+    pub server_cpu_ms_per_sync_response: Option<f64>,
     pub generator: ProcessReport,
 }
 
@@ -47,7 +53,11 @@ pub(crate) struct Throughput {
     /// First sightings of measured messages by syncing users.
     pub delivered: u64,
     pub delivered_per_s: f64,
+    /// Sync requests made, whole run, failures included.
     pub sync_requests: u64,
+    /// Successful sync answers that arrived in the measured window.
+    pub sync_responses_in_window: u64,
+    pub sync_responses_per_s: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -129,6 +139,7 @@ pub(crate) fn tally(
     for log in seen.iter().flatten() {
         t.delivered += log.seen_measured;
         t.sync_requests += log.requests;
+        t.sync_responses_in_window += log.responses_in_window;
         seen_lat.extend_from_slice(&log.latencies_us);
         c.duplicates += log.duplicates;
         c.limited_syncs += log.limited;
@@ -151,6 +162,7 @@ pub(crate) fn tally(
     t.accepted_per_s = per_s(t.accepted);
     t.acknowledged_in_window_per_s = per_s(t.acknowledged_in_window);
     t.delivered_per_s = per_s(t.delivered);
+    t.sync_responses_per_s = per_s(t.sync_responses_in_window);
     Tally {
         throughput: t,
         send_latency: Summary::from_micros(send_lat),
@@ -159,6 +171,15 @@ pub(crate) fn tally(
         errors: e,
     }
 }
+
+/// Server CPU milliseconds per sync answer, both over the window.
+pub(crate) fn cpu_ms_per_response(server: Option<&ProcessReport>, responses: u64) -> Option<f64> {
+    let cpu = server?.cpu_seconds?;
+    (responses > 0).then(|| cpu * 1000.0 / responses as f64)
+}
+
+/// Width of the text report's labels.
+const LABEL: usize = 32;
 
 fn ms(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.1}"))
@@ -170,7 +191,7 @@ fn opt(v: Option<f64>, unit: &str) -> String {
 
 fn latency_line(name: &str, s: &Summary) -> String {
     format!(
-        "{name:<22} n={:<8} p50 {} ms  p95 {} ms  p99 {} ms  max {} ms\n",
+        "{name:<LABEL$} n={:<8} p50 {} ms  p95 {} ms  p99 {} ms  max {} ms\n",
         s.count,
         ms(s.p50_ms),
         ms(s.p95_ms),
@@ -181,7 +202,7 @@ fn latency_line(name: &str, s: &Summary) -> String {
 
 fn process_line(name: &str, p: &ProcessReport) -> String {
     format!(
-        "{name:<22} cpu {} cores  rss start {}  peak {}  end {}  (VmHWM {})\n",
+        "{name:<LABEL$} cpu {} cores  rss start {}  peak {}  end {}  (VmHWM {})\n",
         opt(p.cpu_cores, ""),
         opt(p.rss_start_mib, " MiB"),
         opt(p.rss_peak_mib, " MiB"),
@@ -200,18 +221,19 @@ impl Report {
         };
         let _ = writeln!(
             out,
-            "{} — {} users, {} rooms, {} syncing; {load}; {:.0} s measured after {:.0} s warm-up",
+            "{} — {} users, {} rooms, {} syncing ({} sync); {load}; {:.0} s measured after {:.0} s warm-up",
             self.label.as_deref().unwrap_or(&self.url),
             self.users,
             self.rooms,
             self.syncers,
+            self.sync,
             self.duration_s,
             self.warmup_s
         );
         let t = &self.throughput;
         let _ = writeln!(
             out,
-            "{:<22} {:.1} msg/s accepted ({} of {} sends), {:.1} deliveries/s ({} /sync requests)",
+            "{:<LABEL$} {:.1} msg/s accepted ({} of {} sends), {:.1} deliveries/s ({} sync requests)",
             "throughput",
             t.accepted_per_s,
             t.accepted,
@@ -219,28 +241,45 @@ impl Report {
             t.delivered_per_s,
             t.sync_requests
         );
+        let _ = writeln!(
+            out,
+            "{:<LABEL$} {:.1} ({} answered in the window)",
+            "sync responses/s", t.sync_responses_per_s, t.sync_responses_in_window
+        );
         out.push_str(&latency_line("send latency", &self.send_latency));
         out.push_str(&latency_line("send→seen latency", &self.seen_latency));
         let c = &self.completeness;
         let _ = writeln!(
             out,
-            "{:<22} {} missing of {} expected deliveries, {} duplicates, {} unacknowledged seen, {} limited syncs ({} backfilled)",
+            "{:<LABEL$} {} missing of {} expected deliveries, {} duplicates, {} unacknowledged seen, {} limited syncs ({} backfilled)",
             "completeness", c.missing, c.expected_deliveries, c.duplicates, c.unacknowledged_seen, c.limited_syncs, c.backfilled
         );
         let e = &self.errors;
         let _ = writeln!(
             out,
-            "{:<22} send {} failed ({} × 429), sync {} failed ({} × 429), {} dropped for backlog",
+            "{:<LABEL$} send {} failed ({} × 429), sync {} failed ({} × 429), {} dropped for backlog",
             "errors", e.send_failed, e.send_429, e.sync_failed, e.sync_429, e.backlog_dropped
         );
         for (kind, n) in &e.by_kind {
-            let _ = writeln!(out, "{:<22}   {n} × {kind}", "");
+            let _ = writeln!(out, "{:<LABEL$}   {n} × {kind}", "");
         }
         match &self.server {
-            Some(s) => out.push_str(&process_line("server", s)),
-            None => out.push_str(
-                "server                 (no --server-pid: CPU and memory not measured)\n",
-            ),
+            Some(s) => {
+                out.push_str(&process_line("server", s));
+                let _ = writeln!(
+                    out,
+                    "{:<LABEL$} {}",
+                    "server CPU ms per sync response",
+                    opt(self.server_cpu_ms_per_sync_response, "")
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "{:<LABEL$} (no --server-pid: CPU and memory not measured)",
+                    "server"
+                );
+            }
         }
         out.push_str(&process_line("generator", &self.generator));
         out
@@ -290,5 +329,20 @@ mod tests {
         assert_eq!(t.seen_latency.p50_ms, Some(6.0));
         assert_eq!(t.send_latency.max_ms, Some(3.0));
         assert_eq!(t.errors.send_failed, 1);
+    }
+
+    #[test]
+    fn cpu_per_sync_response() {
+        let server = ProcessReport {
+            cpu_seconds: Some(1.5),
+            ..ProcessReport::default()
+        };
+        assert_eq!(cpu_ms_per_response(Some(&server), 1000), Some(1.5));
+        assert_eq!(cpu_ms_per_response(Some(&server), 0), None);
+        assert_eq!(cpu_ms_per_response(None, 1000), None);
+        assert_eq!(
+            cpu_ms_per_response(Some(&ProcessReport::default()), 1000),
+            None
+        );
     }
 }

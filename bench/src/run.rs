@@ -12,10 +12,10 @@ use tokio::time::sleep_until;
 use crate::cli::{Args, Mode};
 use crate::matrix::Http;
 use crate::procfs::{PeakWatcher, ProcessReport, Timed};
-use crate::report::{tally, Report};
+use crate::report::{cpu_ms_per_response, tally, Report};
 use crate::send::{self, unix_us, Clock, Plan};
 use crate::setup;
-use crate::sync::{SeenLog, Syncer};
+use crate::sync::{SeenLog, SyncRequest, Syncer};
 
 /// Longest wait for every syncer's initial sync.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -40,6 +40,7 @@ pub(crate) async fn load(args: &Args) -> anyhow::Result<Report> {
     let run: u32 = rand::thread_rng().gen();
 
     let window = Arc::new(OnceLock::new());
+    let request = SyncRequest::new(args.sync, &args.sync_filter, &args.sliding_request)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let ready = Arc::new(AtomicU32::new(0));
@@ -58,7 +59,7 @@ pub(crate) async fn load(args: &Args) -> anyhow::Result<Report> {
             run,
             window: window.clone(),
             timeout_ms: args.sync_timeout_ms,
-            filter: args.sync_filter.clone(),
+            request: request.clone(),
             log,
             ready: ready.clone(),
         };
@@ -200,11 +201,14 @@ pub(crate) async fn load(args: &Args) -> anyhow::Result<Report> {
         &world.syncing_members,
         args.duration,
     );
+    let server_cpu_ms_per_sync_response =
+        cpu_ms_per_response(server.as_ref(), t.throughput.sync_responses_in_window);
     Ok(Report {
         scenario: "load",
         label: args.label.clone(),
         url: args.url.clone(),
         mode: format!("{:?}", args.mode).to_lowercase(),
+        sync: args.sync.name(),
         users: args.users,
         rooms: args.rooms,
         syncers: syncer_count,
@@ -217,6 +221,7 @@ pub(crate) async fn load(args: &Args) -> anyhow::Result<Report> {
         seen_latency: t.seen_latency,
         completeness: t.completeness,
         errors: t.errors,
+        server_cpu_ms_per_sync_response,
         server,
         generator,
     })

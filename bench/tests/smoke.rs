@@ -133,6 +133,16 @@ fn n(report: &Value, pointer: &str) -> f64 {
         .unwrap_or_else(|| panic!("{pointer} missing in {report:#}"))
 }
 
+/// Something was sent, and every accepted message reached every syncing
+/// member of its room once, without a failed request.
+fn assert_complete(report: &Value) {
+    assert!(n(report, "/throughput/accepted") > 0.0, "{report:#}");
+    assert_eq!(n(report, "/completeness/missing"), 0.0, "{report:#}");
+    assert_eq!(n(report, "/completeness/duplicates"), 0.0, "{report:#}");
+    assert_eq!(n(report, "/errors/send_failed"), 0.0, "{report:#}");
+    assert_eq!(n(report, "/errors/sync_failed"), 0.0, "{report:#}");
+}
+
 #[test]
 fn generator_against_a_real_cloister() {
     let dir = tempfile::tempdir().unwrap();
@@ -147,7 +157,7 @@ fn generator_against_a_real_cloister() {
             .collect()
     };
 
-    let closed = bench(&common(&[
+    let short_closed = [
         "--users",
         "6",
         "--rooms",
@@ -158,11 +168,9 @@ fn generator_against_a_real_cloister() {
         "0.5",
         "--drain",
         "20",
-    ]));
-    assert!(n(&closed, "/throughput/accepted") > 0.0, "{closed:#}");
-    assert_eq!(n(&closed, "/completeness/missing"), 0.0, "{closed:#}");
-    assert_eq!(n(&closed, "/completeness/duplicates"), 0.0, "{closed:#}");
-    assert_eq!(n(&closed, "/errors/send_failed"), 0.0, "{closed:#}");
+    ];
+    let closed = bench(&common(&short_closed));
+    assert_complete(&closed);
     // Every member of a room sees each message: 3 members per room.
     assert_eq!(
         n(&closed, "/completeness/expected_deliveries") % 3.0,
@@ -173,6 +181,9 @@ fn generator_against_a_real_cloister() {
     assert!(n(&closed, "/server/rss_end_mib") > 0.0);
     assert!(n(&closed, "/server/cpu_cores") >= 0.0);
     assert!(n(&closed, "/generator/cpu_cores") >= 0.0);
+    assert_eq!(closed["sync"], "v3");
+    assert!(n(&closed, "/throughput/sync_responses_in_window") > 0.0);
+    assert!(n(&closed, "/server_cpu_ms_per_sync_response") >= 0.0);
 
     // A rerun with the same names logs the users in; only half of them sync.
     let rate = bench(&common(&[
@@ -196,6 +207,14 @@ fn generator_against_a_real_cloister() {
     assert!(n(&rate, "/throughput/accepted") > 0.0, "{rate:#}");
     assert_eq!(n(&rate, "/completeness/missing"), 0.0, "{rate:#}");
     assert_eq!(n(&rate, "/syncers"), 3.0);
+
+    // The same with every long-poll on sliding sync (MSC4186).
+    let sliding = bench(&common(
+        &[&["--sync", "sliding"], &short_closed[..]].concat(),
+    ));
+    assert_eq!(sliding["sync"], "sliding");
+    assert_complete(&sliding);
+    assert!(n(&sliding, "/throughput/sync_responses_in_window") > 0.0);
 
     let memory = bench(&common(&[
         "--scenario",
