@@ -68,6 +68,18 @@ where
     }
 }
 
+/// The `event_id`s of a list of events (a timeline, a chunk), in order.
+pub fn event_ids(events: &serde_json::Value) -> Vec<String> {
+    events
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|e| e["event_id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A unique-enough suffix for user names and transaction ids.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}{:08x}", rand::random::<u32>())

@@ -5,7 +5,8 @@
 //! visible to the room, and every purge run lands in the audit log.
 
 use cloister_tests::{
-    both_backends, encode, errcode, megolm_content, Backend, Client, ManualClock, TestServer,
+    both_backends, encode, errcode, event_ids, megolm_content, Backend, Client, ManualClock,
+    TestServer,
 };
 use serde_json::{json, Value};
 
@@ -37,23 +38,12 @@ async fn scene(backend: Backend, tweak: impl FnOnce(&mut cloister_tests::Config)
     }
 }
 
-fn ids(events: &Value) -> Vec<String> {
-    events
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .filter_map(|e| e["event_id"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn timeline_ids(sync: &Value, room_id: &str) -> Vec<String> {
-    ids(&sync["rooms"]["join"][room_id]["timeline"]["events"])
+    event_ids(&sync["rooms"]["join"][room_id]["timeline"]["events"])
 }
 
 async fn message_ids(client: &Client, room_id: &str) -> Vec<String> {
-    ids(&client.messages(room_id, 100).await["chunk"])
+    event_ids(&client.messages(room_id, 100).await["chunk"])
 }
 
 fn media_id(mxc: &str) -> &str {
@@ -150,7 +140,7 @@ async fn expiry_hides_then_purge_deletes(backend: Backend) {
         ))
         .await;
     assert_eq!(status, 200);
-    assert!(!ids(&context["events_before"]).contains(&old));
+    assert!(!event_ids(&context["events_before"]).contains(&old));
     assert_eq!(
         bob.download_media(&mxc).await.0,
         404,

@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use cloister_tests::{both_backends, encode, errcode, Backend, Client, ManualClock, TestServer};
+use cloister_tests::{
+    both_backends, encode, errcode, event_ids, Backend, Client, ManualClock, TestServer,
+};
 use serde_json::{json, Value};
 
 async fn ok(client: &Client, pos: Option<&str>, timeout_ms: u64, body: &Value) -> Value {
@@ -16,17 +18,6 @@ async fn ok(client: &Client, pos: Option<&str>, timeout_ms: u64, body: &Value) -
 
 fn pos(answer: &Value) -> String {
     answer["pos"].as_str().expect("pos").to_owned()
-}
-
-fn event_ids(events: &Value) -> Vec<String> {
-    events
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .filter_map(|e| e["event_id"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// (type, state_key) of a room's required_state, sorted.
