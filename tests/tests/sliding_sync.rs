@@ -468,6 +468,37 @@ async fn expired_messages_are_not_served(backend: Backend) {
     server.stop().await;
 }
 
+/// A subscription reaches only the user's own rooms: a stranger learns
+/// nothing of a room by naming it, and a former member gets nothing sent
+/// after they left.
+async fn subscriptions_reach_only_the_users_rooms(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let url = server.url();
+    let alice = Client::register(&url, "alice", "pw").await;
+    let bob = Client::register(&url, "bob", "pw").await;
+    let eve = Client::register(&url, "eve", "pw").await;
+    let room = alice
+        .create_room(json!({ "name": "private", "preset": "public_chat" }))
+        .await;
+    bob.join(&room).await;
+    send_text(&alice, &room, "before").await;
+    assert_eq!(bob.leave(&room).await.0, 200);
+    let after = send_text(&alice, &room, "after").await;
+    let body = json!({ "room_subscriptions": { &room: {
+        "required_state": [["*", "*"]],
+        "timeline_limit": 10,
+    } } });
+
+    let stranger = ok(&eve, None, 0, &body).await;
+    assert!(stranger["rooms"].get(&room).is_none(), "{stranger}");
+
+    let former = ok(&bob, None, 0, &body).await;
+    let served = &former["rooms"][&room];
+    let timeline = event_ids(&served["timeline"]);
+    assert!(!timeline.contains(&after), "sent after bob left: {former}");
+    server.stop().await;
+}
+
 /// A connection no request moved on for 30 days is forgotten by the
 /// housekeeping job; its client must start afresh.
 async fn idle_connections_are_forgotten(backend: Backend) {
@@ -550,4 +581,5 @@ both_backends!(
     long_poll_wakes, long_poll_wakes;
     expired_messages_are_not_served, expired_messages_are_not_served;
     idle_connections_are_forgotten, idle_connections_are_forgotten;
+    subscriptions_reach_only_the_users_rooms, subscriptions_reach_only_the_users_rooms;
 );
