@@ -20,6 +20,11 @@ fn pos(answer: &Value) -> String {
     answer["pos"].as_str().expect("pos").to_owned()
 }
 
+/// The stored connection state a `pos` names (`<state>_<stream position>`).
+fn state_of(answer: &Value) -> String {
+    pos(answer).split('_').next().unwrap().to_owned()
+}
+
 /// (type, state_key) of a room's required_state, sorted.
 fn state_keys(room: &Value) -> Vec<(String, String)> {
     let mut keys: Vec<(String, String)> = room["required_state"]
@@ -111,6 +116,10 @@ async fn lists_and_deltas(backend: Backend) {
     assert_eq!(event_ids(&room["timeline"]), vec![again.clone()]);
     assert_eq!(room["limited"], false);
     assert!(room.get("required_state").is_none(), "{room}");
+    // New messages in rooms held up to date leave what the client holds
+    // as it was: the same stored state, a later stream position.
+    assert_eq!(state_of(&third), state_of(&second));
+    assert_ne!(pos(&third), pos(&second));
 
     // The response was lost: a retry from the previous position gets the
     // same event again, and goes on from there.
@@ -145,6 +154,41 @@ async fn lists_and_deltas(backend: Backend) {
         let (status, answer) = alice.sliding_sync(None, 0, bad).await;
         assert_eq!((status, errcode(&answer)), (400, Some("M_INVALID_PARAM")));
     }
+    server.stop().await;
+}
+
+/// A room held up to date that drops out of view while messages arrive is
+/// held from where it dropped out: when it comes back, it gets exactly the
+/// messages it missed, not the whole room and not a gap.
+async fn rooms_out_of_view_miss_nothing(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = Client::register(&server.url(), "alice", "pw").await;
+    let x = alice.create_room(json!({ "name": "x" })).await;
+    let y = alice.create_room(json!({ "name": "y" })).await;
+    // One room in view: the most recent.
+    let body = list_body(0, 10);
+    let first = ok(&alice, None, 0, &body).await;
+    assert!(first["rooms"].get(&y).is_some(), "{first}");
+    send_text(&alice, &x, "x1").await;
+    let second = ok(&alice, Some(&pos(&first)), 0, &body).await;
+    assert_eq!(second["rooms"][&x]["initial"], true, "{second}");
+    // y is out of view when these arrive; x, in view, takes the last one.
+    let y1 = send_text(&alice, &y, "y1").await;
+    let x2 = send_text(&alice, &x, "x2").await;
+    let third = ok(&alice, Some(&pos(&second)), 0, &body).await;
+    assert_eq!(event_ids(&third["rooms"][&x]["timeline"]), vec![x2]);
+    assert!(third["rooms"].get(&y).is_none(), "{third}");
+    // Back in view: y1 and y2, as a delta.
+    let y2 = send_text(&alice, &y, "y2").await;
+    let fourth = ok(&alice, Some(&pos(&third)), 0, &body).await;
+    let room = &fourth["rooms"][&y];
+    assert!(room.get("initial").is_none(), "{room}");
+    let missed = vec![y1, y2];
+    assert_eq!(event_ids(&room["timeline"]), missed);
+    assert_eq!(room["limited"], false, "{room}");
+    // And a retry of that response gets the same.
+    let retried = ok(&alice, Some(&pos(&third)), 0, &body).await;
+    assert_eq!(event_ids(&retried["rooms"][&y]["timeline"]), missed);
     server.stop().await;
 }
 
@@ -514,7 +558,11 @@ async fn idle_connections_are_forgotten(backend: Backend) {
     let purge = || cloister_server::service::sliding_sync::purge_idle(server.state());
     clock.advance_ms(29 * DAY);
     assert_eq!(purge().await.unwrap(), 0);
-    ok(&alice, Some(&pos(&first)), 0, &body).await;
+    // A request with nothing new still counts as use.
+    let quiet = ok(&alice, Some(&pos(&first)), 0, &body).await;
+    assert_eq!(pos(&quiet), pos(&first));
+    clock.advance_ms(29 * DAY);
+    assert_eq!(purge().await.unwrap(), 0);
     clock.advance_ms(2 * DAY);
     assert!(purge().await.unwrap() > 0);
     let (status, answer) = alice
@@ -576,6 +624,7 @@ async fn connections_continue_across_nodes() {
 
 both_backends!(
     lists_and_deltas, lists_and_deltas;
+    rooms_out_of_view_miss_nothing, rooms_out_of_view_miss_nothing;
     required_state_and_timeline, required_state_and_timeline;
     extensions_and_restart, extensions_and_restart;
     long_poll_wakes, long_poll_wakes;

@@ -242,6 +242,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sliding_sync",
         include_str!("migrations/0015_sliding_sync.sql"),
     ),
+    (
+        16,
+        "sliding_sync_states",
+        include_str!("migrations/0016_sliding_sync_states.sql"),
+    ),
 ];
 
 impl Store {

@@ -1,11 +1,17 @@
-//! Simplified sliding sync (MSC4186): each connection's positions and the
-//! rooms each position's client holds (migration 0015).
+//! Simplified sliding sync (MSC4186): the states of each connection and
+//! the rooms each state's client holds (migrations 0015, 0016).
+//!
+//! A `pos` names a state and a stream position. A room held *live* is held
+//! up to the stream position of whichever `pos` names the state, so a
+//! response that only brings live rooms up to date hands out a new `pos`
+//! for the same state and writes nothing: the usual response, new messages
+//! in rooms the client follows, costs no write transaction.
 
 use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{AnyConnection, Row};
 
-use super::{codec, WriteTx};
+use super::{codec, WriteTx, Writer};
 
 /// One connection of one device.
 #[derive(Clone, Copy)]
@@ -15,67 +21,72 @@ pub struct ConnKey<'a> {
     pub conn_id: &'a str,
 }
 
-/// A position handed out to a connection.
+/// A state of a connection.
 #[derive(Debug, Clone)]
-pub struct Position {
+pub struct ConnState {
+    pub state_id: i64,
     pub seq: i64,
-    pub stream_pos: i64,
     pub list_counts: BTreeMap<String, u64>,
+    pub used_ts: i64,
 }
 
-/// A room as a position's client holds it.
+/// A room as a state's client holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SentRoom {
-    pub sent_pos: i64,
+pub struct HeldRoom {
+    /// None: live, held up to the stream position of the client's `pos`.
+    pub sent_pos: Option<i64>,
+    /// The room config it was sent with (see `service::sliding_sync::lists`).
     pub config: String,
 }
 
-pub async fn position(
+/// Every state the connection keeps: the current one and, until the client
+/// has shown it got the current one, the one before.
+pub async fn states(
     c: &mut AnyConnection,
     key: ConnKey<'_>,
-    pos_id: i64,
-) -> Result<Option<Position>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT seq, stream_pos, list_counts FROM sliding_sync_positions \
-         WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 AND pos_id = $4",
+) -> Result<Vec<ConnState>, sqlx::Error> {
+    sqlx::query(
+        "SELECT state_id, seq, list_counts, used_ts FROM sliding_sync_positions \
+         WHERE user_id = $1 AND device_id = $2 AND conn_id = $3",
     )
     .bind(key.user_id)
     .bind(key.device_id)
     .bind(key.conn_id)
-    .bind(pos_id)
-    .fetch_optional(c)
-    .await?;
-    row.map(|r| {
+    .fetch_all(c)
+    .await?
+    .into_iter()
+    .map(|r| {
         let counts: String = r.try_get(2)?;
-        Ok(Position {
-            seq: r.try_get(0)?,
-            stream_pos: r.try_get(1)?,
+        Ok(ConnState {
+            state_id: r.try_get(0)?,
+            seq: r.try_get(1)?,
             list_counts: codec::decode(&counts, "sliding_sync_positions.list_counts")?,
+            used_ts: r.try_get(3)?,
         })
     })
-    .transpose()
+    .collect()
 }
 
 pub async fn rooms(
     c: &mut AnyConnection,
     key: ConnKey<'_>,
-    pos_id: i64,
-) -> Result<HashMap<String, SentRoom>, sqlx::Error> {
+    state_id: i64,
+) -> Result<HashMap<String, HeldRoom>, sqlx::Error> {
     sqlx::query(
         "SELECT room_id, sent_pos, config FROM sliding_sync_rooms \
-         WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 AND pos_id = $4",
+         WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 AND state_id = $4",
     )
     .bind(key.user_id)
     .bind(key.device_id)
     .bind(key.conn_id)
-    .bind(pos_id)
+    .bind(state_id)
     .fetch_all(c)
     .await?
     .into_iter()
     .map(|r| {
         Ok((
             r.try_get(0)?,
-            SentRoom {
+            HeldRoom {
                 sent_pos: r.try_get(1)?,
                 config: r.try_get(2)?,
             },
@@ -86,108 +97,133 @@ pub async fn rooms(
 
 /// Forgets everything a connection was sent, for a client starting it over.
 pub async fn reset(tx: &mut WriteTx, key: ConnKey<'_>) -> Result<(), sqlx::Error> {
+    forget_states(tx, key, &[]).await
+}
+
+/// Drops every state of the connection but those in `keep`, with the rooms
+/// they held.
+pub async fn forget_states(
+    w: &mut impl Writer,
+    key: ConnKey<'_>,
+    keep: &[i64],
+) -> Result<(), sqlx::Error> {
+    // Two placeholders always, so the statement text does not vary.
+    let (a, b) = match keep {
+        [] => (-1, -1),
+        [a] => (*a, *a),
+        [a, b, ..] => (*a, *b),
+    };
     for table in ["sliding_sync_positions", "sliding_sync_rooms"] {
         sqlx::query(&format!(
-            "DELETE FROM {table} WHERE user_id = $1 AND device_id = $2 AND conn_id = $3"
+            "DELETE FROM {table} WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 \
+             AND state_id <> $4 AND state_id <> $5"
         ))
         .bind(key.user_id)
         .bind(key.device_id)
         .bind(key.conn_id)
-        .execute(tx.conn())
+        .bind(a)
+        .bind(b)
+        .execute(w.conn())
         .await?;
     }
     Ok(())
 }
 
-/// What a new position records.
-pub struct NewPosition<'a> {
-    pub pos_id: i64,
-    pub position: &'a Position,
-    pub now: i64,
-    /// The rooms sent in this response; every other room is held as at `base`.
-    pub sent: &'a [(String, SentRoom)],
-}
-
-/// Records `new` as the position after `base` (None: a fresh connection),
-/// and drops every other position of the connection: a client can only
-/// retry from the position it sent, or go on from the new one.
-pub async fn save(
-    tx: &mut WriteTx,
+/// Records that a request used the state, for the idle purge.
+pub async fn touch(
+    w: &mut impl Writer,
     key: ConnKey<'_>,
-    base: Option<i64>,
-    new: &NewPosition<'_>,
+    state_id: i64,
+    now: i64,
 ) -> Result<(), sqlx::Error> {
-    let counts = serde_json::to_string(&new.position.list_counts)
-        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query(
-        "INSERT INTO sliding_sync_positions (user_id, device_id, conn_id, pos_id, seq, stream_pos, list_counts, created_ts) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "UPDATE sliding_sync_positions SET used_ts = $5 \
+         WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 AND state_id = $4",
     )
     .bind(key.user_id)
     .bind(key.device_id)
     .bind(key.conn_id)
-    .bind(new.pos_id)
-    .bind(new.position.seq)
-    .bind(new.position.stream_pos)
+    .bind(state_id)
+    .bind(now)
+    .execute(w.conn())
+    .await?;
+    Ok(())
+}
+
+/// What a new state records.
+pub struct NewState<'a> {
+    pub state: &'a ConnState,
+    /// The state it follows, whose rooms it holds but for `changed`.
+    pub base: Option<i64>,
+    /// Rooms held differently from `base` (or all, without one).
+    pub changed: &'a [(&'a str, &'a HeldRoom)],
+}
+
+/// Records a new state of the connection, and drops every other but its
+/// base: a client can only retry from the state it sent, or go on.
+pub async fn save(
+    tx: &mut WriteTx,
+    key: ConnKey<'_>,
+    new: &NewState<'_>,
+) -> Result<(), sqlx::Error> {
+    let state = new.state;
+    let counts =
+        serde_json::to_string(&state.list_counts).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query(
+        "INSERT INTO sliding_sync_positions (user_id, device_id, conn_id, state_id, seq, list_counts, used_ts) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(key.user_id)
+    .bind(key.device_id)
+    .bind(key.conn_id)
+    .bind(state.state_id)
+    .bind(state.seq)
     .bind(counts)
-    .bind(new.now)
+    .bind(state.used_ts)
     .execute(tx.conn())
     .await?;
-    let kept = base.unwrap_or(new.pos_id);
-    if let Some(base) = base {
+    if let Some(base) = new.base {
         sqlx::query(
-            "INSERT INTO sliding_sync_rooms (user_id, device_id, conn_id, pos_id, room_id, sent_pos, config) \
+            "INSERT INTO sliding_sync_rooms (user_id, device_id, conn_id, state_id, room_id, sent_pos, config) \
              SELECT user_id, device_id, conn_id, $5, room_id, sent_pos, config FROM sliding_sync_rooms \
-             WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 AND pos_id = $4",
+             WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 AND state_id = $4",
         )
         .bind(key.user_id)
         .bind(key.device_id)
         .bind(key.conn_id)
         .bind(base)
-        .bind(new.pos_id)
+        .bind(state.state_id)
         .execute(tx.conn())
         .await?;
     }
-    for (room_id, room) in new.sent {
+    for (room_id, room) in new.changed {
         sqlx::query(
             "DELETE FROM sliding_sync_rooms \
-             WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 AND pos_id = $4 AND room_id = $5",
+             WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 AND state_id = $4 AND room_id = $5",
         )
         .bind(key.user_id)
         .bind(key.device_id)
         .bind(key.conn_id)
-        .bind(new.pos_id)
-        .bind(room_id)
+        .bind(state.state_id)
+        .bind(*room_id)
         .execute(tx.conn())
         .await?;
         sqlx::query(
-            "INSERT INTO sliding_sync_rooms (user_id, device_id, conn_id, pos_id, room_id, sent_pos, config) \
+            "INSERT INTO sliding_sync_rooms (user_id, device_id, conn_id, state_id, room_id, sent_pos, config) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(key.user_id)
         .bind(key.device_id)
         .bind(key.conn_id)
-        .bind(new.pos_id)
-        .bind(room_id)
+        .bind(state.state_id)
+        .bind(*room_id)
         .bind(room.sent_pos)
         .bind(&room.config)
         .execute(tx.conn())
         .await?;
     }
-    for table in ["sliding_sync_positions", "sliding_sync_rooms"] {
-        sqlx::query(&format!(
-            "DELETE FROM {table} WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 \
-             AND pos_id <> $4 AND pos_id <> $5"
-        ))
-        .bind(key.user_id)
-        .bind(key.device_id)
-        .bind(key.conn_id)
-        .bind(kept)
-        .bind(new.pos_id)
-        .execute(tx.conn())
-        .await?;
-    }
-    Ok(())
+    let keep = [new.base.unwrap_or(state.state_id), state.state_id];
+    forget_states(tx, key, &keep).await
 }
 
 /// Message event types that move a room up a client's room list (as
@@ -243,14 +279,13 @@ pub async fn bump_positions(
     Ok(out)
 }
 
-/// Forgets connections whose newest position was handed out before
-/// `cutoff`, with the rooms their positions held. Returns how many
-/// positions went.
-pub async fn purge_idle(w: &mut impl super::Writer, cutoff: i64) -> Result<u64, sqlx::Error> {
+/// Forgets connections no request has used since `cutoff`, with the rooms
+/// their states held. Returns how many states went.
+pub async fn purge_idle(w: &mut impl Writer, cutoff: i64) -> Result<u64, sqlx::Error> {
     let positions = sqlx::query(
         "DELETE FROM sliding_sync_positions WHERE (user_id, device_id, conn_id) IN \
          (SELECT user_id, device_id, conn_id FROM sliding_sync_positions \
-          GROUP BY user_id, device_id, conn_id HAVING MAX(created_ts) < $1)",
+          GROUP BY user_id, device_id, conn_id HAVING MAX(used_ts) < $1)",
     )
     .bind(cutoff)
     .execute(w.conn())
@@ -258,7 +293,7 @@ pub async fn purge_idle(w: &mut impl super::Writer, cutoff: i64) -> Result<u64, 
     sqlx::query(
         "DELETE FROM sliding_sync_rooms WHERE NOT EXISTS (SELECT 1 FROM sliding_sync_positions p \
          WHERE p.user_id = sliding_sync_rooms.user_id AND p.device_id = sliding_sync_rooms.device_id \
-         AND p.conn_id = sliding_sync_rooms.conn_id AND p.pos_id = sliding_sync_rooms.pos_id)",
+         AND p.conn_id = sliding_sync_rooms.conn_id AND p.state_id = sliding_sync_rooms.state_id)",
     )
     .execute(w.conn())
     .await?;

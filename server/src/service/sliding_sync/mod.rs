@@ -23,9 +23,9 @@ use crate::error::ApiResult;
 use crate::service::session::Auth;
 use crate::service::{retention, Context};
 use crate::store::events::Viewer;
-use crate::store::sliding_sync::{ConnKey, Position, SentRoom};
+use crate::store::sliding_sync::ConnKey;
 use crate::store::{self};
-use connection::{Base, Built};
+use connection::{Base, Built, SentRoom};
 
 /// A connection no request has moved on for this long is forgotten; its
 /// client gets `M_UNKNOWN_POS` and starts afresh, as clients do.
@@ -91,7 +91,7 @@ async fn build(
     // Reads, and deletes acknowledged to-device messages: no transaction needed.
     let mut c = state.store.autocommit().await?;
     let to = store::current_pos(&mut c).await?;
-    let from = base.map(|b| b.position.stream_pos);
+    let from = base.map(|b| b.stream_pos);
     let sync_rooms = store::rooms::rooms_for_sync(
         &mut c,
         &auth.user_id,
@@ -207,7 +207,7 @@ async fn build(
     )
     .await?;
 
-    let lists_changed = base.is_none_or(|b| b.position.list_counts != view.counts);
+    let lists_changed = base.is_none_or(|b| b.state.list_counts != view.counts);
     // Rooms now asked for with less: nothing to send, but a new position
     // must record it (see `rooms::room`).
     let configs_changed = base.is_some_and(|b| {
@@ -236,11 +236,13 @@ async fn build(
     Ok(Built {
         response,
         has_news,
-        position: Position {
-            seq: 0,
-            stream_pos: to,
-            list_counts: view.counts,
-        },
+        stream_pos: to,
+        list_counts: view.counts,
         sent,
+        eventful: sync_rooms
+            .iter()
+            .filter(|r| r.has_events)
+            .map(|r| r.room_id.clone())
+            .collect(),
     })
 }

@@ -10,6 +10,7 @@ use cloister_proto::sliding_sync::{Hero, RoomResult};
 use serde_json::Value;
 use sqlx::AnyConnection;
 
+use super::connection::SentRoom;
 use super::lists::Want;
 use crate::error::ApiResult;
 use crate::service::sync::filter::SyncFilter;
@@ -17,7 +18,6 @@ use crate::service::sync::rooms::{self as sync_rooms, RoomWindow};
 use crate::service::{retention, visibility, Context};
 use crate::store::events::{self, StoredEvent, Viewer};
 use crate::store::rooms::{self, SyncRoom};
-use crate::store::sliding_sync::SentRoom;
 
 /// What a room is read against.
 pub(super) struct Frame<'a> {
@@ -111,7 +111,7 @@ pub(super) async fn room(
             // later "more" must be measured against what it asks for now.
             return Ok(Outcome {
                 result: None,
-                held: sent.filter(|s| s.config != config).map(|_| held(from)),
+                held: sent.filter(|s| s.config != config).map(|_| held(f.to)),
             });
         }
     }
