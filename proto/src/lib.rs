@@ -15,6 +15,7 @@ pub mod errcode;
 pub mod event;
 pub mod ids;
 pub mod keys;
+pub mod oauth;
 pub mod redaction;
 pub mod sliding_sync;
 pub mod sync;

@@ -11,12 +11,14 @@ use serde::{Deserialize, Serialize};
 mod console;
 mod directory;
 mod ldap;
+mod oauth;
 mod processing;
 mod retention;
 mod sso;
 pub use console::Console;
 pub use directory::Directory;
 pub use ldap::Ldap;
+pub use oauth::OAuth;
 pub use processing::Processing;
 pub use retention::{Lifetime, Retention};
 pub use sso::{Oidc, PasswordLoginMode, Saml, Sso};
@@ -52,6 +54,7 @@ pub struct Config {
     /// SAML 2.0 identity providers, `[[saml]]` tables.
     pub saml: Vec<Saml>,
     pub console: Console,
+    pub oauth: OAuth,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -202,6 +205,7 @@ impl Default for Config {
             ldap: Ldap::default(),
             sso: Sso::default(),
             console: Console::default(),
+            oauth: OAuth::default(),
             oidc: Vec::new(),
             saml: Vec::new(),
         }
@@ -310,6 +314,7 @@ impl Config {
         self.ldap.validate().map_err(ConfigError::Invalid)?;
         self.audit.validate().map_err(ConfigError::Invalid)?;
         self.console.validate().map_err(ConfigError::Invalid)?;
+        self.oauth.validate().map_err(ConfigError::Invalid)?;
         sso::validate_providers(&self.oidc, &self.saml).map_err(ConfigError::Invalid)?;
         if self.sso.password_login != PasswordLoginMode::On
             && self.oidc.is_empty()

@@ -24,6 +24,7 @@ pub mod console;
 mod harness;
 pub mod keys;
 pub mod ldap;
+pub mod oauth;
 pub mod oidc;
 pub mod personal;
 pub mod postgres;

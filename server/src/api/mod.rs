@@ -21,6 +21,7 @@ pub mod keys;
 pub mod media;
 pub mod membership;
 pub mod metrics;
+pub mod oauth;
 pub mod profile;
 pub mod push;
 pub mod pushrules;
@@ -159,6 +160,19 @@ fn forwarded_client(header: &str, trusted: &[std::net::IpAddr]) -> Option<std::n
         .find(|ip| !trusted.contains(ip))
         .or(hops.first())
         .copied()
+}
+
+/// The value of cookie `name`, if the request carries a non-empty one.
+pub(crate) fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name && !value.is_empty()).then(|| value.to_owned())
+        })
 }
 
 /// Axum's own rejections (bad path or query parameters, wrong method) answer

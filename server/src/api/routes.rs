@@ -56,6 +56,16 @@ table! {
     get "/_cloister/admin/v1/holds" => admin_compliance::list_holds::<admin::Admin>;
     post "/_cloister/admin/v1/holds" => admin_compliance::set_hold::<admin::Admin>;
     post "/_cloister/admin/v1/holds/{hold_id}/release" => admin_compliance::release_hold::<admin::Admin>;
+    // oauth/: Cloister as the OAuth 2.0 authorization server (MSC3861)
+    get "/_matrix/client/v1/auth_metadata" => oauth::auth_metadata;
+    get "/_matrix/client/unstable/org.matrix.msc2965/auth_metadata" => oauth::auth_metadata;
+    get "/_matrix/client/unstable/org.matrix.msc2965/auth_issuer" => oauth::auth_issuer;
+    post "/_cloister/oauth2/register" => oauth::register;
+    post "/_cloister/oauth2/token" => oauth::token;
+    post "/_cloister/oauth2/revoke" => oauth::revoke;
+    get "/_cloister/oauth2/authorize" => oauth::pages::authorize;
+    get "/_cloister/oauth2/authorize/{grant_id}" => oauth::pages::grant_page;
+    post "/_cloister/oauth2/authorize/{grant_id}" => oauth::pages::grant_action;
     // metrics.rs
     get "/_cloister/metrics" => metrics::metrics;
     // console/: the web console's page, its files and its API (cookie

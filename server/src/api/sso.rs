@@ -52,8 +52,8 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
 /// Whether the caller is a browser (it asks for HTML): a failure is then a
 /// page for the person; an app or script gets the Matrix error shape.
 #[derive(Clone, Copy)]
-pub(super) struct Accepts {
-    html: bool,
+pub(crate) struct Accepts {
+    pub(crate) html: bool,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Accepts {

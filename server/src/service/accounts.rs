@@ -219,13 +219,7 @@ pub async fn login_with_password(
     login: PasswordLogin<'_>,
 ) -> ApiResult<Session> {
     let checked = check_password(state, ip, login.user, login.password).await?;
-    // The directory's own logins are not "password logins" in this sense.
-    if state.config.sso.password_login == PasswordLoginMode::Admins
-        && !checked.is_admin
-        && !checked.by_directory
-    {
-        return Err(password_login_off());
-    }
+    password_login_allowed(state, &checked)?;
     let session = devices::open_session(
         state,
         &checked.user_id,
@@ -235,6 +229,18 @@ pub async fn login_with_password(
     .await?;
     tracing::info!(directory = checked.by_directory, "user logged in");
     Ok(session)
+}
+
+/// `password_login = "admins"`: only administrators and the directory's
+/// own logins (not "password logins" in this sense) may go on.
+pub fn password_login_allowed(state: &Context, checked: &CheckedPassword) -> ApiResult<()> {
+    if state.config.sso.password_login == PasswordLoginMode::Admins
+        && !checked.is_admin
+        && !checked.by_directory
+    {
+        return Err(password_login_off());
+    }
+    Ok(())
 }
 
 /// An account whose password was just checked.

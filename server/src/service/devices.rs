@@ -10,7 +10,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::service::session::hash_token;
 use crate::service::Context;
 use crate::service::{audit, uia};
-use crate::store::{devices, keys, rooms, users};
+use crate::store::{devices, keys, rooms, users, WriteTx};
 
 pub use crate::store::devices::Device;
 
@@ -41,34 +41,56 @@ pub async fn open_session(
     device_id: Option<&str>,
     display_name: Option<&str>,
 ) -> ApiResult<Session> {
-    let device_id = match device_id {
+    let mut tx = state.store.write().await?;
+    let new = NewSession {
+        user_id,
+        device_id,
+        display_name,
+        expires_ts: None,
+    };
+    let session = open_session_in(state, &mut tx, new).await?;
+    tx.commit().await?;
+    Ok(session)
+}
+
+/// A session to open: see [`open_session_in`].
+pub struct NewSession<'a> {
+    pub user_id: &'a str,
+    /// None: a new device with a generated id.
+    pub device_id: Option<&'a str>,
+    pub display_name: Option<&'a str>,
+    /// When the access token stops working; None: when the device goes.
+    pub expires_ts: Option<i64>,
+}
+
+/// [`open_session`] inside the caller's transaction, for sign-ins that
+/// record more with it (the OAuth token endpoint).
+pub async fn open_session_in(
+    state: &Context,
+    tx: &mut WriteTx,
+    new: NewSession<'_>,
+) -> ApiResult<Session> {
+    let device_id = match new.device_id {
         Some(id) => {
             validate_device_id(id)?;
             id.to_owned()
         }
         None => crate::ids::new_device_id(),
     };
-    if display_name.is_some_and(|n| n.len() > 1024) {
+    if new.display_name.is_some_and(|n| n.len() > 1024) {
         return Err(ApiError::invalid_param("device display name is too long"));
     }
+    let user_id = new.user_id;
     let access_token = format!("clt_{}", crate::ids::random_string(40));
     let now = state.now_ms();
-    let mut tx = state.store.write().await?;
-    let created = devices::ensure(&mut tx, user_id, &device_id, display_name, now).await?;
-    users::delete_tokens_for_device(&mut tx, user_id, &device_id).await?;
-    users::insert_token(
-        &mut tx,
-        &hash_token(&access_token),
-        user_id,
-        &device_id,
-        now,
-    )
-    .await?;
+    let created = devices::ensure(tx, user_id, &device_id, new.display_name, now).await?;
+    users::delete_tokens_for_device(tx, user_id, &device_id).await?;
+    let hash = hash_token(&access_token);
+    users::insert_token(tx, &hash, user_id, &device_id, now, new.expires_ts).await?;
     if created {
-        audit::record(&mut tx, audit::by_user(state, user_id, Action::DeviceAdded)).await?;
+        audit::record(tx, audit::by_user(state, user_id, Action::DeviceAdded)).await?;
     }
-    audit::record(&mut tx, audit::by_user(state, user_id, Action::Login)).await?;
-    tx.commit().await?;
+    audit::record(tx, audit::by_user(state, user_id, Action::Login)).await?;
     Ok(Session {
         user_id: user_id.to_owned(),
         device_id,

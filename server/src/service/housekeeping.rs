@@ -82,6 +82,9 @@ pub async fn run(state: Context) {
             if let Err(err) = crate::service::sliding_sync::purge_idle(&state).await {
                 tracing::warn!(error = %err, "forgetting idle sliding-sync connections failed; retrying next minute");
             }
+            if let Err(err) = crate::service::oauth::purge_expired(&state).await {
+                tracing::warn!(error = %err, "deleting expired OAuth sign-ins failed; retrying next minute");
+            }
         }
         if state.now_ms() >= next_purge {
             next_purge = state.now_ms().saturating_add(purge_every);

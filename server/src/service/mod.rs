@@ -24,6 +24,7 @@ pub mod ldap_login;
 pub mod ldap_sync;
 pub mod media;
 pub mod membership;
+pub mod oauth;
 pub mod oidc;
 pub mod plaintext_events;
 pub mod processing_report;

@@ -35,9 +35,17 @@ pub async fn authenticate(state: &Context, token: &str) -> Result<Option<Auth>, 
     if found.soft_logout {
         return Err(ApiError::soft_logged_out());
     }
+    let now = state.now_ms();
+    if found.expires_ts.is_some_and(|at| at <= now) {
+        // Soft: the client keeps its device and refreshes the token.
+        return Err(ApiError::new(
+            crate::error::ErrCode::UnknownToken,
+            "The access token has expired; use the refresh token",
+        )
+        .with("soft_logout", serde_json::Value::Bool(true)));
+    }
     // "Last seen" for the device list, coarse on purpose: at most one
     // write per device every few minutes, and no IP address kept.
-    let now = state.now_ms();
     if found
         .last_seen_ts
         .is_none_or(|seen| now - seen > LAST_SEEN_GRANULARITY_MS)

@@ -111,6 +111,8 @@ pub async fn delete(tx: &mut WriteTx, user_id: &str, device_id: &str) -> Result<
         "sso_devices",
         "sliding_sync_positions",
         "sliding_sync_rooms",
+        // Its refresh tokens go with it: a deleted device cannot come back.
+        "oauth_sessions",
     ] {
         sqlx::query(&format!(
             "DELETE FROM {table} WHERE user_id = $1 AND device_id = $2"

@@ -44,6 +44,8 @@ const OWN_ROWS: &[(&str, &str, &str)] = &[
         "user_id = $1",
         "deleted_sliding_sync_rooms",
     ),
+    ("oauth_sessions", "user_id = $1", "deleted_oauth_sessions"),
+    ("oauth_grants", "user_id = $1", "deleted_oauth_grants"),
     ("backup_keys", "user_id = $1", "deleted_backup_keys"),
     ("backup_versions", "user_id = $1", "deleted_backup_versions"),
     ("account_data", "user_id = $1", "deleted_account_data"),

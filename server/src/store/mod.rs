@@ -32,6 +32,7 @@ pub mod keys;
 pub mod ldap;
 pub mod lock;
 pub mod media;
+pub mod oauth;
 pub mod personal_data;
 pub mod purge;
 pub mod push;
@@ -247,6 +248,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sliding_sync_states",
         include_str!("migrations/0016_sliding_sync_states.sql"),
     ),
+    (17, "oauth", include_str!("migrations/0017_oauth.sql")),
 ];
 
 impl Store {

@@ -251,6 +251,20 @@ pub const PERSONAL: &[PersonalTable] = &[
         purpose: DELIVERY,
     },
     PersonalTable {
+        table: "oauth_sessions",
+        user_columns: &["user_id"],
+        mention_columns: &[],
+        category: "which apps a person signed in through the OAuth 2.0 API, with their device and granted scope (refresh tokens as digests only)",
+        purpose: ACCOUNTS,
+    },
+    PersonalTable {
+        table: "oauth_grants",
+        user_columns: &["user_id"],
+        mention_columns: &[],
+        category: "sign-ins to an app in progress through the OAuth 2.0 API (kept until they expire, at most 10 minutes)",
+        purpose: ACCOUNTS,
+    },
+    PersonalTable {
         table: "backup_versions",
         user_columns: &["user_id"],
         mention_columns: &[],
@@ -346,6 +360,10 @@ pub const NOT_PERSONAL: &[OtherTable] = &[
     OtherTable {
         table: "push_cursor",
         why: "one number: how far push rules have been evaluated",
+    },
+    OtherTable {
+        table: "oauth_clients",
+        why: "apps registered for the OAuth 2.0 API: their names, web sites and return URLs; no user",
     },
     OtherTable {
         table: "audit_checkpoints",

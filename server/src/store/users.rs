@@ -11,6 +11,8 @@ pub struct TokenOwner {
     pub deactivated: bool,
     pub last_seen_ts: Option<i64>,
     pub soft_logout: bool,
+    /// When the token stops working (tokens from the OAuth token endpoint).
+    pub expires_ts: Option<i64>,
 }
 
 pub struct User {
@@ -27,7 +29,7 @@ pub async fn user_for_token(
     token_hash: &[u8],
 ) -> Result<Option<TokenOwner>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT t.user_id, t.device_id, u.is_admin, u.deactivated, d.last_seen_ts, t.soft_logout FROM access_tokens t \
+        "SELECT t.user_id, t.device_id, u.is_admin, u.deactivated, d.last_seen_ts, t.soft_logout, t.expires_ts FROM access_tokens t \
          JOIN users u ON u.user_id = t.user_id \
          LEFT JOIN devices d ON d.user_id = t.user_id AND d.device_id = t.device_id WHERE t.token_hash = $1",
     )
@@ -42,6 +44,7 @@ pub async fn user_for_token(
             deactivated: super::codec::flag(&r, 3)?,
             last_seen_ts: r.try_get(4)?,
             soft_logout: super::codec::flag(&r, 5)?,
+            expires_ts: r.try_get(6)?,
         })
     })
     .transpose()
@@ -150,14 +153,35 @@ pub async fn insert_token(
     user_id: &str,
     device_id: &str,
     now: i64,
+    expires_ts: Option<i64>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts) VALUES ($1, $2, $3, $4)")
+    sqlx::query("INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts, expires_ts) VALUES ($1, $2, $3, $4, $5)")
         .bind(token_hash.to_vec())
         .bind(user_id)
         .bind(device_id)
         .bind(now)
+        .bind(expires_ts)
         .execute(tx.conn())
         .await?;
+    Ok(())
+}
+
+/// Drops a device's access tokens that have expired.
+pub async fn delete_expired_tokens(
+    tx: &mut WriteTx,
+    user_id: &str,
+    device_id: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2 \
+         AND expires_ts IS NOT NULL AND expires_ts <= $3",
+    )
+    .bind(user_id)
+    .bind(device_id)
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
     Ok(())
 }
 

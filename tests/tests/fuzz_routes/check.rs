@@ -2,8 +2,23 @@
 
 use serde_json::Value;
 
-/// Why an answer breaks the contract, if it does.
-pub(crate) fn violation(status: u16, content_type: Option<&str>, body: &[u8]) -> Option<String> {
+/// The machine-facing OAuth 2.0 endpoints answer in RFC 6749's error
+/// shape (`error` a code, `error_description` a sentence), which OAuth
+/// libraries parse, not in Matrix's.
+const OAUTH_SHAPED: &[&str] = &[
+    "/_cloister/oauth2/register",
+    "/_cloister/oauth2/token",
+    "/_cloister/oauth2/revoke",
+];
+
+/// Why an answer to `route` (its path template) breaks the contract, if
+/// it does.
+pub(crate) fn violation(
+    route: Option<&str>,
+    status: u16,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Option<String> {
     if status >= 500 {
         return Some(format!("server error {status}"));
     }
@@ -15,6 +30,11 @@ pub(crate) fn violation(status: u16, content_type: Option<&str>, body: &[u8]) ->
     };
     if !content_type.is_some_and(|t| t.starts_with("application/json")) {
         return Some(format!("{status} answer has content type {content_type:?}"));
+    }
+    if route.is_some_and(|r| OAUTH_SHAPED.contains(&r)) {
+        let described = map.get("error_description").is_none_or(Value::is_string);
+        return (!(map.get("error").is_some_and(Value::is_string) && described))
+            .then(|| format!("{status} answer lacks RFC 6749's string error/error_description"));
     }
     let is_challenge = status == 401
         && map.get("flows").is_some_and(Value::is_array)

@@ -331,6 +331,8 @@ fn real_values(ids: &Ids, param: &str) -> Vec<String> {
         // The console's files and registration-token handles.
         "path" => words(&["app.js", "i18n/en.json", "verify.mjs", "../Cargo.toml", "x"]),
         "id" => words(&["0123456789ab", "", "x"]),
+        // OAuth authorization requests: none exists, so every one is gone.
+        "grant_id" => words(&["0123456789abcdef0123456789abcdef", "", "%2E%2E"]),
         other => panic!("unknown path parameter {other}"),
     }
 }

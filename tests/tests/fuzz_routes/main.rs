@@ -117,7 +117,8 @@ async fn fuzz(backend: Backend) {
         if let Some(index) = req.route.filter(|i| ROUTES[*i].method == req.method) {
             routes_hit.insert(index);
         }
-        if let Some(why) = violation(status, content_type.as_deref(), &body) {
+        let template = req.route.map(|i| ROUTES[i].path);
+        if let Some(why) = violation(template, status, content_type.as_deref(), &body) {
             let mut report = String::new();
             let _ = write!(
                 report,

@@ -750,6 +750,60 @@ pub(crate) const ROUTES: &[Route] = &[
         NONE,
         NONE,
     ),
+    // oauth/: the OAuth 2.0 API; its machine endpoints answer in RFC
+    // 6749's error shape (check.rs), its pages in Matrix's to non-browsers
+    route("GET", "/_matrix/client/v1/auth_metadata", NONE, NONE),
+    route(
+        "GET",
+        "/_matrix/client/unstable/org.matrix.msc2965/auth_metadata",
+        NONE,
+        NONE,
+    ),
+    route(
+        "GET",
+        "/_matrix/client/unstable/org.matrix.msc2965/auth_issuer",
+        NONE,
+        NONE,
+    ),
+    route(
+        "POST",
+        "/_cloister/oauth2/register",
+        &[
+            "client_uri",
+            "client_name",
+            "redirect_uris",
+            "application_type",
+            "grant_types",
+            "response_types",
+            "token_endpoint_auth_method",
+        ],
+        NONE,
+    ),
+    route("POST", "/_cloister/oauth2/token", NONE, NONE),
+    route("POST", "/_cloister/oauth2/revoke", NONE, NONE),
+    route(
+        "GET",
+        "/_cloister/oauth2/authorize",
+        NONE,
+        &[
+            "client_id",
+            "redirect_uri",
+            "response_type",
+            "scope",
+            "state",
+            "code_challenge",
+            "code_challenge_method",
+            "response_mode",
+            "lang",
+        ],
+    ),
+    route(
+        "GET",
+        "/_cloister/oauth2/authorize/{grant_id}",
+        NONE,
+        &["lang"],
+    ),
+    route("POST", "/_cloister/oauth2/authorize/{grant_id}", NONE, NONE),
     // metrics.rs: loopback only, no token
     route("GET", "/_cloister/metrics", NONE, NONE),
     // console/: cookie sessions, so these answer 401 to the fuzzer's tokens

@@ -26,16 +26,7 @@ pub use crate::service::console_session::CONSOLE_PATH as PREFIX;
 
 /// The session cookie's value, if the request carries one.
 fn cookie(parts: &Parts) -> Option<String> {
-    parts
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == COOKIE && !value.is_empty()).then(|| value.to_owned())
-        })
+    super::cookie(&parts.headers, COOKIE)
 }
 
 /// A signed-in staff member. For any method that can change something, the
