@@ -10,6 +10,9 @@ use reqwest::{redirect, Url};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+/// RFC 8628's grant type.
+pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
 /// The stable scope for the API and a device.
 pub fn scope(device_id: &str) -> String {
     format!("urn:matrix:client:api:* urn:matrix:client:device:{device_id}")
@@ -46,7 +49,7 @@ pub struct App {
 impl App {
     /// Registers a web app at https://app.example.org.
     pub async fn register(base: &str) -> App {
-        let redirect_uri = "https://app.example.org/callback".to_owned();
+        let redirect_uri = "https://app.example.org/callback";
         let metadata = json!({
             "client_name": "Example App",
             "client_uri": "https://app.example.org/",
@@ -56,14 +59,56 @@ impl App {
             "response_types": ["code"],
             "token_endpoint_auth_method": "none",
         });
-        let (status, body) = App::try_register(base, &metadata).await;
+        App::register_with(base, &metadata, redirect_uri).await
+    }
+
+    /// Registers a native app that signs in with the device grant only
+    /// (a TV app, or a phone signing in by QR code).
+    pub async fn register_device_app(base: &str) -> App {
+        let metadata = json!({
+            "client_name": "Example TV",
+            "client_uri": "https://app.example.org/",
+            "application_type": "native",
+            "grant_types": [DEVICE_GRANT, "refresh_token"],
+            "token_endpoint_auth_method": "none",
+        });
+        App::register_with(base, &metadata, "").await
+    }
+
+    async fn register_with(base: &str, metadata: &Value, redirect_uri: &str) -> App {
+        let (status, body) = App::try_register(base, metadata).await;
         assert_eq!(status, 201, "{body}");
         App {
             base: base.trim_end_matches('/').to_owned(),
             client_id: body["client_id"].as_str().expect("client_id").to_owned(),
-            redirect_uri,
+            redirect_uri: redirect_uri.to_owned(),
             http: http(),
         }
+    }
+
+    /// The device authorization request.
+    pub async fn device_authorization(&self, scope: &str) -> (u16, Value) {
+        let url = format!("{}/_cloister/oauth2/device", self.base);
+        let form = [("client_id", self.client_id.as_str()), ("scope", scope)];
+        answer(
+            self.http
+                .post(url)
+                .form(&form)
+                .send()
+                .await
+                .expect("device"),
+        )
+        .await
+    }
+
+    /// One poll of the token endpoint with a device code.
+    pub async fn poll(&self, device_code: &str) -> (u16, Value) {
+        self.token(&[
+            ("grant_type", DEVICE_GRANT),
+            ("device_code", device_code),
+            ("client_id", &self.client_id),
+        ])
+        .await
     }
 
     pub async fn try_register(base: &str, metadata: &Value) -> (u16, Value) {
@@ -282,6 +327,29 @@ impl Browser {
             .await;
         assert_eq!(answer.status, 303, "{answer:?}");
         answer.location.expect("to the app")
+    }
+
+    /// Enters a device's user code on the link page (as typed: `typed`)
+    /// and follows on to the sign-in page.
+    pub async fn link(&mut self, base: &str, typed: &str) -> (String, Seen) {
+        let url = format!("{}/_cloister/oauth2/link", base.trim_end_matches('/'));
+        let form = self.get(&url).await;
+        assert_eq!(form.status, 200, "{form:?}");
+        let start = self.post(&url, &[("code", typed)]).await;
+        if start.status != 303 {
+            return (url, start);
+        }
+        let page_url = start.location.expect("on to the sign-in page");
+        let page = self.get(&page_url).await;
+        (page_url, page)
+    }
+
+    /// Consents (or not) to a device grant and returns the page shown.
+    pub async fn decide_device(&mut self, page_url: &str, consent: &Seen, allow: bool) -> Seen {
+        let csrf = consent.csrf().expect("a consent form");
+        let action = if allow { "allow" } else { "deny" };
+        self.post(page_url, &[("csrf", &csrf), ("action", action)])
+            .await
     }
 
     /// Open, sign in, allow: the app's redirect URI with the code.

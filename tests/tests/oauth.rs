@@ -31,6 +31,9 @@ async fn discovery_and_registration(backend: Backend) {
         assert!(token.ends_with("/_cloister/oauth2/token"), "{meta}");
         assert!(meta["registration_endpoint"].is_string());
         assert!(meta["revocation_endpoint"].is_string());
+        assert!(meta["device_authorization_endpoint"].is_string());
+        let grants = meta["grant_types_supported"].as_array().unwrap();
+        assert!(grants.contains(&json!("urn:ietf:params:oauth:grant-type:device_code")));
     }
     let (status, issuer) = anon
         .get("/_matrix/client/unstable/org.matrix.msc2965/auth_issuer")

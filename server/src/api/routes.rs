@@ -63,6 +63,9 @@ table! {
     post "/_cloister/oauth2/register" => oauth::register;
     post "/_cloister/oauth2/token" => oauth::token;
     post "/_cloister/oauth2/revoke" => oauth::revoke;
+    post "/_cloister/oauth2/device" => oauth::device_authorization;
+    get "/_cloister/oauth2/link" => oauth::pages::link_page;
+    post "/_cloister/oauth2/link" => oauth::pages::link;
     get "/_cloister/oauth2/authorize" => oauth::pages::authorize;
     get "/_cloister/oauth2/authorize/{grant_id}" => oauth::pages::grant_page;
     post "/_cloister/oauth2/authorize/{grant_id}" => oauth::pages::grant_action;

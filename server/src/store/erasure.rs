@@ -46,6 +46,11 @@ const OWN_ROWS: &[(&str, &str, &str)] = &[
     ),
     ("oauth_sessions", "user_id = $1", "deleted_oauth_sessions"),
     ("oauth_grants", "user_id = $1", "deleted_oauth_grants"),
+    (
+        "oauth_device_grants",
+        "user_id = $1",
+        "deleted_oauth_device_grants",
+    ),
     ("backup_keys", "user_id = $1", "deleted_backup_keys"),
     ("backup_versions", "user_id = $1", "deleted_backup_versions"),
     ("account_data", "user_id = $1", "deleted_account_data"),

@@ -33,6 +33,7 @@ pub mod ldap;
 pub mod lock;
 pub mod media;
 pub mod oauth;
+pub mod oauth_device;
 pub mod personal_data;
 pub mod purge;
 pub mod push;
@@ -249,6 +250,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0016_sliding_sync_states.sql"),
     ),
     (17, "oauth", include_str!("migrations/0017_oauth.sql")),
+    (
+        18,
+        "oauth_device",
+        include_str!("migrations/0018_oauth_device.sql"),
+    ),
 ];
 
 impl Store {

@@ -45,10 +45,13 @@ pub struct Grant {
     pub session_id: Option<String>,
     pub created_ts: i64,
     pub expires_ts: i64,
+    /// The device grant this sign-in answers, instead of a redirect URI.
+    pub device_code_hash: Option<Vec<u8>>,
 }
 
 const GRANT_COLUMNS: &str = "grant_id, client_id, redirect_uri, scope, state, code_challenge, \
-     response_mode, browser_hash, user_id, code_used_ts, session_id, created_ts, expires_ts";
+     response_mode, browser_hash, user_id, code_used_ts, session_id, created_ts, expires_ts, \
+     device_code_hash";
 
 fn grant_from(r: AnyRow) -> Result<Grant, sqlx::Error> {
     Ok(Grant {
@@ -65,13 +68,14 @@ fn grant_from(r: AnyRow) -> Result<Grant, sqlx::Error> {
         session_id: r.try_get(10)?,
         created_ts: r.try_get(11)?,
         expires_ts: r.try_get(12)?,
+        device_code_hash: r.try_get(13)?,
     })
 }
 
 pub async fn insert_grant(w: &mut impl Writer, g: &Grant) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
         "INSERT INTO oauth_grants ({GRANT_COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     ))
     .bind(&g.grant_id)
     .bind(&g.client_id)
@@ -86,6 +90,7 @@ pub async fn insert_grant(w: &mut impl Writer, g: &Grant) -> Result<(), sqlx::Er
     .bind(&g.session_id)
     .bind(g.created_ts)
     .bind(g.expires_ts)
+    .bind(g.device_code_hash.clone())
     .execute(w.conn())
     .await?;
     Ok(())

@@ -265,6 +265,13 @@ pub const PERSONAL: &[PersonalTable] = &[
         purpose: ACCOUNTS,
     },
     PersonalTable {
+        table: "oauth_device_grants",
+        user_columns: &["user_id"],
+        mention_columns: &[],
+        category: "sign-ins of a second device by a short code in progress (kept until they expire, at most 10 minutes)",
+        purpose: ACCOUNTS,
+    },
+    PersonalTable {
         table: "backup_versions",
         user_columns: &["user_id"],
         mention_columns: &[],

@@ -9,6 +9,7 @@ const OAUTH_SHAPED: &[&str] = &[
     "/_cloister/oauth2/register",
     "/_cloister/oauth2/token",
     "/_cloister/oauth2/revoke",
+    "/_cloister/oauth2/device",
 ];
 
 /// Why an answer to `route` (its path template) breaks the contract, if

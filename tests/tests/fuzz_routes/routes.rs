@@ -781,6 +781,9 @@ pub(crate) const ROUTES: &[Route] = &[
     ),
     route("POST", "/_cloister/oauth2/token", NONE, NONE),
     route("POST", "/_cloister/oauth2/revoke", NONE, NONE),
+    route("POST", "/_cloister/oauth2/device", NONE, NONE),
+    route("GET", "/_cloister/oauth2/link", NONE, &["code", "lang"]),
+    route("POST", "/_cloister/oauth2/link", NONE, NONE),
     route(
         "GET",
         "/_cloister/oauth2/authorize",

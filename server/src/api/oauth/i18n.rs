@@ -80,11 +80,17 @@ pub(super) enum Key {
     Gone,
     OtherBrowser,
     Internal,
+    LinkTitle,
+    LinkLead,
+    Code,
+    Continue,
+    DeviceAllowed,
+    DeviceDenied,
 }
 
 impl Key {
     #[cfg(test)]
-    pub(super) const ALL: [Key; 18] = [
+    pub(super) const ALL: [Key; 24] = [
         Key::SignInTitle,
         Key::SignInLead,
         Key::Username,
@@ -103,6 +109,12 @@ impl Key {
         Key::Gone,
         Key::OtherBrowser,
         Key::Internal,
+        Key::LinkTitle,
+        Key::LinkLead,
+        Key::Code,
+        Key::Continue,
+        Key::DeviceAllowed,
+        Key::DeviceDenied,
     ];
 }
 
@@ -191,6 +203,32 @@ pub(super) fn t(lang: Lang, key: Key) -> &'static str {
             "Auf dem Server ist ein Fehler aufgetreten. Versuchen Sie es später erneut.",
             "Algo ha fallado en el servidor. Inténtelo de nuevo más tarde.",
             "Alguna cosa ha fallat al servidor. Torneu-ho a provar més tard.",
+        ],
+        Key::LinkTitle => [
+            "Sign in on another device",
+            "Auf einem anderen Gerät anmelden",
+            "Iniciar sesión en otro dispositivo",
+            "Inicia la sessió en un altre dispositiu",
+        ],
+        Key::LinkLead => [
+            "Enter the code your other device shows.",
+            "Geben Sie den Code ein, den Ihr anderes Gerät anzeigt.",
+            "Introduzca el código que muestra su otro dispositivo.",
+            "Introduïu el codi que mostra l'altre dispositiu.",
+        ],
+        Key::Code => ["Code", "Code", "Código", "Codi"],
+        Key::Continue => ["Continue", "Weiter", "Continuar", "Continua"],
+        Key::DeviceAllowed => [
+            "Done: your other device is signing in. You can close this page.",
+            "Fertig: Ihr anderes Gerät wird angemeldet. Sie können diese Seite schließen.",
+            "Listo: su otro dispositivo está iniciando sesión. Puede cerrar esta página.",
+            "Fet: l'altre dispositiu està iniciant la sessió. Podeu tancar aquesta pàgina.",
+        ],
+        Key::DeviceDenied => [
+            "Denied: your other device was not signed in.",
+            "Abgelehnt: Ihr anderes Gerät wurde nicht angemeldet.",
+            "Denegado: su otro dispositivo no ha iniciado sesión.",
+            "Denegat: l'altre dispositiu no ha iniciat la sessió.",
         ],
     };
     match lang {

@@ -134,6 +134,32 @@ pub(super) async fn token(
 }
 
 #[derive(serde::Deserialize)]
+struct DeviceRequest {
+    client_id: Option<String>,
+    scope: Option<String>,
+}
+
+/// `POST /_cloister/oauth2/device` (RFC 8628 section 3.1)
+pub(super) async fn device_authorization(
+    State(state): State<Context>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request: DeviceRequest = match accept(&state, &headers, &body) {
+        Ok(r) => r,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let Some(client_id) = request.client_id else {
+        return OAuthFailure::invalid_request("client_id is required").into_response();
+    };
+    let scope = request.scope.unwrap_or_default();
+    match oauth::device::start(&state, &client_id, &scope).await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
 struct RevokeRequest {
     token: Option<String>,
     client_id: Option<String>,

@@ -18,7 +18,8 @@ use crate::api::auth::ClientIp;
 use crate::api::sso::Accepts;
 use crate::error::{ApiError, ErrCode};
 use crate::markup::escape;
-use crate::service::oauth::authorize::{self, AuthorizeRequest, PageError, Started, View};
+use crate::service::oauth::authorize::{self, AuthorizeRequest, Decided, PageError, Started, View};
+use crate::service::oauth::device;
 use crate::service::Context;
 
 /// Binds a sign-in to the browser that began it. `Lax`: the app sends the
@@ -135,14 +136,20 @@ pub(in crate::api) async fn authorize(
     if !crate::service::oauth::enabled(&state) {
         return failure(lang, accepts, PageError::UnknownClient);
     }
-    match authorize::start(&state, req).await {
+    let started = authorize::start(&state, req).await;
+    to_grant_page(lang, accepts, started)
+}
+
+/// On to the grant's page with the browser's new cookie, to the app with
+/// its refusal, or an error page.
+fn to_grant_page(lang: Lang, accepts: Accepts, started: Result<Started, PageError>) -> Response {
+    match started {
         Ok(Started::Page {
             grant_id,
             browser_secret,
         }) => {
-            let mut response =
-                Redirect::to(&format!("{GRANT_PAGES}{grant_id}?lang={}", lang.code()))
-                    .into_response();
+            let to = format!("{GRANT_PAGES}{grant_id}?lang={}", lang.code());
+            let mut response = Redirect::to(&to).into_response();
             let cookie = format!(
                 "{COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=1800",
                 browser_secret.as_str()
@@ -155,6 +162,71 @@ pub(in crate::api) async fn authorize(
         Ok(Started::Refused(url)) => Redirect::to(&url).into_response(),
         Err(e) => failure(lang, accepts, e),
     }
+}
+
+#[derive(serde::Deserialize)]
+pub(in crate::api) struct LinkQuery {
+    code: Option<String>,
+    lang: Option<String>,
+}
+
+/// `GET /_cloister/oauth2/link`: where the person enters a device's code
+/// (RFC 8628's verification URI; `?code=` fills it in).
+pub(in crate::api) async fn link_page(
+    State(state): State<Context>,
+    accepts: Accepts,
+    headers: HeaderMap,
+    Query(query): Query<LinkQuery>,
+) -> Response {
+    let lang = Lang::negotiate(query.lang.as_deref(), &headers);
+    if !crate::service::oauth::enabled(&state) {
+        return failure(lang, accepts, PageError::UnknownClient);
+    }
+    let code = query
+        .code
+        .as_deref()
+        .map(device::normalize)
+        .unwrap_or_default();
+    let code: String = code
+        .chars()
+        .filter(char::is_ascii_alphabetic)
+        .take(8)
+        .collect();
+    let body = format!(
+        "<p>{lead}</p><form method=\"post\">\
+         <input type=\"hidden\" name=\"lang\" value=\"{lang_code}\">\
+         <label for=\"code\">{label}</label>\
+         <input id=\"code\" name=\"code\" value=\"{code}\" autocomplete=\"one-time-code\" \
+         autocapitalize=\"characters\" spellcheck=\"false\" required autofocus>\
+         <button>{go}</button></form>",
+        lead = escape(t(lang, Key::LinkLead)),
+        lang_code = lang.code(),
+        label = escape(t(lang, Key::Code)),
+        go = escape(t(lang, Key::Continue)),
+    );
+    page(StatusCode::OK, lang, t(lang, Key::LinkTitle), &body)
+}
+
+/// `POST /_cloister/oauth2/link`: the code entered; on to sign-in and
+/// consent in this browser. No CSRF token: this form only starts a
+/// sign-in bound to the browser that submits it.
+pub(in crate::api) async fn link(
+    State(state): State<Context>,
+    ClientIp(ip): ClientIp,
+    accepts: Accepts,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: LinkQuery = serde_urlencoded::from_bytes(&body).unwrap_or(LinkQuery {
+        code: None,
+        lang: None,
+    });
+    let lang = Lang::negotiate(form.lang.as_deref(), &headers);
+    if !crate::service::oauth::enabled(&state) {
+        return failure(lang, accepts, PageError::UnknownClient);
+    }
+    let started = device::link(&state, &ip, form.code.as_deref().unwrap_or_default()).await;
+    to_grant_page(lang, accepts, started)
 }
 
 async fn load(state: &Context, grant_id: &str, headers: &HeaderMap) -> Result<View, PageError> {
@@ -312,7 +384,16 @@ pub(in crate::api) async fn grant_action(
         }
         (Some(choice @ ("allow" | "deny")), Some(_)) => {
             match authorize::decide(&state, &view, choice == "allow").await {
-                Ok(url) => Redirect::to(&url).into_response(),
+                Ok(Decided::Redirect(url)) => Redirect::to(&url).into_response(),
+                Ok(Decided::DeviceDone { allowed }) => {
+                    let key = if allowed {
+                        Key::DeviceAllowed
+                    } else {
+                        Key::DeviceDenied
+                    };
+                    let body = format!("<p role=\"status\">{}</p>", escape(t(lang, key)));
+                    page(StatusCode::OK, lang, t(lang, Key::LinkTitle), &body)
+                }
                 Err(_) => failure(lang, accepts, PageError::Gone),
             }
         }

@@ -167,6 +167,7 @@ pub async fn start(state: &Context, req: AuthorizeRequest) -> Result<Started, Pa
         session_id: None,
         created_ts: now,
         expires_ts: now + GRANT_LIFETIME_MS,
+        device_code_hash: None,
     };
     store::insert_grant(&mut state.store.autocommit().await?, &grant).await?;
     Ok(Started::Page {
@@ -257,13 +258,33 @@ pub async fn sign_in(
     Ok(())
 }
 
-/// The person's answer: the URL to send the browser to, with a code if
-/// they allowed it.
-pub async fn decide(state: &Context, view: &View, allow: bool) -> OAuthResult<String> {
+/// Where the person's answer leads.
+pub enum Decided {
+    /// To the app's redirect URI, with a code or the refusal.
+    Redirect(String),
+    /// To a page saying the other device has its answer.
+    DeviceDone { allowed: bool },
+}
+
+/// The person's answer: a code for the app if they allowed it.
+pub async fn decide(state: &Context, view: &View, allow: bool) -> OAuthResult<Decided> {
     let g = &view.grant;
+    let Some(user_id) = g.user_id.as_deref() else {
+        return Err(super::OAuthFailure::invalid_request("sign in first"));
+    };
+    if let Some(hash) = &g.device_code_hash {
+        let decided = super::device::decide(state, hash, user_id, allow).await?;
+        store::delete_grant(&mut state.store.autocommit().await?, &g.grant_id).await?;
+        if !decided {
+            return Err(super::OAuthFailure::invalid_request(
+                "the device already has its answer",
+            ));
+        }
+        return Ok(Decided::DeviceDone { allowed: allow });
+    }
     let mut params = Vec::new();
     let code = Zeroizing::new(secret());
-    if allow && g.user_id.is_some() {
+    if allow {
         let expires = state.now_ms() + CODE_LIFETIME_MS;
         let mut w = state.store.autocommit().await?;
         if !store::set_grant_code(&mut w, &g.grant_id, &digest(&code), expires).await? {
@@ -279,7 +300,11 @@ pub async fn decide(state: &Context, view: &View, allow: bool) -> OAuthResult<St
     if let Some(s) = &g.state {
         params.push(("state", s));
     }
-    Ok(answer_url(&g.redirect_uri, &g.response_mode, &params))
+    Ok(Decided::Redirect(answer_url(
+        &g.redirect_uri,
+        &g.response_mode,
+        &params,
+    )))
 }
 
 #[cfg(test)]

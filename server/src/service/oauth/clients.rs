@@ -129,14 +129,21 @@ pub fn validate(state: &Context, m: &ClientMetadata) -> OAuthResult<()> {
             "token_endpoint_auth_method must be none: Matrix clients are public",
         ));
     }
-    let known = ["authorization_code", "refresh_token"];
+    let known = [
+        "authorization_code",
+        "refresh_token",
+        super::device::GRANT_TYPE,
+    ];
     if let Some(g) = m.grant_types.iter().find(|g| !known.contains(&g.as_str())) {
         return Err(bad(format!("grant type {g} is not offered here")));
     }
     if m.response_types.iter().any(|r| r != "code") {
         return Err(bad("only the code response type is offered"));
     }
-    if m.redirect_uris.is_empty() || m.redirect_uris.len() > MAX_REDIRECT_URIS {
+    // A client of the device grant alone never redirects anywhere.
+    let redirects =
+        m.grant_types.is_empty() || m.grant_types.iter().any(|g| g == "authorization_code");
+    if (redirects && m.redirect_uris.is_empty()) || m.redirect_uris.len() > MAX_REDIRECT_URIS {
         return Err(bad_redirect(format!(
             "give 1 to {MAX_REDIRECT_URIS} redirect_uris"
         )));

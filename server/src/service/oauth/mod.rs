@@ -11,6 +11,7 @@
 
 pub mod authorize;
 pub mod clients;
+pub mod device;
 pub mod tokens;
 
 use cloister_proto::oauth::ServerMetadata;
@@ -24,6 +25,7 @@ pub const AUTHORIZE_PATH: &str = "_cloister/oauth2/authorize";
 pub const TOKEN_PATH: &str = "_cloister/oauth2/token";
 pub const REGISTER_PATH: &str = "_cloister/oauth2/register";
 pub const REVOKE_PATH: &str = "_cloister/oauth2/revoke";
+pub const DEVICE_PATH: &str = "_cloister/oauth2/device";
 
 /// An answer of RFC 6749 section 5.2 (or RFC 7591's registration errors).
 #[derive(Debug)]
@@ -96,12 +98,16 @@ pub fn metadata(state: &Context) -> ServerMetadata {
         token_endpoint: at(TOKEN_PATH),
         registration_endpoint: at(REGISTER_PATH),
         revocation_endpoint: at(REVOKE_PATH),
-        device_authorization_endpoint: None,
+        device_authorization_endpoint: Some(at(DEVICE_PATH)),
         account_management_uri: None,
         account_management_actions_supported: Vec::new(),
         response_types_supported: strings(&["code"]),
         response_modes_supported: strings(&["query", "fragment"]),
-        grant_types_supported: strings(&["authorization_code", "refresh_token"]),
+        grant_types_supported: strings(&[
+            "authorization_code",
+            "refresh_token",
+            device::GRANT_TYPE,
+        ]),
         code_challenge_methods_supported: strings(&["S256"]),
         token_endpoint_auth_methods_supported: strings(&["none"]),
         scopes_supported: strings(&[
@@ -128,5 +134,7 @@ pub fn digest(secret: &str) -> Vec<u8> {
 /// Forgets authorization requests that expired; for the background jobs.
 pub async fn purge_expired(state: &Context) -> Result<u64, sqlx::Error> {
     let mut w = state.store.autocommit().await?;
-    crate::store::oauth::purge_expired_grants(&mut w, state.now_ms()).await
+    let now = state.now_ms();
+    let grants = crate::store::oauth::purge_expired_grants(&mut w, now).await?;
+    Ok(grants + crate::store::oauth_device::purge_expired(&mut w, now).await?)
 }

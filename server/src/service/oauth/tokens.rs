@@ -16,7 +16,7 @@ use super::{digest, secret, OAuthFailure, OAuthResult};
 use crate::service::devices::{self, NewSession};
 use crate::service::session::hash_token;
 use crate::service::Context;
-use crate::store::{oauth as store, users};
+use crate::store::{oauth as store, users, WriteTx};
 
 /// The token endpoint's form, all grant types.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -27,6 +27,7 @@ pub struct TokenRequest {
     pub client_id: Option<String>,
     pub code_verifier: Option<String>,
     pub refresh_token: Option<String>,
+    pub device_code: Option<String>,
 }
 
 fn required<'a>(field: &'a Option<String>, name: &str) -> OAuthResult<&'a str> {
@@ -40,6 +41,11 @@ pub async fn token(state: &Context, req: TokenRequest) -> OAuthResult<TokenRespo
     match req.grant_type.as_deref() {
         Some("authorization_code") => exchange_code(state, &req).await,
         Some("refresh_token") => refresh(state, &req).await,
+        Some(super::device::GRANT_TYPE) => {
+            let device_code = required(&req.device_code, "device_code")?;
+            let client_id = required(&req.client_id, "client_id")?;
+            super::device::poll(state, device_code, client_id).await
+        }
         Some(other) => Err(OAuthFailure::new(
             "unsupported_grant_type",
             format!("grant_type {other} is not offered here"),
@@ -88,43 +94,68 @@ async fn exchange_code(state: &Context, req: &TokenRequest) -> OAuthResult<Token
         .user_id
         .clone()
         .ok_or_else(|| OAuthFailure::invalid_grant("unknown or expired code"))?;
-    let (_, device) = parse_scope(&grant.scope).map_err(OAuthFailure::invalid_grant)?;
+    let session_id = crate::ids::random_string(26);
+    let mut tx = state.store.write().await?;
+    if !store::use_code(&mut tx, &grant.grant_id, &session_id, now).await? {
+        return Err(OAuthFailure::invalid_grant("this code was already used"));
+    }
+    let granted = Granted {
+        session_id,
+        user_id: &user_id,
+        client_id,
+        scope: &grant.scope,
+    };
+    let answer = issue(state, &mut tx, granted).await?;
+    tx.commit().await?;
+    tracing::info!(client = %client_id, "oauth: code exchanged for a session");
+    Ok(answer)
+}
+
+/// What a person allowed an app, for [`issue`].
+pub(super) struct Granted<'a> {
+    pub session_id: String,
+    pub user_id: &'a str,
+    pub client_id: &'a str,
+    pub scope: &'a str,
+}
+
+/// Opens the session a grant allowed, in the caller's transaction (which
+/// also marks the grant used): the device the scope names (or a new one),
+/// an expiring access token and the first refresh token.
+pub(super) async fn issue(
+    state: &Context,
+    tx: &mut WriteTx,
+    granted: Granted<'_>,
+) -> OAuthResult<TokenResponse> {
+    let now = state.now_ms();
+    let (_, device) = parse_scope(granted.scope).map_err(OAuthFailure::invalid_grant)?;
     let device_id = device.unwrap_or_else(crate::ids::new_device_id);
-    let mut scope = grant.scope.clone();
+    let mut scope = granted.scope.to_owned();
     if !scope.contains(&device_id) {
         scope.push_str(&format!(" {SCOPE_DEVICE}{device_id}"));
     }
-    let session_id = crate::ids::random_string(26);
     let refresh_token = secret();
     let expires_in = state.config.oauth.access_token_lifetime_secs;
-    let mut tx = state.store.write().await?;
-    if !store::use_code(&mut tx, &grant.grant_id, &session_id, now).await? {
-        drop(tx);
-        end_leaked(state, None).await?;
-        return Err(OAuthFailure::invalid_grant("this code was already used"));
-    }
     let new = NewSession {
-        user_id: &user_id,
+        user_id: granted.user_id,
         device_id: Some(&device_id),
         display_name: None,
         expires_ts: Some(now + expires_in as i64 * 1000),
     };
-    let opened = devices::open_session_in(state, &mut tx, new).await?;
+    let opened = devices::open_session_in(state, tx, new).await?;
     // A device signed in again through OAuth has one session, the newest.
-    store::delete_device_sessions(&mut tx, &user_id, &device_id).await?;
+    store::delete_device_sessions(tx, granted.user_id, &device_id).await?;
     let session = store::Session {
-        session_id,
-        user_id,
+        session_id: granted.session_id,
+        user_id: granted.user_id.to_owned(),
         device_id,
-        client_id: client_id.to_owned(),
+        client_id: granted.client_id.to_owned(),
         scope: scope.clone(),
         refresh_hash: digest(&refresh_token),
         previous_refresh_hash: None,
         rotated_ts: None,
     };
-    store::insert_session(&mut tx, &session, now).await?;
-    tx.commit().await?;
-    tracing::info!(client = %client_id, "oauth: code exchanged for a session");
+    store::insert_session(tx, &session, now).await?;
     Ok(TokenResponse {
         access_token: opened.access_token,
         token_type: "Bearer".into(),
