@@ -69,6 +69,8 @@ table! {
     get "/_cloister/oauth2/authorize" => oauth::pages::authorize;
     get "/_cloister/oauth2/authorize/{grant_id}" => oauth::pages::grant_page;
     post "/_cloister/oauth2/authorize/{grant_id}" => oauth::pages::grant_action;
+    get "/_cloister/oauth2/authorize/{grant_id}/sso/{idp_id}" => oauth::pages::sso_start;
+    get "/_cloister/oauth2/authorize/{grant_id}/sso_return" => oauth::pages::sso_return;
     // metrics.rs
     get "/_cloister/metrics" => metrics::metrics;
     // console/: the web console's page, its files and its API (cookie

@@ -329,7 +329,14 @@ async fn complete(
         state.config.public_baseurl().trim_end_matches('/'),
         crate::service::console_session::CONSOLE_PATH
     );
+    // So are the OAuth sign-in pages, which hand the sign-in on to here.
+    let oauth = format!(
+        "{}/{}/",
+        state.config.public_baseurl().trim_end_matches('/'),
+        crate::service::oauth::AUTHORIZE_PATH
+    );
     let allowlisted = pending.client_redirect.starts_with(&console)
+        || pending.client_redirect.starts_with(&oauth)
         || state.config.sso.client_allowlist.iter().any(|prefix| {
             !prefix.is_empty() && pending.client_redirect.starts_with(prefix.as_str())
         });
@@ -490,6 +497,9 @@ pub async fn provider_logout(
     let mut ended = 0;
     let mut tx = state.store.write().await?;
     for (user_id, device_id) in &targets {
+        // An app signed in through the OAuth API must sign in again too,
+        // rather than refresh its way past the logout.
+        crate::store::oauth::delete_device_sessions(&mut tx, user_id, device_id).await?;
         if users::soft_logout_device(&mut tx, user_id, device_id).await? > 0 {
             ended += 1;
             let entry = audit::system_on_account(state, user_id, "sso_soft_logout");

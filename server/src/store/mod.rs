@@ -255,6 +255,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "oauth_device",
         include_str!("migrations/0018_oauth_device.sql"),
     ),
+    (
+        19,
+        "oauth_sso",
+        include_str!("migrations/0019_oauth_sso.sql"),
+    ),
 ];
 
 impl Store {

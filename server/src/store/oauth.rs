@@ -47,11 +47,14 @@ pub struct Grant {
     pub expires_ts: i64,
     /// The device grant this sign-in answers, instead of a redirect URI.
     pub device_code_hash: Option<Vec<u8>>,
+    /// The provider identity that signed the person in, if one did (JSON
+    /// of `store::sso::LoginGrant`).
+    pub sso_login: Option<String>,
 }
 
 const GRANT_COLUMNS: &str = "grant_id, client_id, redirect_uri, scope, state, code_challenge, \
      response_mode, browser_hash, user_id, code_used_ts, session_id, created_ts, expires_ts, \
-     device_code_hash";
+     device_code_hash, sso_login";
 
 fn grant_from(r: AnyRow) -> Result<Grant, sqlx::Error> {
     Ok(Grant {
@@ -69,13 +72,14 @@ fn grant_from(r: AnyRow) -> Result<Grant, sqlx::Error> {
         created_ts: r.try_get(11)?,
         expires_ts: r.try_get(12)?,
         device_code_hash: r.try_get(13)?,
+        sso_login: r.try_get(14)?,
     })
 }
 
 pub async fn insert_grant(w: &mut impl Writer, g: &Grant) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
         "INSERT INTO oauth_grants ({GRANT_COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
     ))
     .bind(&g.grant_id)
     .bind(&g.client_id)
@@ -91,6 +95,7 @@ pub async fn insert_grant(w: &mut impl Writer, g: &Grant) -> Result<(), sqlx::Er
     .bind(g.created_ts)
     .bind(g.expires_ts)
     .bind(g.device_code_hash.clone())
+    .bind(&g.sso_login)
     .execute(w.conn())
     .await?;
     Ok(())
@@ -121,15 +126,18 @@ pub async fn grant_by_code(
     .transpose()
 }
 
-/// Records who signed in for the grant.
+/// Records who signed in for the grant, and the provider identity that
+/// vouched for them if one did.
 pub async fn set_grant_user(
     w: &mut impl Writer,
     grant_id: &str,
     user_id: &str,
+    sso_login: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE oauth_grants SET user_id = $2 WHERE grant_id = $1")
+    sqlx::query("UPDATE oauth_grants SET user_id = $2, sso_login = $3 WHERE grant_id = $1")
         .bind(grant_id)
         .bind(user_id)
+        .bind(sso_login)
         .execute(w.conn())
         .await?;
     Ok(())

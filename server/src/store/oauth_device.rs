@@ -16,10 +16,12 @@ pub struct DeviceGrant {
     pub user_id: Option<String>,
     pub last_poll_ts: Option<i64>,
     pub expires_ts: i64,
+    /// As `store::oauth::Grant::sso_login`.
+    pub sso_login: Option<String>,
 }
 
-const COLUMNS: &str =
-    "device_code_hash, user_code, client_id, scope, status, user_id, last_poll_ts, expires_ts";
+const COLUMNS: &str = "device_code_hash, user_code, client_id, scope, status, user_id, \
+     last_poll_ts, expires_ts, sso_login";
 
 fn from_row(r: sqlx::any::AnyRow) -> Result<DeviceGrant, sqlx::Error> {
     Ok(DeviceGrant {
@@ -31,6 +33,7 @@ fn from_row(r: sqlx::any::AnyRow) -> Result<DeviceGrant, sqlx::Error> {
         user_id: r.try_get(5)?,
         last_poll_ts: r.try_get(6)?,
         expires_ts: r.try_get(7)?,
+        sso_login: r.try_get(8)?,
     })
 }
 
@@ -39,7 +42,7 @@ fn from_row(r: sqlx::any::AnyRow) -> Result<DeviceGrant, sqlx::Error> {
 pub async fn insert(w: &mut impl Writer, g: &DeviceGrant, now: i64) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(&format!(
         "INSERT INTO oauth_device_grants ({COLUMNS}, created_ts) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING"
     ))
     .bind(g.device_code_hash.clone())
     .bind(&g.user_code)
@@ -49,6 +52,7 @@ pub async fn insert(w: &mut impl Writer, g: &DeviceGrant, now: i64) -> Result<bo
     .bind(&g.user_id)
     .bind(g.last_poll_ts)
     .bind(g.expires_ts)
+    .bind(&g.sso_login)
     .bind(now)
     .execute(w.conn())
     .await?;
@@ -93,6 +97,12 @@ pub async fn polled(w: &mut impl Writer, hash: &[u8], now: i64) -> Result<(), sq
     Ok(())
 }
 
+/// The person who decided, and how they signed in.
+pub struct Decider<'a> {
+    pub user_id: &'a str,
+    pub sso_login: Option<&'a str>,
+}
+
 /// Moves a grant from `from` to `to` status (with the person, when they
 /// decide); false if it was no longer in `from` (a race lost).
 pub async fn transition(
@@ -100,16 +110,17 @@ pub async fn transition(
     hash: &[u8],
     from: &str,
     to: &str,
-    user_id: Option<&str>,
+    by: Option<Decider<'_>>,
 ) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
-        "UPDATE oauth_device_grants SET status = $3, user_id = COALESCE($4, user_id) \
-         WHERE device_code_hash = $1 AND status = $2",
+        "UPDATE oauth_device_grants SET status = $3, user_id = COALESCE($4, user_id), \
+         sso_login = COALESCE($5, sso_login) WHERE device_code_hash = $1 AND status = $2",
     )
     .bind(hash.to_vec())
     .bind(from)
     .bind(to)
-    .bind(user_id)
+    .bind(by.as_ref().map(|d| d.user_id))
+    .bind(by.as_ref().and_then(|d| d.sso_login))
     .execute(w.conn())
     .await?;
     Ok(r.rows_affected() == 1)

@@ -55,6 +55,7 @@ pub async fn take_pending(tx: &mut WriteTx, state: &str) -> Result<Option<Pendin
 }
 
 /// Who a login token signs in, and through which provider session.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LoginGrant {
     pub user_id: String,
     pub issuer: String,

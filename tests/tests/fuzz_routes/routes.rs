@@ -807,6 +807,18 @@ pub(crate) const ROUTES: &[Route] = &[
         &["lang"],
     ),
     route("POST", "/_cloister/oauth2/authorize/{grant_id}", NONE, NONE),
+    route(
+        "GET",
+        "/_cloister/oauth2/authorize/{grant_id}/sso/{idp_id}",
+        NONE,
+        &["lang"],
+    ),
+    route(
+        "GET",
+        "/_cloister/oauth2/authorize/{grant_id}/sso_return",
+        NONE,
+        &["loginToken"],
+    ),
     // metrics.rs: loopback only, no token
     route("GET", "/_cloister/metrics", NONE, NONE),
     // console/: cookie sessions, so these answer 401 to the fuzzer's tokens

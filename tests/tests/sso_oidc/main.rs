@@ -7,6 +7,7 @@
 
 mod accounts;
 mod console;
+mod oauth;
 
 use std::net::{Ipv4Addr, SocketAddr};
 

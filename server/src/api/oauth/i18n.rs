@@ -1,6 +1,6 @@
 //! The words of the sign-in and consent pages in the console's languages
 //! (English, German, Spanish, Catalan), chosen by `?lang=` or the browser's
-//! `Accept-Language`. `{client}`, `{host}` and `{user}` are filled in,
+//! `Accept-Language`. `{client}`, `{host}`, `{user}` and `{provider}` are filled in,
 //! escaped, by the page.
 
 use axum::http::{header, HeaderMap};
@@ -86,11 +86,12 @@ pub(super) enum Key {
     Continue,
     DeviceAllowed,
     DeviceDenied,
+    SignInWith,
 }
 
 impl Key {
     #[cfg(test)]
-    pub(super) const ALL: [Key; 24] = [
+    pub(super) const ALL: [Key; 25] = [
         Key::SignInTitle,
         Key::SignInLead,
         Key::Username,
@@ -115,6 +116,7 @@ impl Key {
         Key::Continue,
         Key::DeviceAllowed,
         Key::DeviceDenied,
+        Key::SignInWith,
     ];
 }
 
@@ -230,6 +232,12 @@ pub(super) fn t(lang: Lang, key: Key) -> &'static str {
             "Denegado: su otro dispositivo no ha iniciado sesión.",
             "Denegat: l'altre dispositiu no ha iniciat la sessió.",
         ],
+        Key::SignInWith => [
+            "Sign in with {provider}",
+            "Mit {provider} anmelden",
+            "Iniciar sesión con {provider}",
+            "Inicia la sessió amb {provider}",
+        ],
     };
     match lang {
         Lang::En => en,
@@ -244,7 +252,7 @@ mod tests {
     use super::*;
 
     fn placeholders(s: &str) -> Vec<&str> {
-        let mut found: Vec<&str> = ["{client}", "{host}", "{user}"]
+        let mut found: Vec<&str> = ["{client}", "{host}", "{user}", "{provider}"]
             .into_iter()
             .filter(|p| s.contains(p))
             .collect();

@@ -16,10 +16,12 @@ use zeroize::Zeroizing;
 use super::i18n::{t, Key, Lang};
 use crate::api::auth::ClientIp;
 use crate::api::sso::Accepts;
+use crate::config::PasswordLoginMode;
 use crate::error::{ApiError, ErrCode};
 use crate::markup::escape;
 use crate::service::oauth::authorize::{self, AuthorizeRequest, Decided, PageError, Started, View};
 use crate::service::oauth::device;
+use crate::service::sso;
 use crate::service::Context;
 
 /// Binds a sign-in to the browser that began it. `Lax`: the app sends the
@@ -36,7 +38,10 @@ button{margin-top:1.25rem;margin-right:.5rem;padding:.55rem 1.2rem;font-size:1re
 border-radius:4px;border:1px solid #0b5cad;background:#0b5cad;color:#fff;cursor:pointer}\
 button.secondary{background:#fff;color:#0b5cad}\
 :focus-visible{outline:3px solid #f5a623;outline-offset:2px}\
-.alert{border-left:4px solid #b00020;padding:.5rem 1rem;background:#fdecee}";
+.alert{border-left:4px solid #b00020;padding:.5rem 1rem;background:#fdecee}\
+.providers{list-style:none;padding:0;margin-top:1.5rem}\
+a.button{display:inline-block;margin-top:.5rem;padding:.55rem 1.2rem;border:1px solid #0b5cad;\
+border-radius:4px;color:#0b5cad;text-decoration:none}";
 
 /// The page's one stylesheet is allowed by its hash: no inline anything else.
 static CSP: LazyLock<String> = LazyLock::new(|| {
@@ -250,7 +255,9 @@ fn client_host(view: &View) -> String {
         .unwrap_or_default()
 }
 
-fn sign_in_page(view: &View, lang: Lang, error: bool) -> Response {
+/// The sign-in form (unless password login is off) and a link per single
+/// sign-on provider.
+fn sign_in_page(state: &Context, view: &View, lang: Lang, error: bool) -> Response {
     let client = client_name(view);
     let alert = if error {
         format!(
@@ -265,22 +272,45 @@ fn sign_in_page(view: &View, lang: Lang, error: bool) -> Response {
     } else {
         ""
     };
+    let password_form = if state.config.sso.password_login == PasswordLoginMode::Off {
+        String::new()
+    } else {
+        format!(
+            "<form method=\"post\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <input type=\"hidden\" name=\"lang\" value=\"{code}\">\
+             <label for=\"username\">{username}</label>\
+             <input id=\"username\" name=\"username\" autocomplete=\"username\" required autofocus{invalid}>\
+             <label for=\"password\">{password}</label>\
+             <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required{invalid}>\
+             <button name=\"action\" value=\"sign_in\">{sign_in}</button></form>",
+            csrf = view.csrf_token(),
+            code = lang.code(),
+            username = escape(t(lang, Key::Username)),
+            password = escape(t(lang, Key::Password)),
+            sign_in = escape(t(lang, Key::SignIn)),
+        )
+    };
+    let providers: String = sso::providers(state)
+        .iter()
+        .map(|p| {
+            format!(
+                "<li><a class=\"button\" href=\"{GRANT_PAGES}{grant}/sso/{id}?lang={code}\">{label}</a></li>",
+                grant = escape(&view.grant.grant_id),
+                id = escape(&urlencoding(p.id)),
+                code = lang.code(),
+                label = fill(t(lang, Key::SignInWith), &[("{provider}", p.name)]),
+            )
+        })
+        .collect();
+    let providers = if providers.is_empty() {
+        providers
+    } else {
+        format!("<ul class=\"providers\">{providers}</ul>")
+    };
     let body = format!(
-        "<p>{lead}</p>{alert}\
-         <form method=\"post\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <input type=\"hidden\" name=\"lang\" value=\"{code}\">\
-         <label for=\"username\">{username}</label>\
-         <input id=\"username\" name=\"username\" autocomplete=\"username\" required autofocus{invalid}>\
-         <label for=\"password\">{password}</label>\
-         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required{invalid}>\
-         <button name=\"action\" value=\"sign_in\">{sign_in}</button></form>",
+        "<p>{lead}</p>{alert}{password_form}{providers}",
         lead = fill(t(lang, Key::SignInLead), &[("{client}", &client)]),
-        csrf = view.csrf_token(),
-        code = lang.code(),
-        username = escape(t(lang, Key::Username)),
-        password = escape(t(lang, Key::Password)),
-        sign_in = escape(t(lang, Key::SignIn)),
     );
     let status = if error {
         StatusCode::UNAUTHORIZED
@@ -288,6 +318,66 @@ fn sign_in_page(view: &View, lang: Lang, error: bool) -> Response {
         StatusCode::OK
     };
     page(status, lang, t(lang, Key::SignInTitle), &body)
+}
+
+/// A path segment, percent-encoded.
+fn urlencoding(segment: &str) -> String {
+    form_urlencoded::byte_serialize(segment.as_bytes()).collect()
+}
+
+/// `GET /_cloister/oauth2/authorize/{grant_id}/sso/{idp_id}`: on to the
+/// provider, which sends the browser back to `sso_return`.
+pub(in crate::api) async fn sso_start(
+    State(state): State<Context>,
+    Path((grant_id, idp_id)): Path<(String, String)>,
+    accepts: Accepts,
+    headers: HeaderMap,
+    Query(lang): Query<LangQuery>,
+) -> Response {
+    let lang = Lang::negotiate(lang.lang.as_deref(), &headers);
+    let view = match load(&state, &grant_id, &headers).await {
+        Ok(view) => view,
+        Err(e) => return failure(lang, accepts, e),
+    };
+    match authorize::sso_start(&state, &view, &idp_id).await {
+        Ok(url) => Redirect::to(&url).into_response(),
+        Err(e) => {
+            sso::audit_refusal(&state, &e, None).await;
+            failure(lang, accepts, PageError::BadRequest)
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub(in crate::api) struct SsoReturn {
+    #[serde(rename = "loginToken")]
+    login_token: Option<String>,
+}
+
+/// `GET /_cloister/oauth2/authorize/{grant_id}/sso_return`: the provider
+/// vouched for the person; on to consent.
+pub(in crate::api) async fn sso_return(
+    State(state): State<Context>,
+    Path(grant_id): Path<String>,
+    ClientIp(ip): ClientIp,
+    accepts: Accepts,
+    headers: HeaderMap,
+    Query(back): Query<SsoReturn>,
+) -> Response {
+    let lang = Lang::negotiate(None, &headers);
+    let view = match load(&state, &grant_id, &headers).await {
+        Ok(view) => view,
+        Err(e) => return failure(lang, accepts, e),
+    };
+    let token = back.login_token.unwrap_or_default();
+    match authorize::sign_in_with_sso(&state, &ip, &view, &token).await {
+        Ok(()) => {
+            let to = format!("{GRANT_PAGES}{grant_id}?lang={}", lang.code());
+            Redirect::to(&to).into_response()
+        }
+        Err(e) if e.status.is_server_error() => failure(lang, accepts, PageError::Internal),
+        Err(_) => failure(lang, accepts, PageError::Gone),
+    }
 }
 
 fn consent_page(view: &View, lang: Lang, user_id: &str) -> Response {
@@ -329,7 +419,7 @@ pub(in crate::api) async fn grant_page(
     let lang = Lang::negotiate(lang.lang.as_deref(), &headers);
     match load(&state, &grant_id, &headers).await {
         Ok(view) => match view.grant.user_id.clone() {
-            None => sign_in_page(&view, lang, false),
+            None => sign_in_page(&state, &view, lang, false),
             Some(user_id) => consent_page(&view, lang, &user_id),
         },
         Err(e) => failure(lang, accepts, e),
@@ -379,7 +469,7 @@ pub(in crate::api) async fn grant_action(
                 Ok(()) => back(),
                 Err(e) if e.status.is_server_error() => failure(lang, accepts, PageError::Internal),
                 // Wrong password, rate limit, password login off: one answer.
-                Err(_) => sign_in_page(&view, lang, true),
+                Err(_) => sign_in_page(&state, &view, lang, true),
             }
         }
         (Some(choice @ ("allow" | "deny")), Some(_)) => {

@@ -13,10 +13,12 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::{clients, digest, secret, OAuthResult};
+use super::{clients, digest, secret, OAuthResult, AUTHORIZE_PATH};
 use crate::error::ApiResult;
+use crate::service::sso::{self, SsoError};
 use crate::service::{accounts, Context};
 use crate::store::oauth::{self as store, Grant};
+use crate::store::oauth_device::Decider;
 
 /// Time to sign in and consent.
 const GRANT_LIFETIME_MS: i64 = 30 * 60 * 1000;
@@ -168,6 +170,7 @@ pub async fn start(state: &Context, req: AuthorizeRequest) -> Result<Started, Pa
         created_ts: now,
         expires_ts: now + GRANT_LIFETIME_MS,
         device_code_hash: None,
+        sso_login: None,
     };
     store::insert_grant(&mut state.store.autocommit().await?, &grant).await?;
     Ok(Started::Page {
@@ -253,6 +256,39 @@ pub async fn sign_in(
         &mut state.store.autocommit().await?,
         &view.grant.grant_id,
         &checked.user_id,
+        None,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Where a grant's page sends the browser to sign in at provider `idp_id`;
+/// the provider's answer comes back to [`sign_in_with_sso`].
+pub async fn sso_start(state: &Context, view: &View, idp_id: &str) -> Result<String, SsoError> {
+    let back = format!(
+        "{}{AUTHORIZE_PATH}/{}/sso_return",
+        state.config.public_baseurl(),
+        view.grant.grant_id
+    );
+    sso::begin(state, idp_id, &back).await
+}
+
+/// Signs the person in for this grant with the login token single sign-on
+/// handed back, remembering the provider session (its logout ends the
+/// device this grant opens).
+pub async fn sign_in_with_sso(
+    state: &Context,
+    ip: &str,
+    view: &View,
+    token: &str,
+) -> ApiResult<()> {
+    let login = sso::redeem_login_token(state, ip, token).await?;
+    let json = serde_json::to_string(&login).map_err(|_| crate::error::ApiError::internal())?;
+    store::set_grant_user(
+        &mut state.store.autocommit().await?,
+        &view.grant.grant_id,
+        &login.user_id,
+        Some(&json),
     )
     .await?;
     Ok(())
@@ -273,7 +309,11 @@ pub async fn decide(state: &Context, view: &View, allow: bool) -> OAuthResult<De
         return Err(super::OAuthFailure::invalid_request("sign in first"));
     };
     if let Some(hash) = &g.device_code_hash {
-        let decided = super::device::decide(state, hash, user_id, allow).await?;
+        let by = Decider {
+            user_id,
+            sso_login: g.sso_login.as_deref(),
+        };
+        let decided = super::device::decide(state, hash, by, allow).await?;
         store::delete_grant(&mut state.store.autocommit().await?, &g.grant_id).await?;
         if !decided {
             return Err(super::OAuthFailure::invalid_request(

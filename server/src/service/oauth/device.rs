@@ -14,7 +14,7 @@ use super::tokens::{issue, Granted};
 use super::{clients, digest, secret, OAuthFailure, OAuthResult};
 use crate::service::{accounts, Context};
 use crate::store::oauth::Grant;
-use crate::store::oauth_device::{self as store, DeviceGrant};
+use crate::store::oauth_device::{self as store, Decider, DeviceGrant};
 
 /// The grant type's name at the token endpoint.
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -90,6 +90,7 @@ pub async fn start(
             user_id: None,
             last_poll_ts: None,
             expires_ts: now + LIFETIME_MS,
+            sso_login: None,
         };
         if store::insert(&mut w, &grant, now).await? {
             break grant.user_code;
@@ -134,6 +135,7 @@ pub async fn link(state: &Context, ip: &str, typed: &str) -> Result<Started, Pag
         created_ts: now,
         expires_ts: grant.expires_ts,
         device_code_hash: Some(grant.device_code_hash),
+        sso_login: None,
     };
     crate::store::oauth::insert_grant(&mut state.store.autocommit().await?, &browser_grant).await?;
     Ok(Started::Page {
@@ -146,12 +148,12 @@ pub async fn link(state: &Context, ip: &str, typed: &str) -> Result<Started, Pag
 pub async fn decide(
     state: &Context,
     device_code_hash: &[u8],
-    user_id: &str,
+    by: Decider<'_>,
     allow: bool,
 ) -> OAuthResult<bool> {
     let to = if allow { "approved" } else { "denied" };
     let mut w = state.store.autocommit().await?;
-    Ok(store::transition(&mut w, device_code_hash, "pending", to, Some(user_id)).await?)
+    Ok(store::transition(&mut w, device_code_hash, "pending", to, Some(by)).await?)
 }
 
 /// The app polls: RFC 8628 section 3.5's answers until the person
@@ -207,6 +209,7 @@ pub async fn poll(
         user_id: &user_id,
         client_id,
         scope: &grant.scope,
+        sso_login: grant.sso_login.as_deref(),
     };
     let answer = issue(state, &mut tx, granted).await?;
     tx.commit().await?;

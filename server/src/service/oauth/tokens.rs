@@ -104,6 +104,7 @@ async fn exchange_code(state: &Context, req: &TokenRequest) -> OAuthResult<Token
         user_id: &user_id,
         client_id,
         scope: &grant.scope,
+        sso_login: grant.sso_login.as_deref(),
     };
     let answer = issue(state, &mut tx, granted).await?;
     tx.commit().await?;
@@ -117,6 +118,8 @@ pub(super) struct Granted<'a> {
     pub user_id: &'a str,
     pub client_id: &'a str,
     pub scope: &'a str,
+    /// The provider identity that signed the person in, if one did.
+    pub sso_login: Option<&'a str>,
 }
 
 /// Opens the session a grant allowed, in the caller's transaction (which
@@ -156,6 +159,13 @@ pub(super) async fn issue(
         rotated_ts: None,
     };
     store::insert_session(tx, &session, now).await?;
+    if let Some(json) = granted.sso_login {
+        // The provider's logout of this sign-in ends this device too.
+        let login: crate::store::sso::LoginGrant = serde_json::from_str(json)
+            .map_err(|_| OAuthFailure::new("server_error", "internal error"))?;
+        crate::store::sso::record_device(tx, &login.user_id, &session.device_id, &login, now)
+            .await?;
+    }
     Ok(TokenResponse {
         access_token: opened.access_token,
         token_type: "Bearer".into(),
