@@ -66,6 +66,7 @@ table! {
     post "/_cloister/oauth2/device" => oauth::device_authorization;
     get "/_cloister/oauth2/link" => oauth::pages::link_page;
     post "/_cloister/oauth2/link" => oauth::pages::link;
+    get "/_cloister/account/" => oauth::pages::account_page;
     get "/_cloister/oauth2/authorize" => oauth::pages::authorize;
     get "/_cloister/oauth2/authorize/{grant_id}" => oauth::pages::grant_page;
     post "/_cloister/oauth2/authorize/{grant_id}" => oauth::pages::grant_action;

@@ -15,8 +15,8 @@ use sqlx::AnyConnection;
 use crate::error::{ApiError, ApiResult, ErrCode};
 use crate::service::keys::{cross_signing_public_key, device_ed25519};
 use crate::service::session::Auth;
-use crate::service::uia;
 use crate::service::Context;
+use crate::service::{oauth, uia};
 use crate::store::keys::{self, KeySignature};
 use crate::store::rooms;
 use cloister_proto::canonical::{
@@ -193,13 +193,7 @@ pub async fn upload_signing_keys(
         .is_none();
     drop(conn);
     if !first_setup {
-        uia::check(
-            state,
-            &[&[uia::PASSWORD]],
-            body.auth.as_ref(),
-            Some(user_id),
-        )
-        .await?;
+        confirm_replacement(state, auth, body.auth.as_ref()).await?;
     }
 
     let mut tx = state.store.write().await?;
@@ -419,6 +413,33 @@ pub async fn upload_signatures(
         state.notifier.notify(interested.iter().map(String::as_str));
     }
     Ok(SignaturesUploadResponse { failures })
+}
+
+/// Replacing cross-signing keys is confirmed with a password (or at the
+/// provider); an app signed in through the OAuth API may instead have the
+/// person approve it on the account page (`m.oauth`): it then retries
+/// until the approval is there.
+async fn confirm_replacement(
+    state: &Context,
+    auth: &Auth,
+    body_auth: Option<&Value>,
+) -> ApiResult<()> {
+    let user_id = auth.user_id.as_str();
+    if !oauth::account::is_oauth_device(state, user_id, &auth.device_id).await? {
+        return uia::check(state, &[&[uia::PASSWORD]], body_auth, Some(user_id)).await;
+    }
+    if oauth::account::take_reset_approval(state, user_id).await? {
+        return Ok(());
+    }
+    let params = json!({ uia::OAUTH: { "url": oauth::account::reset_url(state) } });
+    uia::check_with_params(
+        state,
+        &[&[uia::OAUTH], &[uia::PASSWORD]],
+        params,
+        body_auth,
+        Some(user_id),
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -15,6 +15,9 @@ pub const DUMMY: &str = "m.login.dummy";
 pub const REGISTRATION_TOKEN: &str = "m.login.registration_token";
 /// Completed through the fallback page, by signing in at the provider.
 pub const SSO: &str = "m.login.sso";
+/// Completed on the account management page, for apps signed in through
+/// the OAuth API (the caller checks the approval; see `service::oauth::account`).
+pub const OAUTH: &str = "m.oauth";
 
 /// Sessions older than this must start over.
 pub(crate) const SESSION_LIFETIME_MS: i64 = 15 * 60 * 1000;
@@ -25,6 +28,18 @@ pub(crate) const SESSION_LIFETIME_MS: i64 = 15 * 60 * 1000;
 pub async fn check(
     state: &Context,
     flows: &[&[&'static str]],
+    auth: Option<&Value>,
+    user_id: Option<&str>,
+) -> ApiResult<()> {
+    check_with_params(state, flows, json!({}), auth, user_id).await
+}
+
+/// [`check`], with the challenge's `params` (what a stage needs to know,
+/// such as `m.oauth`'s URL).
+pub async fn check_with_params(
+    state: &Context,
+    flows: &[&[&'static str]],
+    params: Value,
     auth: Option<&Value>,
     user_id: Option<&str>,
 ) -> ApiResult<()> {
@@ -41,7 +56,7 @@ pub async fn check(
             created_ts: now,
         };
         users::put_uia_session(&mut state.store.autocommit().await?, &session_id, &session).await?;
-        return Err(challenge(flows, &session_id, &[], None));
+        return Err(challenge(flows, &params, &session_id, &[], None));
     };
     let session_id = auth
         .get("session")
@@ -76,16 +91,23 @@ pub async fn check(
     };
     drop(conn);
     let stage = auth.get("type").and_then(Value::as_str).unwrap_or_default();
-    // The SSO stage is completed by the fallback page, never by a body; a
-    // retry after it (with or without `type`) only asks whether it is done.
-    if stage.is_empty() || stage == SSO {
+    // The SSO and OAuth stages are completed in the browser, never by a
+    // body; a retry after one (with or without `type`) only asks whether
+    // it is done.
+    if stage.is_empty() || stage == SSO || stage == OAUTH {
         let mut conn = state.store.autocommit().await?;
         if is_done(flows, &session.completed) {
             users::delete_uia_session(&mut conn, &session_id).await?;
             return Ok(());
         }
         users::put_uia_session(&mut conn, &session_id, &session).await?;
-        return Err(challenge(flows, &session_id, &session.completed, None));
+        return Err(challenge(
+            flows,
+            &params,
+            &session_id,
+            &session.completed,
+            None,
+        ));
     }
     if !flows.iter().any(|f| f.contains(&stage)) {
         return Err(ApiError::bad_json(format!(
@@ -98,6 +120,7 @@ pub async fn check(
         users::put_uia_session(&mut conn, &session_id, &session).await?;
         return Err(challenge(
             flows,
+            &params,
             &session_id,
             &session.completed,
             Some(message),
@@ -111,7 +134,13 @@ pub async fn check(
         Ok(())
     } else {
         users::put_uia_session(&mut conn, &session_id, &session).await?;
-        Err(challenge(flows, &session_id, &session.completed, None))
+        Err(challenge(
+            flows,
+            &params,
+            &session_id,
+            &session.completed,
+            None,
+        ))
     }
 }
 
@@ -255,6 +284,7 @@ async fn complete_stage(
 
 fn challenge(
     flows: &[&[&str]],
+    params: &Value,
     session: &str,
     completed: &[String],
     error: Option<&'static str>,
@@ -266,7 +296,7 @@ fn challenge(
     )
     .with_status(StatusCode::UNAUTHORIZED)
     .with("flows", Value::Array(flows))
-    .with("params", json!({}))
+    .with("params", params.clone())
     .with("session", json!(session));
     if !completed.is_empty() {
         err = err.with("completed", json!(completed));

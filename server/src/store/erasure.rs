@@ -47,6 +47,11 @@ const OWN_ROWS: &[(&str, &str, &str)] = &[
     ("oauth_sessions", "user_id = $1", "deleted_oauth_sessions"),
     ("oauth_grants", "user_id = $1", "deleted_oauth_grants"),
     (
+        "oauth_account_actions",
+        "user_id = $1",
+        "deleted_oauth_account_actions",
+    ),
+    (
         "oauth_device_grants",
         "user_id = $1",
         "deleted_oauth_device_grants",

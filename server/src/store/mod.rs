@@ -260,6 +260,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "oauth_sso",
         include_str!("migrations/0019_oauth_sso.sql"),
     ),
+    (
+        20,
+        "oauth_account_actions",
+        include_str!("migrations/0020_oauth_account_actions.sql"),
+    ),
 ];
 
 impl Store {

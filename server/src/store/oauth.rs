@@ -333,3 +333,41 @@ pub async fn purge_expired_grants(w: &mut impl Writer, now: i64) -> Result<u64, 
         .await?;
     Ok(r.rows_affected())
 }
+
+/// Records that `user_id` approved `action` now (again: the newest counts).
+pub async fn approve_action(
+    w: &mut impl Writer,
+    user_id: &str,
+    action: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO oauth_account_actions (user_id, action, approved_ts) VALUES ($1, $2, $3) \
+         ON CONFLICT (user_id, action) DO UPDATE SET approved_ts = excluded.approved_ts",
+    )
+    .bind(user_id)
+    .bind(action)
+    .bind(now)
+    .execute(w.conn())
+    .await?;
+    Ok(())
+}
+
+/// Spends an approval of `action` given after `since`; false if there is
+/// none (or another request spent it first).
+pub async fn take_action(
+    w: &mut impl Writer,
+    user_id: &str,
+    action: &str,
+    since: i64,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "DELETE FROM oauth_account_actions WHERE user_id = $1 AND action = $2 AND approved_ts > $3",
+    )
+    .bind(user_id)
+    .bind(action)
+    .bind(since)
+    .execute(w.conn())
+    .await?;
+    Ok(r.rows_affected() == 1)
+}

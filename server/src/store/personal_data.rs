@@ -272,6 +272,13 @@ pub const PERSONAL: &[PersonalTable] = &[
         purpose: ACCOUNTS,
     },
     PersonalTable {
+        table: "oauth_account_actions",
+        user_columns: &["user_id"],
+        mention_columns: &[],
+        category: "that a person just approved replacing their cross-signing keys on the account page (until used, at most 10 minutes)",
+        purpose: ACCOUNTS,
+    },
+    PersonalTable {
         table: "backup_versions",
         user_columns: &["user_id"],
         mention_columns: &[],

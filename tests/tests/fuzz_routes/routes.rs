@@ -784,6 +784,7 @@ pub(crate) const ROUTES: &[Route] = &[
     route("POST", "/_cloister/oauth2/device", NONE, NONE),
     route("GET", "/_cloister/oauth2/link", NONE, &["code", "lang"]),
     route("POST", "/_cloister/oauth2/link", NONE, NONE),
+    route("GET", "/_cloister/account/", NONE, &["action", "lang"]),
     route(
         "GET",
         "/_cloister/oauth2/authorize",

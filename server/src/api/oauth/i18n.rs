@@ -87,11 +87,16 @@ pub(super) enum Key {
     DeviceAllowed,
     DeviceDenied,
     SignInWith,
+    ResetTitle,
+    ResetWhat,
+    ResetAllow,
+    ResetAllowed,
+    ResetDenied,
 }
 
 impl Key {
     #[cfg(test)]
-    pub(super) const ALL: [Key; 25] = [
+    pub(super) const ALL: [Key; 30] = [
         Key::SignInTitle,
         Key::SignInLead,
         Key::Username,
@@ -117,6 +122,11 @@ impl Key {
         Key::DeviceAllowed,
         Key::DeviceDenied,
         Key::SignInWith,
+        Key::ResetTitle,
+        Key::ResetWhat,
+        Key::ResetAllow,
+        Key::ResetAllowed,
+        Key::ResetDenied,
     ];
 }
 
@@ -237,6 +247,31 @@ pub(super) fn t(lang: Lang, key: Key) -> &'static str {
             "Mit {provider} anmelden",
             "Iniciar sesión con {provider}",
             "Inicia la sessió amb {provider}",
+        ],
+        Key::ResetTitle => [
+            "Reset your digital identity?",
+            "Ihre digitale Identität zurücksetzen?",
+            "¿Restablecer su identidad digital?",
+            "Voleu restablir la vostra identitat digital?",
+        ],
+        Key::ResetWhat => [
+            "Your app asks to replace your cross-signing keys. Do this only if you started it in the app: your other devices and contacts will have to verify you again, and messages you cannot decrypt now stay unreadable. The app may do it within the next 10 minutes.",
+            "Ihre App möchte Ihre Cross-Signing-Schlüssel ersetzen. Tun Sie das nur, wenn Sie es in der App begonnen haben: Ihre anderen Geräte und Kontakte müssen Sie erneut verifizieren, und Nachrichten, die Sie jetzt nicht entschlüsseln können, bleiben unlesbar. Die App kann es in den nächsten 10 Minuten tun.",
+            "Su aplicación pide sustituir sus claves de firma cruzada. Hágalo solo si lo inició usted en la aplicación: sus otros dispositivos y contactos tendrán que verificarle de nuevo, y los mensajes que ahora no puede descifrar seguirán ilegibles. La aplicación puede hacerlo en los próximos 10 minutos.",
+            "La vostra aplicació demana substituir les vostres claus de signatura creuada. Feu-ho només si ho heu començat a l'aplicació: els altres dispositius i contactes us hauran de tornar a verificar, i els missatges que ara no podeu desxifrar continuaran il·legibles. L'aplicació ho pot fer en els propers 10 minuts.",
+        ],
+        Key::ResetAllow => ["Allow the reset", "Zurücksetzen erlauben", "Permitir el restablecimiento", "Permet el restabliment"],
+        Key::ResetAllowed => [
+            "Allowed: go back to your app to finish the reset.",
+            "Erlaubt: Kehren Sie zu Ihrer App zurück, um das Zurücksetzen abzuschließen.",
+            "Permitido: vuelva a su aplicación para terminar el restablecimiento.",
+            "Permès: torneu a l'aplicació per acabar el restabliment.",
+        ],
+        Key::ResetDenied => [
+            "Not allowed: your keys stay as they are.",
+            "Nicht erlaubt: Ihre Schlüssel bleiben, wie sie sind.",
+            "No permitido: sus claves siguen como están.",
+            "No permès: les vostres claus es queden com estan.",
         ],
     };
     match lang {

@@ -20,7 +20,7 @@ use crate::config::PasswordLoginMode;
 use crate::error::{ApiError, ErrCode};
 use crate::markup::escape;
 use crate::service::oauth::authorize::{self, AuthorizeRequest, Decided, PageError, Started, View};
-use crate::service::oauth::device;
+use crate::service::oauth::{account, device};
 use crate::service::sso;
 use crate::service::Context;
 
@@ -258,7 +258,12 @@ fn client_host(view: &View) -> String {
 /// The sign-in form (unless password login is off) and a link per single
 /// sign-on provider.
 fn sign_in_page(state: &Context, view: &View, lang: Lang, error: bool) -> Response {
-    let client = client_name(view);
+    // The account page signs in to the server itself, not for an app.
+    let client = if view.grant.response_mode == account::ACCOUNT_MODE {
+        state.server_name().to_owned()
+    } else {
+        client_name(view)
+    };
     let alert = if error {
         format!(
             "<p class=\"alert\" role=\"alert\" id=\"error\">{}</p>",
@@ -408,6 +413,47 @@ fn consent_page(view: &View, lang: Lang, user_id: &str) -> Response {
     page(StatusCode::OK, lang, &title, &body)
 }
 
+/// The account page's question: may an app replace the cross-signing keys?
+fn reset_page(view: &View, lang: Lang, user_id: &str) -> Response {
+    let body = format!(
+        "<p>{signed_in}</p><p>{what}</p>\
+         <form method=\"post\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <input type=\"hidden\" name=\"lang\" value=\"{code}\">\
+         <button name=\"action\" value=\"allow\">{allow}</button>\
+         <button name=\"action\" value=\"deny\" class=\"secondary\">{deny}</button></form>",
+        signed_in = fill(t(lang, Key::ConsentSignedInAs), &[("{user}", user_id)]),
+        what = escape(t(lang, Key::ResetWhat)),
+        csrf = view.csrf_token(),
+        code = lang.code(),
+        allow = escape(t(lang, Key::ResetAllow)),
+        deny = escape(t(lang, Key::Deny)),
+    );
+    page(StatusCode::OK, lang, t(lang, Key::ResetTitle), &body)
+}
+
+#[derive(serde::Deserialize)]
+pub(in crate::api) struct AccountQuery {
+    action: Option<String>,
+    lang: Option<String>,
+}
+
+/// `GET /_cloister/account/`: the account management page (MSC2965); the
+/// one action offered is `org.matrix.cross_signing_reset`.
+pub(in crate::api) async fn account_page(
+    State(state): State<Context>,
+    accepts: Accepts,
+    headers: HeaderMap,
+    Query(query): Query<AccountQuery>,
+) -> Response {
+    let lang = Lang::negotiate(query.lang.as_deref(), &headers);
+    if !crate::service::oauth::enabled(&state) {
+        return failure(lang, accepts, PageError::UnknownClient);
+    }
+    let started = account::start(&state, query.action.as_deref()).await;
+    to_grant_page(lang, accepts, started)
+}
+
 /// `GET /_cloister/oauth2/authorize/{grant_id}`: sign-in, then consent.
 pub(in crate::api) async fn grant_page(
     State(state): State<Context>,
@@ -420,6 +466,9 @@ pub(in crate::api) async fn grant_page(
     match load(&state, &grant_id, &headers).await {
         Ok(view) => match view.grant.user_id.clone() {
             None => sign_in_page(&state, &view, lang, false),
+            Some(user_id) if view.grant.response_mode == account::ACCOUNT_MODE => {
+                reset_page(&view, lang, &user_id)
+            }
             Some(user_id) => consent_page(&view, lang, &user_id),
         },
         Err(e) => failure(lang, accepts, e),
@@ -475,6 +524,15 @@ pub(in crate::api) async fn grant_action(
         (Some(choice @ ("allow" | "deny")), Some(_)) => {
             match authorize::decide(&state, &view, choice == "allow").await {
                 Ok(Decided::Redirect(url)) => Redirect::to(&url).into_response(),
+                Ok(Decided::AccountDone { allowed }) => {
+                    let key = if allowed {
+                        Key::ResetAllowed
+                    } else {
+                        Key::ResetDenied
+                    };
+                    let body = format!("<p role=\"status\">{}</p>", escape(t(lang, key)));
+                    page(StatusCode::OK, lang, t(lang, Key::ResetTitle), &body)
+                }
                 Ok(Decided::DeviceDone { allowed }) => {
                     let key = if allowed {
                         Key::DeviceAllowed

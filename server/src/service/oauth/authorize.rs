@@ -231,9 +231,14 @@ pub async fn view(
     if !bool::from(digest(browser_secret).ct_eq(&grant.browser_hash)) {
         return Err(PageError::OtherBrowser);
     }
-    let client = clients::get(state, &grant.client_id)
-        .await?
-        .ok_or(PageError::Gone)?;
+    // The account page's grants have no app.
+    let client = if grant.response_mode == super::account::ACCOUNT_MODE {
+        ClientMetadata::default()
+    } else {
+        clients::get(state, &grant.client_id)
+            .await?
+            .ok_or(PageError::Gone)?
+    };
     Ok(View {
         grant,
         client,
@@ -300,6 +305,8 @@ pub enum Decided {
     Redirect(String),
     /// To a page saying the other device has its answer.
     DeviceDone { allowed: bool },
+    /// To a page saying the account action is approved (or not).
+    AccountDone { allowed: bool },
 }
 
 /// The person's answer: a code for the app if they allowed it.
@@ -308,6 +315,13 @@ pub async fn decide(state: &Context, view: &View, allow: bool) -> OAuthResult<De
     let Some(user_id) = g.user_id.as_deref() else {
         return Err(super::OAuthFailure::invalid_request("sign in first"));
     };
+    if g.response_mode == super::account::ACCOUNT_MODE {
+        if allow {
+            super::account::approve(state, user_id, &g.scope).await?;
+        }
+        store::delete_grant(&mut state.store.autocommit().await?, &g.grant_id).await?;
+        return Ok(Decided::AccountDone { allowed: allow });
+    }
     if let Some(hash) = &g.device_code_hash {
         let by = Decider {
             user_id,

@@ -9,6 +9,7 @@
 //! Every piece of flow state is in the database, so any node can answer
 //! any step. Secrets are stored as SHA-256 digests and compared by lookup.
 
+pub mod account;
 pub mod authorize;
 pub mod clients;
 pub mod device;
@@ -99,8 +100,8 @@ pub fn metadata(state: &Context) -> ServerMetadata {
         registration_endpoint: at(REGISTER_PATH),
         revocation_endpoint: at(REVOKE_PATH),
         device_authorization_endpoint: Some(at(DEVICE_PATH)),
-        account_management_uri: None,
-        account_management_actions_supported: Vec::new(),
+        account_management_uri: Some(at(account::ACCOUNT_PATH)),
+        account_management_actions_supported: strings(&[account::CROSS_SIGNING_RESET]),
         response_types_supported: strings(&["code"]),
         response_modes_supported: strings(&["query", "fragment"]),
         grant_types_supported: strings(&[
