@@ -305,6 +305,10 @@ async fn required_state_and_timeline(backend: Backend) {
         (&last["type"], &last["content"]["membership"]),
         (&json!("m.room.member"), &json!("leave"))
     );
+    // And in required_state, where matrix-sdk (Element X) reads its own
+    // membership: without it the room stayed joined there (issue #14).
+    let own = &answer["rooms"][&room]["required_state"][0];
+    assert_eq!(own["event_id"], last["event_id"], "{answer}");
     let after = ok(&bob, Some(&pos(&answer)), 0, &all).await;
     assert_eq!(after["rooms"], json!({}), "{after}");
     server.stop().await;

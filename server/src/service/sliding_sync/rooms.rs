@@ -194,8 +194,10 @@ pub(super) async fn room(
 }
 
 /// A held room the user has left or was banned from since it was sent: its
-/// timeline up to the departure, which carries the leave, once. Without it
-/// a client would show the room as joined for ever.
+/// timeline up to the departure, which carries the leave, once, and the
+/// state changes asked for up to it (the leave under `$ME`), as for a
+/// joined room. Without them a client would show the room as joined for
+/// ever: matrix-sdk reads its own membership only from `required_state`.
 pub(super) async fn left(
     c: &mut AnyConnection,
     f: &Frame<'_>,
@@ -204,9 +206,8 @@ pub(super) async fn left(
 ) -> ApiResult<RoomResult> {
     let user_id = f.viewer.user_id;
     let left_at = room.membership.pos;
-    let limit = Want::parse(&held.config)
-        .map_or(0, |w| w.timeline_limit)
-        .max(1);
+    let want = Want::parse(&held.config);
+    let limit = want.as_ref().map_or(0, |w| w.timeline_limit).max(1);
     let mut result = RoomResult {
         bump_stamp: left_at,
         ..RoomResult::default()
@@ -232,12 +233,23 @@ pub(super) async fn left(
             result.limited = timeline.limited;
             result.prev_batch = Some(timeline.prev_batch.clone());
             result.timeline = sync_rooms::render(&mut *c, &window, &timeline).await?;
+            let gap = (held.sent_pos, left_at + 1);
+            let changed =
+                events::current_state_part(&mut *c, &room.room_id, None, Some(gap)).await?;
+            result.required_state = changed
+                .iter()
+                .filter(|e| want.as_ref().is_some_and(|w| wanted(w, e, user_id, &[])))
+                .map(|e| e.to_client(None, f.now))
+                .collect();
         }
         // Nothing of the room is readable any more, bar one's own membership.
         None => {
             if let Some(own) =
                 events::state_event(&mut *c, &room.room_id, "m.room.member", user_id).await?
             {
+                if want.as_ref().is_some_and(|w| wanted(w, &own, user_id, &[])) {
+                    result.required_state = vec![own.to_client(None, f.now)];
+                }
                 result.timeline = vec![own.to_client(Some(f.viewer), f.now)];
             }
         }
