@@ -5,7 +5,9 @@
 # matrix-js-sdk with our SDK via cloister-cli; sso-login.test.mjs starts its
 # own server from CLOISTER_BIN, with the OpenID provider of tests/oidc-provider;
 # audit-wasm.test.mjs runs the audit verifier built for WebAssembly against
-# exports the cloister binary writes). Exits with the test runner's status.
+# exports the cloister binary writes; console.test.mjs and
+# oauth-pages.test.mjs start their own servers and drive Debian's Chromium).
+# Exits with the test runner's status.
 #
 #   scripts/test-js.sh                       # build, start, test, stop
 #   scripts/test-js.sh --test-name-pattern=attachment   # extra args go to `node --test`
