@@ -15,6 +15,7 @@
 #   CLOISTER_BIN=target/debug/cloister scripts/test-js.sh      # use an already built server binary
 #   CLOISTER_JS_VERBOSE=1 scripts/test-js.sh  # keep the SDK's debug logging
 #   CLOISTER_CLI=/path/to/cloister-cli scripts/test-js.sh  # use a prebuilt CLI
+#   ELEMENT_X_PROBE=/path/to/element-x-probe scripts/test-js.sh  # a prebuilt matrix-sdk probe
 #   CLOISTER_AUDIT_WASM=/path/to/cloister_audit_wasm.wasm scripts/test-js.sh  # a prebuilt verifier
 #
 # Needs cargo, Node and npm (npm ci brings the Node >= 22 that matrix-js-sdk
@@ -126,6 +127,14 @@ if [[ -z "${CLOISTER_CLI:-}" ]]; then
     echo "test-js: building cloister-cli" >&2
     cargo build -p cloister-cli --bin cloister-cli
     export CLOISTER_CLI="${CARGO_TARGET_DIR:-$ROOT/target}/debug/cloister-cli"
+fi
+
+# element-x.test.mjs drives matrix-sdk (Element X's library) through the
+# element-x-probe binary of tests/element-x.
+if [[ -z "${ELEMENT_X_PROBE:-}" ]]; then
+    echo "test-js: building element-x-probe" >&2
+    cargo build -p cloister-element-x-tests --bin element-x-probe
+    export ELEMENT_X_PROBE="${CARGO_TARGET_DIR:-$ROOT/target}/debug/element-x-probe"
 fi
 
 # node_modules is not committed: install it from the lockfile when it is
