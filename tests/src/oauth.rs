@@ -215,6 +215,14 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// The path of the sign-in page's link to provider `idp_id`.
+    pub fn provider_link(&self, idp_id: &str) -> Option<String> {
+        let at = self.body.find(&format!("/sso/{idp_id}?"))?;
+        let start = self.body[..at].rfind("href=\"")? + "href=\"".len();
+        let end = at + self.body[at..].find('"')?;
+        Some(self.body[start..end].replace("&amp;", "&"))
+    }
+
     /// The value of the page's hidden `csrf` field.
     pub fn csrf(&self) -> Option<String> {
         let at = self.body.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();

@@ -7,6 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use cloister_server::config::{Config, Saml};
 use cloister_tests::browser::{Browser, Page};
+use cloister_tests::oauth::{pkce, query, scope, App, Browser as OAuthBrowser};
 use cloister_tests::saml::{PostForm, SamlIdp, EVIL_NAME_ID, EVIL_UID};
 use cloister_tests::{encode, errcode, free_port, Backend, Client, ServerProcess, TestServer};
 use serde_json::{json, Value};
@@ -422,5 +423,53 @@ async fn a_sign_in_begun_on_one_node_finishes_on_another() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["user_id"], sso.server.user_id("jo"));
     peer.kill().await;
+    sso.server.stop().await;
+}
+
+/// Element X's way in for a SAML university: the OAuth 2.0 sign-in page
+/// hands the sign-in on to the IdP, whose POSTed answer comes back to the
+/// grant's page in the browser that began it; the app gets its tokens.
+#[tokio::test]
+async fn oauth_sign_in_hands_off_to_the_idp() {
+    let sso = start(Backend::Sqlite).await;
+    let url = sso.server.url();
+    let app = App::register(&url).await;
+    let (verifier, challenge) = pkce();
+    let mut browser = OAuthBrowser::new();
+    let authorize = app.authorize_url(&challenge, &scope("IVYPHONE001"), "s");
+    let (page_url, page) = browser.open(&authorize).await;
+    let href = page.provider_link("uni").expect("a link to the IdP");
+    sso.idp.sign_in_as("name-ivy", person("ivy")).await;
+    let to_idp = browser.get(&format!("{url}{href}")).await;
+    assert_eq!(to_idp.status, 303, "{to_idp:?}");
+    // The IdP's side, in a browser with a cookie jar: its form, posted.
+    let at_idp = Browser::new();
+    let form_page = at_idp
+        .follow(&to_idp.location.unwrap(), "http://never.example/")
+        .await;
+    let form = PostForm::from_html(&form_page.body).expect("the IdP's POST form");
+    let posted = form.submit(&at_idp).await;
+    let back = posted.location.clone().unwrap_or_default();
+    let grant_page = page_url.split('?').next().unwrap();
+    assert!(
+        back.starts_with(&format!("{grant_page}/sso_return?loginToken=")),
+        "{posted:?}\n{}",
+        sso.idp.log()
+    );
+    let returned = browser.get(&back).await;
+    assert_eq!(returned.status, 303, "{returned:?}");
+    let consent = browser.get(&returned.location.unwrap()).await;
+    let ivy = sso.server.user_id("ivy");
+    assert!(consent.body.contains(&ivy), "{}", consent.body);
+    let to_app = browser.decide(&page_url, &consent, true).await;
+    let (status, tokens) = app
+        .exchange(&query(&to_app, "code").unwrap(), &verifier)
+        .await;
+    assert_eq!(status, 200, "{tokens}");
+    let me = Client::anonymous(&url)
+        .with_token(tokens["access_token"].as_str().unwrap())
+        .whoami()
+        .await;
+    assert_eq!(me["user_id"], ivy.as_str(), "{me}");
     sso.server.stop().await;
 }

@@ -29,10 +29,7 @@ async fn oauth_sign_in_hands_off_to_the_provider() {
     assert_eq!(page.status, 200, "{page:?}");
     // Password login is off: only the provider is offered.
     assert!(!page.body.contains("name=\"password\""), "{}", page.body);
-    let at = page.body.find("/sso/keycloak").expect("a provider link");
-    let start_of_href = page.body[..at].rfind("href=\"").unwrap() + "href=\"".len();
-    let end = at + page.body[at..].find('"').unwrap();
-    let href = page.body[start_of_href..end].replace("&amp;", "&");
+    let href = page.provider_link("keycloak").expect("a provider link");
 
     sso.op
         .sign_in_as("sub-erik", json!({"preferred_username": "erik"}))
