@@ -130,24 +130,43 @@ async fn connect(config: &Ldap, url: &str, timeout: Duration) -> Result<LdapClie
     let mut settings = LdapConnSettings::new()
         .set_conn_timeout(timeout)
         .set_starttls(config.start_tls && url.starts_with("ldap://"));
-    if !config.ca_file.is_empty() {
-        settings = settings.set_config(tls_config(&config.ca_file)?);
-    }
+    // Always our own TLS config, with ring named: ldap3's default asks
+    // rustls for the process's provider, which is ambiguous wherever
+    // another crate in the build also enables aws-lc-rs (it panics then).
+    settings = settings.set_config(tls_config(&config.ca_file)?);
     let (conn, ldap) = LdapConnAsync::with_settings(settings, url).await?;
     ldap3::drive!(conn);
     Ok(ldap)
 }
 
-/// Trusts exactly the CAs in `ca_file`, not the system's roots.
+/// The system's trusted CAs, read once (as ldap3 itself would).
+static SYSTEM_ROOTS: std::sync::LazyLock<rustls::RootCertStore> = std::sync::LazyLock::new(|| {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for error in &found.errors {
+        tracing::warn!(%error, "ldap: a system CA certificate could not be read");
+    }
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    tracing::debug!(added, "ldap: system CA certificates");
+    roots
+});
+
+/// Trusts exactly the CAs in `ca_file`, not the system's roots; without
+/// one, the system's roots.
 fn tls_config(ca_file: &str) -> Result<Arc<rustls::ClientConfig>, Failure> {
     use rustls::pki_types::{pem::PemObject, CertificateDer};
     let setup = |e: &dyn std::fmt::Display| Failure::Setup(format!("ldap.ca_file: {e}"));
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca_file).map_err(|e| setup(&e))? {
+    let roots = if ca_file.is_empty() {
+        SYSTEM_ROOTS.clone()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(ca_file).map_err(|e| setup(&e))? {
+            roots
+                .add(cert.map_err(|e| setup(&e))?)
+                .map_err(|e| setup(&e))?;
+        }
         roots
-            .add(cert.map_err(|e| setup(&e))?)
-            .map_err(|e| setup(&e))?;
-    }
+    };
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
