@@ -177,6 +177,16 @@ async fn authorization_code_flow(backend: Backend) {
     assert_eq!(query(&back, "state").as_deref(), Some("xyz"));
     let code = query(&back, "code").unwrap();
 
+    // Another app (even with the same redirect URI) cannot spend the code,
+    // and trying does not spend it for the app it was issued to.
+    let other = App::register(&url).await;
+    let (status, body) = other.exchange(&code, &verifier).await;
+    assert_eq!(
+        (status, error(&body)),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+
     // PKCE: the wrong verifier is refused, the right one works, once.
     let (wrong_verifier, _) = pkce();
     let (status, body) = app.exchange(&code, &wrong_verifier).await;
@@ -437,6 +447,14 @@ async fn revocation(backend: Backend) {
 
     // Revoking the access token ends the whole session.
     let tokens = app.sign_in("carol", "pw-carol-123", "CAROLPHONE1").await;
+    // Another app cannot refresh with this app's refresh token.
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let (status, body) = other.refresh(refresh).await;
+    assert_eq!(
+        (status, error(&body)),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
     let access = tokens["access_token"].as_str().unwrap();
     let (status, body) = other.revoke(access).await;
     assert_eq!(
