@@ -193,7 +193,13 @@ impl Metrics {
              # HELP cloister_db_wait_seconds_total Time spent waiting for a connection (reads) or for a write transaction to begin.\n\
              # TYPE cloister_db_wait_seconds_total counter\n\
              cloister_db_wait_seconds_total{{kind=\"read\"}} {}\n\
-             cloister_db_wait_seconds_total{{kind=\"write\"}} {}\n",
+             cloister_db_wait_seconds_total{{kind=\"write\"}} {}\n\
+             # HELP cloister_db_group_commits_total Group commits on SQLite: batches committed.\n\
+             # TYPE cloister_db_group_commits_total counter\n\
+             cloister_db_group_commits_total {}\n\
+             # HELP cloister_db_group_commit_writes_total Writes committed in those batches (writes / commits = the mean batch).\n\
+             # TYPE cloister_db_group_commit_writes_total counter\n\
+             cloister_db_group_commit_writes_total {}\n",
             get(&self.events_sent),
             get(&self.sync_responses),
             get(&self.sync_events_delivered),
@@ -204,6 +210,8 @@ impl Metrics {
             pool.writes,
             pool.read_wait_seconds,
             pool.write_wait_seconds,
+            pool.group_commits,
+            pool.group_members,
         );
     }
 

@@ -61,6 +61,11 @@ async fn traffic_is_counted_by_route(backend: Backend) {
     assert_eq!(delta("cloister_sync_responses_total"), 1.0);
     assert_eq!(delta("cloister_sync_events_delivered_total"), 3.0);
     assert!(delta("cloister_db_acquired_total{kind=\"write\"}") >= 3.0);
+    // Group commit (SQLite only): one after the other, each send is a batch
+    // of its own and commits at once.
+    let grouped = if backend == Backend::Sqlite { 3.0 } else { 0.0 };
+    assert_eq!(delta("cloister_db_group_commits_total"), grouped);
+    assert_eq!(delta("cloister_db_group_commit_writes_total"), grouped);
     assert!(sample(&after, "cloister_db_connections{state=\"max\"}") >= 1.0);
     assert!(sample(&after, "cloister_db_wait_seconds_total{kind=\"read\"}") >= 0.0);
     assert!(

@@ -80,7 +80,7 @@ pub async fn send(state: &Context, event: NewEvent<'_>) -> ApiResult<StoredEvent
             state.config.limits.max_event_size
         )));
     }
-    let mut tx = state.store.write().await?;
+    let mut tx = state.store.write_grouped().await?;
     let stored = send_in(state, &mut tx, &event).await?;
     let audience = audience(tx.conn(), &stored).await?;
     tx.commit().await?;
@@ -124,7 +124,7 @@ pub async fn send_idempotent(
             state.config.limits.max_event_size
         )));
     }
-    let mut tx = state.store.write().await?;
+    let mut tx = state.store.write_grouped().await?;
     if let Some(existing) =
         events::txn_result(tx.conn(), event.sender, device_id, "event", txn_id).await?
     {

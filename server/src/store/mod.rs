@@ -27,6 +27,7 @@ pub mod erased;
 pub mod erasure;
 pub mod events;
 pub mod file_modes;
+mod group;
 pub mod holds;
 pub mod keys;
 pub mod ldap;
@@ -69,6 +70,9 @@ pub struct Store {
     backend: Backend,
     /// Serializes SQLite writers; `None` on PostgreSQL, which locks rows.
     write_lock: Option<Arc<Mutex<()>>>,
+    /// Group commit for the writes on the message path; `None` on
+    /// PostgreSQL, whose concurrent transactions share WAL flushes anyway.
+    group: Option<Arc<group::Group>>,
     /// Set while a [`Store::reclaim_soon`] checkpoint is waiting to run.
     reclaim_pending: Arc<AtomicBool>,
     /// For the connections that must not come from the pool: a session that
@@ -105,6 +109,9 @@ pub struct PoolStats {
     pub read_wait_seconds: f64,
     pub writes: u64,
     pub write_wait_seconds: f64,
+    /// Group commit (SQLite): batches committed, and the writes they held.
+    pub group_commits: u64,
+    pub group_members: u64,
 }
 
 /// A write transaction. Dropping it without `commit` rolls back.
@@ -125,6 +132,8 @@ pub struct WriteTx {
     /// until this value is dropped, so the next writer never meets a lock
     /// that is still being released.
     guard: Option<OwnedMutexGuard<()>>,
+    /// Instead of `tx`: a member's hold on a group-commit batch.
+    member: Option<(Arc<group::Group>, group::Slot)>,
 }
 
 /// Where a store write may run. Most store writes take a [`WriteTx`]: they
@@ -331,6 +340,7 @@ impl Store {
             pool,
             backend,
             write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+            group: (backend == Backend::Sqlite).then(Arc::default),
             reclaim_pending: Arc::default(),
             url: url.into(),
             waits: Arc::default(),
@@ -374,11 +384,53 @@ impl Store {
             read_wait_seconds: secs(&w.read_wait_micros),
             writes: w.writes.load(Ordering::Relaxed),
             write_wait_seconds: secs(&w.write_wait_micros),
+            group_commits: self
+                .group
+                .as_ref()
+                .map_or(0, |g| g.commits.load(Ordering::Relaxed)),
+            group_members: self
+                .group
+                .as_ref()
+                .map_or(0, |g| g.members.load(Ordering::Relaxed)),
         }
     }
 
     pub async fn write(&self) -> Result<WriteTx, sqlx::Error> {
         let started = Instant::now();
+        let (tx, guard) = self.begin().await?;
+        Waits::record(&self.waits.writes, &self.waits.write_wait_micros, started);
+        Ok(WriteTx {
+            tx: Some(tx),
+            backend: self.backend,
+            guard,
+            member: None,
+        })
+    }
+
+    /// A write transaction for the message path (sends, to-device): on
+    /// SQLite, concurrent ones share a transaction and its fsync (see
+    /// `store::group`); `commit` returns once the shared commit is done.
+    /// Elsewhere the same as [`Store::write`].
+    pub async fn write_grouped(&self) -> Result<WriteTx, sqlx::Error> {
+        let Some(group) = &self.group else {
+            return self.write().await;
+        };
+        let started = Instant::now();
+        let store = self.clone();
+        let slot = group.join(async move { store.begin().await }).await?;
+        Waits::record(&self.waits.writes, &self.waits.write_wait_micros, started);
+        Ok(WriteTx {
+            tx: None,
+            backend: self.backend,
+            guard: None,
+            member: Some((group.clone(), slot)),
+        })
+    }
+
+    /// Takes the writer lock (SQLite) and begins a transaction.
+    async fn begin(
+        &self,
+    ) -> Result<(Transaction<'static, sqlx::Any>, Option<OwnedMutexGuard<()>>), sqlx::Error> {
         let guard = match &self.write_lock {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
@@ -404,13 +456,7 @@ impl Store {
                 let _ = tx.rollback().await;
             }
         });
-        let (tx, guard) = receiver.await.map_err(|_| sqlx::Error::WorkerCrashed)??;
-        Waits::record(&self.waits.writes, &self.waits.write_wait_micros, started);
-        Ok(WriteTx {
-            tx: Some(tx),
-            backend,
-            guard,
-        })
+        receiver.await.map_err(|_| sqlx::Error::WorkerCrashed)?
     }
 
     /// Applies every migration not yet applied, each in its own transaction.
@@ -544,9 +590,13 @@ pub async fn current_pos(conn: &mut AnyConnection) -> Result<i64, sqlx::Error> {
 
 impl WriteTx {
     pub fn conn(&mut self) -> &mut AnyConnection {
-        self.tx
-            .as_mut()
-            .expect("the transaction is open until commit or drop")
+        match &mut self.member {
+            Some((_, slot)) => &mut slot.as_mut().expect("a member's batch is open").tx,
+            None => self
+                .tx
+                .as_mut()
+                .expect("the transaction is open until commit or drop"),
+        }
     }
 
     pub fn backend(&self) -> Backend {
@@ -565,6 +615,9 @@ impl WriteTx {
     /// Commits even if the caller is dropped meanwhile, so the outcome does
     /// not depend on when a client hangs up.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        if let Some((group, slot)) = self.member.take() {
+            return group.commit(slot).await;
+        }
         let tx = self
             .tx
             .take()
@@ -582,6 +635,12 @@ impl WriteTx {
 
 impl Drop for WriteTx {
     fn drop(&mut self) {
+        if let Some((group, slot)) = self.member.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { group.leave(slot).await });
+            }
+            return;
+        }
         let Some(tx) = self.tx.take() else { return };
         let guard = self.guard.take();
         // Outside a runtime (a shutdown) the transaction's own drop still
@@ -606,7 +665,7 @@ mod tests {
 
     use super::*;
 
-    async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
+    pub(super) async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
         let store = Store::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
@@ -615,7 +674,7 @@ mod tests {
 
     /// Holds every connection the pool can hand out at once, so a connection
     /// that went back into the pool inside a transaction would be among them.
-    async fn assert_no_pooled_transaction(store: &Store) {
+    pub(super) async fn assert_no_pooled_transaction(store: &Store) {
         let mut held = Vec::new();
         for _ in 0..8 {
             let conn = store.read().await.unwrap();
