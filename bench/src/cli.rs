@@ -150,6 +150,11 @@ pub(crate) struct Args {
     #[arg(long)]
     pub label: Option<String>,
 
+    /// Report the peak RSS of each interval of this many seconds, from the
+    /// start of the warm-up (for a soak: is memory flat?).
+    #[arg(long, default_value_t = 60.0)]
+    pub rss_interval: f64,
+
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -170,6 +175,7 @@ impl Args {
             ("--duration", self.duration),
             ("--warmup", self.warmup),
             ("--drain", self.drain),
+            ("--rss-interval", self.rss_interval),
         ] {
             anyhow::ensure!(
                 value.is_finite() && (0.0..=MAX_SECONDS).contains(&value),

@@ -97,32 +97,58 @@ impl Timed {
     }
 }
 
-/// Watches a process's RSS in the background for its peak; the kernel's
-/// VmHWM covers the whole life of the process, this only the run.
+/// Watches a process's RSS in the background for its peak over the run and
+/// in each interval of it (a soak's memory profile: flat, or growing); the
+/// kernel's VmHWM covers the whole life of the process, this only the run.
 pub(crate) struct PeakWatcher {
-    peak_kib: Arc<Mutex<u64>>,
+    peaks: Arc<Mutex<Peaks>>,
     task: tokio::task::JoinHandle<()>,
 }
 
+#[derive(Default)]
+struct Peaks {
+    overall_kib: u64,
+    /// The peak in each interval so far, the last one still open.
+    per_interval_kib: Vec<u64>,
+}
+
 impl PeakWatcher {
-    pub(crate) fn start(pid: Option<u32>, every: Duration) -> PeakWatcher {
-        let peak_kib = Arc::new(Mutex::new(0));
-        let peak = peak_kib.clone();
+    /// Samples every `every`; a new interval starts each `interval`.
+    pub(crate) fn start(pid: Option<u32>, every: Duration, interval: Duration) -> PeakWatcher {
+        let peaks = Arc::new(Mutex::new(Peaks::default()));
+        let shared = peaks.clone();
+        let started = Instant::now();
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
                 let Ok(s) = sample(pid) else { return };
-                let mut p = peak.lock().expect("peak lock");
-                *p = (*p).max(s.rss_kib);
+                let index = interval_index(started.elapsed(), interval);
+                let mut p = shared.lock().expect("peak lock");
+                p.overall_kib = p.overall_kib.max(s.rss_kib);
+                if p.per_interval_kib.len() <= index {
+                    p.per_interval_kib.resize(index + 1, 0);
+                }
+                p.per_interval_kib[index] = p.per_interval_kib[index].max(s.rss_kib);
             }
         });
-        PeakWatcher { peak_kib, task }
+        PeakWatcher { peaks, task }
     }
 
-    pub(crate) fn stop(self) -> u64 {
+    /// The peak over the run and per interval, in KiB.
+    pub(crate) fn stop(self) -> (u64, Vec<u64>) {
         self.task.abort();
-        *self.peak_kib.lock().expect("peak lock")
+        let p = self.peaks.lock().expect("peak lock");
+        (p.overall_kib, p.per_interval_kib.clone())
+    }
+}
+
+/// Which interval `elapsed` falls in (a zero interval means one for all).
+fn interval_index(elapsed: Duration, interval: Duration) -> usize {
+    if interval.is_zero() {
+        0
+    } else {
+        (elapsed.as_secs_f64() / interval.as_secs_f64()) as usize
     }
 }
 
@@ -138,6 +164,9 @@ pub(crate) struct ProcessReport {
     pub rss_end_mib: Option<f64>,
     /// VmHWM at the end: the peak since the process started, setup included.
     pub rss_hwm_mib: Option<f64>,
+    /// The peak in each `--rss-interval` from the start of the warm-up, so
+    /// a long run shows whether memory stays flat.
+    pub rss_peak_per_interval_mib: Vec<f64>,
 }
 
 pub(crate) fn mib(kib: u64) -> f64 {
@@ -148,7 +177,7 @@ impl ProcessReport {
     pub(crate) fn build(
         pid: Option<u32>,
         window: Option<(Timed, Timed)>,
-        peak_kib: u64,
+        (peak_kib, per_interval_kib): (u64, Vec<u64>),
         end: Option<Sample>,
     ) -> ProcessReport {
         let (cpu, cpu_secs, start_rss) = match window {
@@ -168,6 +197,7 @@ impl ProcessReport {
             rss_peak_mib: (peak > 0).then(|| mib(peak)),
             rss_end_mib: end.map(|e| mib(e.rss_kib)),
             rss_hwm_mib: end.map(|e| mib(e.hwm_kib)),
+            rss_peak_per_interval_mib: per_interval_kib.into_iter().map(mib).collect(),
         }
     }
 }
@@ -203,6 +233,15 @@ mod tests {
         let s = sample(None).expect("/proc/self");
         assert!(s.rss_kib > 0 && s.hwm_kib >= s.rss_kib);
         assert!(clock_ticks_per_second() > 0);
+    }
+
+    #[test]
+    fn intervals_are_counted_from_the_start() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(interval_index(Duration::from_secs(59), minute), 0);
+        assert_eq!(interval_index(Duration::from_secs(60), minute), 1);
+        assert_eq!(interval_index(Duration::from_secs(1799), minute), 29);
+        assert_eq!(interval_index(Duration::from_secs(1799), Duration::ZERO), 0);
     }
 
     #[test]

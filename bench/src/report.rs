@@ -201,14 +201,27 @@ fn latency_line(name: &str, s: &Summary) -> String {
 }
 
 fn process_line(name: &str, p: &ProcessReport) -> String {
-    format!(
+    let mut line = format!(
         "{name:<LABEL$} cpu {} cores  rss start {}  peak {}  end {}  (VmHWM {})\n",
         opt(p.cpu_cores, ""),
         opt(p.rss_start_mib, " MiB"),
         opt(p.rss_peak_mib, " MiB"),
         opt(p.rss_end_mib, " MiB"),
         opt(p.rss_hwm_mib, " MiB"),
-    )
+    );
+    if p.rss_peak_per_interval_mib.len() > 1 {
+        let peaks: Vec<String> = p
+            .rss_peak_per_interval_mib
+            .iter()
+            .map(|m| format!("{m:.1}"))
+            .collect();
+        line.push_str(&format!(
+            "{:<LABEL$} rss peak per interval (MiB): {}\n",
+            "",
+            peaks.join(" ")
+        ));
+    }
+    line
 }
 
 impl Report {

@@ -24,6 +24,8 @@ const DRAIN_POLL: Duration = Duration::from_millis(100);
 /// Rate mode: sends one user may have waiting before further ones are
 /// dropped (and counted), so a stalled server cannot pile up tasks.
 const MAX_OUTSTANDING_PER_USER: usize = 64;
+/// How often the server's and the generator's RSS are read.
+const RSS_SAMPLE: Duration = Duration::from_millis(250);
 
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
@@ -96,8 +98,8 @@ pub(crate) async fn load(args: &Args) -> anyhow::Result<Report> {
 
     let server_peak = args
         .server_pid
-        .map(|pid| PeakWatcher::start(Some(pid), Duration::from_millis(250)));
-    let self_peak = PeakWatcher::start(None, Duration::from_millis(250));
+        .map(|pid| PeakWatcher::start(Some(pid), RSS_SAMPLE, secs(args.rss_interval)));
+    let self_peak = PeakWatcher::start(None, RSS_SAMPLE, secs(args.rss_interval));
 
     let users = world.users.len() as f64;
     let mut senders = tokio::task::JoinSet::new();
@@ -179,7 +181,7 @@ pub(crate) async fn load(args: &Args) -> anyhow::Result<Report> {
         .and_then(|pid| crate::procfs::sample(Some(pid)).ok());
     let self_final = crate::procfs::sample(None).ok();
     let server = args.server_pid.map(|pid| {
-        let peak = server_peak.map_or(0, PeakWatcher::stop);
+        let peak = server_peak.map_or_else(Default::default, PeakWatcher::stop);
         ProcessReport::build(Some(pid), server_start.zip(server_end), peak, server_final)
     });
     let generator = ProcessReport::build(
