@@ -14,6 +14,7 @@
 #   CLOISTER_URL=http://127.0.0.1:8008 scripts/test-js.sh   # test an already running server
 #   CLOISTER_BIN=target/debug/cloister scripts/test-js.sh      # use an already built server binary
 #   CLOISTER_JS_VERBOSE=1 scripts/test-js.sh  # keep the SDK's debug logging
+#   CLOISTER_JS_FILES="sdk-interop.test.mjs" scripts/test-js.sh  # only these files of tests/js
 #   CLOISTER_CLI=/path/to/cloister-cli scripts/test-js.sh  # use a prebuilt CLI
 #   ELEMENT_X_PROBE=/path/to/element-x-probe scripts/test-js.sh  # a prebuilt matrix-sdk probe
 #   CLOISTER_AUDIT_WASM=/path/to/cloister_audit_wasm.wasm scripts/test-js.sh  # a prebuilt verifier
@@ -180,7 +181,12 @@ fi
 echo "test-js: running the tests on Node $("$NODE" --version)" >&2
 
 set +e
-"$NODE" --test "$@" "$JS_DIR"/*.test.mjs
+FILES=("$JS_DIR"/*.test.mjs)
+if [[ -n "${CLOISTER_JS_FILES:-}" ]]; then
+    read -r -a FILES <<<"$CLOISTER_JS_FILES"
+    FILES=("${FILES[@]/#/$JS_DIR/}")
+fi
+"$NODE" --test "$@" "${FILES[@]}"
 STATUS=$?
 set -e
 exit $STATUS

@@ -384,6 +384,7 @@ test("cloister-cli and matrix-js-sdk verify each other by QR code, each showing 
     await waitFor(
       () => request.phase === VerificationPhase.Ready,
       () => `the CLI never answered (phase ${request.phase}, cancelled with ${request.cancellationCode} by ${request.cancellingUserId}); ${answering.describe()}`,
+      STEP_TIMEOUT_MS,
     );
     return request;
   };
