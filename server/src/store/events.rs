@@ -123,6 +123,13 @@ pub async fn append(
         .bind(relation.map(|r| r.rel_type))
         .execute(tx.conn())
         .await?;
+    if super::sliding_sync::bumps(event.event_type, event.state_key) {
+        sqlx::query("UPDATE rooms SET bump_pos = $1 WHERE room_id = $2 AND bump_pos < $1")
+            .bind(pos)
+            .bind(event.room_id)
+            .execute(tx.conn())
+            .await?;
+    }
     Ok(StoredEvent {
         pos,
         event_id,

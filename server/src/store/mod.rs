@@ -274,6 +274,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "oauth_account_actions",
         include_str!("migrations/0020_oauth_account_actions.sql"),
     ),
+    (
+        21,
+        "room_bump",
+        include_str!("migrations/0021_room_bump.sql"),
+    ),
 ];
 
 impl Store {

@@ -238,45 +238,78 @@ pub const BUMP_TYPES: &[&str] = &[
     "m.poll.start",
 ];
 
+/// Whether an event of this type and state key moves its room up a list.
+pub fn bumps(event_type: &str, state_key: Option<&str>) -> bool {
+    match state_key {
+        None => BUMP_TYPES.contains(&event_type),
+        Some(key) => key.is_empty() && event_type == "m.room.create",
+    }
+}
+
 /// For each room the user is joined to, the stream position of its latest
-/// event of a [`BUMP_TYPES`] type, or of its creation, at or before `to`.
-/// One lookup per type and room, each a descent of the
-/// `(room_id, event_type, state_key, stream_pos)` index rather than a scan
-/// of the room's messages.
+/// event that [`bumps`], at or before `to`. Each room keeps its latest
+/// (`rooms.bump_pos`, written with the event), so this is one row per room;
+/// only a room bumped after `to` (by a send that committed since the
+/// response's position was taken) has its latest event up to `to` looked up,
+/// one descent of the `(room_id, event_type, state_key, stream_pos)` index
+/// per type.
 pub async fn bump_positions(
     c: &mut AnyConnection,
     user_id: &str,
     to: i64,
 ) -> Result<HashMap<String, i64>, sqlx::Error> {
+    let mut out = HashMap::new();
+    let mut later = Vec::new();
+    for r in sqlx::query(
+        "SELECT m.room_id, r.bump_pos FROM memberships m JOIN rooms r ON r.room_id = m.room_id \
+         WHERE m.user_id = $1 AND m.membership = 'join'",
+    )
+    .bind(user_id)
+    .fetch_all(&mut *c)
+    .await?
+    {
+        let room_id: String = r.try_get(0)?;
+        match r.try_get::<i64, _>(1)? {
+            0 => {}
+            pos if pos <= to => {
+                out.insert(room_id, pos);
+            }
+            _ => later.push(room_id),
+        }
+    }
+    for room_id in later {
+        if let Some(pos) = bump_position_at(&mut *c, &room_id, to).await? {
+            out.insert(room_id, pos);
+        }
+    }
+    Ok(out)
+}
+
+/// The room's latest event that [`bumps`], at or before `to`.
+async fn bump_position_at(
+    c: &mut AnyConnection,
+    room_id: &str,
+    to: i64,
+) -> Result<Option<i64>, sqlx::Error> {
     let latest = |event_type: &str, state_key: &str| {
         format!(
-            "(SELECT MAX(e.stream_pos) FROM events e WHERE e.room_id = m.room_id \
+            "(SELECT MAX(e.stream_pos) FROM events e WHERE e.room_id = $1 \
              AND e.event_type = '{event_type}' AND e.state_key {state_key} AND e.stream_pos <= $2)"
         )
     };
     // The types are constants of this file: safe to inline.
     let mut columns = vec![latest("m.room.create", "= ''")];
     columns.extend(BUMP_TYPES.iter().map(|t| latest(t, "IS NULL")));
-    let sql = format!(
-        "SELECT m.room_id, {} FROM memberships m WHERE m.user_id = $1 AND m.membership = 'join'",
-        columns.join(", ")
-    );
-    let mut out = HashMap::new();
-    for r in sqlx::query(&sql)
-        .bind(user_id)
+    let r = sqlx::query(&format!("SELECT {}", columns.join(", ")))
+        .bind(room_id)
         .bind(to)
-        .fetch_all(c)
-        .await?
-    {
-        let mut latest = None;
-        for i in 1..=columns.len() {
-            latest = latest.max(r.try_get::<Option<i64>, _>(i)?);
-        }
-        if let Some(pos) = latest {
-            out.insert(r.try_get(0)?, pos);
-        }
+        .fetch_one(c)
+        .await?;
+    let mut latest = None;
+    for i in 0..columns.len() {
+        latest = latest.max(r.try_get::<Option<i64>, _>(i)?);
     }
-    Ok(out)
+    Ok(latest)
 }
 
 /// Forgets connections no request has used since `cutoff`, with the rooms
@@ -298,4 +331,82 @@ pub async fn purge_idle(w: &mut impl Writer, cutoff: i64) -> Result<u64, sqlx::E
     .execute(w.conn())
     .await?;
     Ok(positions.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::events::{self, NewEvent};
+    use crate::store::{rooms, Store};
+
+    async fn send(store: &Store, room: &str, kind: &str, state_key: Option<&str>) -> i64 {
+        let mut tx = store.write().await.unwrap();
+        if kind == "m.room.create" {
+            rooms::create(&mut tx, room, "@u:x", "10", false, 0)
+                .await
+                .unwrap();
+        }
+        let content = match kind {
+            "m.room.member" => json!({ "membership": "join" }),
+            _ => json!({}),
+        };
+        let event = NewEvent {
+            room_id: room,
+            sender: "@u:x",
+            sender_device: None,
+            txn_id: None,
+            event_type: kind,
+            state_key,
+            content: &content,
+            redacts: None,
+        };
+        let pos = events::append(&mut tx, &event, 0).await.unwrap().pos;
+        tx.commit().await.unwrap();
+        pos
+    }
+
+    async fn bumps_at(store: &Store, to: i64) -> HashMap<String, i64> {
+        let mut c = store.read().await.unwrap();
+        bump_positions(&mut c, "@u:x", to).await.unwrap()
+    }
+
+    /// The stored latest bump answers for a response's position, a send
+    /// committed after it does not show, and the migration's backfill
+    /// arrives at the same stamps as the sends did.
+    #[tokio::test]
+    async fn bump_stamps_are_the_latest_bumping_event_up_to_the_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::tests::sqlite_store(&dir).await;
+        let a_created = send(&store, "!a:x", "m.room.create", Some("")).await;
+        send(&store, "!a:x", "m.room.member", Some("@u:x")).await;
+        let b_created = send(&store, "!b:x", "m.room.create", Some("")).await;
+        send(&store, "!b:x", "m.room.member", Some("@u:x")).await;
+        let a_message = send(&store, "!a:x", "m.room.encrypted", None).await;
+        // Neither a reaction nor a state change moves a room up.
+        send(&store, "!b:x", "m.reaction", None).await;
+        send(&store, "!b:x", "m.room.name", Some("")).await;
+        let a_later = send(&store, "!a:x", "m.room.message", None).await;
+
+        let now = bumps_at(&store, a_later).await;
+        assert_eq!(now.get("!a:x"), Some(&a_later));
+        assert_eq!(now.get("!b:x"), Some(&b_created));
+        // A response whose position was taken before the later message.
+        let before = bumps_at(&store, a_later - 1).await;
+        assert_eq!(before.get("!a:x"), Some(&a_message));
+        let at_creation = bumps_at(&store, a_created).await;
+        assert_eq!(at_creation.get("!a:x"), Some(&a_created));
+
+        let mut c = store.read().await.unwrap();
+        sqlx::query("UPDATE rooms SET bump_pos = 0")
+            .execute(&mut *c)
+            .await
+            .unwrap();
+        let migration = include_str!("migrations/0021_room_bump.sql");
+        let backfill = &migration[migration.find("UPDATE rooms").unwrap()..];
+        sqlx::raw_sql(backfill).execute(&mut *c).await.unwrap();
+        drop(c);
+        assert_eq!(bumps_at(&store, a_later).await, now);
+    }
 }
