@@ -113,6 +113,7 @@ function fieldLabels() {
     deleted_key_signatures: t("field.deleted_key_signatures"),
     deleted_ldap_accounts: t("field.deleted_ldap_accounts"),
     deleted_login_tokens: t("field.deleted_login_tokens"),
+    deleted_notification_counts: t("field.deleted_notification_counts"),
     deleted_notifications: t("field.deleted_notifications"),
     deleted_one_time_keys: t("field.deleted_one_time_keys"),
     deleted_push_outbox: t("field.deleted_push_outbox"),

@@ -63,6 +63,7 @@ fn export_counts(doc: &Value) -> BTreeMap<String, usize> {
         ("typing", n(&s["typing"])),
         ("pushers", n(&s["push"]["pushers"])),
         ("notifications", n(&s["push"]["notifications"])),
+        ("notification_counts", n(&s["push"]["unread_counts"])),
         ("push_outbox", n(&s["push"]["pending"])),
         ("txn_ids", n(&s["transactions"])),
         ("uia_sessions", n(&s["auth_sessions"])),

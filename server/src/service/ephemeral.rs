@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::error::{ApiError, ApiResult};
 use crate::service::Context;
 use crate::store::ephemeral::{self, PRIVATE_READ};
-use crate::store::{account_data, rooms, Conn, WriteTx};
+use crate::store::{account_data, rooms, unread, Conn, WriteTx};
 
 const READ: &str = "m.read";
 const FULLY_READ: &str = "m.fully_read";
@@ -151,6 +151,7 @@ async fn set_marker(
     }
     let pos = tx.next_pos().await?;
     ephemeral::put_receipt(tx, room_id, user_id, kind, thread_id, event_id, now, pos).await?;
+    unread::recount(tx, user_id, room_id).await?;
     if marker == Marker::ReadPrivate {
         Ok(vec![user_id.to_owned()])
     } else {

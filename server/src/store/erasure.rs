@@ -66,6 +66,11 @@ const OWN_ROWS: &[(&str, &str, &str)] = &[
     ("uia_sessions", "user_id = $1", "deleted_uia_sessions"),
     ("pushers", "user_id = $1", "deleted_pushers"),
     ("notifications", "user_id = $1", "deleted_notifications"),
+    (
+        "notification_counts",
+        "user_id = $1",
+        "deleted_notification_counts",
+    ),
     ("push_outbox", "user_id = $1", "deleted_push_outbox"),
     ("ldap_accounts", "user_id = $1", "deleted_ldap_accounts"),
     ("identity_links", "user_id = $1", "deleted_identity_links"),

@@ -45,6 +45,7 @@ pub mod sliding_sync;
 pub mod sso;
 pub mod subject;
 pub mod to_device;
+pub mod unread;
 pub mod users;
 
 use std::str::FromStr;
@@ -279,6 +280,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "room_bump",
         include_str!("migrations/0021_room_bump.sql"),
     ),
+    (
+        22,
+        "notification_counts",
+        include_str!("migrations/0022_notification_counts.sql"),
+    ),
 ];
 
 impl Store {
@@ -498,6 +504,7 @@ impl Store {
             match *version {
                 5 => readable::backfill(&mut tx).await?,
                 8 => relations::backfill(&mut tx).await?,
+                22 => unread::backfill(&mut tx).await?,
                 _ => {}
             }
             sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")

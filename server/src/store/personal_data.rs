@@ -321,6 +321,13 @@ pub const PERSONAL: &[PersonalTable] = &[
         purpose: PUSH,
     },
     PersonalTable {
+        table: "notification_counts",
+        user_columns: &["user_id"],
+        mention_columns: &[],
+        category: "how many notifications a user has not read, per room and thread",
+        purpose: PUSH,
+    },
+    PersonalTable {
         table: "push_outbox",
         user_columns: &["user_id"],
         mention_columns: &[],

@@ -4,7 +4,7 @@
 use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
-use super::{codec, WriteTx, Writer};
+use super::{codec, unread, WriteTx, Writer};
 
 #[derive(Debug, Clone)]
 pub struct Pusher {
@@ -270,8 +270,9 @@ pub struct NewNotification<'a> {
     pub actions: &'a [Value],
 }
 
-/// Inserts notifications, many rows per statement: the evaluator holds the
-/// write lock meanwhile, and a statement per row kept sends waiting.
+/// Inserts notifications, many rows per statement (the evaluator holds the
+/// write lock meanwhile, and a statement per row kept sends waiting), and
+/// counts the unread ones.
 pub async fn insert_notifications(
     tx: &mut WriteTx,
     notes: &[NewNotification<'_>],
@@ -280,6 +281,7 @@ pub async fn insert_notifications(
     const COLUMNS: usize = 8;
     /// Well under SQLite's limit of 32,766 parameters per statement.
     const ROWS: usize = 200;
+    let mut recorded = Vec::with_capacity(notes.len());
     for chunk in notes.chunks(ROWS) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
@@ -291,7 +293,8 @@ pub async fn insert_notifications(
             .collect();
         let sql = format!(
             "INSERT INTO notifications (user_id, room_id, event_id, thread_id, stream_pos, highlight, actions, ts) \
-             VALUES {} ON CONFLICT (user_id, event_id) DO NOTHING",
+             VALUES {} ON CONFLICT (user_id, event_id) DO NOTHING \
+             RETURNING user_id, room_id, thread_id, stream_pos, highlight",
             values.join(", ")
         );
         let mut query = sqlx::query(&sql);
@@ -306,9 +309,19 @@ pub async fn insert_notifications(
                 .bind(Value::from(n.actions.to_vec()).to_string())
                 .bind(now);
         }
-        query.execute(tx.conn()).await?;
+        for r in query.fetch_all(tx.conn()).await? {
+            recorded.push(unread::Recorded {
+                user_id: r.try_get(0)?,
+                room_id: r.try_get(1)?,
+                thread_id: r.try_get(2)?,
+                stream_pos: r.try_get(3)?,
+                highlight: codec::flag(&r, 4)?,
+            });
+        }
     }
-    Ok(())
+    // Only the rows this call inserted: a notification already recorded
+    // is already counted.
+    unread::add(tx, &recorded).await
 }
 
 /// `notifications n` joined with how far the user (`$1`) has read: `u.pos`
@@ -330,54 +343,20 @@ const WITH_READ_POS: &str = "notifications n \
 /// The condition of an unread notification, over [`WITH_READ_POS`].
 const UNREAD: &str = "n.stream_pos > COALESCE(u.pos, -1) AND n.stream_pos > COALESCE(t.pos, -1)";
 
-/// Unread notifications of one thread of one room.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ThreadUnread {
-    pub room_id: String,
-    /// `main`, or a thread root's event id.
-    pub thread_id: String,
-    pub notifications: i64,
-    pub highlights: i64,
-}
+pub use super::unread::ThreadUnread;
 
-/// Per room and thread with notifications at or before `to`: the unread
-/// ones. One query for all rooms.
+/// Per room and thread: the user's unread notifications at or before `to`.
 pub async fn unread_counts(
     c: &mut AnyConnection,
     user_id: &str,
     to: i64,
 ) -> Result<Vec<ThreadUnread>, sqlx::Error> {
-    let rows = sqlx::query(&format!(
-        "SELECT n.room_id, n.thread_id, \
-           CAST(SUM(CASE WHEN {UNREAD} THEN 1 ELSE 0 END) AS BIGINT), \
-           CAST(SUM(CASE WHEN {UNREAD} AND n.highlight <> 0 THEN 1 ELSE 0 END) AS BIGINT) \
-         FROM {WITH_READ_POS} \
-         WHERE n.user_id = $1 AND n.stream_pos <= $2 GROUP BY n.room_id, n.thread_id"
-    ))
-    .bind(user_id)
-    .bind(to)
-    .fetch_all(c)
-    .await?;
-    rows.into_iter()
-        .map(|r| {
-            Ok(ThreadUnread {
-                room_id: r.try_get(0)?,
-                thread_id: r.try_get(1)?,
-                notifications: r.try_get(2)?,
-                highlights: r.try_get(3)?,
-            })
-        })
-        .collect()
+    unread::counts(c, user_id, to).await
 }
 
 /// The user's unread notifications in all rooms: the badge a push carries.
 pub async fn total_unread(c: &mut AnyConnection, user_id: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(&format!(
-        "SELECT COUNT(*) FROM {WITH_READ_POS} WHERE n.user_id = $1 AND {UNREAD}"
-    ))
-    .bind(user_id)
-    .fetch_one(c)
-    .await
+    unread::total(c, user_id).await
 }
 
 pub struct NotificationRow {
@@ -426,16 +405,19 @@ pub async fn notifications(
         .collect()
 }
 
-/// Deletes notifications recorded before `cutoff`.
-pub async fn delete_old_notifications(
-    w: &mut impl Writer,
-    cutoff: i64,
-) -> Result<u64, sqlx::Error> {
-    let r = sqlx::query("DELETE FROM notifications WHERE ts < $1")
-        .bind(cutoff)
-        .execute(w.conn())
-        .await?;
-    Ok(r.rows_affected())
+/// Deletes notifications recorded before `cutoff`, and counts the unread
+/// ones of the rooms they were in again.
+pub async fn delete_old_notifications(tx: &mut WriteTx, cutoff: i64) -> Result<u64, sqlx::Error> {
+    let gone: Vec<(String, String)> =
+        sqlx::query_as("DELETE FROM notifications WHERE ts < $1 RETURNING user_id, room_id")
+            .bind(cutoff)
+            .fetch_all(tx.conn())
+            .await?;
+    let rooms: std::collections::BTreeSet<&(String, String)> = gone.iter().collect();
+    for (user_id, room_id) in rooms {
+        unread::recount(tx, user_id, room_id).await?;
+    }
+    Ok(gone.len() as u64)
 }
 
 /// One push waiting for a gateway.

@@ -115,8 +115,10 @@ async fn sender(state: Context, wake: Arc<Notify>) {
 
 async fn cleanup(state: &Context) -> Result<(), sqlx::Error> {
     let now = state.now_ms();
+    let mut tx = state.store.write().await?;
+    push::delete_old_notifications(&mut tx, now - super::NOTIFICATION_LIFETIME_MS).await?;
+    tx.commit().await?;
     let mut w = state.store.autocommit().await?;
-    push::delete_old_notifications(&mut w, now - super::NOTIFICATION_LIFETIME_MS).await?;
     let dropped = push::delete_failing_pushers(&mut w, now - DROP_FAILING_PUSHER_AFTER_MS).await?;
     if dropped > 0 {
         tracing::info!(
