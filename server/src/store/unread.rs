@@ -67,22 +67,18 @@ type Counts = HashMap<(String, String, String), (i64, i64)>;
 const CHUNK: usize = 400;
 
 /// Read positions of each user in each room given.
-async fn read_positions(
+async fn read_positions<'a>(
     c: &mut AnyConnection,
-    pairs: &HashSet<Key>,
+    pairs: &'a HashSet<Key>,
 ) -> Result<HashMap<Key, ReadPos>, sqlx::Error> {
-    let rooms: Vec<&str> = pairs
-        .iter()
-        .map(|(_, r)| r.as_str())
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let users: Vec<&str> = pairs
-        .iter()
-        .map(|(u, _)| u.as_str())
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
+    let distinct = |values: Vec<&'a str>| -> Vec<&'a str> {
+        let mut values = values;
+        values.sort_unstable();
+        values.dedup();
+        values
+    };
+    let rooms = distinct(pairs.iter().map(|(_, r)| r.as_str()).collect());
+    let users = distinct(pairs.iter().map(|(u, _)| u.as_str()).collect());
     let mut out: HashMap<Key, ReadPos> = HashMap::new();
     for rooms in rooms.chunks(CHUNK) {
         for users in users.chunks(CHUNK) {
