@@ -35,6 +35,7 @@ pub mod lock;
 pub mod media;
 pub mod oauth;
 pub mod oauth_device;
+pub mod params;
 pub mod personal_data;
 pub mod purge;
 pub mod push;
@@ -68,6 +69,9 @@ pub enum Backend {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// SQLite: the connection write transactions begin on; `None` on
+    /// PostgreSQL, whose writers take connections from `pool`.
+    writer: Option<AnyPool>,
     backend: Backend,
     /// Serializes SQLite writers; `None` on PostgreSQL, which locks rows.
     write_lock: Option<Arc<Mutex<()>>>,
@@ -304,51 +308,19 @@ impl Store {
             prepare_sqlite_files(url)?;
         }
         let options = AnyConnectOptions::from_str(url)?.disable_statement_logging();
-        let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
-            .acquire_timeout(Duration::from_secs(30))
-            .after_release(move |conn, _| {
-                Box::pin(async move {
-                    // The SQLite worker applies a dropped transaction's
-                    // rollback asynchronously; a ping queued behind it makes
-                    // the depth below current. PostgreSQL's is synchronous.
-                    if backend == Backend::Sqlite {
-                        conn.ping().await?;
-                    }
-                    // Backstop for any path that still leaks a transaction:
-                    // closing the connection rolls it back, whereas pooling
-                    // it would wedge every later writer.
-                    if conn.is_in_transaction() {
-                        tracing::warn!(
-                            "closing a database connection returned inside a transaction"
-                        );
-                        return Ok(false);
-                    }
-                    Ok(true)
-                })
-            })
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // FULL: an acknowledged write (a to-device room key,
-                        // say) survives power loss, not just a crash.
-                        // secure_delete: deleted rows are overwritten, so
-                        // what retention and erasure delete does not linger
-                        // in free pages of the file.
-                        conn.execute(
-                            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
-                             PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON; \
-                             PRAGMA secure_delete=ON;",
-                        )
-                        .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
+        let pool = pool_options(backend, if backend == Backend::Sqlite { 8 } else { 16 })
+            .connect_with(options.clone())
             .await?;
+        // SQLite's writes are one at a time (`write_lock`), so they need one
+        // connection, and on it they do not queue behind the reads that can
+        // hold every connection of the shared pool under load.
+        let writer = match backend {
+            Backend::Sqlite => Some(pool_options(backend, 1).connect_with(options).await?),
+            Backend::Postgres => None,
+        };
         Ok(Store {
             pool,
+            writer,
             backend,
             write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
             group: (backend == Backend::Sqlite).then(Arc::default),
@@ -446,7 +418,8 @@ impl Store {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         };
-        let (pool, backend) = (self.pool.clone(), self.backend);
+        let pool = self.writer.as_ref().unwrap_or(&self.pool).clone();
+        let backend = self.backend;
         let (sender, receiver) = oneshot::channel();
         tokio::spawn(async move {
             if sender.is_closed() {
@@ -530,7 +503,9 @@ impl Store {
                 Some(lock) => Some(lock.clone().lock_owned().await),
                 None => None,
             };
-            self.pool
+            self.writer
+                .as_ref()
+                .unwrap_or(&self.pool)
                 .acquire()
                 .await?
                 .execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -567,7 +542,54 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(writer) = &self.writer {
+            writer.close().await;
+        }
     }
+}
+
+/// The options both pools share: connection setup, and the check that no
+/// connection goes back into a pool inside a transaction.
+fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_release(move |conn, _| {
+            Box::pin(async move {
+                // The SQLite worker applies a dropped transaction's
+                // rollback asynchronously; a ping queued behind it makes
+                // the depth below current. PostgreSQL's is synchronous.
+                if backend == Backend::Sqlite {
+                    conn.ping().await?;
+                }
+                // Backstop for any path that still leaks a transaction:
+                // closing the connection rolls it back, whereas pooling
+                // it would wedge every later writer.
+                if conn.is_in_transaction() {
+                    tracing::warn!("closing a database connection returned inside a transaction");
+                    return Ok(false);
+                }
+                Ok(true)
+            })
+        })
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    // FULL: an acknowledged write (a to-device room key,
+                    // say) survives power loss, not just a crash.
+                    // secure_delete: deleted rows are overwritten, so
+                    // what retention and erasure delete does not linger
+                    // in free pages of the file.
+                    conn.execute(
+                        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
+                         PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON; \
+                         PRAGMA secure_delete=ON;",
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        })
 }
 
 /// Creates a missing database file 0600 before SQLite would create it
@@ -689,12 +711,14 @@ mod tests {
     pub(super) async fn assert_no_pooled_transaction(store: &Store) {
         let mut held = Vec::new();
         for _ in 0..8 {
-            let conn = store.read().await.unwrap();
+            held.push(store.read().await.unwrap());
+        }
+        held.push(store.writer.as_ref().unwrap().acquire().await.unwrap());
+        for conn in &held {
             assert!(
                 !conn.is_in_transaction(),
                 "a pooled connection is inside a transaction"
             );
-            held.push(conn);
         }
     }
 
