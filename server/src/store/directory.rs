@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
-use super::{codec, WriteTx};
+use super::{codec, params, WriteTx};
 
 /// The state types a room's directory entry is built from.
 pub const SUMMARY_TYPES: &[&str] = &[
@@ -21,8 +21,7 @@ pub const SUMMARY_TYPES: &[&str] = &[
     "m.room.guest_access",
 ];
 
-/// SQLite before 3.32 allows 999 parameters per statement.
-const IDS_PER_QUERY: usize = 500;
+const IDS_PER_QUERY: usize = params::MAX;
 
 /// Whether the room is published; `None` when there is no such room.
 pub async fn published(c: &mut AnyConnection, room_id: &str) -> Result<Option<bool>, sqlx::Error> {
@@ -54,13 +53,6 @@ pub async fn published_rooms(c: &mut AnyConnection) -> Result<Vec<String>, sqlx:
         .await
 }
 
-fn placeholders(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// The current [`SUMMARY_TYPES`] state (state key `""`) of `room_ids`, as
 /// (room id, event type, content).
 pub async fn summary_state(
@@ -78,7 +70,7 @@ pub async fn summary_state(
             "SELECT s.room_id, s.event_type, e.content FROM current_state s \
              JOIN events e ON e.event_id = s.event_id \
              WHERE s.state_key = '' AND s.event_type IN ({types}) AND s.room_id IN ({})",
-            placeholders(chunk.len())
+            params::list(1, chunk.len())
         );
         let mut query = sqlx::query(&sql);
         for id in chunk {
@@ -105,7 +97,7 @@ pub async fn joined_counts(
         let sql = format!(
             "SELECT room_id, COUNT(*) FROM memberships WHERE membership = 'join' \
              AND room_id IN ({}) GROUP BY room_id",
-            placeholders(chunk.len())
+            params::list(1, chunk.len())
         );
         let mut query = sqlx::query(&sql);
         for id in chunk {

@@ -7,7 +7,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::codec;
 use super::readable::{Class, Readable};
-use super::{rooms, WriteTx};
+use super::{params, rooms, WriteTx};
 
 /// An event about to be appended.
 pub struct NewEvent<'a> {
@@ -273,10 +273,9 @@ pub async fn current_state_part(
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let mut wanted = Vec::new();
     if let Some(keys) = member_keys.filter(|k| !k.is_empty()) {
-        let params: Vec<String> = (0..keys.len()).map(|i| format!("${}", i + 2)).collect();
         wanted.push(format!(
             "(s.event_type = 'm.room.member' AND s.state_key IN ({}))",
-            params.join(", ")
+            params::list(2, keys.len())
         ));
     }
     if let Some((after, before)) = gap {

@@ -5,15 +5,14 @@ use std::collections::BTreeMap;
 
 use sqlx::{AnyConnection, Row};
 
-use super::WriteTx;
+use super::{params, WriteTx};
 
 /// `AND <column> NOT IN ($first, …)` for `n` values, or nothing.
 fn not_in(column: &str, first: usize, n: usize) -> String {
     if n == 0 {
         return String::new();
     }
-    let params: Vec<String> = (first..first + n).map(|i| format!("${i}")).collect();
-    format!(" AND {column} NOT IN ({})", params.join(", "))
+    format!(" AND {column} NOT IN ({})", params::list(first, n))
 }
 
 pub async fn all_rooms(c: &mut AnyConnection) -> Result<Vec<String>, sqlx::Error> {

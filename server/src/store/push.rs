@@ -4,7 +4,7 @@
 use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
-use super::{codec, unread, WriteTx, Writer};
+use super::{codec, params, unread, WriteTx, Writer};
 
 #[derive(Debug, Clone)]
 pub struct Pusher {
@@ -279,23 +279,13 @@ pub async fn insert_notifications(
     now: i64,
 ) -> Result<(), sqlx::Error> {
     const COLUMNS: usize = 8;
-    /// Well under SQLite's limit of 32,766 parameters per statement.
-    const ROWS: usize = 200;
     let mut recorded = Vec::with_capacity(notes.len());
-    for chunk in notes.chunks(ROWS) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let row: Vec<String> = (1..=COLUMNS)
-                    .map(|k| format!("${}", i * COLUMNS + k))
-                    .collect();
-                format!("({})", row.join(", "))
-            })
-            .collect();
+    for chunk in notes.chunks(params::rows_per_statement(COLUMNS)) {
         let sql = format!(
             "INSERT INTO notifications (user_id, room_id, event_id, thread_id, stream_pos, highlight, actions, ts) \
              VALUES {} ON CONFLICT (user_id, event_id) DO NOTHING \
              RETURNING user_id, room_id, thread_id, stream_pos, highlight",
-            values.join(", ")
+            params::rows(chunk.len(), COLUMNS)
         );
         let mut query = sqlx::query(&sql);
         for n in chunk {

@@ -9,7 +9,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::events::{from_row, StoredEvent, COLUMNS};
 use super::readable::Readable;
-use super::WriteTx;
+use super::{params, WriteTx};
 
 /// Relation types that bundled aggregations summarize (spec: "Aggregations
 /// of child events"). Annotations are not among them since spec v1.7.
@@ -120,12 +120,11 @@ pub async fn bundled_rows(
     if parents.is_empty() {
         return Ok(Vec::new());
     }
-    let list: Vec<String> = (0..parents.len()).map(|i| format!("${}", i + 4)).collect();
     let types: Vec<String> = BUNDLED.iter().map(|t| format!("'{t}'")).collect();
     let sql = format!(
         "SELECT relates_to, rel_type, stream_pos, event_id, sender, event_type FROM events \
          WHERE room_id = $1 AND relates_to IN ({}) AND rel_type IN ({}) AND {} ORDER BY stream_pos",
-        list.join(", "),
+        params::list(4, parents.len()),
         types.join(", "),
         visible(readable),
     );
@@ -162,10 +161,9 @@ pub async fn by_ids(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
     let sql = format!(
         "SELECT {COLUMNS} FROM events WHERE room_id = $1 AND event_id IN ({}) ORDER BY stream_pos",
-        list.join(", ")
+        params::list(2, ids.len())
     );
     let mut query = sqlx::query(&sql).bind(room_id);
     for id in ids {

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{AnyConnection, Row};
 
-use super::{codec, Writer};
+use super::{codec, params, Writer};
 
 /// One notification as recorded.
 #[derive(Debug, Clone)]
@@ -63,9 +63,6 @@ impl ReadPos {
 type Key = (String, String);
 type Counts = HashMap<(String, String, String), (i64, i64)>;
 
-/// Bounds the IN lists below well under SQLite's parameter limit.
-const CHUNK: usize = 400;
-
 /// Read positions of each user in each room given.
 async fn read_positions<'a>(
     c: &mut AnyConnection,
@@ -80,10 +77,10 @@ async fn read_positions<'a>(
     let rooms = distinct(pairs.iter().map(|(_, r)| r.as_str()).collect());
     let users = distinct(pairs.iter().map(|(u, _)| u.as_str()).collect());
     let mut out: HashMap<Key, ReadPos> = HashMap::new();
-    for rooms in rooms.chunks(CHUNK) {
-        for users in users.chunks(CHUNK) {
-            let room_list = placeholders(1, rooms.len());
-            let user_list = placeholders(1 + rooms.len(), users.len());
+    for rooms in rooms.chunks(params::MAX / 2) {
+        for users in users.chunks(params::MAX / 2) {
+            let room_list = params::list(1, rooms.len());
+            let user_list = params::list(1 + rooms.len(), users.len());
             let sql = format!(
                 "SELECT r.user_id, r.room_id, r.thread_id, MAX(e.stream_pos) FROM receipts r \
                  JOIN events e ON e.event_id = r.event_id \
@@ -117,13 +114,6 @@ async fn read_positions<'a>(
     Ok(out)
 }
 
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// The unread ones among `notes`, per user, room and thread.
 fn tally(notes: &[Recorded], read: &HashMap<Key, ReadPos>) -> Counts {
     let mut counts = Counts::new();
@@ -143,16 +133,13 @@ fn tally(notes: &[Recorded], read: &HashMap<Key, ReadPos>) -> Counts {
 /// Adds `counts` to the stored ones.
 async fn add_counts(w: &mut impl Writer, counts: &Counts) -> Result<(), sqlx::Error> {
     let rows: Vec<_> = counts.iter().collect();
-    for chunk in rows.chunks(CHUNK / 5) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", placeholders(i * 5 + 1, 5)))
-            .collect();
+    for chunk in rows.chunks(params::rows_per_statement(5)) {
         let sql = format!(
             "INSERT INTO notification_counts (user_id, room_id, thread_id, notifications, highlights) \
              VALUES {} ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET \
              notifications = notification_counts.notifications + excluded.notifications, \
              highlights = notification_counts.highlights + excluded.highlights",
-            values.join(", ")
+            params::rows(chunk.len(), 5)
         );
         let mut query = sqlx::query(&sql);
         for ((user, room, thread), (n, h)) in chunk {
