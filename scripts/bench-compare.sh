@@ -14,12 +14,14 @@
 #   BENCH_SCENARIOS="rate" BENCH_SERVERS="cloister-sqlite" scripts/bench-compare.sh
 #   CLOISTER_BIN=path/to/cloister scripts/bench-compare.sh     # a prebuilt server instead of a release build
 #   CLOISTER_BENCH_POSTGRES_URL=postgres://… scripts/bench-compare.sh   # also Cloister on PostgreSQL
+#   SYNAPSE_BENCH_POSTGRES_URL=postgres://… scripts/bench-compare.sh    # also Synapse on PostgreSQL
 #
 # Settings (environment): BENCH_USERS (100), BENCH_ROOMS (10),
 # BENCH_DURATION (30), BENCH_WARMUP (5), BENCH_IN_FLIGHT (2), BENCH_RATE
 # (100), BENCH_MEMORY_ROUNDS (5), BENCH_MEMORY_BURST (20), BENCH_SCENARIOS
 # ("closed rate memory"), BENCH_SERVERS ("cloister-sqlite synapse", plus
-# cloister-postgres when CLOISTER_BENCH_POSTGRES_URL is set), BENCH_OUT
+# cloister-postgres when CLOISTER_BENCH_POSTGRES_URL is set and
+# synapse-postgres when SYNAPSE_BENCH_POSTGRES_URL is set), BENCH_OUT
 # (reports, logs and summary.md; default target/bench-compare/run-DATE),
 # SYNAPSE_SPEC (the pip requirement, default matrix-synapse==1.163.2),
 # SYNAPSE_VENV (default target/bench-compare/synapse-venv).
@@ -27,6 +29,9 @@
 # Needs cargo, python3 with venv and pip (Synapse is installed from PyPI
 # into SYNAPSE_VENV on first use). The PostgreSQL database is used as it
 # is: each run's users have their own names, and earlier runs' rows stay.
+# Synapse's PostgreSQL database is dropped and created again for each run
+# (the URL names it; its server must let that role create databases), with
+# the C collation Synapse insists on; psycopg2-binary goes into the venv.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,9 +47,13 @@ RATE="${BENCH_RATE:-100}"
 MEMORY_ROUNDS="${BENCH_MEMORY_ROUNDS:-5}"
 MEMORY_BURST="${BENCH_MEMORY_BURST:-20}"
 SCENARIOS="${BENCH_SCENARIOS:-closed rate memory}"
-DEFAULT_SERVERS="cloister-sqlite synapse"
+DEFAULT_SERVERS="cloister-sqlite"
 if [[ -n "${CLOISTER_BENCH_POSTGRES_URL:-}" ]]; then
-    DEFAULT_SERVERS="cloister-sqlite cloister-postgres synapse"
+    DEFAULT_SERVERS+=" cloister-postgres"
+fi
+DEFAULT_SERVERS+=" synapse"
+if [[ -n "${SYNAPSE_BENCH_POSTGRES_URL:-}" ]]; then
+    DEFAULT_SERVERS+=" synapse-postgres"
 fi
 SERVERS="${BENCH_SERVERS:-$DEFAULT_SERVERS}"
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
@@ -122,8 +131,21 @@ install_synapse() {
     "$SYNAPSE_VENV/bin/pip" install -q "$SYNAPSE_SPEC"
 }
 
-start_synapse() { # $1: data directory
-    local dir="$1" port
+# Synapse on PostgreSQL needs psycopg2 (the binary wheel: no compiler or
+# libpq headers) and a fresh database with the C collation.
+prepare_synapse_postgres() {
+    "$SYNAPSE_VENV/bin/python" -c 'import psycopg2' 2>/dev/null \
+        || "$SYNAPSE_VENV/bin/pip" install -q psycopg2-binary
+    local name="${SYNAPSE_BENCH_POSTGRES_URL##*/}"
+    name="${name%%\?*}"
+    local admin="${SYNAPSE_BENCH_POSTGRES_URL%/*}/postgres"
+    psql -q "$admin" -v ON_ERROR_STOP=1 \
+        -c "DROP DATABASE IF EXISTS \"$name\"" \
+        -c "CREATE DATABASE \"$name\" ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+}
+
+start_synapse() { # $1: data directory, $2: PostgreSQL URL or empty (SQLite)
+    local dir="$1" db="$2" port
     port="$(free_port)"
     SERVER_URL="http://127.0.0.1:$port"
     mkdir -p "$dir"
@@ -134,16 +156,28 @@ start_synapse() { # $1: data directory
     # and every rate limit out of the way (the generator measures the
     # server, not its throttling). Presence is off: Cloister has none, and
     # clients here filter it out anyway.
-    "$SYNAPSE_VENV/bin/python" - "$dir/homeserver.yaml" "$port" "$dir" <<'PY'
+    if [[ -n "$db" ]]; then
+        prepare_synapse_postgres
+    fi
+    "$SYNAPSE_VENV/bin/python" - "$dir/homeserver.yaml" "$port" "$dir" "$db" <<'PY'
 import sys, yaml
-path, port, data = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+from urllib.parse import urlparse
+path, port, data, db = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 with open(path) as f:
     c = yaml.safe_load(f)
 c["listeners"] = [{
     "port": port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": False,
     "x_forwarded": False, "resources": [{"names": ["client"], "compress": False}],
 }]
-c["database"] = {"name": "sqlite3", "args": {"database": f"{data}/homeserver.db"}}
+if db:
+    u = urlparse(db)
+    c["database"] = {"name": "psycopg2", "args": {
+        "user": u.username or "postgres", "password": u.password or "",
+        "dbname": u.path.lstrip("/"), "host": u.hostname or "127.0.0.1",
+        "port": u.port or 5432, "cp_min": 5, "cp_max": 10,
+    }}
+else:
+    c["database"] = {"name": "sqlite3", "args": {"database": f"{data}/homeserver.db"}}
 c["enable_registration"] = True
 c["enable_registration_without_verification"] = True
 c["trusted_key_servers"] = []
@@ -183,16 +217,22 @@ start_server() { # $1: server kind, $2: data directory
     case "$1" in
         cloister-sqlite) start_cloister "$2" "" ;;
         cloister-postgres) start_cloister "$2" "$CLOISTER_BENCH_POSTGRES_URL" ;;
-        synapse) start_synapse "$2" ;;
+        synapse) start_synapse "$2" "" ;;
+        synapse-postgres) start_synapse "$2" "$SYNAPSE_BENCH_POSTGRES_URL" ;;
         *) echo "bench-compare: unknown server $1" >&2; exit 2 ;;
     esac
+}
+
+synapse_version() {
+    "$SYNAPSE_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("matrix-synapse"))'
 }
 
 label_of() {
     case "$1" in
         cloister-sqlite) echo "Cloister (SQLite)" ;;
         cloister-postgres) echo "Cloister (PostgreSQL)" ;;
-        synapse) echo "Synapse $("$SYNAPSE_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("matrix-synapse"))') (SQLite)" ;;
+        synapse) echo "Synapse $(synapse_version) (SQLite)" ;;
+        synapse-postgres) echo "Synapse $(synapse_version) (PostgreSQL)" ;;
     esac
 }
 
@@ -215,7 +255,7 @@ elif [[ " $SERVERS " == *" cloister-"* ]]; then
     cargo build --release --bin cloister
     CLOISTER="$TARGET/release/cloister"
 fi
-if [[ " $SERVERS " == *" synapse "* ]]; then
+if [[ " $SERVERS " == *" synapse"* ]]; then
     install_synapse
 fi
 
