@@ -20,6 +20,7 @@ pub mod audit;
 pub mod backup;
 pub mod codec;
 pub mod console;
+pub mod device_news;
 pub mod devices;
 pub mod directory;
 pub mod ephemeral;
@@ -559,7 +560,11 @@ fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
                 // The SQLite worker applies a dropped transaction's
                 // rollback asynchronously; a ping queued behind it makes
                 // the depth below current. PostgreSQL's is synchronous.
-                if backend == Backend::Sqlite {
+                // A depth of zero needs no ping: a transaction's depth is
+                // counted once its BEGIN is acknowledged, and falls to zero
+                // only when it ended. Most connections are returned from
+                // reads, and a ping costs two thread hand-offs.
+                if backend == Backend::Sqlite && conn.is_in_transaction() {
                     conn.ping().await?;
                 }
                 // Backstop for any path that still leaks a transaction:
