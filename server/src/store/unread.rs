@@ -227,22 +227,37 @@ pub async fn counts(
     user_id: &str,
     to: i64,
 ) -> Result<Vec<ThreadUnread>, sqlx::Error> {
-    let mut counts: Counts = sqlx::query(
-        "SELECT room_id, thread_id, notifications, highlights FROM notification_counts \
-         WHERE user_id = $1",
+    // One statement for both, as every /sync that sends a joined room reads
+    // them: the counts (kind 0), and the notifications recorded after `to`
+    // (kind 1, as stream_pos and highlight).
+    let rows = sqlx::query(
+        "SELECT CAST(0 AS BIGINT), room_id, thread_id, notifications, highlights FROM notification_counts \
+         WHERE user_id = $1 \
+         UNION ALL \
+         SELECT CAST(1 AS BIGINT), room_id, thread_id, stream_pos, highlight FROM notifications \
+         WHERE user_id = $1 AND stream_pos > $2",
     )
     .bind(user_id)
+    .bind(to)
     .fetch_all(&mut *c)
-    .await?
-    .into_iter()
-    .map(|r| {
-        Ok((
-            (user_id.to_owned(), r.try_get(0)?, r.try_get(1)?),
-            (r.try_get(2)?, r.try_get(3)?),
-        ))
-    })
-    .collect::<Result<_, sqlx::Error>>()?;
-    let later = recorded_after(&mut *c, user_id, to, None).await?;
+    .await?;
+    let mut counts = Counts::new();
+    let mut later = Vec::new();
+    for r in rows {
+        let (room_id, thread_id): (String, String) = (r.try_get(1)?, r.try_get(2)?);
+        let (a, b): (i64, i64) = (r.try_get(3)?, r.try_get(4)?);
+        if r.try_get::<i64, _>(0)? == 0 {
+            counts.insert((user_id.to_owned(), room_id, thread_id), (a, b));
+        } else {
+            later.push(Recorded {
+                user_id: user_id.to_owned(),
+                room_id,
+                thread_id,
+                stream_pos: a,
+                highlight: b != 0,
+            });
+        }
+    }
     if !later.is_empty() {
         let pairs: HashSet<Key> = later
             .iter()
