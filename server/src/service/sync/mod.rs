@@ -22,7 +22,7 @@ use crate::service::retention;
 use crate::service::session::Auth;
 use crate::service::Context;
 use crate::store::events::Viewer;
-use crate::store::{self, account_data, keys, to_device};
+use crate::store::{self, device_news, to_device};
 use cloister_proto::sync::{DeviceLists, ToDeviceEvents};
 use filter::SyncFilter;
 use tokens::SyncToken;
@@ -141,22 +141,30 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
     if acked > 0 {
         to_device::delete_acknowledged(&mut c, &auth.user_id, &auth.device_id, acked).await?;
     }
-    let to_device = to_device::pending(
+    let news = device_news::read(
         &mut c,
         &auth.user_id,
         &auth.device_id,
-        (acked, to),
-        TO_DEVICE_BATCH,
-        state.config.retention.to_device_lifetime.cutoff(now),
+        &device_news::Window {
+            to_device_after: acked,
+            data_after: from.unwrap_or(-1),
+            to,
+            to_device_limit: TO_DEVICE_BATCH,
+            to_device_cutoff: state.config.retention.to_device_lifetime.cutoff(now),
+        },
     )
     .await?;
+    let to_device = news.to_device;
     let to_device_pos = match to_device.last() {
         Some((pos, _)) if to_device.len() as i64 == TO_DEVICE_BATCH => *pos,
-        _ => to,
+        Some(_) => to,
+        // Nothing to acknowledge: everything up to `acked` was deleted
+        // above and nothing else is pending, so the next request can skip
+        // looking for acknowledged messages (a query per long-poll).
+        None => 0,
     };
 
-    let data_changes =
-        account_data::changed_since(&mut c, &auth.user_id, from.unwrap_or(-1), to).await?;
+    let data_changes = news.account_data;
     let mut global_data: Vec<Value> = data_changes
         .iter()
         .filter(|(room, _, _)| room.is_empty())
@@ -314,8 +322,6 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
         || !global_data.is_empty()
         || !device_lists.changed.is_empty()
         || !device_lists.left.is_empty();
-    let (key_counts, fallback_types) =
-        keys::device_key_state(&mut c, &auth.user_id, &auth.device_id).await?;
     let response = SyncResponse {
         next_batch: SyncToken {
             pos: to,
@@ -335,8 +341,8 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
             events: to_device.into_iter().map(|(_, e)| e).collect(),
         },
         device_lists,
-        device_one_time_keys_count: crate::service::keys::wire_counts(key_counts),
-        device_unused_fallback_key_types: fallback_types,
+        device_one_time_keys_count: crate::service::keys::wire_counts(news.one_time_key_counts),
+        device_unused_fallback_key_types: news.unused_fallback_types,
     };
     Ok((response, has_news))
 }

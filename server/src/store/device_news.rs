@@ -1,0 +1,255 @@
+//! What every `/v3/sync` reads about its own user and device, in one
+//! statement: pending to-device messages, account data changed in the
+//! window, and the device's one-time and fallback key state.
+//!
+//! Each is also read alone (`to_device::pending`, `account_data::
+//! changed_since`, `keys::device_key_state`, which sliding sync uses as its
+//! extensions ask); here they share one round trip because on SQLite every
+//! statement is a hand-off to the connection's worker thread and back,
+//! which under load cost more than the reads themselves
+//! (docs/performance.md). The tests below hold the two ways to the same
+//! answers.
+
+use std::collections::BTreeMap;
+
+use cloister_proto::to_device::ToDeviceEvent;
+use serde_json::Value;
+use sqlx::{AnyConnection, Row};
+
+use super::codec;
+
+/// What [`read`] returns.
+#[derive(Debug, Default, PartialEq)]
+pub struct DeviceNews {
+    /// As `to_device::pending`.
+    pub to_device: Vec<(i64, ToDeviceEvent)>,
+    /// As `account_data::changed_since`: (room id or "", type, content).
+    pub account_data: Vec<(String, String, Value)>,
+    /// As `keys::device_key_state`.
+    pub one_time_key_counts: BTreeMap<String, i64>,
+    pub unused_fallback_types: Vec<String>,
+}
+
+/// The window of one response.
+pub struct Window {
+    /// To-device messages after this position are pending.
+    pub to_device_after: i64,
+    /// Account data changed after this position is sent.
+    pub data_after: i64,
+    /// Neither goes past this position.
+    pub to: i64,
+    /// At most this many to-device messages.
+    pub to_device_limit: i64,
+    /// To-device messages queued before this time have expired.
+    pub to_device_cutoff: i64,
+}
+
+const TO_DEVICE: i64 = 0;
+const ACCOUNT_DATA: i64 = 1;
+const ONE_TIME_KEYS: i64 = 2;
+const FALLBACK_KEY: i64 = 3;
+
+/// Rows are (kind, number, text, text, text); the subqueries keep each
+/// part's own order and limit.
+const SQL: &str = "\
+SELECT * FROM (SELECT CAST(0 AS BIGINT) AS kind, stream_pos AS n, sender AS a, event_type AS b, content AS c \
+  FROM to_device WHERE user_id = $1 AND device_id = $2 AND stream_pos > $3 AND stream_pos <= $4 \
+  AND (created_ts IS NULL OR created_ts >= $6) ORDER BY stream_pos LIMIT $5) td \
+UNION ALL \
+SELECT * FROM (SELECT CAST(1 AS BIGINT) AS kind, stream_pos AS n, room_id AS a, data_type AS b, content AS c \
+  FROM account_data WHERE user_id = $1 AND stream_pos > $7 AND stream_pos <= $4) ad \
+UNION ALL \
+SELECT CAST(2 AS BIGINT), COUNT(*), algorithm, NULL, NULL FROM one_time_keys \
+  WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm \
+UNION ALL \
+SELECT CAST(3 AS BIGINT), CAST(0 AS BIGINT), algorithm, NULL, NULL FROM fallback_keys \
+  WHERE user_id = $1 AND device_id = $2 AND used = 0";
+
+pub async fn read(
+    c: &mut AnyConnection,
+    user_id: &str,
+    device_id: &str,
+    w: &Window,
+) -> Result<DeviceNews, sqlx::Error> {
+    let rows = sqlx::query(SQL)
+        .bind(user_id)
+        .bind(device_id)
+        .bind(w.to_device_after)
+        .bind(w.to)
+        .bind(w.to_device_limit)
+        .bind(w.to_device_cutoff)
+        .bind(w.data_after)
+        .fetch_all(c)
+        .await?;
+    let mut news = DeviceNews {
+        one_time_key_counts: BTreeMap::from([("signed_curve25519".to_owned(), 0)]),
+        ..DeviceNews::default()
+    };
+    let mut account_data = Vec::new();
+    for r in rows {
+        let n: i64 = r.try_get(1)?;
+        let a: String = r.try_get(2)?;
+        match r.try_get::<i64, _>(0)? {
+            TO_DEVICE => news.to_device.push((
+                n,
+                ToDeviceEvent {
+                    sender: a,
+                    event_type: r.try_get(3)?,
+                    content: codec::json(&r, 4, "to_device.content")?,
+                },
+            )),
+            ACCOUNT_DATA => {
+                let content: String = r.try_get(4)?;
+                let content = codec::decode(&content, "account_data.content")?;
+                account_data.push((n, (a, r.try_get(3)?, content)));
+            }
+            ONE_TIME_KEYS => {
+                news.one_time_key_counts.insert(a, n);
+            }
+            FALLBACK_KEY => news.unused_fallback_types.push(a),
+            _ => {}
+        }
+    }
+    // Ordered outside the union: an ORDER BY in a UNION ALL's subquery
+    // fixes what LIMIT keeps, not the order rows come out in.
+    news.to_device.sort_by_key(|(pos, _)| *pos);
+    account_data.sort_by_key(|(pos, _)| *pos);
+    news.account_data = account_data.into_iter().map(|(_, d)| d).collect();
+    news.unused_fallback_types.sort_unstable();
+    Ok(news)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::tests::sqlite_store;
+    use crate::store::{account_data, keys, to_device};
+
+    const ME: &str = "@me:x";
+    const DEV: &str = "DEV";
+
+    /// Reads `w` both ways.
+    async fn both(c: &mut AnyConnection, w: &Window) -> (DeviceNews, DeviceNews) {
+        let one = read(c, ME, DEV, w).await.unwrap();
+        let (one_time_key_counts, unused_fallback_types) =
+            keys::device_key_state(c, ME, DEV).await.unwrap();
+        let three = DeviceNews {
+            to_device: to_device::pending(
+                c,
+                ME,
+                DEV,
+                (w.to_device_after, w.to),
+                w.to_device_limit,
+                w.to_device_cutoff,
+            )
+            .await
+            .unwrap(),
+            account_data: account_data::changed_since(c, ME, w.data_after, w.to)
+                .await
+                .unwrap(),
+            one_time_key_counts,
+            unused_fallback_types,
+        };
+        (one, three)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_statement_reads_what_the_three_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir).await;
+        let window = |after, to, limit| Window {
+            to_device_after: after,
+            data_after: after,
+            to,
+            to_device_limit: limit,
+            to_device_cutoff: 1_000,
+        };
+
+        // Nothing stored yet: no messages or data, a zero key count.
+        let mut c = store.read().await.unwrap();
+        let (one, three) = both(&mut c, &window(0, 100, 10)).await;
+        assert_eq!(one, three);
+        assert_eq!(one.one_time_key_counts["signed_curve25519"], 0);
+        drop(c);
+
+        let mut tx = store.write().await.unwrap();
+        for pos in 1..=6 {
+            // The first was queued before the cutoff (expired), the fifth
+            // is for another device.
+            let (device, queued_at) = if pos == 5 {
+                ("OTHER", 2_000)
+            } else {
+                (DEV, pos * 600)
+            };
+            let content = json!({ "n": pos }).to_string();
+            let msg = to_device::Queued {
+                user_id: ME,
+                device_id: device,
+                sender: "@you:x",
+                event_type: "m.room_key",
+                content: &content,
+            };
+            to_device::insert(&mut tx, pos * 10, &msg, queued_at)
+                .await
+                .unwrap();
+        }
+        account_data::put(&mut tx, ME, "", "m.direct", &json!({ "a": 1 }), 25)
+            .await
+            .unwrap();
+        account_data::put(&mut tx, ME, "!r:x", "m.tag", &json!({ "b": 2 }), 15)
+            .await
+            .unwrap();
+        account_data::put(&mut tx, "@you:x", "", "m.direct", &json!({}), 20)
+            .await
+            .unwrap();
+        for (algorithm, id) in [
+            ("signed_curve25519", "A"),
+            ("signed_curve25519", "B"),
+            ("x", "C"),
+        ] {
+            keys::insert_one_time_key(&mut tx, ME, DEV, algorithm, id, &json!({ "key": id }))
+                .await
+                .unwrap();
+        }
+        keys::insert_one_time_key(&mut tx, ME, "OTHER", "y", "D", &json!({}))
+            .await
+            .unwrap();
+        keys::put_fallback_key(&mut tx, ME, DEV, "signed_curve25519", "F", &json!({}))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        let mut c = store.read().await.unwrap();
+        for w in [
+            window(0, 100, 10),
+            window(10, 100, 2),
+            window(0, 35, 10),
+            window(30, 60, 10),
+        ] {
+            let (one, three) = both(&mut c, &w).await;
+            assert_eq!(one, three, "after {} up to {}", w.to_device_after, w.to);
+        }
+        let all = read(&mut c, ME, DEV, &window(0, 100, 10)).await.unwrap();
+        let positions: Vec<i64> = all.to_device.iter().map(|(p, _)| *p).collect();
+        assert_eq!(
+            positions,
+            [20, 30, 40, 60],
+            "expired and other devices' messages left out"
+        );
+        let types: Vec<&str> = all
+            .account_data
+            .iter()
+            .map(|(_, t, _)| t.as_str())
+            .collect();
+        assert_eq!(types, ["m.tag", "m.direct"], "in stream order, mine only");
+        assert_eq!(all.one_time_key_counts["signed_curve25519"], 2);
+        assert_eq!(all.one_time_key_counts["x"], 1);
+        assert!(!all.one_time_key_counts.contains_key("y"));
+        assert_eq!(all.unused_fallback_types, ["signed_curve25519"]);
+        let limited = read(&mut c, ME, DEV, &window(0, 100, 2)).await.unwrap();
+        let positions: Vec<i64> = limited.to_device.iter().map(|(p, _)| *p).collect();
+        assert_eq!(positions, [20, 30], "the oldest within the limit");
+    }
+}
