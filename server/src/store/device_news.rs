@@ -1,10 +1,12 @@
 //! What every `/v3/sync` reads about its own user and device, in one
 //! statement: pending to-device messages, account data changed in the
-//! window, and the device's one-time and fallback key state.
+//! window, the device's one-time and fallback key state, and whose device
+//! lists changed in the window.
 //!
 //! Each is also read alone (`to_device::pending`, `account_data::
-//! changed_since`, `keys::device_key_state`, which sliding sync uses as its
-//! extensions ask); here they share one round trip because on SQLite every
+//! changed_since`, `keys::device_key_state`, `keys::
+//! device_list_changes_between`, which sliding sync uses as its extensions
+//! ask); here they share one round trip because on SQLite every
 //! statement is a hand-off to the connection's worker thread and back,
 //! which under load cost more than the reads themselves
 //! (docs/performance.md). The tests below hold the two ways to the same
@@ -28,6 +30,8 @@ pub struct DeviceNews {
     /// As `keys::device_key_state`.
     pub one_time_key_counts: BTreeMap<String, i64>,
     pub unused_fallback_types: Vec<String>,
+    /// Users whose device lists changed in the window, each once, sorted.
+    pub device_list_changes: Vec<String>,
 }
 
 /// The window of one response.
@@ -36,6 +40,9 @@ pub struct Window {
     pub to_device_after: i64,
     /// Account data changed after this position is sent.
     pub data_after: i64,
+    /// Device-list changes after this position are read; None reads none
+    /// (an initial sync has no earlier view of anyone's devices).
+    pub device_lists_after: Option<i64>,
     /// Neither goes past this position.
     pub to: i64,
     /// At most this many to-device messages.
@@ -48,6 +55,7 @@ const TO_DEVICE: i64 = 0;
 const ACCOUNT_DATA: i64 = 1;
 const ONE_TIME_KEYS: i64 = 2;
 const FALLBACK_KEY: i64 = 3;
+const DEVICE_LIST: i64 = 4;
 
 /// Rows are (kind, number, text, text, text); the subqueries keep each
 /// part's own order and limit.
@@ -63,7 +71,10 @@ SELECT CAST(2 AS BIGINT), COUNT(*), algorithm, NULL, NULL FROM one_time_keys \
   WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm \
 UNION ALL \
 SELECT CAST(3 AS BIGINT), CAST(0 AS BIGINT), algorithm, NULL, NULL FROM fallback_keys \
-  WHERE user_id = $1 AND device_id = $2 AND used = 0";
+  WHERE user_id = $1 AND device_id = $2 AND used = 0 \
+UNION ALL \
+SELECT DISTINCT CAST(4 AS BIGINT), CAST(0 AS BIGINT), user_id, NULL, NULL FROM device_list_changes \
+  WHERE stream_pos > $8 AND stream_pos <= $4";
 
 pub async fn read(
     c: &mut AnyConnection,
@@ -79,6 +90,7 @@ pub async fn read(
         .bind(w.to_device_limit)
         .bind(w.to_device_cutoff)
         .bind(w.data_after)
+        .bind(w.device_lists_after.unwrap_or(w.to))
         .fetch_all(c)
         .await?;
     let mut news = DeviceNews {
@@ -107,6 +119,7 @@ pub async fn read(
                 news.one_time_key_counts.insert(a, n);
             }
             FALLBACK_KEY => news.unused_fallback_types.push(a),
+            DEVICE_LIST => news.device_list_changes.push(a),
             _ => {}
         }
     }
@@ -116,6 +129,7 @@ pub async fn read(
     account_data.sort_by_key(|(pos, _)| *pos);
     news.account_data = account_data.into_iter().map(|(_, d)| d).collect();
     news.unused_fallback_types.sort_unstable();
+    news.device_list_changes.sort_unstable();
     Ok(news)
 }
 
@@ -130,12 +144,19 @@ mod tests {
     const ME: &str = "@me:x";
     const DEV: &str = "DEV";
 
-    /// Reads `w` both ways.
+    /// Reads `w` in one statement and with the separate reads.
     async fn both(c: &mut AnyConnection, w: &Window) -> (DeviceNews, DeviceNews) {
         let one = read(c, ME, DEV, w).await.unwrap();
         let (one_time_key_counts, unused_fallback_types) =
             keys::device_key_state(c, ME, DEV).await.unwrap();
-        let three = DeviceNews {
+        let mut device_list_changes = match w.device_lists_after {
+            Some(after) => keys::device_list_changes_between(c, after, w.to)
+                .await
+                .unwrap(),
+            None => vec![],
+        };
+        device_list_changes.sort_unstable();
+        let separate = DeviceNews {
             to_device: to_device::pending(
                 c,
                 ME,
@@ -151,17 +172,19 @@ mod tests {
                 .unwrap(),
             one_time_key_counts,
             unused_fallback_types,
+            device_list_changes,
         };
-        (one, three)
+        (one, separate)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn one_statement_reads_what_the_three_read() {
+    async fn one_statement_reads_what_the_separate_reads_read() {
         let dir = tempfile::tempdir().unwrap();
         let store = sqlite_store(&dir).await;
         let window = |after, to, limit| Window {
             to_device_after: after,
             data_after: after,
+            device_lists_after: Some(after),
             to,
             to_device_limit: limit,
             to_device_cutoff: 1_000,
@@ -169,8 +192,8 @@ mod tests {
 
         // Nothing stored yet: no messages or data, a zero key count.
         let mut c = store.read().await.unwrap();
-        let (one, three) = both(&mut c, &window(0, 100, 10)).await;
-        assert_eq!(one, three);
+        let (one, separate) = both(&mut c, &window(0, 100, 10)).await;
+        assert_eq!(one, separate);
         assert_eq!(one.one_time_key_counts["signed_curve25519"], 0);
         drop(c);
 
@@ -219,6 +242,14 @@ mod tests {
         keys::put_fallback_key(&mut tx, ME, DEV, "signed_curve25519", "F", &json!({}))
             .await
             .unwrap();
+        let mut changes = vec![];
+        for user in ["@b:x", "@a:x", "@b:x"] {
+            changes.push(
+                keys::record_device_list_change(&mut tx, user)
+                    .await
+                    .unwrap(),
+            );
+        }
         tx.commit().await.unwrap();
 
         let mut c = store.read().await.unwrap();
@@ -228,8 +259,8 @@ mod tests {
             window(0, 35, 10),
             window(30, 60, 10),
         ] {
-            let (one, three) = both(&mut c, &w).await;
-            assert_eq!(one, three, "after {} up to {}", w.to_device_after, w.to);
+            let (one, separate) = both(&mut c, &w).await;
+            assert_eq!(one, separate, "after {} up to {}", w.to_device_after, w.to);
         }
         let all = read(&mut c, ME, DEV, &window(0, 100, 10)).await.unwrap();
         let positions: Vec<i64> = all.to_device.iter().map(|(p, _)| *p).collect();
@@ -248,6 +279,25 @@ mod tests {
         assert_eq!(all.one_time_key_counts["x"], 1);
         assert!(!all.one_time_key_counts.contains_key("y"));
         assert_eq!(all.unused_fallback_types, ["signed_curve25519"]);
+        assert_eq!(all.device_list_changes, ["@a:x", "@b:x"], "each once");
+        let after_first = Window {
+            device_lists_after: Some(changes[0]),
+            ..window(0, changes[1], 10)
+        };
+        let (one, separate) = both(&mut c, &after_first).await;
+        assert_eq!(
+            (&one.device_list_changes, &one),
+            (&vec!["@a:x".to_owned()], &separate)
+        );
+        let initial = Window {
+            device_lists_after: None,
+            ..window(0, 100, 10)
+        };
+        assert!(read(&mut c, ME, DEV, &initial)
+            .await
+            .unwrap()
+            .device_list_changes
+            .is_empty());
         let limited = read(&mut c, ME, DEV, &window(0, 100, 2)).await.unwrap();
         let positions: Vec<i64> = limited.to_device.iter().map(|(p, _)| *p).collect();
         assert_eq!(positions, [20, 30], "the oldest within the limit");

@@ -24,7 +24,8 @@ pub async fn record_device_list_change(
     Ok(pos)
 }
 
-/// Users among `candidates` whose device lists changed in `(from, to]`.
+/// Users whose device lists changed in `(from, to]` (`/v3/sync` reads
+/// them with its other device reads: `store::device_news`).
 pub async fn device_list_changes_between(
     c: &mut AnyConnection,
     from: i64,

@@ -76,7 +76,8 @@ pub(super) async fn e2ee(
                 .iter()
                 .map(|r| (r.room_id.clone(), r.membership.clone()))
                 .collect();
-            device_lists::changes(c, &who.user_id, &mine, from, to).await?
+            let changed = keys::device_list_changes_between(c, from, to).await?;
+            device_lists::changes(c, &who.user_id, changed, &mine, from, to).await?
         }
         None => DeviceLists::default(),
     };

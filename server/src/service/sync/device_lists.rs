@@ -7,22 +7,22 @@ use cloister_proto::sync::DeviceLists;
 use sqlx::AnyConnection;
 
 use crate::error::ApiResult;
-use crate::store::{events, keys, rooms};
+use crate::store::{events, rooms};
 
-/// `my_rooms` is every room the user is or was in: (room_id, membership, position).
+/// `keys_changed`: the users whose device lists changed in `(from, to]`
+/// (see `store::device_news`). `my_rooms` is every room the user is or was
+/// in: (room_id, membership, position).
 pub async fn changes(
     c: &mut AnyConnection,
     user_id: &str,
+    keys_changed: Vec<String>,
     my_rooms: &[(String, rooms::Membership)],
     from: i64,
     to: i64,
 ) -> ApiResult<DeviceLists> {
-    // Who changed keys is asked first: usually nobody did and no membership
-    // moved, and then who shares a room with the user need not be read.
-    let mut changed: BTreeSet<String> = keys::device_list_changes_between(&mut *c, from, to)
-        .await?
-        .into_iter()
-        .collect();
+    // Usually nobody changed keys and no membership moved, and then who
+    // shares a room with the user need not be read.
+    let mut changed: BTreeSet<String> = keys_changed.into_iter().collect();
     let mut maybe_left = BTreeSet::new();
     for (room_id, membership) in my_rooms {
         let is_joined = membership.membership == "join";

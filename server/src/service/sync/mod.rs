@@ -148,6 +148,7 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
         &device_news::Window {
             to_device_after: acked,
             data_after: from.unwrap_or(-1),
+            device_lists_after: from,
             to,
             to_device_limit: TO_DEVICE_BATCH,
             to_device_cutoff: state.config.retention.to_device_lifetime.cutoff(now),
@@ -311,7 +312,8 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
                 .filter(|(_, none)| !none)
                 .map(|(r, _)| (r.room_id, r.membership))
                 .collect();
-            device_lists::changes(&mut c, &auth.user_id, &my_rooms, f, to).await?
+            let keys_changed = news.device_list_changes;
+            device_lists::changes(&mut c, &auth.user_id, keys_changed, &my_rooms, f, to).await?
         }
         None => DeviceLists::default(),
     };
