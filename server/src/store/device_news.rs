@@ -111,8 +111,7 @@ pub async fn read(
                 },
             )),
             ACCOUNT_DATA => {
-                let content: String = r.try_get(4)?;
-                let content = codec::decode(&content, "account_data.content")?;
+                let content = codec::json(&r, 4, "account_data.content")?;
                 account_data.push((n, (a, r.try_get(3)?, content)));
             }
             ONE_TIME_KEYS => {

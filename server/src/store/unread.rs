@@ -245,16 +245,16 @@ pub async fn counts(
     let mut later = Vec::new();
     for r in rows {
         let (room_id, thread_id): (String, String) = (r.try_get(1)?, r.try_get(2)?);
-        let (a, b): (i64, i64) = (r.try_get(3)?, r.try_get(4)?);
+        let a: i64 = r.try_get(3)?;
         if r.try_get::<i64, _>(0)? == 0 {
-            counts.insert((user_id.to_owned(), room_id, thread_id), (a, b));
+            counts.insert((user_id.to_owned(), room_id, thread_id), (a, r.try_get(4)?));
         } else {
             later.push(Recorded {
                 user_id: user_id.to_owned(),
                 room_id,
                 thread_id,
                 stream_pos: a,
-                highlight: b != 0,
+                highlight: codec::flag(&r, 4)?,
             });
         }
     }
