@@ -8,7 +8,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::service::Context;
 use crate::service::{encryption_rule, retention};
 use crate::store::events::{self, NewEvent, StoredEvent};
-use crate::store::{media, rooms, WriteTx};
+use crate::store::{media, room_snapshot, rooms, WriteTx};
 
 pub use crate::service::encryption_rule::MEGOLM;
 
@@ -28,20 +28,27 @@ pub struct AuthState {
 pub async fn auth_state(c: &mut AnyConnection, room_id: &str) -> Result<AuthState, sqlx::Error> {
     let content = |e: Option<StoredEvent>| e.map(|e| e.content);
     let power_levels =
-        content(events::state_event(&mut *c, room_id, "m.room.power_levels", "").await?)
-            .unwrap_or(Value::Null);
-    let join_rules = content(events::state_event(&mut *c, room_id, "m.room.join_rules", "").await?)
-        .unwrap_or(Value::Null);
-    let join_rule = join_rules
-        .get("join_rule")
-        .and_then(Value::as_str)
-        .unwrap_or("invite")
-        .to_owned();
-    Ok(AuthState {
-        power_levels,
-        join_rule,
-        join_rules,
-    })
+        content(events::state_event(&mut *c, room_id, "m.room.power_levels", "").await?);
+    let join_rules = content(events::state_event(&mut *c, room_id, "m.room.join_rules", "").await?);
+    Ok(AuthState::new(power_levels, join_rules))
+}
+
+impl AuthState {
+    /// From the contents of the room's `m.room.power_levels` and
+    /// `m.room.join_rules`, where it has them.
+    fn new(power_levels: Option<Value>, join_rules: Option<Value>) -> Self {
+        let join_rules = join_rules.unwrap_or(Value::Null);
+        let join_rule = join_rules
+            .get("join_rule")
+            .and_then(Value::as_str)
+            .unwrap_or("invite")
+            .to_owned();
+        AuthState {
+            power_levels: power_levels.unwrap_or(Value::Null),
+            join_rule,
+            join_rules,
+        }
+    }
 }
 
 fn int(v: Option<&Value>) -> Option<i64> {
@@ -81,8 +88,7 @@ pub async fn send(state: &Context, event: NewEvent<'_>) -> ApiResult<StoredEvent
         )));
     }
     let mut tx = state.store.write_grouped().await?;
-    let stored = send_in(state, &mut tx, &event).await?;
-    let audience = audience(tx.conn(), &stored).await?;
+    let (stored, audience) = send_in(state, &mut tx, &event).await?;
     tx.commit().await?;
     announce(state, &stored, &audience);
     Ok(stored)
@@ -130,7 +136,7 @@ pub async fn send_idempotent(
     {
         return Ok(existing);
     }
-    let stored = send_in(state, &mut tx, &event).await?;
+    let (stored, audience) = send_in(state, &mut tx, &event).await?;
     for media_id in attach_media {
         // Only the uploader may link a file: a link lets the file expire
         // with the event, which nobody else should decide.
@@ -168,33 +174,42 @@ pub async fn send_idempotent(
         }
         return Err(err.into());
     }
-    let audience = audience(tx.conn(), &stored).await?;
     tx.commit().await?;
     announce(state, &stored, &audience);
     Ok(stored.event_id)
 }
 
-/// The body of [`send`], for callers composing several events in one
-/// transaction (room creation).
-pub async fn send_in(
+/// The body of [`send`]: the event, and whom to wake once it commits.
+async fn send_in(
     state: &Context,
     tx: &mut WriteTx,
     event: &NewEvent<'_>,
-) -> ApiResult<StoredEvent> {
-    if !rooms::exists(tx.conn(), event.room_id).await? {
-        return Err(ApiError::not_found("Unknown room"));
-    }
-    authorize(state, tx.conn(), event).await?;
+) -> ApiResult<(StoredEvent, Vec<String>)> {
+    // Everything below reads about the room from this one statement: the
+    // writer runs sends one at a time, so each read there is paid by all.
+    let room = room_snapshot::read(tx.conn(), event.room_id, event.sender)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Unknown room"))?;
+    let auth = AuthState::new(room.power_levels, room.join_rules);
+    authorize(
+        state,
+        tx.conn(),
+        event,
+        &auth,
+        room.sender_membership.as_deref(),
+    )
+    .await?;
     let redaction_target = match (event.event_type, event.redacts) {
         ("m.room.redaction", Some(target)) => {
-            Some(check_redaction(state, tx.conn(), event, target).await?)
+            Some(check_redaction(state, tx.conn(), event, target, &auth.power_levels).await?)
         }
         ("m.room.redaction", None) => {
             return Err(ApiError::bad_json("a redaction needs `redacts`"))
         }
         _ => None,
     };
-    let stored = events::append(tx, event, state.now_ms()).await?;
+    let stored =
+        events::append_under(tx, event, state.now_ms(), room.history_visibility.as_ref()).await?;
     if let Some(target) = redaction_target {
         let redacted = cloister_proto::redaction::redact_content(
             super::rooms::ROOM_VERSION,
@@ -203,7 +218,10 @@ pub async fn send_in(
         );
         events::apply_redaction(tx, &target, &redacted, &stored.event_id).await?;
     }
-    Ok(stored)
+    // The members as they were before the event: only a membership event
+    // changes them, and only for its target, whom the audience holds anyway.
+    let audience = audience(room.members, &stored);
+    Ok((stored, audience))
 }
 
 /// Appends a state event on the server's own authority — a DPO's retention
@@ -220,10 +238,10 @@ pub async fn send_as_server_in(
     state_key: &str,
     content: &Value,
 ) -> ApiResult<(StoredEvent, Vec<String>)> {
-    if !rooms::exists(tx.conn(), room_id).await? {
-        return Err(ApiError::not_found("Unknown room"));
-    }
     let sender = state.system_user_id();
+    let room = room_snapshot::read(tx.conn(), room_id, &sender)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Unknown room"))?;
     let event = NewEvent {
         room_id,
         sender: &sender,
@@ -234,8 +252,9 @@ pub async fn send_as_server_in(
         content,
         redacts: None,
     };
-    let stored = events::append(tx, &event, state.now_ms()).await?;
-    let audience = audience(tx.conn(), &stored).await?;
+    let now = state.now_ms();
+    let stored = events::append_under(tx, &event, now, room.history_visibility.as_ref()).await?;
+    let audience = audience(room.members, &stored);
     Ok((stored, audience))
 }
 
@@ -261,12 +280,9 @@ pub fn check_initial_state(
 }
 
 /// Everyone whose /sync an event changes: joined and invited members, plus
-/// the target of a membership change (an invitee, a kicked user).
-pub async fn audience(
-    c: &mut AnyConnection,
-    event: &StoredEvent,
-) -> Result<Vec<String>, sqlx::Error> {
-    let mut users = rooms::members(c, &event.room_id, &["join", "invite"]).await?;
+/// the target of a membership change (an invitee, a kicked user), given
+/// the room's joined and invited members.
+fn audience(mut users: Vec<String>, event: &StoredEvent) -> Vec<String> {
     if event.event_type == "m.room.member" {
         if let Some(target) = &event.state_key {
             if !users.contains(target) {
@@ -274,7 +290,7 @@ pub async fn audience(
             }
         }
     }
-    Ok(users)
+    users
 }
 
 async fn check_redaction(
@@ -282,6 +298,7 @@ async fn check_redaction(
     c: &mut AnyConnection,
     event: &NewEvent<'_>,
     target_id: &str,
+    pl: &Value,
 ) -> ApiResult<StoredEvent> {
     let target = events::get(&mut *c, target_id)
         .await?
@@ -299,27 +316,26 @@ async fn check_redaction(
             "Events the server posted on its own authority cannot be redacted",
         ));
     }
-    if target.sender != event.sender {
-        let pl = auth_state(c, event.room_id).await?.power_levels;
-        if user_level(&pl, event.sender) < action_level(&pl, "redact") {
-            return Err(ApiError::forbidden(
-                "You may redact only your own events in this room",
-            ));
-        }
+    if target.sender != event.sender && user_level(pl, event.sender) < action_level(pl, "redact") {
+        return Err(ApiError::forbidden(
+            "You may redact only your own events in this room",
+        ));
     }
     Ok(target)
 }
 
-async fn authorize(state: &Context, c: &mut AnyConnection, event: &NewEvent<'_>) -> ApiResult<()> {
-    let auth = auth_state(&mut *c, event.room_id).await?;
+async fn authorize(
+    state: &Context,
+    c: &mut AnyConnection,
+    event: &NewEvent<'_>,
+    auth: &AuthState,
+    sender_membership: Option<&str>,
+) -> ApiResult<()> {
     let pl = &auth.power_levels;
-    let sender_membership = rooms::membership(&mut *c, event.room_id, event.sender)
-        .await?
-        .map(|m| m.membership);
     if event.event_type == "m.room.member" {
-        return authorize_membership(c, event, &auth, sender_membership.as_deref()).await;
+        return authorize_membership(c, event, auth, sender_membership).await;
     }
-    if sender_membership.as_deref() != Some("join") {
+    if sender_membership != Some("join") {
         return Err(ApiError::forbidden("You are not joined to this room"));
     }
     encryption_rule::check(state, event)?;

@@ -72,6 +72,18 @@ pub async fn append(
     event: &NewEvent<'_>,
     now: i64,
 ) -> Result<StoredEvent, sqlx::Error> {
+    let visibility = state_event(tx.conn(), event.room_id, "m.room.history_visibility", "").await?;
+    append_under(tx, event, now, visibility.as_ref().map(|e| &e.content)).await
+}
+
+/// [`append`], for a caller that has read the content of the room's current
+/// `m.room.history_visibility` already (`None`: the room has none).
+pub async fn append_under(
+    tx: &mut WriteTx,
+    event: &NewEvent<'_>,
+    now: i64,
+    history_visibility: Option<&Value>,
+) -> Result<StoredEvent, sqlx::Error> {
     let pos = tx.next_pos().await?;
     let event_id = crate::ids::new_event_id();
     let mut prev_content = None;
@@ -103,7 +115,7 @@ pub async fn append(
     }
     let content = serde_json::to_string(event.content).unwrap_or_else(|_| "{}".into());
     let prev = prev_content.as_ref().map(|p| p.to_string());
-    let visibility = visibility_for(tx.conn(), event, prev_content.as_ref()).await?;
+    let visibility = visibility_for(event, prev_content.as_ref(), history_visibility);
     let relation = cloister_proto::event::relation(event.content);
     sqlx::query(&format!("INSERT INTO events ({COLUMNS}, relates_to, rel_type) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, $12, $13, $14, $15)"))
         .bind(pos)
@@ -151,23 +163,19 @@ pub async fn append(
 /// The history visibility an event is sent under: the room's current one.
 /// A change of visibility is itself readable under the more permissive of
 /// the old and the new setting, so everyone affected sees it happen.
-async fn visibility_for(
-    c: &mut AnyConnection,
+fn visibility_for(
     event: &NewEvent<'_>,
     prev_content: Option<&Value>,
-) -> Result<Class, sqlx::Error> {
+    current: Option<&Value>,
+) -> Class {
     let of =
         |content: &Value| Class::parse(content.get("history_visibility").and_then(Value::as_str));
     if event.event_type == "m.room.history_visibility" && event.state_key == Some("") {
         // No earlier event: the spec's default, `shared`.
         let old = prev_content.map_or(Class::Shared, of);
-        return Ok(old.max(of(event.content)));
+        return old.max(of(event.content));
     }
-    Ok(
-        state_event(c, event.room_id, "m.room.history_visibility", "")
-            .await?
-            .map_or(Class::Shared, |e| of(&e.content)),
-    )
+    current.map_or(Class::Shared, of)
 }
 
 /// Replaces an event's content with its `redacted` form and records who

@@ -42,6 +42,7 @@ pub mod purge;
 pub mod push;
 pub mod readable;
 pub mod relations;
+pub mod room_snapshot;
 pub mod rooms;
 pub mod sliding_sync;
 pub mod sso;
