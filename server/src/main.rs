@@ -160,6 +160,7 @@ enum TokenCommand {
 }
 
 fn main() -> ExitCode {
+    cloister_server::password::unmap_large_blocks_on_free();
     let cli = Cli::parse();
     match &cli.command {
         Command::Audit(AuditCommand::Verify {

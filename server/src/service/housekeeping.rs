@@ -19,9 +19,8 @@ use crate::store::{ephemeral, rooms, users, Backend};
 
 const TICK: Duration = Duration::from_secs(1);
 /// Password-hashing buffers (19 MiB each) unused this long are freed. A
-/// burst of sign-ins keeps them; the next burst pays a few milliseconds of
-/// page faults per slot to map them again, while holding them for longer
-/// stacked them on top of the message load that follows a burst.
+/// finished hash frees its own unless a caller is queued for it
+/// (`password`); this catches those a queued caller then left unused.
 const PASSWORD_BUFFER_IDLE: Duration = Duration::from_secs(10);
 /// Expired sessions are harmless until deleted, so once a minute will do.
 const UIA_PURGE_EVERY_MS: i64 = 60 * 1000;
