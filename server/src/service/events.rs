@@ -242,16 +242,7 @@ pub async fn send_as_server_in(
     let room = room_snapshot::read(tx.conn(), room_id, &sender)
         .await?
         .ok_or_else(|| ApiError::not_found("Unknown room"))?;
-    let event = NewEvent {
-        room_id,
-        sender: &sender,
-        sender_device: None,
-        txn_id: None,
-        event_type,
-        state_key: Some(state_key),
-        content,
-        redacts: None,
-    };
+    let event = NewEvent::state(room_id, &sender, event_type, state_key, content);
     let now = state.now_ms();
     let stored = events::append_under(tx, &event, now, room.history_visibility.as_ref()).await?;
     let audience = audience(room.members, &stored);

@@ -245,16 +245,7 @@ pub async fn create_room(state: &Context, creator: &str, req: CreateRoom) -> Api
                 "initial {event_type} event is too large"
             )));
         }
-        let event = NewEvent {
-            room_id: &room_id,
-            sender: creator,
-            sender_device: None,
-            txn_id: None,
-            event_type,
-            state_key: Some(state_key),
-            content,
-            redacts: None,
-        };
+        let event = NewEvent::state(&room_id, creator, event_type, state_key, content);
         events::append(&mut tx, &event, now).await?;
     }
     tx.commit().await?;
@@ -328,16 +319,7 @@ pub async fn change_membership(
             }
         }
     }
-    let event = NewEvent {
-        room_id,
-        sender,
-        sender_device: None,
-        txn_id: None,
-        event_type: "m.room.member",
-        state_key: Some(target),
-        content: &content,
-        redacts: None,
-    };
+    let event = NewEvent::state(room_id, sender, "m.room.member", target, &content);
     let event_id = event_service::send(state, event).await?.event_id;
     if matches!(membership, "join" | "invite") {
         crate::service::holds::announce_custodian(state, room_id, target).await?;
@@ -354,16 +336,7 @@ pub async fn propagate_profile(state: &Context, user_id: &str) -> ApiResult<()> 
     drop(conn);
     for room_id in joined {
         let content = member_content("join", profile.as_ref(), None);
-        let event = NewEvent {
-            room_id: &room_id,
-            sender: user_id,
-            sender_device: None,
-            txn_id: None,
-            event_type: "m.room.member",
-            state_key: Some(user_id),
-            content: &content,
-            redacts: None,
-        };
+        let event = NewEvent::state(&room_id, user_id, "m.room.member", user_id, &content);
         event_service::send(state, event).await?;
     }
     Ok(())

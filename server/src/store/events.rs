@@ -23,6 +23,29 @@ pub struct NewEvent<'a> {
     pub redacts: Option<&'a str>,
 }
 
+impl<'a> NewEvent<'a> {
+    /// A state event sent by no device in particular: room creation, joins
+    /// made on a user's behalf, what the server posts on its own authority.
+    pub fn state(
+        room_id: &'a str,
+        sender: &'a str,
+        event_type: &'a str,
+        state_key: &'a str,
+        content: &'a Value,
+    ) -> Self {
+        NewEvent {
+            room_id,
+            sender,
+            sender_device: None,
+            txn_id: None,
+            event_type,
+            state_key: Some(state_key),
+            content,
+            redacts: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
     pub pos: i64,

@@ -180,16 +180,7 @@ mod tests {
         ];
         let mut tx = store.write().await.unwrap();
         for (event_type, state_key, content) in &state {
-            let event = NewEvent {
-                room_id: ROOM_ID,
-                sender: "@a:x",
-                sender_device: None,
-                txn_id: None,
-                event_type,
-                state_key: Some(state_key),
-                content,
-                redacts: None,
-            };
+            let event = NewEvent::state(ROOM_ID, "@a:x", event_type, state_key, content);
             events::append(&mut tx, &event, 0).await.unwrap();
         }
         tx.commit().await.unwrap();
