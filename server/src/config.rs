@@ -144,6 +144,11 @@ pub struct Limits {
     /// Requests that may wait (up to 5 seconds) for a hashing slot; beyond
     /// them, requests that need a password hash are refused with 429.
     pub password_hash_queue: usize,
+    /// Sends and to-device messages are refused with 429 while the oldest
+    /// one waiting for the database writer has waited longer than this, in
+    /// milliseconds, so an overloaded server answers at once instead of
+    /// queueing without end. 0: never refused.
+    pub max_write_wait_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -222,6 +227,7 @@ impl Default for Limits {
             sync_coalesce_ms: 0,
             max_password_hashes: std::thread::available_parallelism().map_or(1, |n| n.get()),
             password_hash_queue: 64,
+            max_write_wait_ms: 500,
         }
     }
 }

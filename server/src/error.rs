@@ -131,6 +131,23 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// A write refused because the writer's queue was past its bound: the
+/// client retries after about the bound, which sends nothing twice (a send
+/// carries its transaction id).
+impl From<crate::store::WriteError> for ApiError {
+    fn from(err: crate::store::WriteError) -> Self {
+        match err {
+            crate::store::WriteError::Busy(busy) => ApiError {
+                message: "The server is busy writing earlier messages; try again shortly".into(),
+                ..ApiError::limit_exceeded(
+                    u64::try_from(busy.retry_after.as_millis()).unwrap_or(u64::MAX),
+                )
+            },
+            crate::store::WriteError::Db(err) => err.into(),
+        }
+    }
+}
+
 impl From<std::io::Error> for ApiError {
     fn from(err: std::io::Error) -> Self {
         tracing::error!(error = %err, "I/O error");

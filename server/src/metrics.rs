@@ -199,7 +199,13 @@ impl Metrics {
              cloister_db_group_commits_total {}\n\
              # HELP cloister_db_group_commit_writes_total Writes committed in those batches (writes / commits = the mean batch).\n\
              # TYPE cloister_db_group_commit_writes_total counter\n\
-             cloister_db_group_commit_writes_total {}\n",
+             cloister_db_group_commit_writes_total {}\n\
+             # HELP cloister_db_writes_queued Sends and to-device messages waiting for the database writer right now.\n\
+             # TYPE cloister_db_writes_queued gauge\n\
+             cloister_db_writes_queued {}\n\
+             # HELP cloister_db_writes_refused_total Sends and to-device messages refused with 429 because the writer's queue was past limits.max_write_wait_ms.\n\
+             # TYPE cloister_db_writes_refused_total counter\n\
+             cloister_db_writes_refused_total {}\n",
             get(&self.events_sent),
             get(&self.sync_responses),
             get(&self.sync_events_delivered),
@@ -212,6 +218,8 @@ impl Metrics {
             pool.write_wait_seconds,
             pool.group_commits,
             pool.group_members,
+            pool.writes_queued,
+            pool.writes_refused,
         );
     }
 

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -33,7 +34,10 @@ impl Server {
 
     pub async fn bind_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Server> {
         secure_data_dir(&config).await?;
-        let store = Store::connect(&config.database_url()).await?;
+        let max_write_wait = config.limits.max_write_wait_ms;
+        let store = Store::connect(&config.database_url())
+            .await?
+            .bound_write_queue((max_write_wait > 0).then(|| Duration::from_millis(max_write_wait)));
         store.migrate().await?;
         let auditor =
             crate::service::audit::Auditor::load_or_create(&config.data_dir, &config.server_name)?;

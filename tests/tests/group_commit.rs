@@ -6,12 +6,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use cloister_tests::{both_backends, encode, errcode, Backend, Client, TestServer};
+use cloister_tests::{both_backends, encode, errcode, megolm_content, Backend, Client, TestServer};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
 const SENDS_PER_USER: usize = 15;
 const TO_DEVICE: usize = 12;
+/// A refusal takes no wait; an admitted write would wait for the held writer.
+const REFUSED_AT_ONCE: Duration = Duration::from_secs(5);
 
 async fn concurrent_sends_arrive_once(backend: Backend) {
     let mut server = TestServer::start(backend).await;
@@ -164,3 +166,169 @@ async fn concurrent_sends_arrive_once(backend: Backend) {
 }
 
 both_backends!(group_commit, concurrent_sends_arrive_once);
+
+/// Holds what `write_grouped` waits for: SQLite's writer lock, or every
+/// connection of PostgreSQL's pool.
+enum Held {
+    Writer(#[allow(dead_code)] cloister_server::store::WriteTx),
+    Pool(#[allow(dead_code)] Vec<sqlx::pool::PoolConnection<sqlx::Any>>),
+}
+
+async fn hold_the_writer(store: &cloister_server::store::Store) -> Held {
+    match store.backend() {
+        cloister_server::store::Backend::Sqlite => Held::Writer(store.write().await.unwrap()),
+        cloister_server::store::Backend::Postgres => {
+            let mut held = Vec::new();
+            for _ in 0..store.pool_stats().max {
+                held.push(store.read().await.unwrap());
+            }
+            Held::Pool(held)
+        }
+    }
+}
+
+async fn until_queued(store: &cloister_server::store::Store, n: usize) {
+    let deadline = Instant::now() + WAIT;
+    while store.pool_stats().writes_queued < n {
+        assert!(Instant::now() < deadline, "no write queued");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// `limits.max_write_wait_ms`: once the oldest queued write has waited
+/// longer, the next is refused at once and the queue takes it back when it
+/// has cleared; the queued one is not disturbed.
+async fn writes_past_the_bound_are_refused(backend: Backend) {
+    let server = TestServer::start_with(backend, |config| {
+        config.limits.max_write_wait_ms = 100;
+    })
+    .await;
+    let store = server.state().store.clone();
+    let held = hold_the_writer(&store).await;
+    let queued = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let mut tx = store.write_grouped().await.unwrap();
+            tx.next_pos().await.unwrap();
+            tx.commit().await.unwrap();
+        }
+    });
+    until_queued(&store, 1).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Admitted, it would wait behind the held writer: the timeout says so.
+    let refused = tokio::time::timeout(REFUSED_AT_ONCE, store.write_grouped()).await;
+    match refused {
+        Ok(Err(cloister_server::store::WriteError::Busy(busy))) => {
+            assert_eq!(busy.retry_after, Duration::from_millis(100))
+        }
+        Ok(Err(e)) => panic!("refused for another reason: {e}"),
+        Ok(Ok(_)) | Err(_) => panic!("a write joined a queue older than its bound"),
+    }
+    assert_eq!(store.pool_stats().writes_refused, 1);
+    drop(held);
+    tokio::time::timeout(WAIT, queued)
+        .await
+        .expect("the queued write went on")
+        .unwrap();
+    let mut tx = store.write_grouped().await.expect("the queue has cleared");
+    tx.next_pos().await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.pool_stats().writes_queued, 0);
+    server.stop().await;
+}
+
+both_backends!(bounded_queue, writes_past_the_bound_are_refused);
+
+/// Answered at once (admitted, the request would wait for the held
+/// writer) with 429 and the bound as `retry_after_ms`.
+async fn assert_refused_for_now(
+    request: impl std::future::Future<Output = (u16, serde_json::Value)>,
+) {
+    let (status, body) = tokio::time::timeout(REFUSED_AT_ONCE, request)
+        .await
+        .expect("refused at once, not queued");
+    assert_eq!(
+        (status, errcode(&body)),
+        (429, Some("M_LIMIT_EXCEEDED")),
+        "{body}"
+    );
+    assert_eq!(body["retry_after_ms"], 100);
+}
+
+/// Over HTTP (SQLite, where holding the writer leaves reads free: on
+/// PostgreSQL, holding the pool would stop the request at its token check
+/// first): a send and a to-device message refused while the queue is past
+/// its bound get 429 `M_LIMIT_EXCEEDED` with `retry_after_ms`; the retried
+/// send, same transaction id, is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_refused_for_a_full_queue_is_a_429_and_its_retry_lands_once() {
+    let server = TestServer::start_with(Backend::Sqlite, |config| {
+        config.limits.max_write_wait_ms = 100;
+    })
+    .await;
+    let alice = Client::register(&server.url(), "alice", "pw").await;
+    let bob = Client::register(&server.url(), "bob", "pw").await;
+    let room = alice.create_room(json!({})).await;
+    let since = alice.sync(None, 0).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let store = server.state().store.clone();
+
+    let held = hold_the_writer(&store).await;
+    let first = tokio::spawn({
+        let (alice, room) = (alice.clone(), room.clone());
+        async move {
+            let content = megolm_content("first-key", &alice.device_id);
+            alice
+                .send_event(&room, "m.room.encrypted", "first", content)
+                .await
+        }
+    });
+    until_queued(&store, 1).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let second = megolm_content("second-key", &alice.device_id);
+    assert_refused_for_now(alice.send_event(&room, "m.room.encrypted", "second", second.clone()))
+        .await;
+    let to_device = json!({"messages": {bob.user_id.clone(): {bob.device_id.clone(): {"n": 1}}}});
+    assert_refused_for_now(alice.put(
+        "/_matrix/client/v3/sendToDevice/m.test/td1",
+        to_device.clone(),
+    ))
+    .await;
+    assert!(server
+        .metrics()
+        .await
+        .contains("cloister_db_writes_refused_total 2\n"));
+
+    drop(held);
+    let (status, body) = first.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let mut sent = vec![body["event_id"].as_str().unwrap().to_owned()];
+    for _ in 0..2 {
+        let (status, body) = alice
+            .send_event(&room, "m.room.encrypted", "second", second.clone())
+            .await;
+        assert_eq!(status, 200, "{body}");
+        sent.push(body["event_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(sent[1], sent[2], "the retry sent a second event");
+    sent.pop();
+    let (status, body) = alice
+        .put("/_matrix/client/v3/sendToDevice/m.test/td1", to_device)
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let sync = alice.sync(Some(&since), 0).await;
+    let stored: Vec<&str> = sync["rooms"]["join"][&room]["timeline"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.encrypted")
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(stored, sent);
+    let messages = bob.sync(None, 0).await["to_device"]["events"].clone();
+    assert_eq!(messages.as_array().map(Vec::len), Some(1), "{messages}");
+    server.stop().await;
+}

@@ -16,12 +16,22 @@
 //! join it, and the first member back (the queue is FIFO) finds everyone who
 //! queued before it has had their turn. No timer waits for company, so a lone
 //! write commits as soon as it is done.
+//!
+//! Under a queue that never drains, batches grow as long as the queue, and
+//! a member waits about twice the queue's length (its turn, then its return
+//! for the commit). `store::admission` bounds that queue. Measured, capping
+//! the batch, or committing as soon as nobody is queued instead of after a
+//! second turn, cost more than it saved: smaller batches wake every
+//! long-poll more often, and on a busy 2-core machine those extra `/sync`
+//! answers took the CPU the sends needed (docs/performance.md).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use sqlx::{Executor, Transaction};
 use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
+
+use super::admission::Waiting;
 
 /// Shared by every clone of a SQLite store.
 #[derive(Default)]
@@ -51,9 +61,15 @@ const ROLLBACK_TO: &str = "ROLLBACK TO group_member; RELEASE group_member";
 
 impl Group {
     /// Waits for the batch, opens one with `begin` if none is open, and
-    /// starts this member's savepoint. Cancellation-safe: the caller awaits
-    /// a spawned task, and a member nobody took leaves again.
-    pub(super) async fn join<F>(self: &Arc<Self>, begin: F) -> Result<Slot, sqlx::Error>
+    /// starts this member's savepoint. `waiting` is the member's place in
+    /// the admission queue (`store::admission`), given up once it is in the
+    /// transaction. Cancellation-safe: the caller awaits a spawned task, and
+    /// a member nobody took leaves again.
+    pub(super) async fn join<F>(
+        self: &Arc<Self>,
+        waiting: Waiting,
+        begin: F,
+    ) -> Result<Slot, sqlx::Error>
     where
         F: std::future::Future<
                 Output = Result<
@@ -86,6 +102,9 @@ impl Group {
                     }
                 }
             }
+            // Its turn has come once it is in a transaction: beginning one
+            // may still have waited for the writer lock.
+            drop(waiting);
             let batch = slot.as_mut().expect("opened above");
             if let Err(e) = batch.tx.execute(SAVEPOINT).await {
                 group.abort(slot, &e).await;
@@ -260,6 +279,29 @@ mod tests {
             (1, 9),
             "one commit for the nine that committed"
         );
+        assert_no_pooled_transaction(&store).await;
+    }
+
+    /// A member queued behind a done one whose request is gone by its turn
+    /// does not keep the batch from being committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_left_open_for_a_member_that_hung_up_is_still_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_table(&dir).await;
+        let mut first = store.write_grouped().await.unwrap();
+        insert(&mut first, 1).await;
+        let mut gone = Box::pin(store.write_grouped());
+        assert!(
+            futures::poll!(&mut gone).is_pending(),
+            "queued behind the first"
+        );
+        drop(gone);
+        tokio::time::timeout(Duration::from_secs(5), first.commit())
+            .await
+            .expect("the batch was committed")
+            .unwrap();
+        assert_eq!(values(&store).await, vec![1]);
+        assert_eq!(stats(&store), (1, 1));
         assert_no_pooled_transaction(&store).await;
     }
 

@@ -16,6 +16,7 @@
 //! mutex serializes writers, which also avoids `SQLITE_BUSY` on upgrades.
 
 pub mod account_data;
+mod admission;
 pub mod audit;
 pub mod backup;
 pub mod codec;
@@ -60,6 +61,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row, Transaction};
 use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 
+pub use admission::{Busy, WriteError};
 pub use sqlx::AnyConnection as Conn;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +82,9 @@ pub struct Store {
     /// Group commit for the writes on the message path; `None` on
     /// PostgreSQL, whose concurrent transactions share WAL flushes anyway.
     group: Option<Arc<group::Group>>,
+    /// Bounds the queue of [`Store::write_grouped`] writes; unbounded
+    /// unless [`Store::bound_write_queue`] set one.
+    admission: Arc<admission::Admission>,
     /// Set while a [`Store::reclaim_soon`] checkpoint is waiting to run.
     reclaim_pending: Arc<AtomicBool>,
     /// For the connections that must not come from the pool: a session that
@@ -119,6 +124,11 @@ pub struct PoolStats {
     /// Group commit (SQLite): batches committed, and the writes they held.
     pub group_commits: u64,
     pub group_members: u64,
+    /// Message-path writes waiting to begin right now.
+    pub writes_queued: usize,
+    /// Message-path writes refused because the writer's queue was past
+    /// its bound.
+    pub writes_refused: u64,
 }
 
 /// A write transaction. Dropping it without `commit` rolls back.
@@ -326,6 +336,7 @@ impl Store {
             backend,
             write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
             group: (backend == Backend::Sqlite).then(Arc::default),
+            admission: Arc::default(),
             reclaim_pending: Arc::default(),
             url: url.into(),
             waits: Arc::default(),
@@ -334,6 +345,14 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Refuses [`Store::write_grouped`] writes with [`Busy`] while the
+    /// oldest one queued has waited longer than `max_wait` (see
+    /// `store::admission`). Set before the store is cloned.
+    pub fn bound_write_queue(mut self, max_wait: Option<Duration>) -> Store {
+        self.admission = Arc::new(admission::Admission::new(max_wait));
+        self
     }
 
     /// The `database_url` the store was opened with.
@@ -377,6 +396,8 @@ impl Store {
                 .group
                 .as_ref()
                 .map_or(0, |g| g.members.load(Ordering::Relaxed)),
+            writes_queued: self.admission.waiting(),
+            writes_refused: self.admission.refused.load(Ordering::Relaxed),
         }
     }
 
@@ -395,14 +416,20 @@ impl Store {
     /// A write transaction for the message path (sends, to-device): on
     /// SQLite, concurrent ones share a transaction and its fsync (see
     /// `store::group`); `commit` returns once the shared commit is done.
-    /// Elsewhere the same as [`Store::write`].
-    pub async fn write_grouped(&self) -> Result<WriteTx, sqlx::Error> {
+    /// Elsewhere the same as [`Store::write`]. Refused with
+    /// [`WriteError::Busy`] while the queue is past its bound.
+    pub async fn write_grouped(&self) -> Result<WriteTx, WriteError> {
+        let waiting = self.admission.enter()?;
         let Some(group) = &self.group else {
-            return self.write().await;
+            let tx = self.write().await?;
+            drop(waiting);
+            return Ok(tx);
         };
         let started = Instant::now();
         let store = self.clone();
-        let slot = group.join(async move { store.begin().await }).await?;
+        let slot = group
+            .join(waiting, async move { store.begin().await })
+            .await?;
         Waits::record(&self.waits.writes, &self.waits.write_wait_micros, started);
         Ok(WriteTx {
             tx: None,
