@@ -104,12 +104,25 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // Since Matrix 1.10 (MSC4041) a 429 also says when to retry in the
+        // standard header, which HTTP libraries honour on their own; it
+        // counts whole seconds, so it rounds up.
+        let retry_after = (self.status == StatusCode::TOO_MANY_REQUESTS)
+            .then(|| self.extra.get("retry_after_ms").and_then(Value::as_u64))
+            .flatten()
+            .map(|ms| ms.div_ceil(1000).to_string());
         let mut body = self.extra;
         if !self.bare {
             body.insert("errcode".into(), json!(self.errcode));
             body.insert("error".into(), Value::String(self.message.into_owned()));
         }
-        (self.status, axum::Json(Value::Object(body))).into_response()
+        let mut response = (self.status, axum::Json(Value::Object(body))).into_response();
+        if let Some(seconds) = retry_after.and_then(|s| s.parse().ok()) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds);
+        }
+        response
     }
 }
 
@@ -152,5 +165,19 @@ impl From<std::io::Error> for ApiError {
     fn from(err: std::io::Error) -> Self {
         tracing::error!(error = %err, "I/O error");
         ApiError::internal()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_429_carries_retry_after_in_the_body_and_in_whole_seconds_in_the_header() {
+        let response = ApiError::limit_exceeded(1_200).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()["retry-after"], "2");
+        let response = ApiError::forbidden("no").into_response();
+        assert!(response.headers().get("retry-after").is_none());
     }
 }
