@@ -200,10 +200,10 @@ impl Metrics {
              # HELP cloister_db_group_commit_writes_total Writes committed in those batches (writes / commits = the mean batch).\n\
              # TYPE cloister_db_group_commit_writes_total counter\n\
              cloister_db_group_commit_writes_total {}\n\
-             # HELP cloister_db_writes_queued Sends and to-device messages waiting for the database writer right now.\n\
+             # HELP cloister_db_writes_queued Room events and to-device messages waiting for the database writer right now.\n\
              # TYPE cloister_db_writes_queued gauge\n\
              cloister_db_writes_queued {}\n\
-             # HELP cloister_db_writes_refused_total Sends and to-device messages refused with 429 because the writer's queue was past limits.max_write_wait_ms.\n\
+             # HELP cloister_db_writes_refused_total Sends, redactions and to-device messages refused with 429 because the writer's queue was past limits.max_write_wait_ms.\n\
              # TYPE cloister_db_writes_refused_total counter\n\
              cloister_db_writes_refused_total {}\n",
             get(&self.events_sent),

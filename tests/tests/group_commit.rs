@@ -195,9 +195,21 @@ async fn until_queued(store: &cloister_server::store::Store, n: usize) {
     }
 }
 
+/// One grouped write that takes a stream position, refusable or not.
+async fn write_one(store: cloister_server::store::Store, refusable: bool) {
+    let mut tx = if refusable {
+        store.write_grouped_or_busy().await.expect("admitted")
+    } else {
+        store.write_grouped().await.unwrap()
+    };
+    tx.next_pos().await.unwrap();
+    tx.commit().await.unwrap();
+}
+
 /// `limits.max_write_wait_ms`: once the oldest queued write has waited
 /// longer, the next is refused at once and the queue takes it back when it
-/// has cleared; the queued one is not disturbed.
+/// has cleared; the queued one is not disturbed, and a write that must not
+/// be refused waits in the queue instead.
 async fn writes_past_the_bound_are_refused(backend: Backend) {
     let server = TestServer::start_with(backend, |config| {
         config.limits.max_write_wait_ms = 100;
@@ -205,18 +217,11 @@ async fn writes_past_the_bound_are_refused(backend: Backend) {
     .await;
     let store = server.state().store.clone();
     let held = hold_the_writer(&store).await;
-    let queued = tokio::spawn({
-        let store = store.clone();
-        async move {
-            let mut tx = store.write_grouped().await.unwrap();
-            tx.next_pos().await.unwrap();
-            tx.commit().await.unwrap();
-        }
-    });
+    let queued = tokio::spawn(write_one(store.clone(), true));
     until_queued(&store, 1).await;
     tokio::time::sleep(Duration::from_millis(150)).await;
     // Admitted, it would wait behind the held writer: the timeout says so.
-    let refused = tokio::time::timeout(REFUSED_AT_ONCE, store.write_grouped()).await;
+    let refused = tokio::time::timeout(REFUSED_AT_ONCE, store.write_grouped_or_busy()).await;
     match refused {
         Ok(Err(cloister_server::store::WriteError::Busy(busy))) => {
             assert_eq!(busy.retry_after, Duration::from_millis(100))
@@ -225,15 +230,19 @@ async fn writes_past_the_bound_are_refused(backend: Backend) {
         Ok(Ok(_)) | Err(_) => panic!("a write joined a queue older than its bound"),
     }
     assert_eq!(store.pool_stats().writes_refused, 1);
+    // A write that must not be refused joins the old queue all the same.
+    let must = tokio::spawn(write_one(store.clone(), false));
+    until_queued(&store, 2).await;
     drop(held);
-    tokio::time::timeout(WAIT, queued)
-        .await
-        .expect("the queued write went on")
-        .unwrap();
-    let mut tx = store.write_grouped().await.expect("the queue has cleared");
-    tx.next_pos().await.unwrap();
-    tx.commit().await.unwrap();
+    for write in [queued, must] {
+        tokio::time::timeout(WAIT, write)
+            .await
+            .expect("the queued write went on")
+            .unwrap();
+    }
+    write_one(store.clone(), true).await;
     assert_eq!(store.pool_stats().writes_queued, 0);
+    assert_eq!(store.pool_stats().writes_refused, 1);
     server.stop().await;
 }
 

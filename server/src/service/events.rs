@@ -130,7 +130,7 @@ pub async fn send_idempotent(
             state.config.limits.max_event_size
         )));
     }
-    let mut tx = state.store.write_grouped().await?;
+    let mut tx = state.store.write_grouped_or_busy().await?;
     if let Some(existing) =
         events::txn_result(tx.conn(), event.sender, device_id, "event", txn_id).await?
     {

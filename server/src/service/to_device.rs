@@ -74,7 +74,7 @@ pub async fn send(
     let outgoing = prepare(messages, state.config.limits.max_event_size)?;
 
     let now = state.now_ms();
-    let mut tx = state.store.write_grouped().await?;
+    let mut tx = state.store.write_grouped_or_busy().await?;
     let first_time = to_device::claim_txn_id(
         &mut tx,
         &auth.user_id,

@@ -13,6 +13,12 @@
 //! The bound is on the oldest waiter's age rather than on the queue's
 //! length, so it means the same on a fast disk and a slow one, and a burst
 //! the writer clears quickly is never refused.
+//!
+//! Only writes a client retries by transaction id (sends, redactions,
+//! to-device) are refused. The others (state, membership, an account's
+//! deactivation leaving its rooms) still queue, and count for the age of
+//! the queue, but are never turned away: a refusal there would leave a
+//! half-done change for nobody to finish.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,13 +94,25 @@ impl Admission {
                 });
             }
         }
+        Ok(self.queue_up(&mut queue, now))
+    }
+
+    /// Joins the queue whatever its age: a write that must not be refused
+    /// still waits in it, and counts for those behind it.
+    pub(super) fn join(self: &Arc<Self>) -> Waiting {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        self.queue_up(&mut queue, now)
+    }
+
+    fn queue_up(self: &Arc<Self>, queue: &mut Queue, now: Instant) -> Waiting {
         let ticket = queue.next;
         queue.next += 1;
         queue.waiting.insert(ticket, now);
-        Ok(Waiting {
+        Waiting {
             admission: self.clone(),
             ticket,
-        })
+        }
     }
 
     /// Writes waiting right now.
@@ -167,6 +185,18 @@ mod tests {
         drop(middle);
         assert!(admission.enter().is_err());
         drop(oldest);
+        assert!(admission.enter().is_ok());
+    }
+
+    #[test]
+    fn a_write_that_must_not_be_refused_joins_an_old_queue_and_counts_in_it() {
+        let admission = bounded(20);
+        let must = admission.join();
+        std::thread::sleep(Duration::from_millis(30));
+        let _also = admission.join();
+        assert_eq!(admission.waiting(), 2);
+        assert!(admission.enter().is_err(), "the first one is the oldest");
+        drop(must);
         assert!(admission.enter().is_ok());
     }
 

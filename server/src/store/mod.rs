@@ -82,7 +82,7 @@ pub struct Store {
     /// Group commit for the writes on the message path; `None` on
     /// PostgreSQL, whose concurrent transactions share WAL flushes anyway.
     group: Option<Arc<group::Group>>,
-    /// Bounds the queue of [`Store::write_grouped`] writes; unbounded
+    /// Bounds the queue of [`Store::write_grouped_or_busy`] writes; unbounded
     /// unless [`Store::bound_write_queue`] set one.
     admission: Arc<admission::Admission>,
     /// Set while a [`Store::reclaim_soon`] checkpoint is waiting to run.
@@ -347,7 +347,7 @@ impl Store {
         self.backend
     }
 
-    /// Refuses [`Store::write_grouped`] writes with [`Busy`] while the
+    /// Refuses [`Store::write_grouped_or_busy`] writes with [`Busy`] while the
     /// oldest one queued has waited longer than `max_wait` (see
     /// `store::admission`). Set before the store is cloned.
     pub fn bound_write_queue(mut self, max_wait: Option<Duration>) -> Store {
@@ -413,13 +413,26 @@ impl Store {
         })
     }
 
-    /// A write transaction for the message path (sends, to-device): on
-    /// SQLite, concurrent ones share a transaction and its fsync (see
+    /// A write transaction for the message path (room events, to-device):
+    /// on SQLite, concurrent ones share a transaction and its fsync (see
     /// `store::group`); `commit` returns once the shared commit is done.
-    /// Elsewhere the same as [`Store::write`]. Refused with
-    /// [`WriteError::Busy`] while the queue is past its bound.
-    pub async fn write_grouped(&self) -> Result<WriteTx, WriteError> {
+    /// Elsewhere the same as [`Store::write`]. Never refused: for writes
+    /// the server must make (an account's deactivation leaving its rooms),
+    /// or that clients do not retry by transaction id.
+    pub async fn write_grouped(&self) -> Result<WriteTx, sqlx::Error> {
+        self.grouped(self.admission.join()).await
+    }
+
+    /// [`Store::write_grouped`], refused with [`WriteError::Busy`] while the
+    /// queue is past its bound: for requests a client retries with the same
+    /// transaction id (sends, redactions, to-device), which are what floods
+    /// the writer.
+    pub async fn write_grouped_or_busy(&self) -> Result<WriteTx, WriteError> {
         let waiting = self.admission.enter()?;
+        Ok(self.grouped(waiting).await?)
+    }
+
+    async fn grouped(&self, waiting: admission::Waiting) -> Result<WriteTx, sqlx::Error> {
         let Some(group) = &self.group else {
             let tx = self.write().await?;
             drop(waiting);
