@@ -110,14 +110,14 @@ impl IntoResponse for ApiError {
         let retry_after = (self.status == StatusCode::TOO_MANY_REQUESTS)
             .then(|| self.extra.get("retry_after_ms").and_then(Value::as_u64))
             .flatten()
-            .map(|ms| ms.div_ceil(1000).to_string());
+            .map(|ms| axum::http::HeaderValue::from(ms.div_ceil(1000)));
         let mut body = self.extra;
         if !self.bare {
             body.insert("errcode".into(), json!(self.errcode));
             body.insert("error".into(), Value::String(self.message.into_owned()));
         }
         let mut response = (self.status, axum::Json(Value::Object(body))).into_response();
-        if let Some(seconds) = retry_after.and_then(|s| s.parse().ok()) {
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, seconds);
