@@ -635,6 +635,57 @@ async fn bad_input(backend: Backend) {
     );
 }
 
+/// Only the uploader may declare that an event carries a file. A refused
+/// declaration stores nothing, and does not use up the transaction id: the
+/// client's corrected retry is sent, once.
+async fn attach_only_your_own_uploads(backend: Backend) {
+    let Scene {
+        server, alice, bob, ..
+    } = scene(backend, |_| {}).await;
+    let room = alice.create_room(json!({})).await;
+    alice.invite(&room, &bob.user_id).await;
+    bob.join(&room).await;
+    let mxc = alice
+        .upload_media(vec![1u8; 100], "application/octet-stream", "f")
+        .await;
+    let path = |attach: Option<&str>| {
+        let base = format!(
+            "/_matrix/client/v3/rooms/{}/send/m.room.encrypted/t1",
+            encode(&room)
+        );
+        match attach {
+            Some(mxc) => format!("{base}?attach_media={}", encode(mxc)),
+            None => base,
+        }
+    };
+    let content = megolm_content("c2VuZGVyIGtleQ", &bob.device_id);
+    for _ in 0..2 {
+        let (status, body) = bob.put(&path(Some(&mxc)), content.clone()).await;
+        assert_eq!(
+            (status, errcode(&body)),
+            (400, Some("M_INVALID_PARAM")),
+            "{body}"
+        );
+    }
+    let encrypted = || async {
+        let history = alice.messages(&room, 100).await;
+        let chunk = history["chunk"].as_array().cloned().unwrap_or_default();
+        let ids: Vec<Value> = chunk
+            .into_iter()
+            .filter(|e| e["type"] == "m.room.encrypted")
+            .map(|e| e["event_id"].clone())
+            .collect();
+        ids
+    };
+    assert!(encrypted().await.is_empty());
+    let (status, sent) = bob.put(&path(None), content.clone()).await;
+    assert_eq!(status, 200, "{sent}");
+    let (status, again) = bob.put(&path(None), content).await;
+    assert_eq!((status, &again["event_id"]), (200, &sent["event_id"]));
+    assert_eq!(encrypted().await, vec![sent["event_id"].clone()]);
+    server.stop().await;
+}
+
 both_backends!(
     expiry_hides_then_purge_deletes, expiry_hides_then_purge_deletes;
     media_and_to_device_lifetimes, media_and_to_device_lifetimes;
@@ -643,4 +694,5 @@ both_backends!(
     inactive_devices_and_old_backups_expire, devices_and_backups;
     a_failing_purge_is_loud_and_loses_nothing, failing_purge;
     bad_retention_and_hold_requests, bad_input;
+    attach_only_your_own_uploads, attach_only_your_own_uploads;
 );

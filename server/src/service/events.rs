@@ -88,7 +88,7 @@ pub async fn send(state: &Context, event: NewEvent<'_>) -> ApiResult<StoredEvent
         )));
     }
     let mut tx = state.store.write_grouped().await?;
-    let (stored, audience) = send_in(state, &mut tx, &event).await?;
+    let (stored, audience) = send_in(state, &mut tx, &event, crate::ids::new_event_id()).await?;
     tx.commit().await?;
     announce(state, &stored, &audience);
     Ok(stored)
@@ -136,28 +136,17 @@ pub async fn send_idempotent(
     {
         return Ok(existing);
     }
-    let (stored, audience) = send_in(state, &mut tx, &event).await?;
-    for media_id in attach_media {
-        // Only the uploader may link a file: a link lets the file expire
-        // with the event, which nobody else should decide.
-        match media::get(tx.conn(), media_id).await? {
-            Some(m) if m.uploader == event.sender => {
-                media::attach(&mut tx, &stored.event_id, media_id).await?
-            }
-            _ => {
-                return Err(ApiError::invalid_param(
-                    "attach_media names an upload that is not yours",
-                ))
-            }
-        }
-    }
+    // Recorded and linked before the event is stored: storing it takes the
+    // stream counter's lock on PostgreSQL, which every send waits for until
+    // this transaction commits, so nothing that can go first comes after.
+    let event_id = crate::ids::new_event_id();
     let recorded = events::put_txn_result(
         &mut tx,
         event.sender,
         device_id,
         "event",
         txn_id,
-        &stored.event_id,
+        &event_id,
         state.now_ms(),
     )
     .await;
@@ -174,6 +163,21 @@ pub async fn send_idempotent(
         }
         return Err(err.into());
     }
+    for media_id in attach_media {
+        // Only the uploader may link a file: a link lets the file expire
+        // with the event, which nobody else should decide.
+        match media::get(tx.conn(), media_id).await? {
+            Some(m) if m.uploader == event.sender => {
+                media::attach(&mut tx, &event_id, media_id).await?
+            }
+            _ => {
+                return Err(ApiError::invalid_param(
+                    "attach_media names an upload that is not yours",
+                ))
+            }
+        }
+    }
+    let (stored, audience) = send_in(state, &mut tx, &event, event_id).await?;
     tx.commit().await?;
     announce(state, &stored, &audience);
     Ok(stored.event_id)
@@ -184,6 +188,7 @@ async fn send_in(
     state: &Context,
     tx: &mut WriteTx,
     event: &NewEvent<'_>,
+    event_id: String,
 ) -> ApiResult<(StoredEvent, Vec<String>)> {
     // Everything below reads about the room from this one statement: the
     // writer runs sends one at a time, so each read there is paid by all.
@@ -208,8 +213,8 @@ async fn send_in(
         }
         _ => None,
     };
-    let stored =
-        events::append_under(tx, event, state.now_ms(), room.history_visibility.as_ref()).await?;
+    let visibility = room.history_visibility.as_ref();
+    let stored = events::append_under(tx, event, event_id, state.now_ms(), visibility).await?;
     if let Some(target) = redaction_target {
         let redacted = cloister_proto::redaction::redact_content(
             super::rooms::ROOM_VERSION,
@@ -244,7 +249,9 @@ pub async fn send_as_server_in(
         .ok_or_else(|| ApiError::not_found("Unknown room"))?;
     let event = NewEvent::state(room_id, &sender, event_type, state_key, content);
     let now = state.now_ms();
-    let stored = events::append_under(tx, &event, now, room.history_visibility.as_ref()).await?;
+    let event_id = crate::ids::new_event_id();
+    let visibility = room.history_visibility.as_ref();
+    let stored = events::append_under(tx, &event, event_id, now, visibility).await?;
     let audience = audience(room.members, &stored);
     Ok((stored, audience))
 }

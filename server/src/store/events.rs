@@ -7,7 +7,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::codec;
 use super::readable::{Class, Readable};
-use super::{params, rooms, WriteTx};
+use super::{params, rooms, Backend, WriteTx};
 
 /// An event about to be appended.
 pub struct NewEvent<'a> {
@@ -96,52 +96,42 @@ pub async fn append(
     now: i64,
 ) -> Result<StoredEvent, sqlx::Error> {
     let visibility = state_event(tx.conn(), event.room_id, "m.room.history_visibility", "").await?;
-    append_under(tx, event, now, visibility.as_ref().map(|e| &e.content)).await
+    let visibility = visibility.as_ref().map(|e| &e.content);
+    append_under(tx, event, crate::ids::new_event_id(), now, visibility).await
 }
 
-/// [`append`], for a caller that has read the content of the room's current
-/// `m.room.history_visibility` already (`None`: the room has none).
+/// [`append`] under a given event id, for a caller that has read the content
+/// of the room's current `m.room.history_visibility` already (`None`: the
+/// room has none).
+///
+/// On PostgreSQL a message event takes its stream position in the same
+/// statement that stores it: the counter's row lock is held from then until
+/// the commit, and every send waits for it (see the parent module), so the
+/// fewer round trips after it, the more sends a second.
 pub async fn append_under(
     tx: &mut WriteTx,
     event: &NewEvent<'_>,
+    event_id: String,
     now: i64,
     history_visibility: Option<&Value>,
 ) -> Result<StoredEvent, sqlx::Error> {
-    let pos = tx.next_pos().await?;
-    let event_id = crate::ids::new_event_id();
+    let bump = super::sliding_sync::bumps(event.event_type, event.state_key);
+    let late = tx.backend() == Backend::Postgres && event.state_key.is_none();
     let mut prev_content = None;
-    if let Some(state_key) = event.state_key {
-        if let Some(prev) =
-            state_event(tx.conn(), event.room_id, event.event_type, state_key).await?
-        {
-            prev_content = Some(prev.content);
-        }
-        sqlx::query(
-            "INSERT INTO current_state (room_id, event_type, state_key, event_id, stream_pos) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET event_id = excluded.event_id, stream_pos = excluded.stream_pos",
-        )
-        .bind(event.room_id)
-        .bind(event.event_type)
-        .bind(state_key)
-        .bind(&event_id)
-        .bind(pos)
-        .execute(tx.conn())
-        .await?;
-        if event.event_type == "m.room.member" {
-            let membership = event
-                .content
-                .get("membership")
-                .and_then(Value::as_str)
-                .unwrap_or("leave");
-            rooms::set_membership(tx, event.room_id, state_key, membership, pos).await?;
+    let mut pos = None;
+    if !late {
+        let taken = tx.next_pos().await?;
+        pos = Some(taken);
+        if let Some(state_key) = event.state_key {
+            prev_content = update_state(tx, event, state_key, &event_id, taken).await?;
         }
     }
     let content = serde_json::to_string(event.content).unwrap_or_else(|_| "{}".into());
     let prev = prev_content.as_ref().map(|p| p.to_string());
     let visibility = visibility_for(event, prev_content.as_ref(), history_visibility);
     let relation = cloister_proto::event::relation(event.content);
-    sqlx::query(&format!("INSERT INTO events ({COLUMNS}, relates_to, rel_type) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, $12, $13, $14, $15)"))
-        .bind(pos)
+    let sql = insert_sql(pos.is_none(), bump);
+    let query = sqlx::query_scalar::<_, i64>(&sql)
         .bind(&event_id)
         .bind(event.room_id)
         .bind(event.sender)
@@ -155,16 +145,21 @@ pub async fn append_under(
         .bind(now)
         .bind(visibility.as_str())
         .bind(relation.map(|r| r.event_id))
-        .bind(relation.map(|r| r.rel_type))
-        .execute(tx.conn())
-        .await?;
-    if super::sliding_sync::bumps(event.event_type, event.state_key) {
-        sqlx::query("UPDATE rooms SET bump_pos = $1 WHERE room_id = $2 AND bump_pos < $1")
-            .bind(pos)
-            .bind(event.room_id)
-            .execute(tx.conn())
-            .await?;
-    }
+        .bind(relation.map(|r| r.rel_type));
+    let pos = match pos {
+        Some(pos) => {
+            query.bind(pos).fetch_one(tx.conn()).await?;
+            if bump {
+                sqlx::query("UPDATE rooms SET bump_pos = $1 WHERE room_id = $2 AND bump_pos < $1")
+                    .bind(pos)
+                    .bind(event.room_id)
+                    .execute(tx.conn())
+                    .await?;
+            }
+            pos
+        }
+        None => query.fetch_one(tx.conn()).await?,
+    };
     Ok(StoredEvent {
         pos,
         event_id,
@@ -181,6 +176,64 @@ pub async fn append_under(
         origin_server_ts: now,
         history_visibility: Some(visibility.as_str().to_owned()),
     })
+}
+
+/// The statement that stores an event, returning its position: `$1`–`$14`
+/// are the event's columns, `$15` its position unless it takes one itself
+/// (`take_position`, PostgreSQL only: SQLite has no writes in a `WITH`),
+/// and then it also bumps the room when `bump` says so.
+fn insert_sql(take_position: bool, bump: bool) -> String {
+    let insert = |pos: &str| {
+        format!(
+            "INSERT INTO events ({COLUMNS}, relates_to, rel_type) \
+             VALUES ({pos}, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, $13, $14) \
+             RETURNING stream_pos"
+        )
+    };
+    if !take_position {
+        return insert("$15");
+    }
+    let bump = if bump {
+        ", b AS (UPDATE rooms SET bump_pos = (SELECT pos FROM p) \
+         WHERE room_id = $2 AND bump_pos < (SELECT pos FROM p))"
+    } else {
+        ""
+    };
+    format!(
+        "WITH p AS (UPDATE stream_counter SET pos = pos + 1 WHERE id = 1 RETURNING pos){bump} {}",
+        insert("(SELECT pos FROM p)")
+    )
+}
+
+/// Makes a state event current at `pos`; returns the content it replaces.
+async fn update_state(
+    tx: &mut WriteTx,
+    event: &NewEvent<'_>,
+    state_key: &str,
+    event_id: &str,
+    pos: i64,
+) -> Result<Option<Value>, sqlx::Error> {
+    let prev = state_event(tx.conn(), event.room_id, event.event_type, state_key).await?;
+    sqlx::query(
+        "INSERT INTO current_state (room_id, event_type, state_key, event_id, stream_pos) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET event_id = excluded.event_id, stream_pos = excluded.stream_pos",
+    )
+    .bind(event.room_id)
+    .bind(event.event_type)
+    .bind(state_key)
+    .bind(event_id)
+    .bind(pos)
+    .execute(tx.conn())
+    .await?;
+    if event.event_type == "m.room.member" {
+        let membership = event
+            .content
+            .get("membership")
+            .and_then(Value::as_str)
+            .unwrap_or("leave");
+        rooms::set_membership(tx, event.room_id, state_key, membership, pos).await?;
+    }
+    Ok(prev.map(|e| e.content))
 }
 
 /// The history visibility an event is sent under: the room's current one.

@@ -14,6 +14,10 @@
 //! order and a reader that sees position N sees every row at or below N —
 //! also with several server nodes on one PostgreSQL. On SQLite an in-process
 //! mutex serializes writers, which also avoids `SQLITE_BUSY` on upgrades.
+//! On PostgreSQL the row lock is what every send waits for, and it is held
+//! through the commit's flush: a writer takes its position as late as it
+//! can, and a message takes it in the statement that stores it
+//! (`events::append_under`).
 
 pub mod account_data;
 mod admission;
