@@ -65,6 +65,10 @@ pub fn start(state: &Context) -> Vec<JoinHandle<()>> {
         return Vec::new();
     }
     let outbox = state.notifier.forward_to_other_nodes();
+    let announcer = outbox.clone();
+    state
+        .store
+        .announce_sessions_ended(move || announcer.sessions_ended());
     tracing::info!(
         node = state.notifier.node_id(),
         "exchanging wake-ups with other nodes on this database"
@@ -177,7 +181,7 @@ async fn listen(state: Context, outbox: Arc<Outbox>) {
         }
         listened_before = true;
         // What was sent while nobody listened is lost.
-        state.notifier.wake_all();
+        forget_everything(&state);
         let why = follow(&state, &outbox, &mut messages).await;
         tracing::warn!("the wake-up listener {why}; reconnecting");
     }
@@ -240,7 +244,7 @@ async fn follow(
                 };
                 let Some(message) = decode(&payload) else {
                     tracing::warn!("unreadable wake-up message on {CHANNEL}; waking every long-poll");
-                    state.notifier.wake_all();
+                    forget_everything(state);
                     continue;
                 };
                 if message.n == own {
@@ -248,6 +252,9 @@ async fn follow(
                     continue;
                 }
                 peers.insert(message.n, Instant::now());
+                if message.s {
+                    state.store.drop_token_copies();
+                }
                 let metrics = &state.metrics;
                 if message.all {
                     metrics.cluster_received.fetch_add(1, Ordering::Relaxed);
@@ -268,11 +275,17 @@ async fn follow(
                 if peers.len() < known {
                     state.metrics.wake_all_peer_lost.fetch_add(1, Ordering::Relaxed);
                     tracing::info!("another node fell silent; waking every long-poll in case it committed something it could not announce");
-                    state.notifier.wake_all();
+                    forget_everything(state);
                 }
             }
         }
     }
+}
+
+/// What may have been missed: wake-ups, and sessions ended elsewhere.
+fn forget_everything(state: &Context) {
+    state.notifier.wake_all();
+    state.store.drop_token_copies();
 }
 
 struct AbortOnDrop(JoinHandle<()>);
@@ -284,7 +297,8 @@ impl Drop for AbortOnDrop {
 }
 
 /// One message on [`CHANNEL`]: `{"n":node,"u":[user,…]}` wakes the users,
-/// `{"n":node,"all":true}` every long-poll, `{"n":node}` is a heartbeat.
+/// `{"n":node,"all":true}` every long-poll, `{"n":node}` is a heartbeat;
+/// `"s":true` in any of them says sessions ended on that node.
 #[derive(Debug, Deserialize)]
 struct Message {
     n: String,
@@ -292,6 +306,8 @@ struct Message {
     u: Vec<String>,
     #[serde(default)]
     all: bool,
+    #[serde(default)]
+    s: bool,
 }
 
 fn decode(payload: &str) -> Option<Message> {
@@ -300,13 +316,16 @@ fn decode(payload: &str) -> Option<Message> {
 
 /// The messages that announce `batch`, each under PostgreSQL's limit.
 fn encode(node: &str, batch: &Batch) -> Vec<String> {
-    let head = format!("{{\"n\":{}", quote(node));
+    let mut head = format!("{{\"n\":{}", quote(node));
+    if batch.sessions_ended {
+        head.push_str(",\"s\":true");
+    }
     let everyone = || vec![format!("{head},\"all\":true}}")];
     if batch.everyone {
         return everyone();
     }
     if batch.users.is_empty() {
-        return match batch.heartbeat {
+        return match batch.heartbeat || batch.sessions_ended {
             true => vec![format!("{head}}}")],
             false => Vec::new(),
         };
@@ -394,5 +413,30 @@ mod tests {
             ..batch(["@a:x".into()])
         };
         assert_eq!(encode("n1", &both).len(), 1);
+    }
+
+    #[test]
+    fn ended_sessions_ride_on_any_message() {
+        let alone = Batch {
+            sessions_ended: true,
+            ..Batch::default()
+        };
+        let m = decode(&encode("n1", &alone)[0]).unwrap();
+        assert!(m.s && m.u.is_empty() && !m.all);
+        let with_users = Batch {
+            sessions_ended: true,
+            ..batch(["@a:x".into()])
+        };
+        let m = decode(&encode("n1", &with_users)[0]).unwrap();
+        assert!(m.s && m.u == ["@a:x"]);
+        let everyone = Batch {
+            sessions_ended: true,
+            everyone: true,
+            ..Batch::default()
+        };
+        let m = decode(&encode("n1", &everyone)[0]).unwrap();
+        assert!(m.s && m.all);
+        // Older nodes' messages say nothing about sessions.
+        assert!(!decode(r#"{"n":"n0","u":["@a:x"]}"#).unwrap().s);
     }
 }

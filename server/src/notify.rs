@@ -188,17 +188,21 @@ pub struct Batch {
     pub everyone: bool,
     /// Send something even if nothing changed, to show this node is alive.
     pub heartbeat: bool,
+    /// Sessions ended through this node: the others drop their copies of
+    /// token rows (`store::token_cache`).
+    pub sessions_ended: bool,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty() && !self.everyone && !self.heartbeat
+        self.users.is_empty() && !self.everyone && !self.heartbeat && !self.sessions_ended
     }
 
     /// Adds `other`, e.g. a batch that could not be sent to the next one.
     pub fn merge(&mut self, other: Batch) {
         self.everyone |= other.everyone;
         self.heartbeat |= other.heartbeat;
+        self.sessions_ended |= other.sessions_ended;
         self.users.extend(other.users);
         self.bound();
     }
@@ -230,6 +234,12 @@ impl Outbox {
     /// Asks the sender to show the other nodes this node is alive.
     pub fn heartbeat(&self) {
         self.pending.lock().expect("outbox lock").heartbeat = true;
+        self.ready.notify_one();
+    }
+
+    /// Asks the sender to tell the other nodes that sessions ended here.
+    pub fn sessions_ended(&self) {
+        self.pending.lock().expect("outbox lock").sessions_ended = true;
         self.ready.notify_one();
     }
 

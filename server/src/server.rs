@@ -37,7 +37,8 @@ impl Server {
         let max_write_wait = config.limits.max_write_wait_ms;
         let store = Store::connect(&config.database_url())
             .await?
-            .bound_write_queue((max_write_wait > 0).then(|| Duration::from_millis(max_write_wait)));
+            .bound_write_queue((max_write_wait > 0).then(|| Duration::from_millis(max_write_wait)))
+            .cache_tokens(Some(config.access_token_cache()));
         store.migrate().await?;
         let auditor =
             crate::service::audit::Auditor::load_or_create(&config.data_dir, &config.server_name)?;

@@ -288,11 +288,21 @@ impl TestServer {
     /// `cloister user create --admin` would), for the admin API.
     pub async fn register_admin(&self, localpart: &str) -> crate::Client {
         let admin = crate::Client::register(&self.url(), localpart, "admin-pw").await;
+        let mut tx = self
+            .state()
+            .store
+            .write()
+            .await
+            .expect("a write transaction");
         sqlx::query("UPDATE users SET is_admin = 1 WHERE user_id = $1")
             .bind(&admin.user_id)
-            .execute(self.state().store.pool())
+            .execute(tx.conn())
             .await
             .expect("make the user an admin");
+        // Requests made since registering may have left a copy of the
+        // token's row without the flag (`store::token_cache`).
+        tx.ends_sessions();
+        tx.commit().await.expect("commit");
         admin
     }
 

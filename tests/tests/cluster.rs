@@ -1,6 +1,7 @@
 //! Several `cloister serve` nodes on one PostgreSQL database: long-polls
 //! woken across nodes, a node killed mid-stream losing and duplicating
-//! nothing, and the background jobs running on one node at a time.
+//! nothing, the background jobs running on one node at a time, and a
+//! session ended on one node ending on the others at once.
 //!
 //! PostgreSQL only: several nodes need one database that several processes
 //! write at once over the network, with LISTEN/NOTIFY and advisory locks;
@@ -404,6 +405,44 @@ async fn jobs_run_on_one_node(_: Backend) {
     assert_eq!(metric(&second, "cloister_purge_runs_total"), 1);
     second.stop().await;
     first.stop().await;
+}
+
+/// Each node keeps copies of token rows (`store::token_cache`), here for an
+/// hour, so only the node that ended a session telling the others can end
+/// it there.
+async fn sessions_end_on_every_node(_: Backend) {
+    let a = TestServer::start_with(Backend::Postgres, |c| {
+        c.limits.access_token_cache_ms = Some(HOUR as u64);
+    })
+    .await;
+    let b = a.start_peer().await;
+    let whoami = "/_matrix/client/v3/account/whoami";
+    let carol = Client::register(&a.url(), "carol", "pw").await;
+    let phone = Client::login(&a.url(), "carol", "pw", Some("PHONE")).await;
+    for client in [&carol, &phone] {
+        assert_eq!(client.with_base(&b.url()).get(whoami).await.0, 200);
+    }
+
+    // Logged out through A: B refuses the token within a wake-up's time.
+    assert_eq!(carol.logout().await.0, 200);
+    let on_b = carol.with_base(&b.url());
+    let deadline = Instant::now() + WAKE_BOUND;
+    while on_b.get(whoami).await.0 != 401 {
+        assert!(
+            Instant::now() < deadline,
+            "B still accepts a token logged out on A"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Only the session that ended: the copies B dropped are read again.
+    assert_eq!(phone.with_base(&b.url()).get(whoami).await.0, 200);
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ended_on_one_node_ends_on_the_others() {
+    run_test(Backend::Postgres, sessions_end_on_every_node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,12 @@
 //! Devices and sessions on both backends: the device list with coarse
 //! last-seen times, renaming, deletion behind user-interactive auth, logout,
-//! and password changes that log out other sessions.
+//! and password changes that log out other sessions; and the copies of
+//! token rows kept for `limits.access_token_cache_ms` (`store::token_cache`):
+//! every way a session ends through the server ends it at once however
+//! long copies live, and a change the server did not make (another node,
+//! the admin commands) is seen within that time, or at once with copies off.
+
+use std::time::Duration;
 
 use cloister_tests::{both_backends, encode, errcode, Backend, Client, ManualClock, TestServer};
 use serde_json::{json, Value};
@@ -100,4 +106,130 @@ async fn devices_and_sessions(backend: Backend) {
     server.stop().await;
 }
 
-both_backends!(devices_and_sessions, devices_and_sessions);
+const R: &str = "/_matrix/client/v3";
+
+fn password_auth(user: &str, password: &str) -> Value {
+    json!({ "type": "m.login.password", "password": password,
+            "identifier": { "type": "m.id.user", "user": user } })
+}
+
+/// Asks as `client`, so that a copy of its token's row is kept if any is.
+async fn used(client: &Client) {
+    assert_eq!(client.get(&format!("{R}/account/whoami")).await.0, 200);
+}
+
+async fn refused(client: &Client, what: &str) {
+    let (status, body) = client.get(&format!("{R}/account/whoami")).await;
+    assert_eq!(
+        (status, errcode(&body)),
+        (401, Some("M_UNKNOWN_TOKEN")),
+        "{what}: {body}"
+    );
+}
+
+async fn sessions_end_at_once(backend: Backend) {
+    let server = TestServer::start_with(backend, |c| {
+        c.limits.access_token_cache_ms = Some(3_600_000);
+    })
+    .await;
+    let url = server.url();
+
+    let alice = Client::register_device(&url, "alice", "pw", "PHONE").await;
+    let laptop = Client::login(&url, "alice", "pw", Some("LAPTOP")).await;
+    let tablet = Client::login(&url, "alice", "pw", Some("TABLET")).await;
+    for c in [&alice, &laptop, &tablet] {
+        used(c).await;
+    }
+
+    // Logout.
+    assert_eq!(tablet.logout().await.0, 200);
+    refused(&tablet, "logged out").await;
+
+    // Deleting a device.
+    let path = format!("{R}/devices/LAPTOP");
+    let (status, challenge) = alice.delete(&path, json!({})).await;
+    assert_eq!(status, 401);
+    let mut auth = password_auth("alice", "pw");
+    auth["session"] = challenge["session"].clone();
+    assert_eq!(alice.delete(&path, json!({ "auth": auth })).await.0, 200);
+    refused(&laptop, "its device deleted").await;
+    used(&alice).await;
+
+    // A password change logs out the other sessions.
+    let other = Client::login(&url, "alice", "pw", Some("OTHER")).await;
+    used(&other).await;
+    let change = json!({ "new_password": "pw2", "auth": password_auth("alice", "pw") });
+    assert_eq!(
+        alice.post(&format!("{R}/account/password"), change).await.0,
+        200
+    );
+    refused(&other, "logged out by a password change").await;
+    used(&alice).await;
+
+    // Logout everywhere.
+    let again = Client::login(&url, "alice", "pw2", Some("AGAIN")).await;
+    used(&again).await;
+    assert_eq!(
+        alice.post(&format!("{R}/logout/all"), json!({})).await.0,
+        200
+    );
+    refused(&alice, "logged out everywhere").await;
+    refused(&again, "logged out everywhere, another device").await;
+
+    // Deactivation.
+    let bob = Client::register(&url, "bob", "pw").await;
+    let bob_laptop = Client::login(&url, "bob", "pw", Some("BOBLAPTOP")).await;
+    used(&bob).await;
+    used(&bob_laptop).await;
+    let body = json!({ "auth": password_auth("bob", "pw") });
+    assert_eq!(
+        bob.post(&format!("{R}/account/deactivate"), body).await.0,
+        200
+    );
+    refused(&bob, "deactivated").await;
+    refused(&bob_laptop, "deactivated, another device").await;
+    server.stop().await;
+}
+
+/// Deletes a token's row behind the server's back, as another node or the
+/// admin commands would.
+async fn delete_elsewhere(server: &TestServer, client: &Client) {
+    sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2")
+        .bind(&client.user_id)
+        .bind(&client.device_id)
+        .execute(server.state().store.pool())
+        .await
+        .expect("delete the token's row");
+}
+
+async fn changes_elsewhere_within_the_time(backend: Backend) {
+    let server = TestServer::start_with(backend, |c| {
+        c.limits.access_token_cache_ms = Some(400);
+    })
+    .await;
+    let carol = Client::register(&server.url(), "carol", "pw").await;
+    used(&carol).await;
+    delete_elsewhere(&server, &carol).await;
+    // Within the time to live the copy still answers: this is the bound
+    // operators accept with a non-zero setting (docs/operators.md).
+    used(&carol).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    refused(&carol, "deleted elsewhere, after the time to live").await;
+    server.stop().await;
+
+    let server = TestServer::start_with(backend, |c| {
+        c.limits.access_token_cache_ms = Some(0);
+    })
+    .await;
+    let dave = Client::register(&server.url(), "dave", "pw").await;
+    used(&dave).await;
+    delete_elsewhere(&server, &dave).await;
+    refused(&dave, "deleted elsewhere, with copies off").await;
+    server.stop().await;
+}
+
+both_backends!(
+    devices_and_sessions, devices_and_sessions;
+    sessions_end_at_once, sessions_end_at_once;
+    changes_elsewhere_within_the_time, changes_elsewhere_within_the_time
+);

@@ -248,6 +248,10 @@ async fn held_back_and_forced(backend: Backend) {
         .map(|d| d["reason"].as_str().unwrap())
         .collect();
     assert_eq!(reasons, ["ldap_entry_gone", "ldap_disabled"], "{report}");
+    // The command is another process: the server notices once its copies
+    // of the tokens' rows are older than `access_token_cache_ms`.
+    let copies = server.config().access_token_cache();
+    tokio::time::sleep(copies + std::time::Duration::from_millis(50)).await;
     assert!(!signed_in(&alice).await && !signed_in(&bob).await);
     assert_eq!(
         server

@@ -99,6 +99,7 @@ pub async fn touch(
 /// messages.
 /// Returns false if there was no such device.
 pub async fn delete(tx: &mut WriteTx, user_id: &str, device_id: &str) -> Result<bool, sqlx::Error> {
+    tx.ends_sessions();
     for table in [
         "access_tokens",
         "device_keys",

@@ -111,6 +111,7 @@ pub async fn delete_own_rows(
     tx: &mut WriteTx,
     user_id: &str,
 ) -> Result<Vec<(&'static str, u64)>, sqlx::Error> {
+    tx.ends_sessions();
     let mut counts = Vec::with_capacity(OWN_ROWS.len());
     for (table, filter, name) in OWN_ROWS {
         let r = sqlx::query(&format!("DELETE FROM {table} WHERE {filter}"))
@@ -336,6 +337,7 @@ pub async fn pseudonymize_holds(
 }
 
 pub async fn delete_user(tx: &mut WriteTx, user_id: &str) -> Result<u64, sqlx::Error> {
+    tx.ends_sessions();
     Ok(sqlx::query("DELETE FROM users WHERE user_id = $1")
         .bind(user_id)
         .execute(tx.conn())

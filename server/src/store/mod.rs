@@ -53,6 +53,7 @@ pub mod sliding_sync;
 pub mod sso;
 pub mod subject;
 pub mod to_device;
+mod token_cache;
 pub mod unread;
 pub mod users;
 
@@ -89,6 +90,8 @@ pub struct Store {
     /// Bounds the queue of [`Store::write_grouped_or_busy`] writes; unbounded
     /// unless [`Store::bound_write_queue`] set one.
     admission: Arc<admission::Admission>,
+    /// Recent access-token look-ups (see `store::token_cache`).
+    tokens: Arc<token_cache::TokenCache>,
     /// Set while a [`Store::reclaim_soon`] checkpoint is waiting to run.
     reclaim_pending: Arc<AtomicBool>,
     /// For the connections that must not come from the pool: a session that
@@ -155,6 +158,28 @@ pub struct WriteTx {
     guard: Option<OwnedMutexGuard<()>>,
     /// Instead of `tx`: a member's hold on a group-commit batch.
     member: Option<(Arc<group::Group>, group::Slot)>,
+    tokens: Arc<token_cache::TokenCache>,
+    /// Set by writes that end or change a session: the token copies go
+    /// once the transaction has ended (see [`WriteTx::ends_sessions`]).
+    clears_tokens: Option<EndsSessions>,
+}
+
+/// What [`Store::token_owner`] found, and where.
+pub enum TokenLookup {
+    /// A copy younger than the time to live.
+    Kept(users::TokenOwner),
+    /// The row as read now; `None` when no such token exists.
+    Read(Option<users::TokenOwner>),
+}
+
+/// Clears the token copies when dropped: after the commit, or at a
+/// rollback, where it costs a look-up per token and nothing else.
+struct EndsSessions(Arc<token_cache::TokenCache>);
+
+impl Drop for EndsSessions {
+    fn drop(&mut self) {
+        self.0.sessions_ended();
+    }
 }
 
 /// Where a store write may run. Most store writes take a [`WriteTx`]: they
@@ -341,6 +366,7 @@ impl Store {
             write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
             group: (backend == Backend::Sqlite).then(Arc::default),
             admission: Arc::default(),
+            tokens: Arc::default(),
             reclaim_pending: Arc::default(),
             url: url.into(),
             waits: Arc::default(),
@@ -357,6 +383,51 @@ impl Store {
     pub fn bound_write_queue(mut self, max_wait: Option<Duration>) -> Store {
         self.admission = Arc::new(admission::Admission::new(max_wait));
         self
+    }
+
+    /// Keeps access-token look-ups for up to `ttl` (see
+    /// `store::token_cache`); none are kept unless this is set. Set before
+    /// the store is cloned.
+    pub fn cache_tokens(mut self, ttl: Option<Duration>) -> Store {
+        self.tokens = Arc::new(token_cache::TokenCache::new(ttl));
+        self
+    }
+
+    /// Who an access token's digest belongs to, from a recent copy when
+    /// there is one and `may_reuse`; [`TokenLookup::Read`] when the row was
+    /// read now.
+    pub async fn token_owner(
+        &self,
+        token_hash: &[u8],
+        may_reuse: bool,
+    ) -> Result<TokenLookup, sqlx::Error> {
+        if let Some(owner) = may_reuse.then(|| self.tokens.get(token_hash)).flatten() {
+            return Ok(TokenLookup::Kept(owner));
+        }
+        let generation = self.tokens.generation();
+        let found = users::user_for_token(&mut *self.read().await?, token_hash).await?;
+        if let Some(owner) = &found {
+            self.tokens.put(token_hash, owner, generation);
+        }
+        Ok(TokenLookup::Read(found))
+    }
+
+    /// Calls `announce` whenever a write through this store ended sessions,
+    /// once its transaction has ended; set once (`cluster.rs`).
+    pub fn announce_sessions_ended(&self, announce: impl Fn() + Send + Sync + 'static) {
+        self.tokens.announce_with(Box::new(announce));
+    }
+
+    /// Drops every copy of a token's row: another node ended sessions, or
+    /// may have without this node hearing it.
+    pub fn drop_token_copies(&self) {
+        self.tokens.clear();
+    }
+
+    /// Drops the copy of one token's row, so the next request reads it:
+    /// after a write to the row that ends no session (a last-seen time).
+    pub fn forget_token(&self, token_hash: &[u8]) {
+        self.tokens.forget(token_hash);
     }
 
     /// The `database_url` the store was opened with.
@@ -414,6 +485,8 @@ impl Store {
             backend: self.backend,
             guard,
             member: None,
+            tokens: self.tokens.clone(),
+            clears_tokens: None,
         })
     }
 
@@ -453,6 +526,8 @@ impl Store {
             backend: self.backend,
             guard: None,
             member: Some((group.clone(), slot)),
+            tokens: self.tokens.clone(),
+            clears_tokens: None,
         })
     }
 
@@ -673,6 +748,16 @@ pub async fn current_pos(conn: &mut AnyConnection) -> Result<i64, sqlx::Error> {
 }
 
 impl WriteTx {
+    /// Marks this transaction as ending or changing sessions (tokens
+    /// deleted or soft-logged-out, a device or an account gone): once it
+    /// has ended, no copy of a token's row is used again
+    /// (`store::token_cache`). Every store write that does so calls this.
+    pub fn ends_sessions(&mut self) {
+        if self.clears_tokens.is_none() {
+            self.clears_tokens = Some(EndsSessions(self.tokens.clone()));
+        }
+    }
+
     pub fn conn(&mut self) -> &mut AnyConnection {
         match &mut self.member {
             Some((_, slot)) => &mut slot.as_mut().expect("a member's batch is open").tx,
@@ -699,16 +784,22 @@ impl WriteTx {
     /// Commits even if the caller is dropped meanwhile, so the outcome does
     /// not depend on when a client hangs up.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let clears_tokens = self.clears_tokens.take();
         if let Some((group, slot)) = self.member.take() {
-            return group.commit(slot).await;
+            let committed = group.commit(slot).await;
+            drop(clears_tokens);
+            return committed;
         }
         let tx = self
             .tx
             .take()
             .expect("the transaction is open until commit");
         let guard = self.guard.take();
+        // Here and not after the await: the commit goes on if the request
+        // is dropped, and so must the clearing after it.
         tokio::spawn(async move {
             let committed = tx.commit().await;
+            drop(clears_tokens);
             drop(guard);
             committed
         })

@@ -4,6 +4,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::{WriteTx, Writer};
 
+#[derive(Debug, Clone)]
 pub struct TokenOwner {
     pub user_id: String,
     pub device_id: String,
@@ -107,6 +108,7 @@ pub async fn set_password_hash(
 }
 
 pub async fn set_deactivated(tx: &mut WriteTx, user_id: &str) -> Result<(), sqlx::Error> {
+    tx.ends_sessions();
     sqlx::query("UPDATE users SET deactivated = 1, password_hash = NULL WHERE user_id = $1")
         .bind(user_id)
         .execute(tx.conn())
@@ -173,7 +175,7 @@ pub async fn delete_expired_tokens(
     device_id: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    let r = sqlx::query(
         "DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2 \
          AND expires_ts IS NOT NULL AND expires_ts <= $3",
     )
@@ -182,6 +184,9 @@ pub async fn delete_expired_tokens(
     .bind(now)
     .execute(tx.conn())
     .await?;
+    if r.rows_affected() > 0 {
+        tx.ends_sessions();
+    }
     Ok(())
 }
 
@@ -190,6 +195,7 @@ pub async fn delete_tokens_for_device(
     user_id: &str,
     device_id: &str,
 ) -> Result<(), sqlx::Error> {
+    tx.ends_sessions();
     sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2")
         .bind(user_id)
         .bind(device_id)
@@ -205,6 +211,7 @@ pub async fn soft_logout_device(
     user_id: &str,
     device_id: &str,
 ) -> Result<u64, sqlx::Error> {
+    tx.ends_sessions();
     let r = sqlx::query(
         "UPDATE access_tokens SET soft_logout = 1 WHERE user_id = $1 AND device_id = $2 AND soft_logout = 0",
     )
