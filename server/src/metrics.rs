@@ -205,7 +205,13 @@ impl Metrics {
              cloister_db_writes_queued {}\n\
              # HELP cloister_db_writes_refused_total Sends, redactions and to-device messages refused with 429 because the writer's queue was past limits.max_write_wait_ms.\n\
              # TYPE cloister_db_writes_refused_total counter\n\
-             cloister_db_writes_refused_total {}\n",
+             cloister_db_writes_refused_total {}\n\
+             # HELP cloister_access_token_copies_used_total Requests whose access token was checked against this node's copy of its row instead of the database (limits.access_token_cache_ms).\n\
+             # TYPE cloister_access_token_copies_used_total counter\n\
+             cloister_access_token_copies_used_total {}\n\
+             # HELP cloister_access_token_copies_dropped_total Times this node dropped every copy because sessions ended here, on another node, or maybe unheard.\n\
+             # TYPE cloister_access_token_copies_dropped_total counter\n\
+             cloister_access_token_copies_dropped_total {}\n",
             get(&self.events_sent),
             get(&self.sync_responses),
             get(&self.sync_events_delivered),
@@ -220,6 +226,8 @@ impl Metrics {
             pool.group_members,
             pool.writes_queued,
             pool.writes_refused,
+            pool.token_copies_used,
+            pool.token_copies_dropped,
         );
     }
 

@@ -188,6 +188,18 @@ async fn sessions_end_at_once(backend: Backend) {
     );
     refused(&bob, "deactivated").await;
     refused(&bob_laptop, "deactivated, another device").await;
+    // The copies were used, and dropped as sessions ended.
+    let metrics = server.metrics().await;
+    for name in [
+        "cloister_access_token_copies_used_total",
+        "cloister_access_token_copies_dropped_total",
+    ] {
+        let value: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"));
+        assert!(value > 0, "{name} is 0");
+    }
     server.stop().await;
 }
 

@@ -136,6 +136,10 @@ pub struct PoolStats {
     /// Message-path writes refused because the writer's queue was past
     /// its bound.
     pub writes_refused: u64,
+    /// Requests answered from a copy of their token's row, and the times
+    /// every copy was dropped (`store::token_cache`).
+    pub token_copies_used: u64,
+    pub token_copies_dropped: u64,
 }
 
 /// A write transaction. Dropping it without `commit` rolls back.
@@ -473,6 +477,8 @@ impl Store {
                 .map_or(0, |g| g.members.load(Ordering::Relaxed)),
             writes_queued: self.admission.waiting(),
             writes_refused: self.admission.refused.load(Ordering::Relaxed),
+            token_copies_used: self.tokens.used.load(Ordering::Relaxed),
+            token_copies_dropped: self.tokens.dropped.load(Ordering::Relaxed),
         }
     }
 

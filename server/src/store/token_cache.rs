@@ -22,6 +22,7 @@
 //! result is kept only if no session ended meanwhile.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,9 @@ pub(super) struct TokenCache {
     ttl: Option<Duration>,
     inner: Mutex<Inner>,
     announce: OnceLock<Announce>,
+    /// For the metrics: copies used, and times every copy was dropped.
+    pub(super) used: AtomicU64,
+    pub(super) dropped: AtomicU64,
 }
 
 #[derive(Default)]
@@ -56,6 +60,8 @@ impl TokenCache {
             ttl: ttl.filter(|t| !t.is_zero()),
             inner: Mutex::default(),
             announce: OnceLock::new(),
+            used: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
         }
     }
 
@@ -74,7 +80,11 @@ impl TokenCache {
         let digest: &Digest = digest.try_into().ok()?;
         let inner = self.lock();
         let (owner, stored) = inner.entries.get(digest)?;
-        (stored.elapsed() < ttl).then(|| owner.clone())
+        if stored.elapsed() >= ttl {
+            return None;
+        }
+        self.used.fetch_add(1, Ordering::Relaxed);
+        Some(owner.clone())
     }
 
     /// Taken before reading the row that [`TokenCache::put`] may keep.
@@ -119,6 +129,7 @@ impl TokenCache {
         let mut inner = self.lock();
         inner.generation += 1;
         inner.entries.clear();
+        self.dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A session ended through this node: [`TokenCache::clear`] here, and
