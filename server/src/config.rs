@@ -373,8 +373,9 @@ impl Config {
     /// How long copies of access-token rows are used
     /// (`limits.access_token_cache_ms`). Unset, they are on for PostgreSQL
     /// only: there they saved a third of the median latency at 100 msg/s,
-    /// while on SQLite they saved nothing measurable and the closed loop
-    /// sent a quarter fewer messages (docs/performance.md).
+    /// while on SQLite they saved nothing measurable, so there they are not
+    /// worth even a second's delay for the admin commands' changes
+    /// (docs/performance.md).
     pub fn access_token_cache(&self) -> std::time::Duration {
         let postgres = self.database_url().starts_with("postgres");
         let ms = self
