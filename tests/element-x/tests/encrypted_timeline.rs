@@ -150,14 +150,40 @@ async fn back_pagination_reaches_the_start(backend: Backend) {
     // More messages than any sliding-sync timeline_limit Element X asks
     // for (1 in the list, 20 for a subscribed room).
     let sent: Vec<String> = (1..=45).map(|i| format!("message {i}")).collect();
+    let mut ids = Vec::new();
     for body in &sent {
-        cast.bob.send_text(&room_id, body).await.unwrap();
+        ids.push(cast.bob.send_text(&room_id, body).await.unwrap());
     }
 
     // Opening the room, as Element X does: subscribe, then the timeline.
     sync.room_list_service()
         .subscribe_to_rooms(&[room.room_id()])
         .await;
+    // matrix-sdk-ui 0.18.0's `TimelineBuilder::build` subscribes to the
+    // room's event cache and only then reads the cache's events: a sync
+    // update applied in between reaches the new timeline twice, read and
+    // as an update (CI once showed the last message twice). That client
+    // race can meet Element X users on any server; this test is about the
+    // history the server gives, so the timeline opens once Alice's cache
+    // holds the subscription's 20 latest messages unbroken. Nothing sync
+    // can bring for this room after that is new to the cache, so no
+    // update can fall into the window.
+    let (cache, _cache_tasks) = room.event_cache().await.unwrap();
+    let latest = &ids[ids.len() - 20..];
+    wait_until("the subscription's messages in Alice's event cache", || {
+        let cache = cache.clone();
+        async move {
+            let held: Vec<String> = cache
+                .events()
+                .await
+                .ok()?
+                .iter()
+                .filter_map(|e| Some(e.event_id()?.to_string()))
+                .collect();
+            held.ends_with(latest).then_some(())
+        }
+    })
+    .await;
     let timeline = room.timeline().await.unwrap();
     let last = sent.last().unwrap();
     wait_until("the last message in the timeline", || {
