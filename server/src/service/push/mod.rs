@@ -38,14 +38,6 @@ pub(super) const BATCH: i64 = 100;
 /// How long notifications are kept for `/notifications` and the counts.
 pub const NOTIFICATION_LIFETIME_MS: i64 = 30 * 24 * 3600 * 1000;
 
-/// What the evaluator needs of a room, read once per batch.
-struct RoomInfo {
-    /// Members with their effective `global` rules.
-    members: Vec<(PushMember, Value)>,
-    power_levels: Value,
-    pushers: Vec<Pusher>,
-}
-
 /// What one [`evaluate_batch`] did.
 pub struct Evaluated {
     /// Events read: a full batch means more may be waiting.
@@ -66,65 +58,37 @@ pub async fn evaluate_batch(state: &Context) -> Result<Evaluated, sqlx::Error> {
     let Some(to) = batch.last().map(|e| e.pos) else {
         return Ok(none);
     };
-    let mut rooms: HashMap<String, RoomInfo> = HashMap::new();
+    // Room by room: a member's effective rule set is tens of KiB of JSON,
+    // so holding every member's of every room a batch touches would grow
+    // with the rooms (a catch-up over 100 rooms of 50 is 5,000 sets);
+    // one room's at a time bounds it by the largest room.
+    let mut rooms: Vec<(&str, Vec<&StoredEvent>)> = Vec::new();
+    for event in &batch {
+        match rooms.iter_mut().find(|(id, _)| *id == event.room_id) {
+            Some((_, events)) => events.push(event),
+            None => rooms.push((&event.room_id, vec![event])),
+        }
+    }
+    let mut pushers: HashMap<&str, Vec<Pusher>> = HashMap::new();
     let mut found: Vec<(&StoredEvent, String, Notify)> = Vec::new();
     let mut threads: HashMap<&str, String> = HashMap::new();
-    for event in &batch {
-        if !rooms.contains_key(&event.room_id) {
-            let members = push::members_for_push(&mut c, &event.room_id)
-                .await?
-                .into_iter()
-                .map(|mut m| {
-                    let global = effective_global(m.rules.take(), &m.user_id);
-                    (m, global)
-                })
-                .collect();
-            let power_levels = event_rules::auth_state(&mut c, &event.room_id)
-                .await?
-                .power_levels;
-            let pushers = push::room_pushers(&mut c, &event.room_id).await?;
-            rooms.insert(
-                event.room_id.clone(),
-                RoomInfo {
-                    members,
-                    power_levels,
-                    pushers,
-                },
-            );
-        }
-        let room = &rooms[&event.room_id];
-        let client_event = push_view(event);
-        let sender_power = event_rules::user_level(&room.power_levels, &event.sender);
-        let invitee = invitee(event);
-        let member_count = room
-            .members
-            .iter()
-            .filter(|(m, _)| m.joined && m.since_pos < event.pos)
-            .count() as u64;
-        for (member, global) in &room.members {
-            let user = &member.user_id;
-            // Members when the event was sent, and whom it invites; the
-            // evaluator runs a little later, when these may have changed.
-            let concerned =
-                member.joined && member.since_pos < event.pos || invitee == Some(user.as_str());
-            if *user == event.sender || !concerned {
-                continue;
+    for (room_id, events) in rooms {
+        let members: Vec<(PushMember, Value)> = push::members_for_push(&mut c, room_id)
+            .await?
+            .into_iter()
+            .map(|mut m| {
+                let global = effective_global(m.rules.take(), &m.user_id);
+                (m, global)
+            })
+            .collect();
+        let power_levels = event_rules::auth_state(&mut c, room_id).await?.power_levels;
+        pushers.insert(room_id, push::room_pushers(&mut c, room_id).await?);
+        for event in events {
+            evaluate_event(event, &members, &power_levels, &mut found);
+            if found.last().is_some_and(|(e, _, _)| e.pos == event.pos) {
+                let thread = thread_of(&mut c, event).await?;
+                threads.insert(&event.event_id, thread);
             }
-            let cx = PushContext {
-                event: &client_event,
-                user_id: user,
-                display_name: member.display_name.as_deref(),
-                member_count,
-                sender_power,
-                power_levels: &room.power_levels,
-            };
-            if let Some(notify) = evaluate(global, &cx) {
-                found.push((event, user.clone(), notify));
-            }
-        }
-        if found.last().is_some_and(|(e, _, _)| e.pos == event.pos) {
-            let thread = thread_of(&mut c, event).await?;
-            threads.insert(&event.event_id, thread);
         }
     }
     drop(c);
@@ -154,9 +118,11 @@ pub async fn evaluate_batch(state: &Context) -> Result<Evaluated, sqlx::Error> {
     push::insert_notifications(&mut tx, &notes, now).await?;
     let mut queued = 0;
     for (event, user, notify) in &found {
-        let room = &rooms[&event.room_id];
         let mut unread = None;
-        for pusher in room.pushers.iter().filter(|p| p.user_id == *user) {
+        for pusher in pushers[event.room_id.as_str()]
+            .iter()
+            .filter(|p| p.user_id == *user)
+        {
             let unread = match unread {
                 Some(n) => n,
                 None => *unread.insert(push::total_unread(tx.conn(), user).await?),
@@ -183,6 +149,44 @@ pub async fn evaluate_batch(state: &Context) -> Result<Evaluated, sqlx::Error> {
         events: batch.len(),
         queued,
     })
+}
+
+/// Adds to `found` whom among `members` (with their effective rules) the
+/// event notifies.
+fn evaluate_event<'e>(
+    event: &'e StoredEvent,
+    members: &[(PushMember, Value)],
+    power_levels: &Value,
+    found: &mut Vec<(&'e StoredEvent, String, Notify)>,
+) {
+    let client_event = push_view(event);
+    let sender_power = event_rules::user_level(power_levels, &event.sender);
+    let invitee = invitee(event);
+    let member_count = members
+        .iter()
+        .filter(|(m, _)| m.joined && m.since_pos < event.pos)
+        .count() as u64;
+    for (member, global) in members {
+        let user = &member.user_id;
+        // Members when the event was sent, and whom it invites; the
+        // evaluator runs a little later, when these may have changed.
+        let concerned =
+            member.joined && member.since_pos < event.pos || invitee == Some(user.as_str());
+        if *user == event.sender || !concerned {
+            continue;
+        }
+        let cx = PushContext {
+            event: &client_event,
+            user_id: user,
+            display_name: member.display_name.as_deref(),
+            member_count,
+            sender_power,
+            power_levels,
+        };
+        if let Some(notify) = evaluate(global, &cx) {
+            found.push((event, user.clone(), notify));
+        }
+    }
 }
 
 /// The thread an event counts in (spec: "Threaded read receipts"): a
@@ -367,4 +371,53 @@ pub async fn list(
         }
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(user_id: &str, joined: bool, since_pos: i64) -> (PushMember, Value) {
+        let m = PushMember {
+            user_id: user_id.into(),
+            joined,
+            since_pos,
+            rules: None,
+            display_name: None,
+        };
+        let global = effective_global(None, user_id);
+        (m, global)
+    }
+
+    #[test]
+    fn an_event_notifies_the_members_it_was_sent_to() {
+        let event = StoredEvent {
+            pos: 10,
+            event_id: "$e".into(),
+            room_id: "!r:x".into(),
+            sender: "@a:x".into(),
+            sender_device: None,
+            txn_id: None,
+            event_type: "m.room.message".into(),
+            state_key: None,
+            content: json!({"msgtype": "m.text", "body": "hello"}),
+            prev_content: None,
+            redacts: None,
+            redacted_by: None,
+            origin_server_ts: 0,
+            history_visibility: None,
+        };
+        let members = [
+            member("@a:x", true, 1),  // the sender
+            member("@b:x", true, 1),  // joined before it
+            member("@c:x", true, 20), // joined after it
+            member("@d:x", false, 1), // left
+        ];
+        let mut found = Vec::new();
+        evaluate_event(&event, &members, &json!({}), &mut found);
+        let notified: Vec<&str> = found.iter().map(|(_, u, _)| u.as_str()).collect();
+        assert_eq!(notified, ["@b:x"]);
+        assert!(!found[0].2.highlight);
+        assert_eq!(found[0].0.event_id, "$e");
+    }
 }
