@@ -39,6 +39,7 @@ pub mod keys;
 pub mod ldap;
 pub mod lock;
 pub mod media;
+mod migrations;
 pub mod oauth;
 pub mod oauth_device;
 pub mod params;
@@ -56,6 +57,7 @@ pub mod to_device;
 mod token_cache;
 pub mod unread;
 pub mod users;
+mod write;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -63,11 +65,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row, Transaction};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Transaction};
 use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 
 pub use admission::{Busy, WriteError};
 pub use sqlx::AnyConnection as Conn;
+pub use write::{Autocommit, WriteTx, Writer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -142,32 +145,6 @@ pub struct PoolStats {
     pub token_copies_dropped: u64,
 }
 
-/// A write transaction. Dropping it without `commit` rolls back.
-///
-/// Beginning, committing and rolling back each run in a spawned task that
-/// the caller cannot cancel: axum drops a request's future wherever it
-/// stands when the client hangs up, and sqlx's SQLite `begin_with` leaves
-/// the connection inside its transaction, with no `Transaction` to roll it
-/// back, if it is dropped between its two awaits (`sqlx-sqlite`
-/// `SqliteTransactionManager::begin`: `worker.begin`, then `lock_handle` to
-/// check `in_transaction`). Such a connection went back to the pool holding
-/// SQLite's write lock, and every later write failed.
-pub struct WriteTx {
-    /// `None` only once `commit` or `drop` has taken it.
-    tx: Option<Transaction<'static, sqlx::Any>>,
-    backend: Backend,
-    /// Held until the transaction has ended on the connection, not merely
-    /// until this value is dropped, so the next writer never meets a lock
-    /// that is still being released.
-    guard: Option<OwnedMutexGuard<()>>,
-    /// Instead of `tx`: a member's hold on a group-commit batch.
-    member: Option<(Arc<group::Group>, group::Slot)>,
-    tokens: Arc<token_cache::TokenCache>,
-    /// Set by writes that end or change a session: the token copies go
-    /// once the transaction has ended (see [`WriteTx::ends_sessions`]).
-    clears_tokens: Option<EndsSessions>,
-}
-
 /// What [`Store::token_owner`] found, and where.
 pub enum TokenLookup {
     /// A copy younger than the time to live.
@@ -175,166 +152,6 @@ pub enum TokenLookup {
     /// The row as read now; `None` when no such token exists.
     Read(Option<users::TokenOwner>),
 }
-
-/// Clears the token copies when dropped: after the commit, or at a
-/// rollback, where it costs a look-up per token and nothing else.
-struct EndsSessions(Arc<token_cache::TokenCache>);
-
-impl Drop for EndsSessions {
-    fn drop(&mut self) {
-        self.0.sessions_ended();
-    }
-}
-
-/// Where a store write may run. Most store writes take a [`WriteTx`]: they
-/// must commit together with others, or carry a stream position that orders
-/// them. The few that stand alone (a device's last-seen time, to-device
-/// acknowledgements, …) take `&mut impl Writer`, which a transaction or an
-/// [`Autocommit`] satisfies. Either way a read connection does not compile:
-///
-/// ```compile_fail,E0277
-/// # async fn f(store: &cloister_server::store::Store) -> Result<(), sqlx::Error> {
-/// let mut conn = store.read().await?;
-/// cloister_server::store::devices::touch(&mut conn, "@a:x", "DEV", 0).await?;
-/// # Ok(()) }
-/// ```
-///
-/// whereas choosing to write outside a transaction does:
-///
-/// ```no_run
-/// # async fn f(store: &cloister_server::store::Store) -> Result<(), sqlx::Error> {
-/// let mut w = store.autocommit().await?;
-/// cloister_server::store::devices::touch(&mut w, "@a:x", "DEV", 0).await?;
-/// # Ok(()) }
-/// ```
-pub trait Writer {
-    fn conn(&mut self) -> &mut AnyConnection;
-}
-
-impl Writer for WriteTx {
-    fn conn(&mut self) -> &mut AnyConnection {
-        WriteTx::conn(self)
-    }
-}
-
-/// A pooled connection for writes that each stand alone, from
-/// [`Store::autocommit`].
-///
-/// On SQLite these writes do not take the writer mutex, as they never have:
-/// each statement commits on its own under SQLite's lock and busy timeout,
-/// and [`Store::write`] begins IMMEDIATE so that no transaction has to
-/// upgrade past one of them.
-pub struct Autocommit(sqlx::pool::PoolConnection<sqlx::Any>);
-
-impl Writer for Autocommit {
-    fn conn(&mut self) -> &mut AnyConnection {
-        &mut self.0
-    }
-}
-
-/// Reads share the connection: a request that reads and then writes holds
-/// one pooled connection, not two, which under load could drain the pool.
-impl std::ops::Deref for Autocommit {
-    type Target = AnyConnection;
-
-    fn deref(&self) -> &AnyConnection {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Autocommit {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
-        &mut self.0
-    }
-}
-
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "core", include_str!("migrations/0001_core.sql")),
-    (
-        2,
-        "typing_expiry",
-        include_str!("migrations/0002_typing_expiry.sql"),
-    ),
-    (
-        3,
-        "audit_log",
-        include_str!("migrations/0003_audit_log.sql"),
-    ),
-    (
-        4,
-        "compliance",
-        include_str!("migrations/0004_compliance.sql"),
-    ),
-    (
-        5,
-        "history_visibility",
-        include_str!("migrations/0005_history_visibility.sql"),
-    ),
-    (6, "pushers", include_str!("migrations/0006_pushers.sql")),
-    (
-        7,
-        "directory",
-        include_str!("migrations/0007_directory.sql"),
-    ),
-    (
-        8,
-        "relations",
-        include_str!("migrations/0008_relations.sql"),
-    ),
-    (
-        10,
-        "ldap_accounts",
-        include_str!("migrations/0010_ldap_accounts.sql"),
-    ),
-    (
-        11,
-        "thread_notifications",
-        include_str!("migrations/0011_thread_notifications.sql"),
-    ),
-    (
-        12,
-        "directory_attributes",
-        include_str!("migrations/0012_directory_attributes.sql"),
-    ),
-    (13, "sso", include_str!("migrations/0013_sso.sql")),
-    (14, "console", include_str!("migrations/0014_console.sql")),
-    (
-        15,
-        "sliding_sync",
-        include_str!("migrations/0015_sliding_sync.sql"),
-    ),
-    (
-        16,
-        "sliding_sync_states",
-        include_str!("migrations/0016_sliding_sync_states.sql"),
-    ),
-    (17, "oauth", include_str!("migrations/0017_oauth.sql")),
-    (
-        18,
-        "oauth_device",
-        include_str!("migrations/0018_oauth_device.sql"),
-    ),
-    (
-        19,
-        "oauth_sso",
-        include_str!("migrations/0019_oauth_sso.sql"),
-    ),
-    (
-        20,
-        "oauth_account_actions",
-        include_str!("migrations/0020_oauth_account_actions.sql"),
-    ),
-    (
-        21,
-        "room_bump",
-        include_str!("migrations/0021_room_bump.sql"),
-    ),
-    (
-        22,
-        "notification_counts",
-        include_str!("migrations/0022_notification_counts.sql"),
-    ),
-];
 
 impl Store {
     /// Connects to `url` (`sqlite://…` or `postgres://…`).
@@ -570,54 +387,6 @@ impl Store {
         receiver.await.map_err(|_| sqlx::Error::WorkerCrashed)?
     }
 
-    /// Applies every migration not yet applied, each in its own transaction.
-    pub async fn migrate(&self) -> Result<(), sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
-        )
-        .await?;
-        for (version, name, sql) in MIGRATIONS {
-            let mut tx = self.write().await?;
-            // Concurrent starts on PostgreSQL: the lock makes the second wait
-            // and then see the first one's row.
-            if self.backend == Backend::Postgres {
-                tx.conn()
-                    .execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
-                    .await?;
-            }
-            let applied: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
-                    .bind(*version)
-                    .fetch_optional(tx.conn())
-                    .await?;
-            if applied.is_some() {
-                continue;
-            }
-            let blob = match self.backend {
-                Backend::Sqlite => "BLOB",
-                Backend::Postgres => "BYTEA",
-            };
-            sqlx::raw_sql(&sql.replace("{BLOB}", blob))
-                .execute(tx.conn())
-                .await?;
-            match *version {
-                5 => readable::backfill(&mut tx).await?,
-                8 => relations::backfill(&mut tx).await?,
-                22 => unread::backfill(&mut tx).await?,
-                _ => {}
-            }
-            sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")
-                .bind(*version)
-                .bind(*name)
-                .execute(tx.conn())
-                .await?;
-            tx.commit().await?;
-            tracing::info!(version, name, "applied database migration");
-        }
-        Ok(())
-    }
-
     /// After bulk deletion: on SQLite, copies the write-ahead log into the
     /// database and truncates it, so the old page images holding deleted
     /// rows leave the disk too (best effort: a long-running reader can keep
@@ -751,88 +520,6 @@ pub async fn current_pos(conn: &mut AnyConnection) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT pos FROM stream_counter WHERE id = 1")
         .fetch_one(conn)
         .await
-}
-
-impl WriteTx {
-    /// Marks this transaction as ending or changing sessions (tokens
-    /// deleted or soft-logged-out, a device or an account gone): once it
-    /// has ended, no copy of a token's row is used again
-    /// (`store::token_cache`). Every store write that does so calls this.
-    pub fn ends_sessions(&mut self) {
-        if self.clears_tokens.is_none() {
-            self.clears_tokens = Some(EndsSessions(self.tokens.clone()));
-        }
-    }
-
-    pub fn conn(&mut self) -> &mut AnyConnection {
-        match &mut self.member {
-            Some((_, slot)) => &mut slot.as_mut().expect("a member's batch is open").tx,
-            None => self
-                .tx
-                .as_mut()
-                .expect("the transaction is open until commit or drop"),
-        }
-    }
-
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
-    /// Allocates the next stream position; see the module docs for why this
-    /// also orders commits.
-    pub async fn next_pos(&mut self) -> Result<i64, sqlx::Error> {
-        let row = sqlx::query("UPDATE stream_counter SET pos = pos + 1 WHERE id = 1 RETURNING pos")
-            .fetch_one(self.conn())
-            .await?;
-        row.try_get(0)
-    }
-
-    /// Commits even if the caller is dropped meanwhile, so the outcome does
-    /// not depend on when a client hangs up.
-    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
-        let clears_tokens = self.clears_tokens.take();
-        if let Some((group, slot)) = self.member.take() {
-            let committed = group.commit(slot).await;
-            drop(clears_tokens);
-            return committed;
-        }
-        let tx = self
-            .tx
-            .take()
-            .expect("the transaction is open until commit");
-        let guard = self.guard.take();
-        // Here and not after the await: the commit goes on if the request
-        // is dropped, and so must the clearing after it.
-        tokio::spawn(async move {
-            let committed = tx.commit().await;
-            drop(clears_tokens);
-            drop(guard);
-            committed
-        })
-        .await
-        .map_err(|_| sqlx::Error::WorkerCrashed)?
-    }
-}
-
-impl Drop for WriteTx {
-    fn drop(&mut self) {
-        if let Some((group, slot)) = self.member.take() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move { group.leave(slot).await });
-            }
-            return;
-        }
-        let Some(tx) = self.tx.take() else { return };
-        let guard = self.guard.take();
-        // Outside a runtime (a shutdown) the transaction's own drop still
-        // queues the rollback; only the lock ordering is lost.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = tx.rollback().await;
-                drop(guard);
-            });
-        }
-    }
 }
 
 /// True when `err` is a unique or primary-key violation.
