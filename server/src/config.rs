@@ -37,6 +37,8 @@ pub struct Config {
     pub registration: Registration,
     /// `human` or `json`.
     pub log_format: LogFormat,
+    /// Which requests get a log line: `all`, `errors` or `off`.
+    pub access_log: AccessLog,
     /// Reverse proxies whose `X-Forwarded-For` names the real client (for
     /// per-address rate limits). Loopback by default.
     pub trusted_proxies: Vec<std::net::IpAddr>,
@@ -121,6 +123,29 @@ pub enum LogFormat {
     Json,
 }
 
+/// One line per request costs a write to standard error, and the log
+/// collector's work on it; at thousands of requests a second a site may
+/// keep only the failures, or rely on the metrics' per-route histograms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLog {
+    /// Every request.
+    All,
+    /// Requests answered with a 4xx or 5xx status.
+    Errors,
+    Off,
+}
+
+impl AccessLog {
+    pub fn logs(self, status: u16) -> bool {
+        match self {
+            AccessLog::All => true,
+            AccessLog::Errors => status >= 400,
+            AccessLog::Off => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
@@ -203,6 +228,7 @@ impl Default for Config {
             database_url: String::new(),
             registration: Registration::Closed,
             log_format: LogFormat::Human,
+            access_log: AccessLog::All,
             trusted_proxies: vec![
                 std::net::Ipv4Addr::LOCALHOST.into(),
                 std::net::Ipv6Addr::LOCALHOST.into(),
@@ -521,6 +547,25 @@ mod tests {
         assert_eq!(config.registration, Registration::Token);
         assert_eq!(config.limits.max_upload_size, 5);
         assert_eq!(config.limits.max_event_size, 1000);
+    }
+
+    #[test]
+    fn the_access_log_can_keep_only_failures_or_nothing() {
+        let load = |value: &str| {
+            Config::load(None, vec![("CLOISTER_ACCESS_LOG".into(), value.into())])
+                .map(|c| c.access_log)
+        };
+        assert_eq!(
+            Config::load(None, Vec::new()).unwrap().access_log,
+            AccessLog::All
+        );
+        let errors = load("errors").unwrap();
+        assert!(!errors.logs(200) && !errors.logs(304));
+        assert!(errors.logs(404) && errors.logs(429) && errors.logs(500));
+        let off = load("off").unwrap();
+        assert!(!off.logs(200) && !off.logs(500));
+        assert!(AccessLog::All.logs(200));
+        assert!(load("some").is_err());
     }
 
     #[test]

@@ -229,7 +229,11 @@ async fn log_request(State(state): State<Context>, req: Request, next: Next) -> 
         .metrics
         .requests
         .observe(method.as_str(), route, elapsed);
-    tracing::info!(%method, route = route.unwrap_or("<unmatched>"), status = response.status().as_u16(), elapsed_ms = elapsed.as_millis() as u64, "request");
+    let status = response.status().as_u16();
+    if state.config.access_log.logs(status) {
+        // A target of its own, so `RUST_LOG` can also choose (`cloister::access=off`).
+        tracing::info!(target: "cloister::access", %method, route = route.unwrap_or("<unmatched>"), status, elapsed_ms = elapsed.as_millis() as u64, "request");
+    }
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
