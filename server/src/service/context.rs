@@ -14,8 +14,20 @@ use crate::service::audit::Auditor;
 use crate::service::oidc::OidcProviders;
 use crate::store::Store;
 
+/// Cloned for every request, by each layer that takes it as axum state:
+/// one reference count to bump, not one per part.
 #[derive(Clone)]
-pub struct Context {
+pub struct Context(Arc<Parts>);
+
+impl std::ops::Deref for Context {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+pub struct Parts {
     pub config: Arc<Config>,
     pub store: Store,
     pub clock: Arc<dyn Clock>,
@@ -38,7 +50,7 @@ impl Context {
     pub fn new(config: Config, store: Store, clock: Arc<dyn Clock>, audit: Auditor) -> Self {
         let rl = &config.rate_limit;
         let metrics = Arc::new(Metrics::default());
-        Context {
+        Context(Arc::new(Parts {
             limiter: RateLimiter::new(rl.per_second, rl.burst),
             login_limiter: RateLimiter::new(rl.login_per_second, rl.login_burst),
             directory_limiter: RateLimiter::new(
@@ -57,7 +69,7 @@ impl Context {
             metrics,
             push_evaluation: Arc::default(),
             oidc: Arc::default(),
-        }
+        }))
     }
 
     pub fn now_ms(&self) -> i64 {
