@@ -17,6 +17,7 @@
 //! Nothing of an event's content, sender, type or room name is pushed: the
 //! request always has the Push Gateway API's `event_id_only` format.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{json, Value};
@@ -58,10 +59,11 @@ pub async fn evaluate_batch(state: &Context) -> Result<Evaluated, sqlx::Error> {
     let Some(to) = batch.last().map(|e| e.pos) else {
         return Ok(none);
     };
-    // Room by room: a member's effective rule set is tens of KiB of JSON,
-    // so holding every member's of every room a batch touches would grow
-    // with the rooms (a catch-up over 100 rooms of 50 is 5,000 sets);
-    // one room's at a time bounds it by the largest room.
+    // Room by room: the rule set of a member who edited theirs is tens of
+    // KiB of JSON, so holding every such member's of every room a batch
+    // touches would grow with the rooms (a catch-up over 100 rooms of 50 is
+    // up to 5,000 sets); one room's at a time bounds it by the largest room.
+    // Members who kept the defaults share one copy.
     let mut rooms: Vec<(&str, Vec<&StoredEvent>)> = Vec::new();
     for event in &batch {
         match rooms.iter_mut().find(|(id, _)| *id == event.room_id) {
@@ -73,7 +75,7 @@ pub async fn evaluate_batch(state: &Context) -> Result<Evaluated, sqlx::Error> {
     let mut found: Vec<(&StoredEvent, String, Notify)> = Vec::new();
     let mut threads: HashMap<&str, String> = HashMap::new();
     for (room_id, events) in rooms {
-        let members: Vec<(PushMember, Value)> = push::members_for_push(&mut c, room_id)
+        let members: Vec<(PushMember, Cow<Value>)> = push::members_for_push(&mut c, room_id)
             .await?
             .into_iter()
             .map(|mut m| {
@@ -155,7 +157,7 @@ pub async fn evaluate_batch(state: &Context) -> Result<Evaluated, sqlx::Error> {
 /// event notifies.
 fn evaluate_event<'e>(
     event: &'e StoredEvent,
-    members: &[(PushMember, Value)],
+    members: &[(PushMember, Cow<Value>)],
     power_levels: &Value,
     found: &mut Vec<(&'e StoredEvent, String, Notify)>,
 ) {
@@ -183,7 +185,7 @@ fn evaluate_event<'e>(
             sender_power,
             power_levels,
         };
-        if let Some(notify) = evaluate(global, &cx) {
+        if let Some(notify) = evaluate(global.as_ref(), &cx) {
             found.push((event, user.clone(), notify));
         }
     }
@@ -377,7 +379,7 @@ pub async fn list(
 mod tests {
     use super::*;
 
-    fn member(user_id: &str, joined: bool, since_pos: i64) -> (PushMember, Value) {
+    fn member(user_id: &str, joined: bool, since_pos: i64) -> (PushMember, Cow<'static, Value>) {
         let m = PushMember {
             user_id: user_id.into(),
             joined,

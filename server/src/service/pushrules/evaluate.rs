@@ -11,6 +11,8 @@
 
 use serde_json::Value;
 
+use super::rules::fill_placeholder;
+
 const ORDER: [&str; 5] = ["override", "content", "room", "sender", "underride"];
 
 /// What the evaluator knows about the event and the user it evaluates for.
@@ -94,11 +96,16 @@ fn notify(rule: &Value, actions: Vec<Value>) -> Option<Notify> {
 
 fn rule_matches(kind: &str, rule: &Value, cx: &PushContext<'_>) -> bool {
     let rule_id = rule["rule_id"].as_str().unwrap_or_default();
+    // Only server-default rules (ids starting with `.`, which clients
+    // cannot create) hold the spec's placeholders for the user's ids.
+    let default_rule = rule_id.starts_with('.');
     match kind {
         "room" => cx.event["room_id"].as_str() == Some(rule_id),
         "sender" => cx.event["sender"].as_str() == Some(rule_id),
         "content" => match (rule["pattern"].as_str(), lookup(cx.event, "content.body")) {
-            (Some(pattern), Some(Value::String(body))) => word_match(pattern, body),
+            (Some(pattern), Some(Value::String(body))) => {
+                word_match(filled(pattern, default_rule, cx), body)
+            }
             _ => false,
         },
         _ => rule
@@ -106,17 +113,30 @@ fn rule_matches(kind: &str, rule: &Value, cx: &PushContext<'_>) -> bool {
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .all(|c| condition(c, cx)),
+            .all(|c| condition(c, cx, default_rule)),
     }
 }
 
-fn condition(c: &Value, cx: &PushContext<'_>) -> bool {
+fn filled<'a>(text: &'a str, default_rule: bool, cx: &PushContext<'a>) -> &'a str {
+    if default_rule {
+        fill_placeholder(text, cx.user_id)
+    } else {
+        text
+    }
+}
+
+fn condition(c: &Value, cx: &PushContext<'_>, default_rule: bool) -> bool {
     let key = c["key"].as_str();
+    let value_is = |v: &Value| match c["value"].as_str() {
+        Some(want) => v.as_str() == Some(filled(want, default_rule, cx)),
+        None => scalar_eq(v, &c["value"]),
+    };
     match c["kind"].as_str() {
         Some("event_match") => {
             let (Some(key), Some(pattern)) = (key, c["pattern"].as_str()) else {
                 return false;
             };
+            let pattern = filled(pattern, default_rule, cx);
             // Only strings match; the body is matched by words (spec).
             match lookup(cx.event, key) {
                 Some(Value::String(s)) if key == "content.body" => word_match(pattern, s),
@@ -124,13 +144,11 @@ fn condition(c: &Value, cx: &PushContext<'_>) -> bool {
                 _ => false,
             }
         }
-        Some("event_property_is") => key
-            .and_then(|k| lookup(cx.event, k))
-            .is_some_and(|v| scalar_eq(v, &c["value"])),
+        Some("event_property_is") => key.and_then(|k| lookup(cx.event, k)).is_some_and(value_is),
         Some("event_property_contains") => key
             .and_then(|k| lookup(cx.event, k))
             .and_then(Value::as_array)
-            .is_some_and(|items| items.iter().any(|v| scalar_eq(v, &c["value"]))),
+            .is_some_and(|items| items.iter().any(value_is)),
         Some("contains_display_name") => {
             match (cx.display_name, lookup(cx.event, "content.body")) {
                 (Some(name), Some(Value::String(body))) if !name.is_empty() => {
@@ -170,6 +188,14 @@ fn scalar_eq(a: &Value, b: &Value) -> bool {
 /// `key` is dotted, with `\.` for a literal dot and `\\` for a backslash.
 fn lookup<'v>(event: &'v Value, key: &str) -> Option<&'v Value> {
     let mut value = event;
+    // Every rule of every member is looked up for every event: the usual
+    // key, without escapes, is walked without building its parts.
+    if !key.contains('\\') {
+        for part in key.split('.') {
+            value = value.as_object()?.get(part)?;
+        }
+        return Some(value);
+    }
     for part in split_key(key) {
         value = value.as_object()?.get(&part)?;
     }
@@ -227,6 +253,11 @@ fn glob_escape(text: &str) -> String {
 /// A case-insensitive glob over the whole value: `*` any run, `?` one
 /// character, `\` escapes.
 pub fn glob(pattern: &str, value: &str) -> bool {
+    // Most patterns are plain ASCII words (`m.room.member`, `invite`), for
+    // which the lowercased comparison needs no copies.
+    if pattern.is_ascii() && value.is_ascii() && !pattern.contains(['*', '?', '\\']) {
+        return pattern.eq_ignore_ascii_case(value);
+    }
     let p: Vec<char> = pattern.to_lowercase().chars().collect();
     let v: Vec<char> = value.to_lowercase().chars().collect();
     glob_at(&p, &v)

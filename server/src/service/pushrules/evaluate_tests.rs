@@ -1,7 +1,7 @@
 use serde_json::{json, Value};
 
 use super::*;
-use crate::service::pushrules::rules::default_global;
+use crate::service::pushrules::rules::{default_global, default_template};
 
 const ME: &str = "@me:x";
 
@@ -167,4 +167,63 @@ fn values_compare_by_type() {
     assert!(!scalar_eq(&json!("true"), &json!(true)));
     assert!(scalar_eq(&json!(3), &json!(3)));
     assert!(!scalar_eq(&json!([1]), &json!([1])));
+}
+
+#[test]
+fn the_shared_defaults_answer_as_the_users_own_copy() {
+    let shared = default_template();
+    assert!(shared.to_string().contains("[the user's Matrix ID]"));
+    let own = default_global(ME);
+    let msg = |content: Value| json!({ "type": "m.room.message", "room_id": "!r:x", "sender": "@you:x", "content": content });
+    let invite = |to: &str| {
+        json!({ "type": "m.room.member", "room_id": "!r:x", "sender": "@you:x",
+                "state_key": to, "content": { "membership": "invite" } })
+    };
+    let events = [
+        msg(json!({ "body": "hi", "m.mentions": { "user_ids": [ME] } })),
+        msg(json!({ "body": "hi", "m.mentions": { "user_ids": ["@other:x"] } })),
+        msg(json!({ "body": "ping ME!" })),
+        msg(json!({ "body": "memory" })),
+        msg(json!({ "msgtype": "m.notice", "body": "bot" })),
+        invite(ME),
+        invite("@other:x"),
+        encrypted("!r:x"),
+    ];
+    let mut rule_ids = Vec::new();
+    for event in &events {
+        for members in [2, 5] {
+            let from_shared = eval(shared, event, members);
+            assert_eq!(from_shared, eval(&own, event, members), "{event}");
+            rule_ids.push(from_shared.map(|n| n.rule_id));
+        }
+    }
+    // The placeholders did their work: mentions, name and invite matched.
+    for id in [
+        ".m.rule.is_user_mention",
+        ".m.rule.contains_user_name",
+        ".m.rule.invite_for_me",
+    ] {
+        assert!(
+            rule_ids.contains(&Some(id.to_owned())),
+            "{id} never matched"
+        );
+    }
+}
+
+#[test]
+fn a_users_own_rule_takes_placeholder_text_literally() {
+    let mut rules = default_template().clone();
+    rules["content"] = json!([{ "rule_id": "mine", "enabled": true,
+        "pattern": "[the local part of the user's Matrix ID]",
+        "actions": ["notify", { "set_tweak": "highlight" }] }]);
+    let event = json!({ "type": "m.room.message", "room_id": "!r:x", "sender": "@you:x",
+        "content": { "body": "is me there" } });
+    assert_eq!(eval(&rules, &event, 5).unwrap().rule_id, ".m.rule.message");
+}
+
+#[test]
+fn non_ascii_globs_compare_lowercased() {
+    assert!(glob("ÄBC", "äbc"));
+    assert!(!glob("ÄBC", "abc"));
+    assert!(glob("straSSe*", "STRASSE 1"));
 }

@@ -4,6 +4,8 @@
 //! `m.push_rules`, which is how `/sync` delivers it; `rules` holds the
 //! spec's defaults and the rule-set edits.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use crate::error::ApiResult;
@@ -29,9 +31,14 @@ pub async fn load(state: &Context, user_id: &str) -> ApiResult<Value> {
 }
 
 /// The `global` rules in force for a user whose stored rule set is
-/// `stored` (None: never edited), defaults included.
-pub fn effective_global(stored: Option<Value>, user_id: &str) -> Value {
-    with_defaults(stored, user_id)["global"].take()
+/// `stored` (None: never edited), defaults included, as
+/// [`evaluate::evaluate`] reads them: the shared defaults for a user who
+/// kept them, which hold the spec's placeholders for the user's ids.
+pub fn effective_global(stored: Option<Value>, user_id: &str) -> Cow<'static, Value> {
+    match stored {
+        None => Cow::Borrowed(rules::default_template()),
+        Some(stored) => Cow::Owned(with_defaults(Some(stored), user_id)["global"].take()),
+    }
 }
 
 /// Applies `change` to the user's global rules and stores the result at a

@@ -23,18 +23,35 @@ pub fn default_ruleset(user_id: &str) -> Value {
 }
 
 pub(super) fn default_global(user_id: &str) -> Value {
-    // Parsed once: the push evaluator builds every member's rule set per
-    // batch of events, and a clone costs a fraction of a parse.
-    static PARSED: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
-    let mut rules = PARSED
-        .get_or_init(|| {
-            serde_json::from_str(include_str!("pushrules_default.json"))
-                .expect("pushrules_default.json is valid JSON")
-        })
-        .clone();
-    let localpart = crate::ids::parse_user_id(user_id).map_or(user_id, |(local, _)| local);
-    substitute(&mut rules, user_id, localpart);
+    let mut rules = default_template().clone();
+    substitute(&mut rules, user_id, localpart(user_id));
     rules
+}
+
+/// The server-default `global` rules with the spec's placeholders still in
+/// place, parsed once. The evaluator reads it as it is for every user who
+/// never edited their rules ([`fill_placeholder`] at match time), so it
+/// builds no copy per member and event batch.
+pub(super) fn default_template() -> &'static Value {
+    static PARSED: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    PARSED.get_or_init(|| {
+        serde_json::from_str(include_str!("pushrules_default.json"))
+            .expect("pushrules_default.json is valid JSON")
+    })
+}
+
+/// `text` from a server-default rule, with the user's id or localpart in
+/// place of the spec's placeholder for it.
+pub(super) fn fill_placeholder<'a>(text: &'a str, user_id: &'a str) -> &'a str {
+    match text {
+        MATRIX_ID => user_id,
+        LOCALPART => localpart(user_id),
+        _ => text,
+    }
+}
+
+fn localpart(user_id: &str) -> &str {
+    crate::ids::parse_user_id(user_id).map_or(user_id, |(local, _)| local)
 }
 
 fn substitute(value: &mut Value, user_id: &str, localpart: &str) {
