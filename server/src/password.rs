@@ -4,7 +4,8 @@
 //!
 //! Each hash works in 19 MiB. Unbounded, a burst of logins took that much
 //! per request, and since glibc keeps such freed blocks (sourceware bug
-//! 14581) the process stayed at its peak. So at most
+//! 14581) the process stayed at its peak (the `cloister` binary now uses
+//! jemalloc; a process embedding this library keeps its own allocator). So at most
 //! `limits.max_password_hashes` hashes run at once; up to
 //! `limits.password_hash_queue` requests wait briefly for a slot, and the
 //! rest are refused as busy (429), which costs nothing.
@@ -243,7 +244,10 @@ struct Kept {
 }
 
 /// Makes glibc serve every allocation of 1 MiB or more (the 19 MiB hashing
-/// buffers) with its own mapping, so freeing one unmaps it. By default
+/// buffers) with its own mapping, so freeing one unmaps it. The `cloister`
+/// binary allocates Rust memory with jemalloc, so there this governs only
+/// glibc's own share (SQLite's pages); the figures for jemalloc in
+/// docs/performance.md were measured with it set. By default
 /// glibc raises that threshold to the size of the last such block freed,
 /// after which the next buffers come from its heaps, and a freed block in
 /// a thread's heap stays resident even through `malloc_trim`: measured, a
@@ -262,7 +266,8 @@ pub fn unmap_large_blocks_on_free() {
 
 /// Gives the pages of freed buffers back to the operating system. glibc
 /// keeps large freed blocks in its heaps (sourceware bug 14581) unless
-/// asked; other allocators return them on their own.
+/// asked; other allocators (jemalloc, in the `cloister` binary) return them
+/// on their own.
 fn return_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks glibc's own heaps; it takes no
