@@ -8,7 +8,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::service::Context;
 use crate::service::{encryption_rule, retention};
 use crate::store::events::{self, NewEvent, StoredEvent};
-use crate::store::{media, room_snapshot, rooms, WriteTx};
+use crate::store::{media, room_snapshot, rooms, txn_ids, WriteTx};
 
 pub use crate::service::encryption_rule::MEGOLM;
 
@@ -36,7 +36,7 @@ pub async fn auth_state(c: &mut AnyConnection, room_id: &str) -> Result<AuthStat
 impl AuthState {
     /// From the contents of the room's `m.room.power_levels` and
     /// `m.room.join_rules`, where it has them.
-    fn new(power_levels: Option<Value>, join_rules: Option<Value>) -> Self {
+    pub(super) fn new(power_levels: Option<Value>, join_rules: Option<Value>) -> Self {
         let join_rules = join_rules.unwrap_or(Value::Null);
         let join_rule = join_rules
             .get("join_rule")
@@ -95,7 +95,7 @@ pub async fn send(state: &Context, event: NewEvent<'_>) -> ApiResult<StoredEvent
 }
 
 /// After the commit: wakes the audience's long-polls and counts the event.
-fn announce(state: &Context, stored: &StoredEvent, audience: &[String]) {
+pub(super) fn announce(state: &Context, stored: &StoredEvent, audience: &[String]) {
     state.notifier.notify(audience.iter().map(String::as_str));
     state
         .metrics
@@ -130,9 +130,16 @@ pub async fn send_idempotent(
             state.config.limits.max_event_size
         )));
     }
+    if attach_media.is_empty() {
+        if let Some(event_id) =
+            super::checked_send::try_send(state, &event, device_id, txn_id).await?
+        {
+            return Ok(event_id);
+        }
+    }
     let mut tx = state.store.write_grouped_or_busy().await?;
     if let Some(existing) =
-        events::txn_result(tx.conn(), event.sender, device_id, "event", txn_id).await?
+        txn_ids::result(tx.conn(), event.sender, device_id, "event", txn_id).await?
     {
         return Ok(existing);
     }
@@ -140,7 +147,7 @@ pub async fn send_idempotent(
     // stream counter's lock on PostgreSQL, which every send waits for until
     // this transaction commits, so nothing that can go first comes after.
     let event_id = crate::ids::new_event_id();
-    let recorded = events::put_txn_result(
+    let recorded = txn_ids::put(
         &mut tx,
         event.sender,
         device_id,
@@ -156,7 +163,7 @@ pub async fn send_idempotent(
             drop(tx);
             let mut conn = state.store.read().await?;
             if let Some(existing) =
-                events::txn_result(&mut conn, event.sender, device_id, "event", txn_id).await?
+                txn_ids::result(&mut conn, event.sender, device_id, "event", txn_id).await?
             {
                 return Ok(existing);
             }
@@ -280,7 +287,7 @@ pub fn check_initial_state(
 /// Everyone whose /sync an event changes: joined and invited members, plus
 /// the target of a membership change (an invitee, a kicked user), given
 /// the room's joined and invited members.
-fn audience(mut users: Vec<String>, event: &StoredEvent) -> Vec<String> {
+pub(super) fn audience(mut users: Vec<String>, event: &StoredEvent) -> Vec<String> {
     if event.event_type == "m.room.member" {
         if let Some(target) = &event.state_key {
             if !users.contains(target) {
@@ -322,7 +329,7 @@ async fn check_redaction(
     Ok(target)
 }
 
-async fn authorize(
+pub(super) async fn authorize(
     state: &Context,
     c: &mut AnyConnection,
     event: &NewEvent<'_>,

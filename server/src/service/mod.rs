@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod aliases;
 pub mod audit;
 pub mod backup;
+mod checked_send;
 pub mod console_session;
 pub mod context;
 pub mod cross_signing;

@@ -3,7 +3,8 @@
 
 use cloister_proto::event::ClientEvent;
 use serde_json::{json, Map, Value};
-use sqlx::{AnyConnection, Row};
+use sqlx::any::AnyArguments;
+use sqlx::{AnyConnection, Arguments, Row};
 
 use super::codec;
 use super::readable::{Class, Readable};
@@ -129,23 +130,9 @@ pub async fn append_under(
     let content = serde_json::to_string(event.content).unwrap_or_else(|_| "{}".into());
     let prev = prev_content.as_ref().map(|p| p.to_string());
     let visibility = visibility_for(event, prev_content.as_ref(), history_visibility);
-    let relation = cloister_proto::event::relation(event.content);
     let sql = insert_sql(pos.is_none(), bump);
-    let query = sqlx::query_scalar::<_, i64>(&sql)
-        .bind(&event_id)
-        .bind(event.room_id)
-        .bind(event.sender)
-        .bind(event.sender_device)
-        .bind(event.txn_id)
-        .bind(event.event_type)
-        .bind(event.state_key)
-        .bind(&content)
-        .bind(prev)
-        .bind(event.redacts)
-        .bind(now)
-        .bind(visibility.as_str())
-        .bind(relation.map(|r| r.event_id))
-        .bind(relation.map(|r| r.rel_type));
+    let args = event_arguments(event, &event_id, content, prev, now, visibility)?;
+    let query = sqlx::query_scalar_with::<_, i64, _>(&sql, args);
     let pos = match pos {
         Some(pos) => {
             query.bind(pos).fetch_one(tx.conn()).await?;
@@ -160,7 +147,51 @@ pub async fn append_under(
         }
         None => query.fetch_one(tx.conn()).await?,
     };
-    Ok(StoredEvent {
+    Ok(stored(event, event_id, pos, now, visibility, prev_content))
+}
+
+/// The event's columns as `$1`–`$14`, in the order of [`event_values`];
+/// owned, so a write can be handed to the writer's task
+/// (`store::checked_append`).
+pub(super) fn event_arguments(
+    event: &NewEvent<'_>,
+    event_id: &str,
+    content: String,
+    prev_content: Option<String>,
+    now: i64,
+    visibility: Class,
+) -> Result<AnyArguments<'static>, sqlx::Error> {
+    let owned = |s: Option<&str>| s.map(str::to_owned);
+    let relation = cloister_proto::event::relation(event.content);
+    let mut args = AnyArguments::default();
+    let add = |r: Result<(), sqlx::error::BoxDynError>| r.map_err(sqlx::Error::Encode);
+    add(args.add(event_id.to_owned()))?;
+    add(args.add(event.room_id.to_owned()))?;
+    add(args.add(event.sender.to_owned()))?;
+    add(args.add(owned(event.sender_device)))?;
+    add(args.add(owned(event.txn_id)))?;
+    add(args.add(event.event_type.to_owned()))?;
+    add(args.add(owned(event.state_key)))?;
+    add(args.add(content))?;
+    add(args.add(prev_content))?;
+    add(args.add(owned(event.redacts)))?;
+    add(args.add(now))?;
+    add(args.add(visibility.as_str()))?;
+    add(args.add(relation.map(|r| r.event_id.to_owned())))?;
+    add(args.add(relation.map(|r| r.rel_type.to_owned())))?;
+    Ok(args)
+}
+
+/// What [`append_under`] stored, as the caller holds it.
+pub(super) fn stored(
+    event: &NewEvent<'_>,
+    event_id: String,
+    pos: i64,
+    now: i64,
+    visibility: Class,
+    prev_content: Option<Value>,
+) -> StoredEvent {
+    StoredEvent {
         pos,
         event_id,
         room_id: event.room_id.to_owned(),
@@ -175,7 +206,14 @@ pub async fn append_under(
         redacted_by: None,
         origin_server_ts: now,
         history_visibility: Some(visibility.as_str().to_owned()),
-    })
+    }
+}
+
+/// The columns after [`COLUMNS`]' and `relates_to, rel_type`, for an
+/// `INSERT INTO events` whose position is `pos` and the rest the parameters
+/// of [`bind_columns`].
+pub(super) fn event_values(pos: &str) -> String {
+    format!("{pos}, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, $13, $14")
 }
 
 /// The statement that stores an event, returning its position: `$1`–`$14`
@@ -185,9 +223,8 @@ pub async fn append_under(
 fn insert_sql(take_position: bool, bump: bool) -> String {
     let insert = |pos: &str| {
         format!(
-            "INSERT INTO events ({COLUMNS}, relates_to, rel_type) \
-             VALUES ({pos}, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, $13, $14) \
-             RETURNING stream_pos"
+            "INSERT INTO events ({COLUMNS}, relates_to, rel_type) VALUES ({}) RETURNING stream_pos",
+            event_values(pos)
         )
     };
     if !take_position {
@@ -225,6 +262,7 @@ async fn update_state(
     .bind(pos)
     .execute(tx.conn())
     .await?;
+    rooms::state_changed(tx, event.room_id).await?;
     if event.event_type == "m.room.member" {
         let membership = event
             .content
@@ -239,7 +277,7 @@ async fn update_state(
 /// The history visibility an event is sent under: the room's current one.
 /// A change of visibility is itself readable under the more permissive of
 /// the old and the new setting, so everyone affected sees it happen.
-fn visibility_for(
+pub fn visibility_for(
     event: &NewEvent<'_>,
     prev_content: Option<&Value>,
     current: Option<&Value>,
@@ -272,6 +310,9 @@ pub async fn apply_redaction(
         .bind(&target.event_id)
         .execute(tx.conn())
         .await?;
+    if target.state_key.is_some() {
+        rooms::state_changed(tx, &target.room_id).await?;
+    }
     Ok(())
 }
 
@@ -545,42 +586,4 @@ impl StoredEvent {
             "content": self.content,
         })
     }
-}
-
-/// The result recorded for `(user, device, kind, txn_id)`, if any.
-pub async fn txn_result(
-    c: &mut AnyConnection,
-    user_id: &str,
-    device_id: &str,
-    kind: &str,
-    txn_id: &str,
-) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT result FROM txn_ids WHERE user_id = $1 AND device_id = $2 AND kind = $3 AND txn_id = $4")
-        .bind(user_id)
-        .bind(device_id)
-        .bind(kind)
-        .bind(txn_id)
-        .fetch_optional(c)
-        .await
-}
-
-pub async fn put_txn_result(
-    tx: &mut WriteTx,
-    user_id: &str,
-    device_id: &str,
-    kind: &str,
-    txn_id: &str,
-    result: &str,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO txn_ids (user_id, device_id, kind, txn_id, result, created_ts) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(user_id)
-        .bind(device_id)
-        .bind(kind)
-        .bind(txn_id)
-        .bind(result)
-        .bind(now)
-        .execute(tx.conn())
-        .await?;
-    Ok(())
 }

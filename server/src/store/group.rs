@@ -28,6 +28,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Executor, Transaction};
 use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 
@@ -55,6 +56,10 @@ pub(super) struct Batch {
 /// A member's hold on the batch while it does its work.
 pub(super) type Slot = OwnedMutexGuard<Option<Batch>>;
 
+/// A transaction begun for a batch, with the store's writer lock.
+pub(super) type Opened =
+    Result<(Transaction<'static, sqlx::Any>, Option<OwnedMutexGuard<()>>), sqlx::Error>;
+
 const SAVEPOINT: &str = "SAVEPOINT group_member";
 const RELEASE: &str = "RELEASE group_member";
 const ROLLBACK_TO: &str = "ROLLBACK TO group_member; RELEASE group_member";
@@ -71,40 +76,16 @@ impl Group {
         begin: F,
     ) -> Result<Slot, sqlx::Error>
     where
-        F: std::future::Future<
-                Output = Result<
-                    (Transaction<'static, sqlx::Any>, Option<OwnedMutexGuard<()>>),
-                    sqlx::Error,
-                >,
-            > + Send
-            + 'static,
+        F: std::future::Future<Output = Opened> + Send + 'static,
     {
         let group = self.clone();
         let (sender, receiver) = oneshot::channel();
         tokio::spawn(async move {
-            let mut slot = group.slot.clone().lock_owned().await;
-            if sender.is_closed() {
-                return; // the request is gone before its turn
-            }
-            if slot.is_none() {
-                match begin.await {
-                    Ok((tx, guard)) => {
-                        *slot = Some(Batch {
-                            id: group.next_id.fetch_add(1, Ordering::Relaxed),
-                            tx,
-                            guard,
-                            waiters: Vec::new(),
-                        })
-                    }
-                    Err(e) => {
-                        let _ = sender.send(Err(e));
-                        return;
-                    }
-                }
-            }
-            // Its turn has come once it is in a transaction: beginning one
-            // may still have waited for the writer lock.
-            drop(waiting);
+            let mut slot = match group.turn(waiting, || sender.is_closed(), begin).await {
+                Some(Ok(slot)) => slot,
+                Some(Err(e)) => return drop(sender.send(Err(e))),
+                None => return,
+            };
             let batch = slot.as_mut().expect("opened above");
             if let Err(e) = batch.tx.execute(SAVEPOINT).await {
                 group.abort(slot, &e).await;
@@ -129,29 +110,117 @@ impl Group {
                 group.abort(slot, &e).await;
                 return Err(e);
             }
-            let id = batch.id;
-            let (sender, receiver) = oneshot::channel();
-            batch.waiters.push(sender);
-            group.members.fetch_add(1, Ordering::Relaxed);
-            drop(slot);
-            // Everyone queued before us joins meanwhile (FIFO).
-            let mut slot = group.slot.clone().lock_owned().await;
-            if slot.as_ref().is_some_and(|b| b.id == id) {
-                let batch = slot.take().expect("checked above");
-                // The next batch may begin; it waits for the writer lock,
-                // which this one holds until its commit is done.
-                drop(slot);
-                group.finish(batch).await;
-            } else {
-                drop(slot);
-            }
-            match receiver.await {
-                Ok(result) => result.map_err(sqlx::Error::Protocol),
-                Err(_) => Err(sqlx::Error::WorkerCrashed),
-            }
+            group.await_commit(slot).await
         })
         .await
         .map_err(|_| sqlx::Error::WorkerCrashed)?
+    }
+
+    /// A member whose work is one query: `sql` runs between the member's
+    /// savepoint and its release, sent to SQLite with them as one
+    /// multi-statement query, from the task that holds the batch; its rows
+    /// come back once the batch holding them has committed. A member whose
+    /// work is several statements, each a round trip to SQLite's thread and
+    /// a hand-off between this task and the caller's, holds every member
+    /// queued behind it that much longer (`store::checked_append`).
+    /// `on_turn` is called when the member's turn has come.
+    pub(super) async fn run_once<F>(
+        self: &Arc<Self>,
+        waiting: Waiting,
+        begin: F,
+        on_turn: impl FnOnce() + Send + 'static,
+        sql: String,
+        args: AnyArguments<'static>,
+    ) -> Result<Vec<AnyRow>, sqlx::Error>
+    where
+        F: std::future::Future<Output = Opened> + Send + 'static,
+    {
+        let group = self.clone();
+        let (sender, receiver) = oneshot::channel();
+        // Spawned: once its turn has come, the write's outcome must not
+        // depend on when the client hangs up.
+        tokio::spawn(async move {
+            let mut slot = match group.turn(waiting, || sender.is_closed(), begin).await {
+                Some(Ok(slot)) => slot,
+                Some(Err(e)) => return drop(sender.send(Err(e))),
+                None => return,
+            };
+            on_turn();
+            let sql = format!("{SAVEPOINT}; {sql}; {RELEASE}");
+            let batch = slot.as_mut().expect("opened above");
+            let rows = match sqlx::query_with(&sql, args).fetch_all(&mut *batch.tx).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    // Stopped at the failing statement: the savepoint is
+                    // still open, and undoing it leaves the others' writes.
+                    group.leave(slot).await;
+                    let _ = sender.send(Err(e));
+                    return;
+                }
+            };
+            let _ = sender.send(group.await_commit(slot).await.map(|()| rows));
+        });
+        receiver.await.map_err(|_| sqlx::Error::WorkerCrashed)?
+    }
+
+    /// Waits for the member's turn at the batch and opens one with `begin`
+    /// unless one is open; `None`, with nothing done, when the request is
+    /// `gone` by then. `waiting` is given up once the member is in a
+    /// transaction: beginning one may still have waited for the writer lock.
+    async fn turn<F>(
+        self: &Arc<Self>,
+        waiting: Waiting,
+        gone: impl Fn() -> bool,
+        begin: F,
+    ) -> Option<Result<Slot, sqlx::Error>>
+    where
+        F: std::future::Future<Output = Opened>,
+    {
+        let mut slot = self.slot.clone().lock_owned().await;
+        if gone() {
+            return None;
+        }
+        if slot.is_none() {
+            let (tx, guard) = match begin.await {
+                Ok(opened) => opened,
+                Err(e) => return Some(Err(e)),
+            };
+            *slot = Some(Batch {
+                id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                tx,
+                guard,
+                waiters: Vec::new(),
+            });
+        }
+        drop(waiting);
+        Some(Ok(slot))
+    }
+
+    /// After the member's savepoint is released: waits for the commit of
+    /// its batch, which the first member back after the queue has drained
+    /// makes for everyone in it.
+    async fn await_commit(self: &Arc<Self>, mut slot: Slot) -> Result<(), sqlx::Error> {
+        let batch = slot.as_mut().expect("a member's batch is open");
+        let id = batch.id;
+        let (sender, receiver) = oneshot::channel();
+        batch.waiters.push(sender);
+        self.members.fetch_add(1, Ordering::Relaxed);
+        drop(slot);
+        // Everyone queued before us joins meanwhile (FIFO).
+        let mut slot = self.slot.clone().lock_owned().await;
+        if slot.as_ref().is_some_and(|b| b.id == id) {
+            let batch = slot.take().expect("checked above");
+            // The next batch may begin; it waits for the writer lock,
+            // which this one holds until its commit is done.
+            drop(slot);
+            self.finish(batch).await;
+        } else {
+            drop(slot);
+        }
+        match receiver.await {
+            Ok(result) => result.map_err(sqlx::Error::Protocol),
+            Err(_) => Err(sqlx::Error::WorkerCrashed),
+        }
     }
 
     /// Undoes the member's writes; the batch goes on for the others (or
@@ -331,6 +400,63 @@ mod tests {
         insert(&mut tx, 3).await;
         tx.commit().await.unwrap();
         assert_eq!(values(&store).await, vec![2, 3]);
+        assert_no_pooled_transaction(&store).await;
+    }
+
+    async fn once(store: &Store, sql: &str, v: Option<i64>) -> Result<usize, sqlx::Error> {
+        let group = store.group.as_ref().unwrap();
+        let mut args = sqlx::any::AnyArguments::default();
+        sqlx::Arguments::add(&mut args, v).unwrap();
+        let begin = {
+            let store = store.clone();
+            async move { store.begin().await }
+        };
+        let waiting = store.admission.enter().unwrap();
+        let rows = group
+            .run_once(waiting, begin, || {}, sql.to_owned(), args)
+            .await?;
+        Ok(rows.len())
+    }
+
+    /// A one-query member that fails half way takes back its own first
+    /// statement and nothing of the others' in the same batch.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_one_query_member_that_fails_half_way_keeps_nothing_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_table(&dir).await;
+        let mut first = store.write_grouped().await.unwrap();
+        insert(&mut first, 1).await;
+        let failing = tokio::spawn({
+            let store = store.clone();
+            async move {
+                once(
+                    &store,
+                    "INSERT INTO t (v) VALUES (2); INSERT INTO t (v) VALUES ($1)",
+                    None,
+                )
+                .await
+            }
+        });
+        let kept = tokio::spawn({
+            let store = store.clone();
+            async move {
+                once(
+                    &store,
+                    "INSERT INTO t (v) VALUES ($1); SELECT v FROM t WHERE v = $1",
+                    Some(3),
+                )
+                .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        first.commit().await.unwrap();
+        assert!(
+            failing.await.unwrap().is_err(),
+            "NULL into a NOT NULL column"
+        );
+        assert_eq!(kept.await.unwrap().unwrap(), 1, "its own row, read back");
+        assert_eq!(values(&store).await, vec![1, 3]);
+        assert_eq!(stats(&store), (1, 2), "one commit for the two kept");
         assert_no_pooled_transaction(&store).await;
     }
 

@@ -90,6 +90,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "notification_counts",
         include_str!("migrations/0022_notification_counts.sql"),
     ),
+    (
+        23,
+        "room_state_serial",
+        include_str!("migrations/0023_room_state_serial.sql"),
+    ),
 ];
 
 impl Store {

@@ -28,6 +28,9 @@ pub struct RoomSnapshot {
     pub sender_membership: Option<String>,
     /// Joined and invited members, by user id.
     pub members: Vec<String>,
+    /// The room's `state_serial` (`rooms::state_changed`): the same value
+    /// later means every part above is still as read.
+    pub state_serial: i64,
 }
 
 const ROOM: i64 = 0;
@@ -41,14 +44,14 @@ pub async fn read(
     sender: &str,
 ) -> Result<Option<RoomSnapshot>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT CAST(0 AS BIGINT), NULL, NULL FROM rooms WHERE room_id = $1 \
+        "SELECT CAST(0 AS BIGINT), NULL, NULL, state_serial FROM rooms WHERE room_id = $1 \
          UNION ALL \
-         SELECT CAST(1 AS BIGINT), s.event_type, e.content FROM current_state s \
+         SELECT CAST(1 AS BIGINT), s.event_type, e.content, CAST(NULL AS BIGINT) FROM current_state s \
          JOIN events e ON e.event_id = s.event_id \
          WHERE s.room_id = $1 AND s.state_key = '' \
          AND s.event_type IN ('m.room.power_levels', 'm.room.join_rules', 'm.room.history_visibility') \
          UNION ALL \
-         SELECT CAST(2 AS BIGINT), user_id, membership FROM memberships \
+         SELECT CAST(2 AS BIGINT), user_id, membership, CAST(NULL AS BIGINT) FROM memberships \
          WHERE room_id = $1 AND (membership IN ('join', 'invite') OR user_id = $2)",
     )
     .bind(room_id)
@@ -62,10 +65,14 @@ pub async fn read(
         history_visibility: None,
         sender_membership: None,
         members: Vec::new(),
+        state_serial: 0,
     };
     for r in rows {
         match r.try_get::<i64, _>(0)? {
-            ROOM => exists = true,
+            ROOM => {
+                exists = true;
+                snapshot.state_serial = r.try_get(3)?;
+            }
             STATE => {
                 let event_type: String = r.try_get(1)?;
                 let content = Some(codec::json(&r, 2, "events.content")?);
@@ -132,6 +139,11 @@ mod tests {
                 .unwrap()
                 .map(|m| m.membership),
             members: rooms::members(c, ROOM_ID, &["join", "invite"])
+                .await
+                .unwrap(),
+            state_serial: sqlx::query_scalar("SELECT state_serial FROM rooms WHERE room_id = $1")
+                .bind(ROOM_ID)
+                .fetch_one(&mut *c)
                 .await
                 .unwrap(),
         };

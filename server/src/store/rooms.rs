@@ -119,6 +119,30 @@ pub async fn set_membership(
     Ok(())
 }
 
+/// Moves the room's `state_serial` (migration 0023): every write that
+/// changes what a send's authorization reads about the room calls this, so
+/// a send that read the room earlier finds out (`store::checked_append`).
+pub async fn state_changed(tx: &mut WriteTx, room_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE rooms SET state_serial = state_serial + 1 WHERE room_id = $1")
+        .bind(room_id)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
+
+/// [`state_changed`] for the room of `event_id`, if it is a state event;
+/// before a rewrite or deletion of it.
+pub async fn state_event_changed(tx: &mut WriteTx, event_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE rooms SET state_serial = state_serial + 1 WHERE room_id = \
+         (SELECT room_id FROM events WHERE event_id = $1 AND state_key IS NOT NULL)",
+    )
+    .bind(event_id)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
 pub async fn forget(tx: &mut WriteTx, room_id: &str, user_id: &str) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE memberships SET forgotten = 1 WHERE room_id = $1 AND user_id = $2")
         .bind(room_id)

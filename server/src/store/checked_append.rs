@@ -1,0 +1,287 @@
+//! A message stored in one statement, on the condition that its room is
+//! still as the send read it (SQLite).
+//!
+//! On SQLite every statement in the writer is a round trip to its worker
+//! thread, and sends queued behind it wait for each (`store::group`): with
+//! the room read, the transaction id checked and recorded, a position
+//! taken, the event stored and the room bumped, a message cost eight of
+//! them. A message (no state key, no redaction) changes nothing that its
+//! own authorization reads, so the send reads the room on a reader
+//! connection first (`room_snapshot`, `service::checked_send`), and here the
+//! writes go to SQLite as one multi-statement query, each statement guarded
+//! by the room's `state_serial` still being what was read. If the room's
+//! state, memberships or a state event's content moved in between
+//! (`rooms::state_changed`), nothing is written, and the caller takes the
+//! ordinary path, which reads the room again inside the writer.
+//!
+//! PostgreSQL takes one statement per prepared query, and its cost on the
+//! write path is the stream counter's lock, not round trips; it keeps the
+//! ordinary path.
+
+use std::time::Instant;
+
+use sqlx::Row;
+
+use super::events::{event_arguments, event_values, stored, NewEvent, StoredEvent, COLUMNS};
+use super::readable::Class;
+use super::{Store, Waits, WriteError};
+
+/// What the send read and must still hold when it writes.
+pub struct Expected<'a> {
+    /// `rooms.state_serial` as the room's snapshot read it.
+    pub state_serial: i64,
+    /// The transaction id to record, for the sending device.
+    pub device_id: &'a str,
+    pub txn_id: &'a str,
+}
+
+/// `$1`–`$14` the event's columns (`events::event_arguments`), `$15` the
+/// expected serial, `$16`/`$17` the device and transaction id. The last
+/// statement returns the event's position if it was stored.
+fn sql(bump: bool) -> String {
+    let room_unchanged = "EXISTS (SELECT 1 FROM rooms WHERE room_id = $2 AND state_serial = $15)";
+    let bump = if bump {
+        "UPDATE rooms SET bump_pos = (SELECT pos FROM stream_counter WHERE id = 1) \
+         WHERE room_id = $2 AND state_serial = $15 \
+         AND bump_pos < (SELECT pos FROM stream_counter WHERE id = 1);"
+    } else {
+        ""
+    };
+    format!(
+        "INSERT INTO txn_ids (user_id, device_id, kind, txn_id, result, created_ts) \
+         SELECT $3, $16, 'event', $17, $1, $11 WHERE {room_unchanged}; \
+         UPDATE stream_counter SET pos = pos + 1 WHERE id = 1 AND {room_unchanged}; \
+         INSERT INTO events ({COLUMNS}, relates_to, rel_type) SELECT {values} \
+         FROM stream_counter WHERE id = 1 AND {room_unchanged}; \
+         {bump} \
+         SELECT stream_pos FROM events WHERE event_id = $1",
+        values = event_values("pos"),
+    )
+}
+
+/// Stores a message event and its transaction id, and returns once they
+/// are committed, if the room's `state_serial` is still
+/// `expected.state_serial`; `None` (nothing written) if it moved.
+/// `visibility` is the room's history visibility as the snapshot read it. A
+/// transaction id recorded meanwhile by a retry is a unique violation, with
+/// nothing written. Refused like [`Store::write_grouped_or_busy`] while the
+/// writer's queue is past its bound. SQLite only.
+pub async fn append_message(
+    store: &Store,
+    event: &NewEvent<'_>,
+    event_id: String,
+    now: i64,
+    visibility: Class,
+    expected: &Expected<'_>,
+) -> Result<Option<StoredEvent>, WriteError> {
+    debug_assert!(event.state_key.is_none() && event.redacts.is_none());
+    let Some(group) = &store.group else {
+        return Err(sqlx::Error::Protocol("checked_append runs on SQLite only".into()).into());
+    };
+    let waiting = store.admission.enter()?;
+    let content = serde_json::to_string(event.content).unwrap_or_else(|_| "{}".into());
+    let mut args = event_arguments(event, &event_id, content, None, now, visibility)?;
+    let add = |r: Result<(), sqlx::error::BoxDynError>| r.map_err(sqlx::Error::Encode);
+    add(sqlx::Arguments::add(&mut args, expected.state_serial))?;
+    add(sqlx::Arguments::add(
+        &mut args,
+        expected.device_id.to_owned(),
+    ))?;
+    add(sqlx::Arguments::add(&mut args, expected.txn_id.to_owned()))?;
+    let started = Instant::now();
+    let waits = store.waits.clone();
+    let on_turn = move || Waits::record(&waits.writes, &waits.write_wait_micros, started);
+    let begin = {
+        let store = store.clone();
+        async move { store.begin().await }
+    };
+    let bump = super::sliding_sync::bumps(event.event_type, None);
+    let rows = group
+        .run_once(waiting, begin, on_turn, sql(bump), args)
+        .await?;
+    let pos = match rows.last() {
+        Some(row) => row.try_get::<i64, _>(0)?,
+        None => return Ok(None),
+    };
+    Ok(Some(stored(event, event_id, pos, now, visibility, None)))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::store::events::{self, apply_redaction};
+    use crate::store::tests::sqlite_store;
+    use crate::store::{current_pos, room_snapshot, rooms, txn_ids, Store};
+
+    const ROOM: &str = "!r:x";
+
+    async fn serial(store: &Store) -> i64 {
+        let mut c = store.read().await.unwrap();
+        room_snapshot::read(&mut c, ROOM, "@a:x")
+            .await
+            .unwrap()
+            .unwrap()
+            .state_serial
+    }
+
+    async fn append_state(store: &Store, event_type: &str, key: &str, content: Value) -> String {
+        let mut tx = store.write().await.unwrap();
+        let event = NewEvent::state(ROOM, "@a:x", event_type, key, &content);
+        let stored = events::append(&mut tx, &event, 0).await.unwrap();
+        tx.commit().await.unwrap();
+        stored.event_id
+    }
+
+    /// A store with the room, where `@a:x` has joined.
+    async fn room_with_a_member(dir: &tempfile::TempDir) -> Store {
+        let store = sqlite_store(dir).await;
+        let mut tx = store.write().await.unwrap();
+        rooms::create(&mut tx, ROOM, "@a:x", "10", false, 0)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let join = json!({"membership": "join"});
+        append_state(&store, "m.room.member", "@a:x", join).await;
+        store
+    }
+
+    fn message<'a>(content: &'a Value, txn_id: &'a str) -> NewEvent<'a> {
+        NewEvent {
+            room_id: ROOM,
+            sender: "@a:x",
+            sender_device: Some("D"),
+            txn_id: Some(txn_id),
+            event_type: "m.room.encrypted",
+            state_key: None,
+            content,
+            redacts: None,
+        }
+    }
+
+    async fn try_append(
+        store: &Store,
+        serial: i64,
+        txn_id: &str,
+    ) -> Result<Option<StoredEvent>, WriteError> {
+        let content = json!({"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": txn_id});
+        let expected = Expected {
+            state_serial: serial,
+            device_id: "D",
+            txn_id,
+        };
+        let id = crate::ids::new_event_id();
+        let event = message(&content, txn_id);
+        append_message(store, &event, id, 7, Class::Shared, &expected).await
+    }
+
+    /// Stored in full when the room is as read; nothing at all when its
+    /// state moved in between, or when the transaction id is taken.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_message_is_stored_only_while_its_room_is_as_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = room_with_a_member(&dir).await;
+        let read = serial(&store).await;
+
+        let before = current_pos(&mut store.read().await.unwrap()).await.unwrap();
+        let stored = try_append(&store, read, "t1")
+            .await
+            .unwrap()
+            .expect("the room is as read");
+        assert_eq!(stored.pos, before + 1);
+        let mut c = store.read().await.unwrap();
+        let again = events::get(&mut c, &stored.event_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (again.pos, again.content, again.txn_id),
+            (stored.pos, stored.content, Some("t1".into()))
+        );
+        assert_eq!(again.history_visibility.as_deref(), Some("shared"));
+        assert_eq!(
+            txn_ids::result(&mut c, "@a:x", "D", "event", "t1")
+                .await
+                .unwrap(),
+            Some(stored.event_id.clone())
+        );
+        let bump: i64 = sqlx::query_scalar("SELECT bump_pos FROM rooms WHERE room_id = $1")
+            .bind(ROOM)
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+        assert_eq!(bump, stored.pos, "an encrypted message bumps the room");
+        drop(c);
+        assert_eq!(serial(&store).await, read, "a message moves no state");
+
+        // A retry of the same transaction id writes nothing more.
+        match try_append(&store, read, "t1").await {
+            Err(WriteError::Db(err)) => assert!(crate::store::is_unique_violation(&err), "{err}"),
+            other => panic!("a retry was {other:?}"),
+        }
+        assert_eq!(
+            current_pos(&mut store.read().await.unwrap()).await.unwrap(),
+            stored.pos
+        );
+
+        // A membership change in between: the send must be read again.
+        append_state(
+            &store,
+            "m.room.member",
+            "@b:x",
+            json!({"membership": "join"}),
+        )
+        .await;
+        let pos = current_pos(&mut store.read().await.unwrap()).await.unwrap();
+        assert!(serial(&store).await > read);
+        assert!(try_append(&store, read, "t2").await.unwrap().is_none());
+        let mut c = store.read().await.unwrap();
+        assert_eq!(current_pos(&mut c).await.unwrap(), pos, "no position taken");
+        assert_eq!(
+            txn_ids::result(&mut c, "@a:x", "D", "event", "t2")
+                .await
+                .unwrap(),
+            None
+        );
+        drop(c);
+        let now = serial(&store).await;
+        assert!(try_append(&store, now, "t2").await.unwrap().is_some());
+    }
+
+    /// Every write that changes what authorization reads moves the serial:
+    /// state, and a state event's content rewritten by a redaction.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_redacted_state_event_moves_the_serial_and_a_redacted_message_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = room_with_a_member(&dir).await;
+        let levels = append_state(
+            &store,
+            "m.room.power_levels",
+            "",
+            json!({"events_default": 50}),
+        )
+        .await;
+        let message = try_append(&store, serial(&store).await, "m")
+            .await
+            .unwrap()
+            .unwrap();
+        let mut c = store.read().await.unwrap();
+        let levels = events::get(&mut c, &levels).await.unwrap().unwrap();
+        drop(c);
+
+        let read = serial(&store).await;
+        let mut tx = store.write().await.unwrap();
+        apply_redaction(&mut tx, &message, &json!({}), "$r1")
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(serial(&store).await, read);
+        let mut tx = store.write().await.unwrap();
+        apply_redaction(&mut tx, &levels, &json!({}), "$r2")
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert!(serial(&store).await > read);
+    }
+}
