@@ -452,6 +452,12 @@ fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(30))
+        // sqlx pings an idle connection before handing it out, to find one
+        // whose server hung up. SQLite's cannot: its server is a thread of
+        // this process, and the ping is two thread hand-offs on every
+        // `/sync` and every send (docs/performance.md, "No ping before a
+        // read"). PostgreSQL's can (a restart, a proxy's idle timeout).
+        .test_before_acquire(backend == Backend::Postgres)
         .after_release(move |conn, _| {
             Box::pin(async move {
                 // The SQLite worker applies a dropped transaction's
