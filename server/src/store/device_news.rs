@@ -13,6 +13,7 @@
 //! answers.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use cloister_proto::to_device::ToDeviceEvent;
 use serde_json::Value;
@@ -32,6 +33,9 @@ pub struct DeviceNews {
     pub unused_fallback_types: Vec<String>,
     /// Users whose device lists changed in the window, each once, sorted.
     pub device_list_changes: Vec<String>,
+    /// The window's end: [`Window::to`], or the stream position current
+    /// when the statement read.
+    pub to: i64,
 }
 
 /// The window of one response.
@@ -43,8 +47,10 @@ pub struct Window {
     /// Device-list changes after this position are read; None reads none
     /// (an initial sync has no earlier view of anyone's devices).
     pub device_lists_after: Option<i64>,
-    /// Neither goes past this position.
-    pub to: i64,
+    /// Nothing goes past this position; None: the current one, read in
+    /// the same statement, which spares `/sync` a round trip of its own
+    /// for it (returned as [`DeviceNews::to`]).
+    pub to: Option<i64>,
     /// At most this many to-device messages.
     pub to_device_limit: i64,
     /// To-device messages queued before this time have expired.
@@ -56,16 +62,22 @@ const ACCOUNT_DATA: i64 = 1;
 const ONE_TIME_KEYS: i64 = 2;
 const FALLBACK_KEY: i64 = 3;
 const DEVICE_LIST: i64 = 4;
+const POSITION: i64 = 5;
 
 /// Rows are (kind, number, text, text, text); the subqueries keep each
-/// part's own order and limit.
-const SQL: &str = "\
+/// part's own order and limit. `{to}` is the window's end: `$4`, or the
+/// current position, which one statement reads from the same snapshot as
+/// the rest on both backends.
+static SQL: LazyLock<String> = LazyLock::new(|| {
+    let to = "COALESCE($4, (SELECT pos FROM stream_counter WHERE id = 1))";
+    format!(
+        "\
 SELECT * FROM (SELECT CAST(0 AS BIGINT) AS kind, stream_pos AS n, sender AS a, event_type AS b, content AS c \
-  FROM to_device WHERE user_id = $1 AND device_id = $2 AND stream_pos > $3 AND stream_pos <= $4 \
+  FROM to_device WHERE user_id = $1 AND device_id = $2 AND stream_pos > $3 AND stream_pos <= {to} \
   AND (created_ts IS NULL OR created_ts >= $6) ORDER BY stream_pos LIMIT $5) td \
 UNION ALL \
 SELECT * FROM (SELECT CAST(1 AS BIGINT) AS kind, stream_pos AS n, room_id AS a, data_type AS b, content AS c \
-  FROM account_data WHERE user_id = $1 AND stream_pos > $7 AND stream_pos <= $4) ad \
+  FROM account_data WHERE user_id = $1 AND stream_pos > $7 AND stream_pos <= {to}) ad \
 UNION ALL \
 SELECT CAST(2 AS BIGINT), COUNT(*), algorithm, NULL, NULL FROM one_time_keys \
   WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm \
@@ -74,7 +86,11 @@ SELECT CAST(3 AS BIGINT), CAST(0 AS BIGINT), algorithm, NULL, NULL FROM fallback
   WHERE user_id = $1 AND device_id = $2 AND used = 0 \
 UNION ALL \
 SELECT DISTINCT CAST(4 AS BIGINT), CAST(0 AS BIGINT), user_id, NULL, NULL FROM device_list_changes \
-  WHERE stream_pos > $8 AND stream_pos <= $4";
+  WHERE stream_pos > COALESCE($8, {to}) AND stream_pos <= {to} \
+UNION ALL \
+SELECT CAST(5 AS BIGINT), {to}, '', NULL, NULL"
+    )
+});
 
 pub async fn read(
     c: &mut AnyConnection,
@@ -82,7 +98,7 @@ pub async fn read(
     device_id: &str,
     w: &Window,
 ) -> Result<DeviceNews, sqlx::Error> {
-    let rows = sqlx::query(SQL)
+    let rows = sqlx::query(&SQL)
         .bind(user_id)
         .bind(device_id)
         .bind(w.to_device_after)
@@ -90,7 +106,7 @@ pub async fn read(
         .bind(w.to_device_limit)
         .bind(w.to_device_cutoff)
         .bind(w.data_after)
-        .bind(w.device_lists_after.unwrap_or(w.to))
+        .bind(w.device_lists_after)
         .fetch_all(c)
         .await?;
     let mut news = DeviceNews {
@@ -119,6 +135,7 @@ pub async fn read(
             }
             FALLBACK_KEY => news.unused_fallback_types.push(a),
             DEVICE_LIST => news.device_list_changes.push(a),
+            POSITION => news.to = n,
             _ => {}
         }
     }
@@ -146,10 +163,11 @@ mod tests {
     /// Reads `w` in one statement and with the separate reads.
     async fn both(c: &mut AnyConnection, w: &Window) -> (DeviceNews, DeviceNews) {
         let one = read(c, ME, DEV, w).await.unwrap();
+        let to = w.to.expect("a window with an end");
         let (one_time_key_counts, unused_fallback_types) =
             keys::device_key_state(c, ME, DEV).await.unwrap();
         let mut device_list_changes = match w.device_lists_after {
-            Some(after) => keys::device_list_changes_between(c, after, w.to)
+            Some(after) => keys::device_list_changes_between(c, after, to)
                 .await
                 .unwrap(),
             None => vec![],
@@ -160,18 +178,19 @@ mod tests {
                 c,
                 ME,
                 DEV,
-                (w.to_device_after, w.to),
+                (w.to_device_after, to),
                 w.to_device_limit,
                 w.to_device_cutoff,
             )
             .await
             .unwrap(),
-            account_data: account_data::changed_since(c, ME, w.data_after, w.to)
+            account_data: account_data::changed_since(c, ME, w.data_after, to)
                 .await
                 .unwrap(),
             one_time_key_counts,
             unused_fallback_types,
             device_list_changes,
+            to,
         };
         (one, separate)
     }
@@ -184,7 +203,7 @@ mod tests {
             to_device_after: after,
             data_after: after,
             device_lists_after: Some(after),
-            to,
+            to: Some(to),
             to_device_limit: limit,
             to_device_cutoff: 1_000,
         };
@@ -259,7 +278,11 @@ mod tests {
             window(30, 60, 10),
         ] {
             let (one, separate) = both(&mut c, &w).await;
-            assert_eq!(one, separate, "after {} up to {}", w.to_device_after, w.to);
+            assert_eq!(
+                one, separate,
+                "after {} up to {:?}",
+                w.to_device_after, w.to
+            );
         }
         let all = read(&mut c, ME, DEV, &window(0, 100, 10)).await.unwrap();
         let positions: Vec<i64> = all.to_device.iter().map(|(p, _)| *p).collect();
@@ -300,5 +323,18 @@ mod tests {
         let limited = read(&mut c, ME, DEV, &window(0, 100, 2)).await.unwrap();
         let positions: Vec<i64> = limited.to_device.iter().map(|(p, _)| *p).collect();
         assert_eq!(positions, [20, 30], "the oldest within the limit");
+
+        // Without an end: the current position, read with the rest.
+        let current = crate::store::current_pos(&mut c).await.unwrap();
+        let (after, limit) = (changes[0], 10);
+        let open_ended = Window {
+            to: None,
+            ..window(after, 0, limit)
+        };
+        let now = read(&mut c, ME, DEV, &open_ended).await.unwrap();
+        let at_current = read(&mut c, ME, DEV, &window(after, current, limit)).await;
+        assert_eq!(now.to, current);
+        assert_eq!(now, at_current.unwrap());
+        assert_eq!(now.device_list_changes, ["@a:x", "@b:x"]);
     }
 }

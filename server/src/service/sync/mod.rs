@@ -127,7 +127,6 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
     }
     // Reads, and deletes what the token acknowledges: no transaction needed.
     let mut c = state.store.autocommit().await?;
-    let to = store::current_pos(&mut c).await?;
     // `full_state` resends every room's state, but timelines still start
     // at `since`: a client never sees an event twice in its timeline.
     let from = req.since.map(|s| s.pos);
@@ -149,12 +148,15 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
             to_device_after: acked,
             data_after: from.unwrap_or(-1),
             device_lists_after: from,
-            to,
+            // The response's position, read with the device's news: one
+            // round trip fewer (store::device_news).
+            to: None,
             to_device_limit: TO_DEVICE_BATCH,
             to_device_cutoff: state.config.retention.to_device_lifetime.cutoff(now),
         },
     )
     .await?;
+    let to = news.to;
     let to_device = news.to_device;
     let to_device_pos = match to_device.last() {
         Some((pos, _)) if to_device.len() as i64 == TO_DEVICE_BATCH => *pos,
