@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::error::{ApiError, ApiResult};
 use crate::service::session::Auth;
 use crate::service::Context;
-use crate::store::{devices, to_device};
+use crate::store::{devices, to_device, txn_ids};
 
 /// Messages per request, after `*` expands to every device of a user.
 pub const MAX_MESSAGES_PER_REQUEST: usize = 10_000;
@@ -75,7 +75,7 @@ pub async fn send(
 
     let now = state.now_ms();
     let mut tx = state.store.write_grouped_or_busy().await?;
-    let first_time = to_device::claim_txn_id(
+    let first_time = txn_ids::claim(
         &mut tx,
         &auth.user_id,
         &auth.device_id,

@@ -1,37 +1,11 @@
 //! Send-to-device messages, queued per target device until its `/sync`
-//! acknowledges them, and the transaction ids that make sending idempotent.
+//! acknowledges them (their transaction ids: `store::txn_ids`).
 
 use cloister_proto::to_device::ToDeviceEvent;
 use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
 use super::{WriteTx, Writer};
-
-/// Remembers `txn_id` for the sending device; false when it was already
-/// used, in which case the request must not be carried out again.
-pub async fn claim_txn_id(
-    tx: &mut WriteTx,
-    user_id: &str,
-    device_id: &str,
-    kind: &str,
-    txn_id: &str,
-    result: &str,
-    now: i64,
-) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query(
-        "INSERT INTO txn_ids (user_id, device_id, kind, txn_id, result, created_ts) VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (user_id, device_id, kind, txn_id) DO NOTHING",
-    )
-    .bind(user_id)
-    .bind(device_id)
-    .bind(kind)
-    .bind(txn_id)
-    .bind(result)
-    .bind(now)
-    .execute(tx.conn())
-    .await?;
-    Ok(r.rows_affected() == 1)
-}
 
 /// One message for one device, as queued by `/sendToDevice`.
 pub struct Queued<'a> {

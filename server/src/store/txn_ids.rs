@@ -22,6 +22,8 @@ pub async fn result(
         .await
 }
 
+/// Records `result` for the transaction id; a unique violation when it is
+/// recorded already.
 pub async fn put(
     tx: &mut WriteTx,
     user_id: &str,
@@ -31,14 +33,41 @@ pub async fn put(
     result: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO txn_ids (user_id, device_id, kind, txn_id, result, created_ts) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(user_id)
-        .bind(device_id)
-        .bind(kind)
-        .bind(txn_id)
-        .bind(result)
-        .bind(now)
-        .execute(tx.conn())
-        .await?;
+    insert(tx, [user_id, device_id, kind, txn_id, result], now, "").await?;
     Ok(())
+}
+
+/// Remembers `txn_id` for the sending device; false when it was already
+/// used, in which case the request must not be carried out again.
+pub async fn claim(
+    tx: &mut WriteTx,
+    user_id: &str,
+    device_id: &str,
+    kind: &str,
+    txn_id: &str,
+    result: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let ignore = " ON CONFLICT (user_id, device_id, kind, txn_id) DO NOTHING";
+    let inserted = insert(tx, [user_id, device_id, kind, txn_id, result], now, ignore).await?;
+    Ok(inserted == 1)
+}
+
+/// (user, device, kind, transaction id, result) and the time; returns the
+/// rows inserted.
+async fn insert(
+    tx: &mut WriteTx,
+    columns: [&str; 5],
+    now: i64,
+    on_conflict: &str,
+) -> Result<u64, sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO txn_ids (user_id, device_id, kind, txn_id, result, created_ts) \
+         VALUES ($1, $2, $3, $4, $5, $6){on_conflict}"
+    );
+    let mut query = sqlx::query(&sql);
+    for column in columns {
+        query = query.bind(column);
+    }
+    Ok(query.bind(now).execute(tx.conn()).await?.rows_affected())
 }
