@@ -413,8 +413,73 @@ async fn plaintext_room_exemption(backend: Backend) {
     server.stop().await;
 }
 
+/// A message's authorization follows the room as it changes, send after
+/// send: a power-level change, a retry, a departure (on SQLite messages are
+/// authorized outside the writer and checked against the room's state
+/// serial there; see store::checked_append).
+async fn messages_follow_the_room_as_it_changes(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let url = server.url();
+    let alice = Client::register(&url, "alice", "pw").await;
+    let bob = Client::register(&url, "bob", "pw").await;
+    let room = alice.create_room(json!({})).await;
+    assert_eq!(alice.invite(&room, &bob.user_id).await.0, 200);
+    bob.join(&room).await;
+    let send = |txn: &'static str| {
+        bob.send_event(
+            &room,
+            "m.room.encrypted",
+            txn,
+            cloister_tests::megolm_content(txn, "D"),
+        )
+    };
+    let (status, first) = send("t1").await;
+    assert_eq!(status, 200, "{first}");
+    let (status, again) = send("t1").await;
+    assert_eq!(
+        (status, &again["event_id"]),
+        (200, &first["event_id"]),
+        "a retry is the same send"
+    );
+
+    let levels_path = format!(
+        "/_matrix/client/v3/rooms/{}/state/m.room.power_levels/",
+        encode(&room)
+    );
+    let (status, mut levels) = alice.get(&levels_path).await;
+    assert_eq!(status, 200, "{levels}");
+    levels["events_default"] = json!(50);
+    assert_eq!(alice.put(&levels_path, levels.clone()).await.0, 200);
+    let (status, body) = send("t2").await;
+    assert_eq!(
+        (status, errcode(&body)),
+        (403, Some("M_FORBIDDEN")),
+        "{body}"
+    );
+    levels["events_default"] = json!(0);
+    assert_eq!(alice.put(&levels_path, levels).await.0, 200);
+    let (status, body) = send("t3").await;
+    assert_eq!(status, 200, "{body}");
+
+    assert_eq!(bob.leave(&room).await.0, 200);
+    let (status, body) = send("t4").await;
+    assert_eq!(
+        (status, errcode(&body)),
+        (403, Some("M_FORBIDDEN")),
+        "{body}"
+    );
+    // The refused sends stored nothing: a retry after rejoining sends.
+    assert_eq!(alice.invite(&room, &bob.user_id).await.0, 200);
+    bob.join(&room).await;
+    let (status, body) = send("t4").await;
+    assert_eq!(status, 200, "{body}");
+    assert_ne!(body["event_id"], first["event_id"]);
+    server.stop().await;
+}
+
 both_backends!(
     membership_and_power, membership_and_power;
     aliases_history_and_redaction, aliases_history_and_redaction;
-    plaintext_room_exemption, plaintext_room_exemption
+    plaintext_room_exemption, plaintext_room_exemption;
+    messages_follow_the_room_as_it_changes, messages_follow_the_room_as_it_changes
 );
