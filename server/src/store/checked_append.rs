@@ -24,7 +24,7 @@ use sqlx::Row;
 
 use super::events::{event_arguments, event_values, stored, NewEvent, StoredEvent, COLUMNS};
 use super::readable::Class;
-use super::{Store, Waits, WriteError};
+use super::{params, Store, Waits, WriteError};
 
 /// What the send read and must still hold when it writes.
 pub struct Expected<'a> {
@@ -81,13 +81,9 @@ pub async fn append_message(
     let waiting = store.admission.enter()?;
     let content = serde_json::to_string(event.content).unwrap_or_else(|_| "{}".into());
     let mut args = event_arguments(event, &event_id, content, None, now, visibility)?;
-    let add = |r: Result<(), sqlx::error::BoxDynError>| r.map_err(sqlx::Error::Encode);
-    add(sqlx::Arguments::add(&mut args, expected.state_serial))?;
-    add(sqlx::Arguments::add(
-        &mut args,
-        expected.device_id.to_owned(),
-    ))?;
-    add(sqlx::Arguments::add(&mut args, expected.txn_id.to_owned()))?;
+    params::push(&mut args, expected.state_serial)?;
+    params::push(&mut args, expected.device_id.to_owned())?;
+    params::push(&mut args, expected.txn_id.to_owned())?;
     let started = Instant::now();
     let waits = store.waits.clone();
     let on_turn = move || Waits::record(&waits.writes, &waits.write_wait_micros, started);

@@ -4,7 +4,7 @@
 use cloister_proto::event::ClientEvent;
 use serde_json::{json, Map, Value};
 use sqlx::any::AnyArguments;
-use sqlx::{AnyConnection, Arguments, Row};
+use sqlx::{AnyConnection, Row};
 
 use super::codec;
 use super::readable::{Class, Readable};
@@ -164,21 +164,20 @@ pub(super) fn event_arguments(
     let owned = |s: Option<&str>| s.map(str::to_owned);
     let relation = cloister_proto::event::relation(event.content);
     let mut args = AnyArguments::default();
-    let add = |r: Result<(), sqlx::error::BoxDynError>| r.map_err(sqlx::Error::Encode);
-    add(args.add(event_id.to_owned()))?;
-    add(args.add(event.room_id.to_owned()))?;
-    add(args.add(event.sender.to_owned()))?;
-    add(args.add(owned(event.sender_device)))?;
-    add(args.add(owned(event.txn_id)))?;
-    add(args.add(event.event_type.to_owned()))?;
-    add(args.add(owned(event.state_key)))?;
-    add(args.add(content))?;
-    add(args.add(prev_content))?;
-    add(args.add(owned(event.redacts)))?;
-    add(args.add(now))?;
-    add(args.add(visibility.as_str()))?;
-    add(args.add(relation.map(|r| r.event_id.to_owned())))?;
-    add(args.add(relation.map(|r| r.rel_type.to_owned())))?;
+    params::push(&mut args, event_id.to_owned())?;
+    params::push(&mut args, event.room_id.to_owned())?;
+    params::push(&mut args, event.sender.to_owned())?;
+    params::push(&mut args, owned(event.sender_device))?;
+    params::push(&mut args, owned(event.txn_id))?;
+    params::push(&mut args, event.event_type.to_owned())?;
+    params::push(&mut args, owned(event.state_key))?;
+    params::push(&mut args, content)?;
+    params::push(&mut args, prev_content)?;
+    params::push(&mut args, owned(event.redacts))?;
+    params::push(&mut args, now)?;
+    params::push(&mut args, visibility.as_str())?;
+    params::push(&mut args, relation.map(|r| r.event_id.to_owned()))?;
+    params::push(&mut args, relation.map(|r| r.rel_type.to_owned()))?;
     Ok(args)
 }
 
@@ -211,7 +210,7 @@ pub(super) fn stored(
 
 /// The columns after [`COLUMNS`]' and `relates_to, rel_type`, for an
 /// `INSERT INTO events` whose position is `pos` and the rest the parameters
-/// of [`bind_columns`].
+/// of [`event_arguments`].
 pub(super) fn event_values(pos: &str) -> String {
     format!("{pos}, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, $13, $14")
 }

@@ -67,8 +67,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Transaction};
-use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
+use tokio::sync::{oneshot, Mutex};
 
 pub use admission::{Busy, WriteError};
 pub use sqlx::AnyConnection as Conn;
@@ -357,9 +357,7 @@ impl Store {
     }
 
     /// Takes the writer lock (SQLite) and begins a transaction.
-    async fn begin(
-        &self,
-    ) -> Result<(Transaction<'static, sqlx::Any>, Option<OwnedMutexGuard<()>>), sqlx::Error> {
+    async fn begin(&self) -> group::Opened {
         let guard = match &self.write_lock {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,

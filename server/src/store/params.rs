@@ -43,6 +43,15 @@ pub fn rows(rows: usize, columns: usize) -> String {
         .join(", ")
 }
 
+/// Appends `value` to owned arguments (`sqlx::query_with`), with an
+/// encoding failure as a `sqlx::Error`.
+pub fn push<'q, T>(args: &mut sqlx::any::AnyArguments<'q>, value: T) -> Result<(), sqlx::Error>
+where
+    T: 'q + sqlx::Encode<'q, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    sqlx::Arguments::add(args, value).map_err(sqlx::Error::Encode)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
