@@ -168,6 +168,7 @@ enum TokenCommand {
 
 fn main() -> ExitCode {
     cloister_server::password::unmap_large_blocks_on_free();
+    cloister_server::store::sqlite_process::tune_before_first_connection();
     let cli = Cli::parse();
     match &cli.command {
         Command::Audit(AuditCommand::Verify {

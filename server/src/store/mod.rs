@@ -52,6 +52,7 @@ pub mod relations;
 pub mod room_snapshot;
 pub mod rooms;
 pub mod sliding_sync;
+pub mod sqlite_process;
 pub mod sso;
 pub mod subject;
 pub mod to_device;
