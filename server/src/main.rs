@@ -169,6 +169,8 @@ enum TokenCommand {
 fn main() -> ExitCode {
     cloister_server::password::unmap_large_blocks_on_free();
     cloister_server::store::sqlite_process::tune_before_first_connection();
+    // With the Rust allocations: ALLOCATOR above.
+    cloister_server::store::sqlite_process::allocate_with_jemalloc();
     let cli = Cli::parse();
     match &cli.command {
         Command::Audit(AuditCommand::Verify {
