@@ -36,17 +36,16 @@ pub struct Expected<'a> {
 }
 
 /// `$1`–`$14` the event's columns (`events::event_arguments`), `$15` the
-/// expected serial, `$16`/`$17` the device and transaction id. The last
-/// statement returns the event's position if it was stored.
-fn sql(bump: bool) -> String {
+/// expected serial, `$16`/`$17` the device and transaction id, `$18` 1 when
+/// the event bumps its room (`sliding_sync::bumps`). The last statement
+/// returns the event's position if it was stored. One text for every
+/// message: the writer sends several as one query (`Group::run_once`), and
+/// each combination of texts would be prepared and cached on its own.
+fn sql() -> String {
     let room_unchanged = "EXISTS (SELECT 1 FROM rooms WHERE room_id = $2 AND state_serial = $15)";
-    let bump = if bump {
-        "UPDATE rooms SET bump_pos = (SELECT pos FROM stream_counter WHERE id = 1) \
-         WHERE room_id = $2 AND state_serial = $15 \
-         AND bump_pos < (SELECT pos FROM stream_counter WHERE id = 1);"
-    } else {
-        ""
-    };
+    let bump = "UPDATE rooms SET bump_pos = (SELECT pos FROM stream_counter WHERE id = 1) \
+         WHERE $18 = 1 AND room_id = $2 AND state_serial = $15 \
+         AND bump_pos < (SELECT pos FROM stream_counter WHERE id = 1);";
     format!(
         "INSERT INTO txn_ids (user_id, device_id, kind, txn_id, result, created_ts) \
          SELECT $3, $16, 'event', $17, $1, $11 WHERE {room_unchanged}; \
@@ -61,7 +60,8 @@ fn sql(bump: bool) -> String {
 
 /// Stores a message event and its transaction id, and returns once they
 /// are committed, if the room's `state_serial` is still
-/// `expected.state_serial`; `None` (nothing written) if it moved.
+/// `expected.state_serial`; `None` (nothing written) if it moved, or if
+/// the message sent to SQLite before it in the same query failed.
 /// `visibility` is the room's history visibility as the snapshot read it. A
 /// transaction id recorded meanwhile by a retry is a unique violation, with
 /// nothing written. Refused like [`Store::write_grouped_or_busy`] while the
@@ -84,6 +84,8 @@ pub async fn append_message(
     params::push(&mut args, expected.state_serial)?;
     params::push(&mut args, expected.device_id.to_owned())?;
     params::push(&mut args, expected.txn_id.to_owned())?;
+    let bump = super::sliding_sync::bumps(event.event_type, None);
+    params::push(&mut args, i64::from(bump))?;
     let started = Instant::now();
     let waits = store.waits.clone();
     let on_turn = move || Waits::record(&waits.writes, &waits.write_wait_micros, started);
@@ -91,10 +93,10 @@ pub async fn append_message(
         let store = store.clone();
         async move { store.begin().await }
     };
-    let bump = super::sliding_sync::bumps(event.event_type, None);
-    let rows = group
-        .run_once(waiting, begin, on_turn, sql(bump), args)
-        .await?;
+    let Some(rows) = group.run_once(waiting, begin, on_turn, sql(), args).await? else {
+        // Not run, with nothing written: the ordinary path will do it.
+        return Ok(None);
+    };
     let pos = match rows.last() {
         Some(row) => row.try_get::<i64, _>(0)?,
         None => return Ok(None),

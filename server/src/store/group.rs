@@ -12,6 +12,13 @@
 //! of one transaction per write; a member that fails rolls back to its
 //! savepoint and leaves the others' writes alone.
 //!
+//! Members whose work is one query (a plain message, `store::checked_append`)
+//! queue in a list of their own, and whoever's turn comes first sends every
+//! one queued by then (up to [`ONCE_PER_QUERY`]) to SQLite as one
+//! multi-statement query, each in its own savepoint: the writer's thread
+//! then runs them back to back instead of waiting for a hand-off between
+//! each (docs/performance.md, "Messages sent to SQLite together").
+//!
 //! The batch is bounded by the queue: members that queued while it was open
 //! join it, and the first member back (the queue is FIFO) finds everyone who
 //! queued before it has had their turn. No timer waits for company, so a lone
@@ -25,11 +32,13 @@
 //! long-poll more often, and on a busy 2-core machine those extra `/sync`
 //! answers took the CPU the sends needed (docs/performance.md).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
+use futures::StreamExt;
 use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::{Executor, Transaction};
+use sqlx::{Either, Executor, Row, Transaction};
 use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 
 use super::admission::Waiting;
@@ -38,6 +47,9 @@ use super::admission::Waiting;
 #[derive(Default)]
 pub(super) struct Group {
     slot: Arc<Mutex<Option<Batch>>>,
+    /// One-query members waiting to be sent to SQLite together
+    /// ([`Group::run_once`]).
+    pending: std::sync::Mutex<VecDeque<Once>>,
     next_id: AtomicU64,
     /// Batches committed, and the members they held, for the metrics.
     pub(super) commits: AtomicU64,
@@ -50,8 +62,53 @@ pub(super) struct Batch {
     pub(super) tx: Transaction<'static, sqlx::Any>,
     guard: Option<OwnedMutexGuard<()>>,
     /// Members whose writes are in the batch, waiting for its commit.
-    waiters: Vec<oneshot::Sender<Result<(), String>>>,
+    waiters: Vec<Waiter>,
 }
+
+/// A member whose writes are in a batch, to be told how its commit went.
+enum Waiter {
+    /// It wrote through statements of its own ([`Group::commit`]).
+    Member(oneshot::Sender<Result<(), String>>),
+    /// A one-query member, given its rows once they are committed.
+    Once(Answer, Vec<AnyRow>),
+}
+
+impl Waiter {
+    fn answer(self, result: &Result<(), String>) {
+        match self {
+            Waiter::Member(sender) => {
+                let _ = sender.send(result.clone());
+            }
+            Waiter::Once(answer, rows) => {
+                let outcome = match result {
+                    Ok(()) => Ok(Some(rows)),
+                    Err(e) => Err(sqlx::Error::Protocol(e.clone())),
+                };
+                let _ = answer.send(outcome);
+            }
+        }
+    }
+}
+
+/// Where a one-query member's outcome goes: its rows, or `None` when it
+/// was not run (see [`Group::run_once`]).
+type Answer = oneshot::Sender<Result<Option<Vec<AnyRow>>, sqlx::Error>>;
+
+/// A one-query member waiting for its turn.
+struct Once {
+    sql: String,
+    args: AnyArguments<'static>,
+    on_turn: Box<dyn FnOnce() + Send>,
+    waiting: Waiting,
+    answer: Answer,
+}
+
+/// One-query members sent to SQLite in one query at most. Each count is
+/// its own statement text in the writer's cache of prepared statements.
+const ONCE_PER_QUERY: usize = 16;
+
+/// Ends each one-query member's rows in a combined query.
+const MEMBER_DONE: &str = "SELECT 1 AS group_member_done";
 
 /// A member's hold on the batch while it does its work.
 pub(super) type Slot = OwnedMutexGuard<Option<Batch>>;
@@ -117,13 +174,19 @@ impl Group {
     }
 
     /// A member whose work is one query: `sql` runs between the member's
-    /// savepoint and its release, sent to SQLite with them as one
-    /// multi-statement query, from the task that holds the batch; its rows
-    /// come back once the batch holding them has committed. A member whose
-    /// work is several statements, each a round trip to SQLite's thread and
-    /// a hand-off between this task and the caller's, holds every member
-    /// queued behind it that much longer (`store::checked_append`).
-    /// `on_turn` is called when the member's turn has come.
+    /// savepoint and its release, and its rows come back once the batch
+    /// holding them has committed. A member whose work is several
+    /// statements, each a round trip to SQLite's thread and a hand-off
+    /// between this task and the caller's, holds every member queued behind
+    /// it that much longer (`store::checked_append`); so the one-query
+    /// members queued when one's turn comes go to SQLite together, each in
+    /// its own savepoint, as one multi-statement query (at most
+    /// [`ONCE_PER_QUERY`]). `sql` numbers its own parameters from `$1` and
+    /// holds no other `$`. `on_turn` is called when the member's turn has
+    /// come.
+    ///
+    /// `None`, with nothing written: a member before it in the same query
+    /// failed, and SQLite stopped there. The caller may try again.
     pub(super) async fn run_once<F>(
         self: &Arc<Self>,
         waiting: Waiting,
@@ -131,36 +194,126 @@ impl Group {
         on_turn: impl FnOnce() + Send + 'static,
         sql: String,
         args: AnyArguments<'static>,
-    ) -> Result<Vec<AnyRow>, sqlx::Error>
+    ) -> Result<Option<Vec<AnyRow>>, sqlx::Error>
     where
         F: std::future::Future<Output = Opened> + Send + 'static,
     {
-        let group = self.clone();
-        let (sender, receiver) = oneshot::channel();
+        let (answer, receiver) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_back(Once {
+                sql,
+                args,
+                on_turn: Box::new(on_turn),
+                waiting,
+                answer,
+            });
         // Spawned: once its turn has come, the write's outcome must not
         // depend on when the client hangs up.
-        tokio::spawn(async move {
-            let mut slot = match group.turn(waiting, || sender.is_closed(), begin).await {
-                Some(Ok(slot)) => slot,
-                Some(Err(e)) => return drop(sender.send(Err(e))),
-                None => return,
-            };
-            on_turn();
-            let sql = format!("{SAVEPOINT}; {sql}; {RELEASE}");
-            let batch = slot.as_mut().expect("opened above");
-            let rows = match sqlx::query_with(&sql, args).fetch_all(&mut *batch.tx).await {
-                Ok(rows) => rows,
+        tokio::spawn(self.clone().run_pending(begin));
+        receiver.await.map_err(|_| sqlx::Error::WorkerCrashed)?
+    }
+
+    /// Takes the batch in turn and runs the one-query members queued by
+    /// then, if an earlier turn has not run them all already.
+    async fn run_pending<F>(self: Arc<Self>, begin: F)
+    where
+        F: std::future::Future<Output = Opened>,
+    {
+        let mut slot = self.slot.clone().lock_owned().await;
+        let members: Vec<Once> = {
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            let n = pending.len().min(ONCE_PER_QUERY);
+            // A member whose request is gone by its turn leaves, with
+            // nothing written.
+            pending
+                .drain(..n)
+                .filter(|m| !m.answer.is_closed())
+                .collect()
+        };
+        if members.is_empty() {
+            return;
+        }
+        if slot.is_none() {
+            match begin.await {
+                Ok((tx, guard)) => self.open(&mut slot, tx, guard),
                 Err(e) => {
-                    // Stopped at the failing statement: the savepoint is
-                    // still open, and undoing it leaves the others' writes.
-                    group.leave(slot).await;
-                    let _ = sender.send(Err(e));
+                    let e = e.to_string();
+                    for m in members {
+                        let _ = m.answer.send(Err(sqlx::Error::Protocol(e.clone())));
+                    }
                     return;
                 }
-            };
-            let _ = sender.send(group.await_commit(slot).await.map(|()| rows));
-        });
-        receiver.await.map_err(|_| sqlx::Error::WorkerCrashed)?
+            }
+        }
+        let mut sql = String::new();
+        let mut args = AnyArguments::default();
+        let mut answers = Vec::with_capacity(members.len());
+        for mut m in members {
+            let offset = args.values.0.len();
+            sql.push_str(SAVEPOINT);
+            sql.push_str("; ");
+            sql.push_str(&super::params::shift(&m.sql, offset));
+            sql.push_str("; ");
+            sql.push_str(RELEASE);
+            sql.push_str("; ");
+            sql.push_str(MEMBER_DONE);
+            sql.push_str("; ");
+            // sqlx exposes the values only through this hidden field; the
+            // version is pinned in Cargo.lock.
+            args.values.0.append(&mut m.args.values.0);
+            (m.on_turn)();
+            drop(m.waiting);
+            answers.push(m.answer);
+        }
+        let batch = slot.as_mut().expect("opened above");
+        let id = batch.id;
+        let mut done: Vec<Vec<AnyRow>> = Vec::with_capacity(answers.len());
+        let mut rows = Vec::new();
+        let mut failure = None;
+        {
+            let mut results = (&mut *batch.tx).fetch_many(sqlx::query_with(&sql, args));
+            while let Some(result) = results.next().await {
+                match result {
+                    Ok(Either::Right(row)) if is_member_done(&row) => {
+                        done.push(std::mem::take(&mut rows));
+                    }
+                    Ok(Either::Right(row)) => rows.push(row),
+                    Ok(Either::Left(_)) => {}
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        let committed = done.len();
+        let mut answers = answers.into_iter();
+        // `done` first: zip asks its first iterator first, and must not take
+        // an answer that has no rows.
+        for (rows, answer) in done.into_iter().zip(answers.by_ref()) {
+            batch.waiters.push(Waiter::Once(answer, rows));
+        }
+        self.members.fetch_add(committed as u64, Ordering::Relaxed);
+        match failure {
+            None => drop(slot),
+            Some(e) => {
+                // SQLite stopped at the failing statement: that member's
+                // savepoint is open, and undoing it leaves the others'
+                // writes; the members after it were not run.
+                self.leave(slot).await;
+                if let Some(failed) = answers.next() {
+                    let _ = failed.send(Err(e));
+                }
+                for not_run in answers {
+                    let _ = not_run.send(Ok(None));
+                }
+            }
+        }
+        if committed > 0 {
+            self.come_back(id).await;
+        }
     }
 
     /// Waits for the member's turn at the batch and opens one with `begin`
@@ -185,15 +338,24 @@ impl Group {
                 Ok(opened) => opened,
                 Err(e) => return Some(Err(e)),
             };
-            *slot = Some(Batch {
-                id: self.next_id.fetch_add(1, Ordering::Relaxed),
-                tx,
-                guard,
-                waiters: Vec::new(),
-            });
+            self.open(&mut slot, tx, guard);
         }
         drop(waiting);
         Some(Ok(slot))
+    }
+
+    fn open(
+        &self,
+        slot: &mut Slot,
+        tx: Transaction<'static, sqlx::Any>,
+        guard: Option<OwnedMutexGuard<()>>,
+    ) {
+        **slot = Some(Batch {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            tx,
+            guard,
+            waiters: Vec::new(),
+        });
     }
 
     /// After the member's savepoint is released: waits for the commit of
@@ -203,10 +365,19 @@ impl Group {
         let batch = slot.as_mut().expect("a member's batch is open");
         let id = batch.id;
         let (sender, receiver) = oneshot::channel();
-        batch.waiters.push(sender);
+        batch.waiters.push(Waiter::Member(sender));
         self.members.fetch_add(1, Ordering::Relaxed);
         drop(slot);
-        // Everyone queued before us joins meanwhile (FIFO).
+        self.come_back(id).await;
+        match receiver.await {
+            Ok(result) => result.map_err(sqlx::Error::Protocol),
+            Err(_) => Err(sqlx::Error::WorkerCrashed),
+        }
+    }
+
+    /// Takes the slot again after everyone queued meanwhile (FIFO), and
+    /// commits batch `id` if it is still open: the first member back does.
+    async fn come_back(&self, id: u64) {
         let mut slot = self.slot.clone().lock_owned().await;
         if slot.as_ref().is_some_and(|b| b.id == id) {
             let batch = slot.take().expect("checked above");
@@ -214,12 +385,6 @@ impl Group {
             // which this one holds until its commit is done.
             drop(slot);
             self.finish(batch).await;
-        } else {
-            drop(slot);
-        }
-        match receiver.await {
-            Ok(result) => result.map_err(sqlx::Error::Protocol),
-            Err(_) => Err(sqlx::Error::WorkerCrashed),
         }
     }
 
@@ -249,10 +414,9 @@ impl Group {
         tracing::error!(error = %error, members = batch.waiters.len(), "a grouped write failed; rolling back its batch");
         let _ = batch.tx.rollback().await;
         drop(batch.guard);
+        let outcome = Err(format!("the batch this write was in rolled back: {error}"));
         for waiter in batch.waiters {
-            let _ = waiter.send(Err(format!(
-                "the batch this write was in rolled back: {error}"
-            )));
+            waiter.answer(&outcome);
         }
     }
 
@@ -265,9 +429,16 @@ impl Group {
         drop(guard);
         self.commits.fetch_add(1, Ordering::Relaxed);
         for waiter in waiters {
-            let _ = waiter.send(result.clone());
+            waiter.answer(&result);
         }
     }
+}
+
+/// The row [`MEMBER_DONE`] returns, told from a member's own rows by its
+/// column's name.
+fn is_member_done(row: &AnyRow) -> bool {
+    use sqlx::Column;
+    row.columns().len() == 1 && row.columns()[0].name() == "group_member_done"
 }
 
 #[cfg(test)]
@@ -403,7 +574,8 @@ mod tests {
         assert_no_pooled_transaction(&store).await;
     }
 
-    async fn once(store: &Store, sql: &str, v: Option<i64>) -> Result<usize, sqlx::Error> {
+    /// Rows of a one-query member, or `None` when it was not run.
+    async fn once(store: &Store, sql: &str, v: Option<i64>) -> Result<Option<usize>, sqlx::Error> {
         let group = store.group.as_ref().unwrap();
         let mut args = sqlx::any::AnyArguments::default();
         sqlx::Arguments::add(&mut args, v).unwrap();
@@ -415,48 +587,100 @@ mod tests {
         let rows = group
             .run_once(waiting, begin, || {}, sql.to_owned(), args)
             .await?;
-        Ok(rows.len())
+        Ok(rows.map(|rows| rows.len()))
+    }
+
+    /// Queues one-query members in this order behind a member that holds
+    /// the batch, so they go to SQLite together once it is done.
+    async fn queued_behind_a_member(
+        store: &Store,
+        members: &[(&'static str, Option<i64>)],
+    ) -> Vec<Result<Option<usize>, sqlx::Error>> {
+        let mut first = store.write_grouped().await.unwrap();
+        insert(&mut first, 1).await;
+        let mut queued = Vec::new();
+        for &(sql, v) in members {
+            let store = store.clone();
+            queued.push(tokio::spawn(async move { once(&store, sql, v).await }));
+            // Each is queued before the next.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        first.commit().await.unwrap();
+        let mut outcomes = Vec::new();
+        for member in queued {
+            outcomes.push(member.await.unwrap());
+        }
+        outcomes
+    }
+
+    const KEPT: &str = "INSERT INTO t (v) VALUES ($1); SELECT v FROM t WHERE v = $1";
+    const FAILS_HALF_WAY: &str = "INSERT INTO t (v) VALUES (2); INSERT INTO t (v) VALUES ($1)";
+
+    /// One-query members queued together go to SQLite as one query, and
+    /// each gets its own rows, with its own parameters.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_query_members_queued_together_share_a_query_and_keep_their_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_table(&dir).await;
+        let members: Vec<_> = (10..30).map(|v| (KEPT, Some(v))).collect();
+        let outcomes = queued_behind_a_member(&store, &members).await;
+        for outcome in outcomes {
+            assert_eq!(outcome.unwrap(), Some(1), "its own row, read back");
+        }
+        let mut expected = vec![1];
+        expected.extend(10..30);
+        assert_eq!(values(&store).await, expected);
+        assert_eq!(stats(&store), (1, 21), "one commit for all of them");
+        assert_no_pooled_transaction(&store).await;
     }
 
     /// A one-query member that fails half way takes back its own first
-    /// statement and nothing of the others' in the same batch.
+    /// statement and nothing of the members' before it in the same query;
+    /// the ones after it were not run, wrote nothing, and can run again.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_one_query_member_that_fails_half_way_keeps_nothing_of_its_own() {
         let dir = tempfile::tempdir().unwrap();
         let store = store_with_table(&dir).await;
-        let mut first = store.write_grouped().await.unwrap();
-        insert(&mut first, 1).await;
-        let failing = tokio::spawn({
-            let store = store.clone();
-            async move {
-                once(
-                    &store,
-                    "INSERT INTO t (v) VALUES (2); INSERT INTO t (v) VALUES ($1)",
-                    None,
-                )
-                .await
-            }
-        });
-        let kept = tokio::spawn({
-            let store = store.clone();
-            async move {
-                once(
-                    &store,
-                    "INSERT INTO t (v) VALUES ($1); SELECT v FROM t WHERE v = $1",
-                    Some(3),
-                )
-                .await
-            }
-        });
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        first.commit().await.unwrap();
+        let outcomes = queued_behind_a_member(
+            &store,
+            &[(KEPT, Some(3)), (FAILS_HALF_WAY, None), (KEPT, Some(4))],
+        )
+        .await;
+        let mut outcomes = outcomes.into_iter();
+        assert_eq!(
+            outcomes.next().unwrap().unwrap(),
+            Some(1),
+            "kept, row read back"
+        );
         assert!(
-            failing.await.unwrap().is_err(),
+            outcomes.next().unwrap().is_err(),
             "NULL into a NOT NULL column"
         );
-        assert_eq!(kept.await.unwrap().unwrap(), 1, "its own row, read back");
+        assert_eq!(outcomes.next().unwrap().unwrap(), None, "not run");
         assert_eq!(values(&store).await, vec![1, 3]);
         assert_eq!(stats(&store), (1, 2), "one commit for the two kept");
+        assert_eq!(
+            once(&store, KEPT, Some(4)).await.unwrap(),
+            Some(1),
+            "run again"
+        );
+        assert_eq!(values(&store).await, vec![1, 3, 4]);
+        assert_no_pooled_transaction(&store).await;
+    }
+
+    /// A failing member alone in its batch leaves no batch open.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lone_failing_one_query_member_leaves_nothing_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_table(&dir).await;
+        assert!(once(&store, FAILS_HALF_WAY, None).await.is_err());
+        let mut tx = tokio::time::timeout(Duration::from_secs(5), store.write())
+            .await
+            .expect("no batch holds the writer lock")
+            .unwrap();
+        insert(&mut tx, 5).await;
+        tx.commit().await.unwrap();
+        assert_eq!(values(&store).await, vec![5]);
         assert_no_pooled_transaction(&store).await;
     }
 

@@ -43,6 +43,29 @@ pub fn rows(rows: usize, columns: usize) -> String {
         .join(", ")
 }
 
+/// `sql` with every placeholder `$n` renumbered `$n+offset`, for a
+/// statement whose parameters follow `offset` others in one query. `sql`
+/// must hold no `$` but its placeholders' (no literal or name has one).
+pub fn shift(sql: &str, offset: usize) -> String {
+    if offset == 0 {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len() + sql.len() / 8);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        match rest[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&(n + offset).to_string()),
+            Err(_) => out.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Appends `value` to owned arguments (`sqlx::query_with`), with an
 /// encoding failure as a `sqlx::Error`.
 pub fn push<'q, T>(args: &mut sqlx::any::AnyArguments<'q>, value: T) -> Result<(), sqlx::Error>
@@ -55,6 +78,18 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shifted_placeholders_keep_their_order_and_the_rest_of_the_text() {
+        let sql = "SELECT $1, $15 FROM t WHERE a = $2 AND b = $10;";
+        assert_eq!(shift(sql, 0), sql);
+        assert_eq!(
+            shift(sql, 17),
+            "SELECT $18, $32 FROM t WHERE a = $19 AND b = $27;"
+        );
+        assert_eq!(shift("$1", 3), "$4");
+        assert_eq!(shift("no parameters", 3), "no parameters");
+    }
 
     #[test]
     fn placeholders_are_numbered_from_first() {
