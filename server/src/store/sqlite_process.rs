@@ -80,10 +80,14 @@ mod jemalloc {
     }
 
     pub(super) unsafe extern "C" fn roundup(n: c_int) -> c_int {
-        // SAFETY: nallocx only computes a size class. It answers 0 for a
-        // size it cannot serve; SQLite then asks malloc, which fails cleanly.
+        // SAFETY: nallocx only computes a size class.
         let rounded = unsafe { je::nallocx(n.max(1) as usize, 0) };
-        c_int::try_from(rounded).unwrap_or(n)
+        // SQLite allocates what this answers, so never less than asked:
+        // nallocx answers 0 for a size it cannot serve.
+        c_int::try_from(rounded)
+            .ok()
+            .filter(|&r| r >= n)
+            .unwrap_or(n)
     }
 
     pub(super) unsafe extern "C" fn init(_: *mut c_void) -> c_int {
