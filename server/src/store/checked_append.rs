@@ -18,6 +18,7 @@
 //! write path is the stream counter's lock, not round trips; it keeps the
 //! ordinary path.
 
+use std::sync::LazyLock;
 use std::time::Instant;
 
 use sqlx::Row;
@@ -41,7 +42,8 @@ pub struct Expected<'a> {
 /// returns the event's position if it was stored. One text for every
 /// message: the writer sends several as one query (`Group::run_once`), and
 /// each combination of texts would be prepared and cached on its own.
-fn sql() -> String {
+/// Built once: every message sends it.
+static SQL: LazyLock<String> = LazyLock::new(|| {
     let room_unchanged = "EXISTS (SELECT 1 FROM rooms WHERE room_id = $2 AND state_serial = $15)";
     let bump = "UPDATE rooms SET bump_pos = (SELECT pos FROM stream_counter WHERE id = 1) \
          WHERE $18 = 1 AND room_id = $2 AND state_serial = $15 \
@@ -56,7 +58,7 @@ fn sql() -> String {
          SELECT stream_pos FROM events WHERE event_id = $1",
         values = event_values("pos"),
     )
-}
+});
 
 /// Stores a message event and its transaction id, and returns once they
 /// are committed, if the room's `state_serial` is still
@@ -93,7 +95,7 @@ pub async fn append_message(
         let store = store.clone();
         async move { store.begin().await }
     };
-    let Some(rows) = group.run_once(waiting, begin, on_turn, sql(), args).await? else {
+    let Some(rows) = group.run_once(waiting, begin, on_turn, &SQL, args).await? else {
         // Not run, with nothing written: the ordinary path will do it.
         return Ok(None);
     };

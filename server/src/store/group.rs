@@ -96,7 +96,7 @@ type Answer = oneshot::Sender<Result<Option<Vec<AnyRow>>, sqlx::Error>>;
 
 /// A one-query member waiting for its turn.
 struct Once {
-    sql: String,
+    sql: &'static str,
     args: AnyArguments<'static>,
     on_turn: Box<dyn FnOnce() + Send>,
     waiting: Waiting,
@@ -192,7 +192,7 @@ impl Group {
         waiting: Waiting,
         begin: F,
         on_turn: impl FnOnce() + Send + 'static,
-        sql: String,
+        sql: &'static str,
         args: AnyArguments<'static>,
     ) -> Result<Option<Vec<AnyRow>>, sqlx::Error>
     where
@@ -254,7 +254,7 @@ impl Group {
             let offset = args.values.0.len();
             sql.push_str(SAVEPOINT);
             sql.push_str("; ");
-            sql.push_str(&super::params::shift(&m.sql, offset));
+            sql.push_str(&super::params::shift(m.sql, offset));
             sql.push_str("; ");
             sql.push_str(RELEASE);
             sql.push_str("; ");
@@ -575,7 +575,11 @@ mod tests {
     }
 
     /// Rows of a one-query member, or `None` when it was not run.
-    async fn once(store: &Store, sql: &str, v: Option<i64>) -> Result<Option<usize>, sqlx::Error> {
+    async fn once(
+        store: &Store,
+        sql: &'static str,
+        v: Option<i64>,
+    ) -> Result<Option<usize>, sqlx::Error> {
         let group = store.group.as_ref().unwrap();
         let mut args = sqlx::any::AnyArguments::default();
         sqlx::Arguments::add(&mut args, v).unwrap();
@@ -584,9 +588,7 @@ mod tests {
             async move { store.begin().await }
         };
         let waiting = store.admission.enter().unwrap();
-        let rows = group
-            .run_once(waiting, begin, || {}, sql.to_owned(), args)
-            .await?;
+        let rows = group.run_once(waiting, begin, || {}, sql, args).await?;
         Ok(rows.map(|rows| rows.len()))
     }
 
