@@ -468,6 +468,17 @@ mod tests {
             .unwrap();
     }
 
+    /// Inserts `v` with an ordinary writer, which no batch left open may
+    /// keep waiting.
+    async fn insert_unblocked(store: &Store, v: i64) {
+        let mut tx = tokio::time::timeout(Duration::from_secs(5), store.write())
+            .await
+            .expect("no grouped batch holds the writer lock")
+            .unwrap();
+        insert(&mut tx, v).await;
+        tx.commit().await.unwrap();
+    }
+
     async fn store_with_table(dir: &tempfile::TempDir) -> Store {
         let store = sqlite_store(dir).await;
         let mut tx = store.write().await.unwrap();
@@ -564,12 +575,7 @@ mod tests {
         insert(&mut tx, 2).await;
         tx.commit().await.unwrap();
         // An ordinary writer is not blocked by a batch left behind.
-        let mut tx = tokio::time::timeout(Duration::from_secs(5), store.write())
-            .await
-            .expect("no grouped batch holds the writer lock")
-            .unwrap();
-        insert(&mut tx, 3).await;
-        tx.commit().await.unwrap();
+        insert_unblocked(&store, 3).await;
         assert_eq!(values(&store).await, vec![2, 3]);
         assert_no_pooled_transaction(&store).await;
     }
@@ -676,12 +682,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store_with_table(&dir).await;
         assert!(once(&store, FAILS_HALF_WAY, None).await.is_err());
-        let mut tx = tokio::time::timeout(Duration::from_secs(5), store.write())
-            .await
-            .expect("no batch holds the writer lock")
-            .unwrap();
-        insert(&mut tx, 5).await;
-        tx.commit().await.unwrap();
+        insert_unblocked(&store, 5).await;
         assert_eq!(values(&store).await, vec![5]);
         assert_no_pooled_transaction(&store).await;
     }
