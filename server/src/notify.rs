@@ -6,9 +6,14 @@
 //! several nodes on one PostgreSQL, [`Notifier::notify`] also queues the
 //! users in an [`Outbox`] that `cluster` sends to the other nodes, whose
 //! listeners call [`Notifier::wake`]; writers do not know the difference.
+//!
+//! Each wake-up stamps the user's watch with a number from one sequence
+//! for the whole node, so a long-poll can also tell that nothing reached
+//! its user since an earlier request of the same device saw the stamp
+//! ([`Notifier::quiet_since`]).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -21,13 +26,24 @@ use crate::metrics::Metrics;
 /// while the database is unreachable.
 const MAX_PENDING_USERS: usize = 10_000;
 
+/// Devices whose last response [`Notifier::remember_quiet`] keeps at most;
+/// beyond, the list starts again (a device then reads once more).
+const MAX_REMEMBERED_DEVICES: usize = 16_384;
+
 #[derive(Clone, Default)]
 pub struct Notifier {
     inner: Arc<Inner>,
 }
 
 struct Inner {
+    /// Each user's stamp: the sequence number of the last wake-up that
+    /// named them, or of the last one before their entry was made.
     users: Mutex<HashMap<String, watch::Sender<u64>>>,
+    /// The last stamp given, taken under the `users` lock.
+    sequence: AtomicU64,
+    /// Per (user, device): the `next_batch` of its last response, and the
+    /// stamp its long-poll had seen before that response's reads began.
+    quiet: Mutex<HashMap<(String, String), (String, u64)>>,
     shutdown: tokio::sync::Notify,
     shutting_down: AtomicBool,
     /// Set on PostgreSQL when the server starts: changes made here must
@@ -42,6 +58,8 @@ impl Default for Inner {
     fn default() -> Self {
         Inner {
             users: Mutex::default(),
+            sequence: AtomicU64::new(0),
+            quiet: Mutex::default(),
             shutdown: tokio::sync::Notify::new(),
             shutting_down: AtomicBool::new(false),
             outbox: OnceLock::new(),
@@ -78,9 +96,12 @@ impl Notifier {
         if users.len() > 1024 {
             users.retain(|_, tx| tx.receiver_count() > 0);
         }
+        // A fresh entry starts at the latest stamp: a wake-up that named
+        // the user while they had none must still tell against an earlier stamp.
+        let latest = self.inner.sequence.load(Ordering::Relaxed);
         let rx = users
             .entry(user_id.to_owned())
-            .or_insert_with(|| watch::channel(0).0)
+            .or_insert_with(|| watch::channel(latest).0)
             .subscribe();
         Subscription {
             rx,
@@ -105,9 +126,10 @@ impl Notifier {
     /// node announced.
     pub fn wake<'a>(&self, user_ids: impl IntoIterator<Item = &'a str>) {
         let users = self.inner.users.lock().expect("notifier lock");
+        let stamp = self.inner.sequence.fetch_add(1, Ordering::Relaxed) + 1;
         for user in user_ids {
             if let Some(tx) = users.get(user) {
-                tx.send_modify(|n| *n += 1);
+                tx.send_replace(stamp);
             }
         }
     }
@@ -116,9 +138,44 @@ impl Notifier {
     /// lost: each re-reads and, finding nothing new, waits again.
     pub fn wake_all(&self) {
         let users = self.inner.users.lock().expect("notifier lock");
+        let stamp = self.inner.sequence.fetch_add(1, Ordering::Relaxed) + 1;
         for tx in users.values() {
-            tx.send_modify(|n| *n += 1);
+            tx.send_replace(stamp);
         }
+    }
+
+    /// Remembers that the device's response `next_batch` holds everything
+    /// committed before its reads began, when its long-poll had seen
+    /// `stamp` ([`Subscription::mark_seen`]). The caller leaves out
+    /// responses that stopped short of what was there (a full batch of
+    /// to-device messages).
+    pub fn remember_quiet(&self, user_id: &str, device_id: &str, next_batch: String, stamp: u64) {
+        let mut quiet = self.inner.quiet.lock().expect("notifier lock");
+        if quiet.len() >= MAX_REMEMBERED_DEVICES {
+            quiet.clear();
+        }
+        quiet.insert(
+            (user_id.to_owned(), device_id.to_owned()),
+            (next_batch, stamp),
+        );
+    }
+
+    /// Whether a request from `since` can only find nothing new: it is the
+    /// `next_batch` of the device's last response, and no wake-up has named
+    /// the user since that response's reads began. Every change a `/sync`
+    /// reports wakes its users after it commits, so anything committed
+    /// since would have changed the stamp. Forgets the device either way.
+    pub fn quiet_since(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        since: &str,
+        sub: &mut Subscription,
+    ) -> bool {
+        let key = (user_id.to_owned(), device_id.to_owned());
+        let remembered = self.inner.quiet.lock().expect("notifier lock").remove(&key);
+        let now = *sub.rx.borrow();
+        remembered.is_some_and(|(token, stamp)| token == since && stamp == now)
     }
 
     /// From now on, [`notify`](Self::notify) also queues its users for the
@@ -140,6 +197,13 @@ impl Notifier {
 }
 
 impl Subscription {
+    /// Takes the latest stamp as seen and returns it: [`wait`](Self::wait)
+    /// ends only for a later wake-up. Call it before reading what the
+    /// wake-ups announce.
+    pub fn mark_seen(&mut self) -> u64 {
+        *self.rx.borrow_and_update()
+    }
+
     /// Waits until the user is notified, the timeout passes, or the server
     /// shuts down. Returns true when notified.
     pub async fn wait(&mut self, timeout: Duration) -> bool {
@@ -288,6 +352,56 @@ mod tests {
         notifier.wake_all();
         assert!(alice.wait(Duration::from_secs(1)).await);
         assert!(outbox.take().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_device_is_quiet_only_while_no_wake_up_named_its_user() {
+        let notifier = Notifier::default();
+        let asked_again = |token: &str| {
+            let mut sub = notifier.subscribe("@a:x");
+            notifier.quiet_since("@a:x", "D", token, &mut sub)
+        };
+        assert!(!asked_again("s1_0"), "nothing remembered yet");
+
+        let mut sub = notifier.subscribe("@a:x");
+        let seen = sub.mark_seen();
+        notifier.remember_quiet("@a:x", "D", "s1_0".into(), seen);
+        assert!(!asked_again("s0_0"), "another token");
+        notifier.remember_quiet("@a:x", "D", "s1_0".into(), seen);
+        assert!(asked_again("s1_0"));
+        assert!(!asked_again("s1_0"), "used once");
+
+        // A wake-up for someone else leaves the device quiet; one for its
+        // user does not, even one made while nobody watched the user.
+        notifier.remember_quiet("@a:x", "D", "s1_0".into(), seen);
+        notifier.notify(["@b:x"]);
+        assert!(asked_again("s1_0"));
+        notifier.remember_quiet("@a:x", "D", "s1_0".into(), seen);
+        notifier.notify(["@a:x"]);
+        assert!(!asked_again("s1_0"));
+
+        let seen = notifier.subscribe("@a:x").mark_seen();
+        notifier.remember_quiet("@a:x", "D", "s2_0".into(), seen);
+        drop(sub);
+        notifier.inner.users.lock().unwrap().clear();
+        notifier.notify(["@a:x"]);
+        assert!(!asked_again("s2_0"), "named while it had no entry");
+
+        let seen = notifier.subscribe("@a:x").mark_seen();
+        notifier.remember_quiet("@a:x", "D", "s3_0".into(), seen);
+        notifier.wake_all();
+        assert!(!asked_again("s3_0"));
+    }
+
+    #[tokio::test]
+    async fn a_wake_up_before_mark_seen_does_not_end_the_wait() {
+        let notifier = Notifier::default();
+        let mut sub = notifier.subscribe("@a:x");
+        notifier.notify(["@a:x"]);
+        sub.mark_seen();
+        assert!(!sub.wait(Duration::from_millis(20)).await);
+        notifier.notify(["@a:x"]);
+        assert!(sub.wait(Duration::from_secs(1)).await);
     }
 
     #[tokio::test]
