@@ -433,6 +433,32 @@ async fn messages_follow_the_room_as_it_changes(backend: Backend) {
             cloister_tests::megolm_content(txn, "D"),
         )
     };
+    // Alice's message leaves a copy of the room that Bob's first send
+    // may use (service::checked_send); Carol, only invited, may not.
+    let (status, body) = alice
+        .send_event(
+            &room,
+            "m.room.encrypted",
+            "a1",
+            cloister_tests::megolm_content("a1", "A"),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let carol = Client::register(&url, "carol", "pw").await;
+    assert_eq!(alice.invite(&room, &carol.user_id).await.0, 200);
+    let (status, body) = carol
+        .send_event(
+            &room,
+            "m.room.encrypted",
+            "c1",
+            cloister_tests::megolm_content("c1", "C"),
+        )
+        .await;
+    assert_eq!(
+        (status, errcode(&body)),
+        (403, Some("M_FORBIDDEN")),
+        "{body}"
+    );
     let (status, first) = send("t1").await;
     assert_eq!(status, 200, "{first}");
     let (status, again) = send("t1").await;

@@ -44,6 +44,8 @@ pub struct Parts {
     pub push_evaluation: Arc<tokio::sync::Mutex<()>>,
     /// OpenID Connect providers' discovery documents and keys, cached.
     pub oidc: Arc<OidcProviders>,
+    /// Rooms as messages into them last read them (`service::checked_send`).
+    pub room_cache: crate::service::checked_send::RoomCache,
 }
 
 impl Context {
@@ -69,6 +71,7 @@ impl Context {
             metrics,
             push_evaluation: Arc::default(),
             oidc: Arc::default(),
+            room_cache: Default::default(),
         }))
     }
 

@@ -28,6 +28,8 @@ pub struct RoomSnapshot {
     pub sender_membership: Option<String>,
     /// Joined and invited members, by user id.
     pub members: Vec<String>,
+    /// Those of `members` who are invited, not joined.
+    pub invited: Vec<String>,
     /// The room's `state_serial` (`rooms::state_changed`): the same value
     /// later means every part above is still as read.
     pub state_serial: i64,
@@ -65,6 +67,7 @@ pub async fn read(
         history_visibility: None,
         sender_membership: None,
         members: Vec::new(),
+        invited: Vec::new(),
         state_serial: 0,
     };
     for r in rows {
@@ -87,6 +90,9 @@ pub async fn read(
                 if user_id == sender {
                     snapshot.sender_membership = Some(membership.clone());
                 }
+                if membership == "invite" {
+                    snapshot.invited.push(user_id.clone());
+                }
                 if membership == "join" || membership == "invite" {
                     snapshot.members.push(user_id);
                 }
@@ -100,6 +106,7 @@ pub async fn read(
     }
     // The order `rooms::members` gives, so wake-ups go out the same way.
     snapshot.members.sort_unstable();
+    snapshot.invited.sort_unstable();
     Ok(exists.then_some(snapshot))
 }
 
@@ -141,6 +148,7 @@ mod tests {
             members: rooms::members(c, ROOM_ID, &["join", "invite"])
                 .await
                 .unwrap(),
+            invited: rooms::members(c, ROOM_ID, &["invite"]).await.unwrap(),
             state_serial: sqlx::query_scalar("SELECT state_serial FROM rooms WHERE room_id = $1")
                 .bind(ROOM_ID)
                 .fetch_one(&mut *c)
