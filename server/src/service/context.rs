@@ -46,6 +46,8 @@ pub struct Parts {
     pub oidc: Arc<OidcProviders>,
     /// Rooms as messages into them last read them (`service::checked_send`).
     pub room_cache: crate::service::checked_send::RoomCache,
+    /// Sync filters as read from the store (`service::sync::filter`).
+    pub sync_filters: crate::service::sync::filter::StoredFilters,
 }
 
 impl Context {
@@ -72,6 +74,7 @@ impl Context {
             push_evaluation: Arc::default(),
             oidc: Arc::default(),
             room_cache: Default::default(),
+            sync_filters: Default::default(),
         }))
     }
 

@@ -3,6 +3,9 @@
 //! and `room.include_leave`; and the check
 //! that a filter has the spec's shape before it is stored or used.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -127,12 +130,20 @@ impl SyncFilter {
         Ok(Self::from_json(filter))
     }
 
-    /// The filter `user_id` stored under `filter_id`.
+    /// The filter `user_id` stored under `filter_id`. A stored filter
+    /// never changes (an upload always gets a new id), so the node keeps
+    /// what it read ([`StoredFilters`]): Element names its filter on every
+    /// `/sync`, and each read was a pooled connection of its own.
     pub async fn stored(ctx: &Context, user_id: &str, filter_id: &str) -> ApiResult<SyncFilter> {
+        if let Some(kept) = ctx.sync_filters.get(user_id, filter_id) {
+            return Ok(kept);
+        }
         let stored = account_data::get_filter(&mut *ctx.store.read().await?, user_id, filter_id)
             .await?
             .ok_or_else(|| ApiError::invalid_param("unknown filter id"))?;
-        Ok(Self::from_json(&stored))
+        let filter = Self::from_json(&stored);
+        ctx.sync_filters.put(user_id, filter_id, filter.clone());
+        Ok(filter)
     }
 
     /// Reads a filter without checking it: for filters stored before
@@ -160,10 +171,53 @@ impl SyncFilter {
     }
 }
 
+/// Sync filters read from the store, per user and filter id: only the few
+/// settings `/sync` reads, never the filter's text.
+#[derive(Default)]
+pub struct StoredFilters {
+    kept: Mutex<HashMap<(String, String), SyncFilter>>,
+}
+
+/// Beyond this many, the copies start again (each is a few dozen bytes).
+const MAX_KEPT_FILTERS: usize = 16_384;
+
+impl StoredFilters {
+    fn get(&self, user_id: &str, filter_id: &str) -> Option<SyncFilter> {
+        let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.get(&(user_id.to_owned(), filter_id.to_owned()))
+            .cloned()
+    }
+
+    fn put(&self, user_id: &str, filter_id: &str, filter: SyncFilter) {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.len() >= MAX_KEPT_FILTERS {
+            kept.clear();
+        }
+        kept.insert((user_id.to_owned(), filter_id.to_owned()), filter);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn kept_filters_are_per_user_and_bounded() {
+        let filters = StoredFilters::default();
+        let long = SyncFilter {
+            timeline_limit: 50,
+            ..SyncFilter::default()
+        };
+        filters.put("@a:x", "f", long.clone());
+        assert_eq!(filters.get("@a:x", "f"), Some(long));
+        assert_eq!(filters.get("@b:x", "f"), None, "another user's id");
+        for i in 0..MAX_KEPT_FILTERS {
+            filters.put("@b:x", &i.to_string(), SyncFilter::default());
+        }
+        assert_eq!(filters.get("@a:x", "f"), None, "started again when full");
+        assert!(filters.kept.lock().unwrap().len() <= MAX_KEPT_FILTERS);
+    }
 
     #[test]
     fn reads_the_supported_fields() {
