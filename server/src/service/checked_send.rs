@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde_json::Value;
 
 use crate::error::ApiResult;
-use crate::service::events::{announce, audience, authorize_other, AuthState};
+use crate::service::events::{announce, authorize_other, AuthState};
 use crate::service::Context;
 use crate::store::checked_append::{self, Expected};
 use crate::store::events::{visibility_for, NewEvent};
@@ -35,7 +35,8 @@ use crate::store::{room_snapshot, txn_ids, Backend, WriteError};
 struct KeptRoom {
     auth: AuthState,
     history_visibility: Option<Value>,
-    /// Joined and invited, sorted; and those invited.
+    /// Joined and invited; and those invited. Both sorted, as
+    /// `room_snapshot::read` gives them.
     members: Vec<String>,
     invited: Vec<String>,
     state_serial: i64,
@@ -59,7 +60,11 @@ impl KeptRoom {
             .members
             .binary_search_by(|m| m.as_str().cmp(sender))
             .is_ok();
-        (member && !self.invited.iter().any(|i| i == sender)).then_some("join")
+        let invited = self
+            .invited
+            .binary_search_by(|i| i.as_str().cmp(sender))
+            .is_ok();
+        (member && !invited).then_some("join")
     }
 }
 
@@ -183,7 +188,9 @@ pub(super) async fn try_send(
         Err(WriteError::Db(err)) if crate::store::is_unique_violation(&err) => return Ok(None),
         Err(err) => return Err(err.into()),
     };
-    announce(state, &stored, &audience(room.members.clone(), &stored));
+    // A plain message names no one beyond the members (`audience` adds a
+    // membership's target), so the kept list is woken as it is.
+    announce(state, &stored, &room.members);
     Ok(Some(stored.event_id))
 }
 
@@ -192,15 +199,19 @@ mod tests {
     use super::*;
 
     fn room(serial: i64, members: &[&str], invited: &[&str]) -> Arc<KeptRoom> {
-        let mut members: Vec<String> = members.iter().map(|m| m.to_string()).collect();
-        members.sort_unstable();
+        let sorted = |ids: &[&str]| {
+            let mut ids: Vec<String> = ids.iter().map(|m| m.to_string()).collect();
+            ids.sort_unstable();
+            ids
+        };
+        let members = sorted(members);
         Arc::new(KeptRoom::new(RoomSnapshot {
             power_levels: None,
             join_rules: None,
             history_visibility: None,
             sender_membership: None,
             members,
-            invited: invited.iter().map(|m| m.to_string()).collect(),
+            invited: sorted(invited),
             state_serial: serial,
         }))
     }
