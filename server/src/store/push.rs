@@ -283,7 +283,7 @@ pub async fn insert_notifications(
     for chunk in notes.chunks(params::rows_per_statement(COLUMNS)) {
         let sql = format!(
             "INSERT INTO notifications (user_id, room_id, event_id, thread_id, stream_pos, highlight, actions, ts) \
-             VALUES {} ON CONFLICT (user_id, event_id) DO NOTHING \
+             VALUES {} ON CONFLICT (user_id, stream_pos) DO NOTHING \
              RETURNING user_id, room_id, thread_id, stream_pos, highlight",
             params::rows(chunk.len(), COLUMNS)
         );
