@@ -1,6 +1,8 @@
 //! Pushers, the evaluator's cursor over the event stream, per-user
 //! notifications and the outbox of pushes to gateways.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
@@ -216,6 +218,31 @@ pub async fn advance_cursor(tx: &mut WriteTx, from: i64, to: i64) -> Result<bool
         .execute(tx.conn())
         .await?;
     Ok(r.rows_affected() == 1)
+}
+
+/// How many joined and invited members each of `room_ids` has: whom an
+/// event there can notify, at most.
+pub async fn member_counts(
+    c: &mut AnyConnection,
+    room_ids: &[&str],
+) -> Result<HashMap<String, u64>, sqlx::Error> {
+    let mut counts = HashMap::new();
+    for rooms in room_ids.chunks(params::MAX) {
+        let sql = format!(
+            "SELECT room_id, COUNT(*) FROM memberships \
+             WHERE room_id IN ({}) AND membership IN ('join', 'invite') GROUP BY room_id",
+            params::list(1, rooms.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for room in rooms {
+            query = query.bind(*room);
+        }
+        for r in query.fetch_all(&mut *c).await? {
+            let count: i64 = r.try_get(1)?;
+            counts.insert(r.try_get(0)?, count.max(0) as u64);
+        }
+    }
+    Ok(counts)
 }
 
 /// A joined or invited member, as the push evaluator needs them.

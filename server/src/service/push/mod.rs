@@ -40,14 +40,21 @@ pub mod sender;
 /// sent meanwhile waits; 25 keeps that wait short and still shares the
 /// reads among many events (docs/performance.md, "Push evaluation in
 /// shorter transactions").
-pub(super) const BATCH: i64 = 25;
+const BATCH: i64 = 25;
+/// Notifications recorded per transaction, at most, unless one event alone
+/// notifies more: a batch is cut short where its rooms' members add up to
+/// more. 25 messages in rooms of 10 fit; without it, 25 messages into a
+/// room of 2,000 would hold the writer for 50,000 rows.
+const MAX_NOTIFICATIONS: u64 = 250;
 /// How long notifications are kept for `/notifications` and the counts.
 pub const NOTIFICATION_LIFETIME_MS: i64 = 30 * 24 * 3600 * 1000;
 
 /// What one [`evaluate_batch`] did.
 pub struct Evaluated {
-    /// Events read: a full batch means more may be waiting.
+    /// Events evaluated.
     pub events: usize,
+    /// More events may be waiting: the batch was full or cut short.
+    pub backlog: bool,
     /// Pushes queued for the sender.
     pub queued: usize,
 }
@@ -56,11 +63,24 @@ pub struct Evaluated {
 pub async fn evaluate_batch(state: &Context) -> Result<Evaluated, sqlx::Error> {
     let none = Evaluated {
         events: 0,
+        backlog: false,
         queued: 0,
     };
     let mut c = state.store.read().await?;
     let from = push::cursor(&mut c).await?;
-    let batch = events::after(&mut c, from, BATCH).await?;
+    let mut batch = events::after(&mut c, from, BATCH).await?;
+    let mut backlog = batch.len() as i64 >= BATCH;
+    if batch.len() > 1 {
+        let mut rooms: Vec<&str> = batch.iter().map(|e| e.room_id.as_str()).collect();
+        rooms.sort_unstable();
+        rooms.dedup();
+        let members = push::member_counts(&mut c, &rooms).await?;
+        let kept = within_bound(&batch, &members, MAX_NOTIFICATIONS);
+        if kept < batch.len() {
+            batch.truncate(kept);
+            backlog = true;
+        }
+    }
     let Some(to) = batch.last().map(|e| e.pos) else {
         return Ok(none);
     };
@@ -107,6 +127,7 @@ pub async fn evaluate_batch(state: &Context) -> Result<Evaluated, sqlx::Error> {
         // caller reads on from where it got.
         return Ok(Evaluated {
             events: batch.len(),
+            backlog,
             queued: 0,
         });
     }
@@ -154,8 +175,23 @@ pub async fn evaluate_batch(state: &Context) -> Result<Evaluated, sqlx::Error> {
     tx.commit().await?;
     Ok(Evaluated {
         events: batch.len(),
+        backlog,
         queued,
     })
+}
+
+/// How many of `batch`'s first events can notify at most `max` members
+/// together, given each room's member count; always at least one, so an
+/// event that alone notifies more still gets its own transaction.
+fn within_bound(batch: &[StoredEvent], members: &HashMap<String, u64>, max: u64) -> usize {
+    let mut total = 0;
+    for (i, event) in batch.iter().enumerate() {
+        total += members.get(&event.room_id).copied().unwrap_or(0);
+        if total > max {
+            return i.max(1);
+        }
+    }
+    batch.len()
 }
 
 /// Adds to `found` whom among `members` (with their effective rules) the
@@ -396,12 +432,11 @@ mod tests {
         (m, global)
     }
 
-    #[test]
-    fn an_event_notifies_the_members_it_was_sent_to() {
-        let event = StoredEvent {
-            pos: 10,
-            event_id: "$e".into(),
-            room_id: "!r:x".into(),
+    fn message(pos: i64, room_id: &str) -> StoredEvent {
+        StoredEvent {
+            pos,
+            event_id: format!("$e{pos}"),
+            room_id: room_id.into(),
             sender: "@a:x".into(),
             sender_device: None,
             txn_id: None,
@@ -413,7 +448,12 @@ mod tests {
             redacted_by: None,
             origin_server_ts: 0,
             history_visibility: None,
-        };
+        }
+    }
+
+    #[test]
+    fn an_event_notifies_the_members_it_was_sent_to() {
+        let event = message(10, "!r:x");
         let members = [
             member("@a:x", true, 1),  // the sender
             member("@b:x", true, 1),  // joined before it
@@ -425,6 +465,30 @@ mod tests {
         let notified: Vec<&str> = found.iter().map(|(_, u, _)| u.as_str()).collect();
         assert_eq!(notified, ["@b:x"]);
         assert!(!found[0].2.highlight);
-        assert_eq!(found[0].0.event_id, "$e");
+        assert_eq!(found[0].0.event_id, "$e10");
+    }
+
+    #[test]
+    fn a_batch_is_cut_where_its_rooms_would_notify_too_many() {
+        let members = HashMap::from([("!small:x".to_owned(), 10), ("!big:x".to_owned(), 2_000)]);
+        let small: Vec<StoredEvent> = (1..=25).map(|pos| message(pos, "!small:x")).collect();
+        assert_eq!(
+            within_bound(&small, &members, 250),
+            25,
+            "25 messages in rooms of 10 fit"
+        );
+        assert_eq!(within_bound(&small, &members, 100), 10);
+
+        // A message into the big room ends the batch before it...
+        let mut mixed = small[..5].to_vec();
+        mixed.push(message(6, "!big:x"));
+        mixed.push(message(7, "!small:x"));
+        assert_eq!(within_bound(&mixed, &members, 250), 5);
+        // ...and gets a transaction of its own when it comes first.
+        assert_eq!(within_bound(&mixed[5..], &members, 250), 1);
+
+        // A room without members (all left) notifies no one.
+        let empty = vec![message(1, "!gone:x"); 40];
+        assert_eq!(within_bound(&empty, &members, 250), 40);
     }
 }

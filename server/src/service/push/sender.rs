@@ -62,7 +62,7 @@ async fn evaluator(state: Context, wake: Arc<Notify>) {
                 if done.queued > 0 {
                     wake.notify_one();
                 }
-                if done.events as i64 >= super::BATCH {
+                if done.backlog {
                     continue; // a backlog: more is waiting
                 }
                 if done.events > 0 {
