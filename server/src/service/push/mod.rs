@@ -121,7 +121,10 @@ pub async fn evaluate_batch(state: &Context) -> Result<Evaluated, sqlx::Error> {
     drop(c);
 
     let now = state.now_ms();
-    let mut tx = state.store.write().await?;
+    // Grouped: on SQLite the notifications share the commit (and fsync) of
+    // the messages queued meanwhile instead of holding the writer for one
+    // of their own.
+    let mut tx = state.store.write_grouped().await?;
     if !push::advance_cursor(&mut tx, from, to).await? {
         // Another evaluator committed these first; ours roll back, and the
         // caller reads on from where it got.
