@@ -488,23 +488,26 @@ pub async fn range(
     readable: &Readable,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let order = if backwards { "DESC" } else { "ASC" };
-    sqlx::query(&format!(
+    let sql = format!(
         "SELECT {COLUMNS} FROM events WHERE room_id = $1 AND stream_pos >= $2 AND stream_pos <= $3 \
          AND (state_key IS NOT NULL OR origin_server_ts >= $5) AND {visible} \
          ORDER BY stream_pos {order} LIMIT $4",
-        visible = readable.sql("$6")
-    ))
-    .bind(room_id)
-    .bind(from)
-    .bind(to)
-    .bind(limit)
-    .bind(cutoff)
-    .bind(&readable.user_id)
-    .fetch_all(c)
-    .await?
-    .into_iter()
-    .map(from_row)
-    .collect()
+        visible = readable.sql("$6", 7)
+    );
+    let query = sqlx::query(&sql)
+        .bind(room_id)
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .bind(cutoff)
+        .bind(&readable.user_id);
+    readable
+        .bind_bounds(query)
+        .fetch_all(c)
+        .await?
+        .into_iter()
+        .map(from_row)
+        .collect()
 }
 
 /// Membership events in `(from, to]` of the given rooms' (for device-list tracking).

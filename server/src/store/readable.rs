@@ -5,7 +5,9 @@
 //! disagree.
 
 use serde_json::Value;
-use sqlx::Row;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, Row};
 
 use super::events::StoredEvent;
 use super::WriteTx;
@@ -83,19 +85,30 @@ impl Readable {
     }
 
     /// The same rule as [`Readable::allows`] as an SQL condition over the
-    /// `events` table; `user_param` is the placeholder bound to the user id.
-    /// Positions come from the database as integers, so inlining them is safe.
-    pub fn sql(&self, user_param: &str) -> String {
-        let within = |list: &[(i64, i64)]| {
+    /// `events` table; `user_param` is the placeholder bound to the user id,
+    /// and the intervals' bounds are `$first_bound` onwards, bound by
+    /// [`Readable::bind_bounds`] after every other parameter. The bounds are
+    /// parameters, not inlined, so that readers with as many intervals share
+    /// one statement text: each text is prepared (and on PostgreSQL planned)
+    /// on its own, and per-reader texts kept the statement caches cold
+    /// (docs/performance.md, "One statement text for every reader").
+    pub fn sql(&self, user_param: &str, first_bound: usize) -> String {
+        let mut next = first_bound;
+        let mut within = |list: &[(i64, i64)]| {
             if list.is_empty() {
                 return "1 = 0".to_owned();
             }
-            list.iter()
-                .take(MAX_INTERVALS)
-                .map(|(a, b)| format!("stream_pos BETWEEN {a} AND {b}"))
-                .collect::<Vec<_>>()
-                .join(" OR ")
+            let mut out = String::new();
+            for i in 0..list.len() {
+                if i > 0 {
+                    out.push_str(" OR ");
+                }
+                out.push_str(&format!("stream_pos BETWEEN ${next} AND ${}", next + 1));
+                next += 2;
+            }
+            out
         };
+        let [shared, invited, joined] = self.classes().map(&mut within);
         format!(
             "(history_visibility = 'world_readable' \
              OR (event_type = 'm.room.member' AND state_key = {user_param}) \
@@ -103,10 +116,26 @@ impl Readable {
              OR (history_visibility = 'invited' AND ({invited})) \
              OR ((history_visibility IS NULL OR history_visibility NOT IN ('world_readable', 'shared', 'invited')) \
                  AND ({joined})))",
-            shared = within(&self.shared),
-            invited = within(&self.invited),
-            joined = within(&self.joined),
         )
+    }
+
+    /// Binds the bounds [`Readable::sql`] numbered, in its order.
+    pub fn bind_bounds<'q>(
+        &self,
+        mut query: Query<'q, Any, AnyArguments<'q>>,
+    ) -> Query<'q, Any, AnyArguments<'q>> {
+        for list in self.classes() {
+            for &(low, high) in list {
+                query = query.bind(low).bind(high);
+            }
+        }
+        query
+    }
+
+    /// The shared, invited and joined intervals, as many as are applied.
+    fn classes(&self) -> [&[(i64, i64)]; 3] {
+        [&self.shared, &self.invited, &self.joined]
+            .map(|list| &list[..list.len().min(MAX_INTERVALS)])
     }
 }
 
@@ -238,9 +267,101 @@ pub(crate) mod tests {
             user_id: "@u:x".into(),
             ..Readable::default()
         }
-        .sql("$9");
+        .sql("$9", 10);
         assert!(sql.contains("state_key = $9"));
         assert_eq!(sql.matches("1 = 0").count(), 3);
+        assert!(!sql.contains("$10"));
+    }
+
+    /// Readers with as many intervals share one statement text, whatever
+    /// their positions: the bounds are parameters.
+    #[test]
+    fn readers_alike_share_one_text() {
+        let reader = |user: &str, at: i64| Readable {
+            user_id: user.into(),
+            shared: vec![(at, i64::MAX)],
+            invited: vec![],
+            joined: vec![(1, 2), (at, at + 7)],
+        };
+        let a = reader("@a:x", 10).sql("$6", 7);
+        assert_eq!(a, reader("@b:x", 99).sql("$6", 7));
+        assert!(a.contains("$12") && !a.contains("$13"), "{a}");
+        assert!(!a.contains(" 99") && !a.contains(" 10 "), "{a}");
+    }
+
+    /// The SQL condition keeps exactly the events `allows` does, with its
+    /// bounds bound as [`Readable::bind_bounds`] numbers them.
+    #[tokio::test]
+    async fn sql_agrees_with_allows() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let store = super::super::Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let classes = ["joined", "invited", "shared", "world_readable", "new"];
+        let mut all = vec![];
+        let mut tx = store.write().await.unwrap();
+        for pos in 1..=40i64 {
+            let class = classes[pos as usize % classes.len()];
+            let member = pos % 7 == 0;
+            let state_key = member.then_some(if pos % 14 == 0 { "@u:x" } else { "@v:x" });
+            let kind = if member {
+                "m.room.member"
+            } else {
+                "m.room.encrypted"
+            };
+            sqlx::query(
+                "INSERT INTO events (stream_pos, event_id, room_id, sender, event_type, state_key, \
+                 content, origin_server_ts, history_visibility) \
+                 VALUES ($1, $2, '!r:x', '@s:x', $3, $4, '{}', 0, $5)",
+            )
+            .bind(pos)
+            .bind(format!("$e{pos}"))
+            .bind(kind)
+            .bind(state_key)
+            .bind(class)
+            .execute(tx.conn())
+            .await
+            .unwrap();
+            all.push(event(pos, class, kind, state_key));
+        }
+        tx.commit().await.unwrap();
+        let readers = [
+            Readable {
+                user_id: "@u:x".into(),
+                shared: vec![(3, 9), (20, 40)],
+                invited: vec![(5, 6)],
+                joined: vec![(1, 2), (12, 18), (30, 33)],
+            },
+            Readable {
+                user_id: "@w:x".into(),
+                shared: vec![],
+                invited: vec![],
+                joined: vec![(8, 25)],
+            },
+        ];
+        let mut c = store.read().await.unwrap();
+        for reader in &readers {
+            let sql = format!(
+                "SELECT stream_pos FROM events WHERE room_id = $1 AND {} ORDER BY stream_pos",
+                reader.sql("$2", 3)
+            );
+            let query = sqlx::query(&sql).bind("!r:x").bind(&reader.user_id);
+            let got: Vec<i64> = reader
+                .bind_bounds(query)
+                .fetch_all(&mut *c)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let want: Vec<i64> = all
+                .iter()
+                .filter(|e| reader.allows(e))
+                .map(|e| e.pos)
+                .collect();
+            assert!(!want.is_empty() && want.len() < all.len());
+            assert_eq!(got, want, "{}", reader.user_id);
+        }
     }
 
     /// Rows written before the column existed get the visibility that was

@@ -37,11 +37,12 @@ pub struct Children<'a> {
 }
 
 /// Unexpired (message events before the cutoff) and readable; the readable
-/// rule takes the user id as `$2`, the cutoff is `$3`.
-fn visible(readable: &Readable) -> String {
+/// rule takes the user id as `$2`, the cutoff is `$3`, and the readable
+/// intervals' bounds `$first_bound` onwards (`Readable::bind_bounds`, last).
+fn visible(readable: &Readable, first_bound: usize) -> String {
     format!(
         "(state_key IS NOT NULL OR origin_server_ts >= $3) AND {}",
-        readable.sql("$2")
+        readable.sql("$2", first_bound)
     )
 }
 
@@ -76,7 +77,7 @@ pub async fn children(
         "SELECT {COLUMNS} FROM events WHERE room_id = $1 AND {related} \
          AND stream_pos >= $5 AND stream_pos <= $6 AND {visible}{filters} \
          ORDER BY stream_pos {order} LIMIT $7",
-        visible = visible(q.readable),
+        visible = visible(q.readable, next),
     );
     let mut query = sqlx::query(&sql)
         .bind(q.room_id)
@@ -89,7 +90,8 @@ pub async fn children(
     for value in [q.rel_type, q.event_type].into_iter().flatten() {
         query = query.bind(value);
     }
-    query
+    q.readable
+        .bind_bounds(query)
         .fetch_all(c)
         .await?
         .into_iter()
@@ -126,7 +128,7 @@ pub async fn bundled_rows(
          WHERE room_id = $1 AND relates_to IN ({}) AND rel_type IN ({}) AND {} ORDER BY stream_pos",
         params::list(4, parents.len()),
         types.join(", "),
-        visible(readable),
+        visible(readable, 4 + parents.len()),
     );
     let mut query = sqlx::query(&sql)
         .bind(room_id)
@@ -135,7 +137,8 @@ pub async fn bundled_rows(
     for parent in parents {
         query = query.bind(*parent);
     }
-    query
+    readable
+        .bind_bounds(query)
         .fetch_all(c)
         .await?
         .into_iter()
@@ -207,14 +210,16 @@ pub async fn threads(
          WHERE room_id = $1 AND rel_type = 'm.thread' AND {} \
          GROUP BY relates_to HAVING MAX(stream_pos) < $4{participated} \
          ORDER BY MAX(stream_pos) DESC LIMIT $5",
-        visible(readable),
+        visible(readable, 6),
     );
-    sqlx::query(&sql)
+    let query = sqlx::query(&sql)
         .bind(room_id)
         .bind(&readable.user_id)
         .bind(cutoff)
         .bind(before)
-        .bind(limit)
+        .bind(limit);
+    readable
+        .bind_bounds(query)
         .fetch_all(c)
         .await?
         .into_iter()
