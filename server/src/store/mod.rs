@@ -463,16 +463,32 @@ fn sqlite_readers() -> u32 {
 
 /// The options both pools share: connection setup, and the check that no
 /// connection goes back into a pool inside a transaction.
+/// A pooled PostgreSQL connection idle this long is pinged before use.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(30))
-        // sqlx pings an idle connection before handing it out, to find one
-        // whose server hung up. SQLite's cannot: its server is a thread of
-        // this process, and the ping is two thread hand-offs on every
+        // sqlx can ping an idle connection before handing it out, to find
+        // one whose server hung up. SQLite's cannot: its server is a thread
+        // of this process, and the ping is two thread hand-offs on every
         // `/sync` and every send (docs/performance.md, "No ping before a
-        // read"). PostgreSQL's can (a restart, a proxy's idle timeout).
-        .test_before_acquire(backend == Backend::Postgres)
+        // read"). PostgreSQL's can (a restart, a proxy's idle timeout), but
+        // sqlx already pings every connection as it comes back to the pool,
+        // so one that was idle for less than PING_AFTER_IDLE answered a
+        // moment ago; a ping on each acquisition was a round trip more per
+        // request on a machine short of CPU (docs/performance.md, "One
+        // statement text for every reader").
+        .test_before_acquire(false)
+        .before_acquire(move |conn, meta| {
+            Box::pin(async move {
+                if backend == Backend::Postgres && meta.idle_for >= PING_AFTER_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .after_release(move |conn, _| {
             Box::pin(async move {
                 // The SQLite worker applies a dropped transaction's
