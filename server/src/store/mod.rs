@@ -461,11 +461,11 @@ fn sqlite_readers() -> u32 {
     u32::try_from(2 * cores).unwrap_or(u32::MAX).clamp(4, 16)
 }
 
-/// The options both pools share: connection setup, and the check that no
-/// connection goes back into a pool inside a transaction.
 /// A pooled PostgreSQL connection idle this long is pinged before use.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
+/// The options both pools share: connection setup, and the check that no
+/// connection goes back into a pool inside a transaction.
 fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max_connections)
