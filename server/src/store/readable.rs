@@ -59,12 +59,14 @@ pub struct Readable {
 const MAX_INTERVALS: usize = 64;
 
 impl Readable {
+    /// The intervals applied to a class, at most [`MAX_INTERVALS`]; None
+    /// when the class is readable by anyone.
     fn intervals(&self, class: Class) -> Option<&[(i64, i64)]> {
         match class {
             Class::WorldReadable => None,
-            Class::Shared => Some(&self.shared),
-            Class::Invited => Some(&self.invited),
-            Class::Joined => Some(&self.joined),
+            Class::Shared => Some(applied(&self.shared)),
+            Class::Invited => Some(applied(&self.invited)),
+            Class::Joined => Some(applied(&self.joined)),
         }
     }
 
@@ -77,10 +79,7 @@ impl Readable {
         }
         match self.intervals(Class::parse(event.history_visibility.as_deref())) {
             None => true,
-            Some(list) => list
-                .iter()
-                .take(MAX_INTERVALS)
-                .any(|&(a, b)| a <= event.pos && event.pos <= b),
+            Some(list) => list.iter().any(|&(a, b)| a <= event.pos && event.pos <= b),
         }
     }
 
@@ -99,8 +98,8 @@ impl Readable {
                 return "1 = 0".to_owned();
             }
             let mut out = String::new();
-            for i in 0..list.len() {
-                if i > 0 {
+            for _ in list {
+                if !out.is_empty() {
                     out.push_str(" OR ");
                 }
                 out.push_str(&format!("stream_pos BETWEEN ${next} AND ${}", next + 1));
@@ -132,11 +131,16 @@ impl Readable {
         query
     }
 
-    /// The shared, invited and joined intervals, as many as are applied.
+    /// The shared, invited and joined intervals, as [`Readable::sql`]
+    /// numbers them.
     fn classes(&self) -> [&[(i64, i64)]; 3] {
-        [&self.shared, &self.invited, &self.joined]
-            .map(|list| &list[..list.len().min(MAX_INTERVALS)])
+        [&self.shared, &self.invited, &self.joined].map(|list| applied(list))
     }
+}
+
+/// The intervals of a list that apply: at most [`MAX_INTERVALS`].
+fn applied(list: &[(i64, i64)]) -> &[(i64, i64)] {
+    &list[..list.len().min(MAX_INTERVALS)]
 }
 
 /// Keeps the last [`MAX_INTERVALS`] intervals, merging touching ones first.
