@@ -341,3 +341,109 @@ async fn a_send_refused_for_a_full_queue_is_a_429_and_its_retry_lands_once() {
     assert_eq!(messages.as_array().map(Vec::len), Some(1), "{messages}");
     server.stop().await;
 }
+
+/// A message checked against the room as read (`store::checked_append`)
+/// while a state change is open in the writer: it waits for the change (on
+/// PostgreSQL, for the stream counter's lock), finds the room moved once
+/// the change has committed, and stores nothing; read again, it goes in
+/// after the change.
+async fn a_message_waiting_behind_a_state_change_sees_it(backend: Backend) {
+    use cloister_server::store::checked_append::{append_message, Expected};
+    use cloister_server::store::events::{self, NewEvent};
+    use cloister_server::store::readable::Class;
+    use cloister_server::store::{room_snapshot, txn_ids};
+
+    let server = TestServer::start(backend).await;
+    let alice = Client::register(&server.url(), "alice", "pw").await;
+    let room = alice.create_room(json!({})).await;
+    let store = server.state().store.clone();
+    let serial = |store: cloister_server::store::Store, room: String, user: String| async move {
+        let mut c = store.read().await.unwrap();
+        room_snapshot::read(&mut c, &room, &user)
+            .await
+            .unwrap()
+            .unwrap()
+            .state_serial
+    };
+    let read = serial(store.clone(), room.clone(), alice.user_id.clone()).await;
+
+    let topic = json!({"topic": "moved"});
+    let mut change = store.write().await.unwrap();
+    let changed = events::append(
+        &mut change,
+        &NewEvent::state(&room, &alice.user_id, "m.room.topic", "", &topic),
+        0,
+    )
+    .await
+    .unwrap();
+    let send = |serial: i64, txn: &'static str| {
+        let (store, room, user) = (store.clone(), room.clone(), alice.user_id.clone());
+        tokio::spawn(async move {
+            let content = json!({"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": txn});
+            let event = NewEvent {
+                room_id: &room,
+                sender: &user,
+                sender_device: Some("D"),
+                txn_id: Some(txn),
+                event_type: "m.room.encrypted",
+                state_key: None,
+                content: &content,
+                redacts: None,
+            };
+            let expected = Expected {
+                state_serial: serial,
+                device_id: "D",
+                txn_id: txn,
+            };
+            let id = format!("$checked-{txn}");
+            append_message(&store, &event, id, 7, Class::Shared, &expected).await
+        })
+    };
+    let waiting = send(read, "t1");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the message did not wait");
+    change.commit().await.unwrap();
+    let outcome = tokio::time::timeout(WAIT, waiting).await.unwrap();
+    assert!(
+        outcome.unwrap().unwrap().is_none(),
+        "stored against a room that had moved"
+    );
+    let mut c = store.read().await.unwrap();
+    assert!(events::get(&mut c, "$checked-t1").await.unwrap().is_none());
+    let recorded = txn_ids::result(&mut c, &alice.user_id, "D", "event", "t1").await;
+    assert_eq!(recorded.unwrap(), None);
+    drop(c);
+
+    let now = serial(store.clone(), room.clone(), alice.user_id.clone()).await;
+    assert!(now > read);
+    let stored = send(now, "t1").await.unwrap().unwrap();
+    let stored = stored.expect("the room as read now");
+    assert!(stored.pos > changed.pos);
+    let mut c = store.read().await.unwrap();
+    let again = events::get(&mut c, "$checked-t1").await.unwrap().unwrap();
+    assert_eq!((again.pos, again.txn_id), (stored.pos, Some("t1".into())));
+    let bump: i64 = sqlx::query_scalar("SELECT bump_pos FROM rooms WHERE room_id = $1")
+        .bind(&room)
+        .fetch_one(&mut *c)
+        .await
+        .unwrap();
+    assert_eq!(bump, stored.pos, "an encrypted message bumps the room");
+    drop(c);
+    // A retry of the same transaction id stores nothing more.
+    match send(now, "t1").await.unwrap() {
+        Err(cloister_server::store::WriteError::Db(err)) => {
+            assert!(cloister_server::store::is_unique_violation(&err), "{err}")
+        }
+        other => panic!("a retry was {other:?}"),
+    }
+    let mut c = store.read().await.unwrap();
+    let last = cloister_server::store::current_pos(&mut c).await.unwrap();
+    assert_eq!(last, stored.pos, "the retry took no position");
+    drop(c);
+    server.stop().await;
+}
+
+both_backends!(
+    checked_message,
+    a_message_waiting_behind_a_state_change_sees_it
+);

@@ -1,15 +1,17 @@
-//! Messages sent with the room read before the writer, not in it (SQLite).
+//! Messages sent with the room read before the writer, not in it.
 //!
 //! The writer runs sends one after another, and on SQLite each of its
 //! statements is a hand-off to another thread that every queued send waits
 //! for; that chain, not CPU, bounded the messages a second (docs/
-//! performance.md, "Messages checked, not read, in the writer"). A message
-//! changes nothing its authorization reads, so its reads happen on a reader
-//! connection, in parallel with other sends, and the writer stores it in
-//! one statement guarded by the room's state serial
-//! (`store::checked_append`). The outcome is the one of the ordinary path:
-//! a refusal is decided on committed state, and a send whose room changed
-//! meanwhile goes the ordinary way.
+//! performance.md, "Messages checked, not read, in the writer"). On
+//! PostgreSQL every send waits for the stream counter's lock, held until
+//! the commit of the send before it. A message changes nothing its
+//! authorization reads, so its reads happen on a reader connection, in
+//! parallel with other sends, and the writer stores it in one statement
+//! guarded by the room's state serial (`store::checked_append`). The
+//! outcome is the one of the ordinary path: a refusal is decided on
+//! committed state, and a send whose room changed meanwhile goes the
+//! ordinary way.
 //!
 //! The room as read is kept for the next message into it ([`RoomCache`]):
 //! the writer's check of the state serial is what makes a message's read
@@ -29,7 +31,7 @@ use crate::service::Context;
 use crate::store::checked_append::{self, Expected};
 use crate::store::events::{visibility_for, NewEvent};
 use crate::store::room_snapshot::RoomSnapshot;
-use crate::store::{room_snapshot, txn_ids, Backend, WriteError};
+use crate::store::{room_snapshot, txn_ids, WriteError};
 
 /// A room as a message into it reads it, kept between messages.
 struct KeptRoom {
@@ -125,7 +127,7 @@ impl RoomCache {
 
 /// The message's event id, stored and announced, or its earlier one for a
 /// retried `txn_id`; `None` when the caller must take the ordinary path:
-/// not SQLite, not a plain message, no such room (the ordinary path says
+/// not a plain message, no such room (the ordinary path says
 /// so), or the room changed, or a retry raced this send.
 pub(super) async fn try_send(
     state: &Context,
@@ -137,7 +139,7 @@ pub(super) async fn try_send(
         && event.redacts.is_none()
         && event.event_type != "m.room.redaction"
         && event.event_type != "m.room.member";
-    if state.store.backend() != Backend::Sqlite || !plain_message {
+    if !plain_message {
         return Ok(None);
     }
     let kept = state.room_cache.get(event.room_id).filter(|room| {

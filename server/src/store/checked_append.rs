@@ -1,5 +1,5 @@
 //! A message stored in one statement, on the condition that its room is
-//! still as the send read it (SQLite).
+//! still as the send read it.
 //!
 //! On SQLite every statement in the writer is a round trip to its worker
 //! thread, and sends queued behind it wait for each (`store::group`): with
@@ -14,10 +14,20 @@
 //! (`rooms::state_changed`), nothing is written, and the caller takes the
 //! ordinary path, which reads the room again inside the writer.
 //!
-//! PostgreSQL takes one statement per prepared query, and its cost on the
-//! write path is the stream counter's lock, not round trips; it keeps the
-//! ordinary path.
-
+//! On PostgreSQL the cost is the stream counter's row lock, which every
+//! send waits for and which is held until commit. In a transaction that
+//! meant the rest of the statement, a round trip to this process for
+//! `COMMIT` (on a busy machine, also the wait for a tokio worker to send
+//! it) and the commit's flush. Here the message is one statement with
+//! `WITH` clauses, run outside a transaction: PostgreSQL commits it as soon
+//! as it has run, so the lock is held for the statement's tail and the
+//! flush only. The statement takes the counter before it touches the room's
+//! row, the order in which every other writer takes the two (a state event
+//! takes its position first and then moves `state_serial`), so it cannot
+//! deadlock with them. The check rides on the room row's `UPDATE`: if a
+//! state change committed after the statement began, PostgreSQL re-reads
+//! the row before updating it (read committed's re-check) and finds the
+//! serial moved.
 use std::sync::LazyLock;
 use std::time::Instant;
 
@@ -60,14 +70,37 @@ static SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// PostgreSQL's statement, with the parameters of [`SQL`]; returns the
+/// event's position, or no row when the room moved. `p` takes the position
+/// only if the room looked unchanged when the statement began, so a send
+/// that will fail costs no position; when the room moved between that look
+/// and the row's lock, the position is taken and stays unused, a gap that
+/// readers pass over like any other. The room row is updated even when the
+/// message does not bump it: the update is what locks the row and re-checks
+/// its serial.
+static PG_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH p AS (UPDATE stream_counter SET pos = pos + 1 WHERE id = 1 \
+         AND EXISTS (SELECT 1 FROM rooms WHERE room_id = $2 AND state_serial = $15) RETURNING pos), \
+         r AS (UPDATE rooms SET bump_pos = CASE WHEN $18 = 1 AND rooms.bump_pos < p.pos \
+         THEN p.pos ELSE rooms.bump_pos END FROM p \
+         WHERE rooms.room_id = $2 AND rooms.state_serial = $15 RETURNING p.pos), \
+         t AS (INSERT INTO txn_ids (user_id, device_id, kind, txn_id, result, created_ts) \
+         SELECT $3, $16, 'event', $17, $1, $11 FROM r) \
+         INSERT INTO events ({COLUMNS}, relates_to, rel_type) SELECT {values} FROM r \
+         RETURNING stream_pos",
+        values = event_values("r.pos"),
+    )
+});
+
 /// Stores a message event and its transaction id, and returns once they
 /// are committed, if the room's `state_serial` is still
-/// `expected.state_serial`; `None` (nothing written) if it moved, or if
-/// the message sent to SQLite before it in the same query failed.
+/// `expected.state_serial`; `None` (nothing written) if it moved, or, on
+/// SQLite, if the message sent before it in the same query failed.
 /// `visibility` is the room's history visibility as the snapshot read it. A
 /// transaction id recorded meanwhile by a retry is a unique violation, with
 /// nothing written. Refused like [`Store::write_grouped_or_busy`] while the
-/// writer's queue is past its bound. SQLite only.
+/// writer's queue is past its bound.
 pub async fn append_message(
     store: &Store,
     event: &NewEvent<'_>,
@@ -77,9 +110,6 @@ pub async fn append_message(
     expected: &Expected<'_>,
 ) -> Result<Option<StoredEvent>, WriteError> {
     debug_assert!(event.state_key.is_none() && event.redacts.is_none());
-    let Some(group) = &store.group else {
-        return Err(sqlx::Error::Protocol("checked_append runs on SQLite only".into()).into());
-    };
     let waiting = store.admission.enter()?;
     let content = serde_json::to_string(event.content).unwrap_or_else(|_| "{}".into());
     let mut args = event_arguments(event, &event_id, content, None, now, visibility)?;
@@ -89,21 +119,40 @@ pub async fn append_message(
     let bump = super::sliding_sync::bumps(event.event_type, None);
     params::push(&mut args, i64::from(bump))?;
     let started = Instant::now();
-    let waits = store.waits.clone();
-    let on_turn = move || Waits::record(&waits.writes, &waits.write_wait_micros, started);
-    let begin = {
-        let store = store.clone();
-        async move { store.begin().await }
+    let pos = match &store.group {
+        Some(group) => {
+            let waits = store.waits.clone();
+            let on_turn = move || Waits::record(&waits.writes, &waits.write_wait_micros, started);
+            let begin = {
+                let store = store.clone();
+                async move { store.begin().await }
+            };
+            let Some(rows) = group.run_once(waiting, begin, on_turn, &SQL, args).await? else {
+                // Not run, with nothing written: the ordinary path will do it.
+                return Ok(None);
+            };
+            match rows.last() {
+                Some(row) => Some(row.try_get::<i64, _>(0)?),
+                None => None,
+            }
+        }
+        None => {
+            let mut conn = store.pool.acquire().await?;
+            Waits::record(&store.waits.writes, &store.waits.write_wait_micros, started);
+            drop(waiting);
+            // Spawned, like a commit (`WriteTx::commit`): a connection
+            // dropped mid-statement is closed, and the outcome must not
+            // depend on when the client hangs up.
+            tokio::spawn(async move {
+                sqlx::query_scalar_with::<_, i64, _>(&PG_SQL, args)
+                    .fetch_optional(&mut *conn)
+                    .await
+            })
+            .await
+            .map_err(|_| sqlx::Error::WorkerCrashed)??
+        }
     };
-    let Some(rows) = group.run_once(waiting, begin, on_turn, &SQL, args).await? else {
-        // Not run, with nothing written: the ordinary path will do it.
-        return Ok(None);
-    };
-    let pos = match rows.last() {
-        Some(row) => row.try_get::<i64, _>(0)?,
-        None => return Ok(None),
-    };
-    Ok(Some(stored(event, event_id, pos, now, visibility, None)))
+    Ok(pos.map(|pos| stored(event, event_id, pos, now, visibility, None)))
 }
 
 #[cfg(test)]

@@ -16,8 +16,11 @@
 //! mutex serializes writers, which also avoids `SQLITE_BUSY` on upgrades.
 //! On PostgreSQL the row lock is what every send waits for, and it is held
 //! through the commit's flush: a writer takes its position as late as it
-//! can, and a message takes it in the statement that stores it
-//! (`events::append_under`).
+//! can, a message takes it in the statement that stores it
+//! (`events::append_under`), and a plain message is that one statement,
+//! committed without a round trip back to this process
+//! (`checked_append`). A position can go unused (a gap), which readers
+//! pass over.
 
 pub mod account_data;
 mod admission;
