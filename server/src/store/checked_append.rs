@@ -28,6 +28,7 @@
 //! state change committed after the statement began, PostgreSQL re-reads
 //! the row before updating it (read committed's re-check) and finds the
 //! serial moved.
+
 use std::sync::LazyLock;
 use std::time::Instant;
 
@@ -131,11 +132,12 @@ pub async fn append_message(
                 // Not run, with nothing written: the ordinary path will do it.
                 return Ok(None);
             };
-            match rows.last() {
-                Some(row) => Some(row.try_get::<i64, _>(0)?),
-                None => None,
-            }
+            rows.last()
+                .map(|row| row.try_get::<i64, _>(0))
+                .transpose()?
         }
+        // PostgreSQL, which has no group: one statement on a pooled
+        // connection, committed by PostgreSQL as it ends.
         None => {
             let mut conn = store.pool.acquire().await?;
             Waits::record(&store.waits.writes, &store.waits.write_wait_micros, started);
