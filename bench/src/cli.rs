@@ -150,8 +150,9 @@ pub(crate) struct Args {
     #[arg(long)]
     pub label: Option<String>,
 
-    /// Report the peak RSS of each interval of this many seconds, from the
-    /// start of the warm-up (for a soak: is memory flat?).
+    /// Report the peak RSS, and the latencies of the messages sent, in each
+    /// interval of this many seconds from the start of the warm-up (for a
+    /// soak: is memory flat, and when was it slow?).
     #[arg(long, default_value_t = 60.0)]
     pub rss_interval: f64,
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::procfs::ProcessReport;
 use crate::send::SendLog;
-use crate::stats::Summary;
+use crate::stats::{Latencies, Summary};
 use crate::sync::SeenLog;
 
 #[derive(Debug, Clone, Serialize)]
@@ -28,6 +28,10 @@ pub(crate) struct Report {
     pub throughput: Throughput,
     pub send_latency: Summary,
     pub seen_latency: Summary,
+    /// The same, for the messages sent in each `--rss-interval` from the
+    /// warm-up's start (the warm-up's own are not measured).
+    pub send_latency_per_interval: Vec<Summary>,
+    pub seen_latency_per_interval: Vec<Summary>,
     pub completeness: Completeness,
     pub errors: Errors,
     pub server: Option<ProcessReport>,
@@ -93,6 +97,8 @@ pub(crate) struct Tally {
     pub throughput: Throughput,
     pub send_latency: Summary,
     pub seen_latency: Summary,
+    pub send_latency_per_interval: Vec<Summary>,
+    pub seen_latency_per_interval: Vec<Summary>,
     pub completeness: Completeness,
     pub errors: Errors,
 }
@@ -110,13 +116,13 @@ pub(crate) fn tally(
     let mut t = Throughput::default();
     let mut c = Completeness::default();
     let mut e = Errors::default();
-    let mut send_lat = vec![];
+    let mut send_lat = Latencies::default();
     let mut acknowledged: std::collections::HashSet<u64> = std::collections::HashSet::new();
     for (user, log) in sends.iter().enumerate() {
         t.accepted += log.accepted_measured;
         t.acknowledged_in_window += log.acknowledged_in_window;
         t.attempted += log.attempted_measured;
-        send_lat.extend_from_slice(&log.latencies_us);
+        send_lat.extend(&log.latencies);
         e.send_failed += log.failed;
         e.send_429 += log.rate_limited;
         e.backlog_dropped += log.backlog_dropped;
@@ -134,13 +140,13 @@ pub(crate) fn tally(
                 .count() as u64;
         }
     }
-    let mut seen_lat = vec![];
+    let mut seen_lat = Latencies::default();
     let mut unacknowledged: std::collections::HashSet<u64> = std::collections::HashSet::new();
     for log in seen.iter().flatten() {
         t.delivered += log.seen_measured;
         t.sync_requests += log.requests;
         t.sync_responses_in_window += log.responses_in_window;
-        seen_lat.extend_from_slice(&log.latencies_us);
+        seen_lat.extend(&log.latencies);
         c.duplicates += log.duplicates;
         c.limited_syncs += log.limited;
         c.backfilled += log.backfilled;
@@ -165,8 +171,10 @@ pub(crate) fn tally(
     t.sync_responses_per_s = per_s(t.sync_responses_in_window);
     Tally {
         throughput: t,
-        send_latency: Summary::from_micros(send_lat),
-        seen_latency: Summary::from_micros(seen_lat),
+        send_latency: send_lat.summary(),
+        seen_latency: seen_lat.summary(),
+        send_latency_per_interval: send_lat.per_interval(),
+        seen_latency_per_interval: seen_lat.per_interval(),
         completeness: c,
         errors: e,
     }
@@ -197,6 +205,15 @@ fn latency_line(name: &str, s: &Summary) -> String {
         ms(s.p95_ms),
         ms(s.p99_ms),
         ms(s.max_ms)
+    )
+}
+
+fn interval_line(name: &str, by: &[Summary], pick: impl Fn(&Summary) -> Option<f64>) -> String {
+    let figures: Vec<String> = by.iter().map(|s| ms(pick(s))).collect();
+    format!(
+        "{:<LABEL$} {name} per interval (ms): {}\n",
+        "",
+        figures.join(" ")
     )
 }
 
@@ -261,6 +278,11 @@ impl Report {
         );
         out.push_str(&latency_line("send latency", &self.send_latency));
         out.push_str(&latency_line("send→seen latency", &self.seen_latency));
+        if self.seen_latency_per_interval.len() > 1 {
+            let by = &self.seen_latency_per_interval;
+            out.push_str(&interval_line("send→seen p99", by, |s| s.p99_ms));
+            out.push_str(&interval_line("send→seen max", by, |s| s.max_ms));
+        }
         let c = &self.completeness;
         let _ = writeln!(
             out,
@@ -303,6 +325,14 @@ impl Report {
 mod tests {
     use super::*;
 
+    fn latencies(samples: &[(u16, u64)]) -> Latencies {
+        let mut l = Latencies::default();
+        for &(interval, us) in samples {
+            l.push(interval, us);
+        }
+        l
+    }
+
     #[test]
     fn completeness_counts_missing_duplicates_and_unacknowledged() {
         // Users 0 and 1 in room 0, both syncing; user 1 sent two messages.
@@ -313,7 +343,7 @@ mod tests {
                 accepted_measured: 2,
                 attempted_measured: 3,
                 failed: 1,
-                latencies_us: vec![1_000, 3_000],
+                latencies: latencies(&[(0, 1_000), (1, 3_000)]),
                 ..SendLog::default()
             },
         ];
@@ -321,14 +351,14 @@ mod tests {
         let a = SeenLog {
             seen: [key(0), key(1), key(2)].into(),
             seen_measured: 2,
-            latencies_us: vec![5_000, 7_000],
+            latencies: latencies(&[(0, 5_000), (1, 7_000)]),
             duplicates: 1,
             ..SeenLog::default()
         };
         let b = SeenLog {
             seen: [key(0)].into(),
             seen_measured: 1,
-            latencies_us: vec![6_000],
+            latencies: latencies(&[(1, 6_000)]),
             ..SeenLog::default()
         };
         let t = tally(&sends, &[0, 0], &[Some(&a), Some(&b)], &[vec![0, 1]], 2.0);
@@ -341,6 +371,13 @@ mod tests {
         assert_eq!(t.throughput.delivered, 3);
         assert_eq!(t.seen_latency.p50_ms, Some(6.0));
         assert_eq!(t.send_latency.max_ms, Some(3.0));
+        let seen_p50: Vec<_> = t
+            .seen_latency_per_interval
+            .iter()
+            .map(|s| s.p50_ms)
+            .collect();
+        assert_eq!(seen_p50, vec![Some(5.0), Some(6.0)]);
+        assert_eq!(t.send_latency_per_interval[1].max_ms, Some(3.0));
         assert_eq!(t.errors.send_failed, 1);
     }
 

@@ -93,6 +93,8 @@ pub(crate) async fn load(args: &Args) -> anyhow::Result<Report> {
         run,
         measure_from_us: t0_us + secs(args.warmup).as_micros() as u64,
         measure_until_us: t0_us + secs(args.warmup + args.duration).as_micros() as u64,
+        intervals_from_us: t0_us,
+        interval_us: secs(args.rss_interval).as_micros() as u64,
     };
     window.set(clock).expect("the window is set once");
 
@@ -221,6 +223,8 @@ pub(crate) async fn load(args: &Args) -> anyhow::Result<Report> {
         throughput: t.throughput,
         send_latency: t.send_latency,
         seen_latency: t.seen_latency,
+        send_latency_per_interval: t.send_latency_per_interval,
+        seen_latency_per_interval: t.seen_latency_per_interval,
         completeness: t.completeness,
         errors: t.errors,
         server_cpu_ms_per_sync_response,

@@ -13,6 +13,7 @@ use tokio::time::sleep_until;
 use crate::matrix::Http;
 use crate::payload::{megolm_content, MessageId};
 use crate::setup::User;
+use crate::stats::Latencies;
 
 /// What every task of a run agrees on.
 #[derive(Debug, Clone, Copy)]
@@ -21,11 +22,21 @@ pub(crate) struct Clock {
     /// Messages whose send started in [from, until) (Unix µs) are measured.
     pub measure_from_us: u64,
     pub measure_until_us: u64,
+    /// Where the report's intervals start (the warm-up's start, Unix µs),
+    /// and how long each is (`--rss-interval`).
+    pub intervals_from_us: u64,
+    pub interval_us: u64,
 }
 
 impl Clock {
     pub(crate) fn measured(&self, sent_at_us: u64) -> bool {
         (self.measure_from_us..self.measure_until_us).contains(&sent_at_us)
+    }
+
+    /// The interval a message sent at `sent_at_us` belongs to.
+    pub(crate) fn interval(&self, sent_at_us: u64) -> u16 {
+        let i = sent_at_us.saturating_sub(self.intervals_from_us) / self.interval_us.max(1);
+        u16::try_from(i).unwrap_or(u16::MAX)
     }
 }
 
@@ -62,7 +73,7 @@ pub(crate) struct SendLog {
     /// shows it falling behind.
     pub acknowledged_in_window: u64,
     pub attempted_measured: u64,
-    pub latencies_us: Vec<u64>,
+    pub latencies: Latencies,
     pub failed: u64,
     pub rate_limited: u64,
     pub errors: BTreeMap<String, u64>,
@@ -109,7 +120,7 @@ impl Sender {
                 log.acknowledged_in_window += u64::from(answered_in_window);
                 if measured {
                     log.accepted_measured += 1;
-                    log.latencies_us.push(took_us);
+                    log.latencies.push(self.clock.interval(sent_at_us), took_us);
                 }
                 None
             }
@@ -202,10 +213,16 @@ mod tests {
             run: 1,
             measure_from_us: 100,
             measure_until_us: 200,
+            intervals_from_us: 50,
+            interval_us: 60,
         };
         assert!(!clock.measured(99));
         assert!(clock.measured(100));
         assert!(clock.measured(199));
         assert!(!clock.measured(200));
+        assert_eq!(clock.interval(50), 0);
+        assert_eq!(clock.interval(109), 0);
+        assert_eq!(clock.interval(110), 1);
+        assert_eq!(clock.interval(10), 0, "before the start: the first");
     }
 }

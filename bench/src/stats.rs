@@ -44,6 +44,46 @@ impl Summary {
     }
 }
 
+/// Latencies, each with the interval its message was sent in (counted
+/// from the warm-up's start, as the RSS peaks are), so a long run can tell
+/// when it was slow as well as how slow.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Latencies {
+    us: Vec<u64>,
+    interval: Vec<u16>,
+}
+
+impl Latencies {
+    pub(crate) fn push(&mut self, interval: u16, us: u64) {
+        self.us.push(us);
+        self.interval.push(interval);
+    }
+
+    pub(crate) fn extend(&mut self, other: &Latencies) {
+        self.us.extend_from_slice(&other.us);
+        self.interval.extend_from_slice(&other.interval);
+    }
+
+    pub(crate) fn summary(&self) -> Summary {
+        Summary::from_micros(self.us.clone())
+    }
+
+    /// One summary per interval, from the first to the last that holds a
+    /// sample; an interval without one (the warm-up's) has count 0.
+    pub(crate) fn per_interval(&self) -> Vec<Summary> {
+        let n = self
+            .interval
+            .iter()
+            .max()
+            .map_or(0, |&i| usize::from(i) + 1);
+        let mut buckets = vec![Vec::new(); n];
+        for (&us, &i) in self.us.iter().zip(&self.interval) {
+            buckets[usize::from(i)].push(us);
+        }
+        buckets.into_iter().map(Summary::from_micros).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +121,27 @@ mod tests {
         assert_eq!(empty.count, 0);
         assert_eq!(empty.p99_ms, None);
         assert_eq!(empty.mean_ms, None);
+    }
+
+    #[test]
+    fn latencies_are_summed_up_whole_and_by_interval() {
+        let mut a = Latencies::default();
+        a.push(1, 2_000);
+        a.push(3, 9_000);
+        let mut b = Latencies::default();
+        b.push(1, 4_000);
+        b.push(1, 1_000);
+        a.extend(&b);
+        assert_eq!((a.summary().count, a.summary().max_ms), (4, Some(9.0)));
+        let by = a.per_interval();
+        assert_eq!(by.len(), 4);
+        assert_eq!(by[0].count, 0, "the warm-up's interval");
+        assert_eq!(
+            (by[1].count, by[1].p50_ms, by[1].max_ms),
+            (3, Some(2.0), Some(4.0))
+        );
+        assert_eq!(by[2].count, 0);
+        assert_eq!((by[3].count, by[3].max_ms), (1, Some(9.0)));
+        assert!(Latencies::default().per_interval().is_empty());
     }
 }

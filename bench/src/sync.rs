@@ -13,6 +13,7 @@ use crate::cli::SyncApi;
 use crate::matrix::{retrying, Failure, Http, Session};
 use crate::payload::id_of_content;
 use crate::send::{unix_us, Clock};
+use crate::stats::Latencies;
 
 /// What an Element-like client asks for: a long timeline (so a busy room
 /// rarely comes back `limited`), lazy-loaded members, no presence.
@@ -31,7 +32,7 @@ pub(crate) struct SeenLog {
     /// Keys (`MessageId::key`) of the run's messages this user has seen.
     pub seen: HashSet<u64>,
     /// Send-to-seen latency of each measured message, first sighting only.
-    pub latencies_us: Vec<u64>,
+    pub latencies: Latencies,
     /// Measured messages seen (one per message: duplicates not counted).
     pub seen_measured: u64,
     /// A message this user had already seen came again in a later sync.
@@ -73,7 +74,9 @@ impl SeenLog {
         }
         if clock.measured(id.sent_at_us) {
             self.seen_measured += 1;
-            self.latencies_us.push(now_us.saturating_sub(id.sent_at_us));
+            let interval = clock.interval(id.sent_at_us);
+            self.latencies
+                .push(interval, now_us.saturating_sub(id.sent_at_us));
         }
         false
     }
@@ -241,6 +244,8 @@ impl Syncer {
             run: self.run,
             measure_from_us: 0,
             measure_until_us: 0,
+            intervals_from_us: 0,
+            interval_us: 1,
         })
     }
 
@@ -371,6 +376,8 @@ mod tests {
             run: 9,
             measure_from_us: 1_000,
             measure_until_us: 2_000,
+            intervals_from_us: 0,
+            interval_us: 1_000,
         };
         let id = |seq, at| MessageId {
             run: 9,
@@ -394,14 +401,16 @@ mod tests {
             assert_eq!(gaps, vec![("!b:l".to_owned(), "p1".to_owned())]);
             assert_eq!(log.seen.len(), 2);
             // id 2 was sent in the warm-up: seen, but not measured.
-            assert_eq!(log.latencies_us, vec![300]);
+            let mut expected = Latencies::default();
+            expected.push(1, 300);
+            assert_eq!(log.latencies, expected);
             assert_eq!(log.seen_measured, 1);
             assert_eq!(log.duplicates, 1);
             // Backfilled copies of known messages end a gap, and are no duplicates.
             assert!(log.note(&event(id(2, 500)), &clock, 1_900, false));
             assert_eq!(log.duplicates, 1);
             assert!(!log.note(&event(id(3, 1_600)), &clock, 1_900, false));
-            assert_eq!((log.backfilled, log.latencies_us.len()), (1, 2));
+            assert_eq!((log.backfilled, log.latencies.summary().count), (1, 2));
             // A restarted connection's copies are no duplicates either.
             note_sync(&mut log, &request, &body, &clock, 1_950, false);
             assert_eq!(log.duplicates, 1);
