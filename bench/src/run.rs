@@ -147,7 +147,28 @@ pub(crate) async fn load(args: &Args) -> anyhow::Result<Report> {
     // Drain: wait until every accepted message reached every syncing member
     // of its room, or the drain time is up.
     let drain_end = Instant::now() + secs(args.drain);
+    let expected: usize = sends
+        .iter()
+        .zip(&rooms_of_sender)
+        .map(|(log, &room)| log.accepted.len() * world.syncing_members[room].len())
+        .sum();
     loop {
+        // The full tally sorts every latency sample while holding every
+        // receiver's log, which in a long run stalled the receivers and
+        // inflated the last messages' latencies. It runs only once as many
+        // messages were seen as could complete the run.
+        let seen: usize = seen_logs
+            .iter()
+            .flatten()
+            .map(|l| l.lock().expect("seen log").seen.len())
+            .sum();
+        if seen < expected {
+            if Instant::now() >= drain_end {
+                break;
+            }
+            tokio::time::sleep(DRAIN_POLL).await;
+            continue;
+        }
         let guards: Vec<_> = seen_logs
             .iter()
             .map(|l| l.as_ref().map(|l| l.lock().expect("seen log")))
