@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 mod console;
 mod directory;
@@ -431,16 +432,23 @@ impl Config {
 
 /// Every key an environment variable may set: the defaults, plus one
 /// default element for each list of tables, so `CLOISTER_OIDC__0__ISSUER`
-/// is known although there are no providers by default.
-fn known_keys() -> Result<toml::Table, ConfigError> {
-    let mut known = toml::Table::try_from(Config::default())
-        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-    let provider =
-        toml::Value::try_from(Oidc::default()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
-    known.insert("oidc".into(), toml::Value::Array(vec![provider]));
-    let provider =
-        toml::Value::try_from(Saml::default()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
-    known.insert("saml".into(), toml::Value::Array(vec![provider]));
+/// is known although there are no providers by default. Serialized as
+/// JSON, not TOML: TOML leaves out an option that is unset by default
+/// (`limits.access_token_cache_ms`), which made its variable look unknown
+/// and be skipped without a word.
+fn known_keys() -> Result<serde_json::Map<String, Value>, ConfigError> {
+    let invalid = |e: serde_json::Error| ConfigError::Invalid(e.to_string());
+    let Value::Object(mut known) = serde_json::to_value(Config::default()).map_err(invalid)? else {
+        return Err(ConfigError::Invalid("the defaults are not a table".into()));
+    };
+    known.insert(
+        "oidc".into(),
+        Value::Array(vec![serde_json::to_value(Oidc::default()).map_err(invalid)?]),
+    );
+    known.insert(
+        "saml".into(),
+        Value::Array(vec![serde_json::to_value(Saml::default()).map_err(invalid)?]),
+    );
     Ok(known)
 }
 
@@ -450,18 +458,18 @@ fn list_index(segment: &str) -> Option<usize> {
     segment.parse().ok().filter(|&i| i < 64)
 }
 
-fn is_known_key(known: &toml::Table, path: &[String]) -> bool {
+fn is_known_key(known: &serde_json::Map<String, Value>, path: &[String]) -> bool {
     match path {
         [] => false,
         [last] => known.contains_key(last),
-        [first, index, rest @ ..] if matches!(known.get(first), Some(toml::Value::Array(_))) => {
-            let Some(toml::Value::Array(items)) = known.get(first) else {
+        [first, index, rest @ ..] if matches!(known.get(first), Some(Value::Array(_))) => {
+            let Some(Value::Array(items)) = known.get(first) else {
                 return false;
             };
-            matches!(items.first(), Some(toml::Value::Table(t)) if list_index(index).is_some() && is_known_key(t, rest))
+            matches!(items.first(), Some(Value::Object(t)) if list_index(index).is_some() && is_known_key(t, rest))
         }
         [first, rest @ ..] => {
-            matches!(known.get(first), Some(toml::Value::Table(t)) if is_known_key(t, rest))
+            matches!(known.get(first), Some(Value::Object(t)) if is_known_key(t, rest))
         }
     }
 }
@@ -547,6 +555,23 @@ mod tests {
         assert_eq!(config.registration, Registration::Token);
         assert_eq!(config.limits.max_upload_size, 5);
         assert_eq!(config.limits.max_event_size, 1000);
+    }
+
+    #[test]
+    fn options_unset_by_default_can_be_set_from_the_environment() {
+        let load = |env: Vec<(String, String)>| Config::load(None, env).unwrap();
+        let unset = load(Vec::new());
+        assert_eq!(unset.limits.access_token_cache_ms, None);
+        assert_eq!(unset.access_token_cache(), std::time::Duration::ZERO);
+        let set = load(vec![(
+            "CLOISTER_LIMITS__ACCESS_TOKEN_CACHE_MS".into(),
+            "250".into(),
+        )]);
+        assert_eq!(set.limits.access_token_cache_ms, Some(250));
+        assert_eq!(
+            set.access_token_cache(),
+            std::time::Duration::from_millis(250)
+        );
     }
 
     #[test]
