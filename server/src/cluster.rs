@@ -251,7 +251,9 @@ async fn follow(
                     heard_self = Instant::now();
                     continue;
                 }
-                peers.insert(message.n, Instant::now());
+                if !message.n.is_empty() {
+                    peers.insert(message.n, Instant::now());
+                }
                 if message.s {
                     state.store.drop_token_copies();
                 }
@@ -294,6 +296,14 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// What a process that runs no node (the admin commands) sends when it
+/// ended sessions: a message with an empty node name, which the nodes do
+/// not count as a peer that could fall silent. A constant, so it can be a
+/// plain `NOTIFY` in the ending transaction.
+pub fn sessions_ended_notice() -> String {
+    format!("NOTIFY {CHANNEL}, '{{\"n\":\"\",\"s\":true}}'")
 }
 
 /// One message on [`CHANNEL`]: `{"n":node,"u":[user,…]}` wakes the users,
@@ -413,6 +423,18 @@ mod tests {
             ..batch(["@a:x".into()])
         };
         assert_eq!(encode("n1", &both).len(), 1);
+    }
+
+    #[test]
+    fn the_admin_commands_notice_names_no_node() {
+        let notice = sessions_ended_notice();
+        let payload = notice
+            .strip_prefix(&format!("NOTIFY {CHANNEL}, '"))
+            .and_then(|p| p.strip_suffix('\''))
+            .unwrap();
+        let message = decode(payload).unwrap();
+        assert!(message.s && message.n.is_empty());
+        assert!(!message.all && message.u.is_empty());
     }
 
     #[test]

@@ -412,7 +412,7 @@ async fn jobs_run_on_one_node(_: Backend) {
 /// it there.
 async fn sessions_end_on_every_node(_: Backend) {
     let a = TestServer::start_with(Backend::Postgres, |c| {
-        c.limits.access_token_cache_ms = Some(HOUR as u64);
+        c.limits.access_token_cache_ms = HOUR as u64;
     })
     .await;
     let b = a.start_peer().await;

@@ -6,8 +6,9 @@
 //! long copies live, and a change the server did not make (another node,
 //! the admin commands) is seen within that time, or at once with copies off.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use cloister_tests::process::run_command;
 use cloister_tests::{both_backends, encode, errcode, Backend, Client, ManualClock, TestServer};
 use serde_json::{json, Value};
 
@@ -129,7 +130,7 @@ async fn refused(client: &Client, what: &str) {
 
 async fn sessions_end_at_once(backend: Backend) {
     let server = TestServer::start_with(backend, |c| {
-        c.limits.access_token_cache_ms = Some(3_600_000);
+        c.limits.access_token_cache_ms = 3_600_000;
     })
     .await;
     let url = server.url();
@@ -216,7 +217,7 @@ async fn delete_elsewhere(server: &TestServer, client: &Client) {
 
 async fn changes_elsewhere_within_the_time(backend: Backend) {
     let server = TestServer::start_with(backend, |c| {
-        c.limits.access_token_cache_ms = Some(400);
+        c.limits.access_token_cache_ms = 400;
     })
     .await;
     let carol = Client::register(&server.url(), "carol", "pw").await;
@@ -230,7 +231,7 @@ async fn changes_elsewhere_within_the_time(backend: Backend) {
     server.stop().await;
 
     let server = TestServer::start_with(backend, |c| {
-        c.limits.access_token_cache_ms = Some(0);
+        c.limits.access_token_cache_ms = 0;
     })
     .await;
     let dave = Client::register(&server.url(), "dave", "pw").await;
@@ -240,8 +241,49 @@ async fn changes_elsewhere_within_the_time(backend: Backend) {
     server.stop().await;
 }
 
+/// The admin commands run no node: they tell the running one themselves
+/// (SQLite: a marker file beside the database; PostgreSQL: a notification
+/// sent with their commit), so a password reset from the command line ends
+/// sessions there even with copies kept for an hour.
+async fn admin_commands_end_sessions_on_the_running_node(backend: Backend) {
+    let server = TestServer::start_with(backend, |c| {
+        c.limits.access_token_cache_ms = 3_600_000;
+    })
+    .await;
+    let erin = Client::register(&server.url(), "erin", "pw").await;
+    // Twice: the second is answered from the copy the first kept.
+    used(&erin).await;
+    used(&erin).await;
+    let args = [
+        "user",
+        "reset-password",
+        "erin",
+        "--password",
+        "erin-2nd-secret",
+    ];
+    let out = run_command(&server, &args, Vec::new()).await;
+    assert!(out.status.success(), "{out:?}");
+    // SQLite: at once. PostgreSQL: once the node's listener has heard it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client_status(&erin).await != 401 {
+        assert!(
+            backend == Backend::Postgres && Instant::now() < deadline,
+            "a session ended by the admin commands still works on {}",
+            backend.name()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    refused(&erin, "after reset-password from the command line").await;
+    server.stop().await;
+}
+
+async fn client_status(client: &Client) -> u16 {
+    client.get(&format!("{R}/account/whoami")).await.0
+}
+
 both_backends!(
     devices_and_sessions, devices_and_sessions;
+    admin_commands_end_sessions_on_the_running_node, admin_commands_end_sessions_on_the_running_node;
     sessions_end_at_once, sessions_end_at_once;
     changes_elsewhere_within_the_time, changes_elsewhere_within_the_time
 );

@@ -31,6 +31,9 @@ pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Store> {
     cloister_server::store::file_modes::create_private_dir(&config.data_dir)?;
     let store = Store::connect(&config.database_url()).await?;
     store.migrate().await?;
+    // Running nodes drop their copies of access tokens as soon as a
+    // command here ends sessions.
+    store.announce_to_running_nodes(cloister_server::cluster::sessions_ended_notice());
     Ok(store)
 }
 

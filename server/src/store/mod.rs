@@ -65,6 +65,7 @@ pub mod unread;
 pub mod users;
 mod write;
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -223,8 +224,40 @@ impl Store {
     /// `store::token_cache`); none are kept unless this is set. Set before
     /// the store is cloned.
     pub fn cache_tokens(mut self, ttl: Option<Duration>) -> Store {
-        self.tokens = Arc::new(token_cache::TokenCache::new(ttl));
+        let marker = self.sessions_marker();
+        self.tokens = Arc::new(token_cache::TokenCache::new(ttl).watching(marker));
         self
+    }
+
+    /// SQLite: the file beside the database that processes running no
+    /// node (the admin commands) replace when they end sessions, so that
+    /// the node drops its copies of tokens (`store::token_cache`). None on
+    /// PostgreSQL, whose nodes hear each other, and for a database in
+    /// memory, which no other process can open.
+    pub fn sessions_marker(&self) -> Option<PathBuf> {
+        if self.backend != Backend::Sqlite {
+            return None;
+        }
+        let mut name = sqlite_file(&self.url)?.into_os_string();
+        name.push("-sessions");
+        Some(PathBuf::from(name))
+    }
+
+    /// For a process that runs no node (the admin commands): its writes
+    /// that end sessions are announced to the nodes running on the same
+    /// database. On SQLite by the marker file (see
+    /// [`Store::sessions_marker`]); on PostgreSQL by running `notify` (a
+    /// `NOTIFY` on the nodes' channel, `cluster::sessions_ended_notice`) in
+    /// the same transaction, so the nodes hear it when, and only if, the
+    /// write commits.
+    pub fn announce_to_running_nodes(&self, notify: String) {
+        match self.sessions_marker() {
+            Some(marker) => {
+                self.announce_sessions_ended(move || token_cache::touch_marker(&marker));
+            }
+            None if self.backend == Backend::Postgres => self.tokens.notify_in_transaction(notify),
+            None => {}
+        }
     }
 
     /// Who an access token's digest belongs to, from a recent copy when
@@ -534,20 +567,32 @@ fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
         })
 }
 
+/// The `mode` parameter of a SQLite URL (`rwc`, `memory`, …).
+fn sqlite_mode(url: &str) -> Option<String> {
+    let query = url.split_once('?').map_or("", |(_, query)| query);
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == "mode")
+        .map(|(_, value)| value.into_owned())
+}
+
+/// The database file of a SQLite URL; None for a database in memory.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    let db = options.get_filename();
+    let memory =
+        sqlite_mode(url).as_deref() == Some("memory") || db.starts_with("file:sqlx-in-memory");
+    (!memory).then(|| db.to_owned())
+}
+
 /// Creates a missing database file 0600 before SQLite would create it
 /// with the umask's mode (0644, typically) and tightens existing database
 /// and journal files.
 fn prepare_sqlite_files(url: &str) -> Result<(), sqlx::Error> {
-    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
-    let query = url.split_once('?').map_or("", |(_, query)| query);
-    let mode = form_urlencoded::parse(query.as_bytes())
-        .find(|(key, _)| key == "mode")
-        .map(|(_, value)| value.into_owned());
-    let db = options.get_filename();
-    if mode.as_deref() == Some("memory") || db.starts_with("file:sqlx-in-memory") {
+    let Some(db) = sqlite_file(url) else {
         return Ok(());
-    }
-    if mode.as_deref() == Some("rwc") {
+    };
+    let db = db.as_path();
+    if sqlite_mode(url).as_deref() == Some("rwc") {
         file_modes::create_private_file(db)?;
     }
     let mut tightened = Vec::new();

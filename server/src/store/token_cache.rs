@@ -10,18 +10,29 @@
 //! A copy is dropped, on this node, by the commit of any write that ends
 //! or changes a session (the store functions that do call
 //! [`WriteTx::ends_sessions`](super::WriteTx::ends_sessions)). Writes this
-//! node does not see (another node on the same PostgreSQL, the `cloister`
-//! admin commands) end a session here within the time to live at most,
-//! which is why it is short; 0 turns the copies off.
+//! node is not told of (the `cloister` admin commands on PostgreSQL) end a
+//! session here within the time to live at most, which is why it is
+//! short; 0 turns the copies off.
 //!
 //! On PostgreSQL the node also tells the others (`cluster.rs`), which drop
 //! their copies when they hear it, within milliseconds.
+//!
+//! On SQLite the only other writer is the `cloister` admin commands, run on
+//! the same machine (the database is a local file). They replace a marker
+//! file beside the database whenever a write of theirs ended sessions
+//! ([`touch_marker`]); the node looks at the marker's metadata (one `stat`,
+//! no statement) before it uses, keeps or hands out a generation for a
+//! copy, and drops them all when it changed. So a password reset or a
+//! deactivation from the command line takes effect on the running node as
+//! soon as the command returns.
 //!
 //! A look-up that raced such a write must not store what it read before
 //! the commit: each look-up notes the generation before it reads, and its
 //! result is kept only if no session ended meanwhile.
 
 use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -41,8 +52,13 @@ pub(super) type Announce = Box<dyn Fn() + Send + Sync>;
 pub(super) struct TokenCache {
     /// `None`: nothing is kept.
     ttl: Option<Duration>,
+    /// SQLite: the file the admin commands replace when they end sessions.
+    marker: Option<PathBuf>,
     inner: Mutex<Inner>,
     announce: OnceLock<Announce>,
+    /// PostgreSQL, in a process that runs no node: the statement that
+    /// tells the nodes, run inside each transaction that ends sessions.
+    notify: OnceLock<String>,
     /// For the metrics: copies used, and times every copy was dropped.
     pub(super) used: AtomicU64,
     pub(super) dropped: AtomicU64,
@@ -52,17 +68,78 @@ pub(super) struct TokenCache {
 struct Inner {
     generation: u64,
     entries: HashMap<Digest, (TokenOwner, Instant)>,
+    /// The marker as it was when this generation began.
+    marker: Option<Stamp>,
+}
+
+/// What tells one version of the marker file from the next: each is a new
+/// file renamed over the old one, so it has another inode than the one it
+/// replaces, and its own change time (an inode number may come back two
+/// versions later, its change time to the nanosecond does not).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Stamp {
+    inode: u64,
+    ctime: (i64, i64),
+}
+
+fn stamp(marker: &Path) -> Option<Stamp> {
+    let m = std::fs::metadata(marker).ok()?;
+    Some(Stamp {
+        inode: m.ino(),
+        ctime: (m.ctime(), m.ctime_nsec()),
+    })
+}
+
+/// Tells a running node on the same SQLite file that sessions ended: a new
+/// version of the marker, written beside it and renamed over it, so that a
+/// node never sees it half written and each version is a new file. Best
+/// effort: if it cannot be written, the node's copies still expire within
+/// their time to live.
+pub(super) fn touch_marker(marker: &Path) {
+    let mut next = marker.as_os_str().to_owned();
+    next.push(format!(".{}", std::process::id()));
+    let next = PathBuf::from(next);
+    let written =
+        super::file_modes::create_private_file(&next).and_then(|()| std::fs::rename(&next, marker));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&next);
+        tracing::warn!(error = %e, marker = %marker.display(), "could not tell a running node that sessions ended; its copies of access tokens expire within limits.access_token_cache_ms");
+    }
 }
 
 impl TokenCache {
     pub(super) fn new(ttl: Option<Duration>) -> TokenCache {
         TokenCache {
             ttl: ttl.filter(|t| !t.is_zero()),
+            marker: None,
             inner: Mutex::default(),
             announce: OnceLock::new(),
+            notify: OnceLock::new(),
             used: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
         }
+    }
+
+    /// Watches `marker` (see [`touch_marker`]); set before any copy is kept.
+    pub(super) fn watching(mut self, marker: Option<PathBuf>) -> TokenCache {
+        let stamp = marker.as_deref().and_then(stamp);
+        self.inner
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .marker = stamp;
+        self.marker = marker;
+        self
+    }
+
+    /// Set once, by a process that runs no node (see
+    /// [`Store::announce_to_running_nodes`](super::Store::announce_to_running_nodes)).
+    pub(super) fn notify_in_transaction(&self, statement: String) {
+        let _ = self.notify.set(statement);
+    }
+
+    /// What a transaction that ends sessions runs before its commit.
+    pub(super) fn notify_statement(&self) -> Option<&str> {
+        self.notify.get().map(String::as_str)
     }
 
     /// Set once, when the node starts exchanging messages with others.
@@ -74,11 +151,27 @@ impl TokenCache {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The cache locked, every copy dropped first if the admin commands
+    /// replaced the marker since the generation began.
+    fn checked(&self) -> std::sync::MutexGuard<'_, Inner> {
+        let mut inner = self.lock();
+        if let Some(marker) = &self.marker {
+            let now = stamp(marker);
+            if now != inner.marker {
+                inner.marker = now;
+                inner.generation += 1;
+                inner.entries.clear();
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        inner
+    }
+
     /// The copy for this digest, if one younger than the time to live exists.
     pub(super) fn get(&self, digest: &[u8]) -> Option<TokenOwner> {
         let ttl = self.ttl?;
         let digest: &Digest = digest.try_into().ok()?;
-        let inner = self.lock();
+        let inner = self.checked();
         let (owner, stored) = inner.entries.get(digest)?;
         if stored.elapsed() >= ttl {
             return None;
@@ -89,7 +182,7 @@ impl TokenCache {
 
     /// Taken before reading the row that [`TokenCache::put`] may keep.
     pub(super) fn generation(&self) -> u64 {
-        self.lock().generation
+        self.checked().generation
     }
 
     /// Keeps `owner` unless a session ended since `generation` was read.
@@ -98,7 +191,7 @@ impl TokenCache {
         let Ok(digest) = Digest::try_from(digest) else {
             return;
         };
-        let mut inner = self.lock();
+        let mut inner = self.checked();
         if inner.generation != generation {
             return;
         }
@@ -205,6 +298,33 @@ mod tests {
         assert!(cache.get(&b).is_some());
         cache.put(&[5u8; 31], &owner("@c:x"), generation);
         assert!(cache.get(&[5u8; 31]).is_none());
+    }
+
+    #[test]
+    fn a_new_marker_drops_every_copy_and_a_racing_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("db-sessions");
+        let cache = TokenCache::new(Some(Duration::from_secs(60))).watching(Some(marker.clone()));
+        let digest = [6u8; 32];
+        // No marker yet: copies are kept and used.
+        cache.put(&digest, &owner("@a:x"), cache.generation());
+        assert!(cache.get(&digest).is_some());
+        // The first marker, and each new version after it, drops them.
+        for _ in 0..3 {
+            touch_marker(&marker);
+            assert!(cache.get(&digest).is_none());
+            cache.put(&digest, &owner("@a:x"), cache.generation());
+            assert!(cache.get(&digest).is_some());
+        }
+        // A row read before the marker changed is not kept.
+        let before = cache.generation();
+        touch_marker(&marker);
+        cache.put(&digest, &owner("@a:x"), before);
+        assert!(cache.get(&digest).is_none());
+        assert!(!dir
+            .path()
+            .join(format!("db-sessions.{}", std::process::id()))
+            .exists());
     }
 
     #[test]

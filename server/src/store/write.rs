@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use sqlx::{AnyConnection, Row, Transaction};
+use sqlx::{AnyConnection, Executor, Row, Transaction};
 use tokio::sync::OwnedMutexGuard;
 
 use super::{group, token_cache, Backend};
@@ -149,10 +149,16 @@ impl WriteTx {
             drop(clears_tokens);
             return committed;
         }
-        let tx = self
+        let mut tx = self
             .tx
             .take()
             .expect("the transaction is open until commit");
+        if clears_tokens.is_some() {
+            if let Some(notify) = self.tokens.notify_statement() {
+                // Delivered by PostgreSQL at the commit, and only then.
+                (&mut *tx).execute(notify).await?;
+            }
+        }
         let guard = self.guard.take();
         // Here and not after the await: the commit goes on if the request
         // is dropped, and so must the clearing after it.
