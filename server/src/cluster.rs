@@ -24,7 +24,8 @@
 //! - when a sender could not deliver, it asks every node to, once it can.
 //!
 //! Writes made outside any node (the `cloister` admin commands) announce
-//! nothing; long-polls see them when they next return, as on a single node.
+//! only that sessions ended ([`sessions_ended_notice`]); long-polls see
+//! their other writes when they next return, as on a single node.
 
 use std::collections::HashMap;
 use std::str::FromStr;

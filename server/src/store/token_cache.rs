@@ -120,8 +120,10 @@ impl TokenCache {
         }
     }
 
-    /// Watches `marker` (see [`touch_marker`]); set before any copy is kept.
+    /// Watches `marker` (see [`touch_marker`]); set before any copy is
+    /// kept. With copies off there is nothing to drop, so no `stat` either.
     pub(super) fn watching(mut self, marker: Option<PathBuf>) -> TokenCache {
+        let marker = marker.filter(|_| self.ttl.is_some());
         let stamp = marker.as_deref().and_then(stamp);
         self.inner
             .get_mut()
