@@ -177,8 +177,9 @@ pub struct Limits {
     pub max_write_wait_ms: u64,
     /// How long a request may use a copy of its access token's row instead
     /// of reading it, in milliseconds (`store::token_cache`). A session
-    /// ended through any node stops working at once whatever this says;
-    /// one ended by the admin commands stops working within this time.
+    /// ended through any node, or by the admin commands, stops working at
+    /// once (on PostgreSQL within milliseconds) whatever this says; one
+    /// ended where nothing announces it stops working within this time.
     /// 0: every request reads its token.
     pub access_token_cache_ms: u64,
 }
@@ -426,9 +427,9 @@ impl Config {
 /// Every key an environment variable may set: the defaults, plus one
 /// default element for each list of tables, so `CLOISTER_OIDC__0__ISSUER`
 /// is known although there are no providers by default. Serialized as
-/// JSON, not TOML: TOML leaves out an option that is unset by default
-/// (`limits.access_token_cache_ms`), which made its variable look unknown
-/// and be skipped without a word.
+/// JSON, not TOML: TOML leaves out an option that is unset by default,
+/// which made its variable look unknown and be skipped without a word (it
+/// hid `limits.access_token_cache_ms` while that was an option).
 fn known_keys() -> Result<serde_json::Map<String, Value>, ConfigError> {
     let invalid = |e: serde_json::Error| ConfigError::Invalid(e.to_string());
     let Value::Object(mut known) = serde_json::to_value(Config::default()).map_err(invalid)? else {
