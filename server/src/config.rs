@@ -7,10 +7,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 mod console;
 mod directory;
+mod environment;
 mod ldap;
 mod oauth;
 mod processing;
@@ -18,6 +18,7 @@ mod retention;
 mod sso;
 pub use console::Console;
 pub use directory::Directory;
+pub use environment::near_misses;
 pub use ldap::Ldap;
 pub use oauth::OAuth;
 pub use processing::Processing;
@@ -312,17 +313,7 @@ impl Config {
             }
             None => toml::Table::new(),
         };
-        let known = known_keys()?;
-        for (name, value) in env {
-            let Some(key) = name.strip_prefix("CLOISTER_") else {
-                continue;
-            };
-            let path: Vec<String> = key.to_lowercase().split("__").map(str::to_owned).collect();
-            if !is_known_key(&known, &path) {
-                continue;
-            }
-            set_path(&mut table, &path, parse_env_value(&value));
-        }
+        environment::apply(&mut table, env)?;
         let mut config: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
@@ -422,95 +413,6 @@ impl Config {
             url + "/"
         }
     }
-}
-
-/// Every key an environment variable may set: the defaults, plus one
-/// default element for each list of tables, so `CLOISTER_OIDC__0__ISSUER`
-/// is known although there are no providers by default. Serialized as
-/// JSON, not TOML: TOML leaves out an option that is unset by default,
-/// which made its variable look unknown and be skipped without a word (it
-/// hid `limits.access_token_cache_ms` while that was an option).
-fn known_keys() -> Result<serde_json::Map<String, Value>, ConfigError> {
-    let invalid = |e: serde_json::Error| ConfigError::Invalid(e.to_string());
-    let Value::Object(mut known) = serde_json::to_value(Config::default()).map_err(invalid)? else {
-        return Err(ConfigError::Invalid("the defaults are not a table".into()));
-    };
-    known.insert(
-        "oidc".into(),
-        Value::Array(vec![serde_json::to_value(Oidc::default()).map_err(invalid)?]),
-    );
-    known.insert(
-        "saml".into(),
-        Value::Array(vec![serde_json::to_value(Saml::default()).map_err(invalid)?]),
-    );
-    Ok(known)
-}
-
-/// A list index in an environment variable's path (`OIDC__0__ID`); small,
-/// so a typo cannot make the loader build a huge list.
-fn list_index(segment: &str) -> Option<usize> {
-    segment.parse().ok().filter(|&i| i < 64)
-}
-
-fn is_known_key(known: &serde_json::Map<String, Value>, path: &[String]) -> bool {
-    match path {
-        [] => false,
-        [last] => known.contains_key(last),
-        [first, index, rest @ ..] if matches!(known.get(first), Some(Value::Array(_))) => {
-            let Some(Value::Array(items)) = known.get(first) else {
-                return false;
-            };
-            matches!(items.first(), Some(Value::Object(t)) if list_index(index).is_some() && is_known_key(t, rest))
-        }
-        [first, rest @ ..] => {
-            matches!(known.get(first), Some(Value::Object(t)) if is_known_key(t, rest))
-        }
-    }
-}
-
-fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
-    match path {
-        [] => {}
-        [last] => {
-            table.insert(last.clone(), value);
-        }
-        [first, rest @ ..] => {
-            let entry = table.entry(first.clone()).or_insert_with(|| {
-                match rest.first().and_then(|s| list_index(s)) {
-                    Some(_) => toml::Value::Array(Vec::new()),
-                    None => toml::Value::Table(toml::Table::new()),
-                }
-            });
-            match entry {
-                toml::Value::Table(inner) => set_path(inner, rest, value),
-                toml::Value::Array(items) => {
-                    let Some((index, rest)) = rest.split_first() else {
-                        return;
-                    };
-                    let Some(index) = list_index(index) else {
-                        return;
-                    };
-                    while items.len() <= index {
-                        items.push(toml::Value::Table(toml::Table::new()));
-                    }
-                    if let toml::Value::Table(inner) = &mut items[index] {
-                        set_path(inner, rest, value);
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-}
-
-/// Environment values are TOML scalars or arrays when they parse as such
-/// (`8008`, `true`, `["!a:b"]`), and plain strings otherwise.
-fn parse_env_value(raw: &str) -> toml::Value {
-    format!("v = {raw}")
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
 }
 
 #[cfg(test)]

@@ -211,7 +211,8 @@ fn main() -> ExitCode {
         }
         _ => {}
     }
-    let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let config = match Config::load(cli.config.as_deref(), env.iter().cloned()) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("cloister: {err}");
@@ -219,6 +220,9 @@ fn main() -> ExitCode {
         }
     };
     init_logging(config.log_format);
+    for warning in cloister_server::config::near_misses(&env) {
+        tracing::warn!("{warning}");
+    }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match runtime.block_on(run(cli.command, config)) {
         Ok(()) => ExitCode::SUCCESS,

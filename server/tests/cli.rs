@@ -437,3 +437,36 @@ async fn operator_workflow() {
     let wrong_key = verify(&export_path, &other);
     assert_eq!(wrong_key.status.code(), Some(1), "{}", stdout(&wrong_key));
 }
+
+/// A mistyped setting in the environment: a nested one stops the start
+/// with the setting it probably meant; a plain one near a setting is run
+/// with a warning naming it, not its value.
+#[test]
+fn mistyped_environment_variables_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let nested = cloister(
+        dir.path(),
+        &["migrate"],
+        &[("CLOISTER_LIMITS__MAX_UPLOD_SIZE", "5")],
+    );
+    assert_eq!(nested.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&nested.stderr);
+    assert!(
+        stderr.contains("CLOISTER_LIMITS__MAX_UPLOD_SIZE is not a setting")
+            && stderr.contains("did you mean CLOISTER_LIMITS__MAX_UPLOAD_SIZE?"),
+        "{stderr}"
+    );
+
+    let plain = cloister(
+        dir.path(),
+        &["migrate"],
+        &[("CLOISTER_REGISTRATON", "open-secret")],
+    );
+    assert!(plain.status.success(), "{plain:?}");
+    let stderr = String::from_utf8_lossy(&plain.stderr);
+    assert!(
+        stderr.contains("CLOISTER_REGISTRATON is not a setting and is ignored; did you mean CLOISTER_REGISTRATION?"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("open-secret"), "{stderr}");
+}
