@@ -127,3 +127,63 @@ both_backends!(
     gap_state_lazy_members_and_summary,
     gap_state_lazy_members_and_summary
 );
+
+/// The first member event of `user` in a room's `state` section.
+fn member_event<'a>(sync: &'a Value, room: &str, user: &str) -> &'a Value {
+    sync["rooms"]["join"][room]["state"]["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no state section: {sync}"))
+        .iter()
+        .find(|e| e["type"] == "m.room.member" && e["state_key"] == user)
+        .unwrap_or_else(|| panic!("no member event of {user}: {sync}"))
+}
+
+/// Lazily loaded member events are kept per node between syncs
+/// (`service::sync::members`); a change of the member event must replace
+/// the kept one, or a client would be sent the old name after the new one.
+async fn kept_member_events_follow_the_room_state(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let url = server.url();
+    let alice = Client::register(&url, "alice", "pw").await;
+    let bob = Client::register(&url, "bob", "pw").await;
+    let room = alice.create_room(json!({ "invite": [bob.user_id] })).await;
+    bob.join(&room).await;
+    let lazy = r#"{"room":{"timeline":{"limit":10},"state":{"lazy_load_members":true}}}"#;
+    let mut since = token(&bob.sync(None, 0).await);
+
+    alice.send_encrypted(&room, "m1").await;
+    let first = sync_with(&bob, &since, lazy).await;
+    let old_id = member_event(&first, &room, &alice.user_id)["event_id"].clone();
+    since = token(&first);
+    // Asked again with nothing new in the room's state: the same event.
+    alice.send_encrypted(&room, "m2").await;
+    let again = sync_with(&bob, &since, lazy).await;
+    assert_eq!(
+        member_event(&again, &room, &alice.user_id)["event_id"],
+        old_id
+    );
+    since = token(&again);
+
+    let (status, body) = alice
+        .put_state(
+            &room,
+            "m.room.member",
+            &alice.user_id,
+            json!({ "membership": "join", "displayname": "Alice Renamed" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let new_id = body["event_id"].clone();
+    since = token(&sync_with(&bob, &since, lazy).await);
+
+    alice.send_encrypted(&room, "m3").await;
+    let after = sync_with(&bob, &since, lazy).await;
+    let member = member_event(&after, &room, &alice.user_id);
+    assert_eq!(member["event_id"], new_id, "{after}");
+    assert_eq!(member["content"]["displayname"], "Alice Renamed");
+}
+
+both_backends!(
+    kept_member_events_follow_the_room_state,
+    kept_member_events_follow_the_room_state
+);

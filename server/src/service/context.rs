@@ -48,6 +48,8 @@ pub struct Parts {
     pub room_cache: crate::service::checked_send::RoomCache,
     /// Sync filters as read from the store (`service::sync::filter`).
     pub sync_filters: crate::service::sync::filter::StoredFilters,
+    /// Member events kept for lazy-loading syncs (`service::sync::members`).
+    pub sync_members: crate::service::sync::members::MemberCache,
 }
 
 impl Context {
@@ -75,6 +77,7 @@ impl Context {
             oidc: Arc::default(),
             room_cache: Default::default(),
             sync_filters: Default::default(),
+            sync_members: Default::default(),
         }))
     }
 

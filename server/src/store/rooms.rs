@@ -239,6 +239,8 @@ pub struct SyncRoom {
     /// The content of its current state event of the type asked for (key
     /// `""`), if any.
     pub state_content: Option<serde_json::Value>,
+    /// The room's `state_serial` (see [`state_changed`]).
+    pub state_serial: i64,
 }
 
 /// Every room the user has a membership row in, as [`rooms_for_user`], and
@@ -260,10 +262,12 @@ pub async fn rooms_for_sync(
         )
     };
     let sql = format!(
-        "SELECT m.room_id, m.membership, m.stream_pos, m.span_start_pos, m.forgotten, {events}, {receipts}, {typing}, p.content \
+        "SELECT m.room_id, m.membership, m.stream_pos, m.span_start_pos, m.forgotten, {events}, {receipts}, {typing}, p.content, \
+         COALESCE(r.state_serial, 0) \
          FROM memberships m \
          LEFT JOIN current_state s ON s.room_id = m.room_id AND s.event_type = $4 AND s.state_key = '' \
          LEFT JOIN events p ON p.event_id = s.event_id \
+         LEFT JOIN rooms r ON r.room_id = m.room_id \
          WHERE m.user_id = $1 ORDER BY m.room_id",
         events = changed("events", "e"),
         receipts = changed("receipts", "r"),
@@ -289,6 +293,7 @@ pub async fn rooms_for_sync(
                 has_events: super::codec::flag(&r, 5)?,
                 has_ephemeral: super::codec::flag(&r, 6)? || super::codec::flag(&r, 7)?,
                 state_content: super::codec::opt_json(&r, 8, "events.content")?,
+                state_serial: r.try_get(9)?,
             })
         })
         .collect()

@@ -7,6 +7,7 @@
 
 pub mod device_lists;
 pub mod filter;
+pub mod members;
 pub mod rooms;
 pub mod tokens;
 
@@ -291,6 +292,10 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
                     full_state: req.full_state,
                     now,
                     cutoff,
+                    members: Some(rooms::KeptMembers {
+                        cache: &state.sync_members,
+                        state_serial: room.state_serial,
+                    }),
                 };
                 let joined = rooms::joined(
                     &mut c,
@@ -332,6 +337,7 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
                     full_state: req.full_state,
                     now,
                     cutoff,
+                    members: None,
                 };
                 leave.insert(
                     room_id.clone(),

@@ -1,9 +1,12 @@
 //! The per-room sections of a sync response: `join`, `invite` and `leave`.
 
+use std::sync::Arc;
+
 use serde_json::{json, Map, Value};
 use sqlx::AnyConnection;
 
 use super::filter::SyncFilter;
+use super::members::MemberCache;
 use crate::error::ApiResult;
 use crate::service::relations::{self, Bundles};
 use crate::store::events::{self, StoredEvent, Viewer};
@@ -27,6 +30,16 @@ pub struct RoomWindow<'a> {
     pub now: i64,
     /// Messages sent before this have expired (see `service::retention`).
     pub cutoff: i64,
+    /// Where lazily loaded member events may be kept; None reads them.
+    pub members: Option<KeptMembers<'a>>,
+}
+
+/// The node's kept member events, and the room's `state_serial` as read
+/// for this response (see [`super::members`]).
+#[derive(Clone, Copy)]
+pub struct KeptMembers<'a> {
+    pub cache: &'a MemberCache,
+    pub state_serial: i64,
 }
 
 /// Also read by sliding sync, whose timelines follow the same rules.
@@ -81,9 +94,10 @@ async fn state_before(
     let timeline_start = timeline.events.first().map_or(w.to + 1, |e| e.pos);
     let in_timeline = |e: &StoredEvent| timeline.events.iter().any(|t| t.event_id == e.event_id);
     let speakers: Vec<&str> = timeline.events.iter().map(|e| e.sender.as_str()).collect();
-    let all = match at {
-        Some(pos) => events::state_at(&mut *c, w.room_id, pos).await?,
-        None if full => events::current_state(&mut *c, w.room_id).await?,
+    let shared = |events: Vec<StoredEvent>| events.into_iter().map(Arc::new).collect();
+    let all: Vec<Arc<StoredEvent>> = match at {
+        Some(pos) => shared(events::state_at(&mut *c, w.room_id, pos).await?),
+        None if full => shared(events::current_state(&mut *c, w.room_id).await?),
         // Incremental: read only what the filter below can keep.
         None => {
             let mut keys: Vec<&str> = speakers.clone();
@@ -94,10 +108,27 @@ async fn state_before(
                 .limited
                 .then_some((w.from.unwrap_or(0), timeline_start));
             if w.filter.lazy_load_members && keys.len() > MAX_MEMBER_KEYS {
-                events::current_state(&mut *c, w.room_id).await?
+                shared(events::current_state(&mut *c, w.room_id).await?)
+            } else if let Some(kept) = w
+                .members
+                .filter(|_| w.filter.lazy_load_members && gap.is_none())
+            {
+                // Only member events are wanted: kept ones serve while the
+                // room's state has not moved.
+                match kept.cache.get(w.room_id, kept.state_serial, &keys) {
+                    Some(events) => events,
+                    None => {
+                        let read =
+                            events::current_state_part(&mut *c, w.room_id, Some(&keys), None)
+                                .await?;
+                        let read = shared(read);
+                        kept.cache.put(w.room_id, kept.state_serial, &keys, &read);
+                        read
+                    }
+                }
             } else {
                 let keys = w.filter.lazy_load_members.then_some(keys.as_slice());
-                events::current_state_part(&mut *c, w.room_id, keys, gap).await?
+                shared(events::current_state_part(&mut *c, w.room_id, keys, gap).await?)
             }
         }
     };
