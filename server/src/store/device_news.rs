@@ -1,12 +1,13 @@
 //! What every `/v3/sync` reads about its own user and device, in one
 //! statement: pending to-device messages, account data changed in the
-//! window, the device's one-time and fallback key state, and whose device
-//! lists changed in the window.
+//! window, the device's one-time and fallback key state, whose device
+//! lists changed in the window, and the user's rooms with whether anything
+//! happened in them.
 //!
 //! Each is also read alone (`to_device::pending`, `account_data::
 //! changed_since`, `keys::device_key_state`, `keys::
-//! device_list_changes_between`, which sliding sync uses as its extensions
-//! ask); here they share one round trip because on SQLite every
+//! device_list_changes_between`, `rooms::rooms_for_sync`, which sliding
+//! sync uses as its extensions ask); here they share one round trip because on SQLite every
 //! statement is a hand-off to the connection's worker thread and back,
 //! which under load cost more than the reads themselves
 //! (docs/performance.md). The tests below hold the two ways to the same
@@ -20,6 +21,7 @@ use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
 use super::codec;
+use super::rooms::{self, SyncRoom};
 
 /// What [`read`] returns.
 #[derive(Debug, Default, PartialEq)]
@@ -36,6 +38,8 @@ pub struct DeviceNews {
     /// The window's end: [`Window::to`], or the stream position current
     /// when the statement read.
     pub to: i64,
+    /// As `rooms::rooms_for_sync` over [`Window::rooms_after`] to `to`.
+    pub rooms: Vec<SyncRoom>,
 }
 
 /// The window of one response.
@@ -55,6 +59,11 @@ pub struct Window {
     pub to_device_limit: i64,
     /// To-device messages queued before this time have expired.
     pub to_device_cutoff: i64,
+    /// Whether anything happened in each room after this position; None:
+    /// an empty window (an initial sync sends every room anyway).
+    pub rooms_after: Option<i64>,
+    /// The state event type whose content comes with each room.
+    pub room_state_type: &'static str,
 }
 
 const TO_DEVICE: i64 = 0;
@@ -63,32 +72,41 @@ const ONE_TIME_KEYS: i64 = 2;
 const FALLBACK_KEY: i64 = 3;
 const DEVICE_LIST: i64 = 4;
 const POSITION: i64 = 5;
+const ROOM: i64 = 6;
 
-/// Rows are (kind, number, text, text, text); the subqueries keep each
+/// Rows are (kind, number, text, text, text, number, number, number), the
+/// last three only for rooms (`rooms::sync_rooms_select`); the subqueries keep each
 /// part's own order and limit. `{to}` is the window's end: `$4`, or the
 /// current position, which one statement reads from the same snapshot as
 /// the rest on both backends.
 static SQL: LazyLock<String> = LazyLock::new(|| {
     let to = "COALESCE($4, (SELECT pos FROM stream_counter WHERE id = 1))";
+    let none = "CAST(NULL AS BIGINT)";
+    let no_extra = format!("{none}, {none}, {none}");
+    let rooms = rooms::sync_rooms_select("$1", &format!("COALESCE($9, {to})"), to, "$10");
     format!(
         "\
-SELECT * FROM (SELECT CAST(0 AS BIGINT) AS kind, stream_pos AS n, sender AS a, event_type AS b, content AS c \
+SELECT * FROM (SELECT CAST(0 AS BIGINT) AS kind, stream_pos AS n, sender AS a, event_type AS b, content AS c, \
+  {no_extra} \
   FROM to_device WHERE user_id = $1 AND device_id = $2 AND stream_pos > $3 AND stream_pos <= {to} \
   AND (created_ts IS NULL OR created_ts >= $6) ORDER BY stream_pos LIMIT $5) td \
 UNION ALL \
-SELECT * FROM (SELECT CAST(1 AS BIGINT) AS kind, stream_pos AS n, room_id AS a, data_type AS b, content AS c \
+SELECT * FROM (SELECT CAST(1 AS BIGINT) AS kind, stream_pos AS n, room_id AS a, data_type AS b, content AS c, \
+  {no_extra} \
   FROM account_data WHERE user_id = $1 AND stream_pos > $7 AND stream_pos <= {to}) ad \
 UNION ALL \
-SELECT CAST(2 AS BIGINT), COUNT(*), algorithm, NULL, NULL FROM one_time_keys \
+SELECT CAST(2 AS BIGINT), COUNT(*), algorithm, NULL, NULL, {no_extra} FROM one_time_keys \
   WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm \
 UNION ALL \
-SELECT CAST(3 AS BIGINT), CAST(0 AS BIGINT), algorithm, NULL, NULL FROM fallback_keys \
+SELECT CAST(3 AS BIGINT), CAST(0 AS BIGINT), algorithm, NULL, NULL, {no_extra} FROM fallback_keys \
   WHERE user_id = $1 AND device_id = $2 AND used = 0 \
 UNION ALL \
-SELECT DISTINCT CAST(4 AS BIGINT), CAST(0 AS BIGINT), user_id, NULL, NULL FROM device_list_changes \
+SELECT DISTINCT CAST(4 AS BIGINT), CAST(0 AS BIGINT), user_id, NULL, NULL, {no_extra} FROM device_list_changes \
   WHERE stream_pos > COALESCE($8, {to}) AND stream_pos <= {to} \
 UNION ALL \
-SELECT CAST(5 AS BIGINT), {to}, '', NULL, NULL"
+SELECT CAST(5 AS BIGINT), {to}, '', NULL, NULL, {no_extra} \
+UNION ALL \
+SELECT CAST(6 AS BIGINT), x.* FROM ({rooms}) x"
     )
 });
 
@@ -107,6 +125,8 @@ pub async fn read(
         .bind(w.to_device_cutoff)
         .bind(w.data_after)
         .bind(w.device_lists_after)
+        .bind(w.rooms_after)
+        .bind(w.room_state_type)
         .fetch_all(c)
         .await?;
     let mut news = DeviceNews {
@@ -136,6 +156,7 @@ pub async fn read(
             FALLBACK_KEY => news.unused_fallback_types.push(a),
             DEVICE_LIST => news.device_list_changes.push(a),
             POSITION => news.to = n,
+            ROOM => news.rooms.push(rooms::sync_room(&r, 1)?),
             _ => {}
         }
     }
@@ -146,6 +167,7 @@ pub async fn read(
     news.account_data = account_data.into_iter().map(|(_, d)| d).collect();
     news.unused_fallback_types.sort_unstable();
     news.device_list_changes.sort_unstable();
+    news.rooms = rooms::sorted_by_room(news.rooms);
     Ok(news)
 }
 
@@ -191,6 +213,9 @@ mod tests {
             unused_fallback_types,
             device_list_changes,
             to,
+            rooms: rooms::rooms_for_sync(c, ME, w.rooms_after.unwrap_or(to), to, w.room_state_type)
+                .await
+                .unwrap(),
         };
         (one, separate)
     }
@@ -206,6 +231,8 @@ mod tests {
             to: Some(to),
             to_device_limit: limit,
             to_device_cutoff: 1_000,
+            rooms_after: Some(after),
+            room_state_type: "m.room.retention",
         };
 
         // Nothing stored yet: no messages or data, a zero key count.
@@ -260,6 +287,16 @@ mod tests {
         keys::put_fallback_key(&mut tx, ME, DEV, "signed_curve25519", "F", &json!({}))
             .await
             .unwrap();
+        // Rooms: one joined in the windows below, one left, one of another user's.
+        rooms::set_membership(&mut tx, "!b:x", ME, "join", 15)
+            .await
+            .unwrap();
+        rooms::set_membership(&mut tx, "!a:x", ME, "leave", 45)
+            .await
+            .unwrap();
+        rooms::set_membership(&mut tx, "!c:x", "@you:x", "join", 16)
+            .await
+            .unwrap();
         let mut changes = vec![];
         for user in ["@b:x", "@a:x", "@b:x"] {
             changes.push(
@@ -302,6 +339,16 @@ mod tests {
         assert!(!all.one_time_key_counts.contains_key("y"));
         assert_eq!(all.unused_fallback_types, ["signed_curve25519"]);
         assert_eq!(all.device_list_changes, ["@a:x", "@b:x"], "each once");
+        let rooms: Vec<(&str, &str)> = all
+            .rooms
+            .iter()
+            .map(|r| (r.room_id.as_str(), r.membership.membership.as_str()))
+            .collect();
+        assert_eq!(
+            rooms,
+            [("!a:x", "leave"), ("!b:x", "join")],
+            "mine, in order"
+        );
         let after_first = Window {
             device_lists_after: Some(changes[0]),
             ..window(0, changes[1], 10)

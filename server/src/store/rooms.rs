@@ -1,5 +1,6 @@
 //! Rooms, their current state, memberships and aliases.
 
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::WriteTx;
@@ -228,7 +229,7 @@ pub async fn rooms_for_user(
 }
 
 /// One of a user's rooms as an incremental sync sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SyncRoom {
     pub room_id: String,
     pub membership: Membership,
@@ -247,7 +248,8 @@ pub struct SyncRoom {
 /// for each whether anything happened in it in `(from, to]`, with one state
 /// event's content. One query where a sync made three, plus one per room:
 /// each query is a hand-off to a database worker, which costs more than
-/// these index probes.
+/// these index probes. `/v3/sync` reads the same rows with the device's
+/// news (`store::device_news`).
 pub async fn rooms_for_sync(
     c: &mut AnyConnection,
     user_id: &str,
@@ -255,48 +257,68 @@ pub async fn rooms_for_sync(
     to: i64,
     state_type: &str,
 ) -> Result<Vec<SyncRoom>, sqlx::Error> {
-    let changed = |table: &str, alias: &str| {
-        format!(
-            "CAST(CASE WHEN EXISTS (SELECT 1 FROM {table} {alias} WHERE {alias}.room_id = m.room_id \
-             AND {alias}.stream_pos > $2 AND {alias}.stream_pos <= $3) THEN 1 ELSE 0 END AS BIGINT)"
-        )
-    };
-    let sql = format!(
-        "SELECT m.room_id, m.membership, m.stream_pos, m.span_start_pos, m.forgotten, {events}, {receipts}, {typing}, p.content, \
-         COALESCE(r.state_serial, 0) \
-         FROM memberships m \
-         LEFT JOIN current_state s ON s.room_id = m.room_id AND s.event_type = $4 AND s.state_key = '' \
-         LEFT JOIN events p ON p.event_id = s.event_id \
-         LEFT JOIN rooms r ON r.room_id = m.room_id \
-         WHERE m.user_id = $1 ORDER BY m.room_id",
-        events = changed("events", "e"),
-        receipts = changed("receipts", "r"),
-        typing = changed("typing", "t"),
-    );
-    sqlx::query(&sql)
+    sqlx::query(&sync_rooms_select("$1", "$2", "$3", "$4"))
         .bind(user_id)
         .bind(from)
         .bind(to)
         .bind(state_type)
         .fetch_all(c)
         .await?
-        .into_iter()
-        .map(|r| {
-            Ok(SyncRoom {
-                room_id: r.try_get(0)?,
-                membership: Membership {
-                    membership: r.try_get(1)?,
-                    pos: r.try_get(2)?,
-                    span_start_pos: r.try_get(3)?,
-                    forgotten: super::codec::flag(&r, 4)?,
-                },
-                has_events: super::codec::flag(&r, 5)?,
-                has_ephemeral: super::codec::flag(&r, 6)? || super::codec::flag(&r, 7)?,
-                state_content: super::codec::opt_json(&r, 8, "events.content")?,
-                state_serial: r.try_get(9)?,
-            })
-        })
-        .collect()
+        .iter()
+        .map(|r| sync_room(r, 0))
+        .collect::<Result<Vec<_>, _>>()
+        .map(sorted_by_room)
+}
+
+/// In room id order, as clients and tests see them.
+pub(super) fn sorted_by_room(mut rooms: Vec<SyncRoom>) -> Vec<SyncRoom> {
+    rooms.sort_unstable_by(|a, b| a.room_id.cmp(&b.room_id));
+    rooms
+}
+
+/// The select of [`rooms_for_sync`], given the SQL of its user id, window
+/// and state type: one row per room, in the columns [`sync_room`] reads,
+/// bigint and text in the same places as `store::device_news`'s rows so
+/// that it can be one part of a union there.
+pub(super) fn sync_rooms_select(user: &str, from: &str, to: &str, state_type: &str) -> String {
+    let changed = |table: &str, alias: &str| {
+        format!(
+            "EXISTS (SELECT 1 FROM {table} {alias} WHERE {alias}.room_id = m.room_id \
+             AND {alias}.stream_pos > {from} AND {alias}.stream_pos <= {to})"
+        )
+    };
+    format!(
+        "SELECT m.stream_pos, m.room_id, m.membership, p.content, m.span_start_pos, \
+         m.forgotten + CAST(CASE WHEN {events} THEN 2 ELSE 0 END AS BIGINT) \
+         + CAST(CASE WHEN {receipts} OR {typing} THEN 4 ELSE 0 END AS BIGINT), \
+         COALESCE(r.state_serial, 0) \
+         FROM memberships m \
+         LEFT JOIN current_state s ON s.room_id = m.room_id AND s.event_type = {state_type} AND s.state_key = '' \
+         LEFT JOIN events p ON p.event_id = s.event_id \
+         LEFT JOIN rooms r ON r.room_id = m.room_id \
+         WHERE m.user_id = {user}",
+        events = changed("events", "e"),
+        receipts = changed("receipts", "r2"),
+        typing = changed("typing", "t"),
+    )
+}
+
+/// A row of [`sync_rooms_select`], its columns from `at` on.
+pub(super) fn sync_room(r: &AnyRow, at: usize) -> Result<SyncRoom, sqlx::Error> {
+    let flags: i64 = r.try_get(at + 5)?;
+    Ok(SyncRoom {
+        room_id: r.try_get(at + 1)?,
+        membership: Membership {
+            membership: r.try_get(at + 2)?,
+            pos: r.try_get(at)?,
+            span_start_pos: r.try_get(at + 4)?,
+            forgotten: flags & 1 != 0,
+        },
+        has_events: flags & 2 != 0,
+        has_ephemeral: flags & 4 != 0,
+        state_content: super::codec::opt_json(r, at + 3, "events.content")?,
+        state_serial: r.try_get(at + 6)?,
+    })
 }
 
 pub async fn joined_rooms(

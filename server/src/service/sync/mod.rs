@@ -23,7 +23,7 @@ use crate::service::retention;
 use crate::service::session::Auth;
 use crate::service::Context;
 use crate::store::events::Viewer;
-use crate::store::{self, device_news, to_device};
+use crate::store::{device_news, to_device};
 use cloister_proto::sync::{DeviceLists, ToDeviceEvents};
 use filter::SyncFilter;
 use tokens::SyncToken;
@@ -192,6 +192,12 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
             to: None,
             to_device_limit: TO_DEVICE_BATCH,
             to_device_cutoff: state.config.retention.to_device_lifetime.cutoff(now),
+            // An incremental sync reads only rooms where something happened,
+            // so a long-poll costs a few queries, not several per joined
+            // room. An initial sync asks about an empty window: every room
+            // is sent anyway.
+            rooms_after: from,
+            room_state_type: retention::RETENTION_EVENT,
         },
     )
     .await?;
@@ -221,17 +227,7 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
     }
     let mut room_data = rooms::room_account_data(&data_changes);
 
-    // An incremental sync reads only rooms where something happened, so a
-    // long-poll costs a few queries, not several per joined room. An
-    // initial sync asks about an empty window: every room is sent anyway.
-    let sync_rooms = store::rooms::rooms_for_sync(
-        &mut c,
-        &auth.user_id,
-        from.unwrap_or(to),
-        to,
-        retention::RETENTION_EVENT,
-    )
-    .await?;
+    let sync_rooms = news.rooms;
     // Every joined room's notification counts in one query, read once a
     // joined room is sent: a quiet long-poll needs none.
     let mut counts = None;
