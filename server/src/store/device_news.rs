@@ -1,12 +1,13 @@
 //! What every `/v3/sync` reads about its own user and device, in one
 //! statement: pending to-device messages, account data changed in the
 //! window, the device's one-time and fallback key state, whose device
-//! lists changed in the window, and the user's rooms with whether anything
-//! happened in them.
+//! lists changed in the window, the user's rooms with whether anything
+//! happened in them, and the user's unread counts.
 //!
 //! Each is also read alone (`to_device::pending`, `account_data::
 //! changed_since`, `keys::device_key_state`, `keys::
-//! device_list_changes_between`, `rooms::rooms_for_sync`, which sliding
+//! device_list_changes_between`, `rooms::rooms_for_sync`, `unread::
+//! counts`, which sliding
 //! sync uses as its extensions ask); here they share one round trip because on SQLite every
 //! statement is a hand-off to the connection's worker thread and back,
 //! which under load cost more than the reads themselves
@@ -22,6 +23,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::codec;
 use super::rooms::{self, SyncRoom};
+use super::unread::{self, ThreadUnread};
 
 /// What [`read`] returns.
 #[derive(Debug, Default, PartialEq)]
@@ -40,6 +42,8 @@ pub struct DeviceNews {
     pub to: i64,
     /// As `rooms::rooms_for_sync` over [`Window::rooms_after`] to `to`.
     pub rooms: Vec<SyncRoom>,
+    /// As `unread::counts` at `to`, sorted by room and thread.
+    pub unread: Vec<ThreadUnread>,
 }
 
 /// The window of one response.
@@ -73,6 +77,9 @@ const FALLBACK_KEY: i64 = 3;
 const DEVICE_LIST: i64 = 4;
 const POSITION: i64 = 5;
 const ROOM: i64 = 6;
+/// 7 and 8: `unread::counts_select`'s kinds 0 and 1.
+const UNREAD: i64 = 7;
+const UNREAD_LATER: i64 = 8;
 
 /// Rows are (kind, number, text, text, text, number, number, number), the
 /// last three only for rooms (`rooms::sync_rooms_select`); the subqueries keep each
@@ -84,6 +91,7 @@ static SQL: LazyLock<String> = LazyLock::new(|| {
     let none = "CAST(NULL AS BIGINT)";
     let no_extra = format!("{none}, {none}, {none}");
     let rooms = rooms::sync_rooms_select("$1", &format!("COALESCE($9, {to})"), to, "$10");
+    let unread = unread::counts_select("$1", to);
     format!(
         "\
 SELECT * FROM (SELECT CAST(0 AS BIGINT) AS kind, stream_pos AS n, sender AS a, event_type AS b, content AS c, \
@@ -106,7 +114,9 @@ SELECT DISTINCT CAST(4 AS BIGINT), CAST(0 AS BIGINT), user_id, NULL, NULL, {no_e
 UNION ALL \
 SELECT CAST(5 AS BIGINT), {to}, '', NULL, NULL, {no_extra} \
 UNION ALL \
-SELECT CAST(6 AS BIGINT), x.* FROM ({rooms}) x"
+SELECT CAST(6 AS BIGINT), x.* FROM ({rooms}) x \
+UNION ALL \
+SELECT CAST(7 + y.k AS BIGINT), y.n, y.room_id, y.thread_id, NULL, y.h, {none}, {none} FROM ({unread}) y"
     )
 });
 
@@ -127,13 +137,14 @@ pub async fn read(
         .bind(w.device_lists_after)
         .bind(w.rooms_after)
         .bind(w.room_state_type)
-        .fetch_all(c)
+        .fetch_all(&mut *c)
         .await?;
     let mut news = DeviceNews {
         one_time_key_counts: BTreeMap::from([("signed_curve25519".to_owned(), 0)]),
         ..DeviceNews::default()
     };
     let mut account_data = Vec::new();
+    let mut counts = unread::Tally::default();
     for r in rows {
         let n: i64 = r.try_get(1)?;
         let a: String = r.try_get(2)?;
@@ -157,6 +168,14 @@ pub async fn read(
             DEVICE_LIST => news.device_list_changes.push(a),
             POSITION => news.to = n,
             ROOM => news.rooms.push(rooms::sync_room(&r, 1)?),
+            UNREAD | UNREAD_LATER => counts.add(
+                user_id,
+                r.try_get::<i64, _>(0)? - UNREAD,
+                a,
+                r.try_get(3)?,
+                n,
+                r.try_get(5)?,
+            ),
             _ => {}
         }
     }
@@ -168,6 +187,7 @@ pub async fn read(
     news.unused_fallback_types.sort_unstable();
     news.device_list_changes.sort_unstable();
     news.rooms = rooms::sorted_by_room(news.rooms);
+    news.unread = unread::sorted(counts.finish(c).await?);
     Ok(news)
 }
 
@@ -216,6 +236,7 @@ mod tests {
             rooms: rooms::rooms_for_sync(c, ME, w.rooms_after.unwrap_or(to), to, w.room_state_type)
                 .await
                 .unwrap(),
+            unread: unread::sorted(unread::counts(c, ME, to).await.unwrap()),
         };
         (one, separate)
     }
@@ -297,6 +318,16 @@ mod tests {
         rooms::set_membership(&mut tx, "!c:x", "@you:x", "join", 16)
             .await
             .unwrap();
+        // Unread counts: two threads of mine, one of another user's.
+        for (user, thread, n) in [(ME, "main", 3), (ME, "$t", 1), ("@you:x", "main", 9)] {
+            sqlx::query("INSERT INTO notification_counts VALUES ($1, '!b:x', $2, $3, 1)")
+                .bind(user)
+                .bind(thread)
+                .bind(n as i64)
+                .execute(tx.conn())
+                .await
+                .unwrap();
+        }
         let mut changes = vec![];
         for user in ["@b:x", "@a:x", "@b:x"] {
             changes.push(
@@ -349,6 +380,12 @@ mod tests {
             [("!a:x", "leave"), ("!b:x", "join")],
             "mine, in order"
         );
+        let unread: Vec<(&str, i64)> = all
+            .unread
+            .iter()
+            .map(|u| (u.thread_id.as_str(), u.notifications))
+            .collect();
+        assert_eq!(unread, [("$t", 1), ("main", 3)], "mine, by thread");
         let after_first = Window {
             device_lists_after: Some(changes[0]),
             ..window(0, changes[1], 10)

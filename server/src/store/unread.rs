@@ -221,65 +221,115 @@ async fn recorded_after(
 /// Per room and thread: the user's unread notifications at or before
 /// stream position `to` (those recorded after it, for events this response
 /// does not carry yet, are taken back out). Rooms and threads absent have
-/// none.
+/// none. `/v3/sync` reads the same rows with the device's news
+/// (`store::device_news`).
 pub async fn counts(
     c: &mut AnyConnection,
     user_id: &str,
     to: i64,
 ) -> Result<Vec<ThreadUnread>, sqlx::Error> {
-    // One statement for both, as every /sync that sends a joined room reads
-    // them: the counts (kind 0), and the notifications recorded after `to`
-    // (kind 1, as stream_pos and highlight).
-    let rows = sqlx::query(
-        "SELECT CAST(0 AS BIGINT), room_id, thread_id, notifications, highlights FROM notification_counts \
-         WHERE user_id = $1 \
+    let rows = sqlx::query(&counts_select("$1", "$2"))
+        .bind(user_id)
+        .bind(to)
+        .fetch_all(&mut *c)
+        .await?;
+    let mut tally = Tally::default();
+    for r in rows {
+        tally.add(
+            user_id,
+            r.try_get(0)?,
+            r.try_get(1)?,
+            r.try_get(2)?,
+            r.try_get(3)?,
+            r.try_get(4)?,
+        );
+    }
+    tally.finish(c).await
+}
+
+/// The select of [`counts`], given the SQL of its user id and window end:
+/// rows of (kind, room id, thread id, number, number). Kind 0 is a count
+/// (notifications, highlights); kind 1 a notification recorded after the
+/// window's end (stream position, highlight), which a statement that reads
+/// the end in the same snapshot never finds.
+pub(super) fn counts_select(user: &str, to: &str) -> String {
+    format!(
+        "SELECT CAST(0 AS BIGINT) AS k, room_id, thread_id, notifications AS n, highlights AS h \
+         FROM notification_counts WHERE user_id = {user} \
          UNION ALL \
          SELECT CAST(1 AS BIGINT), room_id, thread_id, stream_pos, highlight FROM notifications \
-         WHERE user_id = $1 AND stream_pos > $2",
+         WHERE user_id = {user} AND stream_pos > {to}"
     )
-    .bind(user_id)
-    .bind(to)
-    .fetch_all(&mut *c)
-    .await?;
-    let mut counts = Counts::new();
-    let mut later = Vec::new();
-    for r in rows {
-        let (room_id, thread_id): (String, String) = (r.try_get(1)?, r.try_get(2)?);
-        let a: i64 = r.try_get(3)?;
-        if r.try_get::<i64, _>(0)? == 0 {
-            counts.insert((user_id.to_owned(), room_id, thread_id), (a, r.try_get(4)?));
+}
+
+/// By room, then thread.
+pub(super) fn sorted(mut counts: Vec<ThreadUnread>) -> Vec<ThreadUnread> {
+    counts.sort_unstable_by(|x, y| (&x.room_id, &x.thread_id).cmp(&(&y.room_id, &y.thread_id)));
+    counts
+}
+
+/// The rows of [`counts_select`], turned into counts.
+#[derive(Default)]
+pub(super) struct Tally {
+    counts: Counts,
+    later: Vec<Recorded>,
+}
+
+impl Tally {
+    pub(super) fn add(
+        &mut self,
+        user_id: &str,
+        kind: i64,
+        room_id: String,
+        thread_id: String,
+        a: i64,
+        b: i64,
+    ) {
+        if kind == 0 {
+            self.counts
+                .insert((user_id.to_owned(), room_id, thread_id), (a, b));
         } else {
-            later.push(Recorded {
+            self.later.push(Recorded {
                 user_id: user_id.to_owned(),
                 room_id,
                 thread_id,
                 stream_pos: a,
-                highlight: codec::flag(&r, 4)?,
+                highlight: b != 0,
             });
         }
     }
-    if !later.is_empty() {
-        let pairs: HashSet<Key> = later
-            .iter()
-            .map(|n| (n.user_id.clone(), n.room_id.clone()))
-            .collect();
-        let read = read_positions(&mut *c, &pairs).await?;
-        for (key, (n, h)) in tally(&later, &read) {
-            if let Some(c) = counts.get_mut(&key) {
-                c.0 -= n;
-                c.1 -= h;
+
+    /// The counts, less what was recorded after the window (a statement
+    /// more, only then).
+    pub(super) async fn finish(
+        mut self,
+        c: &mut AnyConnection,
+    ) -> Result<Vec<ThreadUnread>, sqlx::Error> {
+        if !self.later.is_empty() {
+            let pairs: HashSet<Key> = self
+                .later
+                .iter()
+                .map(|n| (n.user_id.clone(), n.room_id.clone()))
+                .collect();
+            let read = read_positions(&mut *c, &pairs).await?;
+            for (key, (n, h)) in tally(&self.later, &read) {
+                if let Some(c) = self.counts.get_mut(&key) {
+                    c.0 -= n;
+                    c.1 -= h;
+                }
             }
         }
+        Ok(self
+            .counts
+            .into_iter()
+            .map(|((_, room_id, thread_id), (n, h))| ThreadUnread {
+                room_id,
+                thread_id,
+                notifications: n.max(0),
+                highlights: h.max(0),
+            })
+            .collect())
     }
-    Ok(counts
-        .into_iter()
-        .map(|((_, room_id, thread_id), (n, h))| ThreadUnread {
-            room_id,
-            thread_id,
-            notifications: n.max(0),
-            highlights: h.max(0),
-        })
-        .collect())
 }
 
 /// The user's unread notifications in all rooms: the badge a push carries.

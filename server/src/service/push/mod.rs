@@ -353,8 +353,13 @@ pub async fn unread_counts(
     user_id: &str,
     to: i64,
 ) -> Result<HashMap<String, RoomUnread>, sqlx::Error> {
+    Ok(unread_by_room(push::unread_counts(c, user_id, to).await?))
+}
+
+/// The counts of each thread, gathered per room.
+pub fn unread_by_room(threads: Vec<push::ThreadUnread>) -> HashMap<String, RoomUnread> {
     let mut rooms: HashMap<String, RoomUnread> = HashMap::new();
-    for row in push::unread_counts(c, user_id, to).await? {
+    for row in threads {
         let room = rooms.entry(row.room_id).or_default();
         let counts = (row.notifications, row.highlights);
         if row.thread_id == "main" {
@@ -363,7 +368,7 @@ pub async fn unread_counts(
             room.threads.insert(row.thread_id, counts);
         }
     }
-    Ok(rooms)
+    rooms
 }
 
 /// `GET /notifications`: newest first; `from` is the `next_token` of the

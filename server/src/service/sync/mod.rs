@@ -228,9 +228,8 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
     let mut room_data = rooms::room_account_data(&data_changes);
 
     let sync_rooms = news.rooms;
-    // Every joined room's notification counts in one query, read once a
-    // joined room is sent: a quiet long-poll needs none.
-    let mut counts = None;
+    // Every joined room's notification counts, read with the news at `to`.
+    let mut counts = crate::service::push::unread_by_room(news.unread);
     let (mut join, mut invite, mut leave) = (Map::new(), Map::new(), Map::new());
     // Joined rooms whose window is known to hold no membership events.
     let mut no_member_events = vec![false; sync_rooms.len()];
@@ -253,12 +252,6 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
                     no_member_events[i] = true;
                     continue;
                 }
-                let counts = match &mut counts {
-                    Some(counts) => counts,
-                    None => counts.insert(
-                        crate::service::push::unread_counts(&mut c, &auth.user_id, to).await?,
-                    ),
-                };
                 let unread = counts
                     .remove(room_id)
                     .unwrap_or_default()
