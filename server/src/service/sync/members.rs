@@ -64,6 +64,13 @@ impl MemberCache {
         Some(out)
     }
 
+    /// Drops every copy (after an erasure, whose rewritten events the
+    /// copies would otherwise hold until their rooms are next synced).
+    pub fn clear(&self) {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        *kept = Kept::default();
+    }
+
     /// Keeps what a read of `users`' member events in `room_id` found,
     /// labelled with a serial read before it. Users without an event are
     /// kept as such.
@@ -172,6 +179,9 @@ mod tests {
         );
         assert_eq!(ids(&cache.get("!r:x", 4, &["@b:x"]).unwrap()), ["$m7"]);
         assert!(cache.get("!r:x", 3, &["@b:x"]).is_none());
+
+        cache.clear();
+        assert!(cache.get("!r:x", 4, &["@b:x"]).is_none(), "cleared");
     }
 
     #[test]
