@@ -104,6 +104,19 @@ pub async fn server_with_users(
     (server, names)
 }
 
+/// `alice` (registered at `alice_url`) and `bob` (at `bob_url`, the same
+/// server or another node of it), both with password `pw`, in a room alice
+/// made and bob joined: the start of most two-person scenarios.
+pub async fn alice_and_bob_in_a_room(alice_url: &str, bob_url: &str) -> (Client, Client, String) {
+    let alice = Client::register(alice_url, "alice", "pw").await;
+    let bob = Client::register(bob_url, "bob", "pw").await;
+    let room = alice
+        .create_room(serde_json::json!({ "invite": [bob.user_id] }))
+        .await;
+    bob.join(&room).await;
+    (alice, bob, room)
+}
+
 /// `both_backends!(name, async_fn)` generates the module `name` with the
 /// tests `name::sqlite` and `name::postgres`, each calling
 /// `async_fn(Backend::…)` on a two-worker multi-threaded runtime with a

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloister_tests::{
-    encode, megolm_content, run_test, Backend, Client, ManualClock, ServerProcess, TestServer,
+    alice_and_bob_in_a_room, encode, megolm_content, run_test, Backend, Client, ManualClock,
+    ServerProcess, TestServer,
 };
 use serde_json::{json, Value};
 
@@ -97,10 +98,7 @@ fn timeline_ids(sync: &Value, room: &str) -> Vec<String> {
 async fn wake_ups_cross_nodes(_: Backend) {
     let a = TestServer::start(Backend::Postgres).await;
     let b = a.start_peer().await;
-    let alice = Client::register(&a.url(), "alice", "pw").await;
-    let bob = Client::register(&b.url(), "bob", "pw").await;
-    let room = alice.create_room(json!({ "invite": [bob.user_id] })).await;
-    bob.join(&room).await;
+    let (alice, bob, room) = alice_and_bob_in_a_room(&a.url(), &b.url()).await;
     let mut alice_since = token(&alice.sync(None, 0).await);
     let mut bob_since = token(&bob.sync(None, 0).await);
 
@@ -283,10 +281,7 @@ async fn killed_node_loses_nothing(_: Backend) {
     const MESSAGES: usize = 150;
     let survivor = TestServer::start(Backend::Postgres).await;
     let mut doomed = ServerProcess::start_peer(&survivor).await;
-    let alice = Client::register(&doomed.url(), "alice", "pw").await;
-    let bob = Client::register(&survivor.url(), "bob", "pw").await;
-    let room = alice.create_room(json!({ "invite": [bob.user_id] })).await;
-    bob.join(&room).await;
+    let (alice, bob, room) = alice_and_bob_in_a_room(&doomed.url(), &survivor.url()).await;
     let since = token(&bob.sync(None, 0).await);
 
     // Bob long-polls on the survivor throughout, woken by what the other

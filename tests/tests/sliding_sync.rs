@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use cloister_tests::{
-    both_backends, encode, errcode, event_ids, Backend, Client, ManualClock, TestServer,
+    alice_and_bob_in_a_room, both_backends, encode, errcode, event_ids, Backend, Client,
+    ManualClock, TestServer,
 };
 use serde_json::{json, Value};
 
@@ -464,10 +465,7 @@ async fn extensions_and_restart(backend: Backend) {
 async fn long_poll_wakes(backend: Backend) {
     let server = TestServer::start(backend).await;
     let url = server.url();
-    let alice = Client::register(&url, "alice", "pw").await;
-    let bob = Client::register(&url, "bob", "pw").await;
-    let room = alice.create_room(json!({ "invite": [bob.user_id] })).await;
-    bob.join(&room).await;
+    let (alice, bob, room) = alice_and_bob_in_a_room(&url, &url).await;
     let body = list_body(10, 5);
     let first = ok(&alice, None, 0, &body).await;
     let sender = {

@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use cloister_tests::{both_backends, encode, errcode, Backend, Client, TestServer};
+use cloister_tests::{
+    alice_and_bob_in_a_room, both_backends, encode, errcode, Backend, Client, TestServer,
+};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -32,10 +34,7 @@ async fn sync_with(client: &Client, since: &str, filter: &str) -> Value {
 async fn long_poll_and_timelines(backend: Backend) {
     let server = TestServer::start(backend).await;
     let url = server.url();
-    let alice = Client::register(&url, "alice", "pw").await;
-    let bob = Client::register(&url, "bob", "pw").await;
-    let room = alice.create_room(json!({ "invite": [bob.user_id] })).await;
-    bob.join(&room).await;
+    let (alice, bob, room) = alice_and_bob_in_a_room(&url, &url).await;
     let since = token(&bob.sync(None, 0).await);
 
     // A long-poll returns as soon as an event arrives, not at its timeout.
@@ -319,10 +318,7 @@ async fn typing_expires_by_itself(backend: Backend) {
     let clock = cloister_tests::ManualClock::new(1_800_000_000_000);
     let server = TestServer::start_with_clock(backend, clock.clone(), |_| {}).await;
     let url = server.url();
-    let alice = Client::register(&url, "alice", "pw").await;
-    let bob = Client::register(&url, "bob", "pw").await;
-    let room = alice.create_room(json!({ "invite": [bob.user_id] })).await;
-    bob.join(&room).await;
+    let (alice, bob, room) = alice_and_bob_in_a_room(&url, &url).await;
     let typing_users = |s: &Value| {
         s["rooms"]["join"][&room]["ephemeral"]["events"]
             .as_array()

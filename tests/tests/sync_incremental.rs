@@ -5,7 +5,7 @@
 //! otherwise. The server reads only parts of the room's state for these, so
 //! the answers are pinned here.
 
-use cloister_tests::{both_backends, encode, Backend, Client, TestServer};
+use cloister_tests::{alice_and_bob_in_a_room, both_backends, encode, Backend, Client, TestServer};
 use serde_json::{json, Value};
 
 const LAZY: &str = r#"{"room":{"timeline":{"limit":2},"state":{"lazy_load_members":true}}}"#;
@@ -144,10 +144,7 @@ fn member_event<'a>(sync: &'a Value, room: &str, user: &str) -> &'a Value {
 async fn kept_member_events_follow_the_room_state(backend: Backend) {
     let server = TestServer::start(backend).await;
     let url = server.url();
-    let alice = Client::register(&url, "alice", "pw").await;
-    let bob = Client::register(&url, "bob", "pw").await;
-    let room = alice.create_room(json!({ "invite": [bob.user_id] })).await;
-    bob.join(&room).await;
+    let (alice, bob, room) = alice_and_bob_in_a_room(&url, &url).await;
     let lazy = r#"{"room":{"timeline":{"limit":10},"state":{"lazy_load_members":true}}}"#;
     let mut since = token(&bob.sync(None, 0).await);
 
