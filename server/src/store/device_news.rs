@@ -7,8 +7,8 @@
 //! Each is also read alone (`to_device::pending`, `account_data::
 //! changed_since`, `keys::device_key_state`, `keys::
 //! device_list_changes_between`, `rooms::rooms_for_sync`, `unread::
-//! counts`, which sliding
-//! sync uses as its extensions ask); here they share one round trip because on SQLite every
+//! counts`, which sliding sync uses as its extensions ask); here they
+//! share one round trip because on SQLite every
 //! statement is a hand-off to the connection's worker thread and back,
 //! which under load cost more than the reads themselves
 //! (docs/performance.md). The tests below hold the two ways to the same
@@ -81,9 +81,10 @@ const ROOM: i64 = 6;
 const UNREAD: i64 = 7;
 const UNREAD_LATER: i64 = 8;
 
-/// Rows are (kind, number, text, text, text, number, number, number), the
-/// last three only for rooms (`rooms::sync_rooms_select`); the subqueries keep each
-/// part's own order and limit. `{to}` is the window's end: `$4`, or the
+/// Rows are (kind, number, text, text, text, number, number, number); the
+/// last three are for rooms (`rooms::sync_rooms_select`), the first of them
+/// also for unread counts (`unread::counts_select`), and NULL elsewhere.
+/// The subqueries keep each part's own order and limit. `{to}` is the window's end: `$4`, or the
 /// current position, which one statement reads from the same snapshot as
 /// the rest on both backends.
 static SQL: LazyLock<String> = LazyLock::new(|| {
