@@ -42,6 +42,10 @@ pub struct Metrics {
     /// `/sync` responses, and the timeline events they delivered.
     pub sync_responses: AtomicU64,
     pub sync_events_delivered: AtomicU64,
+    /// Lazy-loading responses whose member events came from this node's
+    /// copies, or were read (`service::sync::members`).
+    pub sync_member_copies_used: AtomicU64,
+    pub sync_member_reads: AtomicU64,
     pub requests: RouteLatency,
     /// Pushes a gateway accepted, gave up on, retried; pushkeys it rejected.
     pub pushes_sent: AtomicU64,
@@ -136,6 +140,21 @@ impl Metrics {
         self.render_cluster(&mut out);
         self.render_traffic(&mut out, pool);
         self.render_push(&mut out);
+        render_counters(
+            &mut out,
+            &[
+                (
+                    "cloister_sync_member_copies_used_total",
+                    "Lazy-loading /sync room sections whose member events came from this node's copies.",
+                    &self.sync_member_copies_used,
+                ),
+                (
+                    "cloister_sync_member_reads_total",
+                    "Lazy-loading /sync room sections whose member events were read from the database.",
+                    &self.sync_member_reads,
+                ),
+            ],
+        );
         self.render_sso(&mut out);
         self.requests.render(&mut out);
         let _ = writeln!(

@@ -104,6 +104,16 @@ pub async fn server_with_users(
     (server, names)
 }
 
+/// The value of the metrics sample line that starts with `series `
+/// exactly (`TestServer::metrics`'s text).
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
 /// `alice` (registered at `alice_url`) and `bob` (at `bob_url`, the same
 /// server or another node of it), both with password `pw`, in a room alice
 /// made and bob joined: the start of most two-person scenarios.

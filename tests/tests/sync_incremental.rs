@@ -5,7 +5,9 @@
 //! otherwise. The server reads only parts of the room's state for these, so
 //! the answers are pinned here.
 
-use cloister_tests::{alice_and_bob_in_a_room, both_backends, encode, Backend, Client, TestServer};
+use cloister_tests::{
+    alice_and_bob_in_a_room, both_backends, encode, metric, Backend, Client, TestServer,
+};
 use serde_json::{json, Value};
 
 const LAZY: &str = r#"{"room":{"timeline":{"limit":2},"state":{"lazy_load_members":true}}}"#;
@@ -152,13 +154,22 @@ async fn kept_member_events_follow_the_room_state(backend: Backend) {
     let first = sync_with(&bob, &since, lazy).await;
     let old_id = member_event(&first, &room, &alice.user_id)["event_id"].clone();
     since = token(&first);
-    // Asked again with nothing new in the room's state: the same event.
+    // Asked again with nothing new in the room's state: the same event,
+    // from the node's copy.
+    let copies = |text: &str| {
+        (
+            metric(text, "cloister_sync_member_copies_used_total"),
+            metric(text, "cloister_sync_member_reads_total"),
+        )
+    };
+    let (used, reads) = copies(&server.metrics().await);
     alice.send_encrypted(&room, "m2").await;
     let again = sync_with(&bob, &since, lazy).await;
     assert_eq!(
         member_event(&again, &room, &alice.user_id)["event_id"],
         old_id
     );
+    assert_eq!(copies(&server.metrics().await), (used + 1.0, reads));
     since = token(&again);
 
     let (status, body) = alice
@@ -178,6 +189,11 @@ async fn kept_member_events_follow_the_room_state(backend: Backend) {
     let member = member_event(&after, &room, &alice.user_id);
     assert_eq!(member["event_id"], new_id, "{after}");
     assert_eq!(member["content"]["displayname"], "Alice Renamed");
+    let (_, reads_after) = copies(&server.metrics().await);
+    assert!(
+        reads_after > reads,
+        "the renamed member was read, not copied"
+    );
 }
 
 both_backends!(

@@ -284,6 +284,7 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
                     members: Some(rooms::KeptMembers {
                         cache: &state.sync_members,
                         state_serial: room.state_serial,
+                        metrics: &state.metrics,
                     }),
                 };
                 let joined = rooms::joined(

@@ -1,5 +1,6 @@
 //! The per-room sections of a sync response: `join`, `invite` and `leave`.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
@@ -8,6 +9,7 @@ use sqlx::AnyConnection;
 use super::filter::SyncFilter;
 use super::members::MemberCache;
 use crate::error::ApiResult;
+use crate::metrics::Metrics;
 use crate::service::relations::{self, Bundles};
 use crate::store::events::{self, StoredEvent, Viewer};
 use crate::store::readable::Readable;
@@ -40,6 +42,8 @@ pub struct RoomWindow<'a> {
 pub struct KeptMembers<'a> {
     pub cache: &'a MemberCache,
     pub state_serial: i64,
+    /// Counts the copies used and the reads.
+    pub metrics: &'a Metrics,
 }
 
 /// Also read by sliding sync, whose timelines follow the same rules.
@@ -116,8 +120,16 @@ async fn state_before(
                 // Only member events are wanted: kept ones serve while the
                 // room's state has not moved.
                 match kept.cache.get(w.room_id, kept.state_serial, &keys) {
-                    Some(events) => events,
+                    Some(events) => {
+                        kept.metrics
+                            .sync_member_copies_used
+                            .fetch_add(1, Ordering::Relaxed);
+                        events
+                    }
                     None => {
+                        kept.metrics
+                            .sync_member_reads
+                            .fetch_add(1, Ordering::Relaxed);
                         let read =
                             events::current_state_part(&mut *c, w.room_id, Some(&keys), None)
                                 .await?;
