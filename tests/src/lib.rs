@@ -45,11 +45,18 @@ pub use server::{Backend, TestServer};
 
 /// A port of 127.0.0.1 free a moment ago, for a program that must know it
 /// before it starts (an identity provider registering the server's URLs).
+/// Chosen below Linux's ephemeral range (32768 and up by default), from
+/// which the kernel also takes the source ports of outgoing connections: a
+/// port from `bind(0)` was once taken by another test's client connection
+/// before the server bound it ("Address already in use" in CI).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("find a free port")
-        .port()
+    for _ in 0..1_000 {
+        let port = 20_000 + rand::random::<u16>() % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000")
 }
 
 /// How long one behaviour test may run before it fails as hung.
