@@ -77,6 +77,8 @@ fn unknown_setting(known: &serde_json::Map<String, Value>, name: &str) -> String
 /// The known variable nearest to `name`, list indexes read as `0`, and how
 /// many edits away it is; shown with `name`'s own index.
 fn nearest(names: &[String], name: &str) -> Option<(usize, String)> {
+    // Keys match whatever the case after the prefix; so must the suggestion.
+    let name = name.to_uppercase();
     let index = name
         .split("__")
         .find(|segment| list_index(segment).is_some());
@@ -244,6 +246,9 @@ mod tests {
             .contains("did you mean CLOISTER_LIMITS__MAX_UPLOAD_SIZE?"));
         assert!(load_error("CLOISTER_OIDC__3__ISUER")
             .contains("did you mean CLOISTER_OIDC__3__ISSUER?"));
+        // Written in another case: the same guess, in the case of the docs.
+        assert!(load_error("CLOISTER_Limits__Max_Uplod_Size")
+            .contains("did you mean CLOISTER_LIMITS__MAX_UPLOAD_SIZE?"));
         // Nothing near: no guess, still an error.
         let far = load_error("CLOISTER_LDAP__SOMETHING_ELSE_ENTIRELY");
         assert!(!far.contains("did you mean"), "{far}");
