@@ -6,7 +6,7 @@
 //! reaches every member once, no errors); never a performance figure.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,12 +48,20 @@ fn server_binary() -> PathBuf {
     bin
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The port from the server's "listening" log line, once it is written.
+fn listening_port(log: &Path) -> Option<u16> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["fields"]["message"] == "cloister is listening")
+        .and_then(|line| {
+            line["fields"]["address"]
+                .as_str()?
+                .rsplit(':')
+                .next()?
+                .parse()
+                .ok()
+        })
 }
 
 fn healthy(port: u16) -> bool {
@@ -70,12 +78,15 @@ fn healthy(port: u16) -> bool {
     answer.starts_with("HTTP/1.1 200")
 }
 
+/// Serves on port 0 and learns the port from the log: a port chosen in
+/// advance can be taken by another test's outgoing connection first.
 fn start_server(data: &Path) -> (Guard, u16) {
-    let port = free_port();
-    let log = std::fs::File::create(data.join("server.log")).unwrap();
+    let log_path = data.join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
     let child = Command::new(server_binary())
         .arg("serve")
-        .env("CLOISTER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CLOISTER_LISTEN", "127.0.0.1:0")
+        .env("CLOISTER_LOG_FORMAT", "json")
         .env("CLOISTER_DATA_DIR", data.join("data"))
         .env("CLOISTER_REGISTRATION", "open")
         .env("CLOISTER_RATE_LIMIT__ENABLED", "false")
@@ -86,7 +97,9 @@ fn start_server(data: &Path) -> (Guard, u16) {
         .expect("start cloister");
     let mut guard = Guard(child);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !healthy(port) {
+    let mut port = None;
+    while !port.is_some_and(healthy) {
+        port = port.or_else(|| listening_port(&log_path));
         if let Some(status) = guard.0.try_wait().unwrap() {
             panic!(
                 "cloister exited ({status}) before answering /health:\n{}",
@@ -96,7 +109,7 @@ fn start_server(data: &Path) -> (Guard, u16) {
         assert!(Instant::now() < deadline, "cloister not healthy after 60 s");
         std::thread::sleep(Duration::from_millis(100));
     }
-    (guard, port)
+    (guard, port.unwrap())
 }
 
 /// Runs the generator with `args` and returns its JSON report; at most

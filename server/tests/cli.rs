@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -24,17 +24,14 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Serving {
     child: Child,
     base: String,
+    /// The log lines read while waiting for the listening address.
+    early: Vec<String>,
+    /// The rest of the log, read by the same reader: its buffer may
+    /// already hold lines after the listening one.
+    stderr: BufReader<ChildStderr>,
 }
 
 /// A failed assertion must not leave the server running: it would outlive
@@ -46,21 +43,43 @@ impl Drop for Serving {
     }
 }
 
+/// Serves on port 0 and learns the port from the "listening" log line: a
+/// port chosen in advance can be taken by another test's outgoing
+/// connection before the server binds it.
 fn serve(data: &Path, registration: &str) -> Serving {
-    let port = free_port();
-    let child = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .arg("serve")
         .env("CLOISTER_DATA_DIR", data)
-        .env("CLOISTER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CLOISTER_LISTEN", "127.0.0.1:0")
         .env("CLOISTER_REGISTRATION", registration)
         .env("CLOISTER_LOG_FORMAT", "json")
         .env("CLOISTER_RATE_LIMIT__ENABLED", "false")
         .stderr(Stdio::piped())
         .spawn()
         .expect("start cloister serve");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut early = Vec::new();
+    let address = loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+            let _ = child.kill();
+            panic!("cloister serve stopped before listening: {early:?}");
+        }
+        let line = line.trim_end().to_owned();
+        let address = serde_json::from_str::<Value>(&line)
+            .ok()
+            .filter(|log| log["fields"]["message"] == "cloister is listening")
+            .and_then(|log| log["fields"]["address"].as_str().map(str::to_owned));
+        early.push(line);
+        if let Some(address) = address {
+            break address;
+        }
+    };
     Serving {
         child,
-        base: format!("http://127.0.0.1:{port}"),
+        base: format!("http://{address}"),
+        early,
+        stderr,
     }
 }
 
@@ -284,10 +303,8 @@ async fn operator_workflow() {
     );
 
     // Logs: JSON lines, and never a secret, a token or an identifier from a path.
-    let lines: Vec<String> = BufReader::new(server.child.stderr.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-        .collect();
+    let mut lines = std::mem::take(&mut server.early);
+    lines.extend((&mut server.stderr).lines().map_while(Result::ok));
     assert!(lines.len() > 5, "{lines:?}");
     for line in &lines {
         serde_json::from_str::<Value>(line)
