@@ -46,6 +46,10 @@ pub struct Metrics {
     /// copies, or were read (`service::sync::members`).
     pub sync_member_copies_used: AtomicU64,
     pub sync_member_reads: AtomicU64,
+    /// Incremental `/sync` timelines served from this node's recent
+    /// events, or read to keep them (`service::sync::recent`).
+    pub sync_recent_events_used: AtomicU64,
+    pub sync_recent_events_reads: AtomicU64,
     pub requests: RouteLatency,
     /// Pushes a gateway accepted, gave up on, retried; pushkeys it rejected.
     pub pushes_sent: AtomicU64,
@@ -152,6 +156,16 @@ impl Metrics {
                     "cloister_sync_member_reads_total",
                     "Lazy-loading /sync room sections whose member events were read from the database.",
                     &self.sync_member_reads,
+                ),
+                (
+                    "cloister_sync_recent_events_used_total",
+                    "Incremental /sync timelines served from this node's recent events.",
+                    &self.sync_recent_events_used,
+                ),
+                (
+                    "cloister_sync_recent_events_reads_total",
+                    "Incremental /sync timelines read from the database into this node's recent events.",
+                    &self.sync_recent_events_reads,
                 ),
             ],
         );

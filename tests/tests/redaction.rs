@@ -6,7 +6,8 @@
 use std::time::{Duration, Instant};
 
 use cloister_tests::{
-    assert_refused, both_backends, encode, megolm_content, Backend, Client, TestServer,
+    alice_and_bob_in_a_room, assert_refused, both_backends, encode, megolm_content, metric,
+    Backend, Client, TestServer,
 };
 use serde_json::{json, Value};
 
@@ -234,7 +235,64 @@ async fn redacted_ciphertext_leaves_the_files(backend: Backend) {
     server.stop().await;
 }
 
+/// The event `event_id` in the room's timeline of an incremental sync.
+fn timeline_event(sync: &Value, room: &str, event_id: &str) -> Value {
+    sync["rooms"]["join"][room]["timeline"]["events"]
+        .as_array()
+        .and_then(|events| events.iter().find(|e| e["event_id"] == event_id))
+        .unwrap_or_else(|| panic!("{event_id} not in {sync}"))
+        .clone()
+}
+
+/// Incremental syncs share a node's copies of a room's recent events
+/// (`service::sync::recent`); a redaction must end the copy of what it
+/// redacted, or a client that had not yet seen the message would be sent
+/// its ciphertext after the redaction.
+async fn kept_recent_events_follow_redactions(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let url = server.url();
+    let (alice, bob, room) = alice_and_bob_in_a_room(&url, &url).await;
+    let since = |sync: &Value| sync["next_batch"].as_str().unwrap().to_owned();
+    let incremental = |client: &Client, token: &str| {
+        let path = format!("/_matrix/client/v3/sync?since={}&timeout=0", encode(token));
+        let client = client.clone();
+        async move {
+            let (status, body) = client.get(&path).await;
+            assert_eq!(status, 200, "{body}");
+            body
+        }
+    };
+    let kept = |text: &str| {
+        (
+            metric(text, "cloister_sync_recent_events_used_total"),
+            metric(text, "cloister_sync_recent_events_reads_total"),
+        )
+    };
+    let alice_since = since(&alice.sync(None, 0).await);
+    let bob_since = since(&bob.sync(None, 0).await);
+    let message = alice.send_encrypted(&room, "m1").await;
+
+    // Alice's sync reads the message and keeps it; Bob's, from a later
+    // position, is served the same copy.
+    let (used, reads) = kept(&server.metrics().await);
+    let first = incremental(&alice, &alice_since).await;
+    assert!(timeline_event(&first, &room, &message)["content"]["ciphertext"].is_string());
+    assert_eq!(kept(&server.metrics().await), (used, reads + 1.0));
+    let seen = incremental(&bob, &bob_since).await;
+    assert!(timeline_event(&seen, &room, &message)["content"]["ciphertext"].is_string());
+    assert_eq!(kept(&server.metrics().await), (used + 1.0, reads + 1.0));
+
+    let (status, body) = redact(&alice, &room, &message, "r1").await;
+    assert_eq!(status, 200, "{body}");
+    // Bob asks again from the same position, as a client whose response
+    // was lost would: the message comes redacted.
+    let again = incremental(&bob, &bob_since).await;
+    let redacted = timeline_event(&again, &room, &message);
+    assert_eq!(redacted["content"], json!({}), "{again}");
+}
+
 both_backends!(
+    kept_recent_events, kept_recent_events_follow_redactions;
     encryption_redaction, encryption_cannot_be_redacted;
     server_notices, server_notices_are_protected;
     redacted_ciphertext, redacted_ciphertext_leaves_the_files;

@@ -50,6 +50,8 @@ pub struct Parts {
     pub sync_filters: crate::service::sync::filter::StoredFilters,
     /// Member events kept for lazy-loading syncs (`service::sync::members`).
     pub sync_members: crate::service::sync::members::MemberCache,
+    /// Recent events kept for incremental syncs (`service::sync::recent`).
+    pub sync_recent: crate::service::sync::recent::RecentEvents,
 }
 
 impl Context {
@@ -78,6 +80,7 @@ impl Context {
             room_cache: Default::default(),
             sync_filters: Default::default(),
             sync_members: Default::default(),
+            sync_recent: Default::default(),
         }))
     }
 

@@ -294,10 +294,11 @@ pub async fn erase_user(state: &Context, user_id: &str, actor: Actor) -> ApiResu
         .details(details);
     let recorded = crate::store::audit::append(&mut tx, entry).await?;
     tx.commit().await?;
-    // The rewritten member events moved their rooms' state serials, so no
-    // copy of the old ones is served again; dropping them now also ends
-    // them in this node's memory (service::sync::members).
+    // The rewritten events moved their rooms' state serials, so no copy of
+    // the old ones is served again; dropping them now also ends them in
+    // this node's memory (service::sync::members, service::sync::recent).
     state.sync_members.clear();
+    state.sync_recent.clear();
     if let Err(e) = state.store.reclaim().await {
         // The rows are deleted; only old copies in the SQLite log may remain
         // until the next purge reclaims them.

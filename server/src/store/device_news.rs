@@ -81,8 +81,8 @@ const ROOM: i64 = 6;
 const UNREAD: i64 = 7;
 const UNREAD_LATER: i64 = 8;
 
-/// Rows are (kind, number, text, text, text, number, number, number); the
-/// last three are for rooms (`rooms::sync_rooms_select`), the first of them
+/// Rows are (kind, number, text, text, text, number, number, number,
+/// number); the last four are for rooms (`rooms::sync_rooms_select`), the first of them
 /// also for unread counts (`unread::counts_select`), and NULL elsewhere.
 /// The subqueries keep each part's own order and limit. `{to}` is the window's end: `$4`, or the
 /// current position, which one statement reads from the same snapshot as
@@ -90,7 +90,7 @@ const UNREAD_LATER: i64 = 8;
 static SQL: LazyLock<String> = LazyLock::new(|| {
     let to = "COALESCE($4, (SELECT pos FROM stream_counter WHERE id = 1))";
     let none = "CAST(NULL AS BIGINT)";
-    let no_extra = format!("{none}, {none}, {none}");
+    let no_extra = format!("{none}, {none}, {none}, {none}");
     let rooms = rooms::sync_rooms_select("$1", &format!("COALESCE($9, {to})"), to, "$10");
     let unread = unread::counts_select("$1", to);
     format!(
@@ -117,7 +117,7 @@ SELECT CAST(5 AS BIGINT), {to}, '', NULL, NULL, {no_extra} \
 UNION ALL \
 SELECT CAST(6 AS BIGINT), x.* FROM ({rooms}) x \
 UNION ALL \
-SELECT CAST(7 + y.k AS BIGINT), y.n, y.room_id, y.thread_id, NULL, y.h, {none}, {none} FROM ({unread}) y"
+SELECT CAST(7 + y.k AS BIGINT), y.n, y.room_id, y.thread_id, NULL, y.h, {none}, {none}, {none} FROM ({unread}) y"
     )
 });
 

@@ -124,7 +124,7 @@ pub async fn delete_own_rows(
 }
 
 pub async fn delete_event(tx: &mut WriteTx, event_id: &str) -> Result<(), sqlx::Error> {
-    super::rooms::state_event_changed(tx, event_id).await?;
+    super::rooms::event_changed(tx, event_id).await?;
     sqlx::query("DELETE FROM event_media WHERE event_id = $1")
         .bind(event_id)
         .execute(tx.conn())
@@ -148,7 +148,7 @@ pub struct Rewrite<'a> {
 }
 
 pub async fn rewrite_event(tx: &mut WriteTx, rw: &Rewrite<'_>) -> Result<(), sqlx::Error> {
-    super::rooms::state_event_changed(tx, rw.event_id).await?;
+    super::rooms::event_changed(tx, rw.event_id).await?;
     let sql = if rw.clear_device {
         "UPDATE events SET sender = $1, state_key = $2, content = $3, prev_content = $4, \
          sender_device = NULL, txn_id = NULL WHERE event_id = $5"
@@ -172,7 +172,7 @@ pub async fn rekey_current_state(
     event_id: &str,
     state_key: &str,
 ) -> Result<(), sqlx::Error> {
-    super::rooms::state_event_changed(tx, event_id).await?;
+    super::rooms::event_changed(tx, event_id).await?;
     sqlx::query("UPDATE current_state SET state_key = $1 WHERE event_id = $2")
         .bind(state_key)
         .bind(event_id)

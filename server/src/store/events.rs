@@ -309,9 +309,7 @@ pub async fn apply_redaction(
         .bind(&target.event_id)
         .execute(tx.conn())
         .await?;
-    if target.state_key.is_some() {
-        rooms::state_changed(tx, &target.room_id).await?;
-    }
+    rooms::state_changed(tx, &target.room_id).await?;
     Ok(())
 }
 
@@ -508,6 +506,31 @@ pub async fn range(
         .into_iter()
         .map(from_row)
         .collect()
+}
+
+/// Every event of a room with positions in `(after, to]`, oldest first,
+/// at most `limit`, whoever may read them: for copies kept by the node
+/// (`service::sync::recent`), filtered per reader as [`range`] would.
+pub async fn between(
+    c: &mut AnyConnection,
+    room_id: &str,
+    after: i64,
+    to: i64,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM events WHERE room_id = $1 AND stream_pos > $2 AND stream_pos <= $3 \
+         ORDER BY stream_pos LIMIT $4"
+    ))
+    .bind(room_id)
+    .bind(after)
+    .bind(to)
+    .bind(limit)
+    .fetch_all(c)
+    .await?
+    .into_iter()
+    .map(from_row)
+    .collect()
 }
 
 /// Membership events in `(from, to]` of the given rooms' (for device-list tracking).

@@ -57,7 +57,11 @@ pub async fn delete_expired_events(
     for s in held_senders {
         q = q.bind(*s);
     }
-    Ok(q.bind(limit).execute(tx.conn()).await?.rows_affected())
+    let deleted = q.bind(limit).execute(tx.conn()).await?.rows_affected();
+    if deleted > 0 {
+        super::rooms::state_changed(tx, room_id).await?;
+    }
+    Ok(deleted)
 }
 
 fn media_rows(rows: Vec<sqlx::any::AnyRow>) -> Result<Vec<(String, String, i64)>, sqlx::Error> {

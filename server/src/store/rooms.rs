@@ -122,7 +122,11 @@ pub async fn set_membership(
 
 /// Moves the room's `state_serial` (migration 0023): every write that
 /// changes what a send's authorization reads about the room calls this, so
-/// a send that read the room earlier finds out (`store::checked_append`).
+/// a send that read the room earlier finds out (`store::checked_append`),
+/// and so does every rewrite or deletion of a stored event (a redaction,
+/// erasure, the retention purge), so that a node's kept copies of the
+/// room's events (`service::sync::members`, `service::sync::recent`) are
+/// never served after it. Appending an event moves it only for state.
 pub async fn state_changed(tx: &mut WriteTx, room_id: &str) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE rooms SET state_serial = state_serial + 1 WHERE room_id = $1")
         .bind(room_id)
@@ -131,12 +135,12 @@ pub async fn state_changed(tx: &mut WriteTx, room_id: &str) -> Result<(), sqlx::
     Ok(())
 }
 
-/// [`state_changed`] for the room of `event_id`, if it is a state event;
-/// before a rewrite or deletion of it.
-pub async fn state_event_changed(tx: &mut WriteTx, event_id: &str) -> Result<(), sqlx::Error> {
+/// [`state_changed`] for the room of `event_id`; before a rewrite or
+/// deletion of it.
+pub async fn event_changed(tx: &mut WriteTx, event_id: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE rooms SET state_serial = state_serial + 1 WHERE room_id = \
-         (SELECT room_id FROM events WHERE event_id = $1 AND state_key IS NOT NULL)",
+         (SELECT room_id FROM events WHERE event_id = $1)",
     )
     .bind(event_id)
     .execute(tx.conn())
@@ -242,6 +246,10 @@ pub struct SyncRoom {
     pub state_content: Option<serde_json::Value>,
     /// The room's `state_serial` (see [`state_changed`]).
     pub state_serial: i64,
+    /// The position of the room's last event up to the window's end, if
+    /// it has any: kept recent events (`service::sync::recent`) cover the
+    /// window only if they reach this far.
+    pub last_event_pos: Option<i64>,
 }
 
 /// Every room the user has a membership row in, as [`rooms_for_user`], and
@@ -291,7 +299,8 @@ pub(super) fn sync_rooms_select(user: &str, from: &str, to: &str, state_type: &s
         "SELECT m.stream_pos, m.room_id, m.membership, p.content, m.span_start_pos, \
          m.forgotten + CAST(CASE WHEN {events} THEN 2 ELSE 0 END AS BIGINT) \
          + CAST(CASE WHEN {receipts} OR {typing} THEN 4 ELSE 0 END AS BIGINT), \
-         COALESCE(r.state_serial, 0) \
+         COALESCE(r.state_serial, 0), \
+         (SELECT MAX(l.stream_pos) FROM events l WHERE l.room_id = m.room_id AND l.stream_pos <= {to}) \
          FROM memberships m \
          LEFT JOIN current_state s ON s.room_id = m.room_id AND s.event_type = {state_type} AND s.state_key = '' \
          LEFT JOIN events p ON p.event_id = s.event_id \
@@ -318,6 +327,7 @@ pub(super) fn sync_room(r: &AnyRow, at: usize) -> Result<SyncRoom, sqlx::Error> 
         has_ephemeral: flags & 4 != 0,
         state_content: super::codec::opt_json(r, at + 3, "events.content")?,
         state_serial: r.try_get(at + 6)?,
+        last_event_pos: r.try_get(at + 7)?,
     })
 }
 

@@ -137,7 +137,7 @@ pub(super) async fn room(
         full_state: false,
         now: f.now,
         cutoff: retention::cutoff_from_content(f.state, room.state_content.as_ref(), f.now),
-        members: None,
+        kept: None,
     };
     let timeline = sync_rooms::timeline(&mut *c, &window).await?;
     let speakers: Vec<&str> = timeline.events.iter().map(|e| e.sender.as_str()).collect();
@@ -229,7 +229,7 @@ pub(super) async fn left(
                 full_state: false,
                 now: f.now,
                 cutoff: retention::cutoff_from_content(f.state, room.state_content.as_ref(), f.now),
-                members: None,
+                kept: None,
             };
             let timeline = sync_rooms::timeline(&mut *c, &window).await?;
             result.limited = timeline.limited;

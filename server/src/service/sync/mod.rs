@@ -8,6 +8,7 @@
 pub mod device_lists;
 pub mod filter;
 pub mod members;
+pub mod recent;
 pub mod rooms;
 pub mod tokens;
 
@@ -281,9 +282,11 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
                     full_state: req.full_state,
                     now,
                     cutoff,
-                    members: Some(rooms::KeptMembers {
-                        cache: &state.sync_members,
+                    kept: Some(rooms::Kept {
+                        members: &state.sync_members,
+                        recent: &state.sync_recent,
                         state_serial: room.state_serial,
+                        last_event_pos: room.last_event_pos,
                         metrics: &state.metrics,
                     }),
                 };
@@ -327,7 +330,7 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
                     full_state: req.full_state,
                     now,
                     cutoff,
-                    members: None,
+                    kept: None,
                 };
                 leave.insert(
                     room_id.clone(),

@@ -8,6 +8,7 @@ use sqlx::AnyConnection;
 
 use super::filter::SyncFilter;
 use super::members::MemberCache;
+use super::recent::{self, RecentEvents};
 use crate::error::ApiResult;
 use crate::metrics::Metrics;
 use crate::service::relations::{self, Bundles};
@@ -32,16 +33,20 @@ pub struct RoomWindow<'a> {
     pub now: i64,
     /// Messages sent before this have expired (see `service::retention`).
     pub cutoff: i64,
-    /// Where lazily loaded member events may be kept; None reads them.
-    pub members: Option<KeptMembers<'a>>,
+    /// Where recent events and lazily loaded member events may be kept;
+    /// None reads them.
+    pub kept: Option<Kept<'a>>,
 }
 
-/// The node's kept member events, and the room's `state_serial` as read
-/// for this response (see [`super::members`]).
+/// The node's kept events, and what the device's news said of the room
+/// (see [`super::members`] and [`super::recent`]).
 #[derive(Clone, Copy)]
-pub struct KeptMembers<'a> {
-    pub cache: &'a MemberCache,
+pub struct Kept<'a> {
+    pub members: &'a MemberCache,
+    pub recent: &'a RecentEvents,
     pub state_serial: i64,
+    /// The room's last event up to the response's position.
+    pub last_event_pos: Option<i64>,
     /// Counts the copies used and the reads.
     pub metrics: &'a Metrics,
 }
@@ -54,6 +59,11 @@ pub(crate) struct Timeline {
 }
 
 pub(crate) async fn timeline(c: &mut AnyConnection, w: &RoomWindow<'_>) -> ApiResult<Timeline> {
+    if let (Some(kept), Some(from)) = (w.kept, w.from) {
+        if let Some(window) = recent_window(c, w, kept, from).await? {
+            return Ok(filtered(w, &window));
+        }
+    }
     let low = w.from.map_or(0, |f| f + 1);
     let limit = w.filter.timeline_limit;
     let mut events = events::range(
@@ -76,6 +86,63 @@ pub(crate) async fn timeline(c: &mut AnyConnection, w: &RoomWindow<'_>) -> ApiRe
         limited,
         prev_batch,
     })
+}
+
+/// Every event of the room in the window, whoever may see it, from the
+/// node's kept recent events, or read to keep them; None when the window
+/// is too long for that (then the caller reads as before).
+async fn recent_window(
+    c: &mut AnyConnection,
+    w: &RoomWindow<'_>,
+    kept: Kept<'_>,
+    from: i64,
+) -> ApiResult<Option<Vec<Arc<StoredEvent>>>> {
+    let ask = recent::Ask {
+        room_id: w.room_id,
+        state_serial: kept.state_serial,
+        from,
+        to: w.to,
+        last_event_pos: kept.last_event_pos,
+    };
+    if let Some(window) = kept.recent.get(&ask) {
+        kept.metrics
+            .sync_recent_events_used
+            .fetch_add(1, Ordering::Relaxed);
+        return Ok(Some(window));
+    }
+    let Some(after) = kept.recent.read_after(&ask) else {
+        return Ok(None);
+    };
+    kept.metrics
+        .sync_recent_events_reads
+        .fetch_add(1, Ordering::Relaxed);
+    let read = events::between(c, w.room_id, after, w.to, recent::MAX_READ_SPAN).await?;
+    Ok(kept
+        .recent
+        .put(&ask, after, read.into_iter().map(Arc::new).collect()))
+}
+
+/// What [`events::range`] would have read of `window`: the events this
+/// reader may see and that have not expired, the newest `limit` of them.
+fn filtered(w: &RoomWindow<'_>, window: &[Arc<StoredEvent>]) -> Timeline {
+    let limit = w.filter.timeline_limit;
+    let mut events: Vec<StoredEvent> = window
+        .iter()
+        .rev()
+        .filter(|e| e.state_key.is_some() || e.origin_server_ts >= w.cutoff)
+        .filter(|e| w.readable.allows(e))
+        .take(limit as usize + 1)
+        .map(|e| StoredEvent::clone(e))
+        .collect();
+    let limited = events.len() as i64 > limit;
+    events.truncate(limit as usize);
+    events.reverse();
+    let prev_batch = super::tokens::gap(events.first().map_or(w.to + 1, |e| e.pos));
+    Timeline {
+        events,
+        limited,
+        prev_batch,
+    }
 }
 
 /// Beyond this many senders, one bound parameter each would be too many for
@@ -114,12 +181,12 @@ async fn state_before(
             if w.filter.lazy_load_members && keys.len() > MAX_MEMBER_KEYS {
                 shared(events::current_state(&mut *c, w.room_id).await?)
             } else if let Some(kept) = w
-                .members
+                .kept
                 .filter(|_| w.filter.lazy_load_members && gap.is_none())
             {
                 // Only member events are wanted: kept ones serve while the
                 // room's state has not moved.
-                match kept.cache.get(w.room_id, kept.state_serial, &keys) {
+                match kept.members.get(w.room_id, kept.state_serial, &keys) {
                     Some(events) => {
                         kept.metrics
                             .sync_member_copies_used
@@ -134,7 +201,7 @@ async fn state_before(
                             events::current_state_part(&mut *c, w.room_id, Some(&keys), None)
                                 .await?;
                         let read = shared(read);
-                        kept.cache.put(w.room_id, kept.state_serial, &keys, &read);
+                        kept.members.put(w.room_id, kept.state_serial, &keys, &read);
                         read
                     }
                 }
