@@ -4,7 +4,8 @@
 use cloister_proto::event::ClientEvent;
 use serde_json::{json, Map, Value};
 use sqlx::any::AnyArguments;
-use sqlx::{AnyConnection, Row};
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, Row};
 
 use super::codec;
 use super::readable::{Class, Readable};
@@ -332,16 +333,9 @@ pub async fn after(
     pos: i64,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM events WHERE stream_pos > $1 ORDER BY stream_pos LIMIT $2"
-    ))
-    .bind(pos)
-    .bind(limit)
-    .fetch_all(c)
-    .await?
-    .into_iter()
-    .map(from_row)
-    .collect()
+    let sql =
+        format!("SELECT {COLUMNS} FROM events WHERE stream_pos > $1 ORDER BY stream_pos LIMIT $2");
+    all(c, sqlx::query(&sql).bind(pos).bind(limit)).await
 }
 
 pub async fn state_event(
@@ -424,12 +418,7 @@ pub async fn current_state_part(
     for key in member_keys.unwrap_or_default() {
         query = query.bind(*key);
     }
-    query
-        .fetch_all(c)
-        .await?
-        .into_iter()
-        .map(from_row)
-        .collect()
+    all(c, query).await
 }
 
 /// The room's state as it stood at stream position `at` (inclusive): the
@@ -499,13 +488,7 @@ pub async fn range(
         .bind(limit)
         .bind(cutoff)
         .bind(&readable.user_id);
-    readable
-        .bind_bounds(query)
-        .fetch_all(c)
-        .await?
-        .into_iter()
-        .map(from_row)
-        .collect()
+    all(c, readable.bind_bounds(query)).await
 }
 
 /// Every event of a room with positions in `(after, to]`, oldest first,
@@ -518,19 +501,12 @@ pub async fn between(
     to: i64,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    sqlx::query(&format!(
+    let sql = format!(
         "SELECT {COLUMNS} FROM events WHERE room_id = $1 AND stream_pos > $2 AND stream_pos <= $3 \
          ORDER BY stream_pos LIMIT $4"
-    ))
-    .bind(room_id)
-    .bind(after)
-    .bind(to)
-    .bind(limit)
-    .fetch_all(c)
-    .await?
-    .into_iter()
-    .map(from_row)
-    .collect()
+    );
+    let query = sqlx::query(&sql).bind(room_id).bind(after).bind(to);
+    all(c, query.bind(limit)).await
 }
 
 /// Membership events in `(from, to]` of the given rooms' (for device-list tracking).
@@ -540,17 +516,23 @@ pub async fn member_events_between(
     from: i64,
     to: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    sqlx::query(&format!(
+    let sql = format!(
         "SELECT {COLUMNS} FROM events WHERE room_id = $1 AND event_type = 'm.room.member' AND stream_pos > $2 AND stream_pos <= $3 ORDER BY stream_pos"
-    ))
-    .bind(room_id)
-    .bind(from)
-    .bind(to)
-    .fetch_all(c)
-    .await?
-    .into_iter()
-    .map(from_row)
-    .collect()
+    );
+    all(c, sqlx::query(&sql).bind(room_id).bind(from).bind(to)).await
+}
+
+/// Every row of `query`, in the columns of [`COLUMNS`], as an event.
+async fn all<'q>(
+    c: &mut AnyConnection,
+    query: Query<'q, Any, AnyArguments<'q>>,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    query
+        .fetch_all(c)
+        .await?
+        .into_iter()
+        .map(from_row)
+        .collect()
 }
 
 fn prefixed(alias: &str) -> String {

@@ -38,8 +38,9 @@ pub struct RoomWindow<'a> {
     pub kept: Option<Kept<'a>>,
 }
 
-/// The node's kept events, and what the device's news said of the room
-/// (see [`super::members`] and [`super::recent`]).
+/// The node's kept events, and what the response read of the room with
+/// its list of rooms, before any of its events (`store::rooms::SyncRoom`;
+/// see [`super::members`] and [`super::recent`]).
 #[derive(Clone, Copy)]
 pub struct Kept<'a> {
     pub members: &'a MemberCache,
@@ -59,14 +60,23 @@ pub(crate) struct Timeline {
 }
 
 pub(crate) async fn timeline(c: &mut AnyConnection, w: &RoomWindow<'_>) -> ApiResult<Timeline> {
+    let limit = w.filter.timeline_limit;
     if let (Some(kept), Some(from)) = (w.kept, w.from) {
         if let Some(window) = recent_window(c, w, kept, from).await? {
-            return Ok(filtered(w, &window));
+            // What events::range below would read, from the copies.
+            let newest = window
+                .iter()
+                .rev()
+                .filter(|e| e.state_key.is_some() || e.origin_server_ts >= w.cutoff)
+                .filter(|e| w.readable.allows(e))
+                .take(limit as usize + 1)
+                .map(|e| StoredEvent::clone(e))
+                .collect();
+            return Ok(Timeline::from_newest(newest, limit, w.to));
         }
     }
     let low = w.from.map_or(0, |f| f + 1);
-    let limit = w.filter.timeline_limit;
-    let mut events = events::range(
+    let newest = events::range(
         c,
         w.room_id,
         low,
@@ -77,15 +87,23 @@ pub(crate) async fn timeline(c: &mut AnyConnection, w: &RoomWindow<'_>) -> ApiRe
         w.readable,
     )
     .await?;
-    let limited = events.len() as i64 > limit;
-    events.truncate(limit as usize);
-    events.reverse();
-    let prev_batch = super::tokens::gap(events.first().map_or(w.to + 1, |e| e.pos));
-    Ok(Timeline {
-        events,
-        limited,
-        prev_batch,
-    })
+    Ok(Timeline::from_newest(newest, limit, w.to))
+}
+
+impl Timeline {
+    /// From up to `limit + 1` events of a window ending at `to`, newest
+    /// first: one more than the limit means there are older ones.
+    fn from_newest(mut events: Vec<StoredEvent>, limit: i64, to: i64) -> Timeline {
+        let limited = events.len() as i64 > limit;
+        events.truncate(limit as usize);
+        events.reverse();
+        let prev_batch = super::tokens::gap(events.first().map_or(to + 1, |e| e.pos));
+        Timeline {
+            events,
+            limited,
+            prev_batch,
+        }
+    }
 }
 
 /// Every event of the room in the window, whoever may see it, from the
@@ -120,29 +138,6 @@ async fn recent_window(
     Ok(kept
         .recent
         .put(&ask, after, read.into_iter().map(Arc::new).collect()))
-}
-
-/// What [`events::range`] would have read of `window`: the events this
-/// reader may see and that have not expired, the newest `limit` of them.
-fn filtered(w: &RoomWindow<'_>, window: &[Arc<StoredEvent>]) -> Timeline {
-    let limit = w.filter.timeline_limit;
-    let mut events: Vec<StoredEvent> = window
-        .iter()
-        .rev()
-        .filter(|e| e.state_key.is_some() || e.origin_server_ts >= w.cutoff)
-        .filter(|e| w.readable.allows(e))
-        .take(limit as usize + 1)
-        .map(|e| StoredEvent::clone(e))
-        .collect();
-    let limited = events.len() as i64 > limit;
-    events.truncate(limit as usize);
-    events.reverse();
-    let prev_batch = super::tokens::gap(events.first().map_or(w.to + 1, |e| e.pos));
-    Timeline {
-        events,
-        limited,
-        prev_batch,
-    }
 }
 
 /// Beyond this many senders, one bound parameter each would be too many for
