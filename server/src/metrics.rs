@@ -46,8 +46,8 @@ pub struct Metrics {
     /// copies, or were read (`service::sync::members`).
     pub sync_member_copies_used: AtomicU64,
     pub sync_member_reads: AtomicU64,
-    /// Incremental `/sync` timelines served from this node's recent
-    /// events, or read to keep them (`service::sync::recent`).
+    /// Incremental `/sync` and sliding sync timelines served from this
+    /// node's recent events, or read to keep them (`service::sync::recent`).
     pub sync_recent_events_used: AtomicU64,
     pub sync_recent_events_reads: AtomicU64,
     pub requests: RouteLatency,
@@ -159,12 +159,12 @@ impl Metrics {
                 ),
                 (
                     "cloister_sync_recent_events_used_total",
-                    "Incremental /sync timelines served from this node's recent events.",
+                    "Incremental /sync and sliding sync timelines served from this node's recent events.",
                     &self.sync_recent_events_used,
                 ),
                 (
                     "cloister_sync_recent_events_reads_total",
-                    "Incremental /sync timelines read from the database into this node's recent events.",
+                    "Incremental /sync and sliding sync timelines read from the database into this node's recent events.",
                     &self.sync_recent_events_reads,
                 ),
             ],

@@ -244,9 +244,9 @@ fn timeline_event(sync: &Value, room: &str, event_id: &str) -> Value {
         .clone()
 }
 
-/// Incremental syncs share a node's copies of a room's recent events
-/// (`service::sync::recent`); a redaction must end the copy of what it
-/// redacted, or a client that had not yet seen the message would be sent
+/// Incremental syncs, `/v3/sync` and sliding sync alike, share a node's
+/// copies of a room's recent events (`service::sync::recent`); a
+/// redaction must end the copy of what it redacted, or a client that had not yet seen the message would be sent
 /// its ciphertext after the redaction.
 async fn kept_recent_events_follow_redactions(backend: Backend) {
     let server = TestServer::start(backend).await;
@@ -270,6 +270,10 @@ async fn kept_recent_events_follow_redactions(backend: Backend) {
     };
     let alice_since = since(&alice.sync(None, 0).await);
     let bob_since = since(&bob.sync(None, 0).await);
+    // Bob's phone holds the room on a sliding sync connection.
+    let lists = json!({ "lists": { "all": { "ranges": [[0, 9]], "timeline_limit": 5 } } });
+    let (status, opened) = bob.sliding_sync(None, 0, lists.clone()).await;
+    assert_eq!(status, 200, "{opened}");
     let message = alice.send_encrypted(&room, "m1").await;
 
     // Alice's sync reads the message and keeps it; Bob's, from a later
@@ -281,6 +285,18 @@ async fn kept_recent_events_follow_redactions(backend: Backend) {
     let seen = incremental(&bob, &bob_since).await;
     assert!(timeline_event(&seen, &room, &message)["content"]["ciphertext"].is_string());
     assert_eq!(kept(&server.metrics().await), (used + 1.0, reads + 1.0));
+    // So is his sliding sync connection's.
+    let pos = opened["pos"].as_str().unwrap();
+    let (status, slid) = bob.sliding_sync(Some(pos), 0, lists).await;
+    assert_eq!(status, 200, "{slid}");
+    let timeline = &slid["rooms"][&room]["timeline"];
+    assert!(
+        timeline.as_array().is_some_and(|events| events
+            .iter()
+            .any(|e| e["event_id"] == message && e["content"]["ciphertext"].is_string())),
+        "{slid}"
+    );
+    assert_eq!(kept(&server.metrics().await), (used + 2.0, reads + 1.0));
 
     let (status, body) = redact(&alice, &room, &message, "r1").await;
     assert_eq!(status, 200, "{body}");

@@ -137,7 +137,13 @@ pub(super) async fn room(
         full_state: false,
         now: f.now,
         cutoff: retention::cutoff_from_content(f.state, room.state_content.as_ref(), f.now),
-        kept: None,
+        kept: Some(sync_rooms::Kept {
+            members: &f.state.sync_members,
+            recent: &f.state.sync_recent,
+            state_serial: room.state_serial,
+            last_event_pos: room.last_event_pos,
+            metrics: &f.state.metrics,
+        }),
     };
     let timeline = sync_rooms::timeline(&mut *c, &window).await?;
     let speakers: Vec<&str> = timeline.events.iter().map(|e| e.sender.as_str()).collect();

@@ -1,24 +1,26 @@
 //! Recent events kept per room for incremental `/sync`s.
 //!
-//! One message into a room of ten wakes ten long-polls, and each of them
-//! read the same new event with a statement of its own. A node now keeps,
-//! per room, every event of one stretch of positions `(after, upto]` as a
-//! read found them, whoever may see them; each response filters its copy
-//! as the database query would (`Readable::allows`, the retention cutoff).
+//! One message into a room of ten wakes ten long-polls (`/v3/sync` or
+//! sliding sync), and each of them read the same new event with a
+//! statement of its own. A node now keeps, per room, every event of one
+//! stretch of positions `(after, upto]` as a read found them, whoever may
+//! see them; each response filters its copy as the database query would
+//! (`Readable::allows`, the retention cutoff).
 //!
 //! A response may use the stretch when it covers the response's window:
 //! it starts at or before the client's position, and reaches the room's
-//! last event up to the response's position (read with the device's news,
-//! `store::rooms::SyncRoom::last_event_pos`). A position is committed only
-//! after every position before it, so a read up to a response's position
-//! saw all of the room's events there; those events stay as read until one
-//! is rewritten or deleted (a redaction, erasure, the retention purge), and
-//! each of those moves the room's `state_serial` in the same transaction
-//! (`store::rooms::state_changed`). The stretch is labelled with a serial
-//! read before its events, as the kept member events are (`super::
-//! members`): a change in between makes it look older, never newer. Both
-//! the serial and the last position come from the database, so this holds
-//! across the nodes of one PostgreSQL.
+//! last event up to the response's position (read with the response's
+//! rooms, `store::rooms::SyncRoom::last_event_pos`: in the device's news
+//! on `/v3/sync`, by `rooms_for_sync` on sliding sync). A position is
+//! committed only after every position before it, so a read up to a
+//! response's position saw all of the room's events there; those events
+//! stay as read until one is rewritten or deleted (a redaction, erasure,
+//! the retention purge), and each of those moves the room's
+//! `state_serial` in the same transaction (`store::rooms::state_changed`).
+//! The stretch is labelled with a serial read before its events, as the
+//! kept member events are (`super::members`): a change in between makes
+//! it look older, never newer. Both the serial and the last position come
+//! from the database, so this holds across the nodes of one PostgreSQL.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -62,12 +64,12 @@ pub const MAX_READ_SPAN: i64 = 1_024;
 #[derive(Clone, Copy, Debug)]
 pub struct Ask<'a> {
     pub room_id: &'a str,
-    /// The room's `state_serial`, read with the device's news.
+    /// The room's `state_serial`, read with the response's rooms.
     pub state_serial: i64,
     /// The client's position: the window is `(from, to]`.
     pub from: i64,
     pub to: i64,
-    /// The room's last event up to `to`, read with the device's news.
+    /// The room's last event up to `to`, read with the response's rooms.
     pub last_event_pos: Option<i64>,
 }
 
