@@ -156,6 +156,7 @@ async fn purge_events(
 ) -> anyhow::Result<()> {
     let room_ids = store::all_rooms(&mut *state.store.read().await?).await?;
     let held_users = held.user_list();
+    let deleted_before = summary.events;
     for room_id in room_ids {
         let cutoff = {
             let mut c = state.store.read().await?;
@@ -185,6 +186,12 @@ async fn purge_events(
                 store::count_expired_events(&mut *state.store.read().await?, &room_id, cutoff)
                     .await?;
         }
+    }
+    if summary.events > deleted_before {
+        // Copies of what was deleted are never served again (each deletion
+        // moved its room's state serial); dropping them ends them in this
+        // node's memory too (service::sync::recent).
+        state.sync_recent.clear();
     }
     Ok(())
 }
