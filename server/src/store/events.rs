@@ -388,21 +388,25 @@ pub async fn current_state_part(
     gap: Option<(i64, i64)>,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let mut wanted = Vec::new();
-    if let Some(keys) = member_keys.filter(|k| !k.is_empty()) {
+    let keys = member_keys.unwrap_or_default();
+    if !keys.is_empty() {
         wanted.push(format!(
             "(s.event_type = 'm.room.member' AND s.state_key IN ({}))",
             params::list(2, keys.len())
         ));
     }
-    if let Some((after, before)) = gap {
-        // Positions come from the database as integers: safe to inline.
+    if gap.is_some() {
+        // Bound, not inlined: every text is prepared (and cached) on its
+        // own, and the positions differ from one call to the next.
         let types = if member_keys.is_some() {
             "s.event_type <> 'm.room.member' AND "
         } else {
             ""
         };
+        let first = 2 + keys.len();
         wanted.push(format!(
-            "({types}e.stream_pos > {after} AND e.stream_pos < {before})"
+            "({types}e.stream_pos > ${first} AND e.stream_pos < ${})",
+            first + 1
         ));
     }
     if wanted.is_empty() {
@@ -415,8 +419,11 @@ pub async fn current_state_part(
         wanted.join(" OR ")
     );
     let mut query = sqlx::query(&sql).bind(room_id);
-    for key in member_keys.unwrap_or_default() {
+    for key in keys {
         query = query.bind(*key);
+    }
+    if let Some((after, before)) = gap {
+        query = query.bind(after).bind(before);
     }
     all(c, query).await
 }
