@@ -358,6 +358,35 @@ pub async fn state_event(
     .transpose()
 }
 
+/// The current state events of a room with the given `(type, state
+/// key)`s, in one statement; those not set are left out.
+pub async fn state_events(
+    c: &mut AnyConnection,
+    room_id: &str,
+    keys: &[(&str, &str)],
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let wanted: Vec<String> = (0..keys.len())
+        .map(|i| {
+            let at = 2 + 2 * i;
+            format!("(s.event_type = ${at} AND s.state_key = ${})", at + 1)
+        })
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM current_state s JOIN events e ON e.event_id = s.event_id \
+         WHERE s.room_id = $1 AND ({})",
+        prefixed("e"),
+        wanted.join(" OR ")
+    );
+    let mut query = sqlx::query(&sql).bind(room_id);
+    for (event_type, state_key) in keys {
+        query = query.bind(*event_type).bind(*state_key);
+    }
+    all(c, query).await
+}
+
 /// The full current state of a room.
 pub async fn current_state(
     c: &mut AnyConnection,

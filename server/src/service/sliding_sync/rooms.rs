@@ -282,45 +282,61 @@ fn wanted(want: &Want, event: &StoredEvent, user_id: &str, speakers: &[&str]) ->
     })
 }
 
-/// Name, avatar, heroes (when the room has no name) and member counts.
+/// Name, avatar, heroes (when the room has no name) and member counts:
+/// two statements, the members and then every state event the summary
+/// shows, which are sent with every result of the room.
 async fn summarize(
     c: &mut AnyConnection,
     room_id: &str,
     user_id: &str,
     result: &mut RoomResult,
 ) -> ApiResult<()> {
-    let text = |e: Option<StoredEvent>, field: &str| {
-        e.and_then(|e| {
-            e.content
-                .get(field)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-        .filter(|s| !s.is_empty())
-    };
-    result.name = text(
-        events::state_event(&mut *c, room_id, "m.room.name", "").await?,
-        "name",
-    );
-    result.avatar = text(
-        events::state_event(&mut *c, room_id, "m.room.avatar", "").await?,
-        "url",
-    );
     let members = rooms::members_with_membership(&mut *c, room_id, &["join", "invite"]).await?;
     result.joined_count = members.iter().filter(|(_, m)| m == "join").count() as u64;
     result.invited_count = members.len() as u64 - result.joined_count;
+    // Heroes are shown only for a room without a name, but whether it has
+    // one is known only after the read: their member events come with it.
+    let heroes: Vec<&str> = members
+        .iter()
+        .map(|(u, _)| u.as_str())
+        .filter(|u| *u != user_id)
+        .take(5)
+        .collect();
+    let mut keys = vec![("m.room.name", ""), ("m.room.avatar", "")];
+    keys.extend(heroes.iter().map(|h| ("m.room.member", *h)));
+    let state = events::state_events(&mut *c, room_id, &keys).await?;
+    let content = |event_type: &str, state_key: &str| {
+        state
+            .iter()
+            .find(|e| e.event_type == event_type && e.state_key.as_deref() == Some(state_key))
+            .map(|e| &e.content)
+    };
+    let text = |event_type: &str, field: &str| {
+        content(event_type, "")
+            .and_then(|c| c.get(field))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    result.name = text("m.room.name", "name");
+    result.avatar = text("m.room.avatar", "url");
     if result.name.is_none() {
-        let mut heroes = Vec::new();
-        for (hero, _) in members.iter().filter(|(u, _)| u != user_id).take(5) {
-            let member = events::state_event(&mut *c, room_id, "m.room.member", hero).await?;
-            let content = member.map(|m| m.content).unwrap_or(Value::Null);
-            let field = |name: &str| content.get(name).and_then(Value::as_str).map(str::to_owned);
-            heroes.push(Hero {
-                user_id: hero.clone(),
-                displayname: field("displayname"),
-                avatar_url: field("avatar_url"),
-            });
-        }
+        let heroes = heroes
+            .iter()
+            .map(|hero| {
+                let field = |name: &str| {
+                    content("m.room.member", hero)
+                        .and_then(|c| c.get(name))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                };
+                Hero {
+                    user_id: (*hero).to_owned(),
+                    displayname: field("displayname"),
+                    avatar_url: field("avatar_url"),
+                }
+            })
+            .collect();
         result.heroes = Some(heroes);
     }
     Ok(())
