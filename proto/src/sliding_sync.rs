@@ -19,7 +19,7 @@ use crate::event::ClientEvent;
 use crate::sync::{DeviceLists, ToDeviceEvents};
 
 /// The request body.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize)]
 pub struct Request {
     /// Names one of several connections of a device (one per process of a
     /// client: the app and its notification extension, say).
@@ -37,7 +37,7 @@ pub struct Request {
 }
 
 /// A window onto the user's rooms sorted by recency.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize)]
 pub struct List {
     /// Inclusive `[start, end]` index ranges of the sorted rooms.
     #[serde(default)]
@@ -50,7 +50,7 @@ pub struct List {
     pub filters: Option<ListFilters>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize)]
 pub struct ListFilters {
     #[serde(default)]
     pub is_invite: Option<bool>,
@@ -61,7 +61,7 @@ pub struct ListFilters {
 /// What is sent of one room: which state events (`"*"` wildcards, `$LAZY`
 /// for the timeline's senders, `$ME` for the user) and how many timeline
 /// events at most.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize)]
 pub struct RoomConfig {
     #[serde(default)]
     pub required_state: Vec<(String, String)>,
@@ -69,7 +69,7 @@ pub struct RoomConfig {
     pub timeline_limit: Option<u64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize)]
 pub struct ExtensionsRequest {
     #[serde(default)]
     pub e2ee: Option<Toggle>,
@@ -83,7 +83,7 @@ pub struct ExtensionsRequest {
     pub typing: Option<Toggle>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize)]
 pub struct Toggle {
     #[serde(default)]
     pub enabled: Option<bool>,
@@ -95,7 +95,7 @@ impl Toggle {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize)]
 pub struct ToDeviceRequest {
     #[serde(default)]
     pub enabled: Option<bool>,

@@ -482,6 +482,25 @@ async fn long_poll_wakes(backend: Backend) {
         vec![sent],
         "{woken}"
     );
+
+    // A request from the last response's position that asks the same
+    // waits at once, without reading (`service::sliding_sync::sync`), but
+    // only while nothing was sent since: a message sent between the two
+    // requests is answered at once.
+    let again = send_text(&bob, &room, "between").await;
+    let started = std::time::Instant::now();
+    let answered = ok(&alice, Some(&pos(&woken)), 30_000, &body).await;
+    assert!(started.elapsed() < Duration::from_secs(10), "waited");
+    assert_eq!(
+        event_ids(&answered["rooms"][&room]["timeline"]),
+        vec![again],
+        "{answered}"
+    );
+    // And with nothing new, it waits out its timeout.
+    let started = std::time::Instant::now();
+    let idle = ok(&alice, Some(&pos(&answered)), 500, &body).await;
+    assert!(started.elapsed() >= Duration::from_millis(450));
+    assert_eq!(idle["rooms"], json!({}), "{idle}");
     server.stop().await;
 }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use cloister_proto::sliding_sync::{
-    AccountData, E2ee, EphemeralRooms, ExtensionsRequest, ToDeviceResponse, Toggle,
+    AccountData, E2ee, EphemeralRooms, ExtensionsRequest, ToDeviceRequest, ToDeviceResponse, Toggle,
 };
 use cloister_proto::sync::{DeviceLists, ToDeviceEvents};
 use serde_json::{json, Value};
@@ -38,10 +38,7 @@ pub(super) async fn to_device(
     if since > 0 {
         to_device::delete_acknowledged(&mut *c, &who.user_id, &who.device_id, since).await?;
     }
-    let limit = ext
-        .limit
-        .unwrap_or(MAX_TO_DEVICE_LIMIT)
-        .clamp(1, MAX_TO_DEVICE_LIMIT) as i64;
+    let limit = to_device_limit(ext);
     let cutoff = state
         .config
         .retention
@@ -59,6 +56,13 @@ pub(super) async fn to_device(
             events: pending.into_iter().map(|(_, e)| e).collect(),
         },
     }))
+}
+
+/// At most this many to-device messages in one response.
+pub(super) fn to_device_limit(ext: &ToDeviceRequest) -> i64 {
+    ext.limit
+        .unwrap_or(MAX_TO_DEVICE_LIMIT)
+        .clamp(1, MAX_TO_DEVICE_LIMIT) as i64
 }
 
 /// Device-list changes since the connection's position (none for a fresh

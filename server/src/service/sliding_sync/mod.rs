@@ -15,6 +15,7 @@ mod rooms;
 pub mod validate;
 
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use cloister_proto::sliding_sync::{ExtensionsResponse, ListResult, Request, Response, Toggle};
@@ -58,19 +59,53 @@ pub async fn sync(state: &Context, auth: &Auth, req: &SlidingSyncRequest) -> Api
         crate::service::push::catch_up(state).await?;
     }
     let deadline = Instant::now() + req.timeout;
+    let long_poll = !req.timeout.is_zero();
+    let asked = fingerprint(&req.body);
+    // As on `/v3/sync`: a client asks again as soon as it has a response,
+    // usually before anything new, so a request from the last response's
+    // position that asks the same can only find nothing unless a wake-up
+    // named the user since; it waits at once.
+    let quiet = long_poll
+        && base.is_some()
+        && req.pos.as_deref().is_some_and(|pos| {
+            let token = quiet_token(key.conn_id, pos, asked, to_device_since(&req.body));
+            state
+                .notifier
+                .quiet_since(&auth.user_id, &auth.device_id, &token, &mut subscription)
+        });
+    let mut built = None;
+    if !quiet {
+        let seen = subscription.mark_seen();
+        built = Some((build(state, auth, &req.body, base.as_ref()).await?, seen));
+    }
+    let answer = |built: Built, seen: u64| {
+        answered(
+            state,
+            auth,
+            key,
+            &req.body,
+            asked,
+            base.as_ref(),
+            built,
+            seen,
+        )
+    };
     loop {
-        let built = build(state, auth, &req.body, base.as_ref()).await?;
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if built.has_news
-            || base.is_none()
-            || remaining.is_zero()
-            || state.notifier.is_shutting_down()
-        {
-            return connection::commit(state, key, base.as_ref(), built).await;
+        if let Some((built, seen)) = built.take() {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if built.has_news
+                || base.is_none()
+                || remaining.is_zero()
+                || state.notifier.is_shutting_down()
+            {
+                return answer(built, seen).await;
+            }
         }
+        let remaining = deadline.saturating_duration_since(Instant::now());
         if !subscription.wait(remaining).await {
+            let seen = subscription.mark_seen();
             let built = build(state, auth, &req.body, base.as_ref()).await?;
-            return connection::commit(state, key, base.as_ref(), built).await;
+            return answer(built, seen).await;
         }
         // Let the rest of a burst arrive, as `/v3/sync` does.
         let window = Duration::from_millis(state.config.limits.sync_coalesce_ms)
@@ -78,7 +113,72 @@ pub async fn sync(state: &Context, auth: &Auth, req: &SlidingSyncRequest) -> Api
         if !window.is_zero() && !state.notifier.is_shutting_down() {
             tokio::time::sleep(window).await;
         }
+        let seen = subscription.mark_seen();
+        built = Some((build(state, auth, &req.body, base.as_ref()).await?, seen));
     }
+}
+
+/// Commits the response's position, and remembers, when the response
+/// holds everything up to it, that its connection saw everything
+/// committed before its reads began (`Notifier::remember_quiet`).
+#[allow(clippy::too_many_arguments)]
+async fn answered(
+    state: &Context,
+    auth: &Auth,
+    key: ConnKey<'_>,
+    req: &Request,
+    asked: u64,
+    base: Option<&Base>,
+    built: Built,
+    seen: u64,
+) -> ApiResult<Response> {
+    let response = connection::commit(state, key, base, built).await?;
+    let to_device = response.extensions.to_device.as_ref();
+    let stopped_short = to_device.is_some_and(|t| {
+        let limit = req
+            .extensions
+            .to_device
+            .as_ref()
+            .map_or(0, extensions::to_device_limit);
+        t.events.events.len() as i64 >= limit
+    });
+    if !stopped_short {
+        let next_since = to_device.map(|t| t.next_batch.as_str());
+        let token = quiet_token(key.conn_id, &response.pos, asked, next_since);
+        state
+            .notifier
+            .remember_quiet(&auth.user_id, &auth.device_id, token, seen);
+    }
+    Ok(response)
+}
+
+/// What a request asks, leaving out what it acknowledges (the to-device
+/// `since`) and what it only echoes (`txn_id`): from one position, requests
+/// that ask the same get the same answer while nothing new is committed.
+fn fingerprint(req: &Request) -> u64 {
+    let mut asked = req.clone();
+    asked.txn_id = None;
+    if let Some(to_device) = asked.extensions.to_device.as_mut() {
+        to_device.since = None;
+    }
+    let mut hasher = DefaultHasher::new();
+    asked.hash(&mut hasher);
+    hasher.finish()
+}
+
+fn to_device_since(req: &Request) -> Option<&str> {
+    req.extensions.to_device.as_ref()?.since.as_deref()
+}
+
+/// What the notifier keeps of a response for its device: the connection,
+/// the position and the to-device `since` the next request will send, and
+/// what was asked. Never equal to a `/v3/sync` token, which shares the
+/// device's place there.
+fn quiet_token(conn_id: &str, pos: &str, asked: u64, to_device_since: Option<&str>) -> String {
+    format!(
+        "sliding {asked:x} {pos} {} {conn_id}",
+        to_device_since.unwrap_or("-")
+    )
 }
 
 async fn build(
