@@ -559,7 +559,7 @@ pub async fn member_events_between(
 }
 
 /// Every row of `query`, in the columns of [`COLUMNS`], as an event.
-async fn all<'q>(
+pub(super) async fn all<'q>(
     c: &mut AnyConnection,
     query: Query<'q, Any, AnyArguments<'q>>,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {

@@ -7,7 +7,7 @@
 use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
-use super::events::{from_row, StoredEvent, COLUMNS};
+use super::events::{self, StoredEvent, COLUMNS};
 use super::readable::Readable;
 use super::{params, WriteTx};
 
@@ -90,13 +90,7 @@ pub async fn children(
     for value in [q.rel_type, q.event_type].into_iter().flatten() {
         query = query.bind(value);
     }
-    q.readable
-        .bind_bounds(query)
-        .fetch_all(c)
-        .await?
-        .into_iter()
-        .map(from_row)
-        .collect()
+    events::all(c, q.readable.bind_bounds(query)).await
 }
 
 /// What bundling needs to know of one child, without its content.
@@ -172,12 +166,7 @@ pub async fn by_ids(
     for id in ids {
         query = query.bind(*id);
     }
-    query
-        .fetch_all(c)
-        .await?
-        .into_iter()
-        .map(from_row)
-        .collect()
+    events::all(c, query).await
 }
 
 /// A thread as `/threads` lists it: its root and its latest reply's position.
