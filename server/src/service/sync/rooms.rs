@@ -12,6 +12,7 @@ use super::recent::{self, RecentEvents};
 use crate::error::ApiResult;
 use crate::metrics::Metrics;
 use crate::service::relations::{self, Bundles};
+use crate::service::retention;
 use crate::store::events::{self, StoredEvent, Viewer};
 use crate::store::readable::Readable;
 use crate::store::{ephemeral, rooms};
@@ -67,7 +68,7 @@ pub(crate) async fn timeline(c: &mut AnyConnection, w: &RoomWindow<'_>) -> ApiRe
             let newest = window
                 .iter()
                 .rev()
-                .filter(|e| e.state_key.is_some() || e.origin_server_ts >= w.cutoff)
+                .filter(|e| !retention::is_expired(e, w.cutoff))
                 .filter(|e| w.readable.allows(e))
                 .take(limit as usize + 1)
                 .map(|e| StoredEvent::clone(e))
