@@ -453,6 +453,34 @@ async fn extensions_and_restart(backend: Backend) {
         json!([]),
         "{acked}"
     );
+    // With nothing pending, the `next_batch` handed back acknowledges
+    // nothing more (it spares the next request a delete), and a message
+    // sent after it still comes, once.
+    let olm2 = json!({ "algorithm": "m.olm.v1.curve25519-aes-sha2", "sender_key": "k", "ciphertext": { "x": { "type": 0, "body": "second" } } });
+    let (status, _) = bob
+        .put(
+            "/_matrix/client/v3/sendToDevice/m.room.encrypted/td2",
+            json!({ "messages": { &alice.user_id: { &alice.device_id: olm2 } } }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    with_since["extensions"]["to_device"]["since"] =
+        acked["extensions"]["to_device"]["next_batch"].clone();
+    let second = ok(&alice, Some(&pos(&acked)), 0, &with_since).await;
+    let events = second["extensions"]["to_device"]["events"]
+        .as_array()
+        .unwrap();
+    assert_eq!(events.len(), 1, "{second}");
+    assert_eq!(events[0]["content"]["ciphertext"]["x"]["body"], "second");
+    with_since["extensions"]["to_device"]["since"] =
+        second["extensions"]["to_device"]["next_batch"].clone();
+    let p = pos(&second);
+    let after = ok(&alice, Some(&p), 0, &with_since).await;
+    assert_eq!(
+        after["extensions"]["to_device"]["events"],
+        json!([]),
+        "{after}"
+    );
     server.restart().await;
     let alice = alice.with_base(&server.url());
     let (status, _) = alice.sliding_sync(Some(&p), 0, with_since.clone()).await;

@@ -44,6 +44,9 @@ pub struct DeviceNews {
     pub rooms: Vec<SyncRoom>,
     /// As `unread::counts` at `to`, sorted by room and thread.
     pub unread: Vec<ThreadUnread>,
+    /// The content of the user's global account data of
+    /// [`Window::data_type`], if asked and written.
+    pub data: Option<Value>,
 }
 
 /// The window of one response.
@@ -68,6 +71,9 @@ pub struct Window {
     pub rooms_after: Option<i64>,
     /// The state event type whose content comes with each room.
     pub room_state_type: &'static str,
+    /// A global account data type whose content comes whole, changed or
+    /// not (sliding sync's lists tell direct rooms by `m.direct`).
+    pub data_type: Option<&'static str>,
 }
 
 const TO_DEVICE: i64 = 0;
@@ -80,9 +86,10 @@ const ROOM: i64 = 6;
 /// 7 and 8: `unread::counts_select`'s kinds 0 and 1.
 const UNREAD: i64 = 7;
 const UNREAD_LATER: i64 = 8;
+const DATA: i64 = 9;
 
 /// Rows are (kind, number, text, text, text, number, number, number,
-/// number); the last four are for rooms (`rooms::sync_rooms_select`), the first of them
+/// number, number); the last five are for rooms (`rooms::sync_rooms_select`), the first of them
 /// also for unread counts (`unread::counts_select`), and NULL elsewhere.
 /// The subqueries keep each part's own order and limit. `{to}` is the window's end: `$4`, or the
 /// current position, which one statement reads from the same snapshot as
@@ -90,7 +97,7 @@ const UNREAD_LATER: i64 = 8;
 static SQL: LazyLock<String> = LazyLock::new(|| {
     let to = "COALESCE($4, (SELECT pos FROM stream_counter WHERE id = 1))";
     let none = "CAST(NULL AS BIGINT)";
-    let no_extra = format!("{none}, {none}, {none}, {none}");
+    let no_extra = format!("{none}, {none}, {none}, {none}, {none}");
     let rooms = rooms::sync_rooms_select("$1", &format!("COALESCE($9, {to})"), to, "$10");
     let unread = unread::counts_select("$1", to);
     format!(
@@ -117,7 +124,10 @@ SELECT CAST(5 AS BIGINT), {to}, '', NULL, NULL, {no_extra} \
 UNION ALL \
 SELECT CAST(6 AS BIGINT), x.* FROM ({rooms}) x \
 UNION ALL \
-SELECT CAST(7 + y.k AS BIGINT), y.n, y.room_id, y.thread_id, NULL, y.h, {none}, {none}, {none} FROM ({unread}) y"
+SELECT CAST(7 + y.k AS BIGINT), y.n, y.room_id, y.thread_id, NULL, y.h, {none}, {none}, {none}, {none} FROM ({unread}) y \
+UNION ALL \
+SELECT CAST(9 AS BIGINT), CAST(0 AS BIGINT), '', NULL, content, {no_extra} FROM account_data \
+  WHERE user_id = $1 AND room_id = '' AND data_type = $11"
     )
 });
 
@@ -138,6 +148,7 @@ pub async fn read(
         .bind(w.device_lists_after)
         .bind(w.rooms_after)
         .bind(w.room_state_type)
+        .bind(w.data_type)
         .fetch_all(&mut *c)
         .await?;
     let mut news = DeviceNews {
@@ -169,6 +180,7 @@ pub async fn read(
             DEVICE_LIST => news.device_list_changes.push(a),
             POSITION => news.to = n,
             ROOM => news.rooms.push(rooms::sync_room(&r, 1)?),
+            DATA => news.data = Some(codec::json(&r, 4, "account_data.content")?),
             UNREAD | UNREAD_LATER => counts.add(
                 user_id,
                 r.try_get::<i64, _>(0)? - UNREAD,
@@ -238,6 +250,10 @@ mod tests {
                 .await
                 .unwrap(),
             unread: unread::sorted(unread::counts(c, ME, to).await.unwrap()),
+            data: match w.data_type {
+                Some(data_type) => account_data::get(c, ME, "", data_type).await.unwrap(),
+                None => None,
+            },
         };
         (one, separate)
     }
@@ -255,6 +271,7 @@ mod tests {
             to_device_cutoff: 1_000,
             rooms_after: Some(after),
             room_state_type: "m.room.retention",
+            data_type: Some("m.direct"),
         };
 
         // Nothing stored yet: no messages or data, a zero key count.
@@ -387,6 +404,12 @@ mod tests {
             .map(|u| (u.thread_id.as_str(), u.notifications))
             .collect();
         assert_eq!(unread, [("$t", 1), ("main", 3)], "mine, by thread");
+        assert_eq!(all.data, Some(json!({ "a": 1 })), "mine, whenever written");
+        let no_data = Window {
+            data_type: None,
+            ..window(0, 100, 10)
+        };
+        assert_eq!(read(&mut c, ME, DEV, &no_data).await.unwrap().data, None);
         let after_first = Window {
             device_lists_after: Some(changes[0]),
             ..window(0, changes[1], 10)

@@ -250,6 +250,10 @@ pub struct SyncRoom {
     /// it has any: kept recent events (`service::sync::recent`) cover the
     /// window only if they reach this far.
     pub last_event_pos: Option<i64>,
+    /// The room's latest event that moves it up a sliding sync list, as
+    /// written with it (`rooms.bump_pos`, 0 for none): it may be later
+    /// than the window's end (see `sliding_sync::bump_positions`).
+    pub bump_pos: i64,
 }
 
 /// Every room the user has a membership row in, as [`rooms_for_user`], and
@@ -300,7 +304,8 @@ pub(super) fn sync_rooms_select(user: &str, from: &str, to: &str, state_type: &s
          m.forgotten + CAST(CASE WHEN {events} THEN 2 ELSE 0 END AS BIGINT) \
          + CAST(CASE WHEN {receipts} OR {typing} THEN 4 ELSE 0 END AS BIGINT), \
          COALESCE(r.state_serial, 0), \
-         (SELECT MAX(l.stream_pos) FROM events l WHERE l.room_id = m.room_id AND l.stream_pos <= {to}) \
+         (SELECT MAX(l.stream_pos) FROM events l WHERE l.room_id = m.room_id AND l.stream_pos <= {to}), \
+         COALESCE(r.bump_pos, 0) \
          FROM memberships m \
          LEFT JOIN current_state s ON s.room_id = m.room_id AND s.event_type = {state_type} AND s.state_key = '' \
          LEFT JOIN events p ON p.event_id = s.event_id \
@@ -328,6 +333,7 @@ pub(super) fn sync_room(r: &AnyRow, at: usize) -> Result<SyncRoom, sqlx::Error> 
         state_content: super::codec::opt_json(r, at + 3, "events.content")?,
         state_serial: r.try_get(at + 6)?,
         last_event_pos: r.try_get(at + 7)?,
+        bump_pos: r.try_get(at + 8)?,
     })
 }
 

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{AnyConnection, Row};
 
+use super::rooms::SyncRoom;
 use super::{codec, WriteTx, Writer};
 
 /// One connection of one device.
@@ -246,40 +247,27 @@ pub fn bumps(event_type: &str, state_key: Option<&str>) -> bool {
     }
 }
 
-/// For each room the user is joined to, the stream position of its latest
-/// event that [`bumps`], at or before `to`. Each room keeps its latest
-/// (`rooms.bump_pos`, written with the event), so this is one row per room;
-/// only a room bumped after `to` (by a send that committed since the
-/// response's position was taken) has its latest event up to `to` looked up,
-/// one descent of the `(room_id, event_type, state_key, stream_pos)` index
-/// per type.
+/// For each of `rooms` the user is joined to, the stream position of its
+/// latest event that [`bumps`], at or before `to`. Each room keeps its
+/// latest (`rooms.bump_pos`, written with the event and read with the
+/// rooms); only a room bumped after `to` (by a send that committed after
+/// the rooms were read) has its latest event up to `to` looked up, one
+/// descent of the `(room_id, event_type, state_key, stream_pos)` index per
+/// type.
 pub async fn bump_positions(
     c: &mut AnyConnection,
-    user_id: &str,
+    rooms: &[SyncRoom],
     to: i64,
 ) -> Result<HashMap<String, i64>, sqlx::Error> {
     let mut out = HashMap::new();
-    let mut later = Vec::new();
-    for r in sqlx::query(
-        "SELECT m.room_id, r.bump_pos FROM memberships m JOIN rooms r ON r.room_id = m.room_id \
-         WHERE m.user_id = $1 AND m.membership = 'join'",
-    )
-    .bind(user_id)
-    .fetch_all(&mut *c)
-    .await?
-    {
-        let room_id: String = r.try_get(0)?;
-        match r.try_get::<i64, _>(1)? {
-            0 => {}
-            pos if pos <= to => {
-                out.insert(room_id, pos);
-            }
-            _ => later.push(room_id),
-        }
-    }
-    for room_id in later {
-        if let Some(pos) = bump_position_at(&mut *c, &room_id, to).await? {
-            out.insert(room_id, pos);
+    for room in rooms.iter().filter(|r| r.membership.membership == "join") {
+        let pos = match room.bump_pos {
+            0 => None,
+            pos if pos <= to => Some(pos),
+            _ => bump_position_at(&mut *c, &room.room_id, to).await?,
+        };
+        if let Some(pos) = pos {
+            out.insert(room.room_id.clone(), pos);
         }
     }
     Ok(out)
@@ -367,9 +355,15 @@ mod tests {
         pos
     }
 
+    /// As a response at `to` reads them, from rooms read at the newest
+    /// position (which a send may have moved past `to` meanwhile).
     async fn bumps_at(store: &Store, to: i64) -> HashMap<String, i64> {
         let mut c = store.read().await.unwrap();
-        bump_positions(&mut c, "@u:x", to).await.unwrap()
+        let newest = crate::store::current_pos(&mut c).await.unwrap();
+        let rooms = rooms::rooms_for_sync(&mut c, "@u:x", newest, newest, "")
+            .await
+            .unwrap();
+        bump_positions(&mut c, &rooms, to).await.unwrap()
     }
 
     /// The stored latest bump answers for a response's position, a send

@@ -17,7 +17,6 @@ use cloister_proto::sliding_sync::Response;
 use crate::error::{ApiError, ApiResult, ErrCode};
 use crate::service::Context;
 use crate::store::sliding_sync::{self as store, ConnKey, ConnState, HeldRoom, NewState};
-use crate::store::{self as stores};
 
 /// `used_ts` is refreshed at most this often; the idle purge counts months.
 const TOUCH_EVERY_MS: i64 = 24 * 3600 * 1000;
@@ -55,7 +54,7 @@ pub(super) struct Built {
     pub eventful: HashSet<String>,
 }
 
-fn unknown_pos() -> ApiError {
+pub(super) fn unknown_pos() -> ApiError {
     ApiError::new(
         ErrCode::UnknownPos,
         "Unknown or expired pos: start the connection again without one",
@@ -91,11 +90,9 @@ pub(super) async fn load(
             other = Some(s);
         }
     }
+    // That the server reached `stream_pos` is checked with the first read
+    // of the response (`build`).
     let this = this.ok_or_else(unknown_pos)?;
-    // A position the server never reached cannot have been handed out.
-    if stream_pos > stores::current_pos(&mut c).await? {
-        return Err(unknown_pos());
-    }
     let stored = store::rooms(&mut c, key, state_id).await?;
     let rooms = stored
         .iter()

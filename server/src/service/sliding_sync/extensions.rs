@@ -7,55 +7,52 @@ use cloister_proto::sliding_sync::{
     AccountData, E2ee, EphemeralRooms, ExtensionsRequest, ToDeviceRequest, ToDeviceResponse, Toggle,
 };
 use cloister_proto::sync::{DeviceLists, ToDeviceEvents};
+use cloister_proto::to_device::ToDeviceEvent;
 use serde_json::{json, Value};
+use sqlx::AnyConnection;
 
 use super::validate::MAX_TO_DEVICE_LIMIT;
 use crate::error::ApiResult;
 use crate::service::session::Auth;
 use crate::service::sync::{device_lists, rooms as sync_rooms};
-use crate::service::Context;
+use crate::store::device_news::DeviceNews;
 use crate::store::rooms::SyncRoom;
-use crate::store::{account_data, ephemeral, keys, to_device, Autocommit};
+use crate::store::{ephemeral, Autocommit};
 
-/// To-device messages after the client's `since`, which acknowledges (and
-/// deletes) everything up to it, as `/v3/sync`'s token does: each message
-/// is delivered until a later request proves it arrived.
-pub(super) async fn to_device(
-    state: &Context,
-    c: &mut Autocommit,
-    who: &Auth,
-    req: &ExtensionsRequest,
-    to: i64,
-) -> ApiResult<Option<ToDeviceResponse>> {
-    let Some(ext) = req.to_device.as_ref().filter(|t| t.enabled == Some(true)) else {
-        return Ok(None);
-    };
-    let since = ext
-        .since
+/// The to-device `since` a request acknowledges, 0 for none. Everything
+/// up to it was delivered, and is deleted before the response is read, as
+/// `/v3/sync`'s token does: each message is delivered until a later
+/// request proves it arrived.
+pub(super) fn acknowledged(ext: &ToDeviceRequest) -> i64 {
+    ext.since
         .as_deref()
         .and_then(|s| s.parse::<i64>().ok())
-        .unwrap_or(0);
-    if since > 0 {
-        to_device::delete_acknowledged(&mut *c, &who.user_id, &who.device_id, since).await?;
-    }
-    let limit = to_device_limit(ext);
-    let cutoff = state
-        .config
-        .retention
-        .to_device_lifetime
-        .cutoff(state.now_ms());
-    let pending =
-        to_device::pending(c, &who.user_id, &who.device_id, (since, to), limit, cutoff).await?;
+        .filter(|since| *since > 0)
+        .unwrap_or(0)
+}
+
+/// The pending messages the device's news found after the acknowledged
+/// `since`, at most `limit` of them.
+pub(super) fn to_device(
+    pending: Vec<(i64, ToDeviceEvent)>,
+    limit: i64,
+    to: i64,
+) -> ToDeviceResponse {
     let next = match pending.last() {
         Some((pos, _)) if pending.len() as i64 == limit => *pos,
-        _ => to.max(since),
+        Some(_) => to,
+        // Nothing to acknowledge: everything up to the `since` was deleted
+        // and nothing after it is pending, so the next request need not
+        // delete. Deleting is a write, even when it finds nothing, and on
+        // SQLite every write queues for the one write lock with the sends.
+        None => 0,
     };
-    Ok(Some(ToDeviceResponse {
+    ToDeviceResponse {
         next_batch: next.to_string(),
         events: ToDeviceEvents {
             events: pending.into_iter().map(|(_, e)| e).collect(),
         },
-    }))
+    }
 }
 
 /// At most this many to-device messages in one response.
@@ -67,41 +64,45 @@ pub(super) fn to_device_limit(ext: &ToDeviceRequest) -> i64 {
 
 /// Device-list changes since the connection's position (none for a fresh
 /// one: the client queries every key then), key counts, fallback key types.
+/// `news` was read over the connection's window, `rooms` with it.
 pub(super) async fn e2ee(
-    c: &mut Autocommit,
+    c: &mut AnyConnection,
     who: &Auth,
     rooms: &[SyncRoom],
+    news: &mut DeviceNews,
     from: Option<i64>,
-    to: i64,
 ) -> ApiResult<E2ee> {
     let device_lists = match from {
         Some(from) => {
+            // A room without events in the window has no membership
+            // changes in it either: reading its member events finds nothing.
             let mine: Vec<_> = rooms
                 .iter()
+                .filter(|r| r.has_events || r.membership.pos > from)
                 .map(|r| (r.room_id.clone(), r.membership.clone()))
                 .collect();
-            let changed = keys::device_list_changes_between(c, from, to).await?;
-            device_lists::changes(c, &who.user_id, changed, &mine, from, to).await?
+            let changed = std::mem::take(&mut news.device_list_changes);
+            device_lists::changes(c, &who.user_id, changed, &mine, from, news.to).await?
         }
         None => DeviceLists::default(),
     };
-    let (counts, fallback) = keys::device_key_state(c, &who.user_id, &who.device_id).await?;
     Ok(E2ee {
         device_lists,
-        device_one_time_keys_count: crate::service::keys::wire_counts(counts),
-        device_unused_fallback_key_types: fallback,
+        device_one_time_keys_count: crate::service::keys::wire_counts(std::mem::take(
+            &mut news.one_time_key_counts,
+        )),
+        device_unused_fallback_key_types: std::mem::take(&mut news.unused_fallback_types),
     })
 }
 
-/// Account data written since the connection's position; all of it, with
-/// the default push rules when none were written, for a fresh one.
-pub(super) async fn account_data(
-    c: &mut Autocommit,
+/// Account data written since the connection's position (`changes`, as
+/// the device's news read it); all of it, with the default push rules
+/// when none were written, for a fresh one.
+pub(super) fn account_data(
     user_id: &str,
+    changes: &[(String, String, Value)],
     from: Option<i64>,
-    to: i64,
-) -> ApiResult<AccountData> {
-    let changes = account_data::changed_since(c, user_id, from.unwrap_or(-1), to).await?;
+) -> AccountData {
     let mut global: Vec<Value> = changes
         .iter()
         .filter(|(room, _, _)| room.is_empty())
@@ -114,14 +115,14 @@ pub(super) async fn account_data(
     {
         global.push(json!({ "type": "m.push_rules", "content": crate::service::pushrules::default_ruleset(user_id) }));
     }
-    let rooms = sync_rooms::room_account_data(&changes)
+    let rooms = sync_rooms::room_account_data(changes)
         .into_iter()
         .filter_map(|(room, list)| match list {
             Value::Array(list) => Some((room, list)),
             _ => None,
         })
         .collect();
-    Ok(AccountData { global, rooms })
+    AccountData { global, rooms }
 }
 
 /// Receipts and typing of the rooms in view: all of them for a room sent

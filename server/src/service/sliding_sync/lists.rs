@@ -14,7 +14,7 @@ use sqlx::AnyConnection;
 
 use crate::error::ApiResult;
 use crate::store::rooms::SyncRoom;
-use crate::store::{account_data, sliding_sync};
+use crate::store::sliding_sync;
 
 /// What the client asked of one room: the union of the lists and the
 /// subscription that show it.
@@ -53,15 +53,16 @@ pub(super) struct View {
     pub dms: HashSet<String>,
 }
 
+/// `rooms` as read up to `to`, `direct` the user's `m.direct` content.
 pub(super) async fn view(
     c: &mut AnyConnection,
-    user_id: &str,
     req: &Request,
     rooms: &[SyncRoom],
+    direct: Option<Value>,
     to: i64,
 ) -> ApiResult<View> {
-    let bumps = sliding_sync::bump_positions(&mut *c, user_id, to).await?;
-    let dms = direct_rooms(account_data::get(&mut *c, user_id, "", "m.direct").await?);
+    let bumps = sliding_sync::bump_positions(&mut *c, rooms, to).await?;
+    let dms = direct_rooms(direct);
     let mut candidates: Vec<(&SyncRoom, i64)> = rooms
         .iter()
         .filter(|r| matches!(r.membership.membership.as_str(), "join" | "invite"))

@@ -14,6 +14,7 @@ mod lists;
 mod rooms;
 pub mod validate;
 
+
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ use crate::service::session::Auth;
 use crate::service::{retention, Context};
 use crate::store::events::Viewer;
 use crate::store::sliding_sync::ConnKey;
-use crate::store::{self};
+use crate::store::{self, device_news, to_device};
 use connection::{Base, Built, SentRoom};
 
 /// A connection no request has moved on for this long is forgotten; its
@@ -190,17 +191,42 @@ async fn build(
     let now = state.now_ms();
     // Reads, and deletes acknowledged to-device messages: no transaction needed.
     let mut c = state.store.autocommit().await?;
-    let to = store::current_pos(&mut c).await?;
     let from = base.map(|b| b.stream_pos);
-    let sync_rooms = store::rooms::rooms_for_sync(
+    let ext = &req.extensions;
+    let to_device_ext = ext.to_device.as_ref().filter(|t| t.enabled == Some(true));
+    let acked = to_device_ext.map_or(0, extensions::acknowledged);
+    if acked > 0 {
+        to_device::delete_acknowledged(&mut c, &auth.user_id, &auth.device_id, acked).await?;
+    }
+    // The position, the rooms, the counts and every extension but the
+    // ephemeral ones in one statement, as `/v3/sync` reads them.
+    let mut news = device_news::read(
         &mut c,
         &auth.user_id,
-        from.unwrap_or(to),
-        to,
-        retention::RETENTION_EVENT,
+        &auth.device_id,
+        &device_news::Window {
+            to_device_after: acked,
+            data_after: from.unwrap_or(-1),
+            device_lists_after: from,
+            to: None,
+            // A request without the extension reads none.
+            to_device_limit: to_device_ext.map_or(0, extensions::to_device_limit),
+            to_device_cutoff: state.config.retention.to_device_lifetime.cutoff(now),
+            rooms_after: from,
+            room_state_type: retention::RETENTION_EVENT,
+            // Which rooms are direct ones, for the lists' filters.
+            data_type: Some("m.direct"),
+        },
     )
     .await?;
-    let view = lists::view(&mut c, &auth.user_id, req, &sync_rooms, to).await?;
+    let to = news.to;
+    // A position the server never reached cannot have been handed out.
+    if from.is_some_and(|from| from > to) {
+        return Err(connection::unknown_pos());
+    }
+    let sync_rooms = std::mem::take(&mut news.rooms);
+    let direct = news.data.take();
+    let view = lists::view(&mut c, req, &sync_rooms, direct, to).await?;
     let by_id: HashMap<&str, &store::rooms::SyncRoom> =
         sync_rooms.iter().map(|r| (r.room_id.as_str(), r)).collect();
     let frame = rooms::Frame {
@@ -223,7 +249,7 @@ async fn build(
         ..Response::default()
     };
     let mut sent = Vec::new();
-    let mut counts = None;
+    let mut counts = crate::service::push::unread_by_room(std::mem::take(&mut news.unread));
     // (room, sent whole, receipts or typing changed), for the extensions.
     let mut ephemeral_rooms = Vec::new();
     for (room_id, want) in &view.rooms {
@@ -249,11 +275,6 @@ async fn build(
         result.bump_stamp = view.bump_stamps.get(room_id).copied().unwrap_or(0);
         result.is_dm = view.dms.contains(room_id);
         if room.membership.membership == "join" {
-            let counts = match &mut counts {
-                Some(counts) => counts,
-                None => counts
-                    .insert(crate::service::push::unread_counts(&mut c, &auth.user_id, to).await?),
-            };
             let (unread, _) = counts.remove(room_id).unwrap_or_default().render(false);
             let count = |field: &str| unread[field].as_u64().unwrap_or(0);
             result.notification_count = count("notification_count");
@@ -285,17 +306,22 @@ async fn build(
         }
     }
 
-    let ext = &req.extensions;
     let mut extensions = ExtensionsResponse {
-        to_device: extensions::to_device(state, &mut c, auth, ext, to).await?,
+        to_device: to_device_ext.map(|t| {
+            let pending = std::mem::take(&mut news.to_device);
+            extensions::to_device(pending, extensions::to_device_limit(t), to)
+        }),
         ..ExtensionsResponse::default()
     };
     if Toggle::on(&ext.e2ee) {
-        extensions.e2ee = Some(extensions::e2ee(&mut c, auth, &sync_rooms, from, to).await?);
+        extensions.e2ee = Some(extensions::e2ee(&mut c, auth, &sync_rooms, &mut news, from).await?);
     }
     if Toggle::on(&ext.account_data) {
-        extensions.account_data =
-            Some(extensions::account_data(&mut c, &auth.user_id, from, to).await?);
+        extensions.account_data = Some(extensions::account_data(
+            &auth.user_id,
+            &news.account_data,
+            from,
+        ));
     }
     (extensions.receipts, extensions.typing) = extensions::ephemeral(
         &mut c,

@@ -199,6 +199,7 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
             // is sent anyway.
             rooms_after: from,
             room_state_type: retention::RETENTION_EVENT,
+            data_type: None,
         },
     )
     .await?;
