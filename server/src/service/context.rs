@@ -52,6 +52,8 @@ pub struct Parts {
     pub sync_members: crate::service::sync::members::MemberCache,
     /// Recent events kept for incremental syncs (`service::sync::recent`).
     pub sync_recent: crate::service::sync::recent::RecentEvents,
+    /// Room summaries kept for sliding sync (`service::sliding_sync::summary`).
+    pub sliding_summaries: crate::service::sliding_sync::SummaryCache,
 }
 
 impl Context {
@@ -81,6 +83,7 @@ impl Context {
             sync_filters: Default::default(),
             sync_members: Default::default(),
             sync_recent: Default::default(),
+            sliding_summaries: Default::default(),
         }))
     }
 

@@ -296,9 +296,11 @@ pub async fn erase_user(state: &Context, user_id: &str, actor: Actor) -> ApiResu
     tx.commit().await?;
     // The rewritten events moved their rooms' state serials, so no copy of
     // the old ones is served again; dropping them now also ends them in
-    // this node's memory (service::sync::members, service::sync::recent).
+    // this node's memory (service::sync::members, service::sync::recent,
+    // service::sliding_sync::summary).
     state.sync_members.clear();
     state.sync_recent.clear();
+    state.sliding_summaries.clear();
     if let Err(e) = state.store.reclaim().await {
         // The rows are deleted; only old copies in the SQLite log may remain
         // until the next purge reclaims them.

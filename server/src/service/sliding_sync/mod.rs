@@ -12,8 +12,10 @@ mod connection;
 mod extensions;
 mod lists;
 mod rooms;
+mod summary;
 pub mod validate;
 
+pub use summary::SummaryCache;
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};

@@ -6,18 +6,19 @@
 use std::collections::HashSet;
 
 use cloister_proto::event::ClientEvent;
-use cloister_proto::sliding_sync::{Hero, RoomResult};
+use cloister_proto::sliding_sync::RoomResult;
 use serde_json::Value;
 use sqlx::AnyConnection;
 
 use super::connection::SentRoom;
 use super::lists::Want;
+use super::summary;
 use crate::error::ApiResult;
 use crate::service::sync::filter::SyncFilter;
 use crate::service::sync::rooms::{self as sync_rooms, RoomWindow};
 use crate::service::{retention, visibility, Context};
 use crate::store::events::{self, StoredEvent, Viewer};
-use crate::store::rooms::{self, SyncRoom};
+use crate::store::rooms::SyncRoom;
 
 /// What a room is read against.
 pub(super) struct Frame<'a> {
@@ -115,7 +116,9 @@ pub(super) async fn room(
             });
         }
     }
-    let access = if from.is_some() && !expanded && !membership.forgotten {
+    // Every event since the join is the member's to read.
+    let whole_window = from.is_some() && !expanded && !membership.forgotten;
+    let access = if whole_window {
         visibility::current_member(user_id, membership.span_start_pos)
     } else {
         match visibility::access(&mut *c, &room.room_id, user_id).await? {
@@ -151,9 +154,17 @@ pub(super) async fn room(
         (_, None) => vec![],
         (None, Some(at)) => events::state_until(&mut *c, &room.room_id, at).await?,
         (Some(from), Some(_)) => {
-            let mut changed =
+            // A timeline that is not limited holds every event of the
+            // gap: without a state event among them, no state changed.
+            let state_moved = !whole_window
+                || timeline.limited
+                || timeline.events.iter().any(|e| e.state_key.is_some());
+            let mut changed = if state_moved {
                 events::current_state_part(&mut *c, &room.room_id, None, Some((from, f.to + 1)))
-                    .await?;
+                    .await?
+            } else {
+                vec![]
+            };
             if want.required_state.iter().any(|(_, k)| k == "$LAZY") && !speakers.is_empty() {
                 let mut keys = speakers.clone();
                 keys.sort_unstable();
@@ -193,7 +204,14 @@ pub(super) async fn room(
         required_state,
         ..RoomResult::default()
     };
-    summarize(&mut *c, &room.room_id, user_id, &mut result).await?;
+    summary::summarize(
+        &mut *c,
+        &f.state.sliding_summaries,
+        (&room.room_id, room.state_serial),
+        user_id,
+        &mut result,
+    )
+    .await?;
     Ok(Outcome {
         result: Some(result),
         held: Some(held(f.to)),
@@ -280,64 +298,4 @@ fn wanted(want: &Want, event: &StoredEvent, user_id: &str, speakers: &[&str]) ->
         };
         type_ok && key_ok
     })
-}
-
-/// Name, avatar, heroes (when the room has no name) and member counts:
-/// two statements, the members and then every state event the summary
-/// shows, which are sent with every result of the room.
-async fn summarize(
-    c: &mut AnyConnection,
-    room_id: &str,
-    user_id: &str,
-    result: &mut RoomResult,
-) -> ApiResult<()> {
-    let members = rooms::members_with_membership(&mut *c, room_id, &["join", "invite"]).await?;
-    result.joined_count = members.iter().filter(|(_, m)| m == "join").count() as u64;
-    result.invited_count = members.len() as u64 - result.joined_count;
-    // Heroes are shown only for a room without a name, but whether it has
-    // one is known only after the read: their member events come with it.
-    let heroes: Vec<&str> = members
-        .iter()
-        .map(|(u, _)| u.as_str())
-        .filter(|u| *u != user_id)
-        .take(5)
-        .collect();
-    let mut keys = vec![("m.room.name", ""), ("m.room.avatar", "")];
-    keys.extend(heroes.iter().map(|h| ("m.room.member", *h)));
-    let state = events::state_events(&mut *c, room_id, &keys).await?;
-    let content = |event_type: &str, state_key: &str| {
-        state
-            .iter()
-            .find(|e| e.event_type == event_type && e.state_key.as_deref() == Some(state_key))
-            .map(|e| &e.content)
-    };
-    let text = |event_type: &str, field: &str| {
-        content(event_type, "")
-            .and_then(|c| c.get(field))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    result.name = text("m.room.name", "name");
-    result.avatar = text("m.room.avatar", "url");
-    if result.name.is_none() {
-        let heroes = heroes
-            .iter()
-            .map(|hero| {
-                let field = |name: &str| {
-                    content("m.room.member", hero)
-                        .and_then(|c| c.get(name))
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                };
-                Hero {
-                    user_id: (*hero).to_owned(),
-                    displayname: field("displayname"),
-                    avatar_url: field("avatar_url"),
-                }
-            })
-            .collect();
-        result.heroes = Some(heroes);
-    }
-    Ok(())
 }
