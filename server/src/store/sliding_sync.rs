@@ -40,41 +40,22 @@ pub struct HeldRoom {
     pub config: String,
 }
 
-/// Every state the connection keeps: the current one and, until the client
-/// has shown it got the current one, the one before.
-pub async fn states(
-    c: &mut AnyConnection,
-    key: ConnKey<'_>,
-) -> Result<Vec<ConnState>, sqlx::Error> {
-    sqlx::query(
-        "SELECT state_id, seq, list_counts, used_ts FROM sliding_sync_positions \
-         WHERE user_id = $1 AND device_id = $2 AND conn_id = $3",
-    )
-    .bind(key.user_id)
-    .bind(key.device_id)
-    .bind(key.conn_id)
-    .fetch_all(c)
-    .await?
-    .into_iter()
-    .map(|r| {
-        let counts: String = r.try_get(2)?;
-        Ok(ConnState {
-            state_id: r.try_get(0)?,
-            seq: r.try_get(1)?,
-            list_counts: codec::decode(&counts, "sliding_sync_positions.list_counts")?,
-            used_ts: r.try_get(3)?,
-        })
-    })
-    .collect()
-}
-
-pub async fn rooms(
+/// What a request's `pos` continues from: every state the connection
+/// keeps (the current one and, until the client has shown it got the
+/// current one, the one before), and the rooms the named state's client
+/// holds. One statement: each is a hand-off to a database worker.
+pub async fn load(
     c: &mut AnyConnection,
     key: ConnKey<'_>,
     state_id: i64,
-) -> Result<HashMap<String, HeldRoom>, sqlx::Error> {
-    sqlx::query(
-        "SELECT room_id, sent_pos, config FROM sliding_sync_rooms \
+) -> Result<(Vec<ConnState>, HashMap<String, HeldRoom>), sqlx::Error> {
+    const STATE: i64 = 0;
+    let rows = sqlx::query(
+        "SELECT CAST(0 AS BIGINT), state_id, seq, used_ts, list_counts, CAST(NULL AS TEXT) \
+         FROM sliding_sync_positions WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 \
+         UNION ALL \
+         SELECT CAST(1 AS BIGINT), state_id, sent_pos, CAST(NULL AS BIGINT), room_id, config \
+         FROM sliding_sync_rooms \
          WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 AND state_id = $4",
     )
     .bind(key.user_id)
@@ -82,18 +63,26 @@ pub async fn rooms(
     .bind(key.conn_id)
     .bind(state_id)
     .fetch_all(c)
-    .await?
-    .into_iter()
-    .map(|r| {
-        Ok((
-            r.try_get(0)?,
-            HeldRoom {
-                sent_pos: r.try_get(1)?,
-                config: r.try_get(2)?,
-            },
-        ))
-    })
-    .collect()
+    .await?;
+    let (mut states, mut rooms) = (Vec::new(), HashMap::new());
+    for r in rows {
+        if r.try_get::<i64, _>(0)? == STATE {
+            let counts: String = r.try_get(4)?;
+            states.push(ConnState {
+                state_id: r.try_get(1)?,
+                seq: r.try_get(2)?,
+                list_counts: codec::decode(&counts, "sliding_sync_positions.list_counts")?,
+                used_ts: r.try_get(3)?,
+            });
+        } else {
+            let room = HeldRoom {
+                sent_pos: r.try_get(2)?,
+                config: r.try_get(5)?,
+            };
+            rooms.insert(r.try_get(4)?, room);
+        }
+    }
+    Ok((states, rooms))
 }
 
 /// Forgets everything a connection was sent, for a client starting it over.

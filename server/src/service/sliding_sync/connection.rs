@@ -82,8 +82,9 @@ pub(super) async fn load(
     };
     let (state_id, stream_pos) = parse(pos).ok_or_else(unknown_pos)?;
     let mut c = state.store.read().await?;
+    let (states, stored) = store::load(&mut c, key, state_id).await?;
     let (mut this, mut other) = (None, None);
-    for s in store::states(&mut c, key).await? {
+    for s in states {
         if s.state_id == state_id {
             this = Some(s);
         } else {
@@ -93,7 +94,6 @@ pub(super) async fn load(
     // That the server reached `stream_pos` is checked with the first read
     // of the response (`build`).
     let this = this.ok_or_else(unknown_pos)?;
-    let stored = store::rooms(&mut c, key, state_id).await?;
     let rooms = stored
         .iter()
         .map(|(id, held)| {
