@@ -25,10 +25,11 @@ use cloister_proto::sliding_sync::{ExtensionsResponse, ListResult, Request, Resp
 
 use crate::error::ApiResult;
 use crate::service::session::Auth;
-use crate::service::{retention, Context};
+use crate::service::sync::{read_news, News};
+use crate::service::Context;
+use crate::store;
 use crate::store::events::Viewer;
 use crate::store::sliding_sync::ConnKey;
-use crate::store::{self, device_news, to_device};
 use connection::{Base, Built, SentRoom};
 
 /// A connection no request has moved on for this long is forgotten; its
@@ -196,26 +197,17 @@ async fn build(
     let from = base.map(|b| b.stream_pos);
     let ext = &req.extensions;
     let to_device_ext = ext.to_device.as_ref().filter(|t| t.enabled == Some(true));
-    let acked = to_device_ext.map_or(0, extensions::acknowledged);
-    if acked > 0 {
-        to_device::delete_acknowledged(&mut c, &auth.user_id, &auth.device_id, acked).await?;
-    }
     // The position, the rooms, the counts and every extension but the
     // ephemeral ones in one statement, as `/v3/sync` reads them.
-    let mut news = device_news::read(
+    let mut news = read_news(
+        state,
         &mut c,
-        &auth.user_id,
-        &auth.device_id,
-        &device_news::Window {
-            to_device_after: acked,
-            data_after: from.unwrap_or(-1),
-            device_lists_after: from,
-            to: None,
+        auth,
+        News {
+            from,
+            acked: to_device_ext.map_or(0, extensions::acknowledged),
             // A request without the extension reads none.
             to_device_limit: to_device_ext.map_or(0, extensions::to_device_limit),
-            to_device_cutoff: state.config.retention.to_device_lifetime.cutoff(now),
-            rooms_after: from,
-            room_state_type: retention::RETENTION_EVENT,
             // Which rooms are direct ones, for the lists' filters.
             data_type: Some("m.direct"),
         },

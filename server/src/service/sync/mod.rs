@@ -24,7 +24,7 @@ use crate::service::retention;
 use crate::service::session::Auth;
 use crate::service::Context;
 use crate::store::events::Viewer;
-use crate::store::{device_news, to_device};
+use crate::store::{device_news, to_device, Autocommit};
 use cloister_proto::sync::{DeviceLists, ToDeviceEvents};
 use filter::SyncFilter;
 use tokens::SyncToken;
@@ -155,6 +155,53 @@ fn counted(state: &Context, response: SyncResponse) -> SyncResponse {
     response
 }
 
+/// What one response reads about its device: the window after `from`
+/// (None: an initial response), the to-device messages acknowledged up to
+/// `acked` (0: none), at most `to_device_limit` pending ones, and the
+/// global account data of `data_type`, if any.
+pub(crate) struct News {
+    pub from: Option<i64>,
+    pub acked: i64,
+    pub to_device_limit: i64,
+    pub data_type: Option<&'static str>,
+}
+
+/// Deletes the to-device messages the request acknowledges, then reads the
+/// device's news up to the current position, which it returns, in one
+/// statement (`store::device_news`): for `/v3/sync` and sliding sync alike.
+pub(crate) async fn read_news(
+    state: &Context,
+    c: &mut Autocommit,
+    auth: &Auth,
+    ask: News,
+) -> ApiResult<device_news::DeviceNews> {
+    if ask.acked > 0 {
+        to_device::delete_acknowledged(&mut *c, &auth.user_id, &auth.device_id, ask.acked).await?;
+    }
+    let window = device_news::Window {
+        to_device_after: ask.acked,
+        data_after: ask.from.unwrap_or(-1),
+        device_lists_after: ask.from,
+        // The response's position, read with the device's news: one
+        // round trip fewer.
+        to: None,
+        to_device_limit: ask.to_device_limit,
+        to_device_cutoff: state
+            .config
+            .retention
+            .to_device_lifetime
+            .cutoff(state.now_ms()),
+        // An incremental response reads only rooms where something
+        // happened, so a long-poll costs a few queries, not several per
+        // joined room. An initial one asks about an empty window: every
+        // room is sent anyway.
+        rooms_after: ask.from,
+        room_state_type: retention::RETENTION_EVENT,
+        data_type: ask.data_type,
+    };
+    Ok(device_news::read(c, &auth.user_id, &auth.device_id, &window).await?)
+}
+
 async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(SyncResponse, bool)> {
     let now = state.now_ms();
     if req.since.is_none() {
@@ -177,28 +224,14 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
 
     // To-device: what the client's token acknowledges is delivered, and only then deleted.
     let acked = req.since.map_or(0, |s| s.to_device);
-    if acked > 0 {
-        to_device::delete_acknowledged(&mut c, &auth.user_id, &auth.device_id, acked).await?;
-    }
-    let news = device_news::read(
+    let news = read_news(
+        state,
         &mut c,
-        &auth.user_id,
-        &auth.device_id,
-        &device_news::Window {
-            to_device_after: acked,
-            data_after: from.unwrap_or(-1),
-            device_lists_after: from,
-            // The response's position, read with the device's news: one
-            // round trip fewer (store::device_news).
-            to: None,
+        auth,
+        News {
+            from,
+            acked,
             to_device_limit: TO_DEVICE_BATCH,
-            to_device_cutoff: state.config.retention.to_device_lifetime.cutoff(now),
-            // An incremental sync reads only rooms where something happened,
-            // so a long-poll costs a few queries, not several per joined
-            // room. An initial sync asks about an empty window: every room
-            // is sent anyway.
-            rooms_after: from,
-            room_state_type: retention::RETENTION_EVENT,
             data_type: None,
         },
     )
