@@ -368,14 +368,7 @@ async fn extensions_and_restart(backend: Backend) {
     // account data all come to Alice's connection.
     let bob_keys = bob.device_keys();
     bob.upload_keys(&bob_keys, 1).await;
-    let olm = json!({ "algorithm": "m.olm.v1.curve25519-aes-sha2", "sender_key": "k", "ciphertext": { "x": { "type": 0, "body": "AwoA" } } });
-    let (status, _) = bob
-        .put(
-            "/_matrix/client/v3/sendToDevice/m.room.encrypted/td1",
-            json!({ "messages": { &alice.user_id: { &alice.device_id: olm } } }),
-        )
-        .await;
-    assert_eq!(status, 200);
+    send_olm(&bob, &alice, "td1", "AwoA").await;
     let last = send_text(&bob, &room, "read me").await;
     let typing = format!(
         "/_matrix/client/v3/rooms/{}/typing/{}",
@@ -456,14 +449,7 @@ async fn extensions_and_restart(backend: Backend) {
     // With nothing pending, the `next_batch` handed back acknowledges
     // nothing more (it spares the next request a delete), and a message
     // sent after it still comes, once.
-    let olm2 = json!({ "algorithm": "m.olm.v1.curve25519-aes-sha2", "sender_key": "k", "ciphertext": { "x": { "type": 0, "body": "second" } } });
-    let (status, _) = bob
-        .put(
-            "/_matrix/client/v3/sendToDevice/m.room.encrypted/td2",
-            json!({ "messages": { &alice.user_id: { &alice.device_id: olm2 } } }),
-        )
-        .await;
-    assert_eq!(status, 200);
+    send_olm(&bob, &alice, "td2", "second").await;
     with_since["extensions"]["to_device"]["since"] =
         acked["extensions"]["to_device"]["next_batch"].clone();
     let second = ok(&alice, Some(&pos(&acked)), 0, &with_since).await;
@@ -488,6 +474,18 @@ async fn extensions_and_restart(backend: Backend) {
     let later = ok(&alice, None, 0, &with_since).await;
     assert_eq!(later["extensions"]["to_device"]["events"], json!([]));
     server.stop().await;
+}
+
+/// An Olm-shaped to-device message from `from` to `to`'s device.
+async fn send_olm(from: &Client, to: &Client, txn: &str, body: &str) {
+    let olm = json!({ "algorithm": "m.olm.v1.curve25519-aes-sha2", "sender_key": "k", "ciphertext": { "x": { "type": 0, "body": body } } });
+    let (status, _) = from
+        .put(
+            &format!("/_matrix/client/v3/sendToDevice/m.room.encrypted/{txn}"),
+            json!({ "messages": { &to.user_id: { &to.device_id: olm } } }),
+        )
+        .await;
+    assert_eq!(status, 200);
 }
 
 async fn long_poll_wakes(backend: Backend) {
