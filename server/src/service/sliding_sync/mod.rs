@@ -25,7 +25,7 @@ use cloister_proto::sliding_sync::{ExtensionsResponse, ListResult, Request, Resp
 
 use crate::error::ApiResult;
 use crate::service::session::Auth;
-use crate::service::sync::{read_news, News};
+use crate::service::sync::{long_poll_loop, read_news, News};
 use crate::service::Context;
 use crate::store;
 use crate::store::events::Viewer;
@@ -77,49 +77,21 @@ pub async fn sync(state: &Context, auth: &Auth, req: &SlidingSyncRequest) -> Api
                 .notifier
                 .quiet_since(&auth.user_id, &auth.device_id, &token, &mut subscription)
         });
-    let mut built = None;
-    if !quiet {
-        let seen = subscription.mark_seen();
-        built = Some((build(state, auth, &req.body, base.as_ref()).await?, seen));
-    }
-    let answer = |built: Built, seen: u64| {
-        answered(
-            state,
-            auth,
-            key,
-            &req.body,
-            asked,
-            base.as_ref(),
-            built,
-            seen,
-        )
-    };
-    loop {
-        if let Some((built, seen)) = built.take() {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if built.has_news
-                || base.is_none()
-                || remaining.is_zero()
-                || state.notifier.is_shutting_down()
-            {
-                return answer(built, seen).await;
-            }
-        }
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if !subscription.wait(remaining).await {
-            let seen = subscription.mark_seen();
-            let built = build(state, auth, &req.body, base.as_ref()).await?;
-            return answer(built, seen).await;
-        }
-        // Let the rest of a burst arrive, as `/v3/sync` does.
-        let window = Duration::from_millis(state.config.limits.sync_coalesce_ms)
-            .min(deadline.saturating_duration_since(Instant::now()));
-        if !window.is_zero() && !state.notifier.is_shutting_down() {
-            tokio::time::sleep(window).await;
-        }
-        let seen = subscription.mark_seen();
-        built = Some((build(state, auth, &req.body, base.as_ref()).await?, seen));
-    }
+    let held = base.as_ref();
+    let (built, seen) = long_poll_loop(
+        state,
+        (&mut subscription, deadline),
+        quiet,
+        // A fresh connection is answered at once.
+        held.is_none(),
+        move || async move {
+            let built = build(state, auth, &req.body, held).await?;
+            let has_news = built.has_news;
+            Ok((built, has_news))
+        },
+    )
+    .await?;
+    answered(state, auth, key, &req.body, asked, held, built, seen).await
 }
 
 /// Commits the response's position, and remembers, when the response

@@ -13,6 +13,7 @@ pub mod rooms;
 pub mod tokens;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::error::ApiResult;
+use crate::notify::Subscription;
 use crate::service::retention;
 use crate::service::session::Auth;
 use crate::service::Context;
@@ -89,28 +91,47 @@ pub async fn sync(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<
                 &mut subscription,
             )
         });
+    let at_once = req.since.is_none() || !long_poll;
+    let (response, seen) =
+        long_poll_loop(state, (&mut subscription, deadline), quiet, at_once, || {
+            build(state, auth, req)
+        })
+        .await?;
+    Ok(answered(state, auth, response, seen))
+}
+
+/// The wait both sync APIs share. `build` reads a response and says
+/// whether it has news; the first is answered when it has, when `at_once`
+/// (an initial sync, no timeout), or at the deadline; else the request
+/// waits for a wake-up of its user and builds again. `quiet`: the request
+/// can only find nothing yet, so it waits before building at all. Returns
+/// the response and the notifier's stamp seen before its reads.
+pub(crate) async fn long_poll_loop<B, F>(
+    state: &Context,
+    (subscription, deadline): (&mut Subscription, Instant),
+    quiet: bool,
+    at_once: bool,
+    mut build: impl FnMut() -> F,
+) -> ApiResult<(B, u64)>
+where
+    F: Future<Output = ApiResult<(B, bool)>>,
+{
     let mut built = None;
     if !quiet {
         let seen = subscription.mark_seen();
-        built = Some((build(state, auth, req).await?, seen));
+        built = Some((build().await?, seen));
     }
     loop {
         if let Some(((response, has_news), seen)) = built.take() {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            if has_news
-                || req.since.is_none()
-                || !long_poll
-                || remaining.is_zero()
-                || state.notifier.is_shutting_down()
-            {
-                return Ok(answered(state, auth, response, seen));
+            if has_news || at_once || remaining.is_zero() || state.notifier.is_shutting_down() {
+                return Ok((response, seen));
             }
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if !subscription.wait(remaining).await {
             let seen = subscription.mark_seen();
-            let response = build(state, auth, req).await?.0;
-            return Ok(answered(state, auth, response, seen));
+            return Ok((build().await?.0, seen));
         }
         // Woken: let the rest of a burst arrive, so that it costs this
         // client one response rather than one per event.
@@ -120,7 +141,7 @@ pub async fn sync(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<
             tokio::time::sleep(window).await;
         }
         let seen = subscription.mark_seen();
-        built = Some((build(state, auth, req).await?, seen));
+        built = Some((build().await?, seen));
     }
 }
 
