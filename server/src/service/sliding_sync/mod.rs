@@ -21,7 +21,9 @@ use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, Instant};
 
-use cloister_proto::sliding_sync::{ExtensionsResponse, ListResult, Request, Response, Toggle};
+use cloister_proto::sliding_sync::{
+    ExtensionsRequest, ExtensionsResponse, ListResult, Request, Response, ToDeviceRequest, Toggle,
+};
 
 use crate::error::ApiResult;
 use crate::service::session::Auth;
@@ -132,13 +134,33 @@ async fn answered(
 /// `since`) and what it only echoes (`txn_id`): from one position, requests
 /// that ask the same get the same answer while nothing new is committed.
 fn fingerprint(req: &Request) -> u64 {
-    let mut asked = req.clone();
-    asked.txn_id = None;
-    if let Some(to_device) = asked.extensions.to_device.as_mut() {
-        to_device.since = None;
-    }
+    // Taken apart whole, so that a field added later cannot be left out
+    // unnoticed; hashed in place, without a copy of the request.
+    let Request {
+        conn_id,
+        txn_id: _,
+        lists,
+        room_subscriptions,
+        extensions,
+    } = req;
+    let ExtensionsRequest {
+        e2ee,
+        to_device,
+        account_data,
+        receipts,
+        typing,
+    } = extensions;
+    let to_device = to_device.as_ref().map(|t| {
+        let ToDeviceRequest {
+            enabled,
+            since: _,
+            limit,
+        } = t;
+        (enabled, limit)
+    });
     let mut hasher = DefaultHasher::new();
-    asked.hash(&mut hasher);
+    (conn_id, lists, room_subscriptions).hash(&mut hasher);
+    (e2ee, to_device, account_data, receipts, typing).hash(&mut hasher);
     hasher.finish()
 }
 
@@ -337,4 +359,42 @@ async fn build(
             .map(|r| r.room_id.clone())
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn asked(body: serde_json::Value) -> u64 {
+        fingerprint(&serde_json::from_value(body).unwrap())
+    }
+
+    /// What only acknowledges or echoes leaves the fingerprint as it is;
+    /// anything asked moves it.
+    #[test]
+    fn the_fingerprint_leaves_out_only_the_since_and_the_txn_id() {
+        let body = |since: &str, txn: &str, limit: u64, to_device_limit: u64| {
+            json!({
+                "conn_id": "main",
+                "txn_id": txn,
+                "lists": { "all": { "ranges": [[0, 19]], "timeline_limit": limit } },
+                "extensions": { "to_device": { "enabled": true, "since": since, "limit": to_device_limit } },
+            })
+        };
+        let base = asked(body("1", "a", 10, 50));
+        assert_eq!(asked(body("2", "b", 10, 50)), base);
+        assert_ne!(asked(body("1", "a", 11, 50)), base);
+        assert_ne!(asked(body("1", "a", 10, 51)), base);
+        let mut other_conn = body("1", "a", 10, 50);
+        other_conn["conn_id"] = json!("other");
+        assert_ne!(asked(other_conn), base);
+        let mut typing = body("1", "a", 10, 50);
+        typing["extensions"]["typing"] = json!({ "enabled": true });
+        assert_ne!(asked(typing), base);
+        let mut subscribed = body("1", "a", 10, 50);
+        subscribed["room_subscriptions"] = json!({ "!r:x": { "timeline_limit": 1 } });
+        assert_ne!(asked(subscribed), base);
+    }
 }
