@@ -74,13 +74,7 @@ pub(super) async fn e2ee(
 ) -> ApiResult<E2ee> {
     let device_lists = match from {
         Some(from) => {
-            // A room without events in the window has no membership
-            // changes in it either: reading its member events finds nothing.
-            let mine: Vec<_> = rooms
-                .iter()
-                .filter(|r| r.has_events || r.membership.pos > from)
-                .map(|r| (r.room_id.clone(), r.membership.clone()))
-                .collect();
+            let mine: Vec<&SyncRoom> = rooms.iter().collect();
             let changed = std::mem::take(&mut news.device_list_changes);
             device_lists::changes(c, &who.user_id, changed, &mine, from, news.to).await?
         }

@@ -7,16 +7,18 @@ use cloister_proto::sync::DeviceLists;
 use sqlx::AnyConnection;
 
 use crate::error::ApiResult;
-use crate::store::{events, rooms};
+use crate::store::events;
+use crate::store::rooms::{self, SyncRoom};
 
 /// `keys_changed`: the users whose device lists changed in `(from, to]`
-/// (see `store::device_news`). `my_rooms` is every room the user is or was
-/// in: (room_id, membership, position).
+/// (see `store::device_news`). `my_rooms`: the rooms the user is or was in,
+/// as read for the window; a caller may leave out rooms it knows to hold
+/// no membership events in it.
 pub async fn changes(
     c: &mut AnyConnection,
     user_id: &str,
     keys_changed: Vec<String>,
-    my_rooms: &[(String, rooms::Membership)],
+    my_rooms: &[&SyncRoom],
     from: i64,
     to: i64,
 ) -> ApiResult<DeviceLists> {
@@ -24,10 +26,16 @@ pub async fn changes(
     // shares a room with the user need not be read.
     let mut changed: BTreeSet<String> = keys_changed.into_iter().collect();
     let mut maybe_left = BTreeSet::new();
-    for (room_id, membership) in my_rooms {
+    for room in my_rooms {
+        let (room_id, membership) = (&room.room_id, &room.membership);
         let is_joined = membership.membership == "join";
         let changed_recently = membership.pos > from;
         if !is_joined && !changed_recently {
+            continue;
+        }
+        if !room.has_events && !changed_recently {
+            // No events in the window, so no membership changes either:
+            // reading its member events would find nothing.
             continue;
         }
         if is_joined && membership.span_start_pos > from {

@@ -401,10 +401,10 @@ async fn build(state: &Context, auth: &Auth, req: &SyncRequest) -> ApiResult<(Sy
             // Leaving out rooms without membership events spares a query
             // each and changes nothing: all it would read there are those.
             let my_rooms: Vec<_> = sync_rooms
-                .into_iter()
+                .iter()
                 .zip(no_member_events)
                 .filter(|(_, none)| !none)
-                .map(|(r, _)| (r.room_id, r.membership))
+                .map(|(r, _)| r)
                 .collect();
             let keys_changed = news.device_list_changes;
             device_lists::changes(&mut c, &auth.user_id, keys_changed, &my_rooms, f, to).await?
