@@ -362,15 +362,6 @@ const UNREAD: &str = "n.stream_pos > COALESCE(u.pos, -1) AND n.stream_pos > COAL
 
 pub use super::unread::ThreadUnread;
 
-/// Per room and thread: the user's unread notifications at or before `to`.
-pub async fn unread_counts(
-    c: &mut AnyConnection,
-    user_id: &str,
-    to: i64,
-) -> Result<Vec<ThreadUnread>, sqlx::Error> {
-    unread::counts(c, user_id, to).await
-}
-
 /// The user's unread notifications in all rooms: the badge a push carries.
 pub async fn total_unread(c: &mut AnyConnection, user_id: &str) -> Result<i64, sqlx::Error> {
     unread::total(c, user_id).await

@@ -347,15 +347,6 @@ impl RoomUnread {
     }
 }
 
-/// Per joined room with notifications: its unread counts for /sync.
-pub async fn unread_counts(
-    c: &mut sqlx::AnyConnection,
-    user_id: &str,
-    to: i64,
-) -> Result<HashMap<String, RoomUnread>, sqlx::Error> {
-    Ok(unread_by_room(push::unread_counts(c, user_id, to).await?))
-}
-
 /// The counts of each thread, gathered per room.
 pub fn unread_by_room(threads: Vec<push::ThreadUnread>) -> HashMap<String, RoomUnread> {
     let mut rooms: HashMap<String, RoomUnread> = HashMap::new();
