@@ -1,18 +1,17 @@
-//! What every `/v3/sync` reads about its own user and device, in one
-//! statement: pending to-device messages, account data changed in the
-//! window, the device's one-time and fallback key state, whose device
-//! lists changed in the window, the user's rooms with whether anything
-//! happened in them, and the user's unread counts.
+//! What every `/v3/sync` and sliding sync response reads about its own
+//! user and device, in one statement: pending to-device messages, account
+//! data changed in the window (and one type's content whole, if asked),
+//! the device's one-time and fallback key state, whose device lists
+//! changed in the window, the user's rooms with whether anything happened
+//! in them and their bump positions, and the user's unread counts.
 //!
 //! Each is also read alone (`to_device::pending`, `account_data::
-//! changed_since`, `keys::device_key_state`, `keys::
+//! changed_since` and `get`, `keys::device_key_state`, `keys::
 //! device_list_changes_between`, `rooms::rooms_for_sync`, `unread::
-//! counts`, which sliding sync uses as its extensions ask); here they
-//! share one round trip because on SQLite every
-//! statement is a hand-off to the connection's worker thread and back,
-//! which under load cost more than the reads themselves
-//! (docs/performance.md). The tests below hold the two ways to the same
-//! answers.
+//! counts`): the reference the tests below hold the union to. They share
+//! one round trip because on SQLite every statement is a hand-off to the
+//! connection's worker thread and back, which under load cost more than
+//! the reads themselves (docs/performance.md).
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;

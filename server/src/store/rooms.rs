@@ -260,8 +260,8 @@ pub struct SyncRoom {
 /// for each whether anything happened in it in `(from, to]`, with one state
 /// event's content. One query where a sync made three, plus one per room:
 /// each query is a hand-off to a database worker, which costs more than
-/// these index probes. `/v3/sync` reads the same rows with the device's
-/// news (`store::device_news`).
+/// these index probes. Both sync APIs read the same rows with the device's
+/// news (`store::device_news`); this alone serves that union's tests.
 pub async fn rooms_for_sync(
     c: &mut AnyConnection,
     user_id: &str,

@@ -10,8 +10,8 @@
 //! A response may use the stretch when it covers the response's window:
 //! it starts at or before the client's position, and reaches the room's
 //! last event up to the response's position (read with the response's
-//! rooms, `store::rooms::SyncRoom::last_event_pos`: in the device's news
-//! on `/v3/sync`, by `rooms_for_sync` on sliding sync). A position is
+//! rooms in the device's news, `store::rooms::SyncRoom::last_event_pos`,
+//! on both sync APIs). A position is
 //! committed only after every position before it, so a read up to a
 //! response's position saw all of the room's events there; those events
 //! stay as read until one is rewritten or deleted (a redaction, erasure,
