@@ -50,6 +50,9 @@ pub struct Metrics {
     /// node's recent events, or read to keep them (`service::sync::recent`).
     pub sync_recent_events_used: AtomicU64,
     pub sync_recent_events_reads: AtomicU64,
+    /// Backward `/messages` pages served from those recent events
+    /// (`service::event_reads`).
+    pub messages_pages_from_kept: AtomicU64,
     pub requests: RouteLatency,
     /// Pushes a gateway accepted, gave up on, retried; pushkeys it rejected.
     pub pushes_sent: AtomicU64,
@@ -166,6 +169,11 @@ impl Metrics {
                     "cloister_sync_recent_events_reads_total",
                     "Incremental /sync and sliding sync timelines read from the database into this node's recent events.",
                     &self.sync_recent_events_reads,
+                ),
+                (
+                    "cloister_messages_pages_from_kept_total",
+                    "Backward /messages pages served from this node's recent events.",
+                    &self.messages_pages_from_kept,
                 ),
             ],
         );

@@ -3,7 +3,10 @@
 //! sees only what history visibility (`service::visibility`) and retention
 //! (`service::retention`) leave the reader.
 
-use cloister_proto::event::ClientEvent;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use cloister_proto::event::{self, ClientEvent};
 
 use crate::error::{ApiError, ApiResult};
 use crate::service::relations::{self, Bundles};
@@ -13,6 +16,7 @@ use crate::service::sync::tokens;
 use crate::service::visibility::{self, Access};
 use crate::service::Context;
 use crate::store::events::{self, StoredEvent, Viewer};
+use crate::store::rooms;
 use crate::store::Conn;
 
 /// Events in the client format as `reader` sees them: their own device's
@@ -121,28 +125,40 @@ pub async fn page(
     let access = visibility::require(&mut conn, room_id, &reader.user_id).await?;
     let window = Window::parse(&mut conn, req.from, req.to, req.backwards).await?;
     let cutoff = retention::cutoff(ctx, &mut conn, room_id, ctx.now_ms()).await?;
-    let chunk = events::range(
-        &mut conn,
-        room_id,
-        window.low,
-        window.high,
-        req.limit,
-        req.backwards,
-        cutoff,
-        &access.events,
-    )
-    .await?;
-    let end = window.next(&chunk, req.limit);
-    let bundles = relations::bundle(
-        &mut conn,
-        room_id,
-        &chunk,
-        &access.events,
-        cutoff,
-        viewer(reader),
-        ctx.now_ms(),
-    )
-    .await?;
+    let (chunk, end, span) =
+        match from_kept(ctx, &mut conn, room_id, req, &window, &access, cutoff).await? {
+            Some(kept) => kept,
+            None => {
+                let chunk = events::range(
+                    &mut conn,
+                    room_id,
+                    window.low,
+                    window.high,
+                    req.limit,
+                    req.backwards,
+                    cutoff,
+                    &access.events,
+                )
+                .await?;
+                let end = window.next(&chunk, req.limit);
+                (chunk, end, None)
+            }
+        };
+    let bundles = match span {
+        Some(span) => relations::bundle_batch(&span, viewer(reader), ctx.now_ms()),
+        None => {
+            relations::bundle(
+                &mut conn,
+                room_id,
+                &chunk,
+                &access.events,
+                cutoff,
+                viewer(reader),
+                ctx.now_ms(),
+            )
+            .await?
+        }
+    };
     let members = if req.lazy_members {
         Some(member_events_for(&mut conn, room_id, &chunk, &access).await?)
     } else {
@@ -157,6 +173,75 @@ pub async fn page(
         chunk,
         members,
     })
+}
+
+/// A page's events, its `end`, and, when known without a read, every event
+/// its aggregations are made of (oldest first).
+type PageEvents = (Vec<StoredEvent>, Option<String>, Option<Vec<StoredEvent>>);
+
+/// A backward page from the node's kept recent events
+/// (`service::sync::recent`), when they hold every event of the room up to
+/// the page's start: a client filling a `limited` sync gap asks for just
+/// these, and under load its reads of them queued behind the very sends
+/// that made the gap (docs/performance.md, "`/messages` from the kept
+/// events"). The page stops where the kept stretch does, its `end` naming
+/// the position before it, so the next page is read from the database; the
+/// spec lets a page hold fewer than `limit` events. When the stretch also
+/// reaches the room's last event, it holds every child of the page's
+/// events, and their aggregations need no read either.
+async fn from_kept(
+    ctx: &Context,
+    c: &mut Conn,
+    room_id: &str,
+    req: &PageRequest<'_>,
+    window: &Window,
+    access: &Access,
+    cutoff: i64,
+) -> ApiResult<Option<PageEvents>> {
+    if !req.backwards || !ctx.sync_recent.may_serve_page(room_id, window.high) {
+        return Ok(None);
+    }
+    let Some((serial, last)) = rooms::serial_and_last_event(c, room_id).await? else {
+        return Ok(None);
+    };
+    let Some(kept) = ctx
+        .sync_recent
+        .page_before(room_id, serial, last, window.high)
+    else {
+        return Ok(None);
+    };
+    // What events::range would read, from the copies.
+    let visible =
+        |e: &&Arc<StoredEvent>| !retention::is_expired(e, cutoff) && access.events.allows(e);
+    let chunk: Vec<StoredEvent> = kept
+        .events
+        .iter()
+        .rev()
+        .filter(|e| window.low <= e.pos && e.pos <= window.high)
+        .filter(visible)
+        .take(usize::try_from(req.limit).unwrap_or(usize::MAX))
+        .map(|e| StoredEvent::clone(e))
+        .collect();
+    // Positions start at 1: a stretch after 0 holds the room's first event.
+    let end = if chunk.len() as i64 == req.limit || kept.after < window.low.max(1) {
+        window.next(&chunk, req.limit)
+    } else {
+        Some(tokens::gap(kept.after + 1))
+    };
+    let span = kept.reaches_room_end.then(|| {
+        let oldest = chunk.last().map_or(window.high + 1, |e| e.pos);
+        kept.events
+            .iter()
+            .filter(|e| e.pos >= oldest)
+            .filter(visible)
+            .filter(|e| e.pos <= window.high || event::relation(&e.content).is_some())
+            .map(|e| StoredEvent::clone(e))
+            .collect()
+    });
+    ctx.metrics
+        .messages_pages_from_kept
+        .fetch_add(1, Ordering::Relaxed);
+    Ok(Some((chunk, end, span)))
 }
 
 /// The membership events of the senders in `chunk`, for lazy loading, as

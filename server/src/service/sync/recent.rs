@@ -89,6 +89,11 @@ impl Stretch {
             .collect()
     }
 
+    /// Holds every event of the room up to `high`, and some before it.
+    fn reaches_back(&self, high: i64) -> bool {
+        self.after < high && high <= self.upto
+    }
+
     /// Drops the oldest events beyond [`MAX_ROOM_EVENTS`]; the stretch then
     /// starts at the last one dropped.
     fn trim(&mut self) {
@@ -178,12 +183,57 @@ impl RecentEvents {
         Some(answer)
     }
 
+    /// The kept events a backward `/messages` page ending at `high` may be
+    /// served from: the room's stretch at `state_serial` when it reaches
+    /// `high` and starts before it. `last_event_pos` is the room's last
+    /// event, read with the serial.
+    pub fn page_before(
+        &self,
+        room_id: &str,
+        state_serial: i64,
+        last_event_pos: Option<i64>,
+        high: i64,
+    ) -> Option<KeptPage> {
+        let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        let stretch = kept.rooms.get(room_id)?;
+        let usable = stretch.state_serial == state_serial && stretch.reaches_back(high);
+        usable.then(|| KeptPage {
+            after: stretch.after,
+            reaches_room_end: last_event_pos.unwrap_or(0) <= stretch.upto,
+            events: stretch.events.clone(),
+        })
+    }
+
+    /// Whether a room has a kept stretch that reaches `high` and starts
+    /// before it: checked before reading what [`RecentEvents::page_before`]
+    /// needs. A client filling a gap left by a sync that used or extended
+    /// the stretch finds one; one whose sync read its window directly
+    /// (too far behind) costs no read here.
+    pub fn may_serve_page(&self, room_id: &str, high: i64) -> bool {
+        let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.rooms
+            .get(room_id)
+            .is_some_and(|s| s.reaches_back(high))
+    }
+
     /// Drops every copy (after an erasure, whose rewritten events the
     /// copies would otherwise hold until their rooms are next synced).
     pub fn clear(&self) {
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
         *kept = Kept::default();
     }
+}
+
+/// A room's kept stretch, for a `/messages` page (see
+/// `service::event_reads::page`).
+pub struct KeptPage {
+    /// The stretch holds every event of the room after this position.
+    pub after: i64,
+    /// ... and every one up to the room's last event, so every child
+    /// (edit, reaction, thread reply) of its events too.
+    pub reaches_room_end: bool,
+    /// Oldest first, whoever may read them.
+    pub events: Vec<Arc<StoredEvent>>,
 }
 
 /// Two overlapping or touching stretches of one serial: each holds every
@@ -312,6 +362,30 @@ mod tests {
                 ..ask(26, 40, 33)
             })
             .is_some());
+    }
+
+    #[test]
+    fn a_page_before_is_served_while_the_stretch_holds_the_room_up_to_it() {
+        let recent = RecentEvents::default();
+        assert!(!recent.may_serve_page("!r:x", 20));
+        recent.put(&ask(10, 20, 15), 10, events(&[12, 15]));
+        assert!(recent.may_serve_page("!r:x", 20));
+        assert!(!recent.may_serve_page("!r:x", 10), "all before the stretch");
+
+        let page = recent.page_before("!r:x", 1, Some(15), 20).expect("kept");
+        assert_eq!(page.after, 10);
+        assert!(page.reaches_room_end);
+        assert_eq!(positions(Some(page.events)), Some(vec![12, 15]));
+        // A later event, not kept: pages up to the stretch's end still
+        // serve, but the children of their events may lie beyond it.
+        let page = recent.page_before("!r:x", 1, Some(26), 16).expect("kept");
+        assert!(!page.reaches_room_end);
+        // A page from beyond the stretch's end, or wholly before it.
+        assert!(!recent.may_serve_page("!r:x", 21));
+        assert!(recent.page_before("!r:x", 1, Some(15), 21).is_none());
+        assert!(recent.page_before("!r:x", 1, Some(15), 10).is_none());
+        // Another serial: rewritten since.
+        assert!(recent.page_before("!r:x", 2, Some(15), 20).is_none());
     }
 
     #[test]
