@@ -54,6 +54,9 @@ pub struct Parts {
     pub sync_recent: crate::service::sync::recent::RecentEvents,
     /// Room summaries kept for sliding sync (`service::sliding_sync::summary`).
     pub sliding_summaries: crate::service::sliding_sync::SummaryCache,
+    /// Bounds the fresh sliding sync connections being answered at once
+    /// (`service::sliding_sync::MAX_FIRST_BUILDS`).
+    pub sliding_first_builds: tokio::sync::Semaphore,
 }
 
 impl Context {
@@ -84,6 +87,9 @@ impl Context {
             sync_members: Default::default(),
             sync_recent: Default::default(),
             sliding_summaries: Default::default(),
+            sliding_first_builds: tokio::sync::Semaphore::new(
+                crate::service::sliding_sync::MAX_FIRST_BUILDS,
+            ),
         }))
     }
 

@@ -25,7 +25,7 @@ use cloister_proto::sliding_sync::{
     ExtensionsRequest, ExtensionsResponse, ListResult, Request, Response, ToDeviceRequest, Toggle,
 };
 
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::service::session::Auth;
 use crate::service::sync::{long_poll_loop, read_news, News};
 use crate::service::Context;
@@ -60,6 +60,10 @@ pub async fn sync(state: &Context, auth: &Auth, req: &SlidingSyncRequest) -> Api
     // Subscribe before the first read so a change landing in between still wakes us.
     let mut subscription = state.notifier.subscribe(&auth.user_id);
     let base = connection::load(state, key, req.pos.as_deref()).await?;
+    let _first_build = match base {
+        Some(_) => None,
+        None => Some(first_build(state).await?),
+    };
     if base.is_none() {
         // A fresh connection's counts should be exact (see `sync::build`).
         crate::service::push::catch_up(state).await?;
@@ -94,6 +98,22 @@ pub async fn sync(state: &Context, auth: &Auth, req: &SlidingSyncRequest) -> Api
     )
     .await?;
     answered(state, auth, key, &req.body, asked, held, built, seen).await
+}
+
+/// How many fresh connections a node answers at once. Each is answered at
+/// once with a whole response, which it holds while it queues to write its
+/// first state; when a restart sends every client at once, ten thousand of
+/// them held their responses together (docs/performance.md, "Many idle
+/// long-polls"). Beyond a few the database is the bottleneck anyway.
+pub const MAX_FIRST_BUILDS: usize = 32;
+
+async fn first_build(state: &Context) -> ApiResult<tokio::sync::SemaphorePermit<'_>> {
+    state
+        .sliding_first_builds
+        .acquire()
+        .await
+        // Never closed, so this cannot fail.
+        .map_err(|_| ApiError::internal())
 }
 
 /// Commits the response's position, and remembers, when the response
