@@ -664,6 +664,46 @@ async fn connections_span_nodes(_: Backend) {
     a.stop().await;
 }
 
+/// A node answers a bounded number of fresh connections at once
+/// (`service::sliding_sync::MAX_FIRST_BUILDS`); more than that many at the
+/// same moment, as after a restart, must all be answered, each with its
+/// own connection that then carries on.
+async fn a_burst_of_fresh_connections(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let url = server.url();
+    let (alice, bob, room) = alice_and_bob_in_a_room(&url, &url).await;
+    let first = send_text(&bob, &room, "first").await;
+    let fresh = (0..80).map(|i| {
+        let (alice, room, first) = (alice.clone(), room.clone(), first.clone());
+        tokio::spawn(async move {
+            let mut body = list_body(10, 1);
+            body["conn_id"] = json!(format!("c{i}"));
+            let answer = ok(&alice, None, 0, &body).await;
+            let timeline = &answer["rooms"][&room]["timeline"];
+            assert_eq!(event_ids(timeline), vec![first], "{answer}");
+            (body, pos(&answer))
+        })
+    });
+    let tasks: Vec<_> = fresh.collect();
+    // A permit never given back would leave the later ones waiting.
+    let connections = tokio::time::timeout(Duration::from_secs(120), async {
+        let mut connections = Vec::new();
+        for task in tasks {
+            connections.push(task.await.expect("a fresh connection"));
+        }
+        connections
+    })
+    .await
+    .expect("every fresh connection answered");
+    let next = send_text(&bob, &room, "next").await;
+    for (body, at) in &connections {
+        let answer = ok(&alice, Some(at), 0, body).await;
+        let timeline = &answer["rooms"][&room]["timeline"];
+        assert_eq!(event_ids(timeline), vec![next.clone()], "{answer}");
+    }
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_continue_across_nodes() {
     cloister_tests::run_test(Backend::Postgres, connections_span_nodes).await;
@@ -678,4 +718,5 @@ both_backends!(
     expired_messages_are_not_served, expired_messages_are_not_served;
     idle_connections_are_forgotten, idle_connections_are_forgotten;
     subscriptions_reach_only_the_users_rooms, subscriptions_reach_only_the_users_rooms;
+    a_burst_of_fresh_connections, a_burst_of_fresh_connections;
 );
