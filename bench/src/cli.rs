@@ -110,6 +110,12 @@ pub(crate) struct Args {
     #[arg(long, default_value = crate::sync::DEFAULT_SLIDING_REQUEST)]
     pub sliding_request: String,
 
+    /// Events asked for in each `/messages` page that fills a `limited`
+    /// timeline's gap. Element and Element X page by 20 to 50; the
+    /// default asks for the most a server must give, the heaviest fill.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub backfill_limit: u32,
+
     /// The server's process id: CPU and RSS are read from /proc/PID.
     #[arg(long)]
     pub server_pid: Option<u32>,

@@ -62,6 +62,7 @@ pub(crate) async fn load(args: &Args) -> anyhow::Result<Report> {
             window: window.clone(),
             timeout_ms: args.sync_timeout_ms,
             request: request.clone(),
+            backfill_limit: args.backfill_limit,
             log,
             ready: ready.clone(),
         };

@@ -232,6 +232,8 @@ pub(crate) struct Syncer {
     pub window: Arc<OnceLock<Clock>>,
     pub timeout_ms: u64,
     pub request: SyncRequest,
+    /// Events asked for per gap-filling `/messages` page.
+    pub backfill_limit: u32,
     pub log: Arc<Mutex<SeenLog>>,
     /// Counts syncers past their initial sync, so sending starts only when
     /// every receiver is listening.
@@ -308,7 +310,7 @@ impl Syncer {
         for _ in 0..BACKFILL_PAGES {
             let page = match self
                 .http
-                .messages_before(&self.session, room_id, &from, 1000)
+                .messages_before(&self.session, room_id, &from, self.backfill_limit)
                 .await
             {
                 Ok(page) => page,
