@@ -16,7 +16,7 @@ use crate::service::sync::tokens;
 use crate::service::visibility::{self, Access};
 use crate::service::Context;
 use crate::store::events::{self, StoredEvent, Viewer};
-use crate::store::rooms;
+use crate::store::room_access::RoomAccess;
 use crate::store::Conn;
 
 /// Events in the client format as `reader` sees them: their own device's
@@ -122,28 +122,45 @@ pub async fn page(
     req: &PageRequest<'_>,
 ) -> ApiResult<Page> {
     let mut conn = ctx.store.read().await?;
-    let access = visibility::require(&mut conn, room_id, &reader.user_id).await?;
+    let (access, room) = visibility::require_reading(&mut conn, room_id, &reader.user_id).await?;
     let window = Window::parse(&mut conn, req.from, req.to, req.backwards).await?;
-    let cutoff = retention::cutoff(ctx, &mut conn, room_id, ctx.now_ms()).await?;
-    let (chunk, end, span) =
-        match from_kept(ctx, &mut conn, room_id, req, &window, &access, cutoff).await? {
-            Some(kept) => kept,
-            None => {
-                let chunk = events::range(
-                    &mut conn,
-                    room_id,
-                    window.low,
-                    window.high,
-                    req.limit,
-                    req.backwards,
-                    cutoff,
-                    &access.events,
-                )
-                .await?;
-                let end = window.next(&chunk, req.limit);
-                (chunk, end, None)
+    let cutoff = retention::cutoff_from_content(ctx, room.retention.as_ref(), ctx.now_ms());
+    let view = ReaderView {
+        access: &access,
+        cutoff,
+    };
+    let kept = from_kept(ctx, room_id, &room, req, &window, view);
+    let (mut chunk, mut span, rest_high) = match kept {
+        Some(kept) => (kept.chunk, kept.span, kept.rest_high),
+        None => (Vec::new(), None, Some(window.high)),
+    };
+    // The page is as long as the database would make it: the copies'
+    // part first, then the rest (if any) read.
+    match rest_high {
+        Some(high) if (chunk.len() as i64) < req.limit => {
+            let more = events::range(
+                &mut conn,
+                room_id,
+                window.low,
+                high,
+                req.limit - chunk.len() as i64,
+                req.backwards,
+                cutoff,
+                &access.events,
+            )
+            .await?;
+            if !more.is_empty() {
+                span = None;
             }
-        };
+            chunk.extend(more);
+        }
+        _ => {
+            ctx.metrics
+                .messages_pages_from_kept
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let end = window.next(&chunk, req.limit);
     let bundles = match span {
         Some(span) => relations::bundle_batch(&span, viewer(reader), ctx.now_ms()),
         None => {
@@ -175,44 +192,55 @@ pub async fn page(
     })
 }
 
-/// A page's events, its `end`, and, when known without a read, every event
-/// its aggregations are made of (oldest first).
-type PageEvents = (Vec<StoredEvent>, Option<String>, Option<Vec<StoredEvent>>);
+/// The part of a backward page the kept recent events hold.
+struct KeptPart {
+    /// Newest first, at most the page's `limit`.
+    chunk: Vec<StoredEvent>,
+    /// Every event the chunk's aggregations are made of, oldest first,
+    /// when the copies hold them all.
+    span: Option<Vec<StoredEvent>>,
+    /// Where the page goes on in the database when the copies ran out
+    /// first: the position the stretch starts after.
+    rest_high: Option<i64>,
+}
 
-/// A backward page from the node's kept recent events
+/// What one reader may see of a room's events.
+#[derive(Clone, Copy)]
+struct ReaderView<'a> {
+    access: &'a Access,
+    cutoff: i64,
+}
+
+/// The part of a backward page the node's kept recent events hold
 /// (`service::sync::recent`), when they hold every event of the room up to
 /// the page's start: a client filling a `limited` sync gap asks for just
 /// these, and under load its reads of them queued behind the very sends
 /// that made the gap (docs/performance.md, "`/messages` from the kept
-/// events"). The page stops where the kept stretch does, its `end` naming
-/// the position before it, so the next page is read from the database; the
-/// spec lets a page hold fewer than `limit` events. When the stretch also
-/// reaches the room's last event, it holds every child of the page's
-/// events, and their aggregations need no read either.
-async fn from_kept(
+/// events"). When the stretch also reaches the room's last event, it holds
+/// every child of the part's events, and their aggregations need no read
+/// either. `room` was read with the reader's access: the copies serve only
+/// at the room's serial, as for `/sync`.
+fn from_kept(
     ctx: &Context,
-    c: &mut Conn,
     room_id: &str,
+    room: &RoomAccess,
     req: &PageRequest<'_>,
     window: &Window,
-    access: &Access,
-    cutoff: i64,
-) -> ApiResult<Option<PageEvents>> {
-    if !req.backwards || !ctx.sync_recent.may_serve_page(room_id, window.high) {
-        return Ok(None);
+    view: ReaderView<'_>,
+) -> Option<KeptPart> {
+    if !req.backwards {
+        return None;
     }
-    let Some((serial, last)) = rooms::serial_and_last_event(c, room_id).await? else {
-        return Ok(None);
-    };
-    let Some(kept) = ctx
-        .sync_recent
-        .page_before(room_id, serial, last, window.high)
-    else {
-        return Ok(None);
-    };
+    let kept = ctx.sync_recent.page_before(
+        room_id,
+        room.state_serial,
+        room.last_event_pos,
+        window.high,
+    )?;
     // What events::range would read, from the copies.
-    let visible =
-        |e: &&Arc<StoredEvent>| !retention::is_expired(e, cutoff) && access.events.allows(e);
+    let visible = |e: &&Arc<StoredEvent>| {
+        !retention::is_expired(e, view.cutoff) && view.access.events.allows(e)
+    };
     let chunk: Vec<StoredEvent> = kept
         .events
         .iter()
@@ -223,11 +251,7 @@ async fn from_kept(
         .map(|e| StoredEvent::clone(e))
         .collect();
     // Positions start at 1: a stretch after 0 holds the room's first event.
-    let end = if chunk.len() as i64 == req.limit || kept.after < window.low.max(1) {
-        window.next(&chunk, req.limit)
-    } else {
-        Some(tokens::gap(kept.after + 1))
-    };
+    let rest_high = (kept.after >= window.low.max(1)).then_some(kept.after);
     let span = kept.reaches_room_end.then(|| {
         let oldest = chunk.last().map_or(window.high + 1, |e| e.pos);
         kept.events
@@ -238,10 +262,11 @@ async fn from_kept(
             .map(|e| StoredEvent::clone(e))
             .collect()
     });
-    ctx.metrics
-        .messages_pages_from_kept
-        .fetch_add(1, Ordering::Relaxed);
-    Ok(Some((chunk, end, span)))
+    Some(KeptPart {
+        chunk,
+        span,
+        rest_high,
+    })
 }
 
 /// The membership events of the senders in `chunk`, for lazy loading, as
@@ -288,12 +313,14 @@ pub async fn visible_event(
     room_id: &str,
     event_id: &str,
 ) -> ApiResult<(StoredEvent, Access, i64)> {
-    let access = visibility::require(&mut *c, room_id, reader).await?;
+    let (access, room) = visibility::require_reading(&mut *c, room_id, reader).await?;
+    let cutoff = retention::cutoff_from_content(ctx, room.retention.as_ref(), ctx.now_ms());
+    // An expired event is answered exactly as one that never existed.
     let event = events::get(&mut *c, event_id)
         .await?
         .filter(|e| e.room_id == room_id && access.events.allows(e))
+        .filter(|e| !retention::is_expired(e, cutoff))
         .ok_or_else(|| ApiError::not_found("Event not found"))?;
-    let cutoff = retention::require_unexpired(ctx, &mut *c, &event).await?;
     Ok((event, access, cutoff))
 }
 

@@ -158,21 +158,6 @@ pub fn is_expired(event: &StoredEvent, cutoff: i64) -> bool {
     event.state_key.is_none() && event.origin_server_ts < cutoff
 }
 
-/// Refuses to serve an expired event, answering exactly as for one that
-/// never existed. Returns the room's cutoff, for reads around the event.
-pub async fn require_unexpired(
-    state: &Context,
-    c: &mut AnyConnection,
-    event: &StoredEvent,
-) -> ApiResult<i64> {
-    let cutoff = cutoff(state, c, &event.room_id, state.now_ms()).await?;
-    if is_expired(event, cutoff) {
-        Err(ApiError::not_found("Event not found"))
-    } else {
-        Ok(cutoff)
-    }
-}
-
 /// Every room with an `m.room.retention` of its own, and its policy.
 pub async fn rooms_with_policies(state: &Context) -> ApiResult<Vec<(String, RoomPolicy)>> {
     let rooms =

@@ -17,7 +17,7 @@ use sqlx::AnyConnection;
 
 use crate::error::{ApiError, ApiResult};
 use crate::store::readable::{self, Class, Readable};
-use crate::store::{events, rooms};
+use crate::store::room_access::{self, RoomAccess};
 
 /// What one user may read of one room.
 #[derive(Debug, Clone)]
@@ -46,22 +46,29 @@ pub async fn access(
     room_id: &str,
     user_id: &str,
 ) -> ApiResult<Option<Access>> {
-    let forgotten = rooms::membership(&mut *c, room_id, user_id)
-        .await?
-        .is_some_and(|m| m.forgotten);
-    let history = if forgotten {
-        Vec::new()
-    } else {
-        rooms::membership_history(&mut *c, room_id, user_id).await?
-    };
-    let mut access = from_history(user_id, &history);
-    if access.state_at.is_none() && current_class(c, room_id).await? == Class::WorldReadable {
+    Ok(access_of(
+        user_id,
+        &room_access::read(c, room_id, user_id).await?,
+    ))
+}
+
+/// [`access`] from what [`room_access::read`] found.
+fn access_of(user_id: &str, room: &RoomAccess) -> Option<Access> {
+    let history: &[(i64, String)] = if room.forgotten { &[] } else { &room.history };
+    let mut access = from_history(user_id, history);
+    let class = room
+        .history_visibility
+        .as_ref()
+        .map_or(Class::Shared, |content| {
+            Class::parse(content.get("history_visibility").and_then(Value::as_str))
+        });
+    if access.state_at.is_none() && class == Class::WorldReadable {
         access.state_at = Some(i64::MAX);
     }
     if history.is_empty() && access.state_at.is_none() {
-        return Ok(None);
+        return None;
     }
-    Ok(Some(access))
+    Some(access)
 }
 
 /// [`access`] for a member whose current join began at `span_start`, valid
@@ -86,19 +93,23 @@ pub fn current_member(user_id: &str, span_start: i64) -> Access {
 /// Like [`access`], but 404 for an unknown room and 403 for someone who may
 /// read nothing of it.
 pub async fn require(c: &mut AnyConnection, room_id: &str, user_id: &str) -> ApiResult<Access> {
-    if !rooms::exists(&mut *c, room_id).await? {
-        return Err(ApiError::not_found("Unknown room"));
-    }
-    access(c, room_id, user_id)
-        .await?
-        .ok_or_else(|| ApiError::forbidden("You are not a member of this room"))
+    Ok(require_reading(c, room_id, user_id).await?.0)
 }
 
-async fn current_class(c: &mut AnyConnection, room_id: &str) -> ApiResult<Class> {
-    let event = events::state_event(c, room_id, "m.room.history_visibility", "").await?;
-    Ok(event.map_or(Class::Shared, |e| {
-        Class::parse(e.content.get("history_visibility").and_then(Value::as_str))
-    }))
+/// [`require`], with what was read about the room on the way (its
+/// retention event, serial and last event), in the same one statement.
+pub async fn require_reading(
+    c: &mut AnyConnection,
+    room_id: &str,
+    user_id: &str,
+) -> ApiResult<(Access, RoomAccess)> {
+    let room = room_access::read(c, room_id, user_id).await?;
+    if !room.exists {
+        return Err(ApiError::not_found("Unknown room"));
+    }
+    let access = access_of(user_id, &room)
+        .ok_or_else(|| ApiError::forbidden("You are not a member of this room"))?;
+    Ok((access, room))
 }
 
 /// The spans of a membership history, oldest first: each membership lasts

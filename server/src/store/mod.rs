@@ -52,6 +52,7 @@ pub mod purge;
 pub mod push;
 pub mod readable;
 pub mod relations;
+pub mod room_access;
 pub mod room_snapshot;
 pub mod rooms;
 pub mod sliding_sync;

@@ -42,24 +42,6 @@ pub async fn exists(c: &mut AnyConnection, room_id: &str) -> Result<bool, sqlx::
     Ok(n > 0)
 }
 
-/// The room's `state_serial` and its last event's position, read together
-/// (one snapshot): whether kept recent events (`service::sync::recent`)
-/// still hold the room's events as stored. None for an unknown room.
-pub async fn serial_and_last_event(
-    c: &mut AnyConnection,
-    room_id: &str,
-) -> Result<Option<(i64, Option<i64>)>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT r.state_serial, \
-         (SELECT MAX(e.stream_pos) FROM events e WHERE e.room_id = r.room_id) \
-         FROM rooms r WHERE r.room_id = $1",
-    )
-    .bind(room_id)
-    .fetch_optional(c)
-    .await?;
-    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
-}
-
 pub async fn membership(
     c: &mut AnyConnection,
     room_id: &str,

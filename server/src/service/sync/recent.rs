@@ -204,18 +204,6 @@ impl RecentEvents {
         })
     }
 
-    /// Whether a room has a kept stretch that reaches `high` and starts
-    /// before it: checked before reading what [`RecentEvents::page_before`]
-    /// needs. A client filling a gap left by a sync that used or extended
-    /// the stretch finds one; one whose sync read its window directly
-    /// (too far behind) costs no read here.
-    pub fn may_serve_page(&self, room_id: &str, high: i64) -> bool {
-        let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        kept.rooms
-            .get(room_id)
-            .is_some_and(|s| s.reaches_back(high))
-    }
-
     /// Drops every copy (after an erasure, whose rewritten events the
     /// copies would otherwise hold until their rooms are next synced).
     pub fn clear(&self) {
@@ -367,10 +355,8 @@ mod tests {
     #[test]
     fn a_page_before_is_served_while_the_stretch_holds_the_room_up_to_it() {
         let recent = RecentEvents::default();
-        assert!(!recent.may_serve_page("!r:x", 20));
+        assert!(recent.page_before("!r:x", 1, Some(15), 20).is_none());
         recent.put(&ask(10, 20, 15), 10, events(&[12, 15]));
-        assert!(recent.may_serve_page("!r:x", 20));
-        assert!(!recent.may_serve_page("!r:x", 10), "all before the stretch");
 
         let page = recent.page_before("!r:x", 1, Some(15), 20).expect("kept");
         assert_eq!(page.after, 10);
@@ -381,7 +367,6 @@ mod tests {
         let page = recent.page_before("!r:x", 1, Some(26), 16).expect("kept");
         assert!(!page.reaches_room_end);
         // A page from beyond the stretch's end, or wholly before it.
-        assert!(!recent.may_serve_page("!r:x", 21));
         assert!(recent.page_before("!r:x", 1, Some(15), 21).is_none());
         assert!(recent.page_before("!r:x", 1, Some(15), 10).is_none());
         // Another serial: rewritten since.
