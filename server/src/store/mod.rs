@@ -628,6 +628,15 @@ mod tests {
         store
     }
 
+    /// Creates room `room_id` (made by `@a:x`, with no events yet).
+    pub(super) async fn create_room(store: &Store, room_id: &str) {
+        let mut tx = store.write().await.unwrap();
+        rooms::create(&mut tx, room_id, "@a:x", "10", false, 0)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+
     /// Holds every connection the pool can hand out at once, so a connection
     /// that went back into the pool inside a transaction would be among them.
     pub(super) async fn assert_no_pooled_transaction(store: &Store) {

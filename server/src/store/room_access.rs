@@ -100,7 +100,7 @@ mod tests {
     use super::*;
     use crate::store::events::{self, NewEvent};
     use crate::store::rooms;
-    use crate::store::tests::sqlite_store;
+    use crate::store::tests::{create_room, sqlite_store};
 
     const ROOM_ID: &str = "!r:x";
 
@@ -154,11 +154,7 @@ mod tests {
         );
         drop(c);
 
-        let mut tx = store.write().await.unwrap();
-        rooms::create(&mut tx, ROOM_ID, "@a:x", "10", false, 0)
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
+        create_room(&store, ROOM_ID).await;
         // A room with no events yet: nothing but its existence.
         let mut c = store.read().await.unwrap();
         let (one, separate) = both(&mut c, "@a:x").await;

@@ -117,7 +117,7 @@ mod tests {
     use super::*;
     use crate::store::events::{self, NewEvent};
     use crate::store::rooms;
-    use crate::store::tests::sqlite_store;
+    use crate::store::tests::{create_room, sqlite_store};
 
     const ROOM_ID: &str = "!r:x";
 
@@ -166,11 +166,7 @@ mod tests {
         assert_eq!(read(&mut c, ROOM_ID, "@a:x").await.unwrap(), None);
         drop(c);
 
-        let mut tx = store.write().await.unwrap();
-        rooms::create(&mut tx, ROOM_ID, "@a:x", "10", false, 0)
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
+        create_room(&store, ROOM_ID).await;
         // A room with no state yet: nothing but its existence.
         let mut c = store.read().await.unwrap();
         let (one, separate) = both(&mut c, "@a:x").await;

@@ -5,7 +5,9 @@
 //! statement of its own. A node now keeps, per room, every event of one
 //! stretch of positions `(after, upto]` as a read found them, whoever may
 //! see them; each response filters its copy as the database query would
-//! (`Readable::allows`, the retention cutoff).
+//! (`Readable::allows`, the retention cutoff). The backward `/messages`
+//! pages that fill a `limited` timeline's gap are taken from the same
+//! stretch ([`RecentEvents::page_before`], `service::event_reads::page`).
 //!
 //! A response may use the stretch when it covers the response's window:
 //! it starts at or before the client's position, and reaches the room's
