@@ -102,9 +102,11 @@ pub async fn sync(state: &Context, auth: &Auth, req: &SlidingSyncRequest) -> Api
 
 /// How many fresh connections a node answers at once. Each is answered at
 /// once with a whole response, which it holds while it queues to write its
-/// first state; when a restart sends every client at once, ten thousand of
-/// them held their responses together (docs/performance.md, "Many idle
-/// long-polls"). Beyond a few the database is the bottleneck anyway.
+/// first state; when ten thousand clients started their connections in the
+/// same second, they held their responses together (docs/performance.md,
+/// "Many idle long-polls"). Beyond a few the database is the bottleneck
+/// anyway. (A restart does not cause that burst: connections' states are
+/// in the database, and clients carry on with them.)
 pub const MAX_FIRST_BUILDS: usize = 32;
 
 async fn first_build(state: &Context) -> ApiResult<tokio::sync::SemaphorePermit<'_>> {
