@@ -122,9 +122,8 @@ pub async fn page(
     req: &PageRequest<'_>,
 ) -> ApiResult<Page> {
     let mut conn = ctx.store.read().await?;
-    let (access, room) = visibility::require_reading(&mut conn, room_id, &reader.user_id).await?;
+    let (access, room, cutoff) = readable_room(ctx, &mut conn, room_id, &reader.user_id).await?;
     let window = Window::parse(&mut conn, req.from, req.to, req.backwards).await?;
-    let cutoff = retention::cutoff_from_content(ctx, room.retention.as_ref(), ctx.now_ms());
     let view = ReaderView {
         access: &access,
         cutoff,
@@ -304,6 +303,21 @@ async fn member_events_for(
     Ok(out)
 }
 
+/// The reader's access to a room and the room's retention cutoff, with
+/// what else the same one statement read about the room
+/// (`store::room_access`); 404 for an unknown room, 403 for one the reader
+/// may read nothing of.
+pub async fn readable_room(
+    ctx: &Context,
+    c: &mut Conn,
+    room_id: &str,
+    reader: &str,
+) -> ApiResult<(Access, RoomAccess, i64)> {
+    let (access, room) = visibility::require_reading(c, room_id, reader).await?;
+    let cutoff = retention::cutoff_from_content(ctx, room.retention.as_ref(), ctx.now_ms());
+    Ok((access, room, cutoff))
+}
+
 /// One event with the reader's access to its room and the room's
 /// retention cutoff; 404 when the reader may not see it or it expired.
 pub async fn visible_event(
@@ -313,8 +327,7 @@ pub async fn visible_event(
     room_id: &str,
     event_id: &str,
 ) -> ApiResult<(StoredEvent, Access, i64)> {
-    let (access, room) = visibility::require_reading(&mut *c, room_id, reader).await?;
-    let cutoff = retention::cutoff_from_content(ctx, room.retention.as_ref(), ctx.now_ms());
+    let (access, _, cutoff) = readable_room(ctx, &mut *c, room_id, reader).await?;
     // An expired event is answered exactly as one that never existed.
     let event = events::get(&mut *c, event_id)
         .await?

@@ -12,9 +12,8 @@ use serde_json::{json, Map, Value};
 use sqlx::AnyConnection;
 
 use crate::error::{ApiError, ApiResult};
-use crate::service::event_reads::{viewer, visible_event, Window};
+use crate::service::event_reads::{readable_room, viewer, visible_event, Window};
 use crate::service::session::Auth;
-use crate::service::visibility;
 use crate::service::{retention, Context};
 use crate::store::events::{StoredEvent, Viewer};
 use crate::store::readable::Readable;
@@ -296,13 +295,12 @@ pub async fn threads(
     limit: i64,
 ) -> ApiResult<ThreadsPage> {
     let mut conn = ctx.store.read().await?;
-    let access = visibility::require(&mut conn, room_id, &reader.user_id).await?;
+    let (access, _, cutoff) = readable_room(ctx, &mut conn, room_id, &reader.user_id).await?;
     let before = match from {
         Some(token) => cloister_proto::tokens::parse_gap(token)
             .ok_or_else(|| ApiError::invalid_param("invalid pagination token"))?,
         None => i64::MAX,
     };
-    let cutoff = retention::cutoff(ctx, &mut conn, room_id, ctx.now_ms()).await?;
     let participant = participated.then_some(reader.user_id.as_str());
     let active = relations::threads(
         &mut conn,
