@@ -62,12 +62,13 @@ pub async fn sync(state: &Context, auth: &Auth, req: &SlidingSyncRequest) -> Api
     let base = connection::load(state, key, req.pos.as_deref()).await?;
     let _first_build = match base {
         Some(_) => None,
-        None => Some(first_build(state).await?),
+        None => {
+            let permit = first_build(state).await?;
+            // A fresh connection's counts should be exact (see `sync::build`).
+            crate::service::push::catch_up(state).await?;
+            Some(permit)
+        }
     };
-    if base.is_none() {
-        // A fresh connection's counts should be exact (see `sync::build`).
-        crate::service::push::catch_up(state).await?;
-    }
     let deadline = Instant::now() + req.timeout;
     let long_poll = !req.timeout.is_zero();
     let asked = fingerprint(&req.body);
